@@ -1,0 +1,16 @@
+//! The CWA "Unified Communications AJAX API" wire format: parsing request bodies into typed
+//! requests, rendering presence views into `cwaCategory` XML, and the `cwaResponses` /
+//! `cwaEvents` envelopes. Nothing here knows about sessions or storage.
+
+pub mod envelope;
+pub mod requests;
+pub mod wire;
+pub mod writer;
+pub mod xml;
+
+pub const NS_CWA: &str = "http://schemas.microsoft.com/2006/09/rtc/cwa";
+pub const NS_STATE: &str = "http://schemas.microsoft.com/2006/09/sip/state";
+pub const NS_NOTE: &str = "http://schemas.microsoft.com/2006/09/sip/note";
+pub const NS_CONTACT_CARD: &str = "http://schemas.microsoft.com/2006/09/sip/contactcard";
+pub const NS_CALENDAR: &str = "http://schemas.microsoft.com/2006/09/sip/calendarData";
+pub const NS_XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";

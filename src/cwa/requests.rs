@@ -1,0 +1,279 @@
+//! Typed CWA requests: a `cwaRequests` tree turned into methods with their `rid`, each either
+//! usable, invalid (schema: `requestInvalid`) or failed validation (`requestFailed`).
+
+use super::wire::manual_kind_for_availability;
+use super::xml::Element;
+use super::NS_CWA;
+use crate::error::GatewayError;
+use crate::model::contact::{is_valid_sip_uri, normalize_uri};
+use crate::model::sources::ManualKind;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logon {
+    pub user: String,
+    pub password: String,
+    pub uri: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitiateSession {
+    pub availability: Option<ManualKind>,
+    pub auto_publish_machine_state: bool,
+    pub auto_subscribe_contacts: bool,
+}
+
+/// One category of a `publishSelfPresence`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publication {
+    /// A user (manual) state.
+    UserState(ManualKind),
+    /// The machine state of this client: active or idle.
+    MachineState { idle: bool },
+    /// The personal note; empty text clears it.
+    Note(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    InitiateSession(InitiateSession),
+    TerminateSession,
+    QueryPresence(Vec<String>),
+    SubscribePresence(Vec<String>),
+    UnsubscribePresence(Vec<String>),
+    PublishSelfPresence(Vec<Publication>),
+    /// A documented method this gateway does not serve (yet): answered with 18102.
+    Unsupported(String),
+}
+
+/// The outcome of reading one method element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Ok { rid: String, request: Request },
+    /// Schema violation → `requestInvalid`.
+    Invalid { rid: Option<String>, error: GatewayError },
+    /// Well-formed but unusable → `requestFailed`.
+    Failed { rid: String, error: GatewayError },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestBatch {
+    pub sid: Option<u64>,
+    pub requests: Vec<Parsed>,
+    pub unexpected_elements: usize,
+}
+
+const KNOWN_UNSUPPORTED: &[&str] = &[
+    "publishRawCategories",
+    "addContact",
+    "updateContact",
+    "deleteContact",
+    "addGroup",
+    "updateGroup",
+    "deleteGroup",
+    "updateContainer",
+    "acknowledgeSubscriber",
+    "search",
+    "conference",
+];
+
+/// Reads the `cwaRequests` envelope of the command channel.
+pub fn parse_batch(root: &Element, max_uris: usize) -> Result<RequestBatch, GatewayError> {
+    if root.name != "cwaRequests" {
+        return Err(GatewayError::InvalidFormat("the root element must be cwaRequests".into()));
+    }
+    let sid = match root.attr("sid") {
+        None => None,
+        Some(s) => Some(s.trim().parse::<u64>().map_err(|_| GatewayError::InvalidFormat("sid must be an integer".into()))?),
+    };
+    let mut unexpected = usize::from(root.namespace.as_deref() != Some(NS_CWA));
+    let mut requests = Vec::with_capacity(root.children.len());
+    for method in &root.children {
+        match parse_method(method, max_uris) {
+            Some(parsed) => requests.push(parsed),
+            None => {
+                unexpected += 1;
+                requests.push(Parsed::Invalid {
+                    rid: method.attr("rid").map(str::to_string),
+                    error: GatewayError::InvalidFormat(format!("unknown method {}", method.name)),
+                });
+            }
+        }
+    }
+    Ok(RequestBatch { sid, requests, unexpected_elements: unexpected })
+}
+
+fn parse_method(method: &Element, max_uris: usize) -> Option<Parsed> {
+    let name = method.name.as_str();
+    let Some(rid) = method.attr("rid").map(str::to_string) else {
+        let error = GatewayError::InvalidFormat(format!("{name} needs a rid attribute"));
+        return Some(Parsed::Invalid { rid: None, error });
+    };
+    let result = match name {
+        "initiateSession" => parse_initiate(method).map(Request::InitiateSession),
+        "terminateSession" => Ok(Request::TerminateSession),
+        "queryPresence" => parse_uris(method, max_uris).map(Request::QueryPresence),
+        "subscribePresence" => parse_uris(method, max_uris).map(Request::SubscribePresence),
+        "unSubscribePresence" | "unsubscribePresence" => parse_uris(method, max_uris).map(Request::UnsubscribePresence),
+        "publishSelfPresence" => parse_publish(method).map(Request::PublishSelfPresence),
+        "logon" => Err(GatewayError::InvalidOperation("logon goes to /forms/logon.html".into())),
+        other if KNOWN_UNSUPPORTED.contains(&other) => Ok(Request::Unsupported(other.to_string())),
+        _ => return None,
+    };
+    Some(match result {
+        Ok(request) => Parsed::Ok { rid, request },
+        Err(error @ GatewayError::InvalidFormat(_)) => Parsed::Invalid { rid: Some(rid), error },
+        Err(error) => Parsed::Failed { rid, error },
+    })
+}
+
+fn parse_initiate(method: &Element) -> Result<InitiateSession, GatewayError> {
+    let availability = match method.child_text("userStateAvailability") {
+        None | Some("") => None,
+        Some(text) => {
+            let number: u32 = text.parse().map_err(|_| GatewayError::InvalidFormat("userStateAvailability must be a number".into()))?;
+            let kind = manual_kind_for_availability(number)
+                .ok_or_else(|| GatewayError::InvalidRequest(format!("userStateAvailability {number} is out of range")))?;
+            Some(kind)
+        }
+    };
+    let options = method.child("options");
+    let flag = |name: &str| options.and_then(|o| o.attr(name)).map(parse_bool).unwrap_or(Ok(true));
+    Ok(InitiateSession {
+        availability,
+        auto_publish_machine_state: flag("autoPublishMachineState")?,
+        auto_subscribe_contacts: flag("autoSubscribePresenceForContacts")?,
+    })
+}
+
+fn parse_bool(text: &str) -> Result<bool, GatewayError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(GatewayError::InvalidFormat(format!("{text:?} is not a boolean"))),
+    }
+}
+
+/// `uris/uri` children: 1..=max, each a `sip:` URI; duplicates collapse.
+fn parse_uris(method: &Element, max_uris: usize) -> Result<Vec<String>, GatewayError> {
+    let uris = method.child("uris").ok_or_else(|| GatewayError::InvalidFormat(format!("{} needs a uris element", method.name)))?;
+    let mut out: Vec<String> = Vec::new();
+    for uri in uris.children_named("uri") {
+        let text = uri.text.trim();
+        if !is_valid_sip_uri(text) {
+            return Err(GatewayError::InvalidRequest(format!("{text:?} is not a sip: URI")));
+        }
+        let normal = normalize_uri(text);
+        if !out.contains(&normal) {
+            out.push(normal);
+        }
+    }
+    if out.is_empty() {
+        return Err(GatewayError::InvalidFormat("uris must hold at least one uri".into()));
+    }
+    if out.len() > max_uris {
+        return Err(GatewayError::LimitExceeded(format!("at most {max_uris} URIs per request")));
+    }
+    Ok(out)
+}
+
+fn parse_publish(method: &Element) -> Result<Vec<Publication>, GatewayError> {
+    let mut out = Vec::new();
+    for category in &method.children {
+        if category.name != "cwaCategory" {
+            return Err(GatewayError::InvalidFormat(format!("unexpected element {}", category.name)));
+        }
+        out.push(parse_category(category)?);
+    }
+    if out.is_empty() {
+        return Err(GatewayError::InvalidFormat("publishSelfPresence needs at least one cwaCategory".into()));
+    }
+    Ok(out)
+}
+
+fn parse_category(category: &Element) -> Result<Publication, GatewayError> {
+    let name = category.attr("name").ok_or_else(|| GatewayError::InvalidFormat("cwaCategory needs a name".into()))?;
+    match name {
+        "state" => {
+            let state = category.child("state").ok_or_else(|| GatewayError::InvalidFormat("state category needs a state".into()))?;
+            let text = state.child_text("availability").ok_or_else(|| GatewayError::InvalidFormat("state needs an availability".into()))?;
+            let number: u32 = text.parse().map_err(|_| GatewayError::InvalidFormat("availability must be a number".into()))?;
+            if state.attr("type") == Some("machineState") {
+                if !(3000..18000).contains(&number) {
+                    return Err(GatewayError::InvalidRequest(format!("machine availability {number} is out of range")));
+                }
+                let idle = matches!(number, 4500..=5999 | 7500..=8999) || number >= 12000;
+                return Ok(Publication::MachineState { idle });
+            }
+            let kind = manual_kind_for_availability(number)
+                .ok_or_else(|| GatewayError::InvalidRequest(format!("availability {number} is out of range")))?;
+            Ok(Publication::UserState(kind))
+        }
+        "note" => {
+            let note = category.child("note").ok_or_else(|| GatewayError::InvalidFormat("note category needs a note".into()))?;
+            let personal = note.children_named("body").find(|b| b.attr("type").is_none_or(|t| t == "personal"));
+            Ok(Publication::Note(personal.map(|b| b.text.trim().to_string()).unwrap_or_default()))
+        }
+        other => Err(GatewayError::InvalidOperation(format!("publishing the {other} category is not supported"))),
+    }
+}
+
+/// Reads the body of `POST /forms/logon.html`.
+pub fn parse_logon(root: &Element) -> Result<Logon, GatewayError> {
+    let logon = (root.name == "cwaRequests").then(|| root.child("logon")).flatten();
+    let logon = logon.ok_or_else(|| GatewayError::InvalidFormat("expected cwaRequests/logon".into()))?;
+    Ok(Logon {
+        user: logon.child_text("user").unwrap_or("").to_string(),
+        password: logon.child("password").map(|p| p.text.clone()).unwrap_or_default(),
+        uri: logon.child_text("uri").filter(|u| !u.is_empty()).map(str::to_string),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cwa::xml::{parse, XmlLimits};
+
+    fn batch(xml: &str) -> RequestBatch {
+        parse_batch(&parse(xml, XmlLimits::default()).unwrap(), 650).unwrap()
+    }
+
+    #[test]
+    fn reads_methods_with_rids() {
+        let b = batch(&format!(
+            r#"<cwaRequests sid="7" xmlns="{NS_CWA}"><queryPresence rid="1"><uris><uri>sip:A@x.org</uri></uris></queryPresence><terminateSession rid="2"/></cwaRequests>"#
+        ));
+        assert_eq!(b.sid, Some(7));
+        assert_eq!(b.unexpected_elements, 0);
+        assert_eq!(b.requests[0], Parsed::Ok { rid: "1".into(), request: Request::QueryPresence(vec!["sip:a@x.org".into()]) });
+        assert_eq!(b.requests[1], Parsed::Ok { rid: "2".into(), request: Request::TerminateSession });
+    }
+
+    #[test]
+    fn sorts_errors_into_invalid_and_failed() {
+        let b = batch(r#"<cwaRequests><queryPresence rid="1"><uris><uri>a@x.org</uri></uris></queryPresence><queryPresence/><bogus rid="3"/><search rid="4"/></cwaRequests>"#);
+        assert_eq!(b.unexpected_elements, 2, "no namespace and one unknown element");
+        assert!(matches!(&b.requests[0], Parsed::Failed { rid, error: GatewayError::InvalidRequest(_) } if rid == "1"));
+        assert!(matches!(&b.requests[1], Parsed::Invalid { rid: None, .. }));
+        assert!(matches!(&b.requests[2], Parsed::Invalid { rid: Some(r), .. } if r == "3"));
+        assert_eq!(b.requests[3], Parsed::Ok { rid: "4".into(), request: Request::Unsupported("search".into()) });
+    }
+
+    #[test]
+    fn publish_reads_user_machine_state_and_note() {
+        let b = batch(r#"<cwaRequests><publishSelfPresence rid="1">
+            <cwaCategory name="state"><state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="userState"><availability>6500</availability></state></cwaCategory>
+            <cwaCategory name="state"><state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="machineState"><availability>5000</availability></state></cwaCategory>
+            <cwaCategory name="note"><note><body type="personal">Lunch</body></note></cwaCategory>
+        </publishSelfPresence></cwaRequests>"#);
+        let Parsed::Ok { request: Request::PublishSelfPresence(p), .. } = &b.requests[0] else { panic!("{:?}", b.requests) };
+        assert_eq!(p, &[Publication::UserState(ManualKind::Busy), Publication::MachineState { idle: true }, Publication::Note("Lunch".into())]);
+    }
+
+    #[test]
+    fn uri_limit_is_enforced() {
+        let uris: String = (0..3).map(|i| format!("<uri>sip:u{i}@x.org</uri>")).collect();
+        let root = parse(&format!(r#"<cwaRequests><queryPresence rid="1"><uris>{uris}</uris></queryPresence></cwaRequests>"#), XmlLimits::default()).unwrap();
+        let b = parse_batch(&root, 2).unwrap();
+        assert!(matches!(&b.requests[0], Parsed::Failed { error: GatewayError::LimitExceeded(_), .. }));
+    }
+}

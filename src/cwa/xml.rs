@@ -1,0 +1,203 @@
+//! A small, bounded XML tree for request bodies: quick-xml events folded into elements, with a
+//! depth limit, an element-count limit, no DTDs and no entities beyond the five predefined ones
+//! and character references (so no entity expansion attacks).
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+/// One element: its local name, namespace (`xmlns` in scope), attributes, children and text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Element {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Element>,
+    pub text: String,
+}
+
+impl Element {
+    /// An attribute by local name (prefixes such as `xsi:` are ignored).
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// Trimmed text of a child element, if present.
+    pub fn child_text(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|c| c.text.trim())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("the body is not well-formed XML")]
+    Malformed,
+    #[error("DTDs and entity declarations are not accepted")]
+    Dtd,
+    #[error("the document nests deeper than {0} elements")]
+    TooDeep(usize),
+    #[error("the document has more than {0} elements")]
+    TooManyElements(usize),
+    #[error("the body has no root element")]
+    Empty,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct XmlLimits {
+    pub max_depth: usize,
+    pub max_elements: usize,
+}
+
+impl Default for XmlLimits {
+    fn default() -> Self {
+        XmlLimits { max_depth: 16, max_elements: 10_000 }
+    }
+}
+
+/// Parses one document into its root element.
+pub fn parse(input: &str, limits: XmlLimits) -> Result<Element, XmlError> {
+    let mut reader = Reader::from_str(input);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut elements = 0usize;
+    let mut root: Option<Element> = None;
+    loop {
+        let event = reader.read_event().map_err(|_| XmlError::Malformed)?;
+        match event {
+            Event::Start(_) | Event::Empty(_) if root.is_some() => return Err(XmlError::Malformed),
+            Event::Start(start) => {
+                elements = check_counts(elements, stack.len() + 1, limits)?;
+                let parent_ns = stack.last().and_then(|p| p.namespace.clone());
+                stack.push(open_element(&start, parent_ns)?);
+            }
+            Event::Empty(start) => {
+                elements = check_counts(elements, stack.len() + 1, limits)?;
+                let parent_ns = stack.last().and_then(|p| p.namespace.clone());
+                let element = open_element(&start, parent_ns)?;
+                attach(&mut stack, &mut root, element);
+            }
+            Event::End(_) => {
+                let element = stack.pop().ok_or(XmlError::Malformed)?;
+                attach(&mut stack, &mut root, element);
+            }
+            Event::Text(text) => {
+                let decoded = text.decode().map_err(|_| XmlError::Malformed)?;
+                append_text(&mut stack, &decoded)?;
+            }
+            Event::CData(data) => {
+                let decoded = data.decode().map_err(|_| XmlError::Malformed)?;
+                append_text(&mut stack, &decoded)?;
+            }
+            Event::GeneralRef(reference) => {
+                let name = reference.decode().map_err(|_| XmlError::Malformed)?;
+                let reference = format!("&{name};");
+                let resolved = quick_xml::escape::unescape(&reference).map_err(|_| XmlError::Malformed)?;
+                append_text(&mut stack, &resolved)?;
+            }
+            Event::DocType(_) => return Err(XmlError::Dtd),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(XmlError::Malformed);
+    }
+    root.ok_or(XmlError::Empty)
+}
+
+fn check_counts(elements: usize, depth: usize, limits: XmlLimits) -> Result<usize, XmlError> {
+    if depth > limits.max_depth {
+        return Err(XmlError::TooDeep(limits.max_depth));
+    }
+    if elements + 1 > limits.max_elements {
+        return Err(XmlError::TooManyElements(limits.max_elements));
+    }
+    Ok(elements + 1)
+}
+
+fn append_text(stack: &mut [Element], text: &str) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(current) => current.text.push_str(text),
+        None if text.trim().is_empty() => {}
+        None => return Err(XmlError::Malformed),
+    }
+    Ok(())
+}
+
+fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(element),
+        None => *root = Some(element),
+    }
+}
+
+fn open_element(start: &BytesStart<'_>, parent_ns: Option<String>) -> Result<Element, XmlError> {
+    let name = std::str::from_utf8(start.local_name().as_ref()).map_err(|_| XmlError::Malformed)?.to_string();
+    let mut element = Element { name, namespace: parent_ns, ..Element::default() };
+    for attr in start.attributes() {
+        let attr = attr.map_err(|_| XmlError::Malformed)?;
+        let key = std::str::from_utf8(attr.key.as_ref()).map_err(|_| XmlError::Malformed)?;
+        let value = attr.unescape_value().map_err(|_| XmlError::Malformed)?.into_owned();
+        if key == "xmlns" {
+            element.namespace = Some(value);
+            continue;
+        }
+        if key.starts_with("xmlns:") {
+            continue;
+        }
+        let local = key.rsplit_once(':').map(|(_, l)| l).unwrap_or(key);
+        element.attrs.push((local.to_string(), value));
+    }
+    Ok(element)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_request_tree() {
+        let doc = r#"<?xml version="1.0"?><cwaRequests sid="3" xmlns="http://schemas.microsoft.com/2006/09/rtc/cwa">
+            <queryPresence rid="4"><uris><uri>sip:a@example.com</uri><uri>sip:b&amp;c@x</uri></uris></queryPresence>
+        </cwaRequests>"#;
+        let root = parse(doc, XmlLimits::default()).unwrap();
+        assert_eq!(root.name, "cwaRequests");
+        assert_eq!(root.attr("sid"), Some("3"));
+        let q = root.child("queryPresence").unwrap();
+        assert_eq!(q.namespace.as_deref(), Some("http://schemas.microsoft.com/2006/09/rtc/cwa"));
+        let uris: Vec<_> = q.child("uris").unwrap().children_named("uri").map(|u| u.text.as_str()).collect();
+        assert_eq!(uris, ["sip:a@example.com", "sip:b&c@x"]);
+    }
+
+    #[test]
+    fn prefixed_attributes_are_read_by_local_name() {
+        let root = parse(r#"<state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="machineState"/>"#, XmlLimits::default()).unwrap();
+        assert_eq!(root.attr("type"), Some("machineState"));
+    }
+
+    #[test]
+    fn rejects_dtds_entities_and_garbage() {
+        let bomb = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>"#;
+        assert_eq!(parse(bomb, XmlLimits::default()), Err(XmlError::Dtd));
+        assert_eq!(parse("<x>&custom;</x>", XmlLimits::default()), Err(XmlError::Malformed));
+        assert_eq!(parse("<x><y></x>", XmlLimits::default()), Err(XmlError::Malformed));
+        assert_eq!(parse("", XmlLimits::default()), Err(XmlError::Empty));
+        assert_eq!(parse("<a/><b/>", XmlLimits::default()), Err(XmlError::Malformed));
+        assert_eq!(parse("text", XmlLimits::default()), Err(XmlError::Malformed));
+    }
+
+    #[test]
+    fn enforces_depth_and_size() {
+        let deep = "<a>".repeat(20) + &"</a>".repeat(20);
+        assert_eq!(parse(&deep, XmlLimits::default()), Err(XmlError::TooDeep(16)));
+        let wide = format!("<a>{}</a>", "<b/>".repeat(50));
+        assert_eq!(parse(&wide, XmlLimits { max_depth: 4, max_elements: 10 }), Err(XmlError::TooManyElements(10)));
+    }
+}

@@ -1,0 +1,166 @@
+//! The three CWA endpoints: `POST /forms/logon.html`, `POST /cwa/MainCommandHandler.ashx` and the
+//! long-poll `GET /cwa/AsyncDataChannel.ashx`, with the HTTP statuses of DESIGN §1.2 item 9.
+
+use super::ticket;
+use crate::cwa::envelope::{self, EventsHeader};
+use crate::cwa::requests::{parse_batch, parse_logon};
+use crate::cwa::xml::{self, Element, XmlLimits};
+use crate::error::GatewayError;
+use crate::service::auth::{random_token, Authenticated};
+use crate::service::Gateway;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+fn xml_reply(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn with_ticket(mut response: Response, auth: &Authenticated, presented: &str) -> Response {
+    ticket::attach(response.headers_mut(), &auth.ticket, auth.ticket != presented);
+    response
+}
+
+fn unauthenticated() -> Response {
+    xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &GatewayError::Unauthenticated))
+}
+
+fn bad_body(error: GatewayError) -> Response {
+    let status = match error {
+        GatewayError::LimitExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    xml_reply(status, envelope::unusable_body(&error))
+}
+
+/// Reads a body within the size limit and parses it as a bounded XML tree.
+async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError> {
+    let limit = gateway.config.limits.body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| GatewayError::InvalidFormat("the body is not UTF-8".into()))?;
+    let limits = XmlLimits { max_depth: gateway.config.limits.xml_depth, max_elements: gateway.config.limits.xml_elements };
+    xml::parse(text, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
+}
+
+/// Authenticates the ticket of a request.
+fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Option<(Authenticated, String)> {
+    let presented = ticket::presented(headers)?;
+    let auth = gateway.authenticate(&presented)?;
+    Some((auth, presented))
+}
+
+pub async fn logon(State(gateway): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Body) -> Response {
+    let root = match read_xml(&gateway, body).await {
+        Ok(root) => root,
+        Err(error) => return bad_body(error),
+    };
+    let request = match parse_logon(&root) {
+        Ok(request) => request,
+        Err(error) => return bad_body(error),
+    };
+    match gateway.logon(&request.user, &request.password, request.uri.as_deref(), &peer.ip().to_string()).await {
+        Ok(signed_in) => {
+            let mut response = xml_reply(StatusCode::OK, envelope::logon_succeeded(&random_token(24), &signed_in.uri));
+            ticket::attach(response.headers_mut(), &signed_in.auth.ticket, true);
+            response
+        }
+        Err(error @ GatewayError::LimitExceeded(_)) => xml_reply(StatusCode::TOO_MANY_REQUESTS, envelope::request_failed(None, &error)),
+        Err(error @ GatewayError::Internal) => xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &error)),
+        Err(error) => xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &error)),
+    }
+}
+
+pub async fn command(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    let Some((auth, presented)) = authenticate(&gateway, &headers) else { return unauthenticated() };
+    let root = match read_xml(&gateway, body).await {
+        Ok(root) => root,
+        Err(error) => return with_ticket(bad_body(error), &auth, &presented),
+    };
+    let batch = match parse_batch(&root, gateway.config.limits.uris_per_query) {
+        Ok(batch) => batch,
+        Err(error) => return with_ticket(bad_body(error), &auth, &presented),
+    };
+    let unexpected = batch.unexpected_elements;
+    let response = match gateway.execute(&auth.login, batch).await {
+        Ok(done) => xml_reply(StatusCode::OK, envelope::responses(done.sid, unexpected, &done.responses)),
+        Err(error) => xml_reply(StatusCode::NOT_FOUND, envelope::request_failed(None, &error)),
+    };
+    with_ticket(response, &auth, &presented)
+}
+
+/// The data channel's query: `Sid`, `AckId`, `UA`, read case-insensitively, empty pairs ignored.
+#[derive(Debug, Default)]
+struct PollQuery {
+    sid: Option<u64>,
+    ack: u64,
+    user_active: bool,
+}
+
+fn parse_poll_query(raw: Option<&str>) -> Result<PollQuery, GatewayError> {
+    let mut query = PollQuery::default();
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| GatewayError::InvalidFormat(format!("{what} must be {}", if what == "UA" { "true or false" } else { "a number" }));
+        match name.to_ascii_lowercase().as_str() {
+            "sid" => query.sid = Some(value.parse().map_err(|_| bad("Sid"))?),
+            "ackid" => query.ack = if value.is_empty() { 0 } else { value.parse().map_err(|_| bad("AckId"))? },
+            "ua" => {
+                query.user_active = match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" | "" => false,
+                    _ => return Err(bad("UA")),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(query)
+}
+
+pub async fn data_channel(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let Some((auth, presented)) = authenticate(&gateway, &headers) else { return unauthenticated() };
+    let query = match parse_poll_query(raw.as_deref()) {
+        Ok(PollQuery { sid: None, .. }) => return with_ticket(bad_body(GatewayError::InvalidFormat("Sid is required".into())), &auth, &presented),
+        Ok(query) => query,
+        Err(error) => return with_ticket(bad_body(error), &auth, &presented),
+    };
+    let sid = query.sid.unwrap_or_default();
+    let not_found = || xml_reply(StatusCode::NOT_FOUND, envelope::request_failed(None, &GatewayError::SessionNotFound));
+    let Ok(session) = gateway.session_for(&auth.login, sid) else { return with_ticket(not_found(), &auth, &presented) };
+    let response = match gateway.poll(&session, query.ack, query.user_active).await {
+        Ok(batch) => {
+            let header = EventsHeader {
+                sid,
+                ack_id: batch.ack_id,
+                poll_wait_ms: gateway.config.poll_wait_ms,
+                session_timeout_s: gateway.config.session_timeout_seconds,
+            };
+            xml_reply(StatusCode::OK, envelope::cwa_events(header, batch.events.iter().map(|(eid, p)| (*eid, &**p))))
+        }
+        Err(_) => not_found(),
+    };
+    with_ticket(response, &auth, &presented)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_query_is_case_insensitive_and_ignores_empty_pairs() {
+        let q = parse_poll_query(Some("Sid=12&&AckID=7&UA=true")).unwrap();
+        assert_eq!((q.sid, q.ack, q.user_active), (Some(12), 7, true));
+        let q = parse_poll_query(Some("sid=3&ackid=&ua=FALSE")).unwrap();
+        assert_eq!((q.sid, q.ack, q.user_active), (Some(3), 0, false));
+        assert!(parse_poll_query(Some("Sid=x")).is_err());
+        assert!(parse_poll_query(Some("Sid=1&UA=maybe")).is_err());
+        assert_eq!(parse_poll_query(None).unwrap().sid, None);
+    }
+}

@@ -1,0 +1,156 @@
+//! The hub owns live sessions and the watcher index (presentity → watching sessions), and runs the
+//! long poll. Fan-out appends shared payloads to each watching session's queue and wakes it: no
+//! task or timer per session. Locks are short and never held across `.await`.
+
+pub mod session;
+pub mod timers;
+
+use crate::model::sources::Timestamp;
+use parking_lot::RwLock;
+use session::{Batch, PollCheck, Session};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How a poll ended.
+#[derive(Debug)]
+pub enum PollOutcome {
+    Batch(Batch),
+    /// The queue overflowed: queue a fresh burst and poll again.
+    Resync,
+    Ended,
+}
+
+pub struct Hub {
+    sessions: RwLock<HashMap<u64, Arc<Session>>>,
+    by_user: RwLock<HashMap<Arc<str>, Vec<Arc<Session>>>>,
+    watchers: RwLock<HashMap<Arc<str>, HashMap<u64, Arc<Session>>>>,
+    next_sid: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        // Session ids start at a random offset so that ids from before a restart are not reused.
+        let start = u64::from(rand::random::<u32>() >> 4) + 1;
+        Hub {
+            sessions: RwLock::default(),
+            by_user: RwLock::default(),
+            watchers: RwLock::default(),
+            next_sid: AtomicU64::new(start),
+            shutdown: watch::channel(false).0,
+        }
+    }
+
+    pub fn allocate_sid(&self) -> u64 {
+        self.next_sid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn insert(&self, session: Arc<Session>) {
+        self.sessions.write().insert(session.sid, session.clone());
+        self.by_user.write().entry(session.user.clone()).or_default().push(session);
+    }
+
+    pub fn get(&self, sid: u64) -> Option<Arc<Session>> {
+        self.sessions.read().get(&sid).cloned()
+    }
+
+    pub fn sessions_of(&self, user: &str) -> Vec<Arc<Session>> {
+        self.by_user.read().get(user).cloned().unwrap_or_default()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.read().len()
+    }
+
+    pub fn all_sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions.read().values().cloned().collect()
+    }
+
+    /// Removes a session everywhere and wakes its poll; returns it if it was live.
+    pub fn remove(&self, sid: u64) -> Option<Arc<Session>> {
+        let session = self.sessions.write().remove(&sid)?;
+        session.end();
+        let mut by_user = self.by_user.write();
+        if let Some(list) = by_user.get_mut(&session.user) {
+            list.retain(|s| s.sid != sid);
+            if list.is_empty() {
+                by_user.remove(&session.user);
+            }
+        }
+        drop(by_user);
+        self.unwatch(&session, &session.subscriptions());
+        Some(session)
+    }
+
+    pub fn watch(&self, session: &Arc<Session>, presentities: &[Arc<str>]) {
+        let mut index = self.watchers.write();
+        for uri in presentities {
+            index.entry(uri.clone()).or_default().insert(session.sid, session.clone());
+        }
+    }
+
+    pub fn unwatch(&self, session: &Session, presentities: &[Arc<str>]) {
+        let mut index = self.watchers.write();
+        for uri in presentities {
+            if let Some(set) = index.get_mut(uri) {
+                set.remove(&session.sid);
+                if set.is_empty() {
+                    index.remove(uri);
+                }
+            }
+        }
+    }
+
+    /// The sessions watching a presentity (a snapshot of the index).
+    pub fn watchers_of(&self, uri: &str) -> Vec<Arc<Session>> {
+        self.watchers.read().get(uri).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Long poll: acknowledge `ack`, then return pending events at once or hold until an event
+    /// arrives, the hold time passes, a newer poll supersedes this one, or shutdown begins.
+    pub async fn poll(&self, session: &Session, ack: u64, hold: Duration, now: Timestamp) -> PollOutcome {
+        let generation = session.begin_poll(ack, now);
+        let outcome = self.wait_for_events(session, generation, hold).await;
+        session.end_poll(now);
+        outcome
+    }
+
+    async fn wait_for_events(&self, session: &Session, generation: u64, hold: Duration) -> PollOutcome {
+        let deadline = tokio::time::Instant::now() + hold;
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            let woken = session.woken();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match session.check_poll(generation) {
+                PollCheck::Ready(batch) | PollCheck::Superseded(batch) => return PollOutcome::Batch(batch),
+                PollCheck::Resync => return PollOutcome::Resync,
+                PollCheck::Ended => return PollOutcome::Ended,
+                PollCheck::Wait if *shutdown.borrow() => return PollOutcome::Batch(session.batch_now()),
+                PollCheck::Wait => {}
+            }
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = tokio::time::sleep_until(deadline) => return PollOutcome::Batch(session.batch_now()),
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Answers every held poll at once (graceful shutdown).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+        for session in self.all_sessions() {
+            session.nudge();
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! presence-gateway: live presence over plain HTTP in the Communicator Web Access "Unified
+//! Communications AJAX API" dialect, on a Presence V2-style internal model.
+//!
+//! Crate map:
+//! - [`model`] — the presence model: calculated state, inputs, the aggregation rule, access levels
+//!   and views. Pure; no I/O, no wire format.
+//! - [`cwa`] — the CWA XML wire format: request parsing, category rendering, envelopes.
+//! - [`hub`] — live sessions, their event queues and acks, the watcher index, the long poll, timers.
+//! - [`store`] — durable data behind a trait (embedded SQLite by default).
+//! - [`backplane`] — how presence changes reach other gateway nodes (none when standalone).
+//! - [`service`] — sign-in, sessions, commands, live presence and fan-out, seeding.
+//! - [`http`] — the axum router and handlers.
+//! - [`config`] — every knob with its default. [`error`] — the one error type and its mappings.
+
+pub mod backplane;
+pub mod config;
+pub mod cwa;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod model;
+pub mod service;
+pub mod store;
+
+use config::Config;
+use service::clock::Clock;
+use service::Gateway;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Opens the embedded store in `config.data_dir` and starts the gateway's core.
+pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Gateway>> {
+    let store = store::sqlite::SqliteStore::open(&config.data_dir).await?;
+    Ok(Gateway::start(config, Arc::new(store), clock).await?)
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes; then answers every held poll, lets
+/// in-flight requests finish and closes the store.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let app = http::router(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let hub_gateway = gateway.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: answering held polls");
+        hub_gateway.hub.begin_shutdown();
+    };
+    axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+    gateway.shutdown().await;
+    Ok(())
+}

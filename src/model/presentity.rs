@@ -1,0 +1,249 @@
+//! A presentity: one user's inputs and calculated presence, the timed transitions it is waiting
+//! for, and the filtered view a viewer at some access level is allowed to receive.
+
+use super::aggregate::{aggregate, Activity, AggregateInputs, Aggregated};
+use super::contact::Profile;
+use super::rights::{visibility, AccessLevel};
+use super::sources::{Appointment, AppointmentStatus, ClientActivity, ManualKind, ManualState, Note, SourceReports, Timestamp};
+use super::state::{flags, BaseState, PresenceState};
+use chrono::Duration;
+use std::sync::Arc;
+
+/// How far ahead the "next appointment" looks (Presence V2: 30 days).
+const NEXT_APPOINTMENT_HORIZON_DAYS: i64 = 30;
+
+#[derive(Debug, Clone)]
+pub struct Presentity {
+    pub profile: Arc<Profile>,
+    pub manual: Option<ManualState>,
+    pub note: Option<Note>,
+    pub sources: SourceReports,
+    pub clients: ClientActivity,
+    pub computed: Aggregated,
+}
+
+impl Presentity {
+    pub fn new(profile: Arc<Profile>) -> Self {
+        Presentity {
+            profile,
+            manual: None,
+            note: None,
+            sources: SourceReports::default(),
+            clients: ClientActivity::default(),
+            computed: Aggregated { state: PresenceState(flags::OFFLINE | BaseState::Available as u32), activity: Activity::None },
+        }
+    }
+
+    /// Drops a manual state whose `to` has passed and a note that has expired; true if one went.
+    pub fn drop_expired(&mut self, now: Timestamp) -> bool {
+        let manual_over = self.manual.as_ref().is_some_and(|m| m.has_ended(now));
+        let note_over = self.note.as_ref().is_some_and(|n| !n.is_active(now));
+        if manual_over {
+            self.manual = None;
+        }
+        if note_over {
+            self.note = None;
+        }
+        manual_over || note_over
+    }
+
+    /// Applies the aggregation rule at `now`; returns true when the result changed.
+    pub fn recompute(&mut self, now: Timestamp) -> bool {
+        let next = aggregate(AggregateInputs {
+            now,
+            clients: self.clients,
+            manual: self.manual.as_ref(),
+            note: self.note.as_ref(),
+            sources: &self.sources,
+        });
+        let changed = next != self.computed;
+        self.computed = next;
+        changed
+    }
+
+    /// The next instant at which the result may change without any input.
+    pub fn next_transition(&self, now: Timestamp) -> Option<Timestamp> {
+        let manual = self.manual.iter().flat_map(|m| [m.from, m.to]).flatten();
+        let note = self.note.iter().filter_map(|n| n.expires);
+        let calendar = self.sources.appointments.iter().flat_map(|a| [a.start, a.end]);
+        manual.chain(note).chain(calendar).filter(|t| *t > now).min()
+    }
+
+    fn current_appointment(&self, now: Timestamp) -> Option<&Appointment> {
+        let current = self.sources.appointments.iter().filter(|a| a.is_current(now));
+        current.max_by_key(|a| (a.status == AppointmentStatus::OutOfOffice, a.status == AppointmentStatus::Busy))
+    }
+
+    fn next_appointment(&self, now: Timestamp) -> Option<&Appointment> {
+        let horizon = now + Duration::days(NEXT_APPOINTMENT_HORIZON_DAYS);
+        let future = self.sources.appointments.iter().filter(|a| a.start > now && a.start <= horizon);
+        future.min_by_key(|a| a.start)
+    }
+}
+
+/// Who is looking: the user themself, or a watcher at a level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Viewer {
+    Owner,
+    Watcher(AccessLevel),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PhoneKind {
+    Work,
+    Mobile,
+    Home,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CardView {
+    pub title: Option<String>,
+    pub company: Option<String>,
+    pub department: Option<String>,
+    pub office: Option<String>,
+    pub phones: Vec<(PhoneKind, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppointmentView {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub status: AppointmentStatus,
+    pub subject: Option<String>,
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CalendarView {
+    pub current: Option<AppointmentView>,
+    pub next: Option<AppointmentView>,
+}
+
+/// What one viewer may receive about a presentity: every field already cut by the visibility table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceView {
+    pub uri: String,
+    /// False when the URI names no user of this gateway.
+    pub known: bool,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub state: PresenceState,
+    pub activity: Activity,
+    /// The user chose "appear offline" (only ever true in the owner's own view).
+    pub appear_offline: bool,
+    /// DND shown as "urgent interruptions only" (Team and Personal may break through).
+    pub urgent_interruptions_only: bool,
+    pub manual_text: Option<String>,
+    pub personal_note: Option<String>,
+    pub oof_note: Option<String>,
+    pub card: CardView,
+    pub calendar: Option<CalendarView>,
+}
+
+impl PresenceView {
+    /// The view of a URI that names nobody: offline, nothing else.
+    pub fn unknown(uri: &str) -> Self {
+        PresenceView {
+            uri: uri.to_string(),
+            known: false,
+            display_name: None,
+            email: None,
+            state: PresenceState(0),
+            activity: Activity::None,
+            appear_offline: false,
+            urgent_interruptions_only: false,
+            manual_text: None,
+            personal_note: None,
+            oof_note: None,
+            card: CardView::default(),
+            calendar: None,
+        }
+    }
+}
+
+/// The one place that cuts a presentity down to what a viewer may see (DESIGN §2.3).
+pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
+    let level = match viewer {
+        Viewer::Owner => AccessLevel::Personal,
+        Viewer::Watcher(level) => level,
+    };
+    let owner = viewer == Viewer::Owner;
+    let vis = visibility(level);
+    let profile = &p.profile;
+    let mut out = PresenceView::unknown(&profile.uri);
+    out.known = true;
+    out.display_name = Some(profile.display_name.clone());
+    out.email = profile.email.clone();
+
+    let computed = p.computed;
+    let appear_offline = computed.activity == Activity::AppearOffline;
+    if vis.availability && !(appear_offline && !owner) {
+        out.state = visible_state(computed.state, vis.activity);
+        out.activity = if vis.activity { computed.activity } else { Activity::None };
+        out.appear_offline = owner && appear_offline;
+        out.urgent_interruptions_only = level >= AccessLevel::Team && computed.state.base() == BaseState::DoNotDisturb;
+    } else {
+        out.state = PresenceState(0);
+    }
+    let offline = out.state.is_offline() && !out.appear_offline;
+    if vis.activity && !offline {
+        out.manual_text = p.manual.as_ref().filter(|m| m.is_active(now)).and_then(|m| m.text.clone());
+    }
+    if vis.personal_note {
+        out.personal_note = p.note.as_ref().filter(|n| n.is_active(now)).map(|n| n.text.clone());
+    }
+    if vis.oof_note {
+        out.oof_note = p.sources.oof_message.clone().filter(|_| out.activity == Activity::OutOfOffice || owner);
+    }
+    out.card = card_view(profile, &vis);
+    if vis.calendar_free_busy {
+        out.calendar = calendar_view(p, now, vis.appointment_details, owner);
+    }
+    out
+}
+
+/// The number a watcher receives: Public sees the base state only, without activity flags.
+fn visible_state(state: PresenceState, detail: bool) -> PresenceState {
+    if detail {
+        return state;
+    }
+    let coarse = flags::OFFLINE | flags::IDLE;
+    PresenceState(state.0 & (PresenceState::BASE_MASK | coarse))
+}
+
+fn card_view(profile: &Profile, vis: &super::rights::Visibility) -> CardView {
+    let mut card = CardView::default();
+    if vis.organisation {
+        card.title = profile.title.clone();
+        card.company = profile.company.clone();
+        card.department = profile.department.clone();
+        card.office = profile.office.clone();
+    }
+    let phones = &profile.phones;
+    let allowed = [
+        (PhoneKind::Work, &phones.work, vis.work_phone),
+        (PhoneKind::Mobile, &phones.mobile, vis.mobile_phone),
+        (PhoneKind::Home, &phones.home, vis.private_phones),
+        (PhoneKind::Other, &phones.other, vis.private_phones),
+    ];
+    card.phones = allowed.into_iter().filter(|(_, _, ok)| *ok).filter_map(|(k, n, _)| n.clone().map(|n| (k, n))).collect();
+    card
+}
+
+fn calendar_view(p: &Presentity, now: Timestamp, details: bool, owner: bool) -> Option<CalendarView> {
+    let show = |a: &Appointment| AppointmentView {
+        start: a.start,
+        end: a.end,
+        status: a.status,
+        subject: a.subject.clone().filter(|_| details && (owner || !a.private)),
+        location: a.location.clone().filter(|_| details && (owner || !a.private)),
+    };
+    let cal = CalendarView { current: p.current_appointment(now).map(show), next: p.next_appointment(now).map(show) };
+    (cal.current.is_some() || cal.next.is_some()).then_some(cal)
+}
+
+/// Maps a manual kind to what a user sees chosen in their own client.
+pub fn manual_kind_of(p: &Presentity, now: Timestamp) -> Option<ManualKind> {
+    p.manual.as_ref().filter(|m| m.is_active(now)).map(|m| m.kind)
+}

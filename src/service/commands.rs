@@ -1,0 +1,152 @@
+//! Executes the methods of a `cwaRequests` batch for a signed-in user: the synchronous answers
+//! (`requestAccepted` / `requestFailed` / `requestInvalid`) and the events each method queues on
+//! the session (`userPresence`, `presenceSubscriptionState`, `requestSucceeded`…).
+
+use super::auth::Login;
+use super::Gateway;
+use crate::cwa::envelope::{EventPayload, Response};
+use crate::cwa::requests::{Parsed, Publication, Request, RequestBatch};
+use crate::error::{GatewayError, Result};
+use crate::hub::session::Session;
+use crate::model::sources::{ManualKind, ManualState, Note};
+use std::sync::Arc;
+
+/// The longest personal note accepted (characters).
+pub const MAX_NOTE_CHARS: usize = 1024;
+
+/// What a command batch produced.
+#[derive(Debug)]
+pub struct Executed {
+    pub sid: Option<u64>,
+    pub responses: Vec<Response>,
+}
+
+impl Gateway {
+    /// Runs a batch. `Err(SessionNotFound)` when a method needs a session the caller does not own.
+    pub async fn execute(&self, login: &Login, batch: RequestBatch) -> Result<Executed> {
+        let needs_session = batch.requests.iter().any(|p| match p {
+            Parsed::Ok { request, .. } => !matches!(request, Request::InitiateSession(_)),
+            _ => false,
+        });
+        let mut session = match batch.sid.filter(|sid| *sid != 0) {
+            Some(sid) => Some(self.session_for(login, sid)?),
+            None if needs_session && !starts_session(&batch) => return Err(GatewayError::SessionNotFound),
+            None => None,
+        };
+        let mut responses = Vec::with_capacity(batch.requests.len());
+        for parsed in batch.requests {
+            let response = match parsed {
+                Parsed::Invalid { rid, error } => Response::Invalid { rid, error },
+                Parsed::Failed { rid, error } => Response::Failed { rid, error },
+                Parsed::Ok { rid, request: Request::InitiateSession(init) } => match self.initiate_session(login, &init).await {
+                    Ok((new, started)) => {
+                        session = Some(new);
+                        Response::Accepted { rid, session: Some(started) }
+                    }
+                    Err(error) => Response::Failed { rid, error },
+                },
+                Parsed::Ok { rid, request } => match &session {
+                    Some(s) => self.run(s, &rid, request).await,
+                    None => Response::Failed { rid, error: GatewayError::SessionNotFound },
+                },
+            };
+            responses.push(response);
+        }
+        Ok(Executed { sid: session.map(|s| s.sid), responses })
+    }
+
+    async fn run(&self, session: &Arc<Session>, rid: &str, request: Request) -> Response {
+        let outcome = match request {
+            Request::InitiateSession(_) => unreachable!("handled by execute"),
+            Request::TerminateSession => {
+                self.terminate_session(session);
+                Ok(())
+            }
+            Request::QueryPresence(uris) => {
+                self.query(session, &uris);
+                Ok(())
+            }
+            Request::SubscribePresence(uris) => self.subscribe(session, &uris),
+            Request::UnsubscribePresence(uris) => {
+                self.unsubscribe(session, &uris);
+                Ok(())
+            }
+            Request::PublishSelfPresence(publications) => self.publish(session, publications).await,
+            Request::Unsupported(method) => Err(GatewayError::InvalidOperation(format!("{method} is not available on this gateway"))),
+        };
+        match outcome {
+            Ok(()) => {
+                self.push(session, Arc::new(EventPayload::request_succeeded(rid)), None);
+                Response::Accepted { rid: rid.to_string(), session: None }
+            }
+            Err(error) => Response::Failed { rid: rid.to_string(), error },
+        }
+    }
+
+    /// One `userPresence` holding every queried user, cut to the caller's level.
+    fn query(&self, session: &Session, uris: &[String]) {
+        let users: String = uris.iter().map(|uri| self.user_xml_for(uri, &session.user)).collect();
+        self.push(session, Arc::new(EventPayload::user_presence(users)), None);
+    }
+
+    fn subscribe(&self, session: &Arc<Session>, uris: &[String]) -> Result<()> {
+        let uris: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
+        let limit = self.config.limits.subscriptions_per_session;
+        let added = session.subscribe(&uris, limit).ok_or_else(|| GatewayError::LimitExceeded(format!("at most {limit} subscriptions per session")))?;
+        self.hub.watch(session, &added);
+        let states: Vec<(&str, &str)> = uris.iter().map(|u| (&**u, "subscribed")).collect();
+        self.push(session, Arc::new(EventPayload::subscription_state(&states)), None);
+        for uri in &uris {
+            self.queue_snapshot(session, uri);
+        }
+        Ok(())
+    }
+
+    fn unsubscribe(&self, session: &Arc<Session>, uris: &[String]) {
+        let uris: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
+        let removed = session.unsubscribe(&uris);
+        self.hub.unwatch(session, &removed);
+        let states: Vec<(&str, &str)> = uris.iter().map(|u| (&**u, "terminated")).collect();
+        self.push(session, Arc::new(EventPayload::subscription_state(&states)), None);
+    }
+
+    /// All categories or none: everything is checked before anything is applied.
+    async fn publish(&self, session: &Session, publications: Vec<Publication>) -> Result<()> {
+        let mut manual: Option<ManualKind> = None;
+        let mut note: Option<String> = None;
+        let mut machine_idle: Option<bool> = None;
+        for publication in publications {
+            match publication {
+                Publication::UserState(ManualKind::AppearOffline) if !self.config.enable_appear_offline => {
+                    return Err(GatewayError::InvalidOperation("appear offline is disabled".into()));
+                }
+                Publication::UserState(kind) => manual = Some(kind),
+                Publication::Note(text) if text.chars().count() > MAX_NOTE_CHARS => {
+                    return Err(GatewayError::LimitExceeded(format!("a note holds at most {MAX_NOTE_CHARS} characters")));
+                }
+                Publication::Note(text) => note = Some(text),
+                Publication::MachineState { idle } => machine_idle = Some(idle),
+            }
+        }
+        if manual.is_some() || note.is_some() {
+            self.change_presence(&session.user, |p| {
+                if let Some(kind) = manual {
+                    p.manual = Some(ManualState::simple(kind));
+                }
+                if let Some(text) = note {
+                    p.note = (!text.is_empty()).then_some(Note { text, expires: None });
+                }
+            })
+            .await?;
+        }
+        if let Some(idle) = machine_idle {
+            session.set_machine_idle(idle, self.clock.now());
+            self.refresh(&session.user);
+        }
+        Ok(())
+    }
+}
+
+fn starts_session(batch: &RequestBatch) -> bool {
+    matches!(batch.requests.first(), Some(Parsed::Ok { request: Request::InitiateSession(_), .. }))
+}

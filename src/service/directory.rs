@@ -1,0 +1,87 @@
+//! The in-memory directory: every user's profile and every owner's rights entries, loaded from the
+//! store at start and kept in step with it. Answers "what level does this watcher have?".
+
+use crate::model::contact::Profile;
+use crate::model::rights::{domain_of, effective_level, AccessLevel, RightsEntry, WatcherFacts};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Default)]
+pub struct Directory {
+    profiles: RwLock<HashMap<String, Arc<Profile>>>,
+    rights: RwLock<HashMap<String, Vec<RightsEntry>>>,
+    enterprise_domains: Vec<String>,
+}
+
+impl Directory {
+    pub fn new(enterprise_domains: &[String]) -> Self {
+        Directory { enterprise_domains: enterprise_domains.iter().map(|d| d.to_ascii_lowercase()).collect(), ..Default::default() }
+    }
+
+    pub fn profile(&self, uri: &str) -> Option<Arc<Profile>> {
+        self.profiles.read().get(uri).cloned()
+    }
+
+    pub fn put_profile(&self, profile: Arc<Profile>) {
+        self.profiles.write().insert(profile.uri.clone(), profile);
+    }
+
+    pub fn remove(&self, uri: &str) {
+        self.profiles.write().remove(uri);
+        self.rights.write().remove(uri);
+    }
+
+    pub fn all_profiles(&self) -> Vec<Arc<Profile>> {
+        self.profiles.read().values().cloned().collect()
+    }
+
+    /// Finds the user a logon name means: a `sip:` URI, `user@domain`, or `DOMAIN\user` when the
+    /// user part is unique.
+    pub fn resolve_logon_name(&self, name: &str) -> Option<String> {
+        let name = name.trim().to_ascii_lowercase();
+        if let Some((_, user)) = name.split_once('\\') {
+            let profiles = self.profiles.read();
+            let mut matches = profiles.keys().filter(|uri| uri.strip_prefix("sip:").and_then(|r| r.split_once('@')).is_some_and(|(u, _)| u == user));
+            let first = matches.next()?.clone();
+            return matches.next().is_none().then_some(first);
+        }
+        let uri = if name.starts_with("sip:") { name } else { format!("sip:{name}") };
+        self.profiles.read().contains_key(&uri).then_some(uri)
+    }
+
+    pub fn set_right(&self, owner: &str, entry: RightsEntry) {
+        let mut rights = self.rights.write();
+        let list = rights.entry(owner.to_string()).or_default();
+        list.retain(|e| e.member != entry.member);
+        list.push(entry);
+    }
+
+    pub fn remove_right(&self, owner: &str, member: &crate::model::rights::Member) {
+        if let Some(list) = self.rights.write().get_mut(owner) {
+            list.retain(|e| &e.member != member);
+        }
+    }
+
+    pub fn rights_of(&self, owner: &str) -> Vec<RightsEntry> {
+        self.rights.read().get(owner).cloned().unwrap_or_default()
+    }
+
+    /// Whether two users belong to the same enterprise.
+    pub fn same_enterprise(&self, owner: &str, watcher: &str) -> bool {
+        let (a, b) = (domain_of(owner), domain_of(watcher));
+        a.eq_ignore_ascii_case(b) || (self.is_enterprise(a) && self.is_enterprise(b))
+    }
+
+    fn is_enterprise(&self, domain: &str) -> bool {
+        self.enterprise_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The level `watcher` has on `owner`'s presence (DESIGN §2.3).
+    pub fn level(&self, owner: &str, watcher: &str) -> AccessLevel {
+        let groups = self.profile(watcher).map(|p| p.groups.clone()).unwrap_or_default();
+        let facts = WatcherFacts { uri: watcher, groups: &groups, same_enterprise: self.same_enterprise(owner, watcher) };
+        let rights = self.rights.read();
+        effective_level(rights.get(owner).map(Vec::as_slice).unwrap_or(&[]), &facts)
+    }
+}

@@ -1,0 +1,145 @@
+//! The gateway's core services, independent of HTTP: the directory, live presence and fan-out,
+//! sign-in and sessions, CWA command handling, and the one task that serves every timed
+//! transition. [`Gateway`] ties them together; the HTTP layer only translates.
+
+pub mod auth;
+pub mod clock;
+pub mod commands;
+pub mod directory;
+pub mod presence;
+pub mod seed;
+pub mod sessions;
+
+use crate::backplane::{Backplane, Standalone};
+use crate::config::Config;
+use crate::hub::timers::{TimerKey, Timers};
+use crate::hub::Hub;
+use crate::model::presentity::Presentity;
+use crate::store::{Store, StoreError};
+use auth::{LogonLimiter, Tickets};
+use clock::Clock;
+use directory::Directory;
+use parking_lot::RwLock;
+use presence::PresenceEntry;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub hub: Hub,
+    pub clock: Arc<dyn Clock>,
+    pub tickets: Tickets,
+    pub limiter: LogonLimiter,
+    pub directory: Directory,
+    pub backplane: Arc<dyn Backplane>,
+    pub(crate) presences: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>>>,
+    pub(crate) timers: Timers<TimerKey>,
+    /// Verified against when the user is unknown, so both failures take the same time.
+    decoy_hash: String,
+}
+
+impl Gateway {
+    /// Loads users, presence and rights from the store and starts the timer task.
+    pub async fn start(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StoreError> {
+        let gateway = Arc::new(Gateway {
+            tickets: Tickets::new(&config),
+            limiter: LogonLimiter::new(config.logon.clone()),
+            directory: Directory::new(&config.enterprise_domains),
+            config: Arc::new(config),
+            store,
+            hub: Hub::new(),
+            clock,
+            backplane: Arc::new(Standalone),
+            presences: RwLock::new(HashMap::new()),
+            timers: Timers::default(),
+            decoy_hash: tokio::task::spawn_blocking(auth::decoy_hash).await.unwrap_or_default(),
+        });
+        gateway.load().await?;
+        tokio::spawn(run_timers(Arc::downgrade(&gateway)));
+        Ok(gateway)
+    }
+
+    /// (Re)reads the directory, stored presence and rights.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        for user in self.store.users().await? {
+            self.add_user(Arc::new(user.profile));
+        }
+        for (uri, stored) in self.store.presences().await? {
+            if let Some(entry) = self.presence_entry(&uri) {
+                let mut live = entry.live.lock();
+                live.model.manual = stored.manual;
+                live.model.note = stored.note;
+            }
+        }
+        for (owner, entry) in self.store.rights().await? {
+            self.directory.set_right(&owner, entry);
+        }
+        let uris: Vec<Arc<str>> = self.presences.read().keys().cloned().collect();
+        for uri in uris {
+            self.refresh(&uri);
+        }
+        Ok(())
+    }
+
+    /// Makes a (new or updated) profile live.
+    pub fn add_user(&self, profile: Arc<crate::model::contact::Profile>) {
+        let uri: Arc<str> = Arc::from(profile.uri.as_str());
+        self.directory.put_profile(profile.clone());
+        let mut presences = self.presences.write();
+        match presences.get(&uri) {
+            Some(entry) => entry.live.lock().model.profile = profile,
+            None => {
+                presences.insert(uri, PresenceEntry::new(Presentity::new(profile)));
+            }
+        }
+    }
+
+    pub fn idle_timeout(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.config.idle_timeout_seconds as i64)
+    }
+
+    pub fn session_timeout(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.config.session_timeout_seconds as i64)
+    }
+
+    pub(crate) fn decoy_hash(&self) -> &str {
+        &self.decoy_hash
+    }
+
+    /// Graceful shutdown: answer every held poll, then close the store.
+    pub async fn shutdown(&self) {
+        self.hub.begin_shutdown();
+        self.store.close().await;
+    }
+}
+
+/// The single task behind every timed transition: sleeps until the earliest deadline (or until
+/// an earlier one is scheduled, or the clock jumps), then handles what is due.
+async fn run_timers(gateway: std::sync::Weak<Gateway>) {
+    let mut last_sweep = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    loop {
+        let Some(gw) = gateway.upgrade() else { return };
+        let now = gw.clock.now();
+        for key in gw.timers.pop_due(now) {
+            match key {
+                TimerKey::Presentity(uri) => gw.expire_presence(&uri).await,
+                TimerKey::Session(sid) => gw.check_session_expiry(sid),
+            }
+        }
+        if now - last_sweep >= chrono::Duration::seconds(60) {
+            gw.tickets.sweep(now);
+            gw.limiter.sweep(now);
+            last_sweep = now;
+        }
+        let wait = gw.timers.next_deadline().map(|at| (at - now).to_std().unwrap_or_default());
+        let wait = wait.unwrap_or(std::time::Duration::from_secs(60)).min(std::time::Duration::from_secs(60));
+        let gw2 = gw.clone();
+        drop(gw);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = gw2.timers.changed() => {}
+            _ = gw2.clock.jumped() => {}
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Sign-in and sessions: logon (argon2id, rate limit, ticket), initiateSession with its initial
+//! burst, terminateSession, the data-channel poll with idle tracking and resync, and expiry of
+//! sessions that stopped polling.
+
+use super::auth::{verify_password, Authenticated, Login};
+use super::Gateway;
+use crate::cwa::envelope::SessionStarted;
+use crate::cwa::requests::InitiateSession;
+use crate::error::{GatewayError, Result};
+use crate::hub::session::{Batch, Session};
+use crate::hub::timers::TimerKey;
+use crate::hub::PollOutcome;
+use crate::model::sources::{ManualKind, ManualState};
+use std::sync::Arc;
+
+/// What a successful logon returns.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub auth: Authenticated,
+    pub uri: String,
+}
+
+impl Gateway {
+    /// Checks credentials: the user is a logon name (`sip:` URI, `user@domain`, `DOMAIN\user`).
+    pub async fn logon(&self, user: &str, password: &str, uri_hint: Option<&str>, address: &str) -> Result<SignedIn> {
+        let name = if user.trim().is_empty() { uri_hint.unwrap_or("") } else { user };
+        let now = self.clock.now();
+        if !self.limiter.allows(name, address, now) {
+            return Err(GatewayError::LimitExceeded("too many failed sign-ins; try again later".into()));
+        }
+        let uri = self.directory.resolve_logon_name(name);
+        let hash = match &uri {
+            Some(uri) => self.store.user(uri).await.map_err(|e| GatewayError::internal("reading user", e))?.and_then(|u| u.password_hash),
+            None => None,
+        };
+        let (verified, password) = (hash.clone().unwrap_or_else(|| self.decoy_hash().to_string()), password.to_string());
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &verified)).await.unwrap_or(false);
+        match uri {
+            Some(uri) if ok && hash.is_some() => {
+                self.limiter.record_success(name);
+                let auth = self.tickets.issue(Arc::from(uri.as_str()), now);
+                tracing::info!(user = %uri, "signed in");
+                Ok(SignedIn { auth, uri })
+            }
+            _ => {
+                self.limiter.record_failure(name, address, now);
+                tracing::info!(address, "failed sign-in");
+                Err(GatewayError::Unauthenticated)
+            }
+        }
+    }
+
+    pub fn authenticate(&self, ticket: &str) -> Option<Authenticated> {
+        self.tickets.authenticate(ticket, self.clock.now())
+    }
+
+    /// Starts a session for a login: limit check, initial state, the initial event burst.
+    pub async fn initiate_session(&self, login: &Login, request: &InitiateSession) -> Result<(Arc<Session>, SessionStarted)> {
+        if self.hub.sessions_of(&login.user).len() >= self.config.limits.sessions_per_user {
+            let limit = self.config.limits.sessions_per_user;
+            return Err(GatewayError::LimitExceeded(format!("at most {limit} sessions per user")));
+        }
+        if request.availability == Some(ManualKind::AppearOffline) && !self.config.enable_appear_offline {
+            return Err(GatewayError::InvalidOperation("appear offline is disabled".into()));
+        }
+        let now = self.clock.now();
+        let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, request.auto_publish_machine_state, now));
+        self.hub.insert(session.clone());
+        self.schedule_expiry(&session);
+        match request.availability {
+            // "Online" at start means automatic presence; any other choice is a manual state.
+            Some(kind) if kind != ManualKind::Available => {
+                self.change_presence(&login.user, |p| p.manual = Some(ManualState::simple(kind))).await?;
+            }
+            _ => self.refresh(&login.user),
+        }
+        self.queue_self(&session);
+        tracing::info!(sid = session.sid, user = %login.user, "session started");
+        let started = SessionStarted { sid: session.sid, poll_wait_ms: self.config.poll_wait_ms, uri: login.user.to_string() };
+        Ok((session, started))
+    }
+
+    /// The session `sid` if it exists and belongs to this login.
+    pub fn session_for(&self, login: &Login, sid: u64) -> Result<Arc<Session>> {
+        self.hub.get(sid).filter(|s| s.login == login.id && !s.is_ended()).ok_or(GatewayError::SessionNotFound)
+    }
+
+    pub fn terminate_session(&self, session: &Session) {
+        if self.hub.remove(session.sid).is_some() {
+            tracing::info!(sid = session.sid, "session ended");
+            self.refresh(&session.user);
+        }
+    }
+
+    /// One data-channel poll (DESIGN §1.2 items 5 and 6).
+    pub async fn poll(&self, session: &Arc<Session>, ack: u64, user_active: bool) -> Result<Batch> {
+        let now = self.clock.now();
+        let was_idle = session.is_idle(now, self.idle_timeout());
+        if user_active {
+            session.record_activity(now);
+            if was_idle {
+                self.refresh(&session.user);
+            }
+        }
+        loop {
+            match self.hub.poll(session, ack, self.config.hold(), self.clock.now()).await {
+                PollOutcome::Batch(batch) => return Ok(batch),
+                PollOutcome::Ended => return Err(GatewayError::SessionNotFound),
+                PollOutcome::Resync => self.queue_burst(session),
+            }
+        }
+    }
+
+    /// The full state a session needs after an overflow: its own presence and every subscription.
+    fn queue_burst(&self, session: &Arc<Session>) {
+        if session.take_resync() {
+            self.queue_self(session);
+            for uri in session.subscriptions() {
+                self.queue_snapshot(session, &uri);
+            }
+        }
+    }
+
+    fn schedule_expiry(&self, session: &Session) {
+        let at = self.clock.now() + self.session_timeout();
+        self.timers.schedule(TimerKey::Session(session.sid), Some(at));
+    }
+
+    /// Timer callback: ends the session if it has not polled within the timeout, else re-arms.
+    pub(crate) fn check_session_expiry(&self, sid: u64) {
+        let Some(session) = self.hub.get(sid) else { return };
+        let now = self.clock.now();
+        let deadline = session.idle_since().map(|seen| seen + self.session_timeout());
+        match deadline {
+            Some(at) if at <= now => {
+                tracing::info!(sid, "session expired");
+                self.terminate_session(&session);
+            }
+            Some(at) => self.timers.schedule(TimerKey::Session(sid), Some(at)),
+            None => self.schedule_expiry(&session),
+        }
+    }
+}
