@@ -28,7 +28,8 @@ impl Gateway {
             Parsed::Ok { request, .. } => !matches!(request, Request::InitiateSession(_)),
             _ => false,
         });
-        let mut session = match batch.sid.filter(|sid| *sid != 0) {
+        // A batch that starts a session needs no (possibly stale) sid of an older one.
+        let mut session = match batch.sid.filter(|sid| *sid != 0 && !starts_session(&batch)) {
             Some(sid) => Some(self.session_for(login, sid)?),
             None if needs_session && !starts_session(&batch) => return Err(GatewayError::SessionNotFound),
             None => None,
