@@ -89,6 +89,17 @@ impl Gateway {
         self.push(session, Arc::new(EventPayload::self_presence(xml)), Some(&SELF_KEY));
     }
 
+    /// The full state after an overflow: own presence and every subscription, queued even past the
+    /// bound (the burst replaces what was dropped, so it must not trigger another resync).
+    pub(crate) fn queue_resync_burst(&self, session: &Session) {
+        let own = render_self(&self.view_for(&session.user, &session.user));
+        session.push(Arc::new(EventPayload::self_presence(own)), Some(&SELF_KEY), usize::MAX);
+        for uri in session.subscriptions() {
+            let payload = Arc::new(EventPayload::user_presence(self.user_xml_for(&uri, &session.user)));
+            session.push(payload, Some(&uri), usize::MAX);
+        }
+    }
+
     pub(crate) fn push(&self, session: &Session, payload: Arc<EventPayload>, key: Option<&Arc<str>>) {
         use crate::hub::session::Pushed;
         if session.push(payload, key, self.config.limits.queue_length) == Pushed::Resync {

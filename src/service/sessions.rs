@@ -111,13 +111,9 @@ impl Gateway {
         }
     }
 
-    /// The full state a session needs after an overflow: its own presence and every subscription.
     fn queue_burst(&self, session: &Arc<Session>) {
         if session.take_resync() {
-            self.queue_self(session);
-            for uri in session.subscriptions() {
-                self.queue_snapshot(session, &uri);
-            }
+            self.queue_resync_burst(session);
         }
     }
 
