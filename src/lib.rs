@@ -38,7 +38,11 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<
 
 /// Serves HTTP on `listener` until `shutdown` completes; then answers every held poll, lets
 /// in-flight requests finish and closes the store.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = http::router(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let hub_gateway = gateway.clone();
     let signal = async move {

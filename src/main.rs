@@ -136,13 +136,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         demo_users().apply(&store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
     }
-    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let gateway = presence_gateway::service::Gateway::start(config, Arc::new(store), Arc::new(SystemClock)).await?;
     if args.demo {
         spawn_demo_activity(&gateway);
         print_demo_banner(address);
     }
+    println!("presence-gateway listening on http://{address}");
     tracing::info!(%address, "presence-gateway listening");
     presence_gateway::serve(listener, gateway, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -172,10 +172,14 @@ async fn a_manual_state_ends_at_its_to_time_and_a_note_at_its_expiry() {
     let mut manual = ManualState::simple(ManualKind::Busy);
     manual.to = Some(now + chrono::Duration::minutes(10));
     let note = Note { text: "Back soon".into(), expires: Some(now + chrono::Duration::minutes(5)) };
-    server.gateway.change_presence("sip:bob@example.com", |p| {
-        p.manual = Some(manual);
-        p.note = Some(note);
-    }).await.unwrap();
+    server
+        .gateway
+        .change_presence("sip:bob@example.com", |p| {
+            p.manual = Some(manual);
+            p.note = Some(note);
+        })
+        .await
+        .unwrap();
     alice.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500 && seen(u).note == "Back soon").await;
     server.clock.advance(chrono::Duration::minutes(6));
     alice.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500 && seen(u).note.is_empty()).await;

@@ -118,7 +118,11 @@ async fn each_level_sees_only_its_part() {
         client.query(&["sip:bob@example.com"]).await;
         let user = client.wait_for_user("sip:bob@example.com", |_| true).await;
         let s = seen(&user);
-        assert_eq!((s.availability, s.note.as_str(), s.phones.iter().map(String::as_str).collect::<Vec<_>>()), (availability, note, phones), "{watcher}");
+        assert_eq!(
+            (s.availability, s.note.as_str(), s.phones.iter().map(String::as_str).collect::<Vec<_>>()),
+            (availability, note, phones),
+            "{watcher}"
+        );
         if watcher.starts_with("mallory") {
             assert_eq!(s.token, "Offline");
             assert_eq!(s.title, None, "blocked watchers get name and e-mail only");
@@ -144,7 +148,14 @@ async fn public_watchers_see_availability_without_activity_detail() {
 
 fn phone_call() -> presence_gateway::model::sources::Call {
     use presence_gateway::model::sources::*;
-    Call { id: "1".into(), service: CallService::Phone, state: CallState::Connected, incoming: true, external: false, partner: None }
+    Call {
+        id: "1".into(),
+        service: CallService::Phone,
+        state: CallState::Connected,
+        incoming: true,
+        external: false,
+        partner: None,
+    }
 }
 
 #[tokio::test]

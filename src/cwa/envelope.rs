@@ -86,7 +86,10 @@ pub fn error_element(error: &GatewayError) -> String {
     let mut w = XmlWriter::new();
     let code = error.cwa_code().to_string();
     let detail = error.detail();
-    w.empty("error", &[("code", Some(&code)), ("subCode", Some("0")), ("reason", Some(error.reason())), ("detail", Some(&detail))]);
+    w.empty(
+        "error",
+        &[("code", Some(&code)), ("subCode", Some("0")), ("reason", Some(error.reason())), ("detail", Some(&detail))],
+    );
     w.finish()
 }
 

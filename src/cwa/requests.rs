@@ -48,11 +48,20 @@ pub enum Request {
 /// The outcome of reading one method element.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
-    Ok { rid: String, request: Request },
+    Ok {
+        rid: String,
+        request: Request,
+    },
     /// Schema violation → `requestInvalid`.
-    Invalid { rid: Option<String>, error: GatewayError },
+    Invalid {
+        rid: Option<String>,
+        error: GatewayError,
+    },
     /// Well-formed but unusable → `requestFailed`.
-    Failed { rid: String, error: GatewayError },
+    Failed {
+        rid: String,
+        error: GatewayError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +139,8 @@ fn parse_initiate(method: &Element) -> Result<InitiateSession, GatewayError> {
     let availability = match method.child_text("userStateAvailability") {
         None | Some("") => None,
         Some(text) => {
-            let number: u32 = text.parse().map_err(|_| GatewayError::InvalidFormat("userStateAvailability must be a number".into()))?;
+            let number: u32 =
+                text.parse().map_err(|_| GatewayError::InvalidFormat("userStateAvailability must be a number".into()))?;
             let kind = manual_kind_for_availability(number)
                 .ok_or_else(|| GatewayError::InvalidRequest(format!("userStateAvailability {number} is out of range")))?;
             Some(kind)
@@ -155,7 +165,8 @@ fn parse_bool(text: &str) -> Result<bool, GatewayError> {
 
 /// `uris/uri` children: 1..=max, each a `sip:` URI; duplicates collapse.
 fn parse_uris(method: &Element, max_uris: usize) -> Result<Vec<String>, GatewayError> {
-    let uris = method.child("uris").ok_or_else(|| GatewayError::InvalidFormat(format!("{} needs a uris element", method.name)))?;
+    let uris =
+        method.child("uris").ok_or_else(|| GatewayError::InvalidFormat(format!("{} needs a uris element", method.name)))?;
     let mut out: Vec<String> = Vec::new();
     for uri in uris.children_named("uri") {
         let text = uri.text.trim();
@@ -194,8 +205,11 @@ fn parse_category(category: &Element) -> Result<Publication, GatewayError> {
     let name = category.attr("name").ok_or_else(|| GatewayError::InvalidFormat("cwaCategory needs a name".into()))?;
     match name {
         "state" => {
-            let state = category.child("state").ok_or_else(|| GatewayError::InvalidFormat("state category needs a state".into()))?;
-            let text = state.child_text("availability").ok_or_else(|| GatewayError::InvalidFormat("state needs an availability".into()))?;
+            let state =
+                category.child("state").ok_or_else(|| GatewayError::InvalidFormat("state category needs a state".into()))?;
+            let text = state
+                .child_text("availability")
+                .ok_or_else(|| GatewayError::InvalidFormat("state needs an availability".into()))?;
             let number: u32 = text.parse().map_err(|_| GatewayError::InvalidFormat("availability must be a number".into()))?;
             if state.attr("type") == Some("machineState") {
                 if !(3000..18000).contains(&number) {
@@ -250,7 +264,9 @@ mod tests {
 
     #[test]
     fn sorts_errors_into_invalid_and_failed() {
-        let b = batch(r#"<cwaRequests><queryPresence rid="1"><uris><uri>a@x.org</uri></uris></queryPresence><queryPresence/><bogus rid="3"/><search rid="4"/></cwaRequests>"#);
+        let b = batch(
+            r#"<cwaRequests><queryPresence rid="1"><uris><uri>a@x.org</uri></uris></queryPresence><queryPresence/><bogus rid="3"/><search rid="4"/></cwaRequests>"#,
+        );
         assert_eq!(b.unexpected_elements, 2, "no namespace and one unknown element");
         assert!(matches!(&b.requests[0], Parsed::Failed { rid, error: GatewayError::InvalidRequest(_) } if rid == "1"));
         assert!(matches!(&b.requests[1], Parsed::Invalid { rid: None, .. }));
@@ -260,19 +276,32 @@ mod tests {
 
     #[test]
     fn publish_reads_user_machine_state_and_note() {
-        let b = batch(r#"<cwaRequests><publishSelfPresence rid="1">
+        let b = batch(
+            r#"<cwaRequests><publishSelfPresence rid="1">
             <cwaCategory name="state"><state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="userState"><availability>6500</availability></state></cwaCategory>
             <cwaCategory name="state"><state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="machineState"><availability>5000</availability></state></cwaCategory>
             <cwaCategory name="note"><note><body type="personal">Lunch</body></note></cwaCategory>
-        </publishSelfPresence></cwaRequests>"#);
+        </publishSelfPresence></cwaRequests>"#,
+        );
         let Parsed::Ok { request: Request::PublishSelfPresence(p), .. } = &b.requests[0] else { panic!("{:?}", b.requests) };
-        assert_eq!(p, &[Publication::UserState(ManualKind::Busy), Publication::MachineState { idle: true }, Publication::Note("Lunch".into())]);
+        assert_eq!(
+            p,
+            &[
+                Publication::UserState(ManualKind::Busy),
+                Publication::MachineState { idle: true },
+                Publication::Note("Lunch".into())
+            ]
+        );
     }
 
     #[test]
     fn uri_limit_is_enforced() {
         let uris: String = (0..3).map(|i| format!("<uri>sip:u{i}@x.org</uri>")).collect();
-        let root = parse(&format!(r#"<cwaRequests><queryPresence rid="1"><uris>{uris}</uris></queryPresence></cwaRequests>"#), XmlLimits::default()).unwrap();
+        let root = parse(
+            &format!(r#"<cwaRequests><queryPresence rid="1"><uris>{uris}</uris></queryPresence></cwaRequests>"#),
+            XmlLimits::default(),
+        )
+        .unwrap();
         let b = parse_batch(&root, 2).unwrap();
         assert!(matches!(&b.requests[0], Parsed::Failed { error: GatewayError::LimitExceeded(_), .. }));
     }

@@ -120,10 +120,10 @@ pub fn wire_user(view: &PresenceView, source_network: Option<&str>) -> WireUser 
         note.push(WireNoteBody { kind: "OOF".into(), text: oof.clone() });
     }
     let contact_card = view.known.then(|| contact_card(view));
-    let calendar = view.calendar.as_ref().map(|c| WireCalendar {
-        current: c.current.as_ref().map(appointment),
-        next: c.next.as_ref().map(appointment),
-    });
+    let calendar = view
+        .calendar
+        .as_ref()
+        .map(|c| WireCalendar { current: c.current.as_ref().map(appointment), next: c.next.as_ref().map(appointment) });
     WireUser {
         uri: view.uri.clone(),
         source_network: source_network.map(str::to_string),
@@ -235,7 +235,8 @@ impl WireContactCard {
             w.text_element("email", email);
         }
         w.close("identity");
-        let fields = [("company", &self.company), ("department", &self.department), ("title", &self.title), ("office", &self.office)];
+        let fields =
+            [("company", &self.company), ("department", &self.department), ("title", &self.title), ("office", &self.office)];
         for (name, value) in fields {
             if let Some(value) = value {
                 w.text_element(name, value);
@@ -300,7 +301,8 @@ fn parse_state(state: &Element) -> Option<WireState> {
 }
 
 fn parse_note(note: &Element) -> Vec<WireNoteBody> {
-    let body = |b: &Element| WireNoteBody { kind: b.attr("type").unwrap_or("personal").to_string(), text: b.text.trim().to_string() };
+    let body =
+        |b: &Element| WireNoteBody { kind: b.attr("type").unwrap_or("personal").to_string(), text: b.text.trim().to_string() };
     note.children_named("body").map(body).collect()
 }
 

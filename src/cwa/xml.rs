@@ -178,7 +178,11 @@ mod tests {
 
     #[test]
     fn prefixed_attributes_are_read_by_local_name() {
-        let root = parse(r#"<state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="machineState"/>"#, XmlLimits::default()).unwrap();
+        let root = parse(
+            r#"<state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="machineState"/>"#,
+            XmlLimits::default(),
+        )
+        .unwrap();
         assert_eq!(root.attr("type"), Some("machineState"));
     }
 

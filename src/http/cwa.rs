@@ -43,7 +43,9 @@ fn bad_body(error: GatewayError) -> Response {
 /// Reads a body within the size limit and parses it as a bounded XML tree.
 async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError> {
     let limit = gateway.config.limits.body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| GatewayError::InvalidFormat("the body is not UTF-8".into()))?;
     let limits = XmlLimits { max_depth: gateway.config.limits.xml_depth, max_elements: gateway.config.limits.xml_elements };
     xml::parse(text, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
@@ -71,8 +73,12 @@ pub async fn logon(State(gateway): State<Arc<Gateway>>, ConnectInfo(peer): Conne
             ticket::attach(response.headers_mut(), &signed_in.auth.ticket, true);
             response
         }
-        Err(error @ GatewayError::LimitExceeded(_)) => xml_reply(StatusCode::TOO_MANY_REQUESTS, envelope::request_failed(None, &error)),
-        Err(error @ GatewayError::Internal) => xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &error)),
+        Err(error @ GatewayError::LimitExceeded(_)) => {
+            xml_reply(StatusCode::TOO_MANY_REQUESTS, envelope::request_failed(None, &error))
+        }
+        Err(error @ GatewayError::Internal) => {
+            xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &error))
+        }
         Err(error) => xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &error)),
     }
 }
@@ -107,7 +113,9 @@ fn parse_poll_query(raw: Option<&str>) -> Result<PollQuery, GatewayError> {
     let mut query = PollQuery::default();
     for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let bad = |what: &str| GatewayError::InvalidFormat(format!("{what} must be {}", if what == "UA" { "true or false" } else { "a number" }));
+        let bad = |what: &str| {
+            GatewayError::InvalidFormat(format!("{what} must be {}", if what == "UA" { "true or false" } else { "a number" }))
+        };
         match name.to_ascii_lowercase().as_str() {
             "sid" => query.sid = Some(value.parse().map_err(|_| bad("Sid"))?),
             "ackid" => query.ack = if value.is_empty() { 0 } else { value.parse().map_err(|_| bad("AckId"))? },
@@ -127,7 +135,9 @@ fn parse_poll_query(raw: Option<&str>) -> Result<PollQuery, GatewayError> {
 pub async fn data_channel(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let Some((auth, presented)) = authenticate(&gateway, &headers) else { return unauthenticated() };
     let query = match parse_poll_query(raw.as_deref()) {
-        Ok(PollQuery { sid: None, .. }) => return with_ticket(bad_body(GatewayError::InvalidFormat("Sid is required".into())), &auth, &presented),
+        Ok(PollQuery { sid: None, .. }) => {
+            return with_ticket(bad_body(GatewayError::InvalidFormat("Sid is required".into())), &auth, &presented)
+        }
         Ok(query) => query,
         Err(error) => return with_ticket(bad_body(error), &auth, &presented),
     };

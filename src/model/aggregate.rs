@@ -146,14 +146,7 @@ mod tests {
     }
 
     fn call(state: CallState) -> Call {
-        Call {
-            id: "c1".into(),
-            service: CallService::Phone,
-            state,
-            incoming: true,
-            external: false,
-            partner: None,
-        }
+        Call { id: "c1".into(), service: CallService::Phone, state, incoming: true, external: false, partner: None }
     }
 
     fn appointment(status: AppointmentStatus, start_min: i64, end_min: i64) -> Appointment {

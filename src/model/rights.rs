@@ -15,13 +15,8 @@ pub enum AccessLevel {
 }
 
 impl AccessLevel {
-    pub const ALL: [AccessLevel; 5] = [
-        AccessLevel::Blocked,
-        AccessLevel::Public,
-        AccessLevel::Company,
-        AccessLevel::Team,
-        AccessLevel::Personal,
-    ];
+    pub const ALL: [AccessLevel; 5] =
+        [AccessLevel::Blocked, AccessLevel::Public, AccessLevel::Company, AccessLevel::Team, AccessLevel::Personal];
 
     /// The Presence V2 rights value.
     pub fn pv2_value(self) -> u32 {
@@ -218,12 +213,11 @@ mod tests {
     fn explicit_block_wins_over_everything() {
         let groups = vec!["r-and-d".to_string()];
         let w = watcher("sip:b@example.com", &groups, true);
-        let entries = vec![
-            entry(Member::Group("r-and-d".into()), Personal),
-            entry(Member::Uri("sip:B@example.com".into()), Blocked),
-        ];
+        let entries =
+            vec![entry(Member::Group("r-and-d".into()), Personal), entry(Member::Uri("sip:B@example.com".into()), Blocked)];
         assert_eq!(effective_level(&entries, &w), Blocked);
-        let block_domain = vec![entry(Member::Domain("example.com".into()), Blocked), entry(Member::Uri("sip:b@example.com".into()), Team)];
+        let block_domain =
+            vec![entry(Member::Domain("example.com".into()), Blocked), entry(Member::Uri("sip:b@example.com".into()), Team)];
         assert_eq!(effective_level(&block_domain, &w), Team, "a blocked domain yields to a personal entry");
     }
 

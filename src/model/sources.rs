@@ -46,13 +46,7 @@ pub struct ManualState {
 
 impl ManualState {
     pub fn simple(kind: ManualKind) -> Self {
-        ManualState {
-            kind,
-            text: None,
-            from: None,
-            to: None,
-            reachability: Reachability::Normal,
-        }
+        ManualState { kind, text: None, from: None, to: None, reachability: Reachability::Normal }
     }
 
     /// In force at `now`: after `from` (if any) and before `to` (if any).
@@ -105,10 +99,7 @@ pub enum CallState {
 impl CallState {
     /// A call that occupies the user (rule 3): connected, held, conferenced or being dialled.
     pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            CallState::Dialing | CallState::Ringback | CallState::Connected | CallState::Held | CallState::Conferenced
-        )
+        matches!(self, CallState::Dialing | CallState::Ringback | CallState::Connected | CallState::Held | CallState::Conferenced)
     }
 }
 

@@ -104,7 +104,8 @@ impl Tickets {
         let login = entry.login.clone();
         if entry.retired_until.is_some() {
             // Within the grace period: accepted, and the caller gets the current ticket.
-            let current = entries.iter().find(|(_, e)| e.login.id == login.id && e.retired_until.is_none()).map(|(t, _)| t.clone());
+            let current =
+                entries.iter().find(|(_, e)| e.login.id == login.id && e.retired_until.is_none()).map(|(t, _)| t.clone());
             return Some(Authenticated { login, ticket: current.unwrap_or_else(|| ticket.to_string()) });
         }
         entry.last_used = now;
@@ -200,7 +201,8 @@ mod tests {
 
     #[test]
     fn tickets_rotate_with_a_grace_period_and_expire() {
-        let config = Config { ticket_rotation_seconds: 60, ticket_grace_seconds: 10, ticket_idle_seconds: 600, ..Config::default() };
+        let config =
+            Config { ticket_rotation_seconds: 60, ticket_grace_seconds: 10, ticket_idle_seconds: 600, ..Config::default() };
         let tickets = Tickets::new(&config);
         let t0 = Utc::now();
         let first = tickets.issue("sip:a@x".into(), t0);

@@ -73,7 +73,9 @@ impl Gateway {
                 Ok(())
             }
             Request::PublishSelfPresence(publications) => self.publish(session, publications).await,
-            Request::Unsupported(method) => Err(GatewayError::InvalidOperation(format!("{method} is not available on this gateway"))),
+            Request::Unsupported(method) => {
+                Err(GatewayError::InvalidOperation(format!("{method} is not available on this gateway")))
+            }
         };
         match outcome {
             Ok(()) => {
@@ -93,7 +95,9 @@ impl Gateway {
     fn subscribe(&self, session: &Arc<Session>, uris: &[String]) -> Result<()> {
         let uris: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
         let limit = self.config.limits.subscriptions_per_session;
-        let added = session.subscribe(&uris, limit).ok_or_else(|| GatewayError::LimitExceeded(format!("at most {limit} subscriptions per session")))?;
+        let added = session
+            .subscribe(&uris, limit)
+            .ok_or_else(|| GatewayError::LimitExceeded(format!("at most {limit} subscriptions per session")))?;
         self.hub.watch(session, &added);
         let states: Vec<(&str, &str)> = uris.iter().map(|u| (&**u, "subscribed")).collect();
         self.push(session, Arc::new(EventPayload::subscription_state(&states)), None);

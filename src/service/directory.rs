@@ -16,7 +16,10 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(enterprise_domains: &[String]) -> Self {
-        Directory { enterprise_domains: enterprise_domains.iter().map(|d| d.to_ascii_lowercase()).collect(), ..Default::default() }
+        Directory {
+            enterprise_domains: enterprise_domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            ..Default::default()
+        }
     }
 
     pub fn profile(&self, uri: &str) -> Option<Arc<Profile>> {
@@ -42,7 +45,9 @@ impl Directory {
         let name = name.trim().to_ascii_lowercase();
         if let Some((_, user)) = name.split_once('\\') {
             let profiles = self.profiles.read();
-            let mut matches = profiles.keys().filter(|uri| uri.strip_prefix("sip:").and_then(|r| r.split_once('@')).is_some_and(|(u, _)| u == user));
+            let mut matches = profiles
+                .keys()
+                .filter(|uri| uri.strip_prefix("sip:").and_then(|r| r.split_once('@')).is_some_and(|(u, _)| u == user));
             let first = matches.next()?.clone();
             return matches.next().is_none().then_some(first);
         }

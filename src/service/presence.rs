@@ -41,7 +41,10 @@ pub(crate) struct PresenceEntry {
 
 impl PresenceEntry {
     pub fn new(model: Presentity) -> Arc<Self> {
-        Arc::new(PresenceEntry { gate: tokio::sync::Mutex::new(()), live: Mutex::new(Live { model, last_views: HashMap::new() }) })
+        Arc::new(PresenceEntry {
+            gate: tokio::sync::Mutex::new(()),
+            live: Mutex::new(Live { model, last_views: HashMap::new() }),
+        })
     }
 }
 
@@ -202,7 +205,11 @@ impl Gateway {
             };
             let payload = rendered.entry(key).or_insert_with(|| {
                 let v = view(&live.model, key.viewer, now);
-                Arc::new(if own { EventPayload::self_presence(render_self(&v)) } else { EventPayload::user_presence(render_user(&v, key.same_enterprise)) })
+                Arc::new(if own {
+                    EventPayload::self_presence(render_self(&v))
+                } else {
+                    EventPayload::user_presence(render_user(&v, key.same_enterprise))
+                })
             });
             if live.last_views.get(&key) == Some(payload) {
                 continue;

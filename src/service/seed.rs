@@ -160,7 +160,11 @@ pub fn demo_users() -> UsersFile {
             }
         })
         .collect();
-    let grant = |owner: &str, watcher: &str, level: &str| GrantEntry { owner: owner.into(), watcher: watcher.into(), level: level.into() };
+    let grant = |owner: &str, watcher: &str, level: &str| GrantEntry {
+        owner: owner.into(),
+        watcher: watcher.into(),
+        level: level.into(),
+    };
     UsersFile {
         user,
         grant: vec![
@@ -191,8 +195,17 @@ pub fn spawn_demo_activity(gateway: &Arc<Gateway>) {
             };
             let _ = gw.change_sources("sip:frank@example.com", |s| s.appointments = vec![meeting]);
             let state = if round % 2 == 0 { CallState::Connected } else { CallState::Disconnected };
-            let call = Call { id: format!("demo-{round}"), service: CallService::Phone, state, incoming: true, external: true, partner: Some("tel:+4930111222".into()) };
-            let _ = gw.change_sources("sip:dave@example.com", |s| s.calls = if state == CallState::Connected { vec![call] } else { Vec::new() });
+            let call = Call {
+                id: format!("demo-{round}"),
+                service: CallService::Phone,
+                state,
+                incoming: true,
+                external: true,
+                partner: Some("tel:+4930111222".into()),
+            };
+            let _ = gw.change_sources("sip:dave@example.com", |s| {
+                s.calls = if state == CallState::Connected { vec![call] } else { Vec::new() }
+            });
             drop(gw);
             round += 1;
             tokio::time::sleep(Duration::from_secs(30)).await;

@@ -30,7 +30,9 @@ impl Gateway {
         }
         let uri = self.directory.resolve_logon_name(name);
         let hash = match &uri {
-            Some(uri) => self.store.user(uri).await.map_err(|e| GatewayError::internal("reading user", e))?.and_then(|u| u.password_hash),
+            Some(uri) => {
+                self.store.user(uri).await.map_err(|e| GatewayError::internal("reading user", e))?.and_then(|u| u.password_hash)
+            }
             None => None,
         };
         let (verified, password) = (hash.clone().unwrap_or_else(|| self.decoy_hash().to_string()), password.to_string());
@@ -64,7 +66,13 @@ impl Gateway {
             return Err(GatewayError::InvalidOperation("appear offline is disabled".into()));
         }
         let now = self.clock.now();
-        let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, request.auto_publish_machine_state, now));
+        let session = Arc::new(Session::new(
+            self.hub.allocate_sid(),
+            login.user.clone(),
+            login.id,
+            request.auto_publish_machine_state,
+            now,
+        ));
         self.hub.insert(session.clone());
         self.schedule_expiry(&session);
         match request.availability {

@@ -83,7 +83,8 @@ impl Store for SqliteStore {
     }
 
     async fn set_password(&self, uri: &str, hash: &str) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE users SET password_hash = ?2 WHERE uri = ?1").bind(uri).bind(hash).execute(&self.pool).await?;
+        let done =
+            sqlx::query("UPDATE users SET password_hash = ?2 WHERE uri = ?1").bind(uri).bind(hash).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -98,7 +99,8 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, uri: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT profile, password_hash FROM users WHERE uri = ?1").bind(uri).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT profile, password_hash FROM users WHERE uri = ?1").bind(uri).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -121,7 +123,8 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT uri, manual, note FROM presence").fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
-                let presence = StoredPresence { manual: json_opt(row.try_get("manual")?)?, note: json_opt(row.try_get("note")?)? };
+                let presence =
+                    StoredPresence { manual: json_opt(row.try_get("manual")?)?, note: json_opt(row.try_get("note")?)? };
                 Ok((row.try_get("uri")?, presence))
             })
             .collect()
@@ -141,7 +144,11 @@ impl Store for SqliteStore {
     }
 
     async fn remove_right(&self, owner: &str, member: &Member) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM rights WHERE owner = ?1 AND member = ?2").bind(owner).bind(member_key(member)?).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM rights WHERE owner = ?1 AND member = ?2")
+            .bind(owner)
+            .bind(member_key(member)?)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 

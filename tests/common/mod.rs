@@ -157,7 +157,15 @@ impl Client {
 
     /// Another client (say, a second tab) sharing this sign-in's ticket, without a session yet.
     pub fn same_login(&self) -> Client {
-        Client { http: self.http.clone(), base: self.base.clone(), ticket: self.ticket.clone(), sid: 0, ack: 0, uri: self.uri.clone(), rid: 100 }
+        Client {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            ticket: self.ticket.clone(),
+            sid: 0,
+            ack: 0,
+            uri: self.uri.clone(),
+            rid: 100,
+        }
     }
 
     pub fn next_rid(&mut self) -> String {
@@ -167,7 +175,14 @@ impl Client {
 
     /// Posts raw XML to the command channel with this client's ticket.
     pub async fn post_raw(&mut self, body: String) -> Reply {
-        let reply = send(self.http.post(format!("{}/cwa/MainCommandHandler.ashx", self.base)).header("CWA-Ticket", &self.ticket).header("Content-Type", "text/xml").body(body)).await;
+        let reply = send(
+            self.http
+                .post(format!("{}/cwa/MainCommandHandler.ashx", self.base))
+                .header("CWA-Ticket", &self.ticket)
+                .header("Content-Type", "text/xml")
+                .body(body),
+        )
+        .await;
         if let Some(t) = &reply.ticket {
             self.ticket = t.clone();
         }
@@ -182,7 +197,11 @@ impl Client {
 
     pub async fn initiate(&mut self) -> Reply {
         let rid = self.next_rid();
-        let reply = self.command(&format!(r#"<initiateSession rid="{rid}"><userStateAvailability>3500</userStateAvailability></initiateSession>"#)).await;
+        let reply = self
+            .command(&format!(
+                r#"<initiateSession rid="{rid}"><userStateAvailability>3500</userStateAvailability></initiateSession>"#
+            ))
+            .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         let accepted = reply.xml();
         let accepted = accepted.child("requestAccepted").unwrap_or_else(|| panic!("{}", reply.body));
@@ -221,7 +240,9 @@ impl Client {
 
     /// Polls until a snapshot of `uri` arrives and returns its `user` element.
     pub async fn wait_for_user(&mut self, uri: &str, pred: impl Fn(&Element) -> bool) -> Element {
-        let event = self.wait_for(uri, |e| e.name == "userPresence" && e.users().iter().any(|u| u.attr("uri") == Some(uri) && pred(u))).await;
+        let event = self
+            .wait_for(uri, |e| e.name == "userPresence" && e.users().iter().any(|u| u.attr("uri") == Some(uri) && pred(u)))
+            .await;
         event.users().into_iter().find(|u| u.attr("uri") == Some(uri)).unwrap()
     }
 
@@ -299,13 +320,17 @@ pub fn seen(user: &Element) -> Seen {
     let category = |name: &str| user.children_named("cwaCategory").find(|c| c.attr("name") == Some(name)).cloned();
     let state = category("state").and_then(|c| c.child("state").cloned()).expect("state category");
     let note = category("note").and_then(|c| c.child("note").cloned());
-    let personal = note.and_then(|n| n.children_named("body").find(|b| b.attr("type") == Some("personal")).map(|b| b.text.clone()));
+    let personal =
+        note.and_then(|n| n.children_named("body").find(|b| b.attr("type") == Some("personal")).map(|b| b.text.clone()));
     let card = category("contactCard").and_then(|c| c.child("contactCard").cloned());
     Seen {
         availability: state.child_text("availability").unwrap().parse().unwrap(),
         token: state.child("activity").and_then(|a| a.attr("token")).unwrap_or("").to_string(),
         note: personal.unwrap_or_default(),
-        phones: card.as_ref().map(|c| c.children_named("phone").map(|p| p.attr("type").unwrap().to_string()).collect()).unwrap_or_default(),
+        phones: card
+            .as_ref()
+            .map(|c| c.children_named("phone").map(|p| p.attr("type").unwrap().to_string()).collect())
+            .unwrap_or_default(),
         title: card.as_ref().and_then(|c| c.child_text("title")).map(str::to_string),
     }
 }
