@@ -23,10 +23,13 @@ pub enum PollOutcome {
     Ended,
 }
 
+/// Presentity → the sessions watching it (by sid).
+type WatcherIndex = HashMap<Arc<str>, HashMap<u64, Arc<Session>>>;
+
 pub struct Hub {
     sessions: RwLock<HashMap<u64, Arc<Session>>>,
     by_user: RwLock<HashMap<Arc<str>, Vec<Arc<Session>>>>,
-    watchers: RwLock<HashMap<Arc<str>, HashMap<u64, Arc<Session>>>>,
+    watchers: RwLock<WatcherIndex>,
     next_sid: AtomicU64,
     shutdown: watch::Sender<bool>,
 }

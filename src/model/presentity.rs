@@ -178,7 +178,8 @@ pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
 
     let computed = p.computed;
     let appear_offline = computed.activity == Activity::AppearOffline;
-    if vis.availability && !(appear_offline && !owner) {
+    let hidden_by_appear_offline = appear_offline && !owner;
+    if vis.availability && !hidden_by_appear_offline {
         out.state = visible_state(computed.state, vis.activity);
         out.activity = if vis.activity { computed.activity } else { Activity::None };
         out.appear_offline = owner && appear_offline;

@@ -194,7 +194,7 @@ pub fn spawn_demo_activity(gateway: &Arc<Gateway>) {
                 private: false,
             };
             let _ = gw.change_sources("sip:frank@example.com", |s| s.appointments = vec![meeting]);
-            let state = if round % 2 == 0 { CallState::Connected } else { CallState::Disconnected };
+            let state = if round.is_multiple_of(2) { CallState::Connected } else { CallState::Disconnected };
             let call = Call {
                 id: format!("demo-{round}"),
                 service: CallService::Phone,
