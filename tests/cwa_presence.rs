@@ -255,3 +255,44 @@ fn the_documented_user_presence_sample_round_trips() {
     let rendered = parse(&w.finish(), XmlLimits::default()).unwrap();
     assert_eq!(strip(&rendered), strip(&original));
 }
+
+#[tokio::test]
+async fn calendar_data_is_cut_by_level_and_private_subjects_never_leave() {
+    use presence_gateway::model::sources::{Appointment, AppointmentStatus};
+    let server = TestServer::start().await;
+    let mut bob = server.session("bob@example.com").await;
+    let now = server.clock.now_for_tests();
+    let meeting = |id: &str, private: bool, start: i64| Appointment {
+        id: id.into(),
+        start: now + chrono::Duration::minutes(start),
+        end: now + chrono::Duration::minutes(start + 30),
+        status: AppointmentStatus::Busy,
+        subject: Some(format!("Subject {id}")),
+        location: Some("Room 1".into()),
+        private,
+    };
+    let appointments = vec![meeting("now", false, -5), meeting("later", true, 60)];
+    server.gateway.change_sources("sip:bob@example.com", |s| s.appointments = appointments).unwrap();
+    let calendar_of = |user: &presence_gateway::cwa::xml::Element| {
+        user.children_named("cwaCategory")
+            .find(|c| c.attr("name") == Some("calendarData"))
+            .and_then(|c| c.child("calendarData").cloned())
+    };
+    // Carol (Company): free/busy and times, no subject.
+    let mut carol = server.session("carol@example.com").await;
+    carol.query(&["sip:bob@example.com"]).await;
+    let user = carol.wait_for_user("sip:bob@example.com", |_| true).await;
+    assert_eq!((seen(&user).availability, seen(&user).token.as_str()), (6500, "in-a-meeting"));
+    let cal = calendar_of(&user).expect("Company sees calendar data");
+    assert_eq!(cal.child("current").unwrap().attr("status"), Some("busy"));
+    assert!(cal.child("current").unwrap().child("subject").is_none());
+    assert!(cal.child("next").is_some());
+    // Pat (Public): no calendar at all.
+    let mut pat = server.session("pat@other.org").await;
+    pat.query(&["sip:bob@example.com"]).await;
+    assert!(calendar_of(&pat.wait_for_user("sip:bob@example.com", |_| true).await).is_none());
+    // Bob himself sees both subjects, even the private one.
+    let own = bob.wait_for("self", |e| e.name == "selfPresence" && seen(&e.element).availability == 6500).await;
+    let cal = calendar_of(&own.element).unwrap();
+    assert_eq!(cal.child("next").unwrap().child_text("subject"), Some("Subject later"));
+}
