@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod contact;
+pub mod contacts;
 pub mod presentity;
 pub mod rights;
 pub mod sources;
