@@ -105,7 +105,11 @@ impl Gateway {
         self.directory.put_profile(profile.clone());
         let mut presences = self.presences.write();
         match presences.get(&uri) {
-            Some(entry) => entry.live.lock().model.profile = profile,
+            Some(entry) => {
+                let mut live = entry.live.lock();
+                live.model.profile = profile;
+                live.last_views.clear();
+            }
             None => {
                 presences.insert(uri, PresenceEntry::new(Presentity::new(profile)));
             }

@@ -73,6 +73,7 @@ impl Gateway {
         let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, options, now));
         self.hub.insert(session.clone());
         self.schedule_expiry(&session);
+        self.queue_initial_burst(&session);
         match request.availability {
             // "Online" at start means automatic presence; any other choice is a manual state.
             Some(kind) if kind != ManualKind::Available => {
@@ -80,7 +81,6 @@ impl Gateway {
             }
             _ => self.refresh(&login.user),
         }
-        self.queue_initial_burst(&session);
         tracing::info!(sid = session.sid, user = %login.user, "session started");
         let started = SessionStarted { sid: session.sid, poll_wait_ms: self.config.poll_wait_ms, uri: login.user.to_string() };
         Ok((session, started))
