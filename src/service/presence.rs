@@ -12,6 +12,7 @@ use crate::error::{GatewayError, Result};
 use crate::hub::session::Session;
 use crate::hub::timers::TimerKey;
 use crate::model::presentity::{view, PresenceView, Presentity, Viewer};
+use crate::model::reports::SourceReport;
 use crate::model::sources::{ClientActivity, Timestamp};
 use crate::store::StoredPresence;
 use parking_lot::Mutex;
@@ -162,13 +163,25 @@ impl Gateway {
         Ok(())
     }
 
-    /// Changes what integrations report (calls, calendar, agent state): live data, not stored.
-    pub fn change_sources(&self, uri: &str, change: impl FnOnce(&mut crate::model::sources::SourceReports)) -> Result<()> {
+    /// Stores a source's report (replacing that source's previous one), live: not persisted,
+    /// withdrawn automatically at its expiry.
+    pub fn set_source(&self, uri: &str, name: &str, report: SourceReport) -> Result<()> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
         let mut live = entry.live.lock();
-        change(&mut live.model.sources);
+        live.model.set_report(name, report);
         self.settle(uri, &mut live);
         Ok(())
+    }
+
+    /// Withdraws a source's report; false when there was none.
+    pub fn remove_source(&self, uri: &str, name: &str) -> Result<bool> {
+        let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
+        let mut live = entry.live.lock();
+        let removed = live.model.remove_report(name);
+        if removed {
+            self.settle(uri, &mut live);
+        }
+        Ok(removed)
     }
 
     /// Recalculates a user's presence after their sessions changed (sign-in, idle, sign-out).
@@ -184,6 +197,7 @@ impl Gateway {
         let now = self.clock.now();
         let (clients, next_idle) = self.client_activity(uri, now);
         live.model.clients = clients;
+        live.model.drop_expired_reports(now);
         live.model.recompute(now);
         let uri: Arc<str> = Arc::from(uri);
         self.fan_out(&uri, live, now);
