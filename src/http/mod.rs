@@ -3,7 +3,7 @@
 //! built by the `cwa` module.
 
 mod cwa;
-mod ticket;
+pub(crate) mod ticket;
 
 use crate::service::Gateway;
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .merge(crate::api::router())
         .with_state(gateway)
 }
 

@@ -256,7 +256,7 @@ pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
         out.personal_note = p.note.as_ref().filter(|n| n.is_active(now)).map(|n| n.text.clone());
     }
     if vis.oof_note {
-        out.oof_note = p.sources.oof_message.clone().filter(|_| out.activity == Activity::OutOfOffice || owner);
+        out.oof_note = p.sources.oof_message.clone().filter(|_| computed.activity == Activity::OutOfOffice || owner);
     }
     out.card = card_view(profile, &vis);
     if vis.calendar_free_busy {
