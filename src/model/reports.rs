@@ -236,20 +236,14 @@ mod tests {
             line: None,
         };
         let mut reports = Reports::default();
-        reports.0.insert(
-            "pbx".into(),
-            SourceReport { data: ReportData::Phone { lines: vec![], calls: vec![call("a")], forwards: vec![] }, expires: None },
-        );
-        reports.0.insert(
-            "headset".into(),
-            SourceReport { data: ReportData::Bluetooth { calls: vec![call("b")] }, expires: Some(now + Duration::seconds(5)) },
-        );
-        reports
-            .0
-            .insert("pc".into(), SourceReport { data: ReportData::Computer { state: ComputerState::Locked }, expires: None });
-        reports
-            .0
-            .insert("pc2".into(), SourceReport { data: ReportData::Computer { state: ComputerState::LoggedIn }, expires: None });
+        let phone = ReportData::Phone(PhoneData { calls: vec![call("a")], ..Default::default() });
+        reports.0.insert("pbx".into(), SourceReport { data: phone, expires: None });
+        let headset = ReportData::Bluetooth(CallsData { calls: vec![call("b")] });
+        reports.0.insert("headset".into(), SourceReport { data: headset, expires: Some(now + Duration::seconds(5)) });
+        let locked = ReportData::Computer(ComputerData { state: ComputerState::Locked });
+        reports.0.insert("pc".into(), SourceReport { data: locked, expires: None });
+        let logged_in = ReportData::Computer(ComputerData { state: ComputerState::LoggedIn });
+        reports.0.insert("pc2".into(), SourceReport { data: logged_in, expires: None });
         let merged = reports.merge();
         let services: Vec<_> = merged.calls.iter().map(|c| c.service).collect();
         assert_eq!(services, [CallService::Bluetooth, CallService::Phone]);
