@@ -395,3 +395,33 @@ async fn the_level_table_holds_in_json_as_in_cwa() {
     assert!(blocked["asnRemoteContact"]["u8sJobTitle"].is_null());
     assert_eq!(blocked["asnRemoteContact"]["u8sDisplayName"], "Bob Builder");
 }
+
+#[tokio::test]
+async fn cwa_watchers_get_lines_calls_and_forwards_as_a_raw_category_cut_by_level() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let _bob = server.session("bob@example.com").await;
+    let mut report = call_report("connected");
+    report["forwards"] = json!([{"mode": "no-answer", "destination": "tel:+49170101", "noAnswerSeconds": 20}]);
+    api.source("sip:bob@example.com", "pbx", report).await;
+    let telephony_seen_by = |who: &'static str| {
+        let server = &server;
+        async move {
+            let mut client = server.session(who).await;
+            client.query(&["sip:bob@example.com"]).await;
+            let user = client.wait_for_user("sip:bob@example.com", |_| true).await;
+            let raw = user.children_named("rawCategory").find(|c| c.attr("name") == Some("telephony"));
+            raw.and_then(|c| c.child("telephony").cloned())
+        }
+    };
+    let team = telephony_seen_by("alice@example.com").await.expect("Team sees telephony");
+    assert_eq!(team.namespace.as_deref(), Some("urn:presence-gateway:telephony:1"));
+    let call = team.child("call").unwrap();
+    assert_eq!((call.attr("state"), call.attr("partner")), (Some("connected"), Some("tel:+4930555")));
+    assert_eq!(team.child("forward").unwrap().attr("noAnswerSeconds"), Some("20"));
+    assert_eq!(team.child("line").unwrap().attr("number"), Some("tel:+4989101"));
+    let company = telephony_seen_by("carol@example.com").await.expect("Company sees telephony");
+    assert!(company.child("call").unwrap().attr("partner").is_none(), "no partner below Team");
+    assert!(telephony_seen_by("pat@other.org").await.is_none(), "Public sees no telephony");
+    assert!(telephony_seen_by("mallory@example.com").await.is_none());
+}
