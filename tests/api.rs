@@ -425,3 +425,45 @@ async fn cwa_watchers_get_lines_calls_and_forwards_as_a_raw_category_cut_by_leve
     assert!(telephony_seen_by("pat@other.org").await.is_none(), "Public sees no telephony");
     assert!(telephony_seen_by("mallory@example.com").await.is_none());
 }
+
+#[tokio::test]
+async fn admins_manage_users_and_deleting_one_takes_them_offline_everywhere() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let new = json!({"uri": "sip:zoe@example.com", "displayName": "Zoe Zed", "password": "zoe-pass", "title": "Tester", "phones": {"work": "tel:+1"}});
+    let created = api.call(reqwest::Method::POST, "/api/v1/users", Auth::Bearer(ADMIN_TOKEN), Some(new.clone())).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert!(created.body.get("password").is_none(), "passwords never come back");
+    assert_eq!(api.call(reqwest::Method::POST, "/api/v1/users", Auth::Bearer(ADMIN_TOKEN), Some(new)).await.status, 409);
+    assert_eq!(api.call(reqwest::Method::POST, "/api/v1/users", Auth::Bearer(SOURCE_TOKEN), Some(json!({}))).await.status, 403);
+    let bad = api
+        .call(reqwest::Method::POST, "/api/v1/users", Auth::Bearer(ADMIN_TOKEN), Some(json!({"uri": "zoe", "displayName": "Z"})))
+        .await;
+    assert_eq!((bad.status, bad.body["field"].as_str()), (422, Some("uri")));
+    let list = api.call(reqwest::Method::GET, "/api/v1/users", Auth::Bearer(ADMIN_TOKEN), None).await;
+    assert!(list.body.as_array().unwrap().iter().any(|u| u["uri"] == "sip:zoe@example.com"));
+
+    let mut zoe = Client::sign_in(&server.base, "zoe@example.com", "zoe-pass").await.expect("the new user signs in");
+    zoe.initiate().await;
+    let mut carol = server.session("carol@example.com").await;
+    carol.subscribe(&["sip:zoe@example.com"]).await;
+    carol.wait_for_user("sip:zoe@example.com", |u| seen(u).availability == 3500).await;
+
+    let update = json!({"uri": "sip:zoe@example.com", "displayName": "Zoe Zed", "title": "Lead Tester"});
+    let updated =
+        api.call(reqwest::Method::PUT, "/api/v1/users/sip:zoe@example.com", Auth::Bearer(ADMIN_TOKEN), Some(update)).await;
+    assert_eq!(updated.status, 200);
+    let user = carol.wait_for_user("sip:zoe@example.com", |u| seen(u).title.as_deref() == Some("Lead Tester")).await;
+    assert_eq!(seen(&user).availability, 3500);
+
+    let deleted = api.call(reqwest::Method::DELETE, "/api/v1/users/sip:zoe@example.com", Auth::Bearer(ADMIN_TOKEN), None).await;
+    assert_eq!(deleted.status, 204);
+    let last = carol.wait_for_user("sip:zoe@example.com", |u| seen(u).availability == 0).await;
+    assert_eq!(seen(&last).title, None, "a final offline snapshot without data");
+    assert_eq!(zoe.poll_with(0, true).await.status, 401, "the ticket is gone");
+    assert!(Client::sign_in(&server.base, "zoe@example.com", "zoe-pass").await.is_err());
+    assert_eq!(
+        api.call(reqwest::Method::DELETE, "/api/v1/users/sip:zoe@example.com", Auth::Bearer(ADMIN_TOKEN), None).await.status,
+        404
+    );
+}

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1` for integrations, administration and modern clients: presence
 //! sources, manual state and note, rights, and reading presence — each cut by the caller's level.
 
+mod admin;
 pub mod auth;
 pub mod error;
 pub mod pv2;
@@ -19,6 +20,8 @@ pub fn router() -> Router<Arc<Gateway>> {
         .route("/api/v1/users/{uri}/note", put(users::put_note).delete(users::delete_note))
         .route("/api/v1/users/{owner}/rights/{watcher}", put(users::put_right).delete(users::delete_right))
         .route("/api/v1/users/{uri}/presence", get(users::get_presence))
+        .route("/api/v1/users", get(admin::list_users).post(admin::create_user))
+        .route("/api/v1/users/{uri}", get(admin::get_user).put(admin::put_user).delete(admin::delete_user))
 }
 
 /// Reads a JSON body into `T`, naming the offending field on error (422) or refusing non-JSON (400).

@@ -12,6 +12,7 @@ pub mod presence;
 pub mod search;
 pub mod seed;
 pub mod sessions;
+pub mod users;
 
 use crate::backplane::{Backplane, Standalone};
 use crate::config::Config;
