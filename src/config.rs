@@ -74,6 +74,8 @@ pub struct Limits {
     pub xml_elements: usize,
     pub queue_length: usize,
     pub contacts_per_user: usize,
+    /// The largest contact image accepted (bytes).
+    pub image_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +124,7 @@ impl Default for Limits {
             xml_elements: 10_000,
             queue_length: 2000,
             contacts_per_user: 1000,
+            image_bytes: 512 * 1024,
         }
     }
 }
@@ -154,6 +157,7 @@ impl Config {
             ("limits.xml_depth", self.limits.xml_depth as u64),
             ("limits.queue_length", self.limits.queue_length as u64),
             ("limits.contacts_per_user", self.limits.contacts_per_user as u64),
+            ("limits.image_bytes", self.limits.image_bytes as u64),
             ("search_max_results", self.search_max_results as u64),
             ("source_ttl_seconds", self.source_ttl_seconds),
         ];

@@ -467,3 +467,98 @@ async fn admins_manage_users_and_deleting_one_takes_them_offline_everywhere() {
         404
     );
 }
+
+fn png(extra: u8) -> Vec<u8> {
+    let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    bytes.extend([0, 0, 0, 13, extra]);
+    bytes
+}
+
+#[tokio::test]
+async fn images_have_an_etag_answer_304_and_their_change_is_a_presence_change() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let bob = server.session("bob@example.com").await;
+    let mut carol = watcher_of_bob(&server).await;
+    let url = format!("{}/api/v1/users/sip:bob@example.com/image", server.base);
+    let none = api.http.get(&url).header("CWA-Ticket", &carol.ticket).send().await.unwrap();
+    assert_eq!(none.status().as_u16(), 404);
+
+    let put = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &bob.ticket)
+        .header("Content-Type", "image/png")
+        .body(png(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200);
+    let hash = put.json::<Value>().await.unwrap()["u8sImageHash"].as_str().unwrap().to_string();
+    let user = carol
+        .wait_for_user("sip:bob@example.com", |u| {
+            let card = u.children_named("cwaCategory").find(|c| c.attr("name") == Some("contactCard"));
+            card.and_then(|c| c.child("contactCard")).and_then(|c| c.child("photo")).is_some()
+        })
+        .await;
+    let card = user.children_named("cwaCategory").find(|c| c.attr("name") == Some("contactCard")).unwrap();
+    assert_eq!(card.child("contactCard").unwrap().child("photo").unwrap().attr("hash"), Some(hash.as_str()));
+
+    let got = api.http.get(&url).header("CWA-Ticket", &carol.ticket).send().await.unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    let etag = got.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(etag, format!("\"{hash}\""));
+    assert_eq!(got.headers()["content-type"], "image/png");
+    assert_eq!(got.bytes().await.unwrap().to_vec(), png(1));
+    let cached = api.http.get(&url).header("CWA-Ticket", &carol.ticket).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(cached.status().as_u16(), 304);
+    assert!(cached.bytes().await.unwrap().is_empty());
+    let large = api.http.get(format!("{url}?size=large")).header("CWA-Ticket", &carol.ticket).send().await.unwrap();
+    assert_eq!(large.status().as_u16(), 404, "no large image yet");
+
+    let lie = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &bob.ticket)
+        .header("Content-Type", "image/jpeg")
+        .body(png(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lie.status().as_u16(), 415);
+    let text = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &bob.ticket)
+        .header("Content-Type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status().as_u16(), 415);
+    let huge = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &bob.ticket)
+        .header("Content-Type", "image/png")
+        .body([png(3), vec![0; 600 * 1024]].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status().as_u16(), 413);
+    let foreign = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &carol.ticket)
+        .header("Content-Type", "image/png")
+        .body(png(4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status().as_u16(), 403);
+    let blocked = server.sign_in("mallory@example.com").await;
+    let hidden = api.http.get(&url).header("CWA-Ticket", &blocked.ticket).send().await.unwrap();
+    assert_eq!(hidden.status().as_u16(), 404, "blocked watchers get no picture");
+    let still = api.http.get(&url).header("CWA-Ticket", &carol.ticket).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(still.status().as_u16(), 304, "failed uploads changed nothing");
+}

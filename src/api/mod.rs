@@ -4,6 +4,7 @@
 mod admin;
 pub mod auth;
 pub mod error;
+mod images;
 pub mod pv2;
 mod sources;
 mod users;
@@ -20,6 +21,7 @@ pub fn router() -> Router<Arc<Gateway>> {
         .route("/api/v1/users/{uri}/note", put(users::put_note).delete(users::delete_note))
         .route("/api/v1/users/{owner}/rights/{watcher}", put(users::put_right).delete(users::delete_right))
         .route("/api/v1/users/{uri}/presence", get(users::get_presence))
+        .route("/api/v1/users/{uri}/image", put(images::put_image).get(images::get_image).delete(images::delete_image))
         .route("/api/v1/users", get(admin::list_users).post(admin::create_user))
         .route("/api/v1/users/{uri}", get(admin::get_user).put(admin::put_user).delete(admin::delete_user))
 }

@@ -33,6 +33,8 @@ pub struct WireContactCard {
     pub title: Option<String>,
     pub office: Option<String>,
     pub phones: Vec<(String, String)>,
+    /// Hash of the contact image (fetch it from `/api/v1/users/{uri}/image`).
+    pub photo_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +198,7 @@ fn contact_card(view: &PresenceView) -> WireContactCard {
         title: view.card.title.clone(),
         office: view.card.office.clone(),
         phones: view.card.phones.iter().map(|(k, n)| (phone_kind(*k).to_string(), n.clone())).collect(),
+        photo_hash: view.image_hash.clone(),
     }
 }
 
@@ -294,6 +297,9 @@ impl WireContactCard {
         }
         for (kind, number) in &self.phones {
             w.open("phone", &[("type", Some(kind))]).text_element("uri", number).close("phone");
+        }
+        if let Some(hash) = &self.photo_hash {
+            w.empty("photo", &[("hash", Some(hash))]);
         }
         w.close("contactCard").close("cwaCategory");
     }
@@ -397,6 +403,7 @@ fn parse_card(card: &Element) -> WireContactCard {
             .children_named("phone")
             .filter_map(|p| Some((p.attr("type")?.to_string(), p.child_text("uri")?.to_string())))
             .collect(),
+        photo_hash: card.child("photo").and_then(|p| p.attr("hash")).map(str::to_string),
     }
 }
 
