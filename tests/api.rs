@@ -562,3 +562,116 @@ async fn images_have_an_etag_answer_304_and_their_change_is_a_presence_change() 
     let still = api.http.get(&url).header("CWA-Ticket", &carol.ticket).header("If-None-Match", &etag).send().await.unwrap();
     assert_eq!(still.status().as_u16(), 304, "failed uploads changed nothing");
 }
+
+async fn events_after(api: &Api, ticket: &str, after: u64) -> JsonReply {
+    api.call(reqwest::Method::GET, &format!("/api/v1/events?after={after}"), Auth::Ticket(ticket), None).await
+}
+
+/// Polls the JSON stream until an event matches (each poll is held by the server; bounded).
+async fn wait_json(api: &Api, ticket: &str, after: &mut u64, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..20 {
+        let reply = events_after(api, ticket, *after).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        *after = reply.body["ackId"].as_u64().unwrap();
+        if let Some(event) = reply.body["events"].as_array().unwrap().iter().find(|e| pred(e)) {
+            return event.clone();
+        }
+    }
+    panic!("no matching JSON event");
+}
+
+#[tokio::test]
+async fn json_subscribers_get_snapshots_then_deltas_of_the_sections_they_asked_for() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let mut bob = server.session("bob@example.com").await;
+    let alice = server.sign_in("alice@example.com").await;
+    let carol = server.sign_in("carol@example.com").await;
+
+    let subscribe = |ticket: String, body: Value| {
+        let api = &api;
+        async move { api.call(reqwest::Method::POST, "/api/v1/subscriptions", Auth::Ticket(&ticket), Some(body)).await }
+    };
+    let all = subscribe(alice.ticket.clone(), json!({"seqContactIDs": ["sip:bob@example.com"]})).await;
+    assert_eq!(all.status, 200, "{:?}", all.body);
+    assert_eq!(all.body["seqPresence"][0]["iPresenceState"], 1);
+    assert_eq!(all.body["seqPresence"][0]["asnRemoteContact"]["u8sPhoneMobile"], "tel:+49170101", "Team snapshot");
+    let only_calls = subscribe(
+        carol.ticket.clone(),
+        json!({"seqContactIDs": ["sip:bob@example.com"], "iEventFlagsToSubscribe": 256, "iContactDetailsReturnFilter": 32}),
+    )
+    .await;
+    let snapshot = only_calls.body["seqPresence"][0].as_object().unwrap().clone();
+    assert!(snapshot.keys().all(|k| k == "u8sContactId" || k == "asnCustomNote"), "details filter: {snapshot:?}");
+
+    bob.publish_note("Deep work").await;
+    let mut alice_after = 0;
+    let event = wait_json(&api, &alice.ticket, &mut alice_after, |e| {
+        e["asnUpdatePresenceV2"]["iChangedFlags"].as_u64().unwrap_or(0) & 32 != 0
+    })
+    .await;
+    let update = &event["asnUpdatePresenceV2"];
+    assert_eq!(update["asnPresence"]["asnCustomNote"]["u8sNote"], "Deep work");
+    assert!(update["asnPresence"].get("seqCalls").is_none(), "only changed sections");
+    assert!(event["eid"].as_u64().unwrap() >= 1);
+
+    // Carol asked for calls only: the note is not sent, the call is — without the presence section.
+    api.source("sip:bob@example.com", "pbx", call_report("connected")).await;
+    let mut carol_after = 0;
+    let event = wait_json(&api, &carol.ticket, &mut carol_after, |e| e.get("asnUpdatePresenceV2").is_some()).await;
+    assert_eq!(event["asnUpdatePresenceV2"]["iChangedFlags"], 256);
+    let presence = event["asnUpdatePresenceV2"]["asnPresence"].as_object().unwrap();
+    assert!(
+        presence.contains_key("seqCalls") && !presence.contains_key("iPresenceState") && !presence.contains_key("asnCustomNote")
+    );
+    assert!(presence["seqCalls"][0].get("u8sCurrentNumberSC").is_none(), "Company: no partner number");
+
+    // A lost response is sent again with the same eids.
+    let first = events_after(&api, &alice.ticket, 0).await;
+    let again = events_after(&api, &alice.ticket, 0).await;
+    assert_eq!(first.body, again.body);
+
+    // Deleting Bob sends asnRemovePresence.
+    api.call(reqwest::Method::DELETE, "/api/v1/users/sip:bob@example.com", Auth::Bearer(ADMIN_TOKEN), None).await;
+    wait_json(&api, &alice.ticket, &mut alice_after, |e| e["asnRemovePresence"]["u8sContactId"] == "sip:bob@example.com").await;
+}
+
+#[tokio::test]
+async fn json_subscription_errors() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let alice = server.sign_in("alice@example.com").await;
+    let none = events_after(&api, &alice.ticket, 0).await;
+    assert_eq!((none.status, none.body["code"].as_str()), (404, Some("no_subscription")));
+    let admin = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/subscriptions",
+            Auth::Bearer(ADMIN_TOKEN),
+            Some(json!({"seqContactIDs": ["sip:bob@example.com"]})),
+        )
+        .await;
+    assert_eq!(admin.status, 403);
+    let bad = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/subscriptions",
+            Auth::Ticket(&alice.ticket),
+            Some(json!({"seqContactIDs": ["bob"]})),
+        )
+        .await;
+    assert_eq!((bad.status, bad.body["field"].as_str()), (422, Some("seqContactIDs[0]")));
+    let flags = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/subscriptions",
+            Auth::Ticket(&alice.ticket),
+            Some(json!({"seqContactIDs": ["sip:bob@example.com"], "iEventFlagsToSubscribe": 1 << 20})),
+        )
+        .await;
+    assert_eq!(flags.status, 422);
+    let empty = api
+        .call(reqwest::Method::POST, "/api/v1/subscriptions", Auth::Ticket(&alice.ticket), Some(json!({"seqContactIDs": []})))
+        .await;
+    assert_eq!(empty.status, 422);
+}

@@ -4,18 +4,19 @@
 use super::error::ApiError;
 use crate::config::ApiRole;
 use crate::http::ticket;
+use crate::service::auth::Login;
 use crate::service::Gateway;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Caller {
     /// A configured token (its name, for logs) with its role.
     Token { name: String, role: ApiRole },
-    /// A user signed in over CWA.
-    User(Arc<str>),
+    /// A user signed in over CWA (their sign-in, which also owns their JSON event stream).
+    User(Arc<Login>),
 }
 
 impl Caller {
@@ -28,9 +29,16 @@ impl Caller {
         matches!(self, Caller::Token { .. })
     }
 
+    pub fn login(&self) -> Option<&Arc<Login>> {
+        match self {
+            Caller::User(login) => Some(login),
+            Caller::Token { .. } => None,
+        }
+    }
+
     pub fn user(&self) -> Option<&str> {
         match self {
-            Caller::User(uri) => Some(uri),
+            Caller::User(login) => Some(&login.user),
             Caller::Token { .. } => None,
         }
     }
@@ -62,6 +70,6 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
         }
         let presented = ticket::presented(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
         let auth = gateway.authenticate(&presented).ok_or_else(ApiError::unauthenticated)?;
-        Ok(Caller::User(auth.login.user.clone()))
+        Ok(Caller::User(auth.login))
     }
 }

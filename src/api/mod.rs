@@ -4,13 +4,14 @@
 mod admin;
 pub mod auth;
 pub mod error;
+mod events;
 mod images;
 pub mod pv2;
 mod sources;
 mod users;
 
 use crate::service::Gateway;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ pub fn router() -> Router<Arc<Gateway>> {
         .route("/api/v1/users/{owner}/rights/{watcher}", put(users::put_right).delete(users::delete_right))
         .route("/api/v1/users/{uri}/presence", get(users::get_presence))
         .route("/api/v1/users/{uri}/image", put(images::put_image).get(images::get_image).delete(images::delete_image))
+        .route("/api/v1/subscriptions", post(events::subscribe).delete(events::unsubscribe))
+        .route("/api/v1/events", get(events::events))
         .route("/api/v1/users", get(admin::list_users).post(admin::create_user))
         .route("/api/v1/users/{uri}", get(admin::get_user).put(admin::put_user).delete(admin::delete_user))
 }

@@ -54,16 +54,47 @@ struct SessionState {
     subscriptions: HashSet<Arc<str>>,
 }
 
-/// The `initiateSession` options a session keeps.
+/// The options a session keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionOptions {
     pub auto_publish_machine_state: bool,
     pub auto_subscribe_contacts: bool,
+    /// A JSON API event stream instead of a CWA data channel.
+    pub json: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { auto_publish_machine_state: true, auto_subscribe_contacts: true }
+        SessionOptions { auto_publish_machine_state: true, auto_subscribe_contacts: true, json: false }
+    }
+}
+
+/// What a JSON subscriber asked for, per presentity (Presence V2 subscription flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFilter {
+    /// `iEventFlagsToSubscribe`: the sections whose changes are sent.
+    pub events: u32,
+    /// `iContactDetailsReturnFilter`: the sections snapshots carry (0 = all).
+    pub details: u32,
+}
+
+/// The per-presentity filters of a JSON event stream.
+#[derive(Debug, Default)]
+pub struct JsonSubscriber {
+    filters: Mutex<std::collections::HashMap<Arc<str>, EventFilter>>,
+}
+
+impl JsonSubscriber {
+    pub fn set(&self, uri: Arc<str>, filter: EventFilter) {
+        self.filters.lock().insert(uri, filter);
+    }
+
+    pub fn remove(&self, uri: &str) {
+        self.filters.lock().remove(uri);
+    }
+
+    pub fn filter(&self, uri: &str) -> Option<EventFilter> {
+        self.filters.lock().get(uri).copied()
     }
 }
 
@@ -77,6 +108,8 @@ pub struct Session {
     pub auto_publish_machine_state: bool,
     /// Follows the owner's `subscribed` contacts (initiateSession option).
     pub auto_subscribe_contacts: bool,
+    /// Present for JSON API event streams.
+    pub json: Option<JsonSubscriber>,
     state: Mutex<SessionState>,
     wake: Notify,
 }
@@ -89,6 +122,7 @@ impl Session {
             login,
             auto_publish_machine_state: options.auto_publish_machine_state,
             auto_subscribe_contacts: options.auto_subscribe_contacts,
+            json: options.json.then(JsonSubscriber::default),
             state: Mutex::new(SessionState {
                 queue: VecDeque::new(),
                 last_eid: 0,

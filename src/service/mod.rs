@@ -8,6 +8,7 @@ pub mod clock;
 pub mod commands;
 pub mod directory;
 pub mod images;
+pub mod json_events;
 pub mod lists;
 pub mod presence;
 pub mod search;
@@ -43,6 +44,8 @@ pub struct Gateway {
     pub(crate) contact_lists: RwLock<HashMap<String, crate::model::contacts::ContactList>>,
     /// owner → (watcher, acknowledged)
     pub(crate) subscribers: RwLock<HashMap<String, Vec<(String, bool)>>>,
+    /// login id → the sid of its JSON event stream
+    pub(crate) json_sessions: RwLock<HashMap<u64, u64>>,
     /// Serialises contact-list, subscriber and rights writes (held across the store write).
     pub(crate) lists_gate: tokio::sync::Mutex<()>,
     /// Verified against when the user is unknown, so both failures take the same time.
@@ -66,6 +69,7 @@ impl Gateway {
             contact_lists: RwLock::new(HashMap::new()),
             subscribers: RwLock::new(HashMap::new()),
             lists_gate: tokio::sync::Mutex::new(()),
+            json_sessions: RwLock::new(HashMap::new()),
             decoy_hash: tokio::task::spawn_blocking(auth::decoy_hash).await.unwrap_or_default(),
         });
         gateway.load().await?;
@@ -116,6 +120,7 @@ impl Gateway {
                 let mut live = entry.live.lock();
                 live.model.profile = profile;
                 live.last_views.clear();
+                live.last_json.clear();
             }
             None => {
                 presences.insert(uri, PresenceEntry::new(Presentity::new(profile)));

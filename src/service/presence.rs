@@ -33,6 +33,8 @@ pub struct Live {
     pub model: Presentity,
     /// The current rendering of each view in use; cleared whenever the state changes.
     pub last_views: HashMap<ViewKey, Arc<EventPayload>>,
+    /// The same for JSON subscribers (the baseline their deltas are computed from).
+    pub last_json: HashMap<ViewKey, super::json_events::JsonView>,
 }
 
 pub struct PresenceEntry {
@@ -45,7 +47,7 @@ impl PresenceEntry {
     pub fn new(model: Presentity) -> Arc<Self> {
         Arc::new(PresenceEntry {
             gate: tokio::sync::Mutex::new(()),
-            live: Mutex::new(Live { model, last_views: HashMap::new() }),
+            live: Mutex::new(Live { model, last_views: HashMap::new(), last_json: HashMap::new() }),
         })
     }
 }
@@ -92,7 +94,7 @@ impl Gateway {
     }
 
     /// The rendering key of `viewer_uri` looking at `uri`.
-    fn view_key(&self, uri: &str, viewer_uri: &str) -> ViewKey {
+    pub(crate) fn view_key(&self, uri: &str, viewer_uri: &str) -> ViewKey {
         if uri == viewer_uri {
             return ViewKey { viewer: Viewer::Owner, same_enterprise: true };
         }
@@ -119,8 +121,11 @@ impl Gateway {
         payload
     }
 
-    /// A coalescable `userPresence` snapshot of `uri` for `session`.
+    /// A coalescable `userPresence` snapshot of `uri` for `session` (a full update for JSON).
     pub(crate) fn queue_snapshot(&self, session: &Session, uri: &Arc<str>) {
+        if session.json.is_some() {
+            return self.queue_json_full(session, uri);
+        }
         self.push(session, self.snapshot_payload(uri, &session.user), Some(uri));
     }
 
@@ -132,6 +137,12 @@ impl Gateway {
     /// The full state after an overflow: own presence and every subscription, queued even past the
     /// bound (the burst replaces what was dropped, so it must not trigger another resync).
     pub(crate) fn queue_resync_burst(&self, session: &Session) {
+        if session.json.is_some() {
+            for uri in session.subscriptions() {
+                self.queue_json_full(session, &uri);
+            }
+            return;
+        }
         session.push(self.snapshot_payload(&session.user, &session.user), Some(&SELF_KEY), usize::MAX);
         for uri in session.subscriptions() {
             session.push(self.snapshot_payload(&uri, &session.user), Some(&uri), usize::MAX);
@@ -241,9 +252,14 @@ impl Gateway {
     fn fan_out(&self, uri: &Arc<str>, live: &mut Live, now: Timestamp) {
         let mut rendered: HashMap<ViewKey, Arc<EventPayload>> = HashMap::new();
         let mut key_of_user: HashMap<Arc<str>, ViewKey> = HashMap::new();
-        let targets = self.hub.sessions_of(uri).into_iter().chain(self.hub.watchers_of(uri));
-        for session in targets {
+        let mut json_sessions = Vec::new();
+        let own = self.hub.sessions_of(uri).into_iter().filter(|s| s.json.is_none());
+        for session in own.chain(self.hub.watchers_of(uri)) {
             let key = *key_of_user.entry(session.user.clone()).or_insert_with(|| self.view_key(uri, &session.user));
+            if session.json.is_some() {
+                json_sessions.push((session, key));
+                continue;
+            }
             let payload = rendered.entry(key).or_insert_with(|| render_for_key(&live.model, key, now));
             if live.last_views.get(&key) == Some(payload) {
                 continue;
@@ -252,6 +268,7 @@ impl Gateway {
             self.push(&session, payload.clone(), Some(coalesce));
         }
         live.last_views = rendered;
+        self.fan_out_json(uri, live, &json_sessions, now);
     }
 
     /// Sends fresh snapshots of `owner` to every session of `watcher` that watches them (after a

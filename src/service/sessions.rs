@@ -69,6 +69,7 @@ impl Gateway {
         let options = SessionOptions {
             auto_publish_machine_state: request.auto_publish_machine_state,
             auto_subscribe_contacts: request.auto_subscribe_contacts,
+            json: false,
         };
         let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, options, now));
         self.hub.insert(session.clone());
@@ -110,7 +111,8 @@ impl Gateway {
 
     /// The session `sid` if it exists and belongs to this login.
     pub fn session_for(&self, login: &Login, sid: u64) -> Result<Arc<Session>> {
-        self.hub.get(sid).filter(|s| s.login == login.id && !s.is_ended()).ok_or(GatewayError::SessionNotFound)
+        let usable = |s: &Arc<Session>| s.login == login.id && !s.is_ended() && s.json.is_none();
+        self.hub.get(sid).filter(usable).ok_or(GatewayError::SessionNotFound)
     }
 
     pub fn terminate_session(&self, session: &Session) {
@@ -145,7 +147,7 @@ impl Gateway {
         }
     }
 
-    fn schedule_expiry(&self, session: &Session) {
+    pub(crate) fn schedule_expiry(&self, session: &Session) {
         let at = self.clock.now() + self.session_timeout();
         self.timers.schedule(TimerKey::Session(session.sid), Some(at));
     }

@@ -37,6 +37,10 @@ impl Gateway {
         }
         let gone: Arc<str> = Arc::from(uri);
         for session in self.hub.watchers_of(uri) {
+            if session.json.is_some() {
+                self.queue_json_removal(&session, uri);
+                continue;
+            }
             let same = self.directory.same_enterprise(uri, &session.user);
             let payload = Arc::new(EventPayload::user_presence(render_user(&PresenceView::unknown(uri), same)));
             self.push(&session, payload, Some(&gone));

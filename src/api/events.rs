@@ -1,0 +1,112 @@
+//! JSON subscriptions and the JSON event stream: `POST|DELETE /api/v1/subscriptions` and the long
+//! poll `GET /api/v1/events?after=N` — the hold, ack and no-loss rules of the CWA data channel,
+//! from the same hub: everything after `after` is (re)sent, in order, with consecutive eids.
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::{parse_json, path_uri};
+use crate::hub::session::EventFilter;
+use crate::service::json_events::flags;
+use crate::service::Gateway;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SubscribeBody {
+    #[serde(rename = "seqContactIDs")]
+    seq_contact_ids: Vec<String>,
+    #[serde(default, rename = "iEventFlagsToSubscribe")]
+    event_flags: Option<u32>,
+    #[serde(default, rename = "iContactDetailsReturnFilter")]
+    details_filter: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsubscribeBody {
+    #[serde(rename = "seqContactIDs")]
+    seq_contact_ids: Vec<String>,
+}
+
+fn checked_uris(gateway: &Gateway, raw: &[String]) -> Result<Vec<String>, ApiError> {
+    if raw.is_empty() || raw.len() > gateway.config.limits.uris_per_query {
+        let max = gateway.config.limits.uris_per_query;
+        return Err(ApiError::invalid_field("seqContactIDs", format!("1 to {max} sip: URIs")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, uri) in raw.iter().enumerate() {
+        let uri = path_uri(uri).map_err(|_| ApiError::invalid_field(format!("seqContactIDs[{i}]"), "must be a sip: URI"))?;
+        if !out.contains(&uri) {
+            out.push(uri);
+        }
+    }
+    Ok(out)
+}
+
+fn user_only(caller: &Caller) -> Result<&Arc<crate::service::auth::Login>, ApiError> {
+    caller.login().ok_or_else(|| ApiError::forbidden("subscriptions belong to a signed-in user: use a CWA-Ticket"))
+}
+
+pub async fn subscribe(State(gateway): State<Arc<Gateway>>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let login = user_only(&caller)?;
+    let body: SubscribeBody = parse_json(&body)?;
+    let uris = checked_uris(&gateway, &body.seq_contact_ids)?;
+    let events = body.event_flags.unwrap_or(flags::ALL);
+    if events & !flags::ALL != 0 {
+        return Err(ApiError::invalid_field("iEventFlagsToSubscribe", format!("only the bits of {}", flags::ALL)));
+    }
+    let filter = EventFilter { events, details: body.details_filter.unwrap_or(0) & flags::ALL };
+    let stream = gateway.json_stream(login, true)?.ok_or_else(|| ApiError::not_found("no event stream"))?;
+    let snapshots = gateway.json_subscribe(&stream, &uris, filter).await?;
+    Ok(Json(json!({"seqPresence": snapshots, "iEventFlagsToSubscribe": events})))
+}
+
+pub async fn unsubscribe(State(gateway): State<Arc<Gateway>>, caller: Caller, body: Bytes) -> Result<StatusCode, ApiError> {
+    let login = user_only(&caller)?;
+    let body: UnsubscribeBody = parse_json(&body)?;
+    let uris = checked_uris(&gateway, &body.seq_contact_ids)?;
+    if let Some(stream) = gateway.json_stream(login, false)? {
+        gateway.json_unsubscribe(&stream, &uris);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    /// The user is active at this client (like the data channel's `UA`); default true.
+    #[serde(default)]
+    active: Option<bool>,
+}
+
+pub async fn events(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let login = user_only(&caller)?;
+    let Some(stream) = gateway.json_stream(login, false)? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no_subscription", "subscribe first (POST /api/v1/subscriptions)"));
+    };
+    let batch = gateway.poll(&stream, query.after, query.active.unwrap_or(true)).await?;
+    let mut body = format!("{{\"ackId\":{},\"pollWaitTime\":{},\"events\":[", batch.ack_id, gateway.config.poll_wait_ms);
+    for (i, (eid, payload)) in batch.events.iter().enumerate() {
+        let inner = std::str::from_utf8(&payload.inner).unwrap_or("{}");
+        body.push_str(if i == 0 { "{" } else { ",{" });
+        body.push_str(&format!("\"eid\":{eid},"));
+        body.push_str(inner.strip_prefix('{').unwrap_or("}"));
+    }
+    body.push_str("]}");
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
