@@ -150,26 +150,6 @@ impl Gateway {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn changed_sections_and_selection() {
-        let old: Map<String, Value> =
-            serde_json::from_value(json!({"u8sContactId": "x", "iPresenceState": 1, "asnCustomNote": {"u8sNote": "a"}})).unwrap();
-        let new: Map<String, Value> =
-            serde_json::from_value(json!({"u8sContactId": "x", "iPresenceState": 2, "seqCalls": []})).unwrap();
-        assert_eq!(changed_sections(Some(&old), &new), flags::PRESENCE | flags::NOTE | flags::CALLS);
-        assert_eq!(changed_sections(None, &new), flags::ALL);
-        let event = update_event("x", Some(&old), &new, flags::NOTE);
-        let body: Value = serde_json::from_slice(&event.inner).unwrap();
-        assert_eq!(body["asnUpdatePresenceV2"]["asnPresence"]["asnCustomNote"], Value::Null, "a removed section is null");
-        assert!(body["asnUpdatePresenceV2"]["asnPresence"].get("iPresenceState").is_none());
-        assert_eq!(select(&new, flags::CALLS).len(), 2);
-    }
-}
-
 impl Gateway {
     /// The JSON event stream of a sign-in, started on first use (it counts as one of the user's
     /// sessions and expires like one when nobody polls it).
@@ -227,5 +207,25 @@ impl Gateway {
         if let Some(json) = &session.json {
             uris.iter().for_each(|u| json.remove(u));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_sections_and_selection() {
+        let old: Map<String, Value> =
+            serde_json::from_value(json!({"u8sContactId": "x", "iPresenceState": 1, "asnCustomNote": {"u8sNote": "a"}})).unwrap();
+        let new: Map<String, Value> =
+            serde_json::from_value(json!({"u8sContactId": "x", "iPresenceState": 2, "seqCalls": []})).unwrap();
+        assert_eq!(changed_sections(Some(&old), &new), flags::PRESENCE | flags::NOTE | flags::CALLS);
+        assert_eq!(changed_sections(None, &new), flags::ALL);
+        let event = update_event("x", Some(&old), &new, flags::NOTE);
+        let body: Value = serde_json::from_slice(&event.inner).unwrap();
+        assert_eq!(body["asnUpdatePresenceV2"]["asnPresence"]["asnCustomNote"], Value::Null, "a removed section is null");
+        assert!(body["asnUpdatePresenceV2"]["asnPresence"].get("iPresenceState").is_none());
+        assert_eq!(select(&new, flags::CALLS).len(), 2);
     }
 }
