@@ -286,7 +286,8 @@ impl Config {
 
 /// A browser origin: `http(s)://host[:port]`, exactly as browsers send it in `Origin`.
 fn check_origin(origin: &str) -> Result<(), String> {
-    let uri: axum::http::Uri = origin.parse().map_err(|_| format!("{origin:?} is not an origin such as https://intranet.example.com"))?;
+    let uri: axum::http::Uri =
+        origin.parse().map_err(|_| format!("{origin:?} is not an origin such as https://intranet.example.com"))?;
     let rebuilt = match (uri.scheme_str(), uri.authority()) {
         (Some(scheme @ ("http" | "https")), Some(authority)) => format!("{scheme}://{authority}"),
         _ => return Err(format!("{origin:?} is not an origin such as https://intranet.example.com")),

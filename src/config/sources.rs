@@ -2,7 +2,9 @@
 //! over it (`GATEWAY_HOLD_SECONDS=10`; a double underscore reaches into a table:
 //! `GATEWAY_LIMITS__QUEUE_LENGTH=500`). A value is read as TOML (`[..]`, numbers, booleans) and
 //! otherwise as a string; an empty variable counts as unset. Every error names the file or the
-//! variable, and the key.
+//! variable, and the key. A `GATEWAY_` variable that is no key at all is reported as a warning and
+//! ignored rather than refused: platforms set such variables themselves (Kubernetes does, for a
+//! service named `gateway`).
 
 use super::Config;
 use std::path::Path;
@@ -10,13 +12,21 @@ use std::path::Path;
 /// The prefix of every configuration variable.
 pub const ENV_PREFIX: &str = "GATEWAY_";
 
-/// The file (or the defaults) with the environment over it. Not validated yet: flags may still
-/// override it, so the caller validates the result.
+/// A configuration and the warnings met while reading it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// The file (or the defaults) with the environment over it. Variables of command-line flags
+/// (`flag_variables`) are left to the flags when they are no configuration key. Not validated
+/// yet: flags may still override it, so the caller validates the result.
 pub fn load(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
-    not_config: &[String],
-) -> Result<Config, String> {
+    flag_variables: &[String],
+) -> Result<Loaded, String> {
     let mut table = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
@@ -26,15 +36,24 @@ pub fn load(
         }
         None => toml::Table::new(),
     };
-    let mut vars: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(name, value)| name.starts_with(ENV_PREFIX) && !value.is_empty() && !not_config.contains(name))
-        .collect();
+    let mut vars: Vec<(String, String)> =
+        env.into_iter().filter(|(name, value)| name.starts_with(ENV_PREFIX) && !value.is_empty()).collect();
     vars.sort();
+    let mut warnings = Vec::new();
     for (name, value) in vars {
-        apply(&mut table, &name, &value)?;
+        match apply(&mut table, &name, &value) {
+            Ok(()) => {}
+            Err(Unusable::UnknownKey(_)) if flag_variables.contains(&name) => {}
+            Err(Unusable::UnknownKey(message)) => warnings.push(format!("{message}; ignored")),
+            Err(Unusable::BadValue(message)) => return Err(message),
+        }
     }
-    Config::deserialize_table(table)
+    Ok(Loaded { config: Config::deserialize_table(table)?, warnings })
+}
+
+enum Unusable {
+    UnknownKey(String),
+    BadValue(String),
 }
 
 impl Config {
@@ -44,10 +63,10 @@ impl Config {
 }
 
 /// Sets one variable's key in `table`, after checking it alone against the schema.
-fn apply(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), String> {
+fn apply(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), Unusable> {
     let path: Vec<String> = name[ENV_PREFIX.len()..].to_ascii_lowercase().split("__").map(str::to_string).collect();
     if path.iter().any(String::is_empty) {
-        return Err(format!("{name}: not a configuration key"));
+        return Err(Unusable::UnknownKey(format!("{name} is not a configuration key")));
     }
     let typed = toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v"));
     let mut first_error = None;
@@ -62,7 +81,10 @@ fn apply(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), String> {
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
-    Err(format!("{name} ({}): {}", path.join("."), first_error.unwrap_or_default()))
+    let error = first_error.unwrap_or_default();
+    let message = format!("{name} ({}): {error}", path.join("."));
+    // serde's words for a key that `deny_unknown_fields` refuses.
+    Err(if error.starts_with("unknown field") { Unusable::UnknownKey(message) } else { Unusable::BadValue(message) })
 }
 
 fn set(table: &mut toml::Table, path: &[String], value: toml::Value) {
@@ -101,7 +123,9 @@ mod tests {
             ("GATEWAY_TLS_CERT", ""),
             ("OTHER_HOLD_SECONDS", "99"),
         ]);
-        let c = load(Some(&file), vars, &["GATEWAY_CONFIG".to_string()]).unwrap();
+        let loaded = load(Some(&file), vars, &["GATEWAY_CONFIG".to_string()]).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let c = loaded.config;
         assert_eq!((c.hold_seconds, c.session_timeout_seconds), (10, 100));
         assert_eq!((c.limits.sessions_per_user, c.limits.queue_length), (3, 77));
         assert_eq!(c.data_dir, std::path::PathBuf::from("/data"));
@@ -112,7 +136,7 @@ mod tests {
 
     #[test]
     fn a_string_key_takes_text_that_looks_like_a_number() {
-        let c = load(None, env(&[("GATEWAY_DATA_DIR", "2024")]), &[]).unwrap();
+        let c = load(None, env(&[("GATEWAY_DATA_DIR", "2024")]), &[]).unwrap().config;
         assert_eq!(c.data_dir, std::path::PathBuf::from("2024"));
     }
 
@@ -120,10 +144,10 @@ mod tests {
     fn errors_name_the_variable_or_the_file_and_the_key() {
         let e = load(None, env(&[("GATEWAY_HOLD_SECONDS", "soon")]), &[]).unwrap_err();
         assert!(e.starts_with("GATEWAY_HOLD_SECONDS (hold_seconds)"), "{e}");
-        let e = load(None, env(&[("GATEWAY_HOLDSECONDS", "5")]), &[]).unwrap_err();
-        assert!(e.contains("GATEWAY_HOLDSECONDS") && e.contains("holdseconds"), "{e}");
-        let e = load(None, env(&[("GATEWAY_LIMITS__NOPE", "5")]), &[]).unwrap_err();
-        assert!(e.contains("limits.nope"), "{e}");
+        let e = load(None, env(&[("GATEWAY_LIMITS__QUEUE_LENGTH", "-1")]), &[]).unwrap_err();
+        assert!(e.starts_with("GATEWAY_LIMITS__QUEUE_LENGTH (limits.queue_length)"), "{e}");
+        let e = load(None, env(&[("GATEWAY_LOG_FORMAT", "xml")]), &["GATEWAY_LOG_FORMAT".into()]).unwrap_err();
+        assert!(e.contains("log_format"), "a flag's variable that is a key is still checked: {e}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "[limits]\nqueue_length = \"long\"\n").unwrap();
@@ -131,5 +155,15 @@ mod tests {
         assert!(e.contains("bad.toml") && e.contains("queue_length") && e.contains("line 2"), "{e}");
         let e = load(Some(&dir.path().join("missing.toml")), Vec::new(), &[]).unwrap_err();
         assert!(e.contains("missing.toml: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn variables_that_are_no_key_are_warned_about_and_ignored() {
+        let vars = env(&[("GATEWAY_HOLDSECONDS", "5"), ("GATEWAY_LIMITS__NOPE", "5"), ("GATEWAY_USERS", "/u.toml")]);
+        let loaded = load(None, vars, &["GATEWAY_USERS".into()]).unwrap();
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].starts_with("GATEWAY_HOLDSECONDS (holdseconds): unknown field"), "{:?}", loaded.warnings);
+        assert!(loaded.warnings[1].starts_with("GATEWAY_LIMITS__NOPE (limits.nope)"), "{:?}", loaded.warnings);
+        assert_eq!(loaded.config.hold_seconds, Config::default().hold_seconds);
     }
 }

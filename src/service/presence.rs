@@ -105,7 +105,7 @@ impl Gateway {
 
     pub(crate) fn push(&self, session: &Session, payload: Arc<EventPayload>, key: Option<&Arc<str>>) {
         use crate::hub::session::Pushed;
-        if session.push(payload, key, self.config.limits.queue_length) == Pushed::Resync {
+        if crate::telemetry::record_push(session.push(payload, key, self.config.limits.queue_length)) == Pushed::Resync {
             tracing::warn!(sid = session.sid, "session queue overflowed; a resync burst follows");
         }
     }
@@ -189,6 +189,7 @@ impl Gateway {
     }
 
     fn fan_out(&self, uri: &Arc<str>, live: &mut Live, now: Timestamp) {
+        let _timer = crate::telemetry::FanOutTimer::start();
         let mut rendered: HashMap<ViewKey, Arc<EventPayload>> = HashMap::new();
         let mut key_of_user: HashMap<Arc<str>, ViewKey> = HashMap::new();
         let owner_key = ViewKey { viewer: Viewer::Owner, same_enterprise: true };
