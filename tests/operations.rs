@@ -38,7 +38,8 @@ fn is_histogram(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> bool 
 #[tokio::test]
 async fn metrics_describe_a_real_flow() {
     let limits = Limits { queue_length: 4, ..Limits::default() };
-    let server = TestServer::start_with(Config { hold_seconds: 30, session_timeout_seconds: 120, limits, ..test_config() }, USERS).await;
+    let server =
+        TestServer::start_with(Config { hold_seconds: 30, session_timeout_seconds: 120, limits, ..test_config() }, USERS).await;
     assert!(Client::sign_in(&server.base, "alice@example.com", "wrong").await.is_err());
     let mut alice = server.session("alice@example.com").await;
     let mut bob = server.session("bob@example.com").await;
