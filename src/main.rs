@@ -179,7 +179,8 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<presence_gateway::tl
     }
 }
 
-/// Errors end the process with a one-line message (no backtrace) and exit status 1.
+/// Errors end the process with exit status 1 and one message (no backtrace): logged once logging
+/// runs, else printed to stderr.
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -191,8 +192,11 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
+        Err(e) if tracing::dispatcher::has_been_set() => {
             tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
             eprintln!("presence-gateway: {e:#}");
             std::process::ExitCode::FAILURE
         }
