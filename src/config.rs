@@ -1,5 +1,7 @@
 //! Configuration: one TOML file for every knob, each with its default here. Command-line flags and
-//! `GATEWAY_*` environment variables override the file (see `main.rs`).
+//! `GATEWAY_*` environment variables override the file (see [`sources`] and `main.rs`).
+
+pub mod sources;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -36,31 +38,102 @@ pub struct Config {
     pub search_default_field: String,
     /// `and` or `or`: how clients combine search criteria by default.
     pub search_default_function: String,
-    /// Bearer tokens for the JSON API, each with a role.
-    pub api_tokens: Vec<ApiToken>,
     /// Lifetime of a source report that names no `ttlSeconds` (seconds).
     pub source_ttl_seconds: u64,
+    /// How long a graceful shutdown may take before open connections are cut (seconds).
+    pub shutdown_timeout_seconds: u64,
+    /// Log format on stderr.
+    pub log_format: LogFormat,
+    /// PEM certificate chain; with `tls_key`, the gateway serves HTTPS instead of HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Browser origins allowed to call the gateway (CORS); empty = CORS off.
+    pub cors_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: addresses or networks (`10.0.0.0/8`).
+    pub trusted_proxies: Vec<ProxyNet>,
     pub limits: Limits,
     pub logon: LogonPolicy,
+    /// Bearer tokens of the JSON API.
+    pub api_tokens: Vec<ApiToken>,
 }
 
-/// What a JSON API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A bearer token of the JSON API. `Debug` never shows the token itself.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who holds the token (for logs; never the token itself).
+    pub name: String,
+    pub token: String,
+    pub role: ApiRole,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken").field("name", &self.name).field("token", &MASK).field("role", &self.role).finish()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiRole {
     /// May report presence sources.
     Source,
-    /// May do everything.
+    /// May administer users and rights.
     Admin,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiToken {
-    /// A label for logs (the token itself is never logged).
-    pub name: String,
-    pub token: String,
-    pub role: ApiRole,
+/// What secrets are replaced with when a configuration is shown.
+pub const MASK: &str = "********";
+
+/// The shortest API token accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// An address or network of trusted proxies; a bare address is a network of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProxyNet(pub ipnet::IpNet);
+
+impl TryFrom<String> for ProxyNet {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let text = text.trim();
+        match (text.parse::<ipnet::IpNet>(), text.parse::<std::net::IpAddr>()) {
+            (Ok(net), _) => Ok(ProxyNet(net.trunc())),
+            (_, Ok(address)) => Ok(ProxyNet(address.into())),
+            _ => Err(format!("{text:?} is not an IP address or network such as 10.0.0.0/8")),
+        }
+    }
+}
+
+impl From<ProxyNet> for String {
+    fn from(net: ProxyNet) -> String {
+        net.0.to_string()
+    }
+}
+
+impl ProxyNet {
+    pub fn contains(&self, address: &std::net::IpAddr) -> bool {
+        self.0.contains(&canonical(*address))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, as dual-stack sockets report them) as IPv4.
+pub fn canonical(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, std::net::IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,10 +178,16 @@ impl Default for Config {
             search_max_results: 100,
             search_default_field: "displayName".into(),
             search_default_function: "or".into(),
-            api_tokens: Vec::new(),
             source_ttl_seconds: 3600,
+            shutdown_timeout_seconds: 10,
+            log_format: LogFormat::Human,
+            tls_cert: None,
+            tls_key: None,
+            cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             limits: Limits::default(),
             logon: LogonPolicy::default(),
+            api_tokens: Vec::new(),
         }
     }
 }
@@ -160,6 +239,7 @@ impl Config {
             ("limits.image_bytes", self.limits.image_bytes as u64),
             ("search_max_results", self.search_max_results as u64),
             ("source_ttl_seconds", self.source_ttl_seconds),
+            ("shutdown_timeout_seconds", self.shutdown_timeout_seconds),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be greater than 0"));
@@ -170,14 +250,37 @@ impl Config {
         if self.session_timeout_seconds <= self.hold_seconds {
             return Err("session_timeout_seconds must be longer than hold_seconds".into());
         }
-        if let Some(i) = self.api_tokens.iter().position(|t| t.token.len() < 16) {
-            return Err(format!("api_tokens[{i}].token must be at least 16 characters"));
-        }
         if !matches!(self.search_default_function.as_str(), "and" | "or") {
             return Err("search_default_function must be \"and\" or \"or\"".into());
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("listen: {:?} is not an address such as 127.0.0.1:8080", self.listen));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key must be set together".into());
+        }
+        for (i, origin) in self.cors_origins.iter().enumerate() {
+            check_origin(origin).map_err(|e| format!("cors_origins[{i}]: {e}"))?;
+        }
+        self.validate_tokens()
+    }
+
+    fn validate_tokens(&self) -> Result<(), String> {
+        for (i, t) in self.api_tokens.iter().enumerate() {
+            let key = format!("api_tokens[{i}]");
+            if t.name.trim().is_empty() {
+                return Err(format!("{key}.name must not be empty"));
+            }
+            if t.token.chars().count() < MIN_TOKEN_CHARS || t.token.chars().any(char::is_whitespace) {
+                return Err(format!("{key}.token ({}) must be at least {MIN_TOKEN_CHARS} characters without spaces", t.name));
+            }
+            let earlier = &self.api_tokens[..i];
+            if earlier.iter().any(|e| e.name == t.name) {
+                return Err(format!("{key}.name {:?} is used twice", t.name));
+            }
+            if earlier.iter().any(|e| e.token == t.token) {
+                return Err(format!("{key}.token ({}) is the same as another token", t.name));
+            }
         }
         Ok(())
     }
@@ -185,6 +288,38 @@ impl Config {
     pub fn hold(&self) -> Duration {
         Duration::from_secs(self.hold_seconds)
     }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    /// This configuration with every secret replaced by [`MASK`], fit to be shown.
+    pub fn masked(&self) -> Config {
+        let mut shown = self.clone();
+        for token in &mut shown.api_tokens {
+            token.token = MASK.into();
+        }
+        shown
+    }
+
+    /// The configuration as TOML (secrets included: show [`Config::masked`]).
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
+    }
+}
+
+/// A browser origin: `http(s)://host[:port]`, exactly as browsers send it in `Origin`.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let uri: axum::http::Uri =
+        origin.parse().map_err(|_| format!("{origin:?} is not an origin such as https://intranet.example.com"))?;
+    let rebuilt = match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme @ ("http" | "https")), Some(authority)) => format!("{scheme}://{authority}"),
+        _ => return Err(format!("{origin:?} is not an origin such as https://intranet.example.com")),
+    };
+    if rebuilt != origin || uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!("{origin:?} must be scheme://host[:port] without a path, user or trailing slash"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -204,5 +339,42 @@ mod tests {
         assert!(Config::from_toml("holdseconds = 5").unwrap_err().contains("holdseconds"));
         assert!(Config::from_toml("[limits]\nqueue_length = 0").unwrap_err().contains("limits.queue_length"));
         assert!(Config::from_toml("listen = \"nowhere\"").unwrap_err().contains("listen"));
+    }
+
+    #[test]
+    fn operations_keys_are_checked_and_name_their_key() {
+        let err = |text: &str| Config::from_toml(text).unwrap_err();
+        assert!(err("shutdown_timeout_seconds = 0").contains("shutdown_timeout_seconds"));
+        assert!(err("log_format = \"xml\"").contains("log_format"));
+        assert!(err("tls_cert = \"c.pem\"").contains("tls_cert and tls_key"));
+        assert!(err("cors_origins = [\"https://a.example\", \"https://b.example/\"]").contains("cors_origins[1]"));
+        assert!(err("cors_origins = [\"*\"]").contains("cors_origins[0]"));
+        assert!(err("trusted_proxies = [\"10.0.0.0/33\"]").contains("trusted_proxies"));
+        let short = err("[[api_tokens]]\nname = \"pbx\"\ntoken = \"short\"\nrole = \"source\"");
+        assert!(short.contains("api_tokens[0].token") && !short.contains("short\""), "{short}");
+        assert!(err("[[api_tokens]]\nname = \"pbx\"\ntoken = \"0123456789abcdef\"\nrole = \"root\"").contains("role"));
+        let twice = "[[api_tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nrole = \"admin\"\n\
+                     [[api_tokens]]\nname = \"b\"\ntoken = \"0123456789abcdef\"\nrole = \"source\"";
+        assert!(err(twice).contains("api_tokens[1].token (b) is the same"));
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        let c = Config::from_toml("trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"::1\"]").unwrap();
+        let has = |a: &str| c.trusted_proxies.iter().any(|p| p.contains(&a.parse().unwrap()));
+        assert!(has("10.1.2.3") && has("192.0.2.7") && has("::1") && has("::ffff:10.9.9.9"));
+        assert!(!has("192.0.2.8") && !has("11.0.0.1"));
+    }
+
+    #[test]
+    fn masked_configuration_hides_tokens_and_prints_as_toml() {
+        let text = "cors_origins = [\"https://intranet.example.com\"]\n\
+                    [[api_tokens]]\nname = \"pbx\"\ntoken = \"s3cret-s3cret-s3cret\"\nrole = \"source\"";
+        let c = Config::from_toml(text).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"), "Debug masks tokens");
+        let shown = c.masked().to_toml().unwrap();
+        assert!(!shown.contains("s3cret") && shown.contains(MASK) && shown.contains("name = \"pbx\""), "{shown}");
+        let reread = Config::from_toml(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(reread.api_tokens, c.api_tokens, "printed TOML reads back");
     }
 }

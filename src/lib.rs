@@ -11,22 +11,27 @@
 //! - [`service`] — sign-in, sessions, commands, live presence and fan-out, seeding.
 //! - [`http`] — the axum router and the CWA handlers. [`api`] — the JSON API under `/api/v1`.
 //! - [`config`] — every knob with its default. [`error`] — the one error type and its mappings.
+//! - [`telemetry`] — metric names, recording, Prometheus rendering. [`tls`] — HTTPS.
+//!   [`healthcheck`] — the probe behind `presence-gateway healthcheck`.
 
 pub mod api;
 pub mod backplane;
 pub mod config;
 pub mod cwa;
 pub mod error;
+pub mod healthcheck;
 pub mod http;
 pub mod hub;
 pub mod model;
 pub mod service;
 pub mod store;
+pub mod telemetry;
+pub mod tls;
 
 use config::Config;
 use service::clock::Clock;
 use service::Gateway;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -38,20 +43,60 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<
 }
 
 /// Serves HTTP on `listener` until `shutdown` completes; then answers every held poll, lets
-/// in-flight requests finish and closes the store.
+/// in-flight requests finish (for at most `shutdown_timeout_seconds`) and closes the store.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, None, gateway, shutdown).await
+}
+
+/// [`serve`], over HTTPS when `tls` is given.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let app = http::router(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let (begun, begun_rx) = tokio::sync::oneshot::channel::<()>();
     let hub_gateway = gateway.clone();
     let signal = async move {
         shutdown.await;
-        tracing::info!("shutting down: answering held polls");
+        tracing::info!("shutting down: answering held polls, finishing requests");
         hub_gateway.hub.begin_shutdown();
+        let _ = begun.send(());
     };
-    axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+    type Serving = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+    let server: Serving = match tls {
+        None => {
+            let listener = listener.tap_io(|tcp| set_nodelay(tcp));
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(signal).into_future())
+        }
+        Some(config) => {
+            let listener = tls::listener(listener, config).tap_io(|tls| set_nodelay(tls.get_ref().0));
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(signal).into_future())
+        }
+    };
+    let limit = gateway.config.shutdown_timeout();
+    let deadline = async move {
+        match begun_rx.await {
+            Ok(()) => tokio::time::sleep(limit).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = deadline => tracing::warn!(?limit, "shutdown timeout reached: closing the remaining connections"),
+    }
     gateway.shutdown().await;
     Ok(())
+}
+
+fn set_nodelay(tcp: &tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::trace!(%e, "TCP_NODELAY not set");
+    }
 }

@@ -1,8 +1,10 @@
-//! The `presence-gateway` command line: `serve`, and `user add|passwd|remove|list`.
+//! The `presence-gateway` command line: `serve`, `user add|passwd|remove|list`,
+//! `config check|print` and `healthcheck`.
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use presence_gateway::config::Config;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use presence_gateway::config::sources;
+use presence_gateway::config::{Config, LogFormat};
 use presence_gateway::model::contact::{is_valid_sip_uri, normalize_uri, Profile};
 use presence_gateway::service::auth::hash_password;
 use presence_gateway::service::clock::SystemClock;
@@ -31,6 +33,34 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Check or show the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Ask the configured gateway's /healthz (exit 0 when healthy); for container health checks.
+    Healthcheck {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        server: ServerFlags,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate a configuration file (with the GATEWAY_* environment over it).
+    Check { file: PathBuf },
+    /// Print the effective configuration (defaults, file, environment, flags), secrets masked.
+    Print {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        server: ServerFlags,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -41,18 +71,31 @@ struct CommonArgs {
     /// Directory of the embedded database.
     #[arg(long, env = "GATEWAY_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
-    /// Log format on stderr.
-    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value = "human", global = true)]
-    log_format: LogFormat,
+    /// Log format on stderr (default human).
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, global = true)]
+    log_format: Option<LogFormat>,
+}
+
+/// Flags that override the configuration of the server.
+#[derive(Args, Clone)]
+struct ServerFlags {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "GATEWAY_LISTEN")]
+    listen: Option<String>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "GATEWAY_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "GATEWAY_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct ServeArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Address to listen on (default 127.0.0.1:8080).
-    #[arg(long, env = "GATEWAY_LISTEN")]
-    listen: Option<String>,
+    #[command(flatten)]
+    server: ServerFlags,
     /// A TOML users file, upserted at start.
     #[arg(long, env = "GATEWAY_USERS")]
     users: Option<PathBuf>,
@@ -79,54 +122,125 @@ enum UserAction {
     List,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
-}
-
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
 }
 
-fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
-    let mut config = match &common.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-        None => Config::default(),
-    };
+/// The environment variables of flags: the configuration loader leaves those that are no
+/// configuration key to the flags.
+fn flag_variables() -> Vec<String> {
+    fn walk(command: &clap::Command, names: &mut Vec<String>) {
+        names.extend(command.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()));
+        command.get_subcommands().for_each(|sub| walk(sub, names));
+    }
+    let mut names = Vec::new();
+    walk(&Cli::command(), &mut names);
+    names
+}
+
+/// Defaults, then the file, then `GATEWAY_*` variables, then flags; validated.
+fn load_config(common: &CommonArgs, server: Option<&ServerFlags>) -> anyhow::Result<(Config, Vec<String>)> {
+    let sources::Loaded { mut config, warnings } = sources::load(common.config.as_deref(), std::env::vars(), &flag_variables())
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     if let Some(dir) = &common.data_dir {
         config.data_dir = dir.clone();
     }
-    Ok(config)
+    if let Some(format) = common.log_format {
+        config.log_format = format;
+    }
+    if let Some(flags) = server {
+        config.listen = flags.listen.clone().unwrap_or(config.listen);
+        config.tls_cert = flags.tls_cert.clone().or(config.tls_cert);
+        config.tls_key = flags.tls_key.clone().or(config.tls_key);
+    }
+    config.validate().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    Ok((config, warnings))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Starts logging in the configured format, then reports the configuration's warnings.
+fn start_logging(config: &Config, warnings: &[String]) {
+    init_tracing(config.log_format);
+    for warning in warnings {
+        tracing::warn!("configuration: {warning}");
+    }
+}
+
+/// The HTTPS configuration when TLS is configured.
+fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<presence_gateway::tls::TlsServerConfig>>> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(presence_gateway::tls::server_config(cert, key).map_err(anyhow::Error::msg)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Errors end the process with exit status 1 and one message (no backtrace): logged once logging
+/// runs, else printed to stderr.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("presence-gateway: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if tracing::dispatcher::has_been_set() => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("presence-gateway: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::User { common, action } => {
-            init_tracing(common.log_format);
-            user_command(&load_config(&common)?, action).await
+            let (config, warnings) = load_config(&common, None)?;
+            start_logging(&config, &warnings);
+            user_command(&config, action).await
+        }
+        Command::Config { action: ConfigAction::Check { file } } => {
+            let common = CommonArgs { config: Some(file.clone()), data_dir: None, log_format: None };
+            let (config, warnings) = load_config(&common, None)?;
+            tls_config(&config)?;
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Command::Config { action: ConfigAction::Print { common, server } } => {
+            let (config, _) = load_config(&common, Some(&server))?;
+            print!("{}", config.masked().to_toml().map_err(anyhow::Error::msg)?);
+            Ok(())
+        }
+        Command::Healthcheck { common, server, timeout } => {
+            let (config, _) = load_config(&common, Some(&server))?;
+            presence_gateway::healthcheck::probe(&config, std::time::Duration::from_secs(timeout))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!("healthy");
+            Ok(())
         }
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing(args.common.log_format);
-    let mut config = load_config(&args.common)?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    config.validate().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let (config, warnings) = load_config(&args.common, Some(&args.server))?;
+    start_logging(&config, &warnings);
+    let tls = tls_config(&config)?;
     let store = SqliteStore::open(&config.data_dir).await.context("opening the store")?;
     if let Some(path) = &args.users {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -139,14 +253,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    presence_gateway::telemetry::install();
     let gateway = presence_gateway::service::Gateway::start(config, Arc::new(store), Arc::new(SystemClock)).await?;
     if args.demo {
         spawn_demo_activity(&gateway);
         print_demo_banner(address);
     }
-    println!("presence-gateway listening on http://{address}");
-    tracing::info!(%address, "presence-gateway listening");
-    presence_gateway::serve(listener, gateway, shutdown_signal()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("presence-gateway listening on {scheme}://{address}");
+    tracing::info!(%address, scheme, "presence-gateway listening");
+    presence_gateway::serve_with(listener, tls, gateway, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -58,7 +58,12 @@ fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Option<(Authenticated
     Some((auth, presented))
 }
 
-pub async fn logon(State(gateway): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Body) -> Response {
+pub async fn logon(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let root = match read_xml(&gateway, body).await {
         Ok(root) => root,
         Err(error) => return bad_body(error),
@@ -67,7 +72,9 @@ pub async fn logon(State(gateway): State<Arc<Gateway>>, ConnectInfo(peer): Conne
         Ok(request) => request,
         Err(error) => return bad_body(error),
     };
-    match gateway.logon(&request.user, &request.password, request.uri.as_deref(), &peer.ip().to_string()).await {
+    let address = super::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies).to_string();
+    match crate::telemetry::logon_outcome(gateway.logon(&request.user, &request.password, request.uri.as_deref(), &address).await)
+    {
         Ok(signed_in) => {
             let mut response = xml_reply(StatusCode::OK, envelope::logon_succeeded(&random_token(24), &signed_in.uri));
             ticket::attach(response.headers_mut(), &signed_in.auth.ticket, true);

@@ -2,7 +2,9 @@
 //! endpoints. Handlers only translate between HTTP and the [`Gateway`]; every body they send is
 //! built by the `cwa` module.
 
+pub mod client_addr;
 mod cwa;
+mod ops;
 pub(crate) mod ticket;
 
 use crate::service::Gateway;
@@ -12,14 +14,16 @@ use std::sync::Arc;
 
 /// The whole application as an axum router.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/forms/logon.html", post(cwa::logon))
         .route("/cwa/MainCommandHandler.ashx", post(cwa::command))
         .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(ops::metrics))
         .merge(crate::api::router())
-        .with_state(gateway)
+        .with_state(gateway);
+    ops::observe(router)
 }
 
 async fn readyz(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>) -> (axum::http::StatusCode, &'static str) {

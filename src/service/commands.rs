@@ -36,6 +36,7 @@ impl Gateway {
         };
         let mut responses = Vec::with_capacity(batch.requests.len());
         for parsed in batch.requests {
+            let _timer = crate::telemetry::CommandTimer::start(&parsed);
             let response = match parsed {
                 Parsed::Invalid { rid, error } => Response::Invalid { rid, error },
                 Parsed::Failed { rid, error } => Response::Failed { rid, error },

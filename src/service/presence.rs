@@ -151,7 +151,7 @@ impl Gateway {
 
     pub(crate) fn push(&self, session: &Session, payload: Arc<EventPayload>, key: Option<&Arc<str>>) {
         use crate::hub::session::Pushed;
-        if session.push(payload, key, self.config.limits.queue_length) == Pushed::Resync {
+        if crate::telemetry::record_push(session.push(payload, key, self.config.limits.queue_length)) == Pushed::Resync {
             tracing::warn!(sid = session.sid, "session queue overflowed; a resync burst follows");
         }
     }
@@ -250,6 +250,7 @@ impl Gateway {
     /// Renders the change once per view in use and queues it on every session whose view changed.
     /// `last_views` then holds exactly the views of the current state that have watchers.
     fn fan_out(&self, uri: &Arc<str>, live: &mut Live, now: Timestamp) {
+        let _timer = crate::telemetry::FanOutTimer::start();
         let mut rendered: HashMap<ViewKey, Arc<EventPayload>> = HashMap::new();
         let mut key_of_user: HashMap<Arc<str>, ViewKey> = HashMap::new();
         let mut json_sessions = Vec::new();

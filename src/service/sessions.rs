@@ -124,6 +124,7 @@ impl Gateway {
 
     /// One data-channel poll (DESIGN §1.2 items 5 and 6).
     pub async fn poll(&self, session: &Arc<Session>, ack: u64, user_active: bool) -> Result<Batch> {
+        let _held = crate::telemetry::HeldPoll::start();
         let now = self.clock.now();
         let was_idle = session.is_idle(now, self.idle_timeout());
         if user_active {
@@ -134,7 +135,7 @@ impl Gateway {
         }
         loop {
             match self.hub.poll(session, ack, self.config.hold(), self.clock.now()).await {
-                PollOutcome::Batch(batch) => return Ok(batch),
+                PollOutcome::Batch(batch) => return Ok(crate::telemetry::delivered(batch)),
                 PollOutcome::Ended => return Err(GatewayError::SessionNotFound),
                 PollOutcome::Resync => self.queue_burst(session),
             }

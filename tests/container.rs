@@ -1,0 +1,123 @@
+//! The container image without a container engine: `docker/Dockerfile` is read, and the exact
+//! start command it declares (ENTRYPOINT + CMD, with its ENV) runs the built binary through
+//! `docker/entrypoint.sh`; its HEALTHCHECK command is run against it, and its STOPSIGNAL must end
+//! the gateway with status 0 (which also shows that the entrypoint hands over with `exec`).
+
+mod common;
+#[path = "support/process.rs"]
+mod process;
+
+use common::*;
+use process::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The instructions of the Dockerfile's last stage (the image), continuation lines joined.
+fn final_stage() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("docker/Dockerfile")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    let instructions: Vec<(String, String)> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (word, rest) = l.split_once(' ').unwrap_or((l, ""));
+            (word.to_ascii_uppercase(), rest.trim().to_string())
+        })
+        .collect();
+    let last_from = instructions.iter().rposition(|(word, _)| word == "FROM").expect("a FROM");
+    instructions[last_from..].to_vec()
+}
+
+fn instruction<'a>(stage: &'a [(String, String)], word: &str) -> &'a str {
+    stage.iter().find(|(w, _)| w == word).map(|(_, rest)| rest.as_str()).unwrap_or_else(|| panic!("no {word}"))
+}
+
+fn exec_form(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{text:?} is not in exec form: {e}"))
+}
+
+/// Where a file the image runs comes from in the repository (its `COPY` source).
+fn copied_from(stage: &[(String, String)], image_path: &str) -> PathBuf {
+    let copy = stage
+        .iter()
+        .filter(|(w, _)| w == "COPY")
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .find(|parts| parts.last() == Some(&image_path) && !parts[0].starts_with("--from"))
+        .unwrap_or_else(|| panic!("no COPY of {image_path}"));
+    Path::new(ROOT).join(copy[copy.len() - 2])
+}
+
+fn image_env(stage: &[(String, String)]) -> HashMap<String, String> {
+    let pairs = stage.iter().filter(|(w, _)| w == "ENV").flat_map(|(_, rest)| rest.split_whitespace());
+    pairs.filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// A command run the way the image runs it: the image's ENV, the binary on PATH, `overrides`.
+fn as_in_image(argv: &[String], stage: &[(String, String)], overrides: &[(&str, &str)]) -> Command {
+    let program = if argv[0].starts_with('/') { copied_from(stage, &argv[0]) } else { PathBuf::from(&argv[0]) };
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new(program);
+    command.args(&argv[1..]).env("PATH", path).env("RUST_LOG", "info");
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("GATEWAY_")) {
+        command.env_remove(name);
+    }
+    command.envs(image_env(stage));
+    command.envs(overrides.iter().copied());
+    command
+}
+
+#[test]
+fn the_image_runs_as_a_non_root_user_with_a_data_volume() {
+    let stage = final_stage();
+    let user = instruction(&stage, "USER");
+    assert!(!user.starts_with("root") && !user.starts_with("0"), "USER {user}");
+    assert!(exec_form(instruction(&stage, "VOLUME")).contains(&"/data".to_string()));
+    assert_eq!(instruction(&stage, "STOPSIGNAL"), "SIGTERM");
+    let env = image_env(&stage);
+    assert_eq!(env["GATEWAY_DATA_DIR"], "/data");
+    let port = env["GATEWAY_LISTEN"].rsplit(':').next().unwrap();
+    assert_eq!(instruction(&stage, "EXPOSE"), port, "EXPOSE matches the listen port");
+    let compose = std::fs::read_to_string(Path::new(ROOT).join("docker/compose.yml")).unwrap();
+    assert!(compose.contains("dockerfile: docker/Dockerfile") && compose.contains(":/data"), "{compose}");
+}
+
+#[tokio::test]
+async fn the_image_start_command_serves_answers_its_health_check_and_stops_on_its_signal() {
+    let stage = final_stage();
+    let mut start_command = exec_form(instruction(&stage, "ENTRYPOINT"));
+    start_command.extend(exec_form(instruction(&stage, "CMD")));
+    let healthcheck = instruction(&stage, "HEALTHCHECK");
+    let probe = exec_form(healthcheck.split_once("CMD ").expect("HEALTHCHECK CMD").1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(&users, USERS).unwrap();
+    let data = dir.path().join("data"); // stands in for the /data volume
+    let (data, users) = (data.to_str().unwrap(), users.to_str().unwrap());
+    let overrides = [("GATEWAY_LISTEN", "127.0.0.1:0"), ("GATEWAY_DATA_DIR", data), ("GATEWAY_USERS", users)];
+    let mut gateway = start(as_in_image(&start_command, &stage, &overrides));
+
+    let mut alice = Client::sign_in(&gateway.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    assert!(alice.poll().await.iter().any(|e| e.name == "selfPresence"));
+    let address = gateway.base.trim_start_matches("http://").to_string();
+    let (healthy, out) = output(as_in_image(&probe, &stage, &[("GATEWAY_LISTEN", address.as_str())]));
+    assert!(healthy && out.contains("healthy"), "{out}");
+
+    assert_eq!(instruction(&stage, "STOPSIGNAL"), "SIGTERM");
+    gateway.terminate();
+    let status = gateway.exit_status(Duration::from_secs(20)).await;
+    assert!(status.success(), "the gateway itself got the signal and shut down cleanly: {status:?}");
+    assert!(Path::new(data).join("gateway.db").exists(), "the database lives in the data volume");
+    let log = gateway.log.text();
+    assert!(log.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "the image logs JSON:\n{log}");
+
+    let (healthy, out) = output(as_in_image(&probe, &stage, &[("GATEWAY_LISTEN", address.as_str())]));
+    assert!(!healthy, "nobody answers once stopped: {out}");
+}
