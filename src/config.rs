@@ -30,6 +30,11 @@ pub struct Config {
     pub enterprise_domains: Vec<String>,
     /// Whether users may choose "appear offline".
     pub enable_appear_offline: bool,
+    /// Origins (`scheme://host[:port]`) whose pages may call the gateway with credentials (CORS).
+    /// Empty = CORS off: browsers then allow only the gateway's own pages.
+    pub cors_origins: Vec<String>,
+    /// Serve the web app from this directory instead of the copy built into the binary.
+    pub static_dir: Option<PathBuf>,
     pub limits: Limits,
     pub logon: LogonPolicy,
 }
@@ -70,6 +75,8 @@ impl Default for Config {
             ticket_grace_seconds: 120,
             enterprise_domains: Vec::new(),
             enable_appear_offline: true,
+            cors_origins: Vec::new(),
+            static_dir: None,
             limits: Limits::default(),
             logon: LogonPolicy::default(),
         }
@@ -130,12 +137,33 @@ impl Config {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("listen: {:?} is not an address such as 127.0.0.1:8080", self.listen));
         }
+        if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(format!("cors_origins: {bad:?} is not an origin such as https://intranet.example"));
+        }
         Ok(())
     }
 
     pub fn hold(&self) -> Duration {
         Duration::from_secs(self.hold_seconds)
     }
+}
+
+/// `http(s)://host[:port]` exactly as a browser sends it in `Origin`: lower case, no path, no wildcard.
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else { return false };
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, "")) => (addr, None),
+            Some((addr, tail)) if tail.starts_with(':') => (addr, Some(&tail[1..])),
+            _ => return false,
+        },
+        None => match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c));
+    host_ok && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -155,5 +183,27 @@ mod tests {
         assert!(Config::from_toml("holdseconds = 5").unwrap_err().contains("holdseconds"));
         assert!(Config::from_toml("[limits]\nqueue_length = 0").unwrap_err().contains("limits.queue_length"));
         assert!(Config::from_toml("listen = \"nowhere\"").unwrap_err().contains("listen"));
+    }
+
+    #[test]
+    fn cors_origins_must_be_exact_origins() {
+        let ok =
+            Config::from_toml("cors_origins = [\"https://intranet.example\", \"http://127.0.0.1:8081\", \"http://[::1]:80\"]")
+                .unwrap();
+        assert_eq!(ok.cors_origins.len(), 3);
+        for bad in [
+            "*",
+            "null",
+            "intranet.example",
+            "https://intranet.example/",
+            "https://Intranet.example",
+            "http://a:b",
+            "ftp://x",
+            "http://[::1]x",
+        ] {
+            let err = Config::from_toml(&format!("cors_origins = [{bad:?}]")).unwrap_err();
+            assert!(err.contains("cors_origins"), "{bad}: {err}");
+        }
+        assert!(Config::default().cors_origins.is_empty(), "CORS is off by default");
     }
 }

@@ -4,6 +4,7 @@
 
 mod cwa;
 mod ticket;
+mod web;
 
 use crate::service::Gateway;
 use axum::routing::{get, post};
@@ -12,6 +13,16 @@ use std::sync::Arc;
 
 /// The whole application as an axum router.
 pub fn router(gateway: Arc<Gateway>) -> Router {
+    let cors = web::cors(&gateway.config.cors_origins);
+    let web_app = web::routes(&gateway.config);
+    let router = endpoints(gateway).merge(web_app);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+fn endpoints(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/forms/logon.html", post(cwa::logon))
         .route("/cwa/MainCommandHandler.ashx", post(cwa::command))
