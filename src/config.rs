@@ -30,6 +30,12 @@ pub struct Config {
     pub enterprise_domains: Vec<String>,
     /// Whether users may choose "appear offline".
     pub enable_appear_offline: bool,
+    /// The most entries one directory search returns.
+    pub search_max_results: usize,
+    /// The search field clients should offer first (sent in the `configuration` event).
+    pub search_default_field: String,
+    /// `and` or `or`: how clients combine search criteria by default.
+    pub search_default_function: String,
     /// Origins (`scheme://host[:port]`) whose pages may call the gateway with credentials (CORS).
     /// Empty = CORS off: browsers then allow only the gateway's own pages.
     pub cors_origins: Vec<String>,
@@ -49,6 +55,7 @@ pub struct Limits {
     pub xml_depth: usize,
     pub xml_elements: usize,
     pub queue_length: usize,
+    pub contacts_per_user: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +82,9 @@ impl Default for Config {
             ticket_grace_seconds: 120,
             enterprise_domains: Vec::new(),
             enable_appear_offline: true,
+            search_max_results: 100,
+            search_default_field: "displayName".into(),
+            search_default_function: "or".into(),
             cors_origins: Vec::new(),
             static_dir: None,
             limits: Limits::default(),
@@ -93,6 +103,7 @@ impl Default for Limits {
             xml_depth: 16,
             xml_elements: 10_000,
             queue_length: 2000,
+            contacts_per_user: 1000,
         }
     }
 }
@@ -124,6 +135,8 @@ impl Config {
             ("limits.body_bytes", self.limits.body_bytes as u64),
             ("limits.xml_depth", self.limits.xml_depth as u64),
             ("limits.queue_length", self.limits.queue_length as u64),
+            ("limits.contacts_per_user", self.limits.contacts_per_user as u64),
+            ("search_max_results", self.search_max_results as u64),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be greater than 0"));
@@ -133,6 +146,9 @@ impl Config {
         }
         if self.session_timeout_seconds <= self.hold_seconds {
             return Err("session_timeout_seconds must be longer than hold_seconds".into());
+        }
+        if !matches!(self.search_default_function.as_str(), "and" | "or") {
+            return Err("search_default_function must be \"and\" or \"or\"".into());
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("listen: {:?} is not an address such as 127.0.0.1:8080", self.listen));

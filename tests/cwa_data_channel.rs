@@ -91,7 +91,7 @@ async fn ack_beyond_the_counter_returns_nothing_new() {
 
 #[tokio::test]
 async fn unsent_snapshots_coalesce_and_overflow_resyncs_without_loss() {
-    let config = Config { limits: presence_gateway::config::Limits { queue_length: 6, ..Default::default() }, ..test_config() };
+    let config = Config { limits: presence_gateway::config::Limits { queue_length: 12, ..Default::default() }, ..test_config() };
     let server = TestServer::start_with(config, USERS).await;
     let mut alice = server.session("alice@example.com").await;
     let mut bob = server.session("bob@example.com").await;

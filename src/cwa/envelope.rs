@@ -74,11 +74,7 @@ fn bytes_str(bytes: &Bytes) -> &str {
 }
 
 fn rid_attr(rid: &str) -> String {
-    let mut w = XmlWriter::new();
-    w.empty("x", &[("rid", Some(rid))]);
-    // "<x rid=\"…\"/>" → " rid=\"…\""
-    let s = w.finish();
-    s[2..s.len() - 2].to_string()
+    super::writer::attributes(&[("rid", Some(rid))])
 }
 
 /// `<error code subCode reason detail/>`.

@@ -3,6 +3,7 @@
 //! `cwaEvents` envelopes. Nothing here knows about sessions or storage.
 
 pub mod envelope;
+pub mod lists;
 pub mod requests;
 pub mod wire;
 pub mod writer;

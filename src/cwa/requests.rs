@@ -6,6 +6,8 @@ use super::xml::Element;
 use super::NS_CWA;
 use crate::error::GatewayError;
 use crate::model::contact::{is_valid_sip_uri, normalize_uri};
+use crate::model::contacts::ContactSpec;
+use crate::model::rights::Member;
 use crate::model::sources::ManualKind;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,24 @@ pub enum Publication {
     Note(String),
 }
 
+/// `addMember` (true) or `deleteMember` (false) of one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberChange {
+    pub add: bool,
+    pub member: Member,
+}
+
+/// A directory search: the criteria given, and how to combine them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchQuery {
+    pub display_name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email_alias: Option<String>,
+    /// true = all criteria must match ("and"); false = any ("or", the default).
+    pub all: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     InitiateSession(InitiateSession),
@@ -41,6 +61,25 @@ pub enum Request {
     SubscribePresence(Vec<String>),
     UnsubscribePresence(Vec<String>),
     PublishSelfPresence(Vec<Publication>),
+    AddGroup {
+        name: String,
+    },
+    UpdateGroup {
+        id: u32,
+        name: String,
+    },
+    DeleteGroup {
+        id: u32,
+    },
+    AddContact(ContactSpec),
+    UpdateContact(ContactSpec),
+    DeleteContact(String),
+    UpdateContainer {
+        id: u32,
+        changes: Vec<MemberChange>,
+    },
+    AcknowledgeSubscriber(Vec<String>),
+    Search(SearchQuery),
     /// A documented method this gateway does not serve (yet): answered with 18102.
     Unsupported(String),
 }
@@ -71,19 +110,7 @@ pub struct RequestBatch {
     pub unexpected_elements: usize,
 }
 
-const KNOWN_UNSUPPORTED: &[&str] = &[
-    "publishRawCategories",
-    "addContact",
-    "updateContact",
-    "deleteContact",
-    "addGroup",
-    "updateGroup",
-    "deleteGroup",
-    "updateContainer",
-    "acknowledgeSubscriber",
-    "search",
-    "conference",
-];
+const KNOWN_UNSUPPORTED: &[&str] = &["publishRawCategories", "conference"];
 
 /// Reads the `cwaRequests` envelope of the command channel.
 pub fn parse_batch(root: &Element, max_uris: usize) -> Result<RequestBatch, GatewayError> {
@@ -124,6 +151,15 @@ fn parse_method(method: &Element, max_uris: usize) -> Option<Parsed> {
         "subscribePresence" => parse_uris(method, max_uris).map(Request::SubscribePresence),
         "unSubscribePresence" | "unsubscribePresence" => parse_uris(method, max_uris).map(Request::UnsubscribePresence),
         "publishSelfPresence" => parse_publish(method).map(Request::PublishSelfPresence),
+        "addGroup" => parse_group(method, false, true).map(|(_, name)| Request::AddGroup { name }),
+        "updateGroup" => parse_group(method, true, true).map(|(id, name)| Request::UpdateGroup { id, name }),
+        "deleteGroup" => parse_group(method, true, false).map(|(id, _)| Request::DeleteGroup { id }),
+        "addContact" => parse_contact(method).map(Request::AddContact),
+        "updateContact" => parse_contact(method).map(Request::UpdateContact),
+        "deleteContact" => parse_single_uri(method).map(Request::DeleteContact),
+        "updateContainer" => parse_container(method).map(|(id, changes)| Request::UpdateContainer { id, changes }),
+        "acknowledgeSubscriber" => parse_subscriber_uris(method).map(Request::AcknowledgeSubscriber),
+        "search" => parse_search(method).map(Request::Search),
         "logon" => Err(GatewayError::InvalidOperation("logon goes to /forms/logon.html".into())),
         other if KNOWN_UNSUPPORTED.contains(&other) => Ok(Request::Unsupported(other.to_string())),
         _ => return None,
@@ -232,6 +268,131 @@ fn parse_category(category: &Element) -> Result<Publication, GatewayError> {
     }
 }
 
+fn required<'a>(element: &'a Element, attr: &str) -> Result<&'a str, GatewayError> {
+    element.attr(attr).ok_or_else(|| GatewayError::InvalidRequest(format!("{} needs the {attr} attribute", element.name)))
+}
+
+/// `group` child: its `id` (when wanted) and `name` (when wanted).
+fn parse_group(method: &Element, want_id: bool, want_name: bool) -> Result<(u32, String), GatewayError> {
+    let group =
+        method.child("group").ok_or_else(|| GatewayError::InvalidFormat(format!("{} needs a group element", method.name)))?;
+    let id = if want_id {
+        let text = required(group, "id")?;
+        text.trim().parse().map_err(|_| GatewayError::InvalidRequest(format!("group id {text:?} is not a number")))?
+    } else {
+        0
+    };
+    let name = if want_name { required(group, "name")?.to_string() } else { String::new() };
+    Ok((id, name))
+}
+
+fn parse_contact(method: &Element) -> Result<ContactSpec, GatewayError> {
+    let contact =
+        method.child("contact").ok_or_else(|| GatewayError::InvalidFormat(format!("{} needs a contact element", method.name)))?;
+    let flag = |name: &str| contact.attr(name).map(parse_bool).transpose();
+    let groups = match contact.attr("groups") {
+        None => None,
+        Some(text) => Some(
+            text.split_whitespace()
+                .map(|id| id.parse::<u32>().map_err(|_| GatewayError::InvalidRequest(format!("group id {id:?} is not a number"))))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let tag = flag("tag")?.ok_or_else(|| GatewayError::InvalidRequest("contact needs the tag attribute".into()))?;
+    Ok(ContactSpec {
+        uri: required(contact, "uri")?.trim().to_string(),
+        name: required(contact, "name")?.to_string(),
+        subscribed: flag("subscribed")?.unwrap_or(false),
+        tag,
+        groups,
+    })
+}
+
+fn parse_single_uri(method: &Element) -> Result<String, GatewayError> {
+    let uri =
+        method.child_text("uri").ok_or_else(|| GatewayError::InvalidFormat(format!("{} needs a uri element", method.name)))?;
+    if !is_valid_sip_uri(uri) {
+        return Err(GatewayError::InvalidRequest(format!("{uri:?} is not a sip: URI")));
+    }
+    Ok(normalize_uri(uri))
+}
+
+/// Subscriber URIs; the `sip:` prefix is optional here because `subscribers` events show both forms.
+fn parse_subscriber_uris(method: &Element) -> Result<Vec<String>, GatewayError> {
+    let mut out = Vec::new();
+    for uri in method.children_named("uri") {
+        let text = uri.text.trim();
+        let full = if text.starts_with("sip:") { text.to_string() } else { format!("sip:{text}") };
+        if !is_valid_sip_uri(&full) {
+            return Err(GatewayError::InvalidRequest(format!("{text:?} is not a user URI")));
+        }
+        out.push(normalize_uri(&full));
+    }
+    if out.is_empty() {
+        return Err(GatewayError::InvalidFormat("acknowledgeSubscriber needs at least one uri".into()));
+    }
+    Ok(out)
+}
+
+fn parse_container(method: &Element) -> Result<(u32, Vec<MemberChange>), GatewayError> {
+    let container = method
+        .child("container")
+        .ok_or_else(|| GatewayError::InvalidFormat("updateContainer needs a container element".into()))?;
+    let text = required(container, "id")?;
+    let id: u32 =
+        text.trim().parse().map_err(|_| GatewayError::InvalidRequest(format!("container id {text:?} is not a number")))?;
+    let mut changes = Vec::new();
+    for child in &container.children {
+        let add = match child.name.as_str() {
+            "addMember" => true,
+            "deleteMember" => false,
+            other => return Err(GatewayError::InvalidFormat(format!("unexpected element {other} in container"))),
+        };
+        changes.push(MemberChange { add, member: parse_member(child)? });
+    }
+    Ok((id, changes))
+}
+
+fn parse_member(element: &Element) -> Result<Member, GatewayError> {
+    let value = element.attr("value").unwrap_or("").trim();
+    let member = match required(element, "type")? {
+        "uri" if is_valid_sip_uri(value) => Member::Uri(normalize_uri(value)),
+        "uri" => return Err(GatewayError::InvalidRequest(format!("{value:?} is not a sip: URI"))),
+        "domain" if !value.is_empty() && !value.contains(['@', ' ', '<', '>']) => Member::Domain(value.to_ascii_lowercase()),
+        "domain" => return Err(GatewayError::InvalidRequest(format!("{value:?} is not a domain"))),
+        "sameEnterprise" => Member::SameEnterprise,
+        "federated" => Member::Federated,
+        "publicCloud" => Member::PublicCloud,
+        "everyone" => Member::Everyone,
+        other => return Err(GatewayError::InvalidRequest(format!("unknown member type {other:?}"))),
+    };
+    Ok(member)
+}
+
+fn parse_search(method: &Element) -> Result<SearchQuery, GatewayError> {
+    let text = |name: &str| method.child_text(name).filter(|t| !t.is_empty()).map(str::to_string);
+    let all = match method.child_text("function").unwrap_or("or").to_ascii_lowercase().as_str() {
+        "and" => true,
+        "or" | "" => false,
+        other => return Err(GatewayError::InvalidRequest(format!("search function {other:?} is not and/or"))),
+    };
+    let query = SearchQuery {
+        display_name: text("displayName"),
+        first_name: text("firstName"),
+        last_name: text("lastName"),
+        email_alias: text("emailAlias"),
+        all,
+    };
+    let criteria = [&query.display_name, &query.first_name, &query.last_name, &query.email_alias];
+    if criteria.iter().all(|c| c.is_none()) {
+        return Err(GatewayError::InvalidRequest("search needs at least one criterion".into()));
+    }
+    if criteria.iter().flat_map(|c| c.iter()).any(|c| c.chars().count() > 256) {
+        return Err(GatewayError::InvalidRequest("search criteria are at most 256 characters".into()));
+    }
+    Ok(query)
+}
+
 /// Reads the body of `POST /forms/logon.html`.
 pub fn parse_logon(root: &Element) -> Result<Logon, GatewayError> {
     let logon = (root.name == "cwaRequests").then(|| root.child("logon")).flatten();
@@ -266,13 +427,13 @@ mod tests {
     #[test]
     fn sorts_errors_into_invalid_and_failed() {
         let b = batch(
-            r#"<cwaRequests><queryPresence rid="1"><uris><uri>a@x.org</uri></uris></queryPresence><queryPresence/><bogus rid="3"/><search rid="4"/></cwaRequests>"#,
+            r#"<cwaRequests><queryPresence rid="1"><uris><uri>a@x.org</uri></uris></queryPresence><queryPresence/><bogus rid="3"/><conference rid="4"/></cwaRequests>"#,
         );
         assert_eq!(b.unexpected_elements, 2, "no namespace and one unknown element");
         assert!(matches!(&b.requests[0], Parsed::Failed { rid, error: GatewayError::InvalidRequest(_) } if rid == "1"));
         assert!(matches!(&b.requests[1], Parsed::Invalid { rid: None, .. }));
         assert!(matches!(&b.requests[2], Parsed::Invalid { rid: Some(r), .. } if r == "3"));
-        assert_eq!(b.requests[3], Parsed::Ok { rid: "4".into(), request: Request::Unsupported("search".into()) });
+        assert_eq!(b.requests[3], Parsed::Ok { rid: "4".into(), request: Request::Unsupported("conference".into()) });
     }
 
     #[test]
@@ -295,6 +456,32 @@ mod tests {
                 Publication::Note("Lunch".into())
             ]
         );
+    }
+
+    #[test]
+    fn contact_list_container_and_search_methods() {
+        let b = batch(
+            r#"<cwaRequests>
+            <addContact rid="1"><contact uri="sip:Jo@x.org" name="Jo" subscribed="true" tag="false" groups="1 2"/></addContact>
+            <addContact rid="2"><contact uri="sip:jo@x.org" name="Jo"/></addContact>
+            <updateContainer rid="3"><container id="400"><addMember type="uri" value="sip:b@x.org"/><deleteMember type="everyone" value=""/></container></updateContainer>
+            <updateContainer rid="4"><container id="400"><addMember type="galaxy" value=""/></container></updateContainer>
+            <search rid="5"><displayName>Jo</displayName><function>and</function></search>
+            <search rid="6"><displayName/></search>
+            <deleteGroup rid="7"><group id="x"/></deleteGroup>
+        </cwaRequests>"#,
+        );
+        let Parsed::Ok { request: Request::AddContact(spec), .. } = &b.requests[0] else { panic!("{:?}", b.requests[0]) };
+        assert_eq!((spec.subscribed, spec.groups.clone()), (true, Some(vec![1, 2])));
+        assert!(matches!(&b.requests[1], Parsed::Failed { .. }), "tag is required");
+        let Parsed::Ok { request: Request::UpdateContainer { id, changes }, .. } = &b.requests[2] else { panic!() };
+        assert_eq!(*id, 400);
+        assert_eq!(changes[0], MemberChange { add: true, member: Member::Uri("sip:b@x.org".into()) });
+        assert_eq!(changes[1], MemberChange { add: false, member: Member::Everyone });
+        assert!(matches!(&b.requests[3], Parsed::Failed { .. }));
+        assert!(matches!(&b.requests[4], Parsed::Ok { request: Request::Search(SearchQuery { all: true, .. }), .. }));
+        assert!(matches!(&b.requests[5], Parsed::Failed { .. }), "no criteria");
+        assert!(matches!(&b.requests[6], Parsed::Failed { .. }));
     }
 
     #[test]

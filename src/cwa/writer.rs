@@ -8,6 +8,13 @@ pub struct XmlWriter {
     out: String,
 }
 
+/// ` a="v" b="w"`: escaped attributes for a pre-rendered element head.
+pub fn attributes(attrs: &[(&str, Option<&str>)]) -> String {
+    let mut w = XmlWriter { out: String::new() };
+    w.push_attrs(attrs);
+    w.out
+}
+
 impl XmlWriter {
     pub fn new() -> Self {
         XmlWriter { out: String::with_capacity(512) }
@@ -59,6 +66,10 @@ impl XmlWriter {
     fn start(&mut self, name: &str, attrs: &[(&str, Option<&str>)]) {
         self.out.push('<');
         self.out.push_str(name);
+        self.push_attrs(attrs);
+    }
+
+    fn push_attrs(&mut self, attrs: &[(&str, Option<&str>)]) {
         for (key, value) in attrs {
             if let Some(value) = value {
                 self.out.push(' ');

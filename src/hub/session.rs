@@ -54,6 +54,19 @@ struct SessionState {
     subscriptions: HashSet<Arc<str>>,
 }
 
+/// The `initiateSession` options a session keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    pub auto_publish_machine_state: bool,
+    pub auto_subscribe_contacts: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { auto_publish_machine_state: true, auto_subscribe_contacts: true }
+    }
+}
+
 /// A live session. Shared as `Arc<Session>` between the hub's maps and the handlers.
 #[derive(Debug)]
 pub struct Session {
@@ -62,17 +75,20 @@ pub struct Session {
     /// The sign-in (ticket family) that owns this session.
     pub login: u64,
     pub auto_publish_machine_state: bool,
+    /// Follows the owner's `subscribed` contacts (initiateSession option).
+    pub auto_subscribe_contacts: bool,
     state: Mutex<SessionState>,
     wake: Notify,
 }
 
 impl Session {
-    pub fn new(sid: u64, user: Arc<str>, login: u64, auto_publish_machine_state: bool, now: Timestamp) -> Self {
+    pub fn new(sid: u64, user: Arc<str>, login: u64, options: SessionOptions, now: Timestamp) -> Self {
         Session {
             sid,
             user,
             login,
-            auto_publish_machine_state,
+            auto_publish_machine_state: options.auto_publish_machine_state,
+            auto_subscribe_contacts: options.auto_subscribe_contacts,
             state: Mutex::new(SessionState {
                 queue: VecDeque::new(),
                 last_eid: 0,
@@ -313,7 +329,7 @@ mod tests {
     }
 
     fn session() -> Session {
-        Session::new(1, "sip:a@x".into(), 1, true, Utc::now())
+        Session::new(1, "sip:a@x".into(), 1, SessionOptions::default(), Utc::now())
     }
 
     fn eids(b: &Batch) -> Vec<u64> {

@@ -146,7 +146,15 @@ mod tests {
     }
 
     fn call(state: CallState) -> Call {
-        Call { id: "c1".into(), service: CallService::Phone, state, incoming: true, external: false, partner: None }
+        Call {
+            id: "c1".into(),
+            service: CallService::Phone,
+            state,
+            direction: Default::default(),
+            external: false,
+            partner_number: None,
+            line: None,
+        }
     }
 
     fn appointment(status: AppointmentStatus, start_min: i64, end_min: i64) -> Appointment {

@@ -4,7 +4,9 @@
 
 pub mod aggregate;
 pub mod contact;
+pub mod contacts;
 pub mod presentity;
+pub mod reports;
 pub mod rights;
 pub mod sources;
 pub mod state;

@@ -3,8 +3,12 @@
 
 use super::aggregate::{aggregate, Activity, AggregateInputs, Aggregated};
 use super::contact::Profile;
+use super::reports::{Reports, SourceReport};
 use super::rights::{visibility, AccessLevel};
-use super::sources::{Appointment, AppointmentStatus, ClientActivity, ManualKind, ManualState, Note, SourceReports, Timestamp};
+use super::sources::{
+    AgentState, Appointment, AppointmentStatus, Call, Capability, ClientActivity, ComputerState, Forward, Line, ManualKind,
+    ManualState, Note, SourceReports, Timestamp,
+};
 use super::state::{flags, BaseState, PresenceState};
 use chrono::Duration;
 use std::sync::Arc;
@@ -17,6 +21,9 @@ pub struct Presentity {
     pub profile: Arc<Profile>,
     pub manual: Option<ManualState>,
     pub note: Option<Note>,
+    /// What each integration reports, by source name.
+    pub reports: Reports,
+    /// The reports merged (derived from `reports`).
     pub sources: SourceReports,
     pub clients: ClientActivity,
     pub computed: Aggregated,
@@ -28,6 +35,7 @@ impl Presentity {
             profile,
             manual: None,
             note: None,
+            reports: Reports::default(),
             sources: SourceReports::default(),
             clients: ClientActivity::default(),
             computed: Aggregated { state: PresenceState(flags::OFFLINE | BaseState::Available as u32), activity: Activity::None },
@@ -47,11 +55,47 @@ impl Presentity {
         manual_over || note_over
     }
 
+    /// Stores (or replaces) a source's report.
+    pub fn set_report(&mut self, name: &str, report: SourceReport) {
+        self.reports.0.insert(name.to_string(), report);
+        self.sources = self.reports.merge();
+    }
+
+    /// Withdraws a source's report; false when there was none.
+    pub fn remove_report(&mut self, name: &str) -> bool {
+        let removed = self.reports.0.remove(name).is_some();
+        self.sources = self.reports.merge();
+        removed
+    }
+
+    /// Withdraws reports whose TTL has run out; true if one went.
+    pub fn drop_expired_reports(&mut self, now: Timestamp) -> bool {
+        let dropped = self.reports.drop_expired(now);
+        if dropped {
+            self.sources = self.reports.merge();
+        }
+        dropped
+    }
+
+    /// Signed-in clients, counting a computer that reports itself logged in, idle or locked.
+    fn all_clients(&self) -> ClientActivity {
+        let mut clients = self.clients;
+        match self.sources.computer {
+            Some(ComputerState::LoggedIn) => clients.signed_in += 1,
+            Some(ComputerState::Idle | ComputerState::Locked) => {
+                clients.signed_in += 1;
+                clients.idle += 1;
+            }
+            Some(ComputerState::LoggedOut) | None => {}
+        }
+        clients
+    }
+
     /// Applies the aggregation rule at `now`; returns true when the result changed.
     pub fn recompute(&mut self, now: Timestamp) -> bool {
         let next = aggregate(AggregateInputs {
             now,
-            clients: self.clients,
+            clients: self.all_clients(),
             manual: self.manual.as_ref(),
             note: self.note.as_ref(),
             sources: &self.sources,
@@ -66,7 +110,8 @@ impl Presentity {
         let manual = self.manual.iter().flat_map(|m| [m.from, m.to]).flatten();
         let note = self.note.iter().filter_map(|n| n.expires);
         let calendar = self.sources.appointments.iter().flat_map(|a| [a.start, a.end]);
-        manual.chain(note).chain(calendar).filter(|t| *t > now).min()
+        let expiry = self.reports.next_expiry();
+        manual.chain(note).chain(calendar).chain(expiry).filter(|t| *t > now).min()
     }
 
     fn current_appointment(&self, now: Timestamp) -> Option<&Appointment> {
@@ -139,6 +184,16 @@ pub struct PresenceView {
     pub oof_note: Option<String>,
     pub card: CardView,
     pub calendar: Option<CalendarView>,
+    /// The manual state in force, with its text, window and reachability (Company and up).
+    pub manual: Option<ManualState>,
+    /// Lines, calls and forwards (Company and up; call partners from Team up).
+    pub lines: Vec<Line>,
+    pub calls: Vec<Call>,
+    pub forwards: Vec<Forward>,
+    /// Agent state when an agent source reports one (Company and up).
+    pub agent: Option<AgentState>,
+    /// What the user's clients can do (Public and up).
+    pub capabilities: Vec<Capability>,
 }
 
 impl PresenceView {
@@ -158,6 +213,12 @@ impl PresenceView {
             oof_note: None,
             card: CardView::default(),
             calendar: None,
+            manual: None,
+            lines: Vec::new(),
+            calls: Vec::new(),
+            forwards: Vec::new(),
+            agent: None,
+            capabilities: Vec::new(),
         }
     }
 }
@@ -200,6 +261,22 @@ pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
     out.card = card_view(profile, &vis);
     if vis.calendar_free_busy {
         out.calendar = calendar_view(p, now, vis.appointment_details, owner);
+    }
+    let hidden = appear_offline && !owner;
+    if vis.activity && !hidden {
+        out.manual = p.manual.clone().filter(|m| m.is_active(now));
+    }
+    if vis.lines_and_calls && !hidden {
+        out.lines = p.sources.lines.clone();
+        out.forwards = p.sources.forwards.clone();
+        out.agent = p.sources.agent_reported.then_some(p.sources.agent);
+        out.calls = p.sources.calls.iter().filter(|c| c.state != super::sources::CallState::Disconnected).cloned().collect();
+        if !vis.call_partners {
+            out.calls.iter_mut().for_each(|c| c.partner_number = None);
+        }
+    }
+    if vis.availability {
+        out.capabilities = p.sources.capabilities.clone();
     }
     out
 }

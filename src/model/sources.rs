@@ -75,9 +75,10 @@ impl Note {
 }
 
 /// The service a call runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallService {
+    #[default]
     Phone,
     Softphone,
     AudioVideo,
@@ -103,17 +104,97 @@ impl CallState {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallDirection {
+    #[default]
+    Incoming,
+    Outgoing,
+}
+
+/// A call on a phone line or another service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Call {
     pub id: String,
+    /// Set from the reporting source's kind.
+    #[serde(default)]
     pub service: CallService,
     pub state: CallState,
     #[serde(default)]
-    pub incoming: bool,
+    pub direction: CallDirection,
     #[serde(default)]
     pub external: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partner: Option<String>,
+    pub partner_number: Option<String>,
+    /// The line number the call is on (phone calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LineState {
+    #[default]
+    InService,
+    OutOfService,
+}
+
+/// A telephone line of the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Line {
+    pub number: String,
+    #[serde(default)]
+    pub state: LineState,
+    #[serde(default)]
+    pub dnd: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardMode {
+    Immediate,
+    Busy,
+    NoAnswer,
+    BusyNoAnswer,
+}
+
+/// A call forward set on a line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Forward {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+    pub mode: ForwardMode,
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_answer_seconds: Option<u32>,
+}
+
+/// What a computer (desktop client) reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComputerState {
+    LoggedIn,
+    Locked,
+    Idle,
+    LoggedOut,
+}
+
+/// Presence V2 `AsnClientCapabilityEnum` values a user's clients offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    Audio = 1,
+    Video = 2,
+    ScreenShare = 3,
+    ExchangeCalendar = 4,
+    NotesCalendar = 5,
+    CameraControl = 6,
+    PublicChat = 7,
+    PublicCall = 8,
+    Conferencing = 9,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -126,6 +207,7 @@ pub enum AppointmentStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Appointment {
     pub id: String,
     pub start: Timestamp,
@@ -170,7 +252,7 @@ impl ClientActivity {
     }
 }
 
-/// Everything integrations report about a user (calls, calendar, agent state).
+/// Everything integrations report about a user, merged over all their sources.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SourceReports {
     #[serde(default)]
@@ -182,11 +264,25 @@ pub struct SourceReports {
     /// The out-of-office message a calendar sync reports (shown as the OOF note).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oof_message: Option<String>,
+    #[serde(default)]
+    pub lines: Vec<Line>,
+    #[serde(default)]
+    pub forwards: Vec<Forward>,
+    /// The most present state any computer reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computer: Option<ComputerState>,
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    /// Whether an agent source reported at all.
+    #[serde(default)]
+    pub agent_reported: bool,
 }
 
 impl SourceReports {
-    /// Some source says the user is there (rule 1): a live call or a logged-in agent.
+    /// Some source says the user is there (rule 1): a live call, a logged-in agent or computer.
     pub fn reports_activity(&self) -> bool {
-        self.calls.iter().any(|c| c.state != CallState::Disconnected) || self.agent != AgentState::LoggedOut
+        self.calls.iter().any(|c| c.state != CallState::Disconnected)
+            || self.agent != AgentState::LoggedOut
+            || self.computer.is_some_and(|c| c != ComputerState::LoggedOut)
     }
 }

@@ -69,12 +69,28 @@ impl Gateway {
                 self.query(session, &uris);
                 Ok(())
             }
-            Request::SubscribePresence(uris) => self.subscribe(session, &uris),
+            Request::SubscribePresence(uris) => self.subscribe(session, &uris).await,
             Request::UnsubscribePresence(uris) => {
                 self.unsubscribe(session, &uris);
                 Ok(())
             }
             Request::PublishSelfPresence(publications) => self.publish(session, publications).await,
+            Request::AddGroup { name } => self.change_contact_list(&session.user, |l| l.add_group(&name)).await,
+            Request::UpdateGroup { id, name } => self.change_contact_list(&session.user, |l| l.rename_group(id, &name)).await,
+            Request::DeleteGroup { id } => self.change_contact_list(&session.user, |l| l.delete_group(id)).await,
+            Request::AddContact(spec) => {
+                let max = self.config.limits.contacts_per_user;
+                self.change_contact_list(&session.user, |l| l.add_contact(&spec, max)).await
+            }
+            Request::UpdateContact(spec) => self.change_contact_list(&session.user, |l| l.update_contact(&spec)).await,
+            Request::DeleteContact(uri) => self.change_contact_list(&session.user, |l| l.delete_contact(&uri)).await,
+            Request::UpdateContainer { id, changes } => self.update_container(&session.user, id, &changes).await,
+            Request::AcknowledgeSubscriber(uris) => self.acknowledge_subscribers(&session.user, &uris).await,
+            Request::Search(query) => {
+                let (entries, more) = self.search_directory(&session.user, &query);
+                self.push(session, Arc::new(crate::cwa::lists::search_result(rid, &entries, more)), None);
+                Ok(())
+            }
             Request::Unsupported(method) => {
                 Err(GatewayError::InvalidOperation(format!("{method} is not available on this gateway")))
             }
@@ -94,27 +110,21 @@ impl Gateway {
         self.push(session, Arc::new(EventPayload::user_presence(users)), None);
     }
 
-    fn subscribe(&self, session: &Arc<Session>, uris: &[String]) -> Result<()> {
-        let uris: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
-        let limit = self.config.limits.subscriptions_per_session;
-        let added = session
-            .subscribe(&uris, limit)
-            .ok_or_else(|| GatewayError::LimitExceeded(format!("at most {limit} subscriptions per session")))?;
-        self.hub.watch(session, &added);
-        let states: Vec<(&str, &str)> = uris.iter().map(|u| (&**u, "subscribed")).collect();
-        self.push(session, Arc::new(EventPayload::subscription_state(&states)), None);
-        for uri in &uris {
-            self.queue_snapshot(session, uri);
+    async fn subscribe(&self, session: &Arc<Session>, uris: &[String]) -> Result<()> {
+        let arcs: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
+        if !self.watch_uris(session, &arcs) {
+            let limit = self.config.limits.subscriptions_per_session;
+            return Err(GatewayError::LimitExceeded(format!("at most {limit} subscriptions per session")));
+        }
+        for uri in uris {
+            self.record_subscriber(uri, &session.user).await?;
         }
         Ok(())
     }
 
     fn unsubscribe(&self, session: &Arc<Session>, uris: &[String]) {
         let uris: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
-        let removed = session.unsubscribe(&uris);
-        self.hub.unwatch(session, &removed);
-        let states: Vec<(&str, &str)> = uris.iter().map(|u| (&**u, "terminated")).collect();
-        self.push(session, Arc::new(EventPayload::subscription_state(&states)), None);
+        self.unwatch_uris(session, &uris);
     }
 
     /// All categories or none: everything is checked before anything is applied.

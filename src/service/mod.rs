@@ -2,11 +2,14 @@
 //! sign-in and sessions, CWA command handling, and the one task that serves every timed
 //! transition. [`Gateway`] ties them together; the HTTP layer only translates.
 
+pub mod access;
 pub mod auth;
 pub mod clock;
 pub mod commands;
 pub mod directory;
+pub mod lists;
 pub mod presence;
+pub mod search;
 pub mod seed;
 pub mod sessions;
 
@@ -35,6 +38,11 @@ pub struct Gateway {
     pub backplane: Arc<dyn Backplane>,
     pub(crate) presences: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>>>,
     pub(crate) timers: Timers<TimerKey>,
+    pub(crate) contact_lists: RwLock<HashMap<String, crate::model::contacts::ContactList>>,
+    /// owner → (watcher, acknowledged)
+    pub(crate) subscribers: RwLock<HashMap<String, Vec<(String, bool)>>>,
+    /// Serialises contact-list, subscriber and rights writes (held across the store write).
+    pub(crate) lists_gate: tokio::sync::Mutex<()>,
     /// Verified against when the user is unknown, so both failures take the same time.
     decoy_hash: String,
 }
@@ -53,6 +61,9 @@ impl Gateway {
             backplane: Arc::new(Standalone),
             presences: RwLock::new(HashMap::new()),
             timers: Timers::default(),
+            contact_lists: RwLock::new(HashMap::new()),
+            subscribers: RwLock::new(HashMap::new()),
+            lists_gate: tokio::sync::Mutex::new(()),
             decoy_hash: tokio::task::spawn_blocking(auth::decoy_hash).await.unwrap_or_default(),
         });
         gateway.load().await?;
@@ -75,6 +86,12 @@ impl Gateway {
         for (owner, entry) in self.store.rights().await? {
             self.directory.set_right(&owner, entry);
         }
+        *self.contact_lists.write() = self.store.contact_lists().await?.into_iter().collect();
+        let mut subscribers: HashMap<String, Vec<(String, bool)>> = HashMap::new();
+        for (owner, watcher, acknowledged) in self.store.subscribers().await? {
+            subscribers.entry(owner).or_default().push((watcher, acknowledged));
+        }
+        *self.subscribers.write() = subscribers;
         let uris: Vec<Arc<str>> = self.presences.read().keys().cloned().collect();
         for uri in uris {
             self.refresh(&uri);
@@ -88,7 +105,11 @@ impl Gateway {
         self.directory.put_profile(profile.clone());
         let mut presences = self.presences.write();
         match presences.get(&uri) {
-            Some(entry) => entry.live.lock().model.profile = profile,
+            Some(entry) => {
+                let mut live = entry.live.lock();
+                live.model.profile = profile;
+                live.last_views.clear();
+            }
             None => {
                 presences.insert(uri, PresenceEntry::new(Presentity::new(profile)));
             }

@@ -12,6 +12,7 @@ use crate::error::{GatewayError, Result};
 use crate::hub::session::Session;
 use crate::hub::timers::TimerKey;
 use crate::model::presentity::{view, PresenceView, Presentity, Viewer};
+use crate::model::reports::SourceReport;
 use crate::model::sources::{ClientActivity, Timestamp};
 use crate::store::StoredPresence;
 use parking_lot::Mutex;
@@ -30,7 +31,8 @@ pub struct ViewKey {
 
 pub(crate) struct Live {
     pub model: Presentity,
-    last_views: HashMap<ViewKey, Arc<EventPayload>>,
+    /// The current rendering of each view in use; cleared whenever the state changes.
+    pub last_views: HashMap<ViewKey, Arc<EventPayload>>,
 }
 
 pub(crate) struct PresenceEntry {
@@ -54,6 +56,15 @@ pub fn render_user(view: &PresenceView, same_enterprise: bool) -> String {
     let mut w = XmlWriter::new();
     wire_user(view, Some(network)).render(&mut w);
     w.finish()
+}
+
+/// The event a view key receives: `selfPresence` for the owner, `userPresence` for watchers.
+fn render_for_key(model: &Presentity, key: ViewKey, now: Timestamp) -> Arc<EventPayload> {
+    let v = view(model, key.viewer, now);
+    Arc::new(match key.viewer {
+        Viewer::Owner => EventPayload::self_presence(render_self(&v)),
+        Viewer::Watcher(_) => EventPayload::user_presence(render_user(&v, key.same_enterprise)),
+    })
 }
 
 fn render_self(view: &PresenceView) -> String {
@@ -80,26 +91,50 @@ impl Gateway {
         render_user(&self.view_for(uri, watcher), self.directory.same_enterprise(uri, watcher))
     }
 
+    /// The rendering key of `viewer_uri` looking at `uri`.
+    fn view_key(&self, uri: &str, viewer_uri: &str) -> ViewKey {
+        if uri == viewer_uri {
+            return ViewKey { viewer: Viewer::Owner, same_enterprise: true };
+        }
+        ViewKey {
+            viewer: Viewer::Watcher(self.directory.level(uri, viewer_uri)),
+            same_enterprise: self.directory.same_enterprise(uri, viewer_uri),
+        }
+    }
+
+    /// The current snapshot event of `uri` for `viewer_uri`: `selfPresence` for the owner,
+    /// `userPresence` otherwise. Rendered once per view and remembered until the state changes.
+    fn snapshot_payload(&self, uri: &str, viewer_uri: &str) -> Arc<EventPayload> {
+        let key = self.view_key(uri, viewer_uri);
+        let Some(entry) = self.presence_entry(uri) else {
+            return Arc::new(EventPayload::user_presence(render_user(&PresenceView::unknown(uri), key.same_enterprise)));
+        };
+        let now = self.clock.now();
+        let mut live = entry.live.lock();
+        if let Some(payload) = live.last_views.get(&key) {
+            return payload.clone();
+        }
+        let payload = render_for_key(&live.model, key, now);
+        live.last_views.insert(key, payload.clone());
+        payload
+    }
+
     /// A coalescable `userPresence` snapshot of `uri` for `session`.
     pub(crate) fn queue_snapshot(&self, session: &Session, uri: &Arc<str>) {
-        let payload = Arc::new(EventPayload::user_presence(self.user_xml_for(uri, &session.user)));
-        self.push(session, payload, Some(uri));
+        self.push(session, self.snapshot_payload(uri, &session.user), Some(uri));
     }
 
     /// The user's own `selfPresence`.
     pub(crate) fn queue_self(&self, session: &Session) {
-        let xml = render_self(&self.view_for(&session.user, &session.user));
-        self.push(session, Arc::new(EventPayload::self_presence(xml)), Some(&SELF_KEY));
+        self.push(session, self.snapshot_payload(&session.user, &session.user), Some(&SELF_KEY));
     }
 
     /// The full state after an overflow: own presence and every subscription, queued even past the
     /// bound (the burst replaces what was dropped, so it must not trigger another resync).
     pub(crate) fn queue_resync_burst(&self, session: &Session) {
-        let own = render_self(&self.view_for(&session.user, &session.user));
-        session.push(Arc::new(EventPayload::self_presence(own)), Some(&SELF_KEY), usize::MAX);
+        session.push(self.snapshot_payload(&session.user, &session.user), Some(&SELF_KEY), usize::MAX);
         for uri in session.subscriptions() {
-            let payload = Arc::new(EventPayload::user_presence(self.user_xml_for(&uri, &session.user)));
-            session.push(payload, Some(&uri), usize::MAX);
+            session.push(self.snapshot_payload(&uri, &session.user), Some(&uri), usize::MAX);
         }
     }
 
@@ -128,13 +163,25 @@ impl Gateway {
         Ok(())
     }
 
-    /// Changes what integrations report (calls, calendar, agent state): live data, not stored.
-    pub fn change_sources(&self, uri: &str, change: impl FnOnce(&mut crate::model::sources::SourceReports)) -> Result<()> {
+    /// Stores a source's report (replacing that source's previous one), live: not persisted,
+    /// withdrawn automatically at its expiry.
+    pub fn set_source(&self, uri: &str, name: &str, report: SourceReport) -> Result<()> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
         let mut live = entry.live.lock();
-        change(&mut live.model.sources);
+        live.model.set_report(name, report);
         self.settle(uri, &mut live);
         Ok(())
+    }
+
+    /// Withdraws a source's report; false when there was none.
+    pub fn remove_source(&self, uri: &str, name: &str) -> Result<bool> {
+        let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
+        let mut live = entry.live.lock();
+        let removed = live.model.remove_report(name);
+        if removed {
+            self.settle(uri, &mut live);
+        }
+        Ok(removed)
     }
 
     /// Recalculates a user's presence after their sessions changed (sign-in, idle, sign-out).
@@ -150,6 +197,7 @@ impl Gateway {
         let now = self.clock.now();
         let (clients, next_idle) = self.client_activity(uri, now);
         live.model.clients = clients;
+        live.model.drop_expired_reports(now);
         live.model.recompute(now);
         let uri: Arc<str> = Arc::from(uri);
         self.fan_out(&uri, live, now);
@@ -188,33 +236,19 @@ impl Gateway {
         (ClientActivity { signed_in: sessions.len(), idle }, next_idle)
     }
 
+    /// Renders the change once per view in use and queues it on every session whose view changed.
+    /// `last_views` then holds exactly the views of the current state that have watchers.
     fn fan_out(&self, uri: &Arc<str>, live: &mut Live, now: Timestamp) {
         let mut rendered: HashMap<ViewKey, Arc<EventPayload>> = HashMap::new();
         let mut key_of_user: HashMap<Arc<str>, ViewKey> = HashMap::new();
-        let owner_key = ViewKey { viewer: Viewer::Owner, same_enterprise: true };
-        let targets = self.hub.sessions_of(uri).into_iter().map(|s| (s, true));
-        let targets = targets.chain(self.hub.watchers_of(uri).into_iter().map(|s| (s, false)));
-        for (session, own) in targets {
-            let key = if own {
-                owner_key
-            } else {
-                *key_of_user.entry(session.user.clone()).or_insert_with(|| ViewKey {
-                    viewer: Viewer::Watcher(self.directory.level(uri, &session.user)),
-                    same_enterprise: self.directory.same_enterprise(uri, &session.user),
-                })
-            };
-            let payload = rendered.entry(key).or_insert_with(|| {
-                let v = view(&live.model, key.viewer, now);
-                Arc::new(if own {
-                    EventPayload::self_presence(render_self(&v))
-                } else {
-                    EventPayload::user_presence(render_user(&v, key.same_enterprise))
-                })
-            });
+        let targets = self.hub.sessions_of(uri).into_iter().chain(self.hub.watchers_of(uri));
+        for session in targets {
+            let key = *key_of_user.entry(session.user.clone()).or_insert_with(|| self.view_key(uri, &session.user));
+            let payload = rendered.entry(key).or_insert_with(|| render_for_key(&live.model, key, now));
             if live.last_views.get(&key) == Some(payload) {
                 continue;
             }
-            let coalesce = if own { &*SELF_KEY } else { uri };
+            let coalesce = if key.viewer == Viewer::Owner { &*SELF_KEY } else { uri };
             self.push(&session, payload.clone(), Some(coalesce));
         }
         live.last_views = rendered;

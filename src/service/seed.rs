@@ -5,8 +5,11 @@
 use super::auth::hash_password;
 use super::Gateway;
 use crate::model::contact::{is_valid_sip_uri, normalize_uri, Phones, Profile};
+use crate::model::reports::{ReportData, SourceReport};
 use crate::model::rights::{AccessLevel, Member, RightsEntry};
-use crate::model::sources::{Appointment, AppointmentStatus, Call, CallService, CallState};
+use crate::model::sources::{
+    Appointment, AppointmentStatus, Call, CallDirection, CallService, CallState, ComputerState, Line, LineState,
+};
 use crate::store::{Store, UserRecord};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -193,19 +196,23 @@ pub fn spawn_demo_activity(gateway: &Arc<Gateway>) {
                 location: Some("Room 2.01".into()),
                 private: false,
             };
-            let _ = gw.change_sources("sip:frank@example.com", |s| s.appointments = vec![meeting]);
+            let calendar = ReportData::Calendar { appointments: vec![meeting], oof_message: None };
+            let _ = gw.set_source("sip:frank@example.com", "calendar", SourceReport { data: calendar, expires: None });
+            let desktop = ReportData::Computer { state: ComputerState::LoggedIn };
+            let _ = gw.set_source("sip:frank@example.com", "desktop", SourceReport { data: desktop, expires: None });
             let state = if round.is_multiple_of(2) { CallState::Connected } else { CallState::Disconnected };
             let call = Call {
                 id: format!("demo-{round}"),
                 service: CallService::Phone,
                 state,
-                incoming: true,
+                direction: CallDirection::Incoming,
                 external: true,
-                partner: Some("tel:+4930111222".into()),
+                partner_number: Some("tel:+4930111222".into()),
+                line: Some("tel:+498912345603".into()),
             };
-            let _ = gw.change_sources("sip:dave@example.com", |s| {
-                s.calls = if state == CallState::Connected { vec![call] } else { Vec::new() }
-            });
+            let line = Line { number: "tel:+498912345603".into(), state: LineState::InService, dnd: false };
+            let phone = ReportData::Phone { lines: vec![line], calls: vec![call], forwards: vec![] };
+            let _ = gw.set_source("sip:dave@example.com", "pbx", SourceReport { data: phone, expires: None });
             drop(gw);
             round += 1;
             tokio::time::sleep(Duration::from_secs(30)).await;

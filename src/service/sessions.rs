@@ -7,7 +7,7 @@ use super::Gateway;
 use crate::cwa::envelope::SessionStarted;
 use crate::cwa::requests::InitiateSession;
 use crate::error::{GatewayError, Result};
-use crate::hub::session::{Batch, Session};
+use crate::hub::session::{Batch, Session, SessionOptions};
 use crate::hub::timers::TimerKey;
 use crate::hub::PollOutcome;
 use crate::model::sources::{ManualKind, ManualState};
@@ -66,15 +66,14 @@ impl Gateway {
             return Err(GatewayError::InvalidOperation("appear offline is disabled".into()));
         }
         let now = self.clock.now();
-        let session = Arc::new(Session::new(
-            self.hub.allocate_sid(),
-            login.user.clone(),
-            login.id,
-            request.auto_publish_machine_state,
-            now,
-        ));
+        let options = SessionOptions {
+            auto_publish_machine_state: request.auto_publish_machine_state,
+            auto_subscribe_contacts: request.auto_subscribe_contacts,
+        };
+        let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, options, now));
         self.hub.insert(session.clone());
         self.schedule_expiry(&session);
+        self.queue_initial_burst(&session);
         match request.availability {
             // "Online" at start means automatic presence; any other choice is a manual state.
             Some(kind) if kind != ManualKind::Available => {
@@ -82,10 +81,31 @@ impl Gateway {
             }
             _ => self.refresh(&login.user),
         }
-        self.queue_self(&session);
         tracing::info!(sid = session.sid, user = %login.user, "session started");
         let started = SessionStarted { sid: session.sid, poll_wait_ms: self.config.poll_wait_ms, uri: login.user.to_string() };
         Ok((session, started))
+    }
+
+    /// After initiateSession: the contact list, own presence, containers, subscribers, the client
+    /// configuration, then the presence of every subscribed contact.
+    fn queue_initial_burst(&self, session: &Arc<Session>) {
+        let list = self.contact_list(&session.user);
+        self.push(session, Arc::new(crate::cwa::lists::contact_group_full(&list)), None);
+        self.queue_self(session);
+        self.queue_containers(session);
+        self.queue_subscribers(session);
+        let configuration = crate::cwa::lists::ClientConfiguration {
+            enable_appear_offline: self.config.enable_appear_offline,
+            default_search_field: self.config.search_default_field.clone(),
+            default_search_function: self.config.search_default_function.clone(),
+            max_search_results: self.config.search_max_results,
+        };
+        self.push(session, Arc::new(crate::cwa::lists::configuration(&configuration)), None);
+        if session.auto_subscribe_contacts {
+            let limit = self.config.limits.subscriptions_per_session;
+            let contacts: Vec<Arc<str>> = list.subscribed_uris().take(limit).map(Arc::from).collect();
+            self.watch_uris(session, &contacts);
+        }
     }
 
     /// The session `sid` if it exists and belongs to this login.

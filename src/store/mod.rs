@@ -1,10 +1,11 @@
-//! Durable data behind one trait: users and their password hashes, manual states, notes and
-//! rights entries. The embedded default is SQLite in `--data-dir`; other backends implement the
+//! Durable data behind one trait: users and their password hashes, manual states, notes, rights
+//! entries (containers), contact lists and subscribers. The embedded default is SQLite in `--data-dir`; other backends implement the
 //! same trait. A write has returned only once it is durable against a process crash.
 
 pub mod sqlite;
 
 use crate::model::contact::Profile;
+use crate::model::contacts::ContactList;
 use crate::model::rights::RightsEntry;
 use crate::model::sources::{ManualState, Note};
 use async_trait::async_trait;
@@ -58,6 +59,14 @@ pub trait Store: Send + Sync {
     async fn set_right(&self, owner: &str, entry: &RightsEntry) -> StoreResult<()>;
     async fn remove_right(&self, owner: &str, member: &crate::model::rights::Member) -> StoreResult<bool>;
     async fn rights(&self) -> StoreResult<Vec<(String, RightsEntry)>>;
+
+    async fn save_contact_list(&self, owner: &str, list: &ContactList) -> StoreResult<()>;
+    async fn contact_lists(&self) -> StoreResult<Vec<(String, ContactList)>>;
+
+    /// Records that `watcher` subscribes to `owner` (and whether the owner acknowledged it).
+    async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> StoreResult<()>;
+    /// Every (owner, watcher, acknowledged).
+    async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;

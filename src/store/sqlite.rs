@@ -3,6 +3,7 @@
 
 use super::{Store, StoreResult, StoredPresence, UserRecord};
 use crate::model::contact::Profile;
+use crate::model::contacts::ContactList;
 use crate::model::rights::{Member, RightsEntry};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -26,6 +27,16 @@ CREATE TABLE IF NOT EXISTS rights (
     member TEXT NOT NULL,
     level TEXT NOT NULL,
     PRIMARY KEY (owner, member)
+);
+CREATE TABLE IF NOT EXISTS contact_lists (
+    owner TEXT PRIMARY KEY REFERENCES users(uri) ON DELETE CASCADE,
+    list TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscribers (
+    owner TEXT NOT NULL REFERENCES users(uri) ON DELETE CASCADE,
+    watcher TEXT NOT NULL REFERENCES users(uri) ON DELETE CASCADE,
+    acknowledged INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, watcher)
 );
 "#;
 
@@ -163,6 +174,40 @@ impl Store for SqliteStore {
                 Ok((row.try_get("owner")?, RightsEntry { member, level }))
             })
             .collect()
+    }
+
+    async fn save_contact_list(&self, owner: &str, list: &ContactList) -> StoreResult<()> {
+        sqlx::query("INSERT INTO contact_lists (owner, list) VALUES (?1, ?2) ON CONFLICT(owner) DO UPDATE SET list = ?2")
+            .bind(owner)
+            .bind(serde_json::to_string(list)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn contact_lists(&self) -> StoreResult<Vec<(String, ContactList)>> {
+        let rows = sqlx::query("SELECT owner, list FROM contact_lists").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get("owner")?, serde_json::from_str(row.try_get::<&str, _>("list")?)?))).collect()
+    }
+
+    async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO subscribers (owner, watcher, acknowledged) VALUES (?1, ?2, ?3)
+             ON CONFLICT(owner, watcher) DO UPDATE SET acknowledged = ?3",
+        )
+        .bind(owner)
+        .bind(watcher)
+        .bind(acknowledged)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>> {
+        let rows = sqlx::query("SELECT owner, watcher, acknowledged FROM subscribers ORDER BY owner, watcher")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("owner")?, row.try_get("watcher")?, row.try_get("acknowledged")?))).collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {
