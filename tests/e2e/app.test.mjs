@@ -1,0 +1,190 @@
+// The web app and the presence badge in Chromium against the real gateway: two browser contexts
+// are two people. Every scenario saves a screenshot under test-artifacts/.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { launchChromium, ROOT, screenshot, startGateway, startSite, stopGateway, tempDir, writeConfig } from './harness.mjs';
+
+const WAIT = { timeout: 20000 };
+const BOB = 'sip:bob@example.com';
+const ALICE = 'sip:alice@example.com';
+const RED = 'rgb(209, 52, 56)';
+const GREEN = 'rgb(46, 158, 68)';
+const GREY = 'rgb(154, 160, 166)';
+
+const env = { errors: [] };
+
+async function openApp(user, viewport = { width: 1280, height: 900 }) {
+  const context = await env.browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on('pageerror', (error) => env.errors.push(`${user}: ${error.message}`));
+  await page.goto(`${env.gateway.base}/`);
+  await page.getByLabel('User', { exact: true }).fill(user);
+  await page.getByLabel('Password', { exact: true }).fill('pw');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#app').waitFor(WAIT);
+  await page.locator('#my-dot:not(.offline)').waitFor(WAIT); // the session's first events arrived
+  return { context, page };
+}
+
+const contact = (page, uri) => page.locator(`#groups li.contact[data-uri="${uri}"]`);
+const withPresence = (page, uri, cls) => page.locator(`#groups li.contact[data-uri="${uri}"][data-presence="${cls}"]`);
+const dotColour = (locator) => locator.locator('.dot').evaluate((el) => getComputedStyle(el).backgroundColor);
+
+async function addByDirectorySearch(page, query, displayName, uri) {
+  await page.getByLabel('Name or e-mail').fill(query);
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByRole('button', { name: `Add ${displayName}` }).click();
+  await contact(page, uri).waitFor(WAIT);
+}
+
+async function setStatus(page, label) {
+  await page.getByLabel('My status').selectOption({ label });
+  await page.locator('#status-message', { hasText: 'Saved.' }).waitFor(WAIT);
+}
+
+describe('the web app in Chromium', () => {
+  before(async () => {
+    env.dir = tempDir('pg-e2e-');
+    env.site = await startSite((path) => (path === '/' ? badgePage(env.gateway.base) : null));
+    const configFile = writeConfig(env.dir, [`cors_origins = ["${env.site.origin}"]`, 'hold_seconds = 20']);
+    env.start = (listen) => startGateway({ dataDir: join(env.dir, 'data'), usersFile: join(ROOT, 'tests/fixtures/web-users.toml'), configFile, listen });
+    env.gateway = await env.start();
+    env.browser = await launchChromium();
+    env.alice = await openApp('alice@example.com');
+    env.bob = await openApp('bob@example.com');
+  });
+
+  after(async () => {
+    await env.browser?.close();
+    await stopGateway(env.gateway);
+    env.site?.server.close();
+  });
+
+  test('Bob sets Busy and Alice’s list turns red with “Busy”', async () => {
+    const { page } = env.alice;
+    await addByDirectorySearch(page, 'Bob', 'Bob Builder', BOB);
+    await withPresence(page, BOB, 'available').waitFor(WAIT);
+    assert.equal(await dotColour(contact(page, BOB)), GREEN);
+
+    await setStatus(env.bob.page, 'Busy');
+    await withPresence(page, BOB, 'busy').waitFor(WAIT);
+    assert.equal(await contact(page, BOB).locator('.status').textContent(), 'Busy');
+    assert.equal(await dotColour(contact(page, BOB)), RED);
+    await screenshot(page, '1-bob-busy-seen-by-alice');
+  });
+
+  test('Bob’s note and status text appear for Alice', async () => {
+    const { page } = env.bob;
+    await page.getByLabel('Status text').fill('In the lab');
+    await page.getByLabel('Note').fill('Coffee break until 3');
+    await page.getByRole('button', { name: 'Update' }).click();
+    const row = contact(env.alice.page, BOB);
+    await row.locator('.note', { hasText: 'Coffee break until 3' }).waitFor(WAIT);
+    assert.equal(await row.locator('.status-text').textContent(), 'In the lab');
+    await row.getByText('Details').click();
+    await row.locator('dd', { hasText: '+4989123457' }).waitFor(WAIT); // Company level: the work phone…
+    assert.equal(await row.locator('dd', { hasText: '+49170123457' }).count(), 0, '…but not the mobile');
+    await screenshot(env.alice.page, '2-bob-note-seen-by-alice');
+  });
+
+  test('Alice blocks Bob and Bob’s view of Alice turns grey', async () => {
+    await addByDirectorySearch(env.bob.page, 'alice', 'Alice Example', ALICE);
+    await withPresence(env.bob.page, ALICE, 'available').waitFor(WAIT);
+    const watcher = env.alice.page.locator(`#watcher-list li[data-uri="${BOB}"]`);
+    await watcher.waitFor(WAIT); // Bob now watches Alice
+
+    await contact(env.alice.page, BOB).getByLabel('Access level').selectOption({ label: 'Blocked' });
+    await withPresence(env.bob.page, ALICE, 'offline').waitFor(WAIT);
+    const seen = contact(env.bob.page, ALICE);
+    assert.equal(await dotColour(seen), GREY);
+    assert.equal(await seen.locator('.status').textContent(), 'Offline');
+    assert.equal(await contact(env.alice.page, BOB).getByLabel('Access level').inputValue(), 'blocked');
+    await screenshot(env.bob.page, '3-alice-blocked-bob');
+
+    await contact(env.alice.page, BOB).getByLabel('Access level').selectOption({ label: 'Default' });
+    await withPresence(env.bob.page, ALICE, 'available').waitFor(WAIT);
+  });
+
+  test('a dropped server shows the reconnecting state and recovers without losing the last change', async () => {
+    const address = env.gateway.address;
+    await stopGateway(env.gateway); // every connection drops, every ticket and session is gone
+    for (const { page } of [env.alice, env.bob]) await page.locator('#connection.lost', { hasText: 'Connection lost' }).waitFor(WAIT);
+    assert.equal(await contact(env.alice.page, BOB).getAttribute('data-presence'), 'busy', 'the last known state stays on screen');
+    await screenshot(env.alice.page, '4-connection-lost');
+
+    // A change made while the connection is down goes out once it is back.
+    await env.alice.page.getByLabel('Note').fill('Written while offline');
+    await env.alice.page.getByRole('button', { name: 'Update' }).click();
+
+    env.gateway = await env.start(address);
+    for (const { page } of [env.alice, env.bob]) await page.locator('#connection.restored').waitFor(WAIT);
+    await withPresence(env.alice.page, BOB, 'busy').waitFor(WAIT);
+    await contact(env.alice.page, BOB).locator('.note', { hasText: 'Coffee break until 3' }).waitFor(WAIT);
+    await contact(env.bob.page, ALICE).locator('.note', { hasText: 'Written while offline' }).waitFor(WAIT);
+    await screenshot(env.alice.page, '5-connection-restored');
+  });
+
+  test('a reload resumes the same session', async () => {
+    const { page } = env.alice;
+    const sid = () => page.evaluate(() => JSON.parse(sessionStorage.getItem('cwa-client:same-origin')).sid);
+    const before = await sid();
+    await page.reload();
+    await withPresence(page, BOB, 'busy').waitFor(WAIT);
+    assert.equal(await sid(), before);
+    assert.equal(await page.locator('#sign-in').isHidden(), true);
+  });
+
+  test('a badge on another origin shows live presence through CORS', async () => {
+    const page = await env.alice.context.newPage(); // signed in to the gateway: its cookie is sent
+    const sessions = [];
+    page.on('request', (r) => r.method() === 'POST' && (r.postData() ?? '').includes('<initiateSession') && sessions.push(r.url()));
+    page.on('pageerror', (error) => env.errors.push(`badge page: ${error.message}`));
+    await page.goto(`${env.site.origin}/`);
+    const badge = (uri, cls) => page.locator(`presence-badge[uri="${uri}"][data-presence="${cls}"]`);
+    const bob = page.locator(`presence-badge[uri="${BOB}"]`).first();
+    await badge(BOB, 'busy').first().waitFor(WAIT);
+    assert.equal(await badge(BOB, 'busy').count(), 2, 'every badge of a uri shows it');
+    await badge('sip:carol@example.com', 'offline').waitFor(WAIT);
+    assert.match(await bob.evaluate((el) => el.shadowRoot.textContent), /Bob Builder/);
+    assert.equal(await bob.evaluate((el) => getComputedStyle(el.shadowRoot.querySelector('.dot')).backgroundColor), RED);
+
+    await setStatus(env.bob.page, 'Available');
+    await badge(BOB, 'available').first().waitFor(WAIT);
+    const carol = await openApp('carol@example.com');
+    await setStatus(carol.page, 'Do not disturb');
+    await badge('sip:carol@example.com', 'dnd').waitFor(WAIT);
+    assert.equal(sessions.length, 1, 'all badges of a page share one session');
+    assert.equal(new URL(sessions[0]).origin, env.gateway.base);
+    await screenshot(page, '6-badges-on-another-origin');
+    await carol.context.close();
+  });
+
+  test('the app fits a phone-sized screen', async () => {
+    const phone = await openApp('dave@example.com', { width: 390, height: 844 });
+    await addByDirectorySearch(phone.page, 'Bob', 'Bob Builder', BOB);
+    const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no sideways scrolling (${overflow}px too wide)`);
+    await screenshot(phone.page, '7-phone');
+    await phone.context.close();
+  });
+
+  test('no script errors on any page', () => {
+    assert.deepEqual(env.errors, []);
+  });
+});
+
+function badgePage(gatewayBase) {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Intranet</title>
+<script type="module" src="${gatewayBase}/presence-badge.js"></script>
+<style>body { font: 16px system-ui, sans-serif; margin: 24px; } li { margin: 8px 0; }</style></head>
+<body><h1>Team directory</h1>
+<ul>
+  <li><presence-badge uri="${BOB}"></presence-badge> — site manager</li>
+  <li><presence-badge uri="sip:carol@example.com"></presence-badge> — design</li>
+</ul>
+<p>Ask <presence-badge uri="${BOB}">Bob</presence-badge> about the building.</p>
+</body></html>`;
+}
