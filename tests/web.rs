@@ -134,3 +134,47 @@ async fn a_bad_cors_origin_is_a_config_error() {
     let error = Config::from_toml("cors_origins = [\"*\"]").unwrap_err();
     assert!(error.contains("cors_origins"), "{error}");
 }
+
+/// Sends a command authenticated by the ticket cookie alone, with the given browser headers.
+async fn with_cookie(server: &TestServer, ticket: &str, headers: &[(&str, &str)]) -> u16 {
+    let body = format!(r#"<cwaRequests xmlns="{NS}"><initiateSession rid="1"/></cwaRequests>"#);
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/cwa/MainCommandHandler.ashx", server.base))
+        .header("Cookie", format!("CWA-Ticket={ticket}"))
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn the_ticket_cookie_counts_only_from_the_gateways_own_pages_and_configured_origins() {
+    let server = TestServer::start_with(cors_config(), USERS).await;
+    let ticket = server.sign_in("alice@example.com").await.ticket;
+    let own = server.base.clone();
+    assert_eq!(with_cookie(&server, &ticket, &[]).await, 200, "no browser headers: a script");
+    assert_eq!(with_cookie(&server, &ticket, &[("Origin", &own)]).await, 200, "the gateway's own page");
+    assert_eq!(with_cookie(&server, &ticket, &[("Origin", ORIGIN)]).await, 200, "a configured origin");
+    assert_eq!(with_cookie(&server, &ticket, &[("Origin", "http://intranet-2.example")]).await, 401, "another origin");
+    assert_eq!(with_cookie(&server, &ticket, &[("Origin", "null")]).await, 401, "a sandboxed page");
+    assert_eq!(
+        with_cookie(&server, &ticket, &[("Sec-Fetch-Site", "same-site")]).await,
+        401,
+        "a no-CORS request from a sibling host"
+    );
+    assert_eq!(with_cookie(&server, &ticket, &[("Sec-Fetch-Site", "same-origin")]).await, 200);
+
+    // The header ticket is not a cookie: it works from any page that may send it at all.
+    let alice = server.sign_in("alice@example.com").await;
+    let reply = send(
+        alice
+            .http
+            .post(format!("{}/cwa/MainCommandHandler.ashx", server.base))
+            .header("CWA-Ticket", &alice.ticket)
+            .header("Origin", "http://intranet-2.example")
+            .body(format!(r#"<cwaRequests xmlns="{NS}"><initiateSession rid="1"/></cwaRequests>"#)),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}

@@ -14,8 +14,9 @@ use std::sync::Arc;
 /// The whole application as an axum router.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let cors = web::cors(&gateway.config.cors_origins);
+    let origins = std::sync::Arc::new(gateway.config.cors_origins.clone());
     let web_app = web::routes(&gateway.config);
-    let router = endpoints(gateway).merge(web_app);
+    let router = endpoints(gateway).merge(web_app).layer(axum::middleware::from_fn_with_state(origins, web::guard_cookie));
     match cors {
         Some(cors) => router.layer(cors),
         None => router,

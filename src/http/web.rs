@@ -5,15 +5,19 @@
 //! deployment and a running server can never serve scripts that do not match it; the
 //! `static_dir` config key serves a directory instead (development, or a customised app). CORS is
 //! off unless `cors_origins` lists origins; then exactly those may call every endpoint with
-//! credentials, read the rotating `CWA-Ticket` header and send it back.
+//! credentials, read the rotating `CWA-Ticket` header and send it back. The ticket *cookie* counts
+//! only on requests from the gateway's own pages or those origins (see [`guard_cookie`]), so no
+//! other page — not even one on a sibling host of the same site — can act with it.
 
 use super::ticket::TICKET_HEADER;
 use crate::config::Config;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -117,4 +121,29 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
             .expose_headers([ticket])
             .max_age(Duration::from_secs(600)),
     )
+}
+
+/// Drops the `Cookie` header (the gateway sets no cookie but the ticket) of a request that presents
+/// no `CWA-Ticket` header and comes from a page that is neither the gateway's own nor one of
+/// `origins`. A cookie that browsers attach to a same-site request from another host, or to a
+/// no-CORS request (an image, a form), therefore authenticates nothing.
+pub async fn guard_cookie(State(origins): State<Arc<Vec<String>>>, mut request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    if headers.contains_key(TICKET_HEADER) || !headers.contains_key(header::COOKIE) || cookie_allowed(headers, &origins) {
+        return next.run(request).await;
+    }
+    request.headers_mut().remove(header::COOKIE);
+    next.run(request).await
+}
+
+fn cookie_allowed(headers: &HeaderMap, origins: &[String]) -> bool {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    match text(header::ORIGIN) {
+        Some(origin) => {
+            let own = origin.split_once("://").map(|(_, host)| host).zip(text(header::HOST)).is_some_and(|(a, b)| a == b);
+            own || origins.iter().any(|o| o == origin)
+        }
+        // No Origin: a plain GET. Browsers say where it came from in Sec-Fetch-Site.
+        None => matches!(text(HeaderName::from_static("sec-fetch-site")), None | Some("same-origin" | "none")),
+    }
 }

@@ -4,6 +4,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { DOMParser } from '@xmldom/xmldom';
+import { CwaClient, Availability } from '../../static/cwa-client.js';
 import { launchChromium, ROOT, screenshot, startGateway, startSite, stopGateway, tempDir, writeConfig } from './harness.mjs';
 
 const WAIT = { timeout: 20000 };
@@ -168,6 +170,47 @@ describe('the web app in Chromium', () => {
     assert.ok(overflow <= 0, `no sideways scrolling (${overflow}px too wide)`);
     await screenshot(phone.page, '7-phone');
     await phone.context.close();
+  });
+
+  test('every presence colour in one list (the README screenshot)', async () => {
+    const others = {
+      'carol@example.com': { availability: Availability.DO_NOT_DISTURB, text: 'Deep work' },
+      'dave@example.com': { availability: Availability.AWAY, note: 'Back on Monday' },
+      'erin@example.com': { availability: Availability.BE_RIGHT_BACK },
+    };
+    const clients = [];
+    for (const [user, presence] of Object.entries(others)) {
+      const client = new CwaClient({ server: env.gateway.base, DOMParser, storage: null, isUserActive: () => true });
+      await client.signIn(user, 'pw'); // the same library, from node, against the same server
+      await client.start();
+      await client.publishPresence(presence);
+      clients.push(client);
+    }
+    const { page } = env.alice;
+    await page.getByLabel('New group').fill('Design team');
+    await page.getByRole('button', { name: 'Add group' }).click();
+    await page.locator('#groups h3', { hasText: 'Design team' }).waitFor(WAIT);
+    for (const [query, name, uri] of [['Carol', 'Carol Chen', 'sip:carol@example.com'], ['Dave', 'Dave Dunn', 'sip:dave@example.com'], ['Erin', 'Erin Evans', 'sip:erin@example.com'], ['Frank', 'Frank Fischer', 'sip:frank@example.com']]) {
+      await addByDirectorySearch(page, query, name, uri);
+    }
+    for (const uri of ['sip:carol@example.com', 'sip:erin@example.com']) {
+      await contact(page, uri).getByLabel('Group').selectOption({ label: 'Design team' });
+      await page.locator(`#groups section:has(h3:text("Design team")) li[data-uri="${uri}"]`).waitFor(WAIT);
+    }
+    await setStatus(env.bob.page, 'Busy');
+    const expected = { 'sip:bob@example.com': 'busy', 'sip:carol@example.com': 'dnd', 'sip:dave@example.com': 'away', 'sip:erin@example.com': 'brb', 'sip:frank@example.com': 'offline' };
+    for (const [uri, cls] of Object.entries(expected)) await withPresence(page, uri, cls).waitFor(WAIT);
+    const style = (uri) => contact(page, uri).locator('.dot').evaluate((el) => [getComputedStyle(el).backgroundColor, getComputedStyle(el).backgroundImage]);
+    assert.equal((await style('sip:dave@example.com'))[0], 'rgb(242, 200, 17)', 'absent is yellow');
+    assert.equal((await style('sip:erin@example.com'))[0], 'rgb(242, 200, 17)');
+    assert.equal((await style('sip:frank@example.com'))[0], GREY);
+    const dnd = (await style('sip:carol@example.com'))[1];
+    assert.match(dnd, /linear-gradient\(rgb\(209, 52, 56\) 38%, rgb\(255, 255, 255\) 38%, rgb\(255, 255, 255\) 62%, rgb\(209, 52, 56\) 62%\)/, 'do not disturb: red with a white stripe');
+    assert.equal(await contact(page, 'sip:carol@example.com').locator('.status').textContent(), 'Do not disturb');
+    assert.equal(await contact(page, 'sip:carol@example.com').locator('.status-text').textContent(), 'Deep work');
+    await contact(page, BOB).getByText('Details').click();
+    await screenshot(page, '8-overview');
+    await Promise.all(clients.map((c) => c.stop()));
   });
 
   test('no script errors on any page', () => {
