@@ -404,7 +404,12 @@ function wire() {
   $('sign-in-form').addEventListener('submit', signIn);
   $('sign-out').addEventListener('click', signOut);
   $('status-form').addEventListener('submit', publishSelf);
-  $('my-status').addEventListener('change', () => $('status-form').requestSubmit());
+  let pendingStatus;
+  // Arrow keys on a closed select fire a change per step: publish the one the person stops at.
+  $('my-status').addEventListener('change', () => {
+    clearTimeout(pendingStatus);
+    pendingStatus = setTimeout(() => $('status-form').requestSubmit(), 400);
+  });
   $('search-form').addEventListener('submit', search);
   $('group-form').addEventListener('submit', addGroup);
   client.on('connection', showConnection);
