@@ -613,7 +613,7 @@ export class CwaClient {
   }
 
   whenConnected() {
-    if (this.state === 'connected' || this.state === 'connecting') return Promise.resolve();
+    if (this.sid && (this.state === 'connected' || this.state === 'connecting')) return Promise.resolve();
     if (!this.running) return Promise.reject(new CwaError(18001, 'Not signed in'));
     return new Promise((resolve, reject) => this.connectedWaiters.push({ resolve, reject }));
   }

@@ -22,8 +22,9 @@ export function configure({ server } = {}) {
 /** Signs in explicitly (pages that are not on the gateway's site) and starts the shared session. */
 export async function signIn(user, password) {
   const s = session(false);
+  await s.started; // a start without a ticket may still be on its way to failing
   await s.client.signIn(user, password);
-  await (s.started ?? startSession(s));
+  if (!s.client.running) await startSession(s);
 }
 
 /** The shared session: one client, the count of badges per uri, what must be (un)subscribed. */
