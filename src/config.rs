@@ -36,6 +36,10 @@ pub struct Config {
     pub search_default_field: String,
     /// `and` or `or`: how clients combine search criteria by default.
     pub search_default_function: String,
+    /// Bearer tokens for the JSON API, each with a role.
+    pub api_tokens: Vec<ApiToken>,
+    /// Lifetime of a source report that names no `ttlSeconds` (seconds).
+    pub source_ttl_seconds: u64,
     /// Origins (`scheme://host[:port]`) whose pages may call the gateway with credentials (CORS).
     /// Empty = CORS off: browsers then allow only the gateway's own pages.
     pub cors_origins: Vec<String>,
@@ -43,6 +47,25 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
     pub limits: Limits,
     pub logon: LogonPolicy,
+}
+
+/// What a JSON API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiRole {
+    /// May report presence sources.
+    Source,
+    /// May do everything.
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// A label for logs (the token itself is never logged).
+    pub name: String,
+    pub token: String,
+    pub role: ApiRole,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +79,8 @@ pub struct Limits {
     pub xml_elements: usize,
     pub queue_length: usize,
     pub contacts_per_user: usize,
+    /// The largest contact image accepted (bytes).
+    pub image_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +110,8 @@ impl Default for Config {
             search_max_results: 100,
             search_default_field: "displayName".into(),
             search_default_function: "or".into(),
+            api_tokens: Vec::new(),
+            source_ttl_seconds: 3600,
             cors_origins: Vec::new(),
             static_dir: None,
             limits: Limits::default(),
@@ -104,6 +131,7 @@ impl Default for Limits {
             xml_elements: 10_000,
             queue_length: 2000,
             contacts_per_user: 1000,
+            image_bytes: 512 * 1024,
         }
     }
 }
@@ -136,7 +164,9 @@ impl Config {
             ("limits.xml_depth", self.limits.xml_depth as u64),
             ("limits.queue_length", self.limits.queue_length as u64),
             ("limits.contacts_per_user", self.limits.contacts_per_user as u64),
+            ("limits.image_bytes", self.limits.image_bytes as u64),
             ("search_max_results", self.search_max_results as u64),
+            ("source_ttl_seconds", self.source_ttl_seconds),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be greater than 0"));
@@ -146,6 +176,9 @@ impl Config {
         }
         if self.session_timeout_seconds <= self.hold_seconds {
             return Err("session_timeout_seconds must be longer than hold_seconds".into());
+        }
+        if let Some(i) = self.api_tokens.iter().position(|t| t.token.len() < 16) {
+            return Err(format!("api_tokens[{i}].token must be at least 16 characters"));
         }
         if !matches!(self.search_default_function.as_str(), "and" | "or") {
             return Err("search_default_function must be \"and\" or \"or\"".into());

@@ -9,9 +9,10 @@
 //! - [`store`] — durable data behind a trait (embedded SQLite by default).
 //! - [`backplane`] — how presence changes reach other gateway nodes (none when standalone).
 //! - [`service`] — sign-in, sessions, commands, live presence and fan-out, seeding.
-//! - [`http`] — the axum router and handlers.
+//! - [`http`] — the axum router and the CWA handlers. [`api`] — the JSON API under `/api/v1`.
 //! - [`config`] — every knob with its default. [`error`] — the one error type and its mappings.
 
+pub mod api;
 pub mod backplane;
 pub mod config;
 pub mod cwa;

@@ -7,7 +7,7 @@ use common::*;
 use presence_gateway::cwa::wire::WireUser;
 use presence_gateway::cwa::writer::XmlWriter;
 use presence_gateway::cwa::xml::{parse, Element, XmlLimits};
-use presence_gateway::model::reports::{ReportData, SourceReport};
+use presence_gateway::model::reports::{CalendarData, PhoneData, ReportData, SourceReport};
 
 #[tokio::test]
 async fn sign_in_returns_ticket_sign_in_data_and_uri() {
@@ -137,7 +137,7 @@ async fn public_watchers_see_availability_without_activity_detail() {
     let mut pat = server.session("pat@other.org").await;
     pat.subscribe(&["sip:bob@example.com"]).await;
     pat.wait_for_user("sip:bob@example.com", |_| true).await;
-    let phone = ReportData::Phone { lines: vec![], calls: vec![phone_call()], forwards: vec![] };
+    let phone = ReportData::Phone(PhoneData { calls: vec![phone_call()], ..Default::default() });
     server.gateway.set_source("sip:bob@example.com", "pbx", SourceReport { data: phone, expires: None }).unwrap();
     let user = pat.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500).await;
     assert_eq!(seen(&user).token, "Busy", "no on-the-phone for Public");
@@ -275,7 +275,7 @@ async fn calendar_data_is_cut_by_level_and_private_subjects_never_leave() {
         private,
     };
     let appointments = vec![meeting("now", false, -5), meeting("later", true, 60)];
-    let calendar = ReportData::Calendar { appointments, oof_message: None };
+    let calendar = ReportData::Calendar(CalendarData { appointments, oof_message: None });
     server.gateway.set_source("sip:bob@example.com", "calendar", SourceReport { data: calendar, expires: None }).unwrap();
     let calendar_of = |user: &presence_gateway::cwa::xml::Element| {
         user.children_named("cwaCategory")

@@ -15,3 +15,5 @@ pub const NS_NOTE: &str = "http://schemas.microsoft.com/2006/09/sip/note";
 pub const NS_CONTACT_CARD: &str = "http://schemas.microsoft.com/2006/09/sip/contactcard";
 pub const NS_CALENDAR: &str = "http://schemas.microsoft.com/2006/09/sip/calendarData";
 pub const NS_XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
+/// The project's namespace for lines, calls, forwards and agent state (a raw category).
+pub const NS_TELEPHONY: &str = "urn:presence-gateway:telephony:1";

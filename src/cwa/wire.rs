@@ -5,7 +5,7 @@
 
 use super::writer::XmlWriter;
 use super::xml::Element;
-use super::{NS_CALENDAR, NS_CONTACT_CARD, NS_NOTE, NS_STATE, NS_XSI};
+use super::{NS_CALENDAR, NS_CONTACT_CARD, NS_NOTE, NS_STATE, NS_TELEPHONY, NS_XSI};
 use crate::model::aggregate::Activity;
 use crate::model::presentity::{AppointmentView, PhoneKind, PresenceView};
 use crate::model::sources::{AppointmentStatus, ManualKind};
@@ -33,6 +33,8 @@ pub struct WireContactCard {
     pub title: Option<String>,
     pub office: Option<String>,
     pub phones: Vec<(String, String)>,
+    /// Hash of the contact image (fetch it from `/api/v1/users/{uri}/image`).
+    pub photo_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,17 @@ pub struct WireCalendar {
     pub next: Option<WireAppointment>,
 }
 
+/// Lines, calls, forwards and agent state, sent as a `rawCategory` in [`NS_TELEPHONY`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WireTelephony {
+    /// (number, state, dnd)
+    pub lines: Vec<(String, String, bool)>,
+    /// attributes of each `call`
+    pub calls: Vec<Vec<(&'static str, String)>>,
+    pub forwards: Vec<Vec<(&'static str, String)>>,
+    pub agent: Option<String>,
+}
+
 /// One `<user>` of a `userPresence` (or the categories of a `selfPresence`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WireUser {
@@ -59,6 +72,7 @@ pub struct WireUser {
     pub note: Vec<WireNoteBody>,
     pub contact_card: Option<WireContactCard>,
     pub calendar: Option<WireCalendar>,
+    pub telephony: Option<WireTelephony>,
 }
 
 // ---------- model → wire ----------
@@ -131,7 +145,42 @@ pub fn wire_user(view: &PresenceView, source_network: Option<&str>) -> WireUser 
         note,
         contact_card,
         calendar,
+        telephony: telephony(view),
     }
+}
+
+fn kebab<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn telephony(view: &PresenceView) -> Option<WireTelephony> {
+    if view.lines.is_empty() && view.calls.is_empty() && view.forwards.is_empty() && view.agent.is_none() {
+        return None;
+    }
+    let lines = view.lines.iter().map(|l| (l.number.clone(), kebab(&l.state), l.dnd)).collect();
+    let calls = view
+        .calls
+        .iter()
+        .map(|c| {
+            let mut attrs = vec![("id", c.id.clone()), ("service", kebab(&c.service)), ("state", kebab(&c.state))];
+            attrs.push(("direction", kebab(&c.direction)));
+            attrs.push(("external", c.external.to_string()));
+            attrs.extend(c.line.clone().map(|l| ("line", l)));
+            attrs.extend(c.partner_number.clone().map(|p| ("partner", p)));
+            attrs
+        })
+        .collect();
+    let forwards = view
+        .forwards
+        .iter()
+        .map(|f| {
+            let mut attrs = vec![("mode", kebab(&f.mode)), ("destination", f.destination.clone())];
+            attrs.extend(f.line.clone().map(|l| ("line", l)));
+            attrs.extend(f.no_answer_seconds.map(|s| ("noAnswerSeconds", s.to_string())));
+            attrs
+        })
+        .collect();
+    Some(WireTelephony { lines, calls, forwards, agent: view.agent.map(|a| kebab(&a)) })
 }
 
 fn contact_card(view: &PresenceView) -> WireContactCard {
@@ -149,6 +198,7 @@ fn contact_card(view: &PresenceView) -> WireContactCard {
         title: view.card.title.clone(),
         office: view.card.office.clone(),
         phones: view.card.phones.iter().map(|(k, n)| (phone_kind(*k).to_string(), n.clone())).collect(),
+        photo_hash: view.image_hash.clone(),
     }
 }
 
@@ -187,6 +237,9 @@ impl WireUser {
         }
         if let Some(cal) = &self.calendar {
             cal.render(w);
+        }
+        if let Some(telephony) = &self.telephony {
+            telephony.render(w);
         }
     }
 
@@ -245,7 +298,37 @@ impl WireContactCard {
         for (kind, number) in &self.phones {
             w.open("phone", &[("type", Some(kind))]).text_element("uri", number).close("phone");
         }
+        if let Some(hash) = &self.photo_hash {
+            w.empty("photo", &[("hash", Some(hash))]);
+        }
         w.close("contactCard").close("cwaCategory");
+    }
+}
+
+impl WireTelephony {
+    fn render(&self, w: &mut XmlWriter) {
+        let raw = [
+            ("name", Some("telephony")),
+            ("nameSpace", Some(NS_TELEPHONY)),
+            ("instanceMask", Some("0")),
+            ("version", Some("1")),
+            ("expireType", Some("user")),
+        ];
+        w.open("rawCategory", &raw).open("telephony", &[("xmlns", Some(NS_TELEPHONY))]);
+        for (number, state, dnd) in &self.lines {
+            let dnd = dnd.to_string();
+            w.empty("line", &[("number", Some(number)), ("state", Some(state)), ("dnd", Some(&dnd))]);
+        }
+        for (name, list) in [("call", &self.calls), ("forward", &self.forwards)] {
+            for attrs in list {
+                let attrs: Vec<(&str, Option<&str>)> = attrs.iter().map(|(k, v)| (*k, Some(v.as_str()))).collect();
+                w.empty(name, &attrs);
+            }
+        }
+        if let Some(agent) = &self.agent {
+            w.empty("agent", &[("state", Some(agent))]);
+        }
+        w.close("telephony").close("rawCategory");
     }
 }
 
@@ -320,6 +403,7 @@ fn parse_card(card: &Element) -> WireContactCard {
             .children_named("phone")
             .filter_map(|p| Some((p.attr("type")?.to_string(), p.child_text("uri")?.to_string())))
             .collect(),
+        photo_hash: card.child("photo").and_then(|p| p.attr("hash")).map(str::to_string),
     }
 }
 

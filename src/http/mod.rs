@@ -3,7 +3,7 @@
 //! built by the `cwa` module.
 
 mod cwa;
-mod ticket;
+pub(crate) mod ticket;
 mod web;
 
 use crate::service::Gateway;
@@ -30,6 +30,7 @@ fn endpoints(gateway: Arc<Gateway>) -> Router {
         .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .merge(crate::api::router())
         .with_state(gateway)
 }
 

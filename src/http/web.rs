@@ -116,8 +116,8 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_credentials(true)
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([ticket.clone(), header::CONTENT_TYPE])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([ticket.clone(), header::CONTENT_TYPE, header::AUTHORIZATION])
             .expose_headers([ticket])
             .max_age(Duration::from_secs(600)),
     )

@@ -27,6 +27,8 @@ pub struct Presentity {
     pub sources: SourceReports,
     pub clients: ClientActivity,
     pub computed: Aggregated,
+    /// Hash of the contact image, if there is one.
+    pub image_hash: Option<String>,
 }
 
 impl Presentity {
@@ -38,6 +40,7 @@ impl Presentity {
             reports: Reports::default(),
             sources: SourceReports::default(),
             clients: ClientActivity::default(),
+            image_hash: None,
             computed: Aggregated { state: PresenceState(flags::OFFLINE | BaseState::Available as u32), activity: Activity::None },
         }
     }
@@ -194,6 +197,8 @@ pub struct PresenceView {
     pub agent: Option<AgentState>,
     /// What the user's clients can do (Public and up).
     pub capabilities: Vec<Capability>,
+    /// Hash of the contact image (Public and up).
+    pub image_hash: Option<String>,
 }
 
 impl PresenceView {
@@ -219,6 +224,7 @@ impl PresenceView {
             forwards: Vec::new(),
             agent: None,
             capabilities: Vec::new(),
+            image_hash: None,
         }
     }
 }
@@ -256,7 +262,7 @@ pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
         out.personal_note = p.note.as_ref().filter(|n| n.is_active(now)).map(|n| n.text.clone());
     }
     if vis.oof_note {
-        out.oof_note = p.sources.oof_message.clone().filter(|_| out.activity == Activity::OutOfOffice || owner);
+        out.oof_note = p.sources.oof_message.clone().filter(|_| computed.activity == Activity::OutOfOffice || owner);
     }
     out.card = card_view(profile, &vis);
     if vis.calendar_free_busy {
@@ -277,6 +283,7 @@ pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
     }
     if vis.availability {
         out.capabilities = p.sources.capabilities.clone();
+        out.image_hash = p.image_hash.clone();
     }
     out
 }

@@ -9,46 +9,69 @@ use super::sources::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Lines, calls and forwards reported by a PBX / CTI connector.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhoneData {
+    #[serde(default)]
+    pub lines: Vec<Line>,
+    #[serde(default)]
+    pub calls: Vec<Call>,
+    #[serde(default)]
+    pub forwards: Vec<Forward>,
+}
+
+/// Calls of a softphone, an audio/video client or a Bluetooth headset.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallsData {
+    #[serde(default)]
+    pub calls: Vec<Call>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CalendarData {
+    #[serde(default)]
+    pub appointments: Vec<Appointment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oof_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComputerData {
+    pub state: ComputerState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentData {
+    pub state: AgentState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CapabilitiesData {
+    pub capabilities: Vec<Capability>,
+}
+
 /// The data of one report, by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ReportData {
-    Phone {
-        #[serde(default)]
-        lines: Vec<Line>,
-        #[serde(default)]
-        calls: Vec<Call>,
-        #[serde(default)]
-        forwards: Vec<Forward>,
-    },
-    Softphone {
-        #[serde(default)]
-        calls: Vec<Call>,
-    },
-    AudioVideo {
-        #[serde(default)]
-        calls: Vec<Call>,
-    },
-    Bluetooth {
-        #[serde(default)]
-        calls: Vec<Call>,
-    },
-    Calendar {
-        #[serde(default)]
-        appointments: Vec<Appointment>,
-        #[serde(default, rename = "oofMessage", skip_serializing_if = "Option::is_none")]
-        oof_message: Option<String>,
-    },
-    Computer {
-        state: ComputerState,
-    },
-    Agent {
-        state: AgentState,
-    },
-    Capabilities {
-        capabilities: Vec<Capability>,
-    },
+    Phone(PhoneData),
+    Softphone(CallsData),
+    AudioVideo(CallsData),
+    Bluetooth(CallsData),
+    Calendar(CalendarData),
+    Computer(ComputerData),
+    Agent(AgentData),
+    Capabilities(CapabilitiesData),
 }
+
+/// The kinds, as named in reports.
+pub const KINDS: [&str; 8] = ["phone", "softphone", "audio-video", "bluetooth", "calendar", "computer", "agent", "capabilities"];
 
 /// Why a report was refused: the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +85,7 @@ impl ReportData {
     pub fn validate(&self) -> Result<(), ReportError> {
         let err = |field: String, message: &str| Err(ReportError { field, message: message.into() });
         let calls = match self {
-            ReportData::Phone { calls, lines, forwards } => {
+            ReportData::Phone(PhoneData { calls, lines, forwards }) => {
                 if let Some(i) = lines.iter().position(|l| l.number.trim().is_empty()) {
                     return err(format!("lines[{i}].number"), "must not be empty");
                 }
@@ -71,8 +94,10 @@ impl ReportData {
                 }
                 calls
             }
-            ReportData::Softphone { calls } | ReportData::AudioVideo { calls } | ReportData::Bluetooth { calls } => calls,
-            ReportData::Calendar { appointments, .. } => {
+            ReportData::Softphone(CallsData { calls })
+            | ReportData::AudioVideo(CallsData { calls })
+            | ReportData::Bluetooth(CallsData { calls }) => calls,
+            ReportData::Calendar(CalendarData { appointments, .. }) => {
                 if let Some(i) = appointments.iter().position(|a| a.end <= a.start) {
                     return err(format!("appointments[{i}].end"), "must be after start");
                 }
@@ -91,10 +116,10 @@ impl ReportData {
 
     fn service(&self) -> Option<CallService> {
         match self {
-            ReportData::Phone { .. } => Some(CallService::Phone),
-            ReportData::Softphone { .. } => Some(CallService::Softphone),
-            ReportData::AudioVideo { .. } => Some(CallService::AudioVideo),
-            ReportData::Bluetooth { .. } => Some(CallService::Bluetooth),
+            ReportData::Phone(_) => Some(CallService::Phone),
+            ReportData::Softphone(_) => Some(CallService::Softphone),
+            ReportData::AudioVideo(_) => Some(CallService::AudioVideo),
+            ReportData::Bluetooth(_) => Some(CallService::Bluetooth),
             _ => None,
         }
     }
@@ -136,24 +161,24 @@ impl Reports {
                 calls.iter().cloned().map(tag).collect()
             };
             match &report.data {
-                ReportData::Phone { lines, calls, forwards } => {
+                ReportData::Phone(PhoneData { lines, calls, forwards }) => {
                     out.lines.extend(lines.iter().cloned());
                     out.forwards.extend(forwards.iter().cloned());
                     out.calls.extend(tagged(calls));
                 }
-                ReportData::Softphone { calls } | ReportData::AudioVideo { calls } | ReportData::Bluetooth { calls } => {
-                    out.calls.extend(tagged(calls))
+                ReportData::Softphone(c) | ReportData::AudioVideo(c) | ReportData::Bluetooth(c) => {
+                    out.calls.extend(tagged(&c.calls))
                 }
-                ReportData::Calendar { appointments, oof_message } => {
+                ReportData::Calendar(CalendarData { appointments, oof_message }) => {
                     out.appointments.extend(appointments.iter().cloned());
                     out.oof_message = out.oof_message.take().or_else(|| oof_message.clone());
                 }
-                ReportData::Computer { state } => out.computer = Some(most_present(out.computer, *state)),
-                ReportData::Agent { state } => {
-                    out.agent = *state;
+                ReportData::Computer(c) => out.computer = Some(most_present(out.computer, c.state)),
+                ReportData::Agent(a) => {
+                    out.agent = a.state;
                     out.agent_reported = true;
                 }
-                ReportData::Capabilities { capabilities } => out.capabilities.extend(capabilities.iter().copied()),
+                ReportData::Capabilities(c) => out.capabilities.extend(c.capabilities.iter().copied()),
             }
         }
         out.capabilities.sort();
@@ -188,7 +213,7 @@ mod tests {
         )
         .unwrap();
         phone.validate().unwrap();
-        let bad = serde_json::from_str::<ReportData>(r#"{"kind":"phone","calls":[{"id":"c1","state":"exploded"}]}"#);
+        let bad = serde_json::from_str::<PhoneData>(r#"{"calls":[{"id":"c1","state":"exploded"}]}"#);
         assert!(bad.is_err());
         let range: ReportData = serde_json::from_str(
             r#"{"kind":"calendar","appointments":[{"id":"a","start":"2026-01-01T10:00:00Z","end":"2026-01-01T09:00:00Z","status":"busy"}]}"#,
@@ -211,20 +236,14 @@ mod tests {
             line: None,
         };
         let mut reports = Reports::default();
-        reports.0.insert(
-            "pbx".into(),
-            SourceReport { data: ReportData::Phone { lines: vec![], calls: vec![call("a")], forwards: vec![] }, expires: None },
-        );
-        reports.0.insert(
-            "headset".into(),
-            SourceReport { data: ReportData::Bluetooth { calls: vec![call("b")] }, expires: Some(now + Duration::seconds(5)) },
-        );
-        reports
-            .0
-            .insert("pc".into(), SourceReport { data: ReportData::Computer { state: ComputerState::Locked }, expires: None });
-        reports
-            .0
-            .insert("pc2".into(), SourceReport { data: ReportData::Computer { state: ComputerState::LoggedIn }, expires: None });
+        let phone = ReportData::Phone(PhoneData { calls: vec![call("a")], ..Default::default() });
+        reports.0.insert("pbx".into(), SourceReport { data: phone, expires: None });
+        let headset = ReportData::Bluetooth(CallsData { calls: vec![call("b")] });
+        reports.0.insert("headset".into(), SourceReport { data: headset, expires: Some(now + Duration::seconds(5)) });
+        let locked = ReportData::Computer(ComputerData { state: ComputerState::Locked });
+        reports.0.insert("pc".into(), SourceReport { data: locked, expires: None });
+        let logged_in = ReportData::Computer(ComputerData { state: ComputerState::LoggedIn });
+        reports.0.insert("pc2".into(), SourceReport { data: logged_in, expires: None });
         let merged = reports.merge();
         let services: Vec<_> = merged.calls.iter().map(|c| c.service).collect();
         assert_eq!(services, [CallService::Bluetooth, CallService::Phone]);

@@ -7,11 +7,13 @@ pub mod auth;
 pub mod clock;
 pub mod commands;
 pub mod directory;
+pub mod images;
 pub mod lists;
 pub mod presence;
 pub mod search;
 pub mod seed;
 pub mod sessions;
+pub mod users;
 
 use crate::backplane::{Backplane, Standalone};
 use crate::config::Config;
@@ -87,6 +89,11 @@ impl Gateway {
             self.directory.set_right(&owner, entry);
         }
         *self.contact_lists.write() = self.store.contact_lists().await?.into_iter().collect();
+        for (uri, hash) in self.store.image_hashes().await? {
+            if let Some(entry) = self.presence_entry(&uri) {
+                entry.live.lock().model.image_hash = Some(hash);
+            }
+        }
         let mut subscribers: HashMap<String, Vec<(String, bool)>> = HashMap::new();
         for (owner, watcher, acknowledged) in self.store.subscribers().await? {
             subscribers.entry(owner).or_default().push((watcher, acknowledged));

@@ -29,13 +29,13 @@ pub struct ViewKey {
     pub same_enterprise: bool,
 }
 
-pub(crate) struct Live {
+pub struct Live {
     pub model: Presentity,
     /// The current rendering of each view in use; cleared whenever the state changes.
     pub last_views: HashMap<ViewKey, Arc<EventPayload>>,
 }
 
-pub(crate) struct PresenceEntry {
+pub struct PresenceEntry {
     /// Serialises changes of one user's durable presence (held across the store write).
     gate: tokio::sync::Mutex<()>,
     pub live: Mutex<Live>,
@@ -74,7 +74,7 @@ fn render_self(view: &PresenceView) -> String {
 }
 
 impl Gateway {
-    pub(crate) fn presence_entry(&self, uri: &str) -> Option<Arc<PresenceEntry>> {
+    pub fn presence_entry(&self, uri: &str) -> Option<Arc<PresenceEntry>> {
         self.presences.read().get(uri).cloned()
     }
 

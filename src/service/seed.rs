@@ -5,7 +5,7 @@
 use super::auth::hash_password;
 use super::Gateway;
 use crate::model::contact::{is_valid_sip_uri, normalize_uri, Phones, Profile};
-use crate::model::reports::{ReportData, SourceReport};
+use crate::model::reports::{CalendarData, ComputerData, PhoneData, ReportData, SourceReport};
 use crate::model::rights::{AccessLevel, Member, RightsEntry};
 use crate::model::sources::{
     Appointment, AppointmentStatus, Call, CallDirection, CallService, CallState, ComputerState, Line, LineState,
@@ -196,9 +196,9 @@ pub fn spawn_demo_activity(gateway: &Arc<Gateway>) {
                 location: Some("Room 2.01".into()),
                 private: false,
             };
-            let calendar = ReportData::Calendar { appointments: vec![meeting], oof_message: None };
+            let calendar = ReportData::Calendar(CalendarData { appointments: vec![meeting], oof_message: None });
             let _ = gw.set_source("sip:frank@example.com", "calendar", SourceReport { data: calendar, expires: None });
-            let desktop = ReportData::Computer { state: ComputerState::LoggedIn };
+            let desktop = ReportData::Computer(ComputerData { state: ComputerState::LoggedIn });
             let _ = gw.set_source("sip:frank@example.com", "desktop", SourceReport { data: desktop, expires: None });
             let state = if round.is_multiple_of(2) { CallState::Connected } else { CallState::Disconnected };
             let call = Call {
@@ -211,7 +211,7 @@ pub fn spawn_demo_activity(gateway: &Arc<Gateway>) {
                 line: Some("tel:+498912345603".into()),
             };
             let line = Line { number: "tel:+498912345603".into(), state: LineState::InService, dnd: false };
-            let phone = ReportData::Phone { lines: vec![line], calls: vec![call], forwards: vec![] };
+            let phone = ReportData::Phone(PhoneData { lines: vec![line], calls: vec![call], forwards: vec![] });
             let _ = gw.set_source("sip:dave@example.com", "pbx", SourceReport { data: phone, expires: None });
             drop(gw);
             round += 1;

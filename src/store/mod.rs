@@ -17,6 +17,14 @@ pub struct UserRecord {
     pub password_hash: Option<String>,
 }
 
+/// A contact image: its bytes, content type and hash (the `ETag`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredImage {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub hash: String,
+}
+
 /// The persisted inputs of one presentity.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoredPresence {
@@ -67,6 +75,13 @@ pub trait Store: Send + Sync {
     async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> StoreResult<()>;
     /// Every (owner, watcher, acknowledged).
     async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>>;
+
+    /// Stores an image of a user (`large` = the high-resolution variant).
+    async fn save_image(&self, uri: &str, large: bool, image: &StoredImage) -> StoreResult<()>;
+    async fn image(&self, uri: &str, large: bool) -> StoreResult<Option<StoredImage>>;
+    async fn remove_image(&self, uri: &str, large: bool) -> StoreResult<bool>;
+    /// (uri, hash) of every small image, to know the hashes at start.
+    async fn image_hashes(&self) -> StoreResult<Vec<(String, String)>>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;

@@ -1,7 +1,7 @@
 //! The embedded SQLite store (WAL mode, `synchronous=NORMAL`: durable across a process crash).
 //! Structured fields that only the gateway reads are kept as JSON columns.
 
-use super::{Store, StoreResult, StoredPresence, UserRecord};
+use super::{Store, StoreResult, StoredImage, StoredPresence, UserRecord};
 use crate::model::contact::Profile;
 use crate::model::contacts::ContactList;
 use crate::model::rights::{Member, RightsEntry};
@@ -31,6 +31,14 @@ CREATE TABLE IF NOT EXISTS rights (
 CREATE TABLE IF NOT EXISTS contact_lists (
     owner TEXT PRIMARY KEY REFERENCES users(uri) ON DELETE CASCADE,
     list TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    uri TEXT NOT NULL REFERENCES users(uri) ON DELETE CASCADE,
+    large INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    bytes BLOB NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (uri, large)
 );
 CREATE TABLE IF NOT EXISTS subscribers (
     owner TEXT NOT NULL REFERENCES users(uri) ON DELETE CASCADE,
@@ -208,6 +216,44 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| Ok((row.try_get("owner")?, row.try_get("watcher")?, row.try_get("acknowledged")?))).collect()
+    }
+
+    async fn save_image(&self, uri: &str, large: bool, image: &StoredImage) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO images (uri, large, content_type, bytes, hash) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(uri, large) DO UPDATE SET content_type = ?3, bytes = ?4, hash = ?5",
+        )
+        .bind(uri)
+        .bind(large)
+        .bind(&image.content_type)
+        .bind(&image.bytes)
+        .bind(&image.hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn image(&self, uri: &str, large: bool) -> StoreResult<Option<StoredImage>> {
+        let row = sqlx::query("SELECT content_type, bytes, hash FROM images WHERE uri = ?1 AND large = ?2")
+            .bind(uri)
+            .bind(large)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(StoredImage { content_type: r.try_get("content_type")?, bytes: r.try_get("bytes")?, hash: r.try_get("hash")? })
+        })
+        .transpose()
+    }
+
+    async fn remove_image(&self, uri: &str, large: bool) -> StoreResult<bool> {
+        let done =
+            sqlx::query("DELETE FROM images WHERE uri = ?1 AND large = ?2").bind(uri).bind(large).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn image_hashes(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT uri, hash FROM images WHERE large = 0").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("uri")?, r.try_get("hash")?))).collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -1,0 +1,158 @@
+//! User administration (admin token): list, create, read, update and delete users. Deleting a user
+//! ends their sessions, sends every watcher a final offline snapshot and removes their data.
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::{parse_json, path_uri};
+use crate::model::contact::{Phones, Profile};
+use crate::service::auth::hash_password;
+use crate::service::Gateway;
+use crate::store::UserRecord;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A user as the API shows and accepts it (never with a password hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserBody {
+    pub uri: String,
+    pub display_name: String,
+    /// Write-only: set (or change) the password.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office: Option<String>,
+    #[serde(default)]
+    pub phones: Phones,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl From<&Profile> for UserBody {
+    fn from(p: &Profile) -> Self {
+        UserBody {
+            uri: p.uri.clone(),
+            display_name: p.display_name.clone(),
+            password: None,
+            email: p.email.clone(),
+            title: p.title.clone(),
+            company: p.company.clone(),
+            department: p.department.clone(),
+            office: p.office.clone(),
+            phones: p.phones.clone(),
+            groups: p.groups.clone(),
+        }
+    }
+}
+
+fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+    caller.is_admin().then_some(()).ok_or_else(|| ApiError::forbidden("user administration needs an admin token"))
+}
+
+/// Checks a body and turns it into a record (hashing the password, if any, with argon2id).
+async fn record_from(body: UserBody, uri: String) -> Result<UserRecord, ApiError> {
+    let name = body.display_name.trim();
+    if name.is_empty() || name.chars().count() > 256 {
+        return Err(ApiError::invalid_field("displayName", "1 to 256 characters"));
+    }
+    let hash = match body.password {
+        Some(p) if p.is_empty() => return Err(ApiError::invalid_field("password", "must not be empty")),
+        Some(p) => Some(
+            tokio::task::spawn_blocking(move || hash_password(&p))
+                .await
+                .map_err(|e| crate::error::GatewayError::internal("hashing", e))?
+                .map_err(|e| crate::error::GatewayError::internal("hashing", e))?,
+        ),
+        None => None,
+    };
+    let profile = Profile {
+        uri,
+        display_name: name.to_string(),
+        email: body.email,
+        title: body.title,
+        company: body.company,
+        department: body.department,
+        office: body.office,
+        phones: body.phones,
+        groups: body.groups,
+    };
+    Ok(UserRecord { profile, password_hash: hash })
+}
+
+pub async fn list_users(State(gateway): State<Arc<Gateway>>, caller: Caller) -> Result<Json<Vec<UserBody>>, ApiError> {
+    require_admin(&caller)?;
+    let mut users: Vec<UserBody> = gateway.directory.all_profiles().iter().map(|p| UserBody::from(&**p)).collect();
+    users.sort_by(|a, b| a.uri.cmp(&b.uri));
+    Ok(Json(users))
+}
+
+pub async fn create_user(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<UserBody>), ApiError> {
+    require_admin(&caller)?;
+    let body: UserBody = parse_json(&body)?;
+    let uri = path_uri(&body.uri).map_err(|_| ApiError::invalid_field("uri", "must be a sip: URI"))?;
+    if gateway.directory.profile(&uri).is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "already_exists", format!("{uri} already exists")));
+    }
+    let record = record_from(body, uri).await?;
+    gateway.upsert_user(&record).await?;
+    Ok((StatusCode::CREATED, Json(UserBody::from(&record.profile))))
+}
+
+pub async fn get_user(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(uri): Path<String>,
+) -> Result<Json<UserBody>, ApiError> {
+    let uri = path_uri(&uri)?;
+    if !caller.is_admin_or(&uri) {
+        return Err(ApiError::forbidden("only the user or an admin may read the whole record; use /presence"));
+    }
+    let profile = gateway.directory.profile(&uri).ok_or_else(|| ApiError::not_found(format!("no user {uri}")))?;
+    Ok(Json(UserBody::from(&*profile)))
+}
+
+pub async fn put_user(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(uri): Path<String>,
+    body: Bytes,
+) -> Result<Json<UserBody>, ApiError> {
+    require_admin(&caller)?;
+    let uri = path_uri(&uri)?;
+    let body: UserBody = parse_json(&body)?;
+    if crate::model::contact::normalize_uri(&body.uri) != uri {
+        return Err(ApiError::invalid_field("uri", "must match the URI in the path"));
+    }
+    let record = record_from(body, uri).await?;
+    gateway.upsert_user(&record).await?;
+    Ok(Json(UserBody::from(&record.profile)))
+}
+
+pub async fn delete_user(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(uri): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    let uri = path_uri(&uri)?;
+    if !gateway.delete_user(&uri).await? {
+        return Err(ApiError::not_found(format!("no user {uri}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

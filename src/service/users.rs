@@ -1,0 +1,53 @@
+//! Creating, updating and deleting users while the gateway runs.
+
+use super::Gateway;
+use crate::cwa::envelope::EventPayload;
+use crate::error::{GatewayError, Result};
+use crate::model::presentity::PresenceView;
+use crate::service::presence::render_user;
+use crate::store::UserRecord;
+use std::sync::Arc;
+
+impl Gateway {
+    /// Stores a user (a `None` hash keeps the password) and makes the profile live; watchers see
+    /// the new contact card at once.
+    pub async fn upsert_user(&self, record: &UserRecord) -> Result<()> {
+        self.store.upsert_user(record).await.map_err(|e| GatewayError::internal("saving a user", e))?;
+        self.add_user(Arc::new(record.profile.clone()));
+        if record.password_hash.is_some() {
+            self.tickets.revoke_user(&record.profile.uri);
+        }
+        self.refresh(&record.profile.uri);
+        Ok(())
+    }
+
+    /// Removes a user: their sessions and tickets end, every watcher gets a final offline
+    /// snapshot, and their data goes. False when there was no such user.
+    pub async fn delete_user(&self, uri: &str) -> Result<bool> {
+        if self.directory.profile(uri).is_none() {
+            return Ok(false);
+        }
+        let _gate = self.lists_gate.lock().await;
+        if !self.store.remove_user(uri).await.map_err(|e| GatewayError::internal("removing a user", e))? {
+            return Ok(false);
+        }
+        self.tickets.revoke_user(uri);
+        for session in self.hub.sessions_of(uri) {
+            self.hub.remove(session.sid);
+        }
+        let gone: Arc<str> = Arc::from(uri);
+        for session in self.hub.watchers_of(uri) {
+            let same = self.directory.same_enterprise(uri, &session.user);
+            let payload = Arc::new(EventPayload::user_presence(render_user(&PresenceView::unknown(uri), same)));
+            self.push(&session, payload, Some(&gone));
+        }
+        self.directory.remove(uri);
+        self.presences.write().remove(uri);
+        self.contact_lists.write().remove(uri);
+        let mut subscribers = self.subscribers.write();
+        subscribers.remove(uri);
+        subscribers.values_mut().for_each(|list| list.retain(|(watcher, _)| watcher != uri));
+        tracing::info!(user = uri, "user deleted");
+        Ok(true)
+    }
+}

@@ -1,0 +1,564 @@
+//! The JSON API over HTTP: token auth and roles, every source kind driving what CWA watchers and
+//! JSON readers see, timed transitions and TTLs with the injected clock, validation errors that
+//! name the field, manual state and note through both doors, rights, and the level table.
+
+mod common;
+
+use common::*;
+use presence_gateway::config::{ApiRole, ApiToken, Config};
+use serde_json::{json, Value};
+
+const SOURCE_TOKEN: &str = "source-token-0123456789";
+const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
+async fn server() -> TestServer {
+    let tokens = vec![
+        ApiToken { name: "pbx".into(), token: SOURCE_TOKEN.into(), role: ApiRole::Source },
+        ApiToken { name: "ops".into(), token: ADMIN_TOKEN.into(), role: ApiRole::Admin },
+    ];
+    let config = Config { api_tokens: tokens, session_timeout_seconds: 9000, idle_timeout_seconds: 9000, ..test_config() };
+    TestServer::start_with(config, USERS).await
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+#[derive(Debug)]
+struct JsonReply {
+    status: u16,
+    body: Value,
+}
+
+enum Auth<'a> {
+    Bearer(&'a str),
+    Ticket(&'a str),
+    None,
+}
+
+impl Api {
+    fn new(server: &TestServer) -> Api {
+        Api { http: reqwest::Client::new(), base: server.base.clone() }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, auth: Auth<'_>, body: Option<Value>) -> JsonReply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        request = match auth {
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Ticket(ticket) => request.header("CWA-Ticket", ticket),
+            Auth::None => request,
+        };
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        JsonReply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    }
+
+    async fn source(&self, user: &str, source: &str, body: Value) -> JsonReply {
+        self.call(reqwest::Method::PUT, &format!("/api/v1/users/{user}/sources/{source}"), Auth::Bearer(SOURCE_TOKEN), Some(body))
+            .await
+    }
+}
+
+fn call_report(state: &str) -> Value {
+    json!({"kind": "phone", "lines": [{"number": "tel:+4989101"}], "calls": [{"id": "c1", "state": state, "direction": "incoming", "partnerNumber": "tel:+4930555"}]})
+}
+
+async fn watcher_of_bob(server: &TestServer) -> Client {
+    let mut carol = server.session("carol@example.com").await;
+    carol.subscribe(&["sip:bob@example.com"]).await;
+    carol.wait_for_user("sip:bob@example.com", |_| true).await;
+    carol
+}
+
+#[tokio::test]
+async fn tokens_and_roles_are_enforced() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let path = "/api/v1/users/sip:bob@example.com/sources/pbx";
+    let none = api.call(reqwest::Method::PUT, path, Auth::None, Some(call_report("connected"))).await;
+    assert_eq!((none.status, none.body["code"].as_str()), (401, Some("unauthenticated")));
+    let wrong =
+        api.call(reqwest::Method::PUT, path, Auth::Bearer("wrong-token-0123456789"), Some(call_report("connected"))).await;
+    assert_eq!(wrong.status, 401);
+    let bob = server.sign_in("bob@example.com").await;
+    let user = api.call(reqwest::Method::PUT, path, Auth::Ticket(&bob.ticket), Some(call_report("connected"))).await;
+    assert_eq!((user.status, user.body["code"].as_str()), (403, Some("forbidden")));
+    let read =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:bob@example.com/presence", Auth::Bearer(SOURCE_TOKEN), None).await;
+    assert_eq!(read.status, 403);
+    let ok = api.source("sip:bob@example.com", "pbx", call_report("connected")).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let admin =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:bob@example.com/presence", Auth::Bearer(ADMIN_TOKEN), None).await;
+    assert_eq!(admin.status, 200);
+}
+
+#[tokio::test]
+async fn a_call_makes_the_watcher_see_on_the_phone_and_hanging_up_ends_it() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let _bob = server.session("bob@example.com").await;
+    let mut carol = watcher_of_bob(&server).await;
+    assert_eq!(api.source("sip:bob@example.com", "pbx", call_report("connected")).await.status, 200);
+    let user = carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500).await;
+    assert_eq!(seen(&user).token, "on-the-phone");
+    assert_eq!(api.source("sip:bob@example.com", "pbx", call_report("disconnected")).await.status, 200);
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 3500).await;
+    // Ringing adds the flag only; a conference shows in-a-conference; DELETE withdraws.
+    api.source("sip:bob@example.com", "softphone", json!({"kind": "softphone", "calls": [{"id": "s1", "state": "conferenced"}]}))
+        .await;
+    let user = carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500).await;
+    assert_eq!(seen(&user).token, "in-a-conference");
+    let gone = api
+        .call(reqwest::Method::DELETE, "/api/v1/users/sip:bob@example.com/sources/softphone", Auth::Bearer(SOURCE_TOKEN), None)
+        .await;
+    assert_eq!(gone.status, 204);
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 3500).await;
+}
+
+#[tokio::test]
+async fn bluetooth_and_audio_video_calls_count_too_and_dnd_wins_over_a_call() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let bob = server.session("bob@example.com").await;
+    let mut carol = watcher_of_bob(&server).await;
+    api.source("sip:bob@example.com", "headset", json!({"kind": "bluetooth", "calls": [{"id": "b1", "state": "connected"}]}))
+        .await;
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).token == "on-the-phone").await;
+    let dnd = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/users/sip:bob@example.com/absent-state",
+            Auth::Ticket(&bob.ticket),
+            Some(json!({"state": "do-not-disturb"})),
+        )
+        .await;
+    assert_eq!(dnd.status, 200, "{:?}", dnd.body);
+    assert_eq!(dnd.body["eAbsentState"], 3);
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 9500).await;
+    api.source("sip:bob@example.com", "av", json!({"kind": "audio-video", "calls": [{"id": "v1", "state": "held"}]})).await;
+    let presence =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:bob@example.com/presence", Auth::Bearer(ADMIN_TOKEN), None).await;
+    let calls = presence.body["seqCalls"].as_array().unwrap();
+    let journal: Vec<i64> = calls.iter().map(|c| c["eJournalCallType"].as_i64().unwrap()).collect();
+    assert_eq!(journal, [3, 5], "calls are tagged with their service");
+    assert_eq!(presence.body["iPresenceState"].as_u64().unwrap() & 0xFF, 4, "still DND");
+}
+
+#[tokio::test]
+async fn a_meeting_turns_the_user_busy_at_its_start_and_back_at_its_end() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let _bob = server.session("bob@example.com").await;
+    let mut carol = watcher_of_bob(&server).await;
+    let now = server.clock.now_for_tests();
+    let start = now + chrono::Duration::minutes(2);
+    let end = now + chrono::Duration::minutes(32);
+    let report = json!({"kind": "calendar", "appointments": [{"id": "m1", "start": start, "end": end, "status": "busy", "subject": "Budget"}]});
+    assert_eq!(api.source("sip:bob@example.com", "exchange", report).await.status, 200);
+    let user = carol.wait_for_user("sip:bob@example.com", |_| true).await;
+    assert_eq!(seen(&user).availability, 3500, "not yet");
+    server.clock.advance(chrono::Duration::minutes(2));
+    let user = carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500).await;
+    assert_eq!(seen(&user).token, "in-a-meeting");
+    server.clock.advance(chrono::Duration::minutes(30));
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 3500).await;
+}
+
+#[tokio::test]
+async fn out_of_office_shows_the_oof_note_to_public_watchers() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let _bob = server.session("bob@example.com").await;
+    let now = server.clock.now_for_tests();
+    let report = json!({"kind": "calendar", "oofMessage": "On leave until Monday", "appointments": [{"id": "v", "start": now - chrono::Duration::hours(1), "end": now + chrono::Duration::days(3), "status": "out-of-office"}]});
+    api.source("sip:bob@example.com", "exchange", report).await;
+    let mut pat = server.session("pat@other.org").await;
+    pat.query(&["sip:bob@example.com"]).await;
+    let user = pat.wait_for_user("sip:bob@example.com", |_| true).await;
+    assert_eq!(seen(&user).availability, 15500);
+    let note = user.children_named("cwaCategory").find(|c| c.attr("name") == Some("note")).unwrap();
+    let oof = note.child("note").unwrap().children_named("body").find(|b| b.attr("type") == Some("OOF")).unwrap();
+    assert_eq!(oof.text, "On leave until Monday");
+}
+
+#[tokio::test]
+async fn an_expired_report_is_withdrawn() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let _bob = server.session("bob@example.com").await;
+    let mut carol = watcher_of_bob(&server).await;
+    let mut report = call_report("connected");
+    report["ttlSeconds"] = json!(60);
+    let reply = api.source("sip:bob@example.com", "pbx", report).await;
+    assert!(reply.body["expires"].is_string());
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500).await;
+    server.clock.advance(chrono::Duration::seconds(61));
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 3500).await;
+}
+
+#[tokio::test]
+async fn computer_agent_and_capabilities_sources() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let mut carol = server.session("carol@example.com").await;
+    carol.subscribe(&["sip:bob@example.com"]).await;
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 0).await;
+    api.source("sip:bob@example.com", "desktop", json!({"kind": "computer", "state": "logged-in"})).await;
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 3500).await;
+    api.source("sip:bob@example.com", "desktop", json!({"kind": "computer", "state": "locked"})).await;
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 4500).await;
+    api.source("sip:bob@example.com", "acd", json!({"kind": "agent", "state": "after-call-work"})).await;
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 7500).await;
+    api.source("sip:bob@example.com", "caps", json!({"kind": "capabilities", "capabilities": ["audio", "video"]})).await;
+    let presence =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:bob@example.com/presence", Auth::Bearer(ADMIN_TOKEN), None).await;
+    assert_eq!(presence.body["asnAgentState"]["dwState"], 4);
+    assert_eq!(presence.body["asnContactCapabilitiesEx"]["eClientCapabilities"], json!([1, 2]));
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field_and_change_nothing() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let cases = [
+        (json!({"kind": "fax"}), "kind"),
+        (json!({"kind": "phone", "calls": [{"id": "c1", "state": "exploded"}]}), "calls[0].state"),
+        (
+            json!({"kind": "calendar", "appointments": [{"id": "a", "start": "2026-01-01T10:00:00Z", "end": "2026-01-01T09:00:00Z", "status": "busy"}]}),
+            "appointments[0].end",
+        ),
+        (
+            json!({"kind": "calendar", "appointments": [{"id": "a", "start": "yesterday", "end": "2026-01-01T09:00:00Z", "status": "busy"}]}),
+            "appointments[0].start",
+        ),
+        (json!({"kind": "computer"}), "state"),
+        (json!({"kind": "phone", "ttlSeconds": 0}), "ttlSeconds"),
+        (json!({"kind": "phone", "calls": [{"id": "", "state": "connected"}]}), "calls[0].id"),
+    ];
+    for (body, field) in cases {
+        let reply = api.source("sip:bob@example.com", "pbx", body.clone()).await;
+        assert_eq!(
+            (reply.status, reply.body["code"].as_str(), reply.body["field"].as_str()),
+            (422, Some("validation_failed"), Some(field)),
+            "{body}"
+        );
+    }
+    let not_json = api
+        .http
+        .put(format!("{}/api/v1/users/sip:bob@example.com/sources/pbx", api.base))
+        .bearer_auth(SOURCE_TOKEN)
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status().as_u16(), 400);
+    assert_eq!(api.source("sip:nobody@example.com", "pbx", call_report("connected")).await.status, 404);
+    assert_eq!(api.source("bob@example.com", "pbx", call_report("connected")).await.status, 422);
+    assert_eq!(api.source("sip:bob@example.com", "bad name!", call_report("connected")).await.status, 422);
+    let presence =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:bob@example.com/presence", Auth::Bearer(ADMIN_TOKEN), None).await;
+    assert!(presence.body.get("seqCalls").is_none(), "nothing was stored: {}", presence.body);
+}
+
+#[tokio::test]
+async fn manual_state_and_note_converge_through_both_doors() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let mut bob = server.session("bob@example.com").await;
+    let mut carol = watcher_of_bob(&server).await;
+    let body = json!({"state": "busy", "text": "Coffee break", "reachability": "home-office"});
+    let reply = api
+        .call(reqwest::Method::PUT, "/api/v1/users/sip:bob@example.com/absent-state", Auth::Bearer(ADMIN_TOKEN), Some(body))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let user = carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500).await;
+    let custom = user.children_named("cwaCategory").find(|c| c.attr("name") == Some("state")).unwrap();
+    let text = custom.child("state").unwrap().child("activity").unwrap().child_text("custom").map(str::to_string);
+    assert_eq!(text.as_deref(), Some("Coffee break"));
+    bob.publish_state(3500).await;
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 3500).await;
+    let presence =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:bob@example.com/presence", Auth::Ticket(&bob.ticket), None).await;
+    assert_eq!(presence.body["asnAbsentState"]["state"], "available");
+    let note = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/users/sip:bob@example.com/note",
+            Auth::Ticket(&bob.ticket),
+            Some(json!({"text": "Back at 3"})),
+        )
+        .await;
+    assert_eq!(note.status, 200);
+    carol.wait_for_user("sip:bob@example.com", |u| seen(u).note == "Back at 3").await;
+    // Alice (Team on Bob) may set his absent state; Carol (Company) may not; nobody else his note.
+    let alice = server.sign_in("alice@example.com").await;
+    let team = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/users/sip:bob@example.com/absent-state",
+            Auth::Ticket(&alice.ticket),
+            Some(json!({"state": "away"})),
+        )
+        .await;
+    assert_eq!(team.status, 200);
+    let company = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/users/sip:bob@example.com/absent-state",
+            Auth::Ticket(&carol.ticket),
+            Some(json!({"state": "away"})),
+        )
+        .await;
+    assert_eq!((company.status, company.body["code"].as_str()), (403, Some("permission_denied")));
+    let other_note = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/users/sip:bob@example.com/note",
+            Auth::Ticket(&alice.ticket),
+            Some(json!({"text": "hi"})),
+        )
+        .await;
+    assert_eq!(other_note.status, 403);
+}
+
+#[tokio::test]
+async fn rights_follow_dynamic_rights_semantics() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let bob = server.sign_in("bob@example.com").await;
+    let alice = server.sign_in("alice@example.com").await;
+    let path = "/api/v1/users/sip:bob@example.com/rights/sip:carol@example.com";
+    let set = api.call(reqwest::Method::PUT, path, Auth::Ticket(&bob.ticket), Some(json!({"iDynamicRights": 524288}))).await;
+    assert_eq!(set.status, 200);
+    assert_eq!(
+        set.body,
+        json!({"u8sOwnerContactID": "sip:bob@example.com", "u8sRemoteContactID": "sip:carol@example.com", "iDynamicRights": 524288, "level": "personal"})
+    );
+    let denied = api.call(reqwest::Method::PUT, path, Auth::Ticket(&alice.ticket), Some(json!({"level": "blocked"}))).await;
+    assert_eq!((denied.status, denied.body["code"].as_str()), (403, Some("permission_denied")));
+    let unknown = api.call(reqwest::Method::PUT, path, Auth::Ticket(&bob.ticket), Some(json!({"iDynamicRights": 3}))).await;
+    assert_eq!((unknown.status, unknown.body["code"].as_str()), (422, Some("unknown_rights")));
+    let carol = server.sign_in("carol@example.com").await;
+    let seen_by_carol =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:bob@example.com/presence", Auth::Ticket(&carol.ticket), None).await;
+    assert_eq!(seen_by_carol.body["asnCurrentUserDynamicRights"]["level"], "personal");
+    assert!(seen_by_carol.body["asnRemoteContact"]["u8sPhoneHome"].is_string());
+    let removed = api.call(reqwest::Method::DELETE, path, Auth::Bearer(ADMIN_TOKEN), None).await;
+    assert_eq!(removed.body["iResult"], 0);
+    let seen_by_carol =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:bob@example.com/presence", Auth::Ticket(&carol.ticket), None).await;
+    assert_eq!(seen_by_carol.body["asnCurrentUserDynamicRights"]["level"], "company", "back to the default");
+}
+
+#[tokio::test]
+async fn the_level_table_holds_in_json_as_in_cwa() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let bob = server.session("bob@example.com").await;
+    api.source("sip:bob@example.com", "pbx", call_report("connected")).await;
+    api.call(
+        reqwest::Method::PUT,
+        "/api/v1/users/sip:bob@example.com/note",
+        Auth::Ticket(&bob.ticket),
+        Some(json!({"text": "Private-ish"})),
+    )
+    .await;
+    let read = |who: &'static str| {
+        let server = &server;
+        let api = &api;
+        async move {
+            let client = server.sign_in(who).await;
+            api.call(reqwest::Method::GET, "/api/v1/users/sip:bob@example.com/presence", Auth::Ticket(&client.ticket), None)
+                .await
+                .body
+        }
+    };
+    let team = read("alice@example.com").await;
+    assert!(team["asnRemoteContact"]["u8sPhoneMobile"].is_string());
+    assert!(team["asnRemoteContact"]["u8sPhoneHome"].is_null());
+    assert_eq!(team["seqCalls"][0]["u8sCurrentNumberSC"], "tel:+4930555", "Team sees call partners");
+    let company = read("carol@example.com").await;
+    assert!(company["asnRemoteContact"]["u8sPhoneMobile"].is_null());
+    assert!(company["seqCalls"][0]["u8sCurrentNumberSC"].is_null(), "Company sees the call, not the partner");
+    assert_eq!(company["asnCustomNote"]["u8sNote"], "Private-ish");
+    let public = read("pat@other.org").await;
+    assert!(public["seqCalls"].is_null() && public["asnCustomNote"].is_null() && public["seqPhoneLines"].is_null());
+    assert_eq!(public["iPresenceState"].as_u64().unwrap(), 2, "Busy without the call flag");
+    let blocked = read("mallory@example.com").await;
+    assert_eq!(blocked["iPresenceState"], 0);
+    assert!(blocked["asnRemoteContact"]["u8sJobTitle"].is_null());
+    assert_eq!(blocked["asnRemoteContact"]["u8sDisplayName"], "Bob Builder");
+}
+
+#[tokio::test]
+async fn cwa_watchers_get_lines_calls_and_forwards_as_a_raw_category_cut_by_level() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let _bob = server.session("bob@example.com").await;
+    let mut report = call_report("connected");
+    report["forwards"] = json!([{"mode": "no-answer", "destination": "tel:+49170101", "noAnswerSeconds": 20}]);
+    api.source("sip:bob@example.com", "pbx", report).await;
+    let telephony_seen_by = |who: &'static str| {
+        let server = &server;
+        async move {
+            let mut client = server.session(who).await;
+            client.query(&["sip:bob@example.com"]).await;
+            let user = client.wait_for_user("sip:bob@example.com", |_| true).await;
+            let raw = user.children_named("rawCategory").find(|c| c.attr("name") == Some("telephony"));
+            raw.and_then(|c| c.child("telephony").cloned())
+        }
+    };
+    let team = telephony_seen_by("alice@example.com").await.expect("Team sees telephony");
+    assert_eq!(team.namespace.as_deref(), Some("urn:presence-gateway:telephony:1"));
+    let call = team.child("call").unwrap();
+    assert_eq!((call.attr("state"), call.attr("partner")), (Some("connected"), Some("tel:+4930555")));
+    assert_eq!(team.child("forward").unwrap().attr("noAnswerSeconds"), Some("20"));
+    assert_eq!(team.child("line").unwrap().attr("number"), Some("tel:+4989101"));
+    let company = telephony_seen_by("carol@example.com").await.expect("Company sees telephony");
+    assert!(company.child("call").unwrap().attr("partner").is_none(), "no partner below Team");
+    assert!(telephony_seen_by("pat@other.org").await.is_none(), "Public sees no telephony");
+    assert!(telephony_seen_by("mallory@example.com").await.is_none());
+}
+
+#[tokio::test]
+async fn admins_manage_users_and_deleting_one_takes_them_offline_everywhere() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let new = json!({"uri": "sip:zoe@example.com", "displayName": "Zoe Zed", "password": "zoe-pass", "title": "Tester", "phones": {"work": "tel:+1"}});
+    let created = api.call(reqwest::Method::POST, "/api/v1/users", Auth::Bearer(ADMIN_TOKEN), Some(new.clone())).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert!(created.body.get("password").is_none(), "passwords never come back");
+    assert_eq!(api.call(reqwest::Method::POST, "/api/v1/users", Auth::Bearer(ADMIN_TOKEN), Some(new)).await.status, 409);
+    assert_eq!(api.call(reqwest::Method::POST, "/api/v1/users", Auth::Bearer(SOURCE_TOKEN), Some(json!({}))).await.status, 403);
+    let bad = api
+        .call(reqwest::Method::POST, "/api/v1/users", Auth::Bearer(ADMIN_TOKEN), Some(json!({"uri": "zoe", "displayName": "Z"})))
+        .await;
+    assert_eq!((bad.status, bad.body["field"].as_str()), (422, Some("uri")));
+    let list = api.call(reqwest::Method::GET, "/api/v1/users", Auth::Bearer(ADMIN_TOKEN), None).await;
+    assert!(list.body.as_array().unwrap().iter().any(|u| u["uri"] == "sip:zoe@example.com"));
+
+    let mut zoe = Client::sign_in(&server.base, "zoe@example.com", "zoe-pass").await.expect("the new user signs in");
+    zoe.initiate().await;
+    let mut carol = server.session("carol@example.com").await;
+    carol.subscribe(&["sip:zoe@example.com"]).await;
+    carol.wait_for_user("sip:zoe@example.com", |u| seen(u).availability == 3500).await;
+
+    let update = json!({"uri": "sip:zoe@example.com", "displayName": "Zoe Zed", "title": "Lead Tester"});
+    let updated =
+        api.call(reqwest::Method::PUT, "/api/v1/users/sip:zoe@example.com", Auth::Bearer(ADMIN_TOKEN), Some(update)).await;
+    assert_eq!(updated.status, 200);
+    let user = carol.wait_for_user("sip:zoe@example.com", |u| seen(u).title.as_deref() == Some("Lead Tester")).await;
+    assert_eq!(seen(&user).availability, 3500);
+
+    let deleted = api.call(reqwest::Method::DELETE, "/api/v1/users/sip:zoe@example.com", Auth::Bearer(ADMIN_TOKEN), None).await;
+    assert_eq!(deleted.status, 204);
+    let last = carol.wait_for_user("sip:zoe@example.com", |u| seen(u).availability == 0).await;
+    assert_eq!(seen(&last).title, None, "a final offline snapshot without data");
+    assert_eq!(zoe.poll_with(0, true).await.status, 401, "the ticket is gone");
+    assert!(Client::sign_in(&server.base, "zoe@example.com", "zoe-pass").await.is_err());
+    assert_eq!(
+        api.call(reqwest::Method::DELETE, "/api/v1/users/sip:zoe@example.com", Auth::Bearer(ADMIN_TOKEN), None).await.status,
+        404
+    );
+}
+
+fn png(extra: u8) -> Vec<u8> {
+    let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    bytes.extend([0, 0, 0, 13, extra]);
+    bytes
+}
+
+#[tokio::test]
+async fn images_have_an_etag_answer_304_and_their_change_is_a_presence_change() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let bob = server.session("bob@example.com").await;
+    let mut carol = watcher_of_bob(&server).await;
+    let url = format!("{}/api/v1/users/sip:bob@example.com/image", server.base);
+    let none = api.http.get(&url).header("CWA-Ticket", &carol.ticket).send().await.unwrap();
+    assert_eq!(none.status().as_u16(), 404);
+
+    let put = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &bob.ticket)
+        .header("Content-Type", "image/png")
+        .body(png(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200);
+    let hash = put.json::<Value>().await.unwrap()["u8sImageHash"].as_str().unwrap().to_string();
+    let user = carol
+        .wait_for_user("sip:bob@example.com", |u| {
+            let card = u.children_named("cwaCategory").find(|c| c.attr("name") == Some("contactCard"));
+            card.and_then(|c| c.child("contactCard")).and_then(|c| c.child("photo")).is_some()
+        })
+        .await;
+    let card = user.children_named("cwaCategory").find(|c| c.attr("name") == Some("contactCard")).unwrap();
+    assert_eq!(card.child("contactCard").unwrap().child("photo").unwrap().attr("hash"), Some(hash.as_str()));
+
+    let got = api.http.get(&url).header("CWA-Ticket", &carol.ticket).send().await.unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    let etag = got.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(etag, format!("\"{hash}\""));
+    assert_eq!(got.headers()["content-type"], "image/png");
+    assert_eq!(got.bytes().await.unwrap().to_vec(), png(1));
+    let cached = api.http.get(&url).header("CWA-Ticket", &carol.ticket).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(cached.status().as_u16(), 304);
+    assert!(cached.bytes().await.unwrap().is_empty());
+    let large = api.http.get(format!("{url}?size=large")).header("CWA-Ticket", &carol.ticket).send().await.unwrap();
+    assert_eq!(large.status().as_u16(), 404, "no large image yet");
+
+    let lie = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &bob.ticket)
+        .header("Content-Type", "image/jpeg")
+        .body(png(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lie.status().as_u16(), 415);
+    let text = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &bob.ticket)
+        .header("Content-Type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status().as_u16(), 415);
+    let huge = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &bob.ticket)
+        .header("Content-Type", "image/png")
+        .body([png(3), vec![0; 600 * 1024]].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status().as_u16(), 413);
+    let foreign = api
+        .http
+        .put(&url)
+        .header("CWA-Ticket", &carol.ticket)
+        .header("Content-Type", "image/png")
+        .body(png(4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status().as_u16(), 403);
+    let blocked = server.sign_in("mallory@example.com").await;
+    let hidden = api.http.get(&url).header("CWA-Ticket", &blocked.ticket).send().await.unwrap();
+    assert_eq!(hidden.status().as_u16(), 404, "blocked watchers get no picture");
+    let still = api.http.get(&url).header("CWA-Ticket", &carol.ticket).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(still.status().as_u16(), 304, "failed uploads changed nothing");
+}
