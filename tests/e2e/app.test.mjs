@@ -169,6 +169,9 @@ describe('the web app in Chromium', () => {
     const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `no sideways scrolling (${overflow}px too wide)`);
     await screenshot(phone.page, '7-phone');
+    await contact(phone.page, BOB).getByRole('button', { name: 'Remove' }).click();
+    await contact(phone.page, BOB).waitFor({ state: 'detached', ...WAIT });
+    await phone.page.getByText('No contacts yet').waitFor(WAIT);
     await phone.context.close();
   });
 
@@ -211,6 +214,16 @@ describe('the web app in Chromium', () => {
     await contact(page, BOB).getByText('Details').click();
     await screenshot(page, '8-overview');
     await Promise.all(clients.map((c) => c.stop()));
+
+    // Groups can be renamed and deleted; the contacts of a deleted group stay, in "Other contacts".
+    const section = (name) => page.locator('#groups section', { has: page.locator('h3', { hasText: name }) });
+    await section('Design team').getByText('Edit group').click();
+    await section('Design team').getByLabel('New group name').fill('Designers');
+    await section('Design team').getByRole('button', { name: 'Rename' }).click();
+    await section('Designers').locator('li[data-uri="sip:carol@example.com"]').waitFor(WAIT);
+    await section('Designers').getByRole('button', { name: 'Delete group' }).click();
+    await section('Designers').waitFor({ state: 'detached', ...WAIT });
+    await section('Other contacts').locator('li[data-uri="sip:carol@example.com"]').waitFor(WAIT);
   });
 
   test('no script errors on any page', () => {
