@@ -52,6 +52,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Reverse proxies whose `X-Forwarded-For` is believed: addresses or networks (`10.0.0.0/8`).
     pub trusted_proxies: Vec<ProxyNet>,
+    /// Serve the web app from this directory instead of the copy built into the binary.
+    pub static_dir: Option<PathBuf>,
     pub limits: Limits,
     pub logon: LogonPolicy,
     /// Bearer tokens of the JSON API.
@@ -185,6 +187,7 @@ impl Default for Config {
             tls_key: None,
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            static_dir: None,
             limits: Limits::default(),
             logon: LogonPolicy::default(),
             api_tokens: Vec::new(),
@@ -261,6 +264,9 @@ impl Config {
         }
         for (i, origin) in self.cors_origins.iter().enumerate() {
             check_origin(origin).map_err(|e| format!("cors_origins[{i}]: {e}"))?;
+            if !is_origin(origin) {
+                return Err(format!("cors_origins[{i}]: {origin:?} is not an origin such as https://intranet.example"));
+            }
         }
         self.validate_tokens()
     }
@@ -322,6 +328,24 @@ fn check_origin(origin: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `http(s)://host[:port]` exactly as a browser sends it in `Origin`: lower case, no path, no wildcard.
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else { return false };
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, "")) => (addr, None),
+            Some((addr, tail)) if tail.starts_with(':') => (addr, Some(&tail[1..])),
+            _ => return false,
+        },
+        None => match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c));
+    host_ok && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +400,27 @@ mod tests {
         assert!(!shown.contains("s3cret") && shown.contains(MASK) && shown.contains("name = \"pbx\""), "{shown}");
         let reread = Config::from_toml(&c.to_toml().unwrap()).unwrap();
         assert_eq!(reread.api_tokens, c.api_tokens, "printed TOML reads back");
+    }
+
+    #[test]
+    fn cors_origins_must_be_exact_origins() {
+        let ok =
+            Config::from_toml("cors_origins = [\"https://intranet.example\", \"http://127.0.0.1:8081\", \"http://[::1]:80\"]")
+                .unwrap();
+        assert_eq!(ok.cors_origins.len(), 3);
+        for bad in [
+            "*",
+            "null",
+            "intranet.example",
+            "https://intranet.example/",
+            "https://Intranet.example",
+            "http://a:b",
+            "ftp://x",
+            "http://[::1]x",
+        ] {
+            let err = Config::from_toml(&format!("cors_origins = [{bad:?}]")).unwrap_err();
+            assert!(err.contains("cors_origins"), "{bad}: {err}");
+        }
+        assert!(Config::default().cors_origins.is_empty(), "CORS is off by default");
     }
 }

@@ -27,8 +27,8 @@ pub struct InitiateSession {
 /// One category of a `publishSelfPresence`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publication {
-    /// A user (manual) state.
-    UserState(ManualKind),
+    /// A user (manual) state with its optional free text (`activity/custom`, "In the lab").
+    UserState(ManualKind, Option<String>),
     /// The machine state of this client: active or idle.
     MachineState { idle: bool },
     /// The personal note; empty text clears it.
@@ -256,7 +256,8 @@ fn parse_category(category: &Element) -> Result<Publication, GatewayError> {
             }
             let kind = manual_kind_for_availability(number)
                 .ok_or_else(|| GatewayError::InvalidRequest(format!("availability {number} is out of range")))?;
-            Ok(Publication::UserState(kind))
+            let text = state.child("activity").and_then(|a| a.child_text("custom")).map(str::trim).filter(|t| !t.is_empty());
+            Ok(Publication::UserState(kind, text.map(str::to_string)))
         }
         "note" => {
             let note = category.child("note").ok_or_else(|| GatewayError::InvalidFormat("note category needs a note".into()))?;
@@ -440,6 +441,7 @@ mod tests {
         let b = batch(
             r#"<cwaRequests><publishSelfPresence rid="1">
             <cwaCategory name="state"><state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="userState"><availability>6500</availability></state></cwaCategory>
+            <cwaCategory name="state"><state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="userState"><availability>15500</availability><activity><custom LCID="1033"> In the lab </custom></activity></state></cwaCategory>
             <cwaCategory name="state"><state xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="machineState"><availability>5000</availability></state></cwaCategory>
             <cwaCategory name="note"><note><body type="personal">Lunch</body></note></cwaCategory>
         </publishSelfPresence></cwaRequests>"#,
@@ -448,7 +450,8 @@ mod tests {
         assert_eq!(
             p,
             &[
-                Publication::UserState(ManualKind::Busy),
+                Publication::UserState(ManualKind::Busy, None),
+                Publication::UserState(ManualKind::Away, Some("In the lab".into())),
                 Publication::MachineState { idle: true },
                 Publication::Note("Lunch".into())
             ]

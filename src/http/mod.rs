@@ -6,6 +6,7 @@ pub mod client_addr;
 mod cwa;
 mod ops;
 pub(crate) mod ticket;
+mod web;
 
 use crate::service::Gateway;
 use axum::routing::{get, post};
@@ -14,7 +15,19 @@ use std::sync::Arc;
 
 /// The whole application as an axum router.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let router = Router::new()
+    let cors = web::cors(&gateway.config.cors_origins);
+    let origins = std::sync::Arc::new(gateway.config.cors_origins.clone());
+    let web_app = web::routes(&gateway.config);
+    let router = endpoints(gateway).merge(web_app).layer(axum::middleware::from_fn_with_state(origins, web::guard_cookie));
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    ops::observe(router)
+}
+
+fn endpoints(gateway: Arc<Gateway>) -> Router {
+    Router::new()
         .route("/forms/logon.html", post(cwa::logon))
         .route("/cwa/MainCommandHandler.ashx", post(cwa::command))
         .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel))
@@ -22,8 +35,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(ops::metrics))
         .merge(crate::api::router())
-        .with_state(gateway);
-    ops::observe(router)
+        .with_state(gateway)
 }
 
 async fn readyz(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>) -> (axum::http::StatusCode, &'static str) {

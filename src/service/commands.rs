@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 /// The longest personal note accepted (characters).
 pub const MAX_NOTE_CHARS: usize = 1024;
+/// The longest status text ("In the lab") accepted with a manual state (characters).
+pub const MAX_STATE_TEXT_CHARS: usize = 256;
 
 /// What a command batch produced.
 #[derive(Debug)]
@@ -128,15 +130,20 @@ impl Gateway {
 
     /// All categories or none: everything is checked before anything is applied.
     async fn publish(&self, session: &Session, publications: Vec<Publication>) -> Result<()> {
-        let mut manual: Option<ManualKind> = None;
+        let mut manual: Option<ManualState> = None;
         let mut note: Option<String> = None;
         let mut machine_idle: Option<bool> = None;
         for publication in publications {
             match publication {
-                Publication::UserState(ManualKind::AppearOffline) if !self.config.enable_appear_offline => {
+                Publication::UserState(ManualKind::AppearOffline, _) if !self.config.enable_appear_offline => {
                     return Err(GatewayError::InvalidOperation("appear offline is disabled".into()));
                 }
-                Publication::UserState(kind) => manual = Some(kind),
+                Publication::UserState(_, Some(text)) if text.chars().count() > MAX_STATE_TEXT_CHARS => {
+                    return Err(GatewayError::LimitExceeded(format!(
+                        "a status text holds at most {MAX_STATE_TEXT_CHARS} characters"
+                    )));
+                }
+                Publication::UserState(kind, text) => manual = Some(ManualState { text, ..ManualState::simple(kind) }),
                 Publication::Note(text) if text.chars().count() > MAX_NOTE_CHARS => {
                     return Err(GatewayError::LimitExceeded(format!("a note holds at most {MAX_NOTE_CHARS} characters")));
                 }
@@ -146,8 +153,8 @@ impl Gateway {
         }
         if manual.is_some() || note.is_some() {
             self.change_presence(&session.user, |p| {
-                if let Some(kind) = manual {
-                    p.manual = Some(ManualState::simple(kind));
+                if let Some(state) = manual {
+                    p.manual = Some(state);
                 }
                 if let Some(text) = note {
                     p.note = (!text.is_empty()).then_some(Note { text, expires: None });
