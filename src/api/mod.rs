@@ -5,25 +5,43 @@ mod admin;
 pub mod auth;
 pub mod error;
 mod images;
+pub mod openapi;
 pub mod pv2;
 mod sources;
 mod users;
 
 use crate::service::Gateway;
-use axum::routing::{get, put};
 use axum::Router;
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Every route of the API with its OpenAPI description: the router and the document are both
+/// split from this one list, so nothing is served that is not documented, and the reverse.
+fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(sources::put_source, sources::delete_source))
+        .routes(routes!(users::put_absent_state, users::delete_absent_state))
+        .routes(routes!(users::put_note, users::delete_note))
+        .routes(routes!(users::put_right, users::delete_right))
+        .routes(routes!(users::get_presence))
+        .routes(routes!(images::put_image, images::get_image, images::delete_image))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(admin::get_user, admin::put_user, admin::delete_user))
+        .routes(routes!(openapi::get_openapi))
+}
 
 pub fn router() -> Router<Arc<Gateway>> {
-    Router::new()
-        .route("/api/v1/users/{uri}/sources/{source}", put(sources::put_source).delete(sources::delete_source))
-        .route("/api/v1/users/{uri}/absent-state", put(users::put_absent_state).delete(users::delete_absent_state))
-        .route("/api/v1/users/{uri}/note", put(users::put_note).delete(users::delete_note))
-        .route("/api/v1/users/{owner}/rights/{watcher}", put(users::put_right).delete(users::delete_right))
-        .route("/api/v1/users/{uri}/presence", get(users::get_presence))
-        .route("/api/v1/users/{uri}/image", put(images::put_image).get(images::get_image).delete(images::delete_image))
-        .route("/api/v1/users", get(admin::list_users).post(admin::create_user))
-        .route("/api/v1/users/{uri}", get(admin::get_user).put(admin::put_user).delete(admin::delete_user))
+    routes().split_for_parts().0
+}
+
+/// `{uri}`: a user.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct UserPath {
+    /// The user's `sip:` URI (compared case-insensitively), e.g. `sip:bob@example.com`.
+    uri: String,
 }
 
 /// Reads a JSON body into `T`, naming the offending field on error (422) or refusing non-JSON (400).

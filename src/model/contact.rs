@@ -1,8 +1,9 @@
 //! Directory data of a user: identity, organisation and phones (what a contact card shows).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Phones {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work: Option<String>,
