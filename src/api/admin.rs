@@ -25,7 +25,8 @@ pub struct UserBody {
     /// 1 to 256 characters.
     pub display_name: String,
     /// Write-only: set (or change) the password; left out, the password stays as it is.
-    #[serde(default, skip_serializing)]
+    /// (`skip_serializing_if` rather than `skip_serializing`, so that the schema keeps the field.)
+    #[serde(default, skip_serializing_if = "never_shown")]
     #[schema(write_only)]
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,6 +43,10 @@ pub struct UserBody {
     pub phones: Phones,
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+fn never_shown<T>(_: &T) -> bool {
+    true
 }
 
 impl From<&Profile> for UserBody {

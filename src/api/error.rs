@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 /// An error: what programs match on (`code`), what people read (`message`) and, for a value that
 /// was refused, the field it was in (`calls[0].state`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ApiError {
     #[serde(skip)]
     pub status: StatusCode,

@@ -30,7 +30,7 @@ pub enum ImageSize {
 pub struct SizeQuery {
     /// `normal` (the default) or `large`.
     #[serde(default)]
-    #[param(value_type = Option<ImageSize>)]
+    #[param(value_type = Option<ImageSize>, inline)]
     size: Option<String>,
 }
 
@@ -42,6 +42,7 @@ fn is_large(query: &SizeQuery) -> Result<bool, ApiError> {
 
 /// A stored image.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ImageStored {
     /// The image hash: the `ETag` it is served with.
     #[serde(rename = "u8sImageHash")]
@@ -65,10 +66,7 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
     path = "/api/v1/users/{uri}/image",
     tag = "images",
     params(UserPath, SizeQuery),
-    request_body(description = "The picture, at most `limits.image_bytes` bytes", content(
-        (Vec<u8> = "image/jpeg"),
-        (Vec<u8> = "image/png"),
-    )),
+    request_body(description = "The picture, at most `limits.image_bytes` bytes", content(("image/jpeg"), ("image/png"))),
     security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
     responses(
         (status = 200, description = "Stored", body = ImageStored),
@@ -132,10 +130,7 @@ pub async fn put_image(
     ),
     security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
     responses(
-        (status = 200, description = "The picture", content(
-            (Vec<u8> = "image/jpeg"),
-            (Vec<u8> = "image/png"),
-        ), headers(
+        (status = 200, description = "The picture", content(("image/jpeg"), ("image/png")), headers(
             ("ETag" = String, description = "The image hash, quoted"),
             ("Cache-Control" = String, description = "`private, no-cache`"),
         )),

@@ -1,7 +1,8 @@
 //! Presence as JSON with the Presence V2 (`AsnPresenceV2`) field names, rendered from a
 //! [`PresenceView`] — so it holds exactly what the caller's level allows, as the CWA side does.
 //! The output types are the schema the OpenAPI document shows; fields are declared in the byte
-//! order of their JSON names, so the output keeps its sorted key order.
+//! order of their JSON names, so the output keeps its sorted key order. (`deny_unknown_fields` on
+//! these output-only types tells the schema that no other keys appear.)
 
 use crate::model::aggregate::Activity;
 use crate::model::presentity::{AppointmentView, PhoneKind, PresenceView};
@@ -20,6 +21,7 @@ fn time(t: Timestamp) -> String {
 /// `AsnPresenceV2`: one user's presence as the caller may see it. Parts the caller's level does
 /// not show are left out.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PresenceV2 {
     /// Why the state is what it is (left out when there is nothing special).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +67,7 @@ pub struct PresenceV2 {
 
 /// `AsnRemoteContact`: the contact card parts the caller may see.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RemoteContactV2 {
     #[serde(rename = "u8sCompany", skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -102,6 +105,7 @@ pub struct RemoteContactV2 {
 
 /// `AsnAbsentState`: the manual state, with the gateway's own kind and reachability by name.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AbsentStateV2 {
     /// `AsnAbsentStateEnum`: 0 available, 1 out of office (away, be right back, appear offline),
     /// 2 busy, 3 do not disturb.
@@ -129,6 +133,7 @@ pub struct AbsentStateV2 {
 
 /// `AsnCustomNote`: the personal note.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CustomNoteV2 {
     #[serde(rename = "u8sContactID")]
     pub contact_id: String,
@@ -140,6 +145,7 @@ pub struct CustomNoteV2 {
 
 /// `AsnAppointmentEntry`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AppointmentV2 {
     /// 0 free, 1 tentative, 2 busy, 3 out of office.
     #[serde(rename = "iStatus")]
@@ -160,6 +166,7 @@ pub struct AppointmentV2 {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AppointmentParamsV2 {
     #[serde(rename = "Location")]
     pub location: String,
@@ -167,6 +174,7 @@ pub struct AppointmentParamsV2 {
 
 /// `AsnPhoneLine`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LineV2 {
     /// 1 when do-not-disturb is set on the line.
     #[serde(rename = "iDoNotDisturb")]
@@ -184,6 +192,7 @@ pub struct LineV2 {
 
 /// `AsnCall`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CallV2 {
     #[serde(rename = "bInternal")]
     pub internal: bool,
@@ -207,6 +216,7 @@ pub struct CallV2 {
 
 /// `AsnLineForward`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ForwardV2 {
     /// 1 immediate, 2 busy, 3 no answer, 10 busy or no answer.
     #[serde(rename = "iForwardMode")]
@@ -223,6 +233,7 @@ pub struct ForwardV2 {
 
 /// `AsnAgentState`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AgentStateV2 {
     /// 0 logged out, 1 not ready, 2 ready, 3 busy, 4 after-call work.
     #[serde(rename = "dwState")]
@@ -232,6 +243,7 @@ pub struct AgentStateV2 {
 
 /// `AsnContactCapabilitiesEx`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CapabilitiesV2 {
     /// Always empty: the gateway knows no custom capabilities.
     #[serde(rename = "customCapabilities")]
@@ -244,6 +256,7 @@ pub struct CapabilitiesV2 {
 
 /// The caller's level as a Presence V2 rights value and by name.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DynamicRightsV2 {
     /// 0 blocked, 65536 public, 131072 company, 262144 team, 524288 personal.
     #[serde(rename = "iDynamicRights")]

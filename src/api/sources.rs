@@ -141,6 +141,7 @@ impl ToSchema for SourceReportBody {
 
 /// A stored report.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SourceStored {
     /// When the report is withdrawn unless renewed.
     #[schema(value_type = chrono::DateTime<chrono::Utc>)]
@@ -244,4 +245,16 @@ pub async fn delete_source(
     }
     gateway.remove_source(&uri, &source)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parser_and_the_document_know_the_model_kinds() {
+        let names: Vec<&str> = REPORT_KINDS.iter().map(|k| k.name).collect();
+        assert_eq!(names, KINDS);
+        assert_eq!(REPORT_KINDS[2].schema_name(), "AudioVideoReport");
+    }
 }

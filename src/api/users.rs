@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, ToSchema};
 
@@ -55,7 +55,7 @@ fn text_schema(min: usize, max: usize, description: &str) -> ObjectBuilder {
 }
 
 fn absent_text_schema() -> impl Into<RefOr<Schema>> {
-    text_schema(0, MAX_TEXT_CHARS, "Shown with the state")
+    text_schema(0, MAX_TEXT_CHARS, "Shown with the state").schema_type(SchemaType::from_iter([Type::String, Type::Null]))
 }
 
 fn note_text_schema() -> impl Into<RefOr<Schema>> {
@@ -157,6 +157,7 @@ pub struct NoteBody {
 
 /// The note as set (`AsnCustomNote` names).
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NoteV2 {
     #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     expires: Option<Timestamp>,
@@ -250,8 +251,8 @@ pub struct RightBody {
 /// The Presence V2 rights values, one per level.
 fn dynamic_rights_schema() -> impl Into<RefOr<Schema>> {
     ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .enum_values(Some(AccessLevel::ALL.map(AccessLevel::pv2_value)))
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .enum_values(Some(AccessLevel::ALL.map(|l| Some(l.pv2_value())).into_iter().chain([None])))
         .description(Some("The level as a Presence V2 rights value"))
 }
 
@@ -267,6 +268,7 @@ pub struct RightPath {
 
 /// The owner's entry for a watcher.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RightsEntryV2 {
     /// 0 blocked, 65536 public, 131072 company, 262144 team, 524288 personal.
     #[serde(rename = "iDynamicRights")]
@@ -280,6 +282,7 @@ pub struct RightsEntryV2 {
 
 /// `asnRemoveDynamicRights`'s answer.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RemoveRightsResult {
     /// 0: done (also when there was no entry).
     #[serde(rename = "iResult")]

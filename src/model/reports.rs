@@ -30,6 +30,7 @@ pub struct CallsData {
     pub calls: Vec<Call>,
 }
 
+/// Appointments and the out-of-office message reported by a calendar sync.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CalendarData {
@@ -39,18 +40,21 @@ pub struct CalendarData {
     pub oof_message: Option<String>,
 }
 
+/// What a desktop client reports about the computer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ComputerData {
     pub state: ComputerState,
 }
 
+/// The agent (ACD) state reported by a contact-centre system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentData {
     pub state: AgentState,
 }
 
+/// What the user's clients can do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CapabilitiesData {
