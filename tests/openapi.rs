@@ -366,7 +366,7 @@ async fn images_answer_as_documented() {
     let cached = http.get(&url).bearer_auth(ADMIN_TOKEN).header("If-None-Match", etag).send().await.unwrap();
     assert_eq!(cached.status().as_u16(), 304);
     assert!(contract.operation("get", template)["responses"]["304"].is_object());
-    for (size, status) in [("large", 404), ("huge", 422)] {
+    for (size, status) in [("large", 404), ("huge", 422), ("large&size=normal", 422)] {
         let reply = http.get(format!("{url}?size={size}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
         assert_eq!(reply.status().as_u16(), status);
         contract.check_answer("get", template, status, &reply.json().await.unwrap());
@@ -419,6 +419,8 @@ async fn the_document_takes_what_the_handlers_take_and_refuses_what_they_refuse(
         }
         assert_eq!(body["kind"], kind);
     }
+    cases.push((json!({"kind": "phone", "calls": [{"id": " ", "state": "connected"}]}), false));
+    cases.push((json!({"kind": "phone", "lines": [{"number": ""}]}), false));
     cases.push((json!({"kind": "fax"}), false));
     cases.push((json!({"ttlSeconds": 60}), false));
     cases.push((json!({"kind": "computer", "state": "asleep"}), false));
@@ -443,6 +445,40 @@ async fn the_document_takes_what_the_handlers_take_and_refuses_what_they_refuse(
             api.call("put", "/api/v1/users/{uri}/absent-state", Auth::Bearer(ADMIN_TOKEN), Some(body.clone())).await;
         assert_eq!(status == 200, valid, "the handler on {body}: {answer}");
     }
+    let users = contract.request_schema("post", "/api/v1/users");
+    for (body, valid) in [
+        (json!({"uri": "SIP:Zoe@Example.com", "displayName": "Zoe"}), true),
+        (json!({"uri": "sip:yan@example.com", "displayName": " "}), false),
+        (json!({"uri": "sip:yan@example.com", "displayName": "Yan", "password": ""}), false),
+        (json!({"uri": "yan@example.com", "displayName": "Yan"}), false),
+    ] {
+        assert_eq!(contract.errors(&users, &body).is_empty(), valid, "the document on {body}");
+        let (status, answer) = api.call("post", "/api/v1/users", Auth::Bearer(ADMIN_TOKEN), Some(body.clone())).await;
+        assert_eq!(status == 201, valid, "the handler on {body}: {answer}");
+    }
+
+    // Path URIs: the documented pattern takes exactly what the handlers take.
+    let presence = "/api/v1/users/{uri}/presence";
+    let params = contract.operation("get", presence)["parameters"].as_array().unwrap();
+    let uri_schema = params.iter().find(|p| p["name"] == "uri").unwrap()["schema"].clone();
+    for uri in [
+        "sip:bob@example.com",
+        "SIP:Bob@Example.COM",
+        "sip:nobody@example.com",
+        "bob@example.com",
+        "sip:bob",
+        "sip:@example.com",
+        "sip:a@b@c",
+        "sip:<b>@example.com",
+        "sip:b%09b@example.com",
+    ] {
+        let decoded = uri.replace("%09", "\t");
+        let documented = contract.errors(&uri_schema, &json!(decoded)).is_empty();
+        let path = format!("/api/v1/users/{uri}/presence");
+        let (status, _) = api.call_at("get", presence, &path, Auth::Bearer(ADMIN_TOKEN), None).await;
+        assert_eq!(status != 422, documented, "{uri}: {status}");
+    }
+
     let rights = contract.request_schema("put", "/api/v1/users/{owner}/rights/{watcher}");
     for (body, valid) in
         [(json!({"level": "company"}), true), (json!({"iDynamicRights": 262144}), true), (json!({"iDynamicRights": 3}), false)]

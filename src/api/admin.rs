@@ -21,13 +21,15 @@ use utoipa::ToSchema;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserBody {
     /// The user's `sip:` URI.
+    #[schema(value_type = super::SipUri)]
     pub uri: String,
-    /// 1 to 256 characters.
+    /// 1 to 256 characters, not blank.
+    #[schema(pattern = r"\S")]
     pub display_name: String,
     /// Write-only: set (or change) the password; left out, the password stays as it is.
     /// (`skip_serializing_if` rather than `skip_serializing`, so that the schema keeps the field.)
     #[serde(default, skip_serializing_if = "never_shown")]
-    #[schema(write_only)]
+    #[schema(write_only, min_length = 1)]
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,

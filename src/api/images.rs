@@ -7,6 +7,7 @@ use super::{path_uri, UserPath};
 use crate::model::rights::AccessLevel;
 use crate::service::Gateway;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,10 +35,13 @@ pub struct SizeQuery {
     size: Option<String>,
 }
 
-fn is_large(query: &SizeQuery) -> Result<bool, ApiError> {
-    let Some(size) = query.size.as_deref() else { return Ok(false) };
-    let size: Result<ImageSize, serde::de::value::Error> = ImageSize::deserialize(size.into_deserializer());
-    size.map(|s| s == ImageSize::Large).map_err(|_| ApiError::invalid_field("size", "normal or large"))
+/// A query that does not parse (a repeated `size`, say) is refused like a bad value.
+fn is_large(query: Result<Query<SizeQuery>, QueryRejection>) -> Result<bool, ApiError> {
+    let refused = || ApiError::invalid_field("size", "normal or large, at most once");
+    let Query(query) = query.map_err(|_| refused())?;
+    let Some(size) = query.size else { return Ok(false) };
+    let size: Result<ImageSize, serde::de::value::Error> = ImageSize::deserialize(size.as_str().into_deserializer());
+    size.map(|s| s == ImageSize::Large).map_err(|_| refused())
 }
 
 /// A stored image.
@@ -82,7 +86,7 @@ pub async fn put_image(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
-    Query(query): Query<SizeQuery>,
+    query: Result<Query<SizeQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, axum::Json<ImageStored>), ApiError> {
@@ -90,7 +94,7 @@ pub async fn put_image(
     if !caller.is_admin_or(&uri) {
         return Err(ApiError::permission_denied("only the user or an admin may set the image"));
     }
-    let large = is_large(&query)?;
+    let large = is_large(query)?;
     if gateway.directory.profile(&uri).is_none() {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
@@ -146,11 +150,11 @@ pub async fn get_image(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
-    Query(query): Query<SizeQuery>,
+    query: Result<Query<SizeQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let uri = path_uri(&uri)?;
-    let large = is_large(&query)?;
+    let large = is_large(query)?;
     let visible = match caller.user() {
         Some(me) => me == uri || gateway.directory.level(&uri, me) >= AccessLevel::Public,
         None => caller.is_admin(),
@@ -197,13 +201,13 @@ pub async fn delete_image(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
-    Query(query): Query<SizeQuery>,
+    query: Result<Query<SizeQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let uri = path_uri(&uri)?;
     if !caller.is_admin_or(&uri) {
         return Err(ApiError::permission_denied("only the user or an admin may remove the image"));
     }
-    let large = is_large(&query)?;
+    let large = is_large(query)?;
     match gateway.remove_image(&uri, large).await? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::not_found("no image")),

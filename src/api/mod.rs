@@ -41,8 +41,27 @@ pub fn router() -> Router<Arc<Gateway>> {
 #[into_params(parameter_in = Path)]
 pub(crate) struct UserPath {
     /// The user's `sip:` URI (compared case-insensitively), e.g. `sip:bob@example.com`.
+    #[param(value_type = SipUri, inline)]
     uri: String,
 }
+
+/// A `sip:` URI as [`path_uri`] accepts it: surrounding spaces and case do not matter; `sip:`, a
+/// user part, one `@` and a domain, without spaces, control or markup characters.
+pub(crate) struct SipUri;
+
+impl utoipa::PartialSchema for SipUri {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        const PART: &str = r#"[^@\s<>"'&\u0000-\u001F\u007F-\u009F]+"#;
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(format!(r"^\s*[sS][iI][pP]:{PART}@{PART}\s*$")))
+            .max_length(Some(crate::model::contact::MAX_URI_BYTES))
+            .examples(["sip:bob@example.com"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SipUri {}
 
 /// Reads a JSON body into `T`, naming the offending field on error (422) or refusing non-JSON (400).
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, error::ApiError> {

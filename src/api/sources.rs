@@ -3,7 +3,7 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::{parse_json, path_uri};
+use super::{parse_json, path_uri, SipUri};
 use crate::model::reports::{
     AgentData, CalendarData, CallsData, CapabilitiesData, ComputerData, PhoneData, ReportData, SourceReport, KINDS,
 };
@@ -155,6 +155,7 @@ pub struct SourceStored {
 #[into_params(parameter_in = Path)]
 pub struct SourcePath {
     /// The user's `sip:` URI, e.g. `sip:bob@example.com`.
+    #[param(value_type = SipUri, inline)]
     uri: String,
     /// The name the integration reports under: 1–64 of `A–Z a–z 0–9 . _ -`.
     #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]

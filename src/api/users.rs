@@ -5,7 +5,7 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::pv2::{AbsentStateV2, PresenceV2};
-use super::{parse_json, path_uri, pv2, UserPath};
+use super::{parse_json, path_uri, pv2, SipUri, UserPath};
 use crate::model::presentity::{view, Viewer};
 use crate::model::rights::{visibility, AccessLevel, Member, RightsEntry};
 use crate::model::sources::{ManualKind, ManualState, Note, Reachability, Timestamp};
@@ -59,7 +59,7 @@ fn absent_text_schema() -> impl Into<RefOr<Schema>> {
 }
 
 fn note_text_schema() -> impl Into<RefOr<Schema>> {
-    text_schema(1, crate::service::commands::MAX_NOTE_CHARS, "The note; not blank")
+    text_schema(1, crate::service::commands::MAX_NOTE_CHARS, "The note; not blank").pattern(Some(r"\S"))
 }
 
 /// Admin, the user, or a watcher at Team level or above ("may set this user's absent state").
@@ -261,8 +261,10 @@ fn dynamic_rights_schema() -> impl Into<RefOr<Schema>> {
 #[into_params(parameter_in = Path)]
 pub struct RightPath {
     /// The user whose list it is, e.g. `sip:bob@example.com`.
+    #[param(value_type = SipUri, inline)]
     owner: String,
     /// The watcher the entry is for, e.g. `sip:alice@example.com`.
+    #[param(value_type = SipUri, inline)]
     watcher: String,
 }
 

@@ -117,6 +117,8 @@ pub enum CallDirection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Call {
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub id: String,
     /// Set from the reporting source's kind.
     #[serde(default)]
@@ -145,6 +147,8 @@ pub enum LineState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Line {
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub number: String,
     #[serde(default)]
     pub state: LineState,
@@ -168,6 +172,8 @@ pub struct Forward {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<String>,
     pub mode: ForwardMode,
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub destination: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_answer_seconds: Option<u32>,
@@ -210,6 +216,8 @@ pub enum AppointmentStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Appointment {
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub id: String,
     #[schema(value_type = chrono::DateTime<chrono::Utc>)]
     pub start: Timestamp,
