@@ -421,6 +421,8 @@ async fn the_document_takes_what_the_handlers_take_and_refuses_what_they_refuse(
     }
     cases.push((json!({"kind": "phone", "calls": [{"id": " ", "state": "connected"}]}), false));
     cases.push((json!({"kind": "phone", "lines": [{"number": ""}]}), false));
+    let long_wait = json!([{"mode": "no-answer", "destination": "x", "noAnswerSeconds": 3_000_000_000u32}]);
+    cases.push((json!({"kind": "phone", "forwards": long_wait}), true));
     cases.push((json!({"kind": "fax"}), false));
     cases.push((json!({"ttlSeconds": 60}), false));
     cases.push((json!({"kind": "computer", "state": "asleep"}), false));
@@ -480,9 +482,14 @@ async fn the_document_takes_what_the_handlers_take_and_refuses_what_they_refuse(
     }
 
     let rights = contract.request_schema("put", "/api/v1/users/{owner}/rights/{watcher}");
-    for (body, valid) in
-        [(json!({"level": "company"}), true), (json!({"iDynamicRights": 262144}), true), (json!({"iDynamicRights": 3}), false)]
-    {
+    for (body, valid) in [
+        (json!({"level": "company"}), true),
+        (json!({"iDynamicRights": 262144}), true),
+        (json!({"level": "team", "iDynamicRights": null}), true),
+        (json!({"iDynamicRights": 3}), false),
+        (json!({}), false),
+        (json!({"level": "team", "iDynamicRights": 262144}), false),
+    ] {
         assert_eq!(contract.errors(&rights, &body).is_empty(), valid, "the document on {body}");
         let (status, _) =
             api.call("put", "/api/v1/users/{owner}/rights/{watcher}", Auth::Bearer(ADMIN_TOKEN), Some(body.clone())).await;

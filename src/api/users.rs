@@ -17,9 +17,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 const MAX_TEXT_CHARS: usize = 256;
 
@@ -235,26 +235,38 @@ pub async fn delete_note(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The watcher's level, by name or as a Presence V2 rights value: exactly one of the two.
-#[derive(Deserialize, ToSchema)]
+/// The watcher's level, by name or as a Presence V2 rights value: exactly one of the two (a
+/// `null` counts as left out).
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RightBody {
-    /// A level name (case-insensitive).
     #[serde(default)]
-    #[schema(value_type = Option<AccessLevel>)]
     level: Option<String>,
     #[serde(default, rename = "iDynamicRights")]
-    #[schema(schema_with = dynamic_rights_schema)]
     i_dynamic_rights: Option<u32>,
 }
 
-/// The Presence V2 rights values, one per level.
-fn dynamic_rights_schema() -> impl Into<RefOr<Schema>> {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
-        .enum_values(Some(AccessLevel::ALL.map(|l| Some(l.pv2_value())).into_iter().chain([None])))
-        .description(Some("The level as a Presence V2 rights value"))
+impl PartialSchema for RightBody {
+    fn schema() -> RefOr<Schema> {
+        let null = || ObjectBuilder::new().schema_type(Type::Null);
+        let by_name = ObjectBuilder::new()
+            .description(Some("By name (case-insensitive)"))
+            .property("level", <AccessLevel as PartialSchema>::schema())
+            .property("iDynamicRights", null())
+            .required("level")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let values = AccessLevel::ALL.map(AccessLevel::pv2_value);
+        let by_value = ObjectBuilder::new()
+            .description(Some("As a Presence V2 rights value"))
+            .property("iDynamicRights", ObjectBuilder::new().schema_type(Type::Integer).enum_values(Some(values)))
+            .property("level", null())
+            .required("iDynamicRights")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new().item(by_name).item(by_value).into()
+    }
 }
+
+impl ToSchema for RightBody {}
 
 /// `{owner}/rights/{watcher}`.
 #[derive(Deserialize, IntoParams)]
