@@ -3,7 +3,7 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::{parse_json, path_uri};
+use super::{parse_json, path_uri, UserPath};
 use crate::model::contact::{Phones, Profile};
 use crate::service::auth::hash_password;
 use crate::service::Gateway;
@@ -14,15 +14,22 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// A user as the API shows and accepts it (never with a password hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserBody {
+    /// The user's `sip:` URI.
+    #[schema(value_type = super::SipUri)]
     pub uri: String,
+    /// 1 to 256 characters, not blank.
+    #[schema(pattern = r"\S")]
     pub display_name: String,
-    /// Write-only: set (or change) the password.
-    #[serde(default, skip_serializing)]
+    /// Write-only: set (or change) the password; left out, the password stays as it is.
+    /// (`skip_serializing_if` rather than `skip_serializing`, so that the schema keeps the field.)
+    #[serde(default, skip_serializing_if = "never_shown")]
+    #[schema(write_only, min_length = 1)]
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
@@ -38,6 +45,10 @@ pub struct UserBody {
     pub phones: Phones,
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+fn never_shown<T>(_: &T) -> bool {
+    true
 }
 
 impl From<&Profile> for UserBody {
@@ -91,6 +102,18 @@ async fn record_from(body: UserBody, uri: String) -> Result<UserRecord, ApiError
     Ok(UserRecord { profile, password_hash: hash })
 }
 
+/// Every user, by URI.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "All users", body = [UserBody]),
+        (status = 401, description = "No valid bearer token", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+    )
+)]
 pub async fn list_users(State(gateway): State<Arc<Gateway>>, caller: Caller) -> Result<Json<Vec<UserBody>>, ApiError> {
     require_admin(&caller)?;
     let mut users: Vec<UserBody> = gateway.directory.all_profiles().iter().map(|p| UserBody::from(&**p)).collect();
@@ -98,6 +121,22 @@ pub async fn list_users(State(gateway): State<Arc<Gateway>>, caller: Caller) -> 
     Ok(Json(users))
 }
 
+/// Creates a user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    request_body = UserBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = UserBody),
+        (status = 400, description = "The body is not JSON", body = ApiError),
+        (status = 401, description = "No valid bearer token", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 409, description = "The user exists (`already_exists`)", body = ApiError),
+        (status = 422, description = "A field is wrong; `field` names it", body = ApiError),
+    )
+)]
 pub async fn create_user(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
@@ -114,10 +153,25 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(UserBody::from(&record.profile))))
 }
 
+/// One user's whole record.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{uri}",
+    tag = "users",
+    params(UserPath),
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserBody),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "Neither the user nor an admin", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "The URI is malformed", body = ApiError),
+    )
+)]
 pub async fn get_user(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
+    Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<Json<UserBody>, ApiError> {
     let uri = path_uri(&uri)?;
     if !caller.is_admin_or(&uri) {
@@ -127,10 +181,26 @@ pub async fn get_user(
     Ok(Json(UserBody::from(&*profile)))
 }
 
+/// Creates or replaces a user.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{uri}",
+    tag = "users",
+    params(UserPath),
+    request_body = UserBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stored", body = UserBody),
+        (status = 400, description = "The body is not JSON", body = ApiError),
+        (status = 401, description = "No valid bearer token", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 422, description = "A field is wrong (`uri` must match the path); `field` names it", body = ApiError),
+    )
+)]
 pub async fn put_user(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
+    Path(UserPath { uri }): Path<UserPath>,
     body: Bytes,
 ) -> Result<Json<UserBody>, ApiError> {
     require_admin(&caller)?;
@@ -144,10 +214,25 @@ pub async fn put_user(
     Ok(Json(UserBody::from(&record.profile)))
 }
 
+/// Deletes a user: their sessions end and every watcher gets a final offline snapshot.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{uri}",
+    tag = "users",
+    params(UserPath),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid bearer token", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "The URI is malformed", body = ApiError),
+    )
+)]
 pub async fn delete_user(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
+    Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&caller)?;
     let uri = path_uri(&uri)?;

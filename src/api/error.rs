@@ -5,14 +5,21 @@ use crate::error::GatewayError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An error: what programs match on (`code`), what people read (`message`) and, for a value that
+/// was refused, the field it was in (`calls[0].state`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ApiError {
     #[serde(skip)]
     pub status: StatusCode,
+    /// Stable, for programs to match on (e.g. `unauthenticated`, `validation_failed`).
+    #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub field: Option<String>,
 }
 

@@ -14,12 +14,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
-#[derive(Deserialize)]
+/// `POST /api/v1/subscriptions` (Presence V2 `asnGetAndSubscribePresenceV2`).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SubscribeBody {
+pub(crate) struct SubscribeBody {
     #[serde(rename = "seqContactIDs")]
     seq_contact_ids: Vec<String>,
     #[serde(default, rename = "iEventFlagsToSubscribe")]
@@ -28,9 +29,10 @@ struct SubscribeBody {
     details_filter: Option<u32>,
 }
 
-#[derive(Deserialize)]
+/// `DELETE /api/v1/subscriptions`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UnsubscribeBody {
+pub(crate) struct UnsubscribeBody {
     #[serde(rename = "seqContactIDs")]
     seq_contact_ids: Vec<String>,
 }
@@ -54,7 +56,26 @@ fn user_only(caller: &Caller) -> Result<&Arc<crate::service::auth::Login>, ApiEr
     caller.login().ok_or_else(|| ApiError::forbidden("subscriptions belong to a signed-in user: use a CWA-Ticket"))
 }
 
-pub async fn subscribe(State(gateway): State<Arc<Gateway>>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions",
+    tag = "events",
+    request_body = SubscribeBody,
+    security(("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "Subscribed; the snapshots", body = SubscribeReply),
+        (status = 400, description = "The body is not JSON", body = ApiError),
+        (status = 401, description = "No valid ticket", body = ApiError),
+        (status = 403, description = "Not a signed-in user", body = ApiError),
+        (status = 422, description = "A field is wrong; `field` names it", body = ApiError),
+        (status = 429, description = "Too many sessions or subscriptions", body = ApiError),
+    )
+)]
+pub async fn subscribe(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<SubscribeReply>, ApiError> {
     let login = user_only(&caller)?;
     let body: SubscribeBody = parse_json(&body)?;
     let uris = checked_uris(&gateway, &body.seq_contact_ids)?;
@@ -65,9 +86,23 @@ pub async fn subscribe(State(gateway): State<Arc<Gateway>>, caller: Caller, body
     let filter = EventFilter { events, details: body.details_filter.unwrap_or(0) & flags::ALL };
     let stream = gateway.json_stream(login, true)?.ok_or_else(|| ApiError::not_found("no event stream"))?;
     let snapshots = gateway.json_subscribe(&stream, &uris, filter).await?;
-    Ok(Json(json!({"seqPresence": snapshots, "iEventFlagsToSubscribe": events})))
+    Ok(Json(SubscribeReply { seq_presence: snapshots, event_flags: events }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/subscriptions",
+    tag = "events",
+    request_body = UnsubscribeBody,
+    security(("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 204, description = "Unsubscribed"),
+        (status = 400, description = "The body is not JSON", body = ApiError),
+        (status = 401, description = "No valid ticket", body = ApiError),
+        (status = 403, description = "Not a signed-in user", body = ApiError),
+        (status = 422, description = "A field is wrong; `field` names it", body = ApiError),
+    )
+)]
 pub async fn unsubscribe(State(gateway): State<Arc<Gateway>>, caller: Caller, body: Bytes) -> Result<StatusCode, ApiError> {
     let login = user_only(&caller)?;
     let body: UnsubscribeBody = parse_json(&body)?;
@@ -78,7 +113,31 @@ pub async fn unsubscribe(State(gateway): State<Arc<Gateway>>, caller: Caller, bo
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// The snapshots a subscription starts with.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SubscribeReply {
+    /// One `AsnPresenceV2` per contact, cut to `iContactDetailsReturnFilter` and the caller's level.
+    #[serde(rename = "seqPresence")]
+    #[schema(value_type = Vec<Object>)]
+    seq_presence: Vec<Value>,
+    #[serde(rename = "iEventFlagsToSubscribe")]
+    event_flags: u32,
+}
+
+/// One batch of the JSON event stream.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventsReply {
+    /// The eid of the last event (or the acknowledged position when there are none).
+    ack_id: u64,
+    poll_wait_time: u64,
+    /// Each `{"eid": n, "asnUpdatePresenceV2": {...}}` or `{"eid": n, "asnRemovePresence": {...}}`.
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<Value>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     #[serde(default)]
     after: u64,
@@ -87,6 +146,19 @@ pub struct EventsQuery {
     active: Option<bool>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    params(EventsQuery),
+    security(("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "Events after `after` (held until one arrives or the hold time ends)", body = EventsReply),
+        (status = 401, description = "No valid ticket", body = ApiError),
+        (status = 403, description = "Not a signed-in user", body = ApiError),
+        (status = 404, description = "No subscription yet (`no_subscription`)", body = ApiError),
+    )
+)]
 pub async fn events(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,

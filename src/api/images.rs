@@ -3,28 +3,54 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::path_uri;
+use super::{path_uri, UserPath};
 use crate::model::rights::AccessLevel;
 use crate::service::Gateway;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+/// Which of the user's two pictures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageSize {
+    #[default]
+    Normal,
+    Large,
+}
+
+/// `?size=`, read by hand so that a bad value is a JSON error naming the field.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SizeQuery {
+    /// `normal` (the default) or `large`.
     #[serde(default)]
+    #[param(value_type = Option<ImageSize>, inline)]
     size: Option<String>,
 }
 
-fn is_large(query: &SizeQuery) -> Result<bool, ApiError> {
-    match query.size.as_deref() {
-        None | Some("normal") => Ok(false),
-        Some("large") => Ok(true),
-        Some(_) => Err(ApiError::invalid_field("size", "normal or large")),
-    }
+/// A query that does not parse (a repeated `size`, say) is refused like a bad value.
+fn is_large(query: Result<Query<SizeQuery>, QueryRejection>) -> Result<bool, ApiError> {
+    let refused = || ApiError::invalid_field("size", "normal or large, at most once");
+    let Query(query) = query.map_err(|_| refused())?;
+    let Some(size) = query.size else { return Ok(false) };
+    let size: Result<ImageSize, serde::de::value::Error> = ImageSize::deserialize(size.as_str().into_deserializer());
+    size.map(|s| s == ImageSize::Large).map_err(|_| refused())
+}
+
+/// A stored image.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageStored {
+    /// The image hash: the `ETag` it is served with.
+    #[serde(rename = "u8sImageHash")]
+    hash: String,
 }
 
 /// The content type the bytes really have, if it is one we accept.
@@ -38,19 +64,37 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Stores the user's picture (a change of it is a presence change).
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{uri}/image",
+    tag = "images",
+    params(UserPath, SizeQuery),
+    request_body(description = "The picture, at most `limits.image_bytes` bytes", content(("image/jpeg"), ("image/png"))),
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "Stored", body = ImageStored),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "Neither the user nor an admin", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 413, description = "Larger than `limits.image_bytes`", body = ApiError),
+        (status = 415, description = "Not `image/jpeg` or `image/png`, or the bytes are not the declared type", body = ApiError),
+        (status = 422, description = "The URI or `size` is malformed", body = ApiError),
+    )
+)]
 pub async fn put_image(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
-    Query(query): Query<SizeQuery>,
+    Path(UserPath { uri }): Path<UserPath>,
+    query: Result<Query<SizeQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<(StatusCode, axum::Json<ImageStored>), ApiError> {
     let uri = path_uri(&uri)?;
     if !caller.is_admin_or(&uri) {
         return Err(ApiError::permission_denied("only the user or an admin may set the image"));
     }
-    let large = is_large(&query)?;
+    let large = is_large(query)?;
     if gateway.directory.profile(&uri).is_none() {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
@@ -75,18 +119,42 @@ pub async fn put_image(
         ));
     }
     let hash = gateway.set_image(&uri, large, &declared, body.to_vec()).await?;
-    Ok((StatusCode::OK, axum::Json(serde_json::json!({"u8sImageHash": hash}))))
+    Ok((StatusCode::OK, axum::Json(ImageStored { hash })))
 }
 
+/// The user's picture, if the caller may see it (public level and above).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{uri}/image",
+    tag = "images",
+    params(
+        UserPath,
+        SizeQuery,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from before: answered with 304 while it is current"),
+    ),
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "The picture", content(("image/jpeg"), ("image/png")), headers(
+            ("ETag" = String, description = "The image hash, quoted"),
+            ("Cache-Control" = String, description = "`private, no-cache`"),
+        )),
+        (status = 304, description = "Not modified since the `If-None-Match` ETag", headers(
+            ("ETag" = String, description = "The image hash, quoted"),
+        )),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 404, description = "No picture, or the caller may not see it (`eNOIMAGEFOUND`)", body = ApiError),
+        (status = 422, description = "The URI or `size` is malformed", body = ApiError),
+    )
+)]
 pub async fn get_image(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
-    Query(query): Query<SizeQuery>,
+    Path(UserPath { uri }): Path<UserPath>,
+    query: Result<Query<SizeQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let uri = path_uri(&uri)?;
-    let large = is_large(&query)?;
+    let large = is_large(query)?;
     let visible = match caller.user() {
         Some(me) => me == uri || gateway.directory.level(&uri, me) >= AccessLevel::Public,
         None => caller.is_admin(),
@@ -114,17 +182,32 @@ pub async fn get_image(
     Ok(response)
 }
 
+/// Removes the user's picture.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{uri}/image",
+    tag = "images",
+    params(UserPath, SizeQuery),
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "Neither the user nor an admin", body = ApiError),
+        (status = 404, description = "No picture", body = ApiError),
+        (status = 422, description = "The URI or `size` is malformed", body = ApiError),
+    )
+)]
 pub async fn delete_image(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
-    Query(query): Query<SizeQuery>,
+    Path(UserPath { uri }): Path<UserPath>,
+    query: Result<Query<SizeQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let uri = path_uri(&uri)?;
     if !caller.is_admin_or(&uri) {
         return Err(ApiError::permission_denied("only the user or an admin may remove the image"));
     }
-    let large = is_large(&query)?;
+    let large = is_large(query)?;
     match gateway.remove_image(&uri, large).await? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::not_found("no image")),

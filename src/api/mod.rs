@@ -6,28 +6,65 @@ pub mod auth;
 pub mod error;
 mod events;
 mod images;
+pub mod openapi;
 pub mod pv2;
 mod sources;
 mod users;
 
 use crate::service::Gateway;
-use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Every route of the API with its OpenAPI description: the router and the document are both
+/// split from this one list, so nothing is served that is not documented, and the reverse.
+fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(sources::put_source, sources::delete_source))
+        .routes(routes!(users::put_absent_state, users::delete_absent_state))
+        .routes(routes!(users::put_note, users::delete_note))
+        .routes(routes!(users::put_right, users::delete_right))
+        .routes(routes!(users::get_presence))
+        .routes(routes!(images::put_image, images::get_image, images::delete_image))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(admin::get_user, admin::put_user, admin::delete_user))
+        .routes(routes!(events::subscribe, events::unsubscribe))
+        .routes(routes!(events::events))
+        .routes(routes!(openapi::get_openapi))
+}
 
 pub fn router() -> Router<Arc<Gateway>> {
-    Router::new()
-        .route("/api/v1/users/{uri}/sources/{source}", put(sources::put_source).delete(sources::delete_source))
-        .route("/api/v1/users/{uri}/absent-state", put(users::put_absent_state).delete(users::delete_absent_state))
-        .route("/api/v1/users/{uri}/note", put(users::put_note).delete(users::delete_note))
-        .route("/api/v1/users/{owner}/rights/{watcher}", put(users::put_right).delete(users::delete_right))
-        .route("/api/v1/users/{uri}/presence", get(users::get_presence))
-        .route("/api/v1/users/{uri}/image", put(images::put_image).get(images::get_image).delete(images::delete_image))
-        .route("/api/v1/subscriptions", post(events::subscribe).delete(events::unsubscribe))
-        .route("/api/v1/events", get(events::events))
-        .route("/api/v1/users", get(admin::list_users).post(admin::create_user))
-        .route("/api/v1/users/{uri}", get(admin::get_user).put(admin::put_user).delete(admin::delete_user))
+    routes().split_for_parts().0
 }
+
+/// `{uri}`: a user.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct UserPath {
+    /// The user's `sip:` URI (compared case-insensitively), e.g. `sip:bob@example.com`.
+    #[param(value_type = SipUri, inline)]
+    uri: String,
+}
+
+/// A `sip:` URI as [`path_uri`] accepts it: surrounding spaces and case do not matter; `sip:`, a
+/// user part, one `@` and a domain, without spaces, control or markup characters.
+pub(crate) struct SipUri;
+
+impl utoipa::PartialSchema for SipUri {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        const PART: &str = r#"[^@\s<>"'&\u0000-\u001F\u007F-\u009F]+"#;
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(format!(r"^\s*[sS][iI][pP]:{PART}@{PART}\s*$")))
+            .max_length(Some(crate::model::contact::MAX_URI_BYTES))
+            .examples(["sip:bob@example.com"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SipUri {}
 
 /// Reads a JSON body into `T`, naming the offending field on error (422) or refusing non-JSON (400).
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, error::ApiError> {

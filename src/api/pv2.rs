@@ -1,5 +1,8 @@
 //! Presence as JSON with the Presence V2 (`AsnPresenceV2`) field names, rendered from a
 //! [`PresenceView`] — so it holds exactly what the caller's level allows, as the CWA side does.
+//! The output types are the schema the OpenAPI document shows; fields are declared in the byte
+//! order of their JSON names, so the output keeps its sorted key order. (`deny_unknown_fields` on
+//! these output-only types tells the schema that no other keys appear.)
 
 use crate::model::aggregate::Activity;
 use crate::model::presentity::{AppointmentView, PhoneKind, PresenceView};
@@ -8,86 +11,319 @@ use crate::model::sources::{
     AgentState, AppointmentStatus, Call, CallService, CallState, Forward, ForwardMode, Line, LineState, ManualKind, ManualState,
     Reachability, Timestamp,
 };
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-fn time(t: Timestamp) -> Value {
-    Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+fn time(t: Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `AsnPresenceV2`: one user's presence as the caller may see it. Parts the caller's level does
+/// not show are left out.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceV2 {
+    /// Why the state is what it is (left out when there is nothing special).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub activity: Option<Activity>,
+    #[serde(rename = "asnAbsentState", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub absent_state: Option<AbsentStateV2>,
+    #[serde(rename = "asnAgentState", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub agent_state: Option<AgentStateV2>,
+    #[serde(rename = "asnContactCapabilitiesEx", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub capabilities: Option<CapabilitiesV2>,
+    /// The caller's level on this user (left out for the user themself and admins).
+    #[serde(rename = "asnCurrentUserDynamicRights", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub current_user_rights: Option<DynamicRightsV2>,
+    #[serde(rename = "asnCustomNote", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub custom_note: Option<CustomNoteV2>,
+    #[serde(rename = "asnNextAppointment", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_appointment: Option<AppointmentV2>,
+    #[serde(rename = "asnRemoteContact")]
+    pub remote_contact: RemoteContactV2,
+    /// The calculated state: availability in the low byte, flags above it.
+    #[serde(rename = "iPresenceState")]
+    pub presence_state: u32,
+    /// The appointment going on now (empty when none); present when the calendar is visible.
+    #[serde(rename = "seqActualAppointments", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub actual_appointments: Option<Vec<AppointmentV2>>,
+    #[serde(rename = "seqCalls", skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<CallV2>,
+    #[serde(rename = "seqLineForwards", skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<ForwardV2>,
+    #[serde(rename = "seqPhoneLines", skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LineV2>,
+    #[serde(rename = "u8sContactId")]
+    pub contact_id: String,
+}
+
+/// `AsnRemoteContact`: the contact card parts the caller may see.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteContactV2 {
+    #[serde(rename = "u8sCompany", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub company: Option<String>,
+    #[serde(rename = "u8sDepartment", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub department: Option<String>,
+    #[serde(rename = "u8sDisplayName", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub display_name: Option<String>,
+    #[serde(rename = "u8sEMail", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub email: Option<String>,
+    #[serde(rename = "u8sJobTitle", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub job_title: Option<String>,
+    #[serde(rename = "u8sOfficeRoomNumber", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub office: Option<String>,
+    #[serde(rename = "u8sOtherTelephoneNumber", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub phone_other: Option<String>,
+    #[serde(rename = "u8sPhoneBusiness", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub phone_business: Option<String>,
+    #[serde(rename = "u8sPhoneHome", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub phone_home: Option<String>,
+    #[serde(rename = "u8sPhoneMobile", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub phone_mobile: Option<String>,
+    #[serde(rename = "u8sSIPAddress")]
+    pub sip_address: String,
+}
+
+/// `AsnAbsentState`: the manual state, with the gateway's own kind and reachability by name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbsentStateV2 {
+    /// `AsnAbsentStateEnum`: 0 available, 1 out of office (away, be right back, appear offline),
+    /// 2 busy, 3 do not disturb.
+    #[serde(rename = "eAbsentState")]
+    #[schema(minimum = 0, maximum = 3)]
+    pub absent_state: u32,
+    /// `AsnReachabilityEnum`: 0 normal, 1 pause, 2 business trip, 3 home office, 4 vacation.
+    #[serde(rename = "eReachability")]
+    #[schema(minimum = 0, maximum = 4)]
+    pub reachability_code: u32,
+    pub reachability: Reachability,
+    #[serde(rename = "stTimeFrom", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
+    pub from: Option<String>,
+    #[serde(rename = "stTimeTo", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
+    pub to: Option<String>,
+    pub state: ManualKind,
+    #[serde(rename = "u8sContactId")]
+    pub contact_id: String,
+    #[serde(rename = "u8sMessage", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub message: Option<String>,
+}
+
+/// `AsnCustomNote`: the personal note.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomNoteV2 {
+    #[serde(rename = "u8sContactID")]
+    pub contact_id: String,
+    #[serde(rename = "u8sNote")]
+    pub note: String,
+    #[serde(rename = "u8sUsername")]
+    pub username: String,
+}
+
+/// `AsnAppointmentEntry`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentV2 {
+    /// 0 free, 1 tentative, 2 busy, 3 out of office.
+    #[serde(rename = "iStatus")]
+    #[schema(minimum = 0, maximum = 3)]
+    pub status: u32,
+    #[serde(rename = "optionalParams", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub optional_params: Option<AppointmentParamsV2>,
+    #[serde(rename = "stEnd")]
+    #[schema(format = DateTime)]
+    pub end: String,
+    #[serde(rename = "stStart")]
+    #[schema(format = DateTime)]
+    pub start: String,
+    #[serde(rename = "u8sSubject", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentParamsV2 {
+    #[serde(rename = "Location")]
+    pub location: String,
+}
+
+/// `AsnPhoneLine`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineV2 {
+    /// 1 when do-not-disturb is set on the line.
+    #[serde(rename = "iDoNotDisturb")]
+    #[schema(minimum = 0, maximum = 1)]
+    pub do_not_disturb: u8,
+    /// 1 in service, 0 out of service.
+    #[serde(rename = "iState")]
+    #[schema(minimum = 0, maximum = 1)]
+    pub state: u32,
+    #[serde(rename = "u8sLineNumber")]
+    pub line_number: String,
+    #[serde(rename = "u8sLinePhoneNumber")]
+    pub line_phone_number: String,
+}
+
+/// `AsnCall`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallV2 {
+    #[serde(rename = "bInternal")]
+    pub internal: bool,
+    #[serde(rename = "bOutbound")]
+    pub outbound: bool,
+    /// 2 offering, 4 dialing, 8 ringback, 32 connected, 64 conferenced, 128 held, 256 disconnected.
+    #[serde(rename = "eCallState")]
+    pub call_state: u32,
+    /// 0 phone, 3 audio/video, 5 Bluetooth, 7 softphone.
+    #[serde(rename = "eJournalCallType")]
+    pub journal_call_type: u32,
+    #[serde(rename = "u8sConnectionID")]
+    pub connection_id: String,
+    #[serde(rename = "u8sCurrentNumberSC", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub current_number: Option<String>,
+    #[serde(rename = "u8sLinePhoneNumber", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub line_phone_number: Option<String>,
+}
+
+/// `AsnLineForward`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardV2 {
+    /// 1 immediate, 2 busy, 3 no answer, 10 busy or no answer.
+    #[serde(rename = "iForwardMode")]
+    pub forward_mode: u32,
+    #[serde(rename = "iNoAnswerTime", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub no_answer_time: Option<u32>,
+    #[serde(rename = "u8sDestination")]
+    pub destination: String,
+    #[serde(rename = "u8sLinePhoneNumber", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub line_phone_number: Option<String>,
+}
+
+/// `AsnAgentState`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStateV2 {
+    /// 0 logged out, 1 not ready, 2 ready, 3 busy, 4 after-call work.
+    #[serde(rename = "dwState")]
+    #[schema(minimum = 0, maximum = 4)]
+    pub state: u32,
+}
+
+/// `AsnContactCapabilitiesEx`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilitiesV2 {
+    /// Always empty: the gateway knows no custom capabilities.
+    #[serde(rename = "customCapabilities")]
+    pub custom_capabilities: Vec<String>,
+    /// `AsnClientCapabilityEnum` values: 1 audio, 2 video, 3 screen share, 4 Exchange calendar,
+    /// 5 Notes calendar, 6 camera control, 7 public chat, 8 public call, 9 conferencing.
+    #[serde(rename = "eClientCapabilities")]
+    pub client_capabilities: Vec<u32>,
+}
+
+/// The caller's level as a Presence V2 rights value and by name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicRightsV2 {
+    /// 0 blocked, 65536 public, 131072 company, 262144 team, 524288 personal.
+    #[serde(rename = "iDynamicRights")]
+    pub dynamic_rights: u32,
+    pub level: AccessLevel,
+}
+
+impl DynamicRightsV2 {
+    pub fn new(level: AccessLevel) -> Self {
+        DynamicRightsV2 { dynamic_rights: level.pv2_value(), level }
+    }
 }
 
 /// The whole `AsnPresenceV2` object.
-pub fn presence(view: &PresenceView, level: Option<AccessLevel>) -> Value {
-    let mut out = Map::new();
-    out.insert("u8sContactId".into(), json!(view.uri));
-    out.insert("iPresenceState".into(), json!(view.state.0));
-    out.insert("asnRemoteContact".into(), remote_contact(view));
-    if let Some(manual) = &view.manual {
-        out.insert("asnAbsentState".into(), absent_state(&view.uri, manual));
+pub fn presence(view: &PresenceView, level: Option<AccessLevel>) -> PresenceV2 {
+    let calendar = view.calendar.as_ref();
+    PresenceV2 {
+        activity: (view.activity != Activity::None).then_some(view.activity),
+        absent_state: view.manual.as_ref().map(|manual| absent_state(&view.uri, manual)),
+        agent_state: view.agent.map(|agent| AgentStateV2 { state: agent_state(agent) }),
+        capabilities: (!view.capabilities.is_empty()).then(|| CapabilitiesV2 {
+            custom_capabilities: Vec::new(),
+            client_capabilities: view.capabilities.iter().map(|c| *c as u32).collect(),
+        }),
+        current_user_rights: level.map(DynamicRightsV2::new),
+        custom_note: view.personal_note.as_ref().map(|note| CustomNoteV2 {
+            contact_id: view.uri.clone(),
+            note: note.clone(),
+            username: view.display_name.clone().unwrap_or_default(),
+        }),
+        next_appointment: calendar.and_then(|c| c.next.as_ref()).map(appointment),
+        remote_contact: remote_contact(view),
+        presence_state: view.state.0,
+        actual_appointments: calendar.map(|c| c.current.iter().map(appointment).collect()),
+        calls: view.calls.iter().map(call).collect(),
+        forwards: view.forwards.iter().map(forward).collect(),
+        lines: view.lines.iter().map(line).collect(),
+        contact_id: view.uri.clone(),
     }
-    if let Some(note) = &view.personal_note {
-        let name = view.display_name.clone().unwrap_or_default();
-        out.insert("asnCustomNote".into(), json!({"u8sContactID": view.uri, "u8sUsername": name, "u8sNote": note}));
-    }
-    if let Some(calendar) = &view.calendar {
-        let actual: Vec<Value> = calendar.current.iter().map(appointment).collect();
-        out.insert("seqActualAppointments".into(), Value::Array(actual));
-        if let Some(next) = &calendar.next {
-            out.insert("asnNextAppointment".into(), appointment(next));
-        }
-    }
-    if !view.lines.is_empty() {
-        out.insert("seqPhoneLines".into(), Value::Array(view.lines.iter().map(line).collect()));
-    }
-    if !view.calls.is_empty() {
-        out.insert("seqCalls".into(), Value::Array(view.calls.iter().map(call).collect()));
-    }
-    if !view.forwards.is_empty() {
-        out.insert("seqLineForwards".into(), Value::Array(view.forwards.iter().map(forward).collect()));
-    }
-    if let Some(agent) = view.agent {
-        out.insert("asnAgentState".into(), json!({"dwState": agent_state(agent)}));
-    }
-    if !view.capabilities.is_empty() {
-        let caps: Vec<u32> = view.capabilities.iter().map(|c| *c as u32).collect();
-        out.insert("asnContactCapabilitiesEx".into(), json!({"eClientCapabilities": caps, "customCapabilities": []}));
-    }
-    if let Some(level) = level {
-        out.insert("asnCurrentUserDynamicRights".into(), json!({"iDynamicRights": level.pv2_value(), "level": level.name()}));
-    }
-    if view.activity != Activity::None {
-        out.insert("activity".into(), serde_json::to_value(view.activity).unwrap_or(Value::Null));
-    }
-    Value::Object(out)
 }
 
-fn remote_contact(view: &PresenceView) -> Value {
-    let mut c = Map::new();
-    let mut put = |key: &str, value: &Option<String>| {
-        if let Some(v) = value {
-            c.insert(key.into(), json!(v));
-        }
+fn remote_contact(view: &PresenceView) -> RemoteContactV2 {
+    let mut c = RemoteContactV2 {
+        company: view.card.company.clone(),
+        department: view.card.department.clone(),
+        display_name: view.display_name.clone(),
+        email: view.email.clone(),
+        job_title: view.card.title.clone(),
+        office: view.card.office.clone(),
+        sip_address: view.uri.clone(),
+        ..RemoteContactV2::default()
     };
-    put("u8sDisplayName", &view.display_name);
-    put("u8sEMail", &view.email);
-    put("u8sJobTitle", &view.card.title);
-    put("u8sCompany", &view.card.company);
-    put("u8sDepartment", &view.card.department);
-    put("u8sOfficeRoomNumber", &view.card.office);
     for (kind, number) in &view.card.phones {
-        let key = match kind {
-            PhoneKind::Work => "u8sPhoneBusiness",
-            PhoneKind::Mobile => "u8sPhoneMobile",
-            PhoneKind::Home => "u8sPhoneHome",
-            PhoneKind::Other => "u8sOtherTelephoneNumber",
+        let slot = match kind {
+            PhoneKind::Work => &mut c.phone_business,
+            PhoneKind::Mobile => &mut c.phone_mobile,
+            PhoneKind::Home => &mut c.phone_home,
+            PhoneKind::Other => &mut c.phone_other,
         };
-        c.insert(key.into(), json!(number));
+        *slot = Some(number.clone());
     }
-    c.insert("u8sSIPAddress".into(), json!(view.uri));
-    Value::Object(c)
+    c
 }
 
 /// Presence V2 `AsnAbsentStateEnum` (0 available, 1 out of office, 2 busy, 3 DND) plus the
 /// gateway's own kinds, named in `state`.
-pub fn absent_state(uri: &str, manual: &ManualState) -> Value {
+pub fn absent_state(uri: &str, manual: &ManualState) -> AbsentStateV2 {
     let code = match manual.kind {
         ManualKind::Available => 0,
         ManualKind::Away | ManualKind::BeRightBack | ManualKind::AppearOffline => 1,
@@ -101,51 +337,43 @@ pub fn absent_state(uri: &str, manual: &ManualState) -> Value {
         Reachability::HomeOffice => 3,
         Reachability::Vacation => 4,
     };
-    let mut out = json!({
-        "u8sContactId": uri,
-        "eAbsentState": code,
-        "state": manual.kind,
-        "eReachability": reachability,
-        "reachability": manual.reachability,
-    });
-    if let Some(text) = &manual.text {
-        out["u8sMessage"] = json!(text);
+    AbsentStateV2 {
+        absent_state: code,
+        reachability_code: reachability,
+        reachability: manual.reachability,
+        from: manual.from.map(time),
+        to: manual.to.map(time),
+        state: manual.kind,
+        contact_id: uri.to_string(),
+        message: manual.text.clone(),
     }
-    if let Some(from) = manual.from {
-        out["stTimeFrom"] = time(from);
-    }
-    if let Some(to) = manual.to {
-        out["stTimeTo"] = time(to);
-    }
-    out
 }
 
-fn appointment(a: &AppointmentView) -> Value {
+fn appointment(a: &AppointmentView) -> AppointmentV2 {
     let status = match a.status {
         AppointmentStatus::Free => 0,
         AppointmentStatus::Tentative => 1,
         AppointmentStatus::Busy => 2,
         AppointmentStatus::OutOfOffice => 3,
     };
-    let mut out = json!({"stStart": time(a.start), "stEnd": time(a.end), "iStatus": status});
-    if let Some(subject) = &a.subject {
-        out["u8sSubject"] = json!(subject);
+    AppointmentV2 {
+        status,
+        optional_params: a.location.clone().map(|location| AppointmentParamsV2 { location }),
+        end: time(a.end),
+        start: time(a.start),
+        subject: a.subject.clone(),
     }
-    if let Some(location) = &a.location {
-        out["optionalParams"] = json!({"Location": location});
-    }
-    out
 }
 
-fn line(l: &Line) -> Value {
+fn line(l: &Line) -> LineV2 {
     let state = match l.state {
         LineState::InService => 1,
         LineState::OutOfService => 0,
     };
-    json!({"u8sLinePhoneNumber": l.number, "u8sLineNumber": l.number, "iState": state, "iDoNotDisturb": u8::from(l.dnd)})
+    LineV2 { do_not_disturb: u8::from(l.dnd), state, line_number: l.number.clone(), line_phone_number: l.number.clone() }
 }
 
-fn call(c: &Call) -> Value {
+fn call(c: &Call) -> CallV2 {
     let state = match c.state {
         CallState::Offering => 2,
         CallState::Dialing => 4,
@@ -161,37 +389,30 @@ fn call(c: &Call) -> Value {
         CallService::Bluetooth => 5,
         CallService::Softphone => 7,
     };
-    let mut out = json!({
-        "u8sConnectionID": c.id,
-        "eCallState": state,
-        "bOutbound": c.direction == crate::model::sources::CallDirection::Outgoing,
-        "bInternal": !c.external,
-        "eJournalCallType": journal,
-    });
-    if let Some(line) = &c.line {
-        out["u8sLinePhoneNumber"] = json!(line);
+    CallV2 {
+        internal: !c.external,
+        outbound: c.direction == crate::model::sources::CallDirection::Outgoing,
+        call_state: state,
+        journal_call_type: journal,
+        connection_id: c.id.clone(),
+        current_number: c.partner_number.clone(),
+        line_phone_number: c.line.clone(),
     }
-    if let Some(partner) = &c.partner_number {
-        out["u8sCurrentNumberSC"] = json!(partner);
-    }
-    out
 }
 
-fn forward(f: &Forward) -> Value {
+fn forward(f: &Forward) -> ForwardV2 {
     let mode = match f.mode {
         ForwardMode::Immediate => 1,
         ForwardMode::Busy => 2,
         ForwardMode::NoAnswer => 3,
         ForwardMode::BusyNoAnswer => 10,
     };
-    let mut out = json!({"u8sDestination": f.destination, "iForwardMode": mode});
-    if let Some(line) = &f.line {
-        out["u8sLinePhoneNumber"] = json!(line);
+    ForwardV2 {
+        forward_mode: mode,
+        no_answer_time: f.no_answer_seconds,
+        destination: f.destination.clone(),
+        line_phone_number: f.line.clone(),
     }
-    if let Some(seconds) = f.no_answer_seconds {
-        out["iNoAnswerTime"] = json!(seconds);
-    }
-    out
 }
 
 fn agent_state(state: AgentState) -> u32 {

@@ -3,19 +3,58 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::{parse_json, path_uri};
-use crate::model::reports::{ReportData, SourceReport, KINDS};
+use super::{parse_json, path_uri, SipUri};
+use crate::model::reports::{
+    AgentData, CalendarData, CallsData, CapabilitiesData, ComputerData, PhoneData, ReportData, SourceReport, KINDS,
+};
+use crate::model::sources::Timestamp;
 use crate::service::Gateway;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::Arc;
+use utoipa::openapi::schema::{AllOfBuilder, Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 /// The longest TTL a report may ask for (7 days).
 const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// A report kind: its name, how the rest of the body is read, and the type whose schema documents
+/// that rest — one row serves both the parser and the OpenAPI document.
+struct Kind {
+    name: &'static str,
+    read: fn(&[u8]) -> Result<ReportData, ApiError>,
+    schema: fn() -> RefOr<Schema>,
+    schemas: fn(&mut Schemas),
+}
+
+macro_rules! kind {
+    ($name:literal, $variant:ident, $data:ty) => {
+        Kind {
+            name: $name,
+            read: |rest| Ok(ReportData::$variant(parse_json::<$data>(rest)?)),
+            schema: <$data as PartialSchema>::schema,
+            schemas: <$data as ToSchema>::schemas,
+        }
+    };
+}
+
+const REPORT_KINDS: [Kind; 8] = [
+    kind!("phone", Phone, PhoneData),
+    kind!("softphone", Softphone, CallsData),
+    kind!("audio-video", AudioVideo, CallsData),
+    kind!("bluetooth", Bluetooth, CallsData),
+    kind!("calendar", Calendar, CalendarData),
+    kind!("computer", Computer, ComputerData),
+    kind!("agent", Agent, AgentData),
+    kind!("capabilities", Capabilities, CapabilitiesData),
+];
 
 /// Splits `kind` and `ttlSeconds` off the body and reads the rest as that kind's data, so that
 /// errors name the exact field (`calls[0].state`).
@@ -32,18 +71,95 @@ fn parse_report(body: &[u8]) -> Result<(ReportData, Option<u64>), ApiError> {
         Some(v) => Some(v.as_u64().ok_or_else(|| ApiError::invalid_field("ttlSeconds", "must be a whole number of seconds"))?),
     };
     let rest = serde_json::to_vec(object).map_err(|e| crate::error::GatewayError::internal("re-encoding a report", e))?;
-    let data = match kind.as_str() {
-        "phone" => ReportData::Phone(parse_json(&rest)?),
-        "softphone" => ReportData::Softphone(parse_json(&rest)?),
-        "audio-video" => ReportData::AudioVideo(parse_json(&rest)?),
-        "bluetooth" => ReportData::Bluetooth(parse_json(&rest)?),
-        "calendar" => ReportData::Calendar(parse_json(&rest)?),
-        "computer" => ReportData::Computer(parse_json(&rest)?),
-        "agent" => ReportData::Agent(parse_json(&rest)?),
-        "capabilities" => ReportData::Capabilities(parse_json(&rest)?),
-        other => return Err(ApiError::invalid_field("kind", format!("unknown kind {other:?}; one of {}", KINDS.join(", ")))),
+    let Some(spec) = REPORT_KINDS.iter().find(|k| k.name == kind) else {
+        return Err(ApiError::invalid_field("kind", format!("unknown kind {kind:?}; one of {}", KINDS.join(", "))));
     };
-    Ok((data, ttl))
+    Ok(((spec.read)(&rest)?, ttl))
+}
+
+impl Kind {
+    /// `audio-video` → `AudioVideoReport`.
+    fn schema_name(&self) -> String {
+        let words = self.name.split('-').map(|w| w[..1].to_ascii_uppercase() + &w[1..]);
+        words.collect::<String>() + "Report"
+    }
+
+    /// The whole body of this kind: its data's fields plus `kind` and `ttlSeconds`, in one object
+    /// (so `additionalProperties: false` holds as the parser enforces it).
+    fn body_schema(&self) -> RefOr<Schema> {
+        let kind = ObjectBuilder::new().schema_type(Type::String).enum_values(Some([self.name])).build();
+        let ttl = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_TTL_SECONDS as f64))
+            .description(Some("Seconds until the report is withdrawn by itself; default `source_ttl_seconds` of the config"))
+            .build();
+        match (self.schema)() {
+            RefOr::T(Schema::Object(mut data)) => {
+                data.properties.insert("kind".into(), kind.into());
+                data.properties.insert("ttlSeconds".into(), ttl.into());
+                data.required.insert(0, "kind".into());
+                RefOr::T(Schema::Object(data))
+            }
+            other => {
+                let envelope = ObjectBuilder::new().property("kind", kind).property("ttlSeconds", ttl).required("kind");
+                AllOfBuilder::new().item(other).item(envelope).into()
+            }
+        }
+    }
+}
+
+/// The body of `PUT …/sources/{source}`: `kind`, an optional `ttlSeconds` and the fields of that
+/// kind, one schema per kind.
+pub struct SourceReportBody;
+
+impl PartialSchema for SourceReportBody {
+    fn schema() -> RefOr<Schema> {
+        let mut discriminator = Discriminator::new("kind");
+        let mut one_of = OneOfBuilder::new();
+        for kind in &REPORT_KINDS {
+            let reference = Ref::from_schema_name(kind.schema_name());
+            discriminator.mapping.insert(kind.name.into(), reference.ref_location.clone());
+            one_of = one_of.item(reference);
+        }
+        one_of.discriminator(Some(discriminator)).into()
+    }
+}
+
+impl ToSchema for SourceReportBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("SourceReportBody")
+    }
+
+    fn schemas(schemas: &mut Schemas) {
+        for kind in &REPORT_KINDS {
+            schemas.push((kind.schema_name(), kind.body_schema()));
+            (kind.schemas)(schemas);
+        }
+    }
+}
+
+/// A stored report.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceStored {
+    /// When the report is withdrawn unless renewed.
+    #[schema(value_type = chrono::DateTime<chrono::Utc>)]
+    pub expires: String,
+    pub source: String,
+    pub user: String,
+}
+
+/// `{uri}/sources/{source}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SourcePath {
+    /// The user's `sip:` URI, e.g. `sip:bob@example.com`.
+    #[param(value_type = SipUri, inline)]
+    uri: String,
+    /// The name the integration reports under: 1–64 of `A–Z a–z 0–9 . _ -`.
+    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    source: String,
 }
 
 fn check_source_name(name: &str) -> Result<(), ApiError> {
@@ -58,12 +174,29 @@ fn require_source_role(caller: &Caller) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::forbidden("reporting sources needs a source or admin token"))
 }
 
+/// Reports (or replaces) what the source `source` says about the user; idempotent.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{uri}/sources/{source}",
+    tag = "sources",
+    params(SourcePath),
+    request_body(content = SourceReportBody, description = "The report; its `kind` says which fields it has"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stored until `expires`", body = SourceStored),
+        (status = 400, description = "The body is not JSON", body = ApiError),
+        (status = 401, description = "No valid bearer token", body = ApiError),
+        (status = 403, description = "The token's role may not report sources", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "A field is wrong; `field` names it", body = ApiError),
+    )
+)]
 pub async fn put_source(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path((uri, source)): Path<(String, String)>,
+    Path(SourcePath { uri, source }): Path<SourcePath>,
     body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<SourceStored>, ApiError> {
     require_source_role(&caller)?;
     let uri = path_uri(&uri)?;
     check_source_name(&source)?;
@@ -78,14 +211,32 @@ pub async fn put_source(
     }
     let expires = gateway.clock.now() + chrono::Duration::seconds(ttl as i64);
     gateway.set_source(&uri, &source, SourceReport { data, expires: Some(expires) })?;
-    let expires = expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    Ok(Json(json!({"user": uri, "source": source, "expires": expires})))
+    Ok(Json(SourceStored { expires: time(expires), source, user: uri }))
 }
 
+fn time(t: Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Withdraws the source's report now.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{uri}/sources/{source}",
+    tag = "sources",
+    params(SourcePath),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Withdrawn (or there was none)"),
+        (status = 401, description = "No valid bearer token", body = ApiError),
+        (status = 403, description = "The token's role may not report sources", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "The URI or source name is malformed", body = ApiError),
+    )
+)]
 pub async fn delete_source(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path((uri, source)): Path<(String, String)>,
+    Path(SourcePath { uri, source }): Path<SourcePath>,
 ) -> Result<StatusCode, ApiError> {
     require_source_role(&caller)?;
     let uri = path_uri(&uri)?;
@@ -95,4 +246,16 @@ pub async fn delete_source(
     }
     gateway.remove_source(&uri, &source)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parser_and_the_document_know_the_model_kinds() {
+        let names: Vec<&str> = REPORT_KINDS.iter().map(|k| k.name).collect();
+        assert_eq!(names, KINDS);
+        assert_eq!(REPORT_KINDS[2].schema_name(), "AudioVideoReport");
+    }
 }

@@ -4,7 +4,8 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::{parse_json, path_uri, pv2};
+use super::pv2::{AbsentStateV2, PresenceV2};
+use super::{parse_json, path_uri, pv2, SipUri, UserPath};
 use crate::model::presentity::{view, Viewer};
 use crate::model::rights::{visibility, AccessLevel, Member, RightsEntry};
 use crate::model::sources::{ManualKind, ManualState, Note, Reachability, Timestamp};
@@ -14,9 +15,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 const MAX_TEXT_CHARS: usize = 256;
 
@@ -25,18 +28,38 @@ fn known_user(gateway: &Gateway, raw: &str) -> Result<String, ApiError> {
     gateway.directory.profile(&uri).map(|_| uri.clone()).ok_or_else(|| ApiError::not_found(format!("no user {uri}")))
 }
 
-#[derive(Deserialize)]
+/// The manual ("absent") state to set.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AbsentStateBody {
+pub struct AbsentStateBody {
     state: ManualKind,
     #[serde(default)]
+    #[schema(schema_with = absent_text_schema)]
     text: Option<String>,
+    /// In force from (default: now).
     #[serde(default)]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     from: Option<Timestamp>,
+    /// In force until (after `from`); then it ends by itself.
     #[serde(default)]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     to: Option<Timestamp>,
     #[serde(default)]
     reachability: Reachability,
+}
+
+/// A text of at most `max` characters.
+fn text_schema(min: usize, max: usize, description: &str) -> ObjectBuilder {
+    let min = (min > 0).then_some(min);
+    ObjectBuilder::new().schema_type(Type::String).min_length(min).max_length(Some(max)).description(Some(description))
+}
+
+fn absent_text_schema() -> impl Into<RefOr<Schema>> {
+    text_schema(0, MAX_TEXT_CHARS, "Shown with the state").schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+}
+
+fn note_text_schema() -> impl Into<RefOr<Schema>> {
+    text_schema(1, crate::service::commands::MAX_NOTE_CHARS, "The note; not blank").pattern(Some(r"\S"))
 }
 
 /// Admin, the user, or a watcher at Team level or above ("may set this user's absent state").
@@ -47,12 +70,29 @@ fn may_set_absent_state(gateway: &Gateway, caller: &Caller, uri: &str) -> bool {
     }
 }
 
+/// Sets the user's manual state, as CWA's `publishSelfPresence` does.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{uri}/absent-state",
+    tag = "presence",
+    params(UserPath),
+    request_body = AbsentStateBody,
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "Set", body = AbsentStateV2),
+        (status = 400, description = "The body is not JSON", body = ApiError),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "Not an admin, the user, or a watcher at team level or above", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "A field is wrong; `field` names it", body = ApiError),
+    )
+)]
 pub async fn put_absent_state(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
+    Path(UserPath { uri }): Path<UserPath>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AbsentStateV2>, ApiError> {
     let uri = known_user(&gateway, &uri)?;
     if !may_set_absent_state(&gateway, &caller, &uri) {
         return Err(ApiError::permission_denied("you may not set this user's absent state"));
@@ -75,10 +115,25 @@ pub async fn put_absent_state(
     Ok(Json(pv2::absent_state(&uri, &manual)))
 }
 
+/// Resets the manual state: presence follows the user's clients and sources again.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{uri}/absent-state",
+    tag = "presence",
+    params(UserPath),
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 204, description = "Reset"),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "Not an admin, the user, or a watcher at team level or above", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "The URI is malformed", body = ApiError),
+    )
+)]
 pub async fn delete_absent_state(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
+    Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     let uri = known_user(&gateway, &uri)?;
     if !may_set_absent_state(&gateway, &caller, &uri) {
@@ -88,20 +143,53 @@ pub async fn delete_absent_state(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// The personal note to set.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NoteBody {
+pub struct NoteBody {
+    #[schema(schema_with = note_text_schema)]
     text: String,
+    /// When the note goes by itself (in the future).
     #[serde(default)]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     expires: Option<Timestamp>,
 }
 
+/// The note as set (`AsnCustomNote` names).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteV2 {
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    expires: Option<Timestamp>,
+    #[serde(rename = "u8sContactID")]
+    contact_id: String,
+    #[serde(rename = "u8sNote")]
+    note: String,
+}
+
+/// Sets the user's personal note.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{uri}/note",
+    tag = "presence",
+    params(UserPath),
+    request_body = NoteBody,
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "Set", body = NoteV2),
+        (status = 400, description = "The body is not JSON", body = ApiError),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "Neither the user nor an admin", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "A field is wrong; `field` names it", body = ApiError),
+    )
+)]
 pub async fn put_note(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
+    Path(UserPath { uri }): Path<UserPath>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NoteV2>, ApiError> {
     let uri = known_user(&gateway, &uri)?;
     if !caller.is_admin_or(&uri) {
         return Err(ApiError::permission_denied("only the user or an admin may set the note"));
@@ -116,13 +204,28 @@ pub async fn put_note(
     let note = Note { text: body.text, expires: body.expires };
     let stored = note.clone();
     gateway.change_presence(&uri, |p| p.note = Some(stored)).await?;
-    Ok(Json(json!({"u8sContactID": uri, "u8sNote": note.text, "expires": note.expires})))
+    Ok(Json(NoteV2 { expires: note.expires, contact_id: uri, note: note.text }))
 }
 
+/// Clears the user's personal note.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{uri}/note",
+    tag = "presence",
+    params(UserPath),
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 204, description = "Cleared"),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "Neither the user nor an admin", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "The URI is malformed", body = ApiError),
+    )
+)]
 pub async fn delete_note(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
+    Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     let uri = known_user(&gateway, &uri)?;
     if !caller.is_admin_or(&uri) {
@@ -132,13 +235,72 @@ pub async fn delete_note(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The watcher's level, by name or as a Presence V2 rights value: exactly one of the two (a
+/// `null` counts as left out).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RightBody {
+pub struct RightBody {
     #[serde(default)]
     level: Option<String>,
     #[serde(default, rename = "iDynamicRights")]
     i_dynamic_rights: Option<u32>,
+}
+
+impl PartialSchema for RightBody {
+    fn schema() -> RefOr<Schema> {
+        let null = || ObjectBuilder::new().schema_type(Type::Null);
+        let by_name = ObjectBuilder::new()
+            .description(Some("By name (case-insensitive)"))
+            .property("level", <AccessLevel as PartialSchema>::schema())
+            .property("iDynamicRights", null())
+            .required("level")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let values = AccessLevel::ALL.map(AccessLevel::pv2_value);
+        let by_value = ObjectBuilder::new()
+            .description(Some("As a Presence V2 rights value"))
+            .property("iDynamicRights", ObjectBuilder::new().schema_type(Type::Integer).enum_values(Some(values)))
+            .property("level", null())
+            .required("iDynamicRights")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new().item(by_name).item(by_value).into()
+    }
+}
+
+impl ToSchema for RightBody {}
+
+/// `{owner}/rights/{watcher}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RightPath {
+    /// The user whose list it is, e.g. `sip:bob@example.com`.
+    #[param(value_type = SipUri, inline)]
+    owner: String,
+    /// The watcher the entry is for, e.g. `sip:alice@example.com`.
+    #[param(value_type = SipUri, inline)]
+    watcher: String,
+}
+
+/// The owner's entry for a watcher.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RightsEntryV2 {
+    /// 0 blocked, 65536 public, 131072 company, 262144 team, 524288 personal.
+    #[serde(rename = "iDynamicRights")]
+    dynamic_rights: u32,
+    level: AccessLevel,
+    #[serde(rename = "u8sOwnerContactID")]
+    owner: String,
+    #[serde(rename = "u8sRemoteContactID")]
+    watcher: String,
+}
+
+/// `asnRemoveDynamicRights`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveRightsResult {
+    /// 0: done (also when there was no entry).
+    #[serde(rename = "iResult")]
+    result: u32,
 }
 
 fn unknown_rights() -> ApiError {
@@ -152,17 +314,29 @@ fn unknown_rights() -> ApiError {
     }
 }
 
-fn entry_json(owner: &str, watcher: &str, level: AccessLevel) -> Value {
-    json!({"u8sOwnerContactID": owner, "u8sRemoteContactID": watcher, "iDynamicRights": level.pv2_value(), "level": level.name()})
-}
-
 /// `asnSetDynamicRights`: the result is the owner's personal entry for the watcher.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{owner}/rights/{watcher}",
+    tag = "rights",
+    params(RightPath),
+    request_body = RightBody,
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "The entry as it now is", body = RightsEntryV2),
+        (status = 400, description = "The body is not JSON", body = ApiError),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "Neither the owner nor an admin", body = ApiError),
+        (status = 404, description = "No such owner", body = ApiError),
+        (status = 422, description = "An unknown level (`unknown_rights`) or another wrong field", body = ApiError),
+    )
+)]
 pub async fn put_right(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path((owner, watcher)): Path<(String, String)>,
+    Path(RightPath { owner, watcher }): Path<RightPath>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RightsEntryV2>, ApiError> {
     let owner = known_user(&gateway, &owner)?;
     let watcher = path_uri(&watcher)?;
     if !caller.is_admin_or(&owner) {
@@ -177,15 +351,29 @@ pub async fn put_right(
     .ok_or_else(unknown_rights)?;
     let entry = RightsEntry { member: Member::Uri(watcher.clone()), level };
     gateway.change_rights(&owner, &[RightsChange::Set(entry)]).await?;
-    Ok(Json(entry_json(&owner, &watcher, level)))
+    Ok(Json(RightsEntryV2 { dynamic_rights: level.pv2_value(), level, owner, watcher }))
 }
 
 /// `asnRemoveDynamicRights`: the watcher falls back to group, domain or default levels.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{owner}/rights/{watcher}",
+    tag = "rights",
+    params(RightPath),
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "Removed (or there was no entry)", body = RemoveRightsResult),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "Neither the owner nor an admin", body = ApiError),
+        (status = 404, description = "No such owner", body = ApiError),
+        (status = 422, description = "A URI is malformed", body = ApiError),
+    )
+)]
 pub async fn delete_right(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path((owner, watcher)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+    Path(RightPath { owner, watcher }): Path<RightPath>,
+) -> Result<Json<RemoveRightsResult>, ApiError> {
     let owner = known_user(&gateway, &owner)?;
     let watcher = path_uri(&watcher)?;
     if !caller.is_admin_or(&owner) {
@@ -196,15 +384,29 @@ pub async fn delete_right(
     if let Some(entry) = current {
         gateway.change_rights(&owner, &[RightsChange::Remove { member, level: entry.level }]).await?;
     }
-    Ok(Json(json!({"iResult": 0})))
+    Ok(Json(RemoveRightsResult { result: 0 }))
 }
 
-/// The presence of `uri` as the caller may see it (admins see everything).
+/// The presence of `uri` as the caller may see it (the user themself and admins see everything).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{uri}/presence",
+    tag = "presence",
+    params(UserPath),
+    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
+    responses(
+        (status = 200, description = "Presence in Presence V2 names, cut by the caller's level", body = PresenceV2),
+        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
+        (status = 403, description = "A source token (reading needs a user ticket or an admin token)", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 422, description = "The URI is malformed", body = ApiError),
+    )
+)]
 pub async fn get_presence(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
-    Path(uri): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Path(UserPath { uri }): Path<UserPath>,
+) -> Result<Json<PresenceV2>, ApiError> {
     let uri = known_user(&gateway, &uri)?;
     let (viewer, level) = match caller.user() {
         Some(me) if me == uri => (Viewer::Owner, None),

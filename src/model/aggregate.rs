@@ -6,9 +6,10 @@ use super::sources::{
 };
 use super::state::{flags, BaseState, PresenceState};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Why the state is what it is: the detail behind the number (shown as a CWA activity token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Activity {
     #[default]

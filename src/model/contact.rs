@@ -1,8 +1,9 @@
 //! Directory data of a user: identity, organisation and phones (what a contact card shows).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Phones {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work: Option<String>,
@@ -36,12 +37,15 @@ pub struct Profile {
     pub groups: Vec<String>,
 }
 
+/// The longest URI (the CWA limit).
+pub const MAX_URI_BYTES: usize = 454;
+
 /// A `sip:` URI as the gateway accepts it: the prefix, a user part, `@`, a domain; no spaces or
-/// markup characters; at most 454 characters (the CWA limit).
+/// markup characters; at most [`MAX_URI_BYTES`] (the CWA limit).
 pub fn is_valid_sip_uri(uri: &str) -> bool {
     let Some(rest) = uri.strip_prefix("sip:") else { return false };
     let Some((user, domain)) = rest.split_once('@') else { return false };
-    uri.len() <= 454
+    uri.len() <= MAX_URI_BYTES
         && !user.is_empty()
         && !domain.is_empty()
         && !domain.contains('@')

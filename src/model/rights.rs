@@ -2,9 +2,10 @@
 //! from an owner's entries, and the visibility table of DESIGN §2.3 — each as one pure function.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The five levels, ordered from least to most trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccessLevel {
     Blocked,

@@ -3,11 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub type Timestamp = DateTime<Utc>;
 
 /// What a user chose by hand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ManualKind {
     Available,
@@ -19,7 +20,7 @@ pub enum ManualKind {
 }
 
 /// Where a user can be reached (Presence V2 `AsnReachabilityEnum`), shown next to the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reachability {
     #[default]
@@ -75,7 +76,7 @@ impl Note {
 }
 
 /// The service a call runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallService {
     #[default]
@@ -85,7 +86,7 @@ pub enum CallService {
     Bluetooth,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallState {
     Offering,
@@ -104,7 +105,7 @@ impl CallState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallDirection {
     #[default]
@@ -113,9 +114,11 @@ pub enum CallDirection {
 }
 
 /// A call on a phone line or another service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Call {
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub id: String,
     /// Set from the reporting source's kind.
     #[serde(default)]
@@ -132,7 +135,7 @@ pub struct Call {
     pub line: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LineState {
     #[default]
@@ -141,9 +144,11 @@ pub enum LineState {
 }
 
 /// A telephone line of the user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Line {
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub number: String,
     #[serde(default)]
     pub state: LineState,
@@ -151,7 +156,7 @@ pub struct Line {
     pub dnd: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ForwardMode {
     Immediate,
@@ -161,19 +166,21 @@ pub enum ForwardMode {
 }
 
 /// A call forward set on a line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Forward {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<String>,
     pub mode: ForwardMode,
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub destination: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_answer_seconds: Option<u32>,
 }
 
 /// What a computer (desktop client) reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ComputerState {
     LoggedIn,
@@ -183,7 +190,7 @@ pub enum ComputerState {
 }
 
 /// Presence V2 `AsnClientCapabilityEnum` values a user's clients offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
     Audio = 1,
@@ -197,7 +204,7 @@ pub enum Capability {
     Conferencing = 9,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AppointmentStatus {
     Free,
@@ -206,11 +213,15 @@ pub enum AppointmentStatus {
     OutOfOffice,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Appointment {
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     pub id: String,
+    #[schema(value_type = chrono::DateTime<chrono::Utc>)]
     pub start: Timestamp,
+    #[schema(value_type = chrono::DateTime<chrono::Utc>)]
     pub end: Timestamp,
     pub status: AppointmentStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,7 +239,7 @@ impl Appointment {
 }
 
 /// Agent (ACD) state, Presence V2 `AsnAgentStateEnum`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AgentState {
     #[default]

@@ -58,7 +58,7 @@ pub(crate) fn render_json(model: &Presentity, key: ViewKey, now: Timestamp) -> J
         Viewer::Owner => None,
         Viewer::Watcher(level) => Some(level),
     };
-    let mut value = pv2::presence(&v, level);
+    let mut value = serde_json::to_value(pv2::presence(&v, level)).unwrap_or(Value::Null);
     if let (Some(hash), Some(object)) = (&v.image_hash, value.as_object_mut()) {
         object.insert("u8sImageHash".into(), json!(hash));
     }
