@@ -675,3 +675,62 @@ async fn json_subscription_errors() {
         .await;
     assert_eq!(empty.status, 422);
 }
+
+#[tokio::test]
+async fn group_and_global_rights_entries_are_admin_only_and_take_effect_at_once() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let _bob = server.session("bob@example.com").await;
+    let mut alice = server.session("alice@example.com").await; // Alice is in group r-and-d
+    alice.subscribe(&["sip:bob@example.com"]).await;
+    let user = alice.wait_for_user("sip:bob@example.com", |_| true).await;
+    assert_eq!(seen(&user).phones, ["work", "mobile"], "Team via Bob's own entry");
+
+    let bob_ticket = server.sign_in("bob@example.com").await.ticket;
+    let denied = api
+        .call(reqwest::Method::PUT, "/api/v1/group-rights/r-and-d", Auth::Ticket(&bob_ticket), Some(json!({"level": "personal"})))
+        .await;
+    assert_eq!(denied.status, 403);
+    let global = api
+        .call(reqwest::Method::PUT, "/api/v1/group-rights/r-and-d", Auth::Bearer(ADMIN_TOKEN), Some(json!({"level": "personal"})))
+        .await;
+    assert_eq!(global.status, 200, "{:?}", global.body);
+    assert_eq!(global.body["owner"], "*");
+    let user = alice.wait_for_user("sip:bob@example.com", |u| seen(u).phones.len() == 3).await;
+    assert_eq!(seen(&user).phones, ["work", "mobile", "home"], "the global entry raised Alice to Personal at once");
+    let bad = api
+        .call(reqwest::Method::PUT, "/api/v1/group-rights/r-and-d", Auth::Bearer(ADMIN_TOKEN), Some(json!({"level": "boss"})))
+        .await;
+    assert_eq!(bad.body["code"], "unknown_rights");
+    assert_eq!(
+        api.call(reqwest::Method::DELETE, "/api/v1/group-rights/r-and-d", Auth::Bearer(ADMIN_TOKEN), None).await.status,
+        204
+    );
+    alice.wait_for_user("sip:bob@example.com", |u| seen(u).phones.len() == 2).await;
+
+    // An owner's group entry.
+    let owner = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/users/sip:carol@example.com/group-rights/r-and-d",
+            Auth::Bearer(ADMIN_TOKEN),
+            Some(json!({"iDynamicRights": 0})),
+        )
+        .await;
+    assert_eq!((owner.status, owner.body["level"].as_str()), (200, Some("blocked")));
+    let seen_by_alice =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:carol@example.com/presence", Auth::Ticket(&alice.ticket), None).await;
+    assert_eq!(seen_by_alice.body["asnCurrentUserDynamicRights"]["level"], "blocked");
+    let removed = api
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/users/sip:carol@example.com/group-rights/r-and-d",
+            Auth::Bearer(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, 204);
+    let seen_by_alice =
+        api.call(reqwest::Method::GET, "/api/v1/users/sip:carol@example.com/presence", Auth::Ticket(&alice.ticket), None).await;
+    assert_eq!(seen_by_alice.body["asnCurrentUserDynamicRights"]["level"], "company");
+}

@@ -5,6 +5,7 @@ mod admin;
 pub mod auth;
 pub mod error;
 mod events;
+mod group_rights;
 mod images;
 pub mod openapi;
 pub mod pv2;
@@ -30,6 +31,8 @@ fn routes() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(images::put_image, images::get_image, images::delete_image))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::get_user, admin::put_user, admin::delete_user))
+        .routes(routes!(group_rights::put_owner_group, group_rights::delete_owner_group))
+        .routes(routes!(group_rights::put_global_group, group_rights::delete_global_group))
         .routes(routes!(events::subscribe, events::unsubscribe))
         .routes(routes!(events::events))
         .routes(routes!(openapi::get_openapi))

@@ -303,6 +303,17 @@ pub struct RemoveRightsResult {
     result: u32,
 }
 
+/// The level a [`RightBody`] names (by name or Presence V2 value, exactly one of the two).
+pub(crate) fn level_of(body: &[u8]) -> Result<AccessLevel, ApiError> {
+    let body: RightBody = parse_json(body)?;
+    match (body.level.as_deref(), body.i_dynamic_rights) {
+        (Some(name), None) => AccessLevel::from_name(name),
+        (None, Some(value)) => AccessLevel::from_pv2_value(value),
+        _ => None,
+    }
+    .ok_or_else(unknown_rights)
+}
+
 fn unknown_rights() -> ApiError {
     ApiError {
         field: Some("level".into()),
@@ -342,13 +353,7 @@ pub async fn put_right(
     if !caller.is_admin_or(&owner) {
         return Err(ApiError::permission_denied("only the owner or an admin may change this list"));
     }
-    let body: RightBody = parse_json(&body)?;
-    let level = match (body.level.as_deref(), body.i_dynamic_rights) {
-        (Some(name), None) => AccessLevel::from_name(name),
-        (None, Some(value)) => AccessLevel::from_pv2_value(value),
-        _ => None,
-    }
-    .ok_or_else(unknown_rights)?;
+    let level = level_of(&body)?;
     let entry = RightsEntry { member: Member::Uri(watcher.clone()), level };
     gateway.change_rights(&owner, &[RightsChange::Set(entry)]).await?;
     Ok(Json(RightsEntryV2 { dynamic_rights: level.pv2_value(), level, owner, watcher }))

@@ -113,6 +113,16 @@ impl Hub {
         }
     }
 
+    /// Every distinct (presentity, watching user) pair (for rights changes that touch everyone).
+    pub fn watch_pairs(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let index = self.watchers.read();
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> =
+            index.iter().flat_map(|(uri, sessions)| sessions.values().map(move |s| (uri.clone(), s.user.clone()))).collect();
+        pairs.sort();
+        pairs.dedup();
+        pairs
+    }
+
     /// The sessions watching a presentity (a snapshot of the index).
     pub fn watchers_of(&self, uri: &str) -> Vec<Arc<Session>> {
         self.watchers.read().get(uri).map(|m| m.values().cloned().collect()).unwrap_or_default()

@@ -60,6 +60,30 @@ impl Gateway {
         Ok(touched)
     }
 
+    /// Sets or removes an entry that applies to every owner (admin); every watcher whose level on
+    /// anyone changed gets fresh snapshots at once.
+    pub async fn change_global_rights(&self, change: &RightsChange) -> Result<()> {
+        let _gate = self.lists_gate.lock().await;
+        let pairs = self.hub.watch_pairs();
+        let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| self.directory.level(owner, watcher)).collect();
+        match change {
+            RightsChange::Set(entry) => {
+                self.store.set_global_right(entry).await.map_err(|e| GatewayError::internal("saving a global right", e))?;
+                self.directory.set_global_right(entry.clone());
+            }
+            RightsChange::Remove { member, .. } => {
+                self.store.remove_global_right(member).await.map_err(|e| GatewayError::internal("removing a global right", e))?;
+                self.directory.remove_global_right(member);
+            }
+        }
+        for ((owner, watcher), level) in pairs.iter().zip(before) {
+            if self.directory.level(owner, watcher) != level {
+                self.resend_to_watcher(owner, watcher);
+            }
+        }
+        Ok(())
+    }
+
     /// CWA `updateContainer`: only the five level containers exist.
     pub async fn update_container(&self, owner: &str, id: u32, changes: &[crate::cwa::requests::MemberChange]) -> Result<()> {
         let level = AccessLevel::from_container_id(id).ok_or_else(|| {

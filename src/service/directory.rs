@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub struct Directory {
     profiles: RwLock<HashMap<String, Arc<Profile>>>,
     rights: RwLock<HashMap<String, Vec<RightsEntry>>>,
+    /// Entries that apply to every owner.
+    global: RwLock<Vec<RightsEntry>>,
     enterprise_domains: Vec<String>,
 }
 
@@ -68,6 +70,20 @@ impl Directory {
         }
     }
 
+    pub fn set_global_right(&self, entry: RightsEntry) {
+        let mut global = self.global.write();
+        global.retain(|e| e.member != entry.member);
+        global.push(entry);
+    }
+
+    pub fn remove_global_right(&self, member: &crate::model::rights::Member) {
+        self.global.write().retain(|e| &e.member != member);
+    }
+
+    pub fn global_rights(&self) -> Vec<RightsEntry> {
+        self.global.read().clone()
+    }
+
     pub fn rights_of(&self, owner: &str) -> Vec<RightsEntry> {
         self.rights.read().get(owner).cloned().unwrap_or_default()
     }
@@ -82,11 +98,18 @@ impl Directory {
         self.enterprise_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
-    /// The level `watcher` has on `owner`'s presence (DESIGN §2.3).
+    /// The level `watcher` has on `owner`'s presence (DESIGN §2.3): the owner's entries and the
+    /// global ones count alike; an explicit block by the owner still wins.
     pub fn level(&self, owner: &str, watcher: &str) -> AccessLevel {
         let groups = self.profile(watcher).map(|p| p.groups.clone()).unwrap_or_default();
         let facts = WatcherFacts { uri: watcher, groups: &groups, same_enterprise: self.same_enterprise(owner, watcher) };
         let rights = self.rights.read();
-        effective_level(rights.get(owner).map(Vec::as_slice).unwrap_or(&[]), &facts)
+        let own = rights.get(owner).map(Vec::as_slice).unwrap_or(&[]);
+        let global = self.global.read();
+        if global.is_empty() {
+            return effective_level(own, &facts);
+        }
+        let all: Vec<RightsEntry> = own.iter().chain(global.iter()).cloned().collect();
+        effective_level(&all, &facts)
     }
 }

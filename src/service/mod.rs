@@ -92,6 +92,9 @@ impl Gateway {
         for (owner, entry) in self.store.rights().await? {
             self.directory.set_right(&owner, entry);
         }
+        for entry in self.store.global_rights().await? {
+            self.directory.set_global_right(entry);
+        }
         *self.contact_lists.write() = self.store.contact_lists().await?.into_iter().collect();
         for (uri, hash) in self.store.image_hashes().await? {
             if let Some(entry) = self.presence_entry(&uri) {

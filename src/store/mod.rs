@@ -67,6 +67,10 @@ pub trait Store: Send + Sync {
     async fn set_right(&self, owner: &str, entry: &RightsEntry) -> StoreResult<()>;
     async fn remove_right(&self, owner: &str, member: &crate::model::rights::Member) -> StoreResult<bool>;
     async fn rights(&self) -> StoreResult<Vec<(String, RightsEntry)>>;
+    /// Entries that apply to every owner (set by an admin), e.g. "group r-and-d sees all at Team".
+    async fn set_global_right(&self, entry: &RightsEntry) -> StoreResult<()>;
+    async fn remove_global_right(&self, member: &crate::model::rights::Member) -> StoreResult<bool>;
+    async fn global_rights(&self) -> StoreResult<Vec<RightsEntry>>;
 
     async fn save_contact_list(&self, owner: &str, list: &ContactList) -> StoreResult<()>;
     async fn contact_lists(&self) -> StoreResult<Vec<(String, ContactList)>>;

@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS rights (
     level TEXT NOT NULL,
     PRIMARY KEY (owner, member)
 );
+CREATE TABLE IF NOT EXISTS global_rights (
+    member TEXT PRIMARY KEY,
+    level TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS contact_lists (
     owner TEXT PRIMARY KEY REFERENCES users(uri) ON DELETE CASCADE,
     list TEXT NOT NULL
@@ -180,6 +184,34 @@ impl Store for SqliteStore {
                 let level = crate::model::rights::AccessLevel::from_name(level_name)
                     .ok_or_else(|| super::StoreError(format!("unknown level {level_name}")))?;
                 Ok((row.try_get("owner")?, RightsEntry { member, level }))
+            })
+            .collect()
+    }
+
+    async fn set_global_right(&self, entry: &RightsEntry) -> StoreResult<()> {
+        sqlx::query("INSERT INTO global_rights (member, level) VALUES (?1, ?2) ON CONFLICT(member) DO UPDATE SET level = ?2")
+            .bind(member_key(&entry.member)?)
+            .bind(entry.level.name())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_global_right(&self, member: &Member) -> StoreResult<bool> {
+        let done =
+            sqlx::query("DELETE FROM global_rights WHERE member = ?1").bind(member_key(member)?).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn global_rights(&self) -> StoreResult<Vec<RightsEntry>> {
+        let rows = sqlx::query("SELECT member, level FROM global_rights").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let member: Member = serde_json::from_str(row.try_get::<&str, _>("member")?)?;
+                let name: &str = row.try_get("level")?;
+                let level = crate::model::rights::AccessLevel::from_name(name)
+                    .ok_or_else(|| super::StoreError(format!("unknown level {name}")))?;
+                Ok(RightsEntry { member, level })
             })
             .collect()
     }
