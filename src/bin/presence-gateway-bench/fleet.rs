@@ -77,7 +77,11 @@ impl Fleet {
     pub async fn sign_in(&mut self, users: impl IntoIterator<Item = usize>) -> Result<()> {
         let mut set = JoinSet::new();
         let permits = Arc::new(Semaphore::new(self.ctx.concurrency));
-        for user in users.into_iter().filter(|u| !self.logins.contains_key(u)) {
+        let started = Instant::now();
+        let mut wanted: Vec<usize> = users.into_iter().filter(|u| !self.logins.contains_key(u)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        for user in wanted {
             let (ctx, permits) = (self.ctx.clone(), permits.clone());
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await?;
@@ -89,6 +93,7 @@ impl Fleet {
             let login = done??;
             self.logins.insert(login.user, login);
         }
+        eprintln!("signed in {} users in {:.1}s", self.logins.len(), started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -111,9 +116,11 @@ impl Fleet {
             });
         }
         let mut started = Vec::new();
+        let clock = Instant::now();
         while let Some(done) = set.join_next().await {
             started.push(done??);
         }
+        eprintln!("started {} sessions in {:.1}s", started.len(), clock.elapsed().as_secs_f64());
         started.sort_by_key(|(offset, _)| *offset);
         for (offset, session) in started {
             if poll {

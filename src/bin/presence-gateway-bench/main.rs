@@ -17,6 +17,7 @@ mod report;
 mod scenarios;
 mod session;
 mod stats;
+mod summary;
 mod svg;
 mod users;
 
@@ -46,6 +47,12 @@ enum Command {
     Reconnect(ReconnectArgs),
     /// S6: sign-in rate (logon + initiateSession + subscribe K).
     Signin(SigninArgs),
+    /// Medians and spreads of repeated runs' JSON files, as Markdown tables.
+    Summarize {
+        /// JSON files written by the scenarios.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +67,10 @@ fn main() -> anyhow::Result<()> {
             Command::Query(args) => scenarios::run(args.common.clone(), scenarios::query::run(args)).await,
             Command::Reconnect(args) => scenarios::run(args.common.clone(), scenarios::reconnect::run(args)).await,
             Command::Signin(args) => scenarios::run(args.common.clone(), scenarios::signin::run(args)).await,
+            Command::Summarize { files } => {
+                print!("{}", summary::summarize(&files)?);
+                Ok(())
+            }
         }
     })
 }
