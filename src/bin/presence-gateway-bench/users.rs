@@ -101,9 +101,18 @@ fn team_grants_of(count: usize) -> Vec<(usize, usize)> {
     grants
 }
 
-/// The argon2id hash of [`PASSWORD`], computed once per run.
-pub fn password_hash() -> Result<String> {
-    presence_gateway::service::auth::hash_password(PASSWORD).map_err(anyhow::Error::msg)
+/// The argon2id hash of [`PASSWORD`], computed once per run: with the gateway's default cost, or
+/// with the smallest argon2id parameters (m = 8 KiB, t = 1), which the gateway verifies with the
+/// parameters the hash carries, so that setting up thousands of sign-ins takes seconds.
+pub fn password_hash(full_cost: bool) -> Result<String> {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    if full_cost {
+        return presence_gateway::service::auth::hash_password(PASSWORD).map_err(anyhow::Error::msg);
+    }
+    let params = argon2::Params::new(argon2::Params::MIN_M_COST, 1, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(argon.hash_password(PASSWORD.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("{e}"))?.to_string())
 }
 
 #[cfg(test)]
@@ -121,5 +130,16 @@ mod tests {
         assert!(org.contacts[17].contains(&16) && org.contacts[17].contains(&0), "team and shared contacts");
         assert_eq!(org.grants.len(), 1000 * 7);
         assert_eq!(Organisation::graph(3, 50, 7, false).contacts[0].len(), 2, "capped at the others");
+    }
+
+    #[test]
+    fn both_hashes_verify_with_the_gateways_own_check() {
+        use presence_gateway::service::auth::verify_password;
+        for full in [false, true] {
+            let hash = password_hash(full).unwrap();
+            assert!(hash.starts_with("$argon2id$"), "{hash}");
+            assert!(verify_password(PASSWORD, &hash) && !verify_password("wrong", &hash));
+        }
+        assert!(password_hash(false).unwrap().contains("m=8,t=1"));
     }
 }

@@ -74,6 +74,7 @@ pub async fn run(args: FanoutArgs) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
     }
     let (_, cpu) = window.close(&s);
+    let loadgen_cpu = window.own_cpu();
     fleet.quiesce(Duration::from_millis(500), Duration::from_secs(10)).await;
     let subscriptions: HashMap<u64, Vec<usize>> = fleet.sessions.iter().map(|x| (x.sid, x.subscriptions.clone())).collect();
     let trackers = fleet.stop().await;
@@ -89,6 +90,7 @@ pub async fn run(args: FanoutArgs) -> Result<Report> {
     report.figure("changes_not_reaching_everyone", incomplete);
     report.figure("server_cpu_seconds", round3(cpu));
     report.figure("server_cpu_seconds_per_1000_deliveries", round3(cpu / deliveries.max(1.0) * 1000.0));
+    report.figure("loadgen_cpu_seconds", loadgen_cpu);
     report.notes.push("latency = publishSelfPresence sent → poll response parsed by the watcher; includes the store write".into());
     let title = format!("S2 one change to {} watchers", args.watchers);
     report.plots.push(("latency", latency_cdf(&title, vec![("all deliveries".into(), latencies.cdf(200))])));

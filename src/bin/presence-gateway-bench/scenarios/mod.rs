@@ -68,6 +68,10 @@ pub struct Common {
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Give users argon2id hashes of the gateway's default cost (default: the smallest cost, so
+    /// that setup is quick; the `signin` scenario always uses the default cost).
+    #[arg(long)]
+    pub full_cost_hashes: bool,
 }
 
 /// Options of `users`.
@@ -85,7 +89,7 @@ pub struct UsersArgs {
 }
 
 pub async fn write_users(args: UsersArgs) -> Result<()> {
-    let hash = tokio::task::spawn_blocking(users::password_hash).await??;
+    let hash = tokio::task::spawn_blocking(|| users::password_hash(true)).await??;
     Organisation::graph(args.count, args.contacts, args.seed, true).write(&args.out, &hash)?;
     println!("wrote {} users to {} (password {:?})", args.count, args.out.display(), users::PASSWORD);
     Ok(())
@@ -117,7 +121,8 @@ pub async fn setup(common: &Common, org: &Organisation, settings: GatewaySetting
         None => {
             let scratch = std::env::temp_dir().join(format!("presence-gateway-bench-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;
-            let hash = tokio::task::spawn_blocking(users::password_hash).await??;
+            let full_cost = common.full_cost_hashes;
+            let hash = tokio::task::spawn_blocking(move || users::password_hash(full_cost)).await??;
             let users_file = scratch.join("users.toml");
             org.write(&users_file, &hash)?;
             let binary = gateway_binary(common)?;
@@ -173,16 +178,26 @@ pub async fn run(common: Common, scenario: impl Future<Output = Result<Report>>)
 pub struct Window {
     started: Instant,
     cpu: f64,
+    own_cpu: f64,
+}
+
+fn own_cpu() -> f64 {
+    ProcSample::read(std::process::id()).map(|s| s.cpu_seconds).unwrap_or(0.0)
 }
 
 impl Window {
     pub fn open(setup: &Setup) -> Window {
-        Window { started: Instant::now(), cpu: setup.sample().cpu_seconds }
+        Window { started: Instant::now(), cpu: setup.sample().cpu_seconds, own_cpu: own_cpu() }
     }
 
     /// (wall seconds, server CPU seconds) since the window opened.
     pub fn close(&self, setup: &Setup) -> (f64, f64) {
         (self.started.elapsed().as_secs_f64(), (setup.sample().cpu_seconds - self.cpu).max(0.0))
+    }
+
+    /// The load generator's own CPU seconds since the window opened (it shares the cores).
+    pub fn own_cpu(&self) -> f64 {
+        crate::stats::round3((own_cpu() - self.own_cpu).max(0.0))
     }
 }
 

@@ -84,7 +84,8 @@ async fn worker(ctx: Arc<Ctx>, org: Arc<Organisation>, next: Arc<AtomicUsize>, c
     }
 }
 
-pub async fn run(args: SigninArgs) -> Result<Report> {
+pub async fn run(mut args: SigninArgs) -> Result<Report> {
+    args.common.full_cost_hashes = true;
     let org = Arc::new(Organisation::graph(args.users.max(args.contacts + 1), args.contacts, args.common.seed, true));
     let settings = GatewaySettings {
         sessions_per_user: 10,
@@ -110,6 +111,7 @@ pub async fn run(args: SigninArgs) -> Result<Report> {
         all.errors += steps.errors;
     }
     let (wall, cpu) = window.close(&s);
+    report.figure("loadgen_cpu_seconds", window.own_cpu());
     report.checks = Checks { errors: all.errors, ..Checks::default() };
     let signed_in = all.total.len() as f64;
     let (logon, initiate, subscribe, total) =
