@@ -72,7 +72,20 @@ fn one_change_reaches_every_watcher() {
 fn steady_changes_are_delivered_without_loss() {
     let r = run(
         "steady",
-        &["--sessions", "100", "--subscriptions", "4", "--watchers-per-change", "20", "--rate", "20", "--seconds", "2", "--warmup", "1"],
+        &[
+            "--sessions",
+            "100",
+            "--subscriptions",
+            "4",
+            "--watchers-per-change",
+            "20",
+            "--rate",
+            "20",
+            "--seconds",
+            "2",
+            "--warmup",
+            "1",
+        ],
     );
     assert!(figure(&r, "deliveries_per_s") > 0.0);
     assert!(figure(&r, "events_per_http_response") >= 1.0);
@@ -92,7 +105,20 @@ fn queries_are_answered_on_the_data_channel() {
 fn a_reconnect_storm_loses_and_duplicates_nothing() {
     let r = run(
         "reconnect",
-        &["--sessions", "100", "--subscriptions", "4", "--watchers-per-change", "20", "--rate", "20", "--before", "1", "--after", "2"],
+        &[
+            "--sessions",
+            "100",
+            "--subscriptions",
+            "4",
+            "--watchers-per-change",
+            "20",
+            "--rate",
+            "20",
+            "--before",
+            "1",
+            "--after",
+            "2",
+        ],
     );
     assert_eq!(figure(&r, "sessions_recovered"), 100.0);
     assert!(figure(&r, "connections_dropped") >= 100.0);

@@ -88,7 +88,7 @@ impl Gateway {
         self.directory.put_profile(profile.clone());
         let mut presences = self.presences.write();
         match presences.get(&uri) {
-            Some(entry) => entry.live.lock().model.profile = profile,
+            Some(entry) => entry.live.lock().set_profile(profile),
             None => {
                 presences.insert(uri, PresenceEntry::new(Presentity::new(profile)));
             }

@@ -39,6 +39,14 @@ pub(crate) struct PresenceEntry {
     pub live: Mutex<Live>,
 }
 
+impl Live {
+    /// A new profile: renderings made from the old one are no longer shared.
+    pub(crate) fn set_profile(&mut self, profile: Arc<crate::model::contact::Profile>) {
+        self.model.profile = profile;
+        self.last_views.clear();
+    }
+}
+
 impl PresenceEntry {
     pub fn new(model: Presentity) -> Arc<Self> {
         Arc::new(PresenceEntry {
@@ -80,9 +88,29 @@ impl Gateway {
         render_user(&self.view_for(uri, watcher), self.directory.same_enterprise(uri, watcher))
     }
 
+    /// The `userPresence` payload of `uri` as `watcher` may see it, shared by every watcher with
+    /// the same view: the rendering of the last fan-out for that view, or rendered now and kept
+    /// (each change replaces the kept renderings, so a kept one is always the current view).
+    pub(crate) fn user_payload_for(&self, uri: &str, watcher: &str) -> Arc<EventPayload> {
+        let entry = self.presence_entry(uri).filter(|_| uri != watcher);
+        let Some(entry) = entry else { return Arc::new(EventPayload::user_presence(self.user_xml_for(uri, watcher))) };
+        let key = ViewKey {
+            viewer: Viewer::Watcher(self.directory.level(uri, watcher)),
+            same_enterprise: self.directory.same_enterprise(uri, watcher),
+        };
+        let mut live = entry.live.lock();
+        if let Some(payload) = live.last_views.get(&key) {
+            return payload.clone();
+        }
+        let rendered = render_user(&view(&live.model, key.viewer, self.clock.now()), key.same_enterprise);
+        let payload = Arc::new(EventPayload::user_presence(rendered));
+        live.last_views.insert(key, payload.clone());
+        payload
+    }
+
     /// A coalescable `userPresence` snapshot of `uri` for `session`.
     pub(crate) fn queue_snapshot(&self, session: &Session, uri: &Arc<str>) {
-        let payload = Arc::new(EventPayload::user_presence(self.user_xml_for(uri, &session.user)));
+        let payload = self.user_payload_for(uri, &session.user);
         self.push(session, payload, Some(uri));
     }
 
@@ -98,7 +126,7 @@ impl Gateway {
         let own = render_self(&self.view_for(&session.user, &session.user));
         session.push(Arc::new(EventPayload::self_presence(own)), Some(&SELF_KEY), usize::MAX);
         for uri in session.subscriptions() {
-            let payload = Arc::new(EventPayload::user_presence(self.user_xml_for(&uri, &session.user)));
+            let payload = self.user_payload_for(&uri, &session.user);
             session.push(payload, Some(&uri), usize::MAX);
         }
     }

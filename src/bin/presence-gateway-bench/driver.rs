@@ -68,6 +68,8 @@ pub struct Changer {
     pub sent: AtomicU64,
     pub failed: AtomicU64,
     pub skipped: AtomicU64,
+    /// Round trips of the accepted changes (microseconds), waiting for a pooled connection included.
+    round_trips: parking_lot::Mutex<Vec<u32>>,
 }
 
 impl Changer {
@@ -81,6 +83,7 @@ impl Changer {
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            round_trips: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -97,11 +100,13 @@ impl Changer {
             return Ok(None);
         }
         let seq = state.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let started = Instant::now();
         let result = self.driver.change(self.publishers[i], &Stamp::note(seq, now_us())).await;
         Counters::add(&self.counters.requests, 1);
         match &result {
             Ok(()) => {
                 state.accepted.fetch_max(seq, Ordering::AcqRel);
+                self.round_trips.lock().push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 self.sent.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
@@ -134,6 +139,11 @@ impl Changer {
             while inflight.try_join_next().is_some() {}
         }
         while inflight.join_next().await.is_some() {}
+    }
+
+    /// The round trips of every accepted change so far.
+    pub fn round_trips(&self) -> Vec<u32> {
+        self.round_trips.lock().clone()
     }
 
     /// The last accepted change number of every publisher that changed (by user number).

@@ -56,6 +56,7 @@ pub struct Fleet {
     pub sessions: Vec<LiveSession>,
     pub waiters: Arc<Vec<Arc<Waiter>>>,
     tasks: Vec<JoinHandle<Tracker>>,
+    drained: Vec<Tracker>,
     stop: watch::Sender<bool>,
     drop_connections: watch::Sender<u64>,
 }
@@ -68,6 +69,7 @@ impl Fleet {
             sessions: Vec::new(),
             waiters: Arc::new(waiters),
             tasks: Vec::new(),
+            drained: Vec::new(),
             stop: watch::channel(false).0,
             drop_connections: watch::channel(0).0,
         }
@@ -144,6 +146,39 @@ impl Fleet {
         self.tasks.push(tokio::spawn(task.run()));
     }
 
+    /// For sessions that hold no poll: reads each session's initial burst and acknowledges it (the
+    /// acknowledging poll returns empty after the gateway's hold time), so that what stays behind
+    /// is an idle session without a connection. `parallel` sessions at once.
+    pub async fn drain(&mut self, from: usize, parallel: usize) -> Result<()> {
+        let mut set = JoinSet::new();
+        let permits = Arc::new(Semaphore::new(parallel.max(1)));
+        for (i, session) in self.sessions.iter().enumerate().skip(from) {
+            let (ctx, permits, login, sid) = (self.ctx.clone(), permits.clone(), session.login.clone(), session.sid);
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await?;
+                ctx.check_deadline()?;
+                let mut conn = ctx.endpoint.connect(i).await?;
+                let mut tracker = Tracker { sid, ..Tracker::default() };
+                for _ in 0..2 {
+                    let reply = conn
+                        .send(hyper::Method::GET, &cwa::poll_path(sid, tracker.last_eid), Some(&login.ticket()), None)
+                        .await?;
+                    login.observe(&reply);
+                    if reply.status != 200 {
+                        return Err(anyhow!("poll failed: HTTP {}", reply.status));
+                    }
+                    tracker.absorb(&crate::events::parse(reply.text())?, &[], 0);
+                    Counters::add(&ctx.counters.responses, 1);
+                }
+                Ok::<_, anyhow::Error>(tracker)
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            self.drained.push(done??);
+        }
+        Ok(())
+    }
+
     /// Drops every data-channel connection at once; each session re-attaches with its last ack.
     pub fn drop_connections(&self) {
         self.drop_connections.send_modify(|n| *n += 1);
@@ -168,7 +203,7 @@ impl Fleet {
     /// Stops every poll and returns what each session's checks found.
     pub async fn stop(self) -> Vec<Tracker> {
         self.stop.send_replace(true);
-        let mut trackers = Vec::with_capacity(self.tasks.len());
+        let mut trackers = self.drained;
         for task in self.tasks {
             if let Ok(tracker) = task.await {
                 trackers.push(tracker);

@@ -40,8 +40,15 @@ pub struct Gateway {
 }
 
 impl Drop for Gateway {
+    /// SIGTERM (the gateway answers held polls and exits), SIGKILL if it has not within 10 s.
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
+            // SAFETY: kill only sends a signal to the process this run started.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -124,7 +131,7 @@ impl ProcSample {
     }
 }
 
-fn clock_ticks() -> f64 {
+pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 {

@@ -57,11 +57,8 @@ impl Progress {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let now = (
-                    Counters::get(&counters.deliveries),
-                    Counters::get(&counters.responses),
-                    Counters::get(&counters.requests),
-                );
+                let now =
+                    (Counters::get(&counters.deliveries), Counters::get(&counters.responses), Counters::get(&counters.requests));
                 eprintln!(
                     "[{:6.1}s] conns {:6} sessions {:6} | deliveries/s {:7} responses/s {:6} requests/s {:6} | errors {}",
                     started.elapsed().as_secs_f64(),

@@ -59,7 +59,8 @@ fn table(scenario: &str, runs: &[Value]) -> String {
             }
         }
     }
-    let mut out = format!("\n### {scenario} ({} runs)\n\n| figure | median | min – max | spread |\n|---|---:|---:|---:|\n", runs.len());
+    let mut out =
+        format!("\n### {scenario} ({} runs)\n\n| figure | median | min – max | spread |\n|---|---:|---:|---:|\n", runs.len());
     for name in figures {
         let list = values.get_mut(&name).expect("collected");
         let (lo, hi) = list.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
@@ -90,7 +91,8 @@ mod tests {
             .enumerate()
             .map(|(i, v)| {
                 let path = dir.join(format!("{i}.json"));
-                let doc = serde_json::json!({"scenario": "s2-fanout", "figures": {"latency_p99_ms": v}, "checks": {"lost_events": 0}});
+                let doc =
+                    serde_json::json!({"scenario": "s2-fanout", "figures": {"latency_p99_ms": v}, "checks": {"lost_events": 0}});
                 std::fs::write(&path, doc.to_string()).unwrap();
                 path
             })

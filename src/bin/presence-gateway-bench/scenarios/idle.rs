@@ -31,7 +31,8 @@ pub struct IdleArgs {
     /// Sessions per signed-in user (one ticket each, like browser tabs).
     #[arg(long, default_value_t = 10)]
     pub sessions_per_user: usize,
-    /// Start sessions without holding polls (the hub's share of memory, without connections).
+    /// Hold no polls: each session reads and acknowledges its initial burst, then keeps no
+    /// connection (the hub's share of memory per session; the gateway's hold time is set to 1 s).
     #[arg(long)]
     pub no_poll: bool,
     /// How long the idle CPU is measured (seconds; at least one hold time is sensible).
@@ -61,11 +62,12 @@ pub async fn run(args: IdleArgs) -> Result<Report> {
     let settings = GatewaySettings {
         sessions_per_user: args.sessions_per_user,
         subscriptions_per_session: args.contacts,
-        hold_seconds: args.common.hold_seconds,
+        // Without held polls, the acknowledging poll of each burst should return quickly.
+        hold_seconds: if args.no_poll { 1 } else { args.common.hold_seconds },
         session_timeout_seconds: if args.no_poll { 3600 } else { 90.max(args.common.hold_seconds * 2) },
     };
     let s = setup(&args.common, &org, settings).await?;
-    let mut report = Report::new("s1-idle", parameters(&args));
+    let mut report = Report::new(if args.no_poll { "s1-idle-no-poll" } else { "s1-idle" }, parameters(&args));
     let mut fleet = Fleet::new(s.ctx.clone(), Vec::new());
     fleet.sign_in(0..users).await?;
     let baseline = settled_rss(&s.gateway, Duration::from_millis(300)).await.unwrap_or(0);
@@ -73,10 +75,12 @@ pub async fn run(args: IdleArgs) -> Result<Report> {
     let mut done = 0;
     for step in 1..=args.steps.max(1) {
         let target = args.sessions * step / args.steps.max(1);
-        let specs = (done..target)
-            .map(|i| SessionSpec { user: i % users, subscriptions: org.contacts[i % users].clone() })
-            .collect();
+        let specs =
+            (done..target).map(|i| SessionSpec { user: i % users, subscriptions: org.contacts[i % users].clone() }).collect();
         fleet.start(specs, !args.no_poll).await?;
+        if args.no_poll {
+            fleet.drain(done, 2000).await?;
+        }
         done = target;
         fleet.quiesce(Duration::from_secs(1), Duration::from_secs(60)).await;
         let rss = settled_rss(&s.gateway, Duration::from_millis(300)).await.unwrap_or(0);
@@ -87,6 +91,7 @@ pub async fn run(args: IdleArgs) -> Result<Report> {
     let responses_before = crate::stats::Counters::get(&s.counters().responses);
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let (wall, cpu) = window.close(&s);
+    let shared_cpu = window.shared_cpu_figures(&s);
     let renewed = crate::stats::Counters::get(&s.counters().responses) - responses_before;
     let own = ProcSample::read(std::process::id()).unwrap_or_default();
     let end = s.sample();
@@ -108,6 +113,7 @@ pub async fn run(args: IdleArgs) -> Result<Report> {
     report.figure("idle_cpu_percent_of_core", crate::stats::round3(cpu / wall * 100.0));
     report.figure("idle_polls_renewed_per_s", crate::stats::round3(renewed as f64 / wall));
     report.figure("server_threads", end.threads);
+    report.figures(shared_cpu);
     report.figure("loadgen_rss_mib", crate::stats::round3(own.rss_kib as f64 / 1024.0));
     report.notes.push(format!(
         "each signed-in user holds {} sessions on one ticket; RSS slope by least squares over the {} steps",

@@ -51,7 +51,7 @@ pub struct Common {
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// Keep-alive connections for commands (publishes, setup).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     pub pool: usize,
     /// The gateway's hold time for empty polls (seconds).
     #[arg(long, default_value_t = 25)]
@@ -179,15 +179,25 @@ pub struct Window {
     started: Instant,
     cpu: f64,
     own_cpu: f64,
+    machine_cpu: f64,
 }
 
 fn own_cpu() -> f64 {
     ProcSample::read(std::process::id()).map(|s| s.cpu_seconds).unwrap_or(0.0)
 }
 
+/// CPU seconds the whole machine has been busy (all cores, from `/proc/stat`).
+fn machine_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: everything but idle and iowait.
+    let busy: f64 = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    busy / crate::gateway::clock_ticks()
+}
+
 impl Window {
     pub fn open(setup: &Setup) -> Window {
-        Window { started: Instant::now(), cpu: setup.sample().cpu_seconds, own_cpu: own_cpu() }
+        Window { started: Instant::now(), cpu: setup.sample().cpu_seconds, own_cpu: own_cpu(), machine_cpu: machine_cpu() }
     }
 
     /// (wall seconds, server CPU seconds) since the window opened.
@@ -195,9 +205,16 @@ impl Window {
         (self.started.elapsed().as_secs_f64(), (setup.sample().cpu_seconds - self.cpu).max(0.0))
     }
 
-    /// The load generator's own CPU seconds since the window opened (it shares the cores).
-    pub fn own_cpu(&self) -> f64 {
-        crate::stats::round3((own_cpu() - self.own_cpu).max(0.0))
+    /// Figures for the report: the load generator's CPU seconds, and the CPU seconds other
+    /// processes on the machine used meanwhile (a busy machine makes a run noisy).
+    pub fn shared_cpu_figures(&self, setup: &Setup) -> Vec<(String, serde_json::Value)> {
+        let own = (own_cpu() - self.own_cpu).max(0.0);
+        let server = (setup.sample().cpu_seconds - self.cpu).max(0.0);
+        let others = (machine_cpu() - self.machine_cpu - own - server).max(0.0);
+        vec![
+            ("loadgen_cpu_seconds".into(), crate::stats::round3(own).into()),
+            ("other_processes_cpu_seconds".into(), crate::stats::round3(others).into()),
+        ]
     }
 }
 

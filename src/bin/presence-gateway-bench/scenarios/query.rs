@@ -104,7 +104,7 @@ pub async fn run(args: QueryArgs) -> Result<Report> {
         errors += failed;
     }
     let (wall, cpu) = window.close(&s);
-    let loadgen_cpu = window.own_cpu();
+    let shared_cpu = window.shared_cpu_figures(&s);
     fleet.quiesce(Duration::from_secs(1), Duration::from_secs(20)).await;
     let trackers = fleet.stop().await;
     report.checks = Checks::from(&trackers, &HashMap::new(), &HashMap::new());
@@ -121,8 +121,10 @@ pub async fn run(args: QueryArgs) -> Result<Report> {
     report.figure("answers_on_data_channel", answered);
     report.figure("server_cpu_percent_of_core", round3(cpu / wall * 100.0));
     report.figure("server_cpu_seconds_per_1000_requests", round3(cpu / (accepted as f64).max(1.0) * 1000.0));
-    report.figure("loadgen_cpu_seconds", loadgen_cpu);
-    report.notes.push("round trip = queryPresence POST until its cwaResponses; the users arrive as one userPresence on the data channel".into());
+    report.figures(shared_cpu);
+    report.notes.push(
+        "round trip = queryPresence POST until its cwaResponses; the users arrive as one userPresence on the data channel".into(),
+    );
     let title = format!("S4 queryPresence, {} URIs, {} connections", args.uris, args.connections);
     report.plots.push(("latency", latency_cdf(&title, vec![("command round trip".into(), latencies.cdf(200))])));
     Ok(report)

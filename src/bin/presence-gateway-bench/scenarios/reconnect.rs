@@ -4,7 +4,7 @@
 //! every session has the beacon's change. Lost and duplicated events (eid gaps, eids seen twice,
 //! sessions without a publisher's last change) must be 0 and 0.
 
-use super::{parameters, setup, steady::layout, users_for, Common};
+use super::{parameters, setup, steady::layout, users_for, Common, Window};
 use crate::driver::{Changer, CwaPublish};
 use crate::fleet::{Fleet, SessionSpec};
 use crate::gateway::GatewaySettings;
@@ -83,6 +83,7 @@ pub async fn run(args: ReconnectArgs) -> Result<Report> {
     };
     tokio::time::sleep(Duration::from_secs(args.before)).await;
     let errors_before = Counters::get(&s.counters().errors);
+    let window = Window::open(&s);
     waiter.arm(1);
     let dropped = Instant::now();
     fleet.drop_connections();
@@ -93,6 +94,8 @@ pub async fn run(args: ReconnectArgs) -> Result<Report> {
     }
     let recovered = waiter.reached();
     let recovery_ms = dropped.elapsed().as_secs_f64() * 1000.0;
+    let (_, storm_cpu) = window.close(&s);
+    let shared_cpu = window.shared_cpu_figures(&s);
     background.await?;
     fleet.quiesce(Duration::from_secs(1), Duration::from_secs(30)).await;
     let reconnects = Counters::get(&s.counters().reconnects);
@@ -108,9 +111,14 @@ pub async fn run(args: ReconnectArgs) -> Result<Report> {
     report.figure("sessions_recovered", recovered);
     report.figure("recovery_ms", round3(recovery_ms));
     report.figure("errors_during_storm", errors_during);
+    report.figure("server_cpu_seconds_until_recovered", crate::stats::round3(storm_cpu));
+    report.figures(shared_cpu);
     report.figure("changes_sent", changer.sent.load(Ordering::Relaxed));
     report.figures(latencies.figures("latency"));
-    report.notes.push("recovery = drop of every data-channel connection → every session has the beacon change published right after the drop".into());
+    report.notes.push(
+        "recovery = drop of every data-channel connection → every session has the beacon change published right after the drop"
+            .into(),
+    );
     let title = format!("S5 reconnect storm, {} sessions", args.sessions);
     report.plots.push(("latency", latency_cdf(&title, vec![("all deliveries".into(), latencies.cdf(200))])));
     Ok(report)

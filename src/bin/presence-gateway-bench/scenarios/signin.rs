@@ -111,7 +111,7 @@ pub async fn run(mut args: SigninArgs) -> Result<Report> {
         all.errors += steps.errors;
     }
     let (wall, cpu) = window.close(&s);
-    report.figure("loadgen_cpu_seconds", window.own_cpu());
+    report.figures(window.shared_cpu_figures(&s));
     report.checks = Checks { errors: all.errors, ..Checks::default() };
     let signed_in = all.total.len() as f64;
     let (logon, initiate, subscribe, total) =

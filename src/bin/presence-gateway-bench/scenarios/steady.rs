@@ -93,7 +93,7 @@ pub async fn run(args: SteadyArgs) -> Result<Report> {
     let window = Window::open(&s);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let (wall, cpu) = window.close(&s);
-    let loadgen_cpu = window.own_cpu();
+    let shared_cpu = window.shared_cpu_figures(&s);
     let after = (Counters::get(&c.deliveries), Counters::get(&c.events), Counters::get(&c.nonempty_responses));
     let sent = changer.sent.load(Ordering::Relaxed) - sent_before;
     background.await?;
@@ -113,9 +113,10 @@ pub async fn run(args: SteadyArgs) -> Result<Report> {
     report.figure("events_per_http_response", round3((after.1 - before.1) as f64 / ((after.2 - before.2) as f64).max(1.0)));
     report.figure("server_cpu_percent_of_core", round3(cpu / wall * 100.0));
     report.figure("server_cpu_seconds_per_1000_deliveries", round3(cpu / deliveries.max(1.0) * 1000.0));
+    report.figures(Latencies::new(changer.round_trips()).figures("publish_round_trip"));
     report.figure("changes_skipped_publisher_busy", changer.skipped.load(Ordering::Relaxed));
     report.figure("changes_failed", changer.failed.load(Ordering::Relaxed));
-    report.figure("loadgen_cpu_seconds", loadgen_cpu);
+    report.figures(shared_cpu);
     report.notes.push(format!("changes through {}; each change is stored before it is fanned out", changer.driver_name()));
     let title = format!("S3 {} changes/s × {} watchers", args.rate, args.watchers_per_change);
     report.plots.push(("latency", latency_cdf(&title, vec![("deliveries in the window".into(), latencies.cdf(200))])));
