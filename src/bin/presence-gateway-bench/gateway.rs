@@ -91,9 +91,12 @@ impl Gateway {
         let pid = child.id();
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut gateway = Gateway { address: "127.0.0.1:0".parse()?, pid: Some(pid), child: Some(child), scratch: Some(scratch) };
-        for line in BufReader::new(stdout).lines() {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(line) = lines.next() {
             if let Some(url) = line?.strip_prefix("presence-gateway listening on http://") {
                 gateway.address = url.trim().parse()?;
+                // Keep reading what it prints, so that its stdout never fills up or breaks.
+                std::thread::spawn(move || lines.for_each(drop));
                 return Ok(gateway);
             }
         }

@@ -137,7 +137,11 @@ impl PollTask {
                         match self.handle(&mut tracker, reply.status, reply.text()) {
                             Ok(()) => backoff = Duration::from_millis(50),
                             Err(_) if tracker.ended => break,
-                            Err(_) => self.error(&mut tracker),
+                            Err(_) => {
+                                self.error(&mut tracker);
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(Duration::from_secs(2));
+                            }
                         }
                     }
                     Err(_) => {

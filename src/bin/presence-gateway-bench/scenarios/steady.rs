@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn every_publisher_gets_the_same_number_of_watchers() {
         let layout = super::layout(100, 10, 50);
-        let mut count = vec![0; 50];
+        let mut count = [0; 50];
         for subs in &layout {
             assert_eq!(subs.iter().collect::<std::collections::HashSet<_>>().len(), 10);
             subs.iter().for_each(|p| count[*p] += 1);
