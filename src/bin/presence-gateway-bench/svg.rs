@@ -122,7 +122,7 @@ pub fn latency_cdf(title: &str, series: Vec<(String, Vec<(f64, f64)>)>) -> Strin
     Plot {
         title: title.to_string(),
         x_label: "latency (ms, log scale)".into(),
-        y_label: "fraction of deliveries ≤ latency".into(),
+        y_label: "fraction of samples ≤ latency".into(),
         log_x: true,
         series: series.into_iter().map(|(name, points)| Series { name, points, markers: false }).collect(),
     }
