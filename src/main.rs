@@ -250,8 +250,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         demo_users().apply(&store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
     }
-    let listener =
-        tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = listen(&config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     presence_gateway::telemetry::install();
     let gateway = presence_gateway::service::Gateway::start(config, Arc::new(store), Arc::new(SystemClock)).await?;
@@ -265,6 +264,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     presence_gateway::serve_with(listener, tls, gateway, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections waiting to be accepted (the kernel caps it at `net.core.somaxconn`): deep enough
+/// that a storm of clients reconnecting at once is queued instead of having its SYNs dropped.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Binds the listening socket with [`LISTEN_BACKLOG`].
+fn listen(address: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let address: std::net::SocketAddr =
+        address.parse().map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address"))?;
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn print_demo_banner(address: std::net::SocketAddr) {

@@ -171,7 +171,7 @@ pub async fn events(
     let batch = gateway.poll(&stream, query.after, query.active.unwrap_or(true)).await?;
     let mut body = format!("{{\"ackId\":{},\"pollWaitTime\":{},\"events\":[", batch.ack_id, gateway.config.poll_wait_ms);
     for (i, (eid, payload)) in batch.events.iter().enumerate() {
-        let inner = std::str::from_utf8(&payload.inner).unwrap_or("{}");
+        let inner: &str = &payload.inner;
         body.push_str(if i == 0 { "{" } else { ",{" });
         body.push_str(&format!("\"eid\":{eid},"));
         body.push_str(inner.strip_prefix('{').unwrap_or("}"));

@@ -5,19 +5,24 @@
 use super::writer::XmlWriter;
 use super::NS_CWA;
 use crate::error::GatewayError;
-use bytes::Bytes;
 
-/// A rendered event minus its `eid`: `<element eid="N"{attrs}>{inner}</element>`.
+/// A rendered event minus its `eid`: `<element eid="N"{attrs}>{inner}</element>`. The text is kept
+/// as `str`, so that writing it into each poll's response is a plain copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPayload {
     pub element: &'static str,
-    pub attrs: Bytes,
-    pub inner: Bytes,
+    pub attrs: Box<str>,
+    pub inner: Box<str>,
 }
 
 impl EventPayload {
     pub fn new(element: &'static str, attrs: String, inner: String) -> Self {
-        EventPayload { element, attrs: Bytes::from(attrs), inner: Bytes::from(inner) }
+        EventPayload { element, attrs: attrs.into_boxed_str(), inner: inner.into_boxed_str() }
+    }
+
+    /// The length of this event in a response, apart from its eid.
+    fn written_len(&self) -> usize {
+        2 * self.element.len() + self.attrs.len() + self.inner.len() + 16
     }
 
     pub fn request_succeeded(rid: &str) -> Self {
@@ -46,31 +51,21 @@ impl EventPayload {
     }
 
     fn write(&self, eid: u64, out: &mut String) {
+        use std::fmt::Write as _;
         out.push('<');
         out.push_str(self.element);
-        out.push_str(" eid=\"");
-        out.push_str(itoa(eid).as_str());
-        out.push('"');
-        out.push_str(bytes_str(&self.attrs));
+        let _ = write!(out, " eid=\"{eid}\"");
+        out.push_str(&self.attrs);
         if self.inner.is_empty() {
             out.push_str("/>");
         } else {
             out.push('>');
-            out.push_str(bytes_str(&self.inner));
+            out.push_str(&self.inner);
             out.push_str("</");
             out.push_str(self.element);
             out.push('>');
         }
     }
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
-}
-
-/// Payloads are built from `String`s only, so they are valid UTF-8.
-fn bytes_str(bytes: &Bytes) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 fn rid_attr(rid: &str) -> String {
@@ -179,13 +174,18 @@ pub struct EventsHeader {
 
 /// `<cwaEvents …>` holding the given events in order.
 pub fn cwa_events<'a>(header: EventsHeader, events: impl IntoIterator<Item = (u64, &'a EventPayload)>) -> String {
+    use std::fmt::Write as _;
+    let events = events.into_iter();
     let mut out = String::with_capacity(256);
     out.push_str("<cwaEvents xmlns=\"");
     out.push_str(NS_CWA);
-    out.push_str(&format!(
+    let _ = write!(
+        out,
         "\" sid=\"{}\" ackId=\"{}\" pollWaitTime=\"{}\" sessionTimeout=\"{}\"",
         header.sid, header.ack_id, header.poll_wait_ms, header.session_timeout_s
-    ));
+    );
+    let events: Vec<(u64, &EventPayload)> = events.collect();
+    out.reserve(events.iter().map(|(_, p)| p.written_len() + 20).sum::<usize>() + 16);
     let mut any = false;
     for (eid, payload) in events {
         if !any {

@@ -9,6 +9,9 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+/// A drained queue with more room than this gives its buffer back.
+const IDLE_QUEUE_CAPACITY: usize = 8;
+
 /// An event waiting in a session's queue.
 #[derive(Debug, Clone)]
 struct Queued {
@@ -302,6 +305,10 @@ impl SessionState {
         self.acked = self.acked.max(ack);
         while self.queue.front().is_some_and(|q| q.eid <= self.acked) {
             self.queue.pop_front();
+        }
+        // An idle session keeps no queue buffer (the initial burst would leave one behind).
+        if self.queue.is_empty() && self.queue.capacity() > IDLE_QUEUE_CAPACITY {
+            self.queue = VecDeque::new();
         }
         self.sent_upto = self.sent_upto.max(self.acked.min(self.last_eid));
     }

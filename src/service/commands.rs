@@ -107,7 +107,10 @@ impl Gateway {
 
     /// One `userPresence` holding every queried user, cut to the caller's level.
     fn query(&self, session: &Session, uris: &[String]) {
-        let users: String = uris.iter().map(|uri| self.user_xml_for(uri, &session.user)).collect();
+        let users = uris.iter().fold(String::new(), |mut users, uri| {
+            users.push_str(&self.user_payload_for(uri, &session.user).inner);
+            users
+        });
         self.push(session, Arc::new(EventPayload::user_presence(users)), None);
     }
 

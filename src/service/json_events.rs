@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(changed_sections(Some(&old), &new), flags::PRESENCE | flags::NOTE | flags::CALLS);
         assert_eq!(changed_sections(None, &new), flags::ALL);
         let event = update_event("x", Some(&old), &new, flags::NOTE);
-        let body: Value = serde_json::from_slice(&event.inner).unwrap();
+        let body: Value = serde_json::from_str(&event.inner).unwrap();
         assert_eq!(body["asnUpdatePresenceV2"]["asnPresence"]["asnCustomNote"], Value::Null, "a removed section is null");
         assert!(body["asnUpdatePresenceV2"]["asnPresence"].get("iPresenceState").is_none());
         assert_eq!(select(&new, flags::CALLS).len(), 2);

@@ -119,12 +119,7 @@ impl Gateway {
         self.directory.put_profile(profile.clone());
         let mut presences = self.presences.write();
         match presences.get(&uri) {
-            Some(entry) => {
-                let mut live = entry.live.lock();
-                live.model.profile = profile;
-                live.last_views.clear();
-                live.last_json.clear();
-            }
+            Some(entry) => entry.live.lock().set_profile(profile),
             None => {
                 presences.insert(uri, PresenceEntry::new(Presentity::new(profile)));
             }

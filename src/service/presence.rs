@@ -43,6 +43,15 @@ pub struct PresenceEntry {
     pub live: Mutex<Live>,
 }
 
+impl Live {
+    /// A new profile: renderings made from the old one are no longer shared.
+    pub(crate) fn set_profile(&mut self, profile: Arc<crate::model::contact::Profile>) {
+        self.model.profile = profile;
+        self.last_views.clear();
+        self.last_json.clear();
+    }
+}
+
 impl PresenceEntry {
     pub fn new(model: Presentity) -> Arc<Self> {
         Arc::new(PresenceEntry {
@@ -119,6 +128,15 @@ impl Gateway {
         let payload = render_for_key(&live.model, key, now);
         live.last_views.insert(key, payload.clone());
         payload
+    }
+
+    /// The `userPresence` payload of `uri` as `watcher` may see it (shared by every watcher with the
+    /// same view; a user asking about themself gets a fresh rendering).
+    pub(crate) fn user_payload_for(&self, uri: &str, watcher: &str) -> Arc<EventPayload> {
+        if uri == watcher {
+            return Arc::new(EventPayload::user_presence(self.user_xml_for(uri, watcher)));
+        }
+        self.snapshot_payload(uri, watcher)
     }
 
     /// A coalescable `userPresence` snapshot of `uri` for `session` (a full update for JSON).

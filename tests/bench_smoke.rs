@@ -1,0 +1,152 @@
+//! Keeps the load generator working: every scenario runs in a small smoke size against a gateway
+//! it starts itself (the real binary on 127.0.0.1), and its JSON report must carry the scenario's
+//! figures, the machine and the command, and 0 lost / 0 duplicated events. No timing is asserted:
+//! performance is measured by the benchmarks, not by tests.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_presence-gateway-bench");
+const GATEWAY: &str = env!("CARGO_BIN_EXE_presence-gateway");
+
+/// Runs one scenario and returns its JSON report.
+fn run(scenario: &str, args: &[&str]) -> Value {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(BENCH)
+        .arg(scenario)
+        .args(args)
+        .args(["--gateway", GATEWAY, "--quiet", "--max-seconds", "240", "--hold-seconds", "2", "--concurrency", "4"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("run the load generator");
+    let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{scenario} failed:\n{text}");
+    let report = read_single_json(out.path());
+    assert_eq!(report["checks"]["lost_events"], 0, "{report:#}");
+    assert_eq!(report["checks"]["duplicated_events"], 0, "{report:#}");
+    assert_eq!(report["checks"]["errors"], 0, "{report:#}");
+    assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(report["command"].as_array().unwrap().iter().any(|a| a == scenario));
+    for plot in report["plots"].as_array().unwrap() {
+        let svg = std::fs::read_to_string(out.path().join(plot.as_str().unwrap())).unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+    }
+    report
+}
+
+fn read_single_json(dir: &Path) -> Value {
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap()
+}
+
+fn figure(report: &Value, name: &str) -> f64 {
+    report["figures"][name].as_f64().unwrap_or_else(|| panic!("no figure {name} in {report:#}"))
+}
+
+#[test]
+fn idle_sessions_hold_polls_and_report_memory_per_session() {
+    let r = run("idle", &["--sessions", "120", "--steps", "2", "--contacts", "10", "--idle-seconds", "1"]);
+    assert_eq!(figure(&r, "held_polls"), 120.0);
+    assert!(figure(&r, "rss_final_mib") > 0.0);
+    figure(&r, "rss_per_session_bytes");
+    figure(&r, "idle_cpu_percent_of_core");
+    assert_eq!(r["checks"]["sessions_checked"], 120);
+}
+
+#[test]
+fn one_change_reaches_every_watcher() {
+    let r = run("fanout", &["--watchers", "100", "--changes", "2", "--pause-ms", "100"]);
+    assert_eq!(figure(&r, "latency_samples"), 200.0, "every watcher saw both changes once");
+    assert_eq!(figure(&r, "changes_not_reaching_everyone"), 0.0);
+    assert!(figure(&r, "latency_max_ms") >= figure(&r, "latency_p50_ms"));
+}
+
+#[test]
+fn steady_changes_are_delivered_without_loss() {
+    let r = run(
+        "steady",
+        &[
+            "--sessions",
+            "100",
+            "--subscriptions",
+            "4",
+            "--watchers-per-change",
+            "20",
+            "--rate",
+            "20",
+            "--seconds",
+            "2",
+            "--warmup",
+            "1",
+        ],
+    );
+    assert!(figure(&r, "deliveries_per_s") > 0.0);
+    assert!(figure(&r, "events_per_http_response") >= 1.0);
+    figure(&r, "server_cpu_seconds_per_1000_deliveries");
+    assert_eq!(r["checks"]["unconverged"], 0);
+}
+
+#[test]
+fn queries_are_answered_on_the_data_channel() {
+    let r = run("query", &["--connections", "5", "--users", "50", "--seconds", "2"]);
+    assert!(figure(&r, "requests") > 0.0);
+    assert_eq!(figure(&r, "answers_on_data_channel"), figure(&r, "requests"));
+    figure(&r, "round_trip_p99_ms");
+}
+
+#[test]
+fn a_reconnect_storm_loses_and_duplicates_nothing() {
+    let r = run(
+        "reconnect",
+        &[
+            "--sessions",
+            "100",
+            "--subscriptions",
+            "4",
+            "--watchers-per-change",
+            "20",
+            "--rate",
+            "20",
+            "--before",
+            "1",
+            "--after",
+            "2",
+        ],
+    );
+    assert_eq!(figure(&r, "sessions_recovered"), 100.0);
+    assert!(figure(&r, "connections_dropped") >= 100.0);
+    figure(&r, "recovery_ms");
+}
+
+#[test]
+fn sign_ins_are_counted_step_by_step() {
+    let r = run("signin", &["--users", "12", "--contacts", "10"]);
+    assert_eq!(figure(&r, "sign_ins"), 12.0);
+    assert_eq!(figure(&r, "logon_samples"), 12.0);
+    figure(&r, "server_cpu_seconds_per_sign_in");
+}
+
+#[test]
+fn a_users_file_is_written_for_a_gateway_started_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    let status = Command::new(BENCH).args(["users", "--count", "24", "--contacts", "5", "--out"]).arg(&file).status().unwrap();
+    assert!(status.success());
+    let parsed = presence_gateway::service::seed::UsersFile::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(parsed.user.len(), 24);
+    assert_eq!(parsed.grant.len(), 24 * 7, "Team-level grants inside each team of eight");
+}
+
+#[test]
+fn only_loopback_targets_are_accepted() {
+    let output = Command::new(BENCH).args(["fanout", "--target", "http://10.1.2.3:8080", "--watchers", "1"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.0/8"));
+}
