@@ -57,6 +57,17 @@ fn check_group(group: &str) -> Result<String, ApiError> {
     ok.then(|| group.to_string()).ok_or_else(|| ApiError::invalid_field("group", "1 to 64 characters"))
 }
 
+/// Admin only; the owner must exist and the group be well-formed.
+fn checked_owner_group(gateway: &Gateway, caller: &Caller, owner: &str, group: &str) -> Result<(String, String), ApiError> {
+    require_admin(caller)?;
+    let owner = path_uri(owner)?;
+    let group = check_group(group)?;
+    if gateway.directory.profile(&owner).is_none() {
+        return Err(ApiError::not_found(format!("no user {owner}")));
+    }
+    Ok((owner, group))
+}
+
 fn entry(owner: &str, group: String, level: AccessLevel) -> GroupEntry {
     GroupEntry { owner: owner.to_string(), group, level, dynamic_rights: level.pv2_value() }
 }
@@ -84,12 +95,7 @@ pub async fn put_owner_group(
     Path(OwnerGroupPath { owner, group }): Path<OwnerGroupPath>,
     body: Bytes,
 ) -> Result<Json<GroupEntry>, ApiError> {
-    require_admin(&caller)?;
-    let owner = path_uri(&owner)?;
-    let group = check_group(&group)?;
-    if gateway.directory.profile(&owner).is_none() {
-        return Err(ApiError::not_found(format!("no user {owner}")));
-    }
+    let (owner, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
     let level = level_of(&body)?;
     let change = RightsChange::Set(RightsEntry { member: Member::Group(group.clone()), level });
     gateway.change_rights(&owner, &[change]).await?;
@@ -115,12 +121,8 @@ pub async fn delete_owner_group(
     caller: Caller,
     Path(OwnerGroupPath { owner, group }): Path<OwnerGroupPath>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&caller)?;
-    let owner = path_uri(&owner)?;
-    let member = Member::Group(check_group(&group)?);
-    if gateway.directory.profile(&owner).is_none() {
-        return Err(ApiError::not_found(format!("no user {owner}")));
-    }
+    let (owner, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
+    let member = Member::Group(group);
     if let Some(current) = gateway.directory.rights_of(&owner).into_iter().find(|e| e.member == member) {
         gateway.change_rights(&owner, &[RightsChange::Remove { member, level: current.level }]).await?;
     }
