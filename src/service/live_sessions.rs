@@ -35,13 +35,11 @@ pub struct SessionSummary {
 pub fn node_name() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(|| {
-        let mut buffer = [0u8; 256];
-        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or fails.
-        let done = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-        let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
-        match done {
-            0 if end > 0 => String::from_utf8_lossy(&buffer[..end]).into_owned(),
-            _ => "localhost".to_string(),
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+        let name = kernel.or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_default();
+        match name.trim() {
+            "" => "localhost".to_string(),
+            name => name.to_string(),
         }
     })
 }
