@@ -26,8 +26,17 @@ export const Availability = Object.freeze({
 /** Access levels and their CWA container ids. */
 export const AccessLevel = Object.freeze({ public: 100, company: 200, team: 300, personal: 400, blocked: 32000 });
 
-/** An error answered by the gateway (`code` is the CWA code, e.g. 18102) or by HTTP. */
+/**
+ * An error answered by the gateway (`code` is the CWA code, e.g. 18102) or by HTTP. A throttled
+ * request (HTTP 429) carries `retryAfterSeconds` from the reply's `Retry-After` when it had one.
+ */
 export class CwaError extends Error {
+  /**
+   * @param {number} code
+   * @param {string} reason
+   * @param {string} [detail]
+   * @param {number} [status]
+   */
   constructor(code, reason, detail = '', status = 0) {
     super(detail ? `${reason}: ${detail}` : reason);
     this.name = 'CwaError';
@@ -35,6 +44,8 @@ export class CwaError extends Error {
     this.reason = reason;
     this.detail = detail;
     this.status = status;
+    /** @type {number | undefined} seconds until a throttled request may be tried again */
+    this.retryAfterSeconds = undefined;
   }
   /** The method is not served by this gateway (18102 Invalid Operation). */
   get notAvailable() {
@@ -200,6 +211,8 @@ function parseCard(card) {
     if (number) phones[attr(phone, 'type') || 'other'] = number;
   }
   if (Object.keys(phones).length) out.phones = phones;
+  const photo = child(card, 'photo');
+  set('photoHash', photo && attr(photo, 'hash'));
   return out;
 }
 
@@ -317,14 +330,29 @@ function defaultActivity() {
   return () => document.visibilityState !== 'hidden' && Date.now() - last < 60000;
 }
 
+/**
+ * Seconds from `now` a `Retry-After` value stands for (delta-seconds or an HTTP date), or
+ * `undefined` when there is none or it does not parse.
+ * @param {string | null | undefined} value
+ * @param {number} [now] milliseconds since the epoch
+ * @returns {number | undefined}
+ */
+export function retryAfterSeconds(value, now = Date.now()) {
+  const text = (value ?? '').trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const at = text ? Date.parse(text) : Number.NaN;
+  return Number.isFinite(at) ? Math.max(0, Math.ceil((at - now) / 1000)) : undefined;
+}
+
 const HTTP_ERRORS = { 401: [18001, 'Not signed in'], 404: [18100, 'Session Not Found'], 429: [18101, 'Request Throttled'] };
 
 /**
  * One signed-in user's connection to the gateway. Events: every CWA event by its element name
  * (`userPresence`, `selfPresence`, `contactGroup`, `containers`, `subscribers`, `searchResult`,
  * `configuration`, `presenceSubscriptionState`, `requestSucceeded`, `requestFailed`), plus
- * `change` (once per batch, after the model was updated), `connection` (`{state}`: connecting,
- * connected, reconnecting, signedOut, stopped) and `session` (`{sid, resumed}`).
+ * `change` (once per batch, after the model was updated, with the batch's `events`), `connection`
+ * (`{state}`: connecting, connected, reconnecting, signedOut, stopped) and `session` (`{sid,
+ * resumed}`).
  */
 export class CwaClient {
   constructor(options = {}) {
@@ -339,6 +367,8 @@ export class CwaClient {
     this.keepCredentials = Boolean(options.keepCredentials);
     this.commandTimeoutMs = options.commandTimeoutMs ?? 30000;
     this.storageKey = options.storageKey ?? `cwa-client:${this.server || 'same-origin'}`;
+    this.saveDelayMs = options.saveDelayMs ?? 1000;
+    this.saveTimer = null;
     this.ticket = null;
     this.signInData = '';
     this.sid = null;
@@ -355,6 +385,8 @@ export class CwaClient {
     this.abort = null;
     this.wake = null;
     this.connectedWaiters = [];
+    // The session is saved at most once per saveDelayMs, and when the page goes away (a reload).
+    if (typeof document !== 'undefined' && typeof addEventListener === 'function') addEventListener('pagehide', () => this.running && this.save());
   }
 
   /** Calls `callback(event)` for events of `type` (`'*'` for all); returns a function that stops it. */
@@ -390,13 +422,19 @@ export class CwaClient {
     const headers = { ...(init.headers || {}) };
     if (this.ticket) headers['CWA-Ticket'] = this.ticket;
     const response = await this.fetch(this.server + path, { credentials: 'include', cache: 'no-store', ...init, headers });
-    const ticket = response.headers.get('CWA-Ticket');
+    const ticket = response.headers.get('CWA-Ticket'); // Headers: any case the gateway writes
     if (ticket) this.ticket = ticket;
     const text = await response.text();
-    return { status: response.status, text, root: () => parseXml(this.DOMParser, text) };
+    return { status: response.status, headers: response.headers, text, root: () => parseXml(this.DOMParser, text) };
   }
 
   failure(reply) {
+    const error = this.replyError(reply);
+    if (reply.status === 429) error.retryAfterSeconds = retryAfterSeconds(reply.headers?.get('Retry-After'));
+    return error;
+  }
+
+  replyError(reply) {
     try {
       const root = reply.root();
       const failed = elements(root).find((c) => ['requestFailed', 'requestInvalid'].includes(nameOf(c)));
@@ -455,11 +493,20 @@ export class CwaClient {
     this.pollWaitTime = saved.pollWaitTime || 0;
     this.model = saved.model;
     this.emit('session', { type: 'session', sid: this.sid, uri: this.model.uri, resumed: true });
-    this.emit('change', { type: 'change', types: ['restored'], model: this.model });
+    this.emit('change', { type: 'change', types: ['restored'], events: [], model: this.model });
     return true;
   }
 
+  /** Saves the session within `saveDelayMs` (one write for any number of batches in between). */
+  scheduleSave() {
+    if (!this.storage || this.saveTimer) return;
+    this.saveTimer = setTimeout(() => this.save(), this.saveDelayMs);
+  }
+
+  /** Saves the session now: `sid`, the last ack, the rid counter and the model, as one item. */
   save() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = null;
     if (!this.storage) return;
     const saved = { sid: this.sid, ack: this.cursor.ack, rid: this.rid, pollWaitTime: this.pollWaitTime, model: this.model };
     try {
@@ -470,6 +517,8 @@ export class CwaClient {
   }
 
   forget() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = null;
     try {
       this.storage?.removeItem(this.storageKey);
     } catch {
@@ -547,21 +596,43 @@ export class CwaClient {
     }
   }
 
-  /** One GET on the data channel; `{error}` when it should be retried after a pause. */
+  /**
+   * One GET on the data channel; `{error}` when it should be retried after a pause. After a
+   * failure an empty command batch goes first: it is answered at once, so the channel counts as
+   * connected again (and queued commands go out) without waiting for a held poll to return.
+   */
   async pollOnce() {
+    if (this.state === 'reconnecting') {
+      this.abort = new AbortController();
+      const body = `<cwaRequests sid="${this.sid}" xmlns="${NS}"/>`;
+      const probe = await this.request('/cwa/MainCommandHandler.ashx', { method: 'POST', headers: { 'Content-Type': 'text/xml' }, body, signal: this.abort.signal });
+      this.abort = null;
+      const lost = await this.sessionLost(probe);
+      if (lost) return lost;
+      if (probe.status !== 200) return { error: this.failure(probe) };
+      if (!this.running) return {};
+      this.setState('connected', { recovered: true });
+    }
     const query = `Sid=${this.sid}&AckId=${this.cursor.ack}&UA=${this.isUserActive() ? 'true' : 'false'}`;
     this.abort = new AbortController();
     const reply = await this.request(`/cwa/AsyncDataChannel.ashx?${query}`, { method: 'GET', signal: this.abort.signal });
     this.abort = null;
+    const lost = await this.sessionLost(reply);
+    if (lost) return lost;
+    if (reply.status !== 200) return { error: this.failure(reply) };
+    this.handleBatch(reply.root());
+    return {};
+  }
+
+  /** The outcome when a reply says the ticket (401) or the session (404) is gone, else null. */
+  async sessionLost(reply) {
     if (reply.status === 401) {
       if (await this.signInAgain()) return this.newSession();
       this.stopWith('signedOut', this.failure(reply));
       return {};
     }
     if (reply.status === 404) return this.newSession();
-    if (reply.status !== 200) return { error: this.failure(reply) };
-    this.handleBatch(reply.root());
-    return {};
+    return null;
   }
 
   /** The session is gone (expired, or the server restarted): start another one. */
@@ -586,12 +657,12 @@ export class CwaClient {
     this.sessionTimeout = intAttr(root, 'sessionTimeout') ?? this.sessionTimeout;
     const events = this.cursor.accept(intAttr(root, 'ackId'), elements(root).map(parseEvent));
     for (const event of events) applyEvent(this.model, event);
-    this.save();
+    if (events.length) this.scheduleSave();
     for (const event of events) {
       this.emit(event.type, event);
       this.settle(event);
     }
-    if (events.length) this.emit('change', { type: 'change', types: [...new Set(events.map((e) => e.type))], model: this.model });
+    if (events.length) this.emit('change', { type: 'change', types: [...new Set(events.map((e) => e.type))], events, model: this.model });
   }
 
   settle(event) {
@@ -624,6 +695,7 @@ export class CwaClient {
    * While the channel is reconnecting, the command waits and goes out once it is back.
    */
   async command(method, inner = '', attrs = '', until = 'requestSucceeded') {
+    if (this.state === 'reconnecting') this.retryNow(); // someone is waiting: try the gateway now
     await this.whenConnected();
     const rid = String(++this.rid);
     let timer;
@@ -743,6 +815,7 @@ export class CwaClient {
     }
     this.failPending(new CwaError(18100, 'Session Not Found', 'the client stopped'));
     if (terminate) this.forget();
+    else if (wasRunning && this.sid) this.save();
     this.setState('stopped');
   }
 
