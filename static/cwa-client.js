@@ -1,3 +1,4 @@
+// @ts-check
 // cwa-client.js — a dependency-free ES module for the CWA "Unified Communications AJAX API" as
 // presence-gateway speaks it: sign in, keep the rotating CWA-Ticket, start (or resume) a session,
 // run the data channel with AckId, turn events into plain objects and a small model, and send the
@@ -12,6 +13,20 @@
 //   await client.publishPresence({ availability: Availability.BUSY, note: 'In the lab' });
 
 export const NS = 'http://schemas.microsoft.com/2006/09/rtc/cwa';
+
+/**
+ * @typedef {{status?: string, start?: string, end?: string, subject?: string, location?: string}} Appointment
+ * @typedef {{displayName?: string, email?: string, company?: string, department?: string, title?: string,
+ *   office?: string, phones?: Record<string, string>, photoHash?: string}} Card
+ * @typedef {{availability: number, activity: string, statusText: string, note: string, oofNote: string,
+ *   card: Card, calendar: {current?: Appointment, next?: Appointment} | null}} Presence
+ * @typedef {{uri: string, name: string, subscribed: boolean, tag: boolean, groups: number[]}} ContactEntry
+ * @typedef {{uri: string, displayName: string, sourceNetwork?: string, acknowledged: boolean}} Subscriber
+ * @typedef {{uri: string, self: Presence | null, users: Record<string, Presence>,
+ *   groups: Record<number, {id: number, name: string}>, contacts: Record<string, ContactEntry>,
+ *   contactListKnown: boolean, containers: Record<number, {type: string, value: string}[]>,
+ *   subscribers: Record<string, Subscriber>, configuration: Record<string, any>}} Model
+ */
 
 /** Availability numbers to publish (CWA ranges). */
 export const Availability = Object.freeze({
@@ -164,8 +179,12 @@ function parseError(el) {
   return new CwaError(intAttr(e, 'code') ?? 18400, attr(e, 'reason') ?? 'Failed', attr(e, 'detail') ?? '');
 }
 
-/** The presence categories under a `user` (or `selfPresence`) element as one plain object. */
+/**
+ * The presence categories under a `user` (or `selfPresence`) element as one plain object.
+ * @returns {Presence}
+ */
 export function parsePresence(el) {
+  /** @type {Presence} */
   const p = { availability: 0, activity: '', statusText: '', note: '', oofNote: '', card: {}, calendar: null };
   for (const category of elements(el).filter((c) => nameOf(c) === 'cwaCategory')) {
     const body = elements(category)[0];
@@ -264,7 +283,10 @@ export function parseEvent(el) {
 
 // ---------- the model ----------
 
-/** An empty model: what a client knows, built from events only. */
+/**
+ * An empty model: what a client knows, built from events only.
+ * @returns {Model}
+ */
 export function emptyModel() {
   return { uri: '', self: null, users: {}, groups: {}, contacts: {}, contactListKnown: false, containers: {}, subscribers: {}, configuration: {} };
 }
@@ -316,10 +338,11 @@ export function accessLevelOf(model, uri) {
 
 // ---------- the client ----------
 
+/** @type {(ms: number, signal?: AbortSignal) => Promise<void>} */
 const defaultSleep = (ms, signal) =>
   new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve(undefined)), { once: true });
   });
 
 /** In a browser: did the person touch keyboard or pointer within the last minute? */
@@ -355,9 +378,15 @@ const HTTP_ERRORS = { 401: [18001, 'Not signed in'], 404: [18100, 'Session Not F
  * resumed}`).
  */
 export class CwaClient {
+  /**
+   * @param {{server?: string, fetch?: typeof fetch, storage?: Storage | null, DOMParser?: typeof DOMParser,
+   *   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>, random?: () => number, isUserActive?: () => boolean,
+   *   backoff?: {baseMs?: number, capMs?: number}, keepCredentials?: boolean, commandTimeoutMs?: number,
+   *   storageKey?: string, saveDelayMs?: number}} [options]
+   */
   constructor(options = {}) {
     this.server = String(options.server ?? '').replace(/\/$/, '');
-    this.fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
+    this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.storage = options.storage !== undefined ? options.storage : (globalThis.sessionStorage ?? null);
     this.DOMParser = options.DOMParser ?? globalThis.DOMParser;
     this.sleep = options.sleep ?? defaultSleep;
@@ -368,7 +397,8 @@ export class CwaClient {
     this.commandTimeoutMs = options.commandTimeoutMs ?? 30000;
     this.storageKey = options.storageKey ?? `cwa-client:${this.server || 'same-origin'}`;
     this.saveDelayMs = options.saveDelayMs ?? 1000;
-    this.saveTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.saveTimer = undefined;
     this.ticket = null;
     this.signInData = '';
     this.sid = null;
@@ -506,7 +536,7 @@ export class CwaClient {
   /** Saves the session now: `sid`, the last ack, the rid counter and the model, as one item. */
   save() {
     clearTimeout(this.saveTimer);
-    this.saveTimer = null;
+    this.saveTimer = undefined;
     if (!this.storage) return;
     const saved = { sid: this.sid, ack: this.cursor.ack, rid: this.rid, pollWaitTime: this.pollWaitTime, model: this.model };
     try {
@@ -518,7 +548,7 @@ export class CwaClient {
 
   forget() {
     clearTimeout(this.saveTimer);
-    this.saveTimer = null;
+    this.saveTimer = undefined;
     try {
       this.storage?.removeItem(this.storageKey);
     } catch {
@@ -653,7 +683,7 @@ export class CwaClient {
   handleBatch(root) {
     if (nameOf(root) !== 'cwaEvents') throw new CwaError(18000, 'Invalid Format', 'expected cwaEvents');
     const wait = intAttr(root, 'pollWaitTime');
-    if (Number.isFinite(wait)) this.pollWaitTime = wait;
+    if (wait !== undefined && Number.isFinite(wait)) this.pollWaitTime = wait;
     this.sessionTimeout = intAttr(root, 'sessionTimeout') ?? this.sessionTimeout;
     const events = this.cursor.accept(intAttr(root, 'ackId'), elements(root).map(parseEvent));
     for (const event of events) applyEvent(this.model, event);
@@ -730,7 +760,11 @@ export class CwaClient {
     return this.command('unSubscribePresence', uriList(uris));
   }
 
-  /** Publishes any of: a manual `availability` (with an optional status `text`) and a `note`, all or nothing. */
+  /**
+   * Publishes any of: a manual `availability` (with an optional status `text`) and a `note`, all or
+   * nothing. What is left out stays as it is.
+   * @param {{availability?: number, text?: string, note?: string}} [presence]
+   */
   publishPresence({ availability, text, note } = {}) {
     let inner = '';
     if (availability !== undefined) {
@@ -774,6 +808,10 @@ export class CwaClient {
   // ----- access levels and watchers -----
 
   /** Adds and removes members of one container: `{add: [{type, value}], remove: [...]}`. */
+  /**
+   * @param {number} id
+   * @param {{add?: {type: string, value?: string}[], remove?: {type: string, value?: string}[]}} [changes]
+   */
   updateContainer(id, { add = [], remove = [] } = {}) {
     const member = (tag) => (m) => `<${tag} type="${escapeXml(m.type)}" value="${escapeXml(m.value ?? '')}"/>`;
     return this.command('updateContainer', `<container id="${Number(id)}">${add.map(member('addMember')).join('')}${remove.map(member('deleteMember')).join('')}</container>`);
