@@ -90,7 +90,8 @@ const CSS = `
 .inactive { background: linear-gradient(90deg, #2e9e44 50%, #f2c811 50%); }
 .busy-idle { background: linear-gradient(90deg, #d13438 50%, #f2c811 50%); }
 .dnd { background: linear-gradient(180deg, #d13438 38%, #fff 38%, #fff 62%, #d13438 62%); }
-.offline, .unknown { background: #9aa0a6; }
+.offline { background: #9aa0a6; }
+.unknown { background: transparent; box-sizing: border-box; border: 0.14em dashed #5f6670; box-shadow: none; }
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
 `;
 

@@ -204,6 +204,23 @@ describe('the web app in Chromium', () => {
     await setStatus(carol.page, 'Do not disturb');
     await badge('sip:carol@example.com', 'dnd').waitFor(WAIT);
     assert.equal(sessions.length, 1, 'all badges of a page share one session');
+
+    // Someone not signed in to the gateway sees "unknown", which looks unlike offline.
+    const stranger = await env.browser.newContext();
+    const outside = await stranger.newPage();
+    outside.on('pageerror', (error) => env.errors.push(`badge page, signed out: ${error.message}`));
+    await outside.goto(`${env.site.origin}/`);
+    const unknown = outside.locator(`presence-badge[uri="${BOB}"][data-presence="unknown"]`).first();
+    await unknown.waitFor(WAIT);
+    const look = (badge) => badge.evaluate((el) => { const s = getComputedStyle(el.shadowRoot.querySelector('.dot')); return `${s.backgroundColor} ${s.borderTopStyle}`; });
+    const offline = page.locator('presence-badge[uri="sip:carol@example.com"]');
+    await setStatus(carol.page, 'Appear offline');
+    await page.locator('presence-badge[uri="sip:carol@example.com"][data-presence="offline"]').waitFor(WAIT);
+    assert.equal(await look(offline), `${GREY} none`);
+    assert.equal(await look(unknown), 'rgba(0, 0, 0, 0) dashed');
+    assert.match(await unknown.evaluate((el) => el.shadowRoot.textContent), /Presence unknown \(not signed in/);
+    await screenshot(outside, '6b-badges-signed-out');
+    await stranger.close();
     assert.equal(new URL(sessions[0]).origin, env.gateway.base);
     await screenshot(page, '6-badges-on-another-origin');
     await carol.context.close();
