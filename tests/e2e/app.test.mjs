@@ -239,6 +239,7 @@ describe('the web app in Chromium', () => {
     await answer(phone.page, 'Remove');
     await contact(phone.page, BOB).waitFor({ state: 'detached', ...WAIT });
     await phone.page.getByText('No contacts yet').waitFor(WAIT);
+    assert.equal(await phone.page.getByRole('heading', { name: 'Other contacts' }).count(), 0, 'an empty “Other contacts” is hidden');
     await phone.context.close();
   });
 
