@@ -11,7 +11,7 @@ mod common;
 use common::test_config;
 use presence_gateway::config::Config;
 use presence_gateway::service::clock::ManualClock;
-use presence_gateway::service::seed::{demo_users, spawn_demo_activity};
+use presence_gateway::service::seed::{seed_demo, spawn_demo_activity};
 use presence_gateway::service::Gateway;
 use presence_gateway::store::sqlite::SqliteStore;
 use std::sync::Arc;
@@ -147,7 +147,7 @@ async fn demo_gateway() -> (String, Arc<Gateway>, tempfile::TempDir, tokio::task
         ..config
     };
     let store = SqliteStore::open(&config.data_dir).await.unwrap();
-    demo_users().apply(&store).await.unwrap();
+    seed_demo(&store).await.unwrap();
     let gateway = Gateway::start(config, Arc::new(store), ManualClock::new(chrono::Utc::now())).await.unwrap();
     spawn_demo_activity(&gateway);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
