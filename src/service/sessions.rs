@@ -122,7 +122,7 @@ impl Gateway {
         }
     }
 
-    /// One data-channel poll (DESIGN §1.2 items 5 and 6).
+    /// One data-channel poll (docs/architecture.md §1.2 items 5 and 6).
     pub async fn poll(&self, session: &Arc<Session>, ack: u64, user_active: bool) -> Result<Batch> {
         let _held = crate::telemetry::HeldPoll::start();
         let now = self.clock.now();
