@@ -124,11 +124,11 @@ impl Gateway {
 
     /// One `userPresence` holding every queried user, cut to the caller's level.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
-        let users = uris.iter().fold(String::new(), |mut users, uri| {
-            users.push_str(&self.user_payload_for(uri, &session.user).inner);
-            users
-        });
-        self.answer(answers, Arc::new(EventPayload::user_presence(users)));
+        let mut users = EventPayload::content_writer();
+        for uri in uris {
+            users.fragment(&self.user_payload_for(uri, &session.user).inner);
+        }
+        self.answer(answers, Arc::new(EventPayload::user_presence(users.finish_fragment())));
     }
 
     async fn subscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[String]) -> Result<()> {

@@ -91,13 +91,13 @@ struct Model {
 }
 
 fn id_of(payload: &EventPayload) -> u64 {
-    payload.attrs.trim().parse().expect("test payloads carry their id")
+    payload.inner.parse().expect("test payloads carry their id")
 }
 
 impl Model {
     fn payload(&mut self) -> (u64, Arc<EventPayload>) {
         self.next_id += 1;
-        (self.next_id, Arc::new(EventPayload::new("e", format!(" {}", self.next_id), String::new())))
+        (self.next_id, Arc::new(EventPayload::json(self.next_id.to_string())))
     }
 
     fn track(&mut self, pushed: Pushed, id: u64, step: usize, key: Option<u8>) {
