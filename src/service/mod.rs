@@ -11,6 +11,7 @@ pub mod gates;
 pub mod images;
 pub mod json_events;
 pub mod lists;
+pub mod live_sessions;
 pub mod presence;
 pub mod search;
 pub mod seed;
