@@ -92,6 +92,7 @@ impl Gateway {
                 self.push(session, Arc::new(crate::cwa::lists::search_result(rid, &entries, more)), None);
                 Ok(())
             }
+            Request::PublishRawCategories(categories) => self.publish_raw_categories(&session.user, &categories).await,
             Request::Unsupported(method) => {
                 Err(GatewayError::InvalidOperation(format!("{method} is not available on this gateway")))
             }
