@@ -1,7 +1,11 @@
 //! Metrics: every metric name, the small recording functions the service calls, and the
 //! Prometheus rendering behind `GET /metrics`. Recording goes through the `metrics` facade into a
-//! `metrics-exporter-prometheus` recorder, installed on first use; gauges that describe the whole
-//! hub (sessions, queue depth) are read when scraped rather than kept up to date on the hot path.
+//! `metrics-exporter-prometheus` recorder, installed on first use. Gauges that describe the whole
+//! hub are kept up to date where they change (sessions by the hub's map, queue depth by every
+//! queue change), so a scrape costs the same whatever the number of sessions; the process's own
+//! figures come from [`process`].
+
+mod process;
 
 use crate::error::GatewayError;
 use crate::hub::session::{Batch, Pushed};
@@ -24,6 +28,7 @@ pub const COMMAND_SECONDS: &str = "presence_command_duration_seconds";
 pub const LOGON_FAILURES: &str = "presence_logon_failures_total";
 pub const HTTP_RESPONSES: &str = "presence_http_responses_total";
 pub const HTTP_SECONDS: &str = "presence_http_request_duration_seconds";
+pub const BUILD_INFO: &str = "presence_build_info";
 
 /// Upper bounds of the latency histograms (seconds).
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -65,7 +70,8 @@ fn describe() {
     describe_gauge!(SESSIONS, "Live sessions");
     describe_gauge!(HELD_POLLS, "Data-channel polls in progress (held or being answered)");
     describe_gauge!(QUEUE_DEPTH, "Unacknowledged events queued over all sessions");
-    describe_gauge!(QUEUE_DEPTH_MAX, "Unacknowledged events of the fullest session queue");
+    describe_gauge!(QUEUE_DEPTH_MAX, "The longest session queue seen since the previous scrape");
+    describe_gauge!(BUILD_INFO, "Always 1; the labels say which build runs");
     describe_counter!(EVENTS_QUEUED, "Events appended to session queues");
     describe_counter!(EVENTS_COALESCED, "Presence snapshots that replaced an unsent older one");
     describe_counter!(RESYNCS, "Session queues that overflowed and were told to resynchronise");
@@ -219,15 +225,17 @@ pub fn http_response(route: Option<&str>, status: u16, took: Duration) {
     histogram!(HTTP_SECONDS, "route" => route).record(took.as_secs_f64());
 }
 
-/// The Prometheus text exposition, with the hub-wide gauges read now. `None` without a recorder.
+/// The Prometheus text exposition. `None` without a recorder. Reads counters kept up to date,
+/// never the sessions themselves.
 pub fn render(gateway: &Gateway) -> Option<String> {
     let handle = install()?;
-    let sessions = gateway.hub.all_sessions();
-    let depths: Vec<usize> = sessions.iter().map(|s| s.queue_len()).collect();
-    gauge!(SESSIONS).set(sessions.len() as f64);
-    gauge!(QUEUE_DEPTH).set(depths.iter().sum::<usize>() as f64);
-    gauge!(QUEUE_DEPTH_MAX).set(depths.iter().copied().max().unwrap_or(0) as f64);
+    let (queued, longest) = crate::hub::session::queue_totals();
+    gauge!(SESSIONS).set(gateway.hub.session_count() as f64);
+    gauge!(QUEUE_DEPTH).set(queued.max(0) as f64);
+    gauge!(QUEUE_DEPTH_MAX).set(longest as f64);
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "profile" => if cfg!(debug_assertions) { "debug" } else { "release" })
+        .set(1.0);
     LazyLock::force(&HOT);
     handle.run_upkeep();
-    Some(handle.render())
+    Some(handle.render() + &process::render(&process::read()))
 }

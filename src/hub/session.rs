@@ -199,7 +199,7 @@ impl Session {
 
     fn locked_push(&self, push: impl FnOnce(&mut SessionState) -> Pushed) -> Pushed {
         let outcome = {
-            let mut s = self.state.lock();
+            let mut s = self.lock();
             if s.ended {
                 return Pushed::Ended;
             }
@@ -213,7 +213,7 @@ impl Session {
     /// state events make way, with a resync). `None`: the queue is full of answers and sent events
     /// — the command must be refused until the client polls.
     pub fn admit(&self, answers: usize) -> Option<Admission<'_>> {
-        let mut s = self.state.lock();
+        let mut s = self.lock();
         if s.room() < answers {
             s.overflow();
         }
@@ -226,7 +226,7 @@ impl Session {
 
     /// Takes the resync flag: the caller must queue a fresh full burst.
     pub fn take_resync(&self) -> bool {
-        std::mem::take(&mut self.state.lock().resync_pending)
+        std::mem::take(&mut self.lock().resync_pending)
     }
 
     /// Starts a poll: acknowledges (at most up to the last eid sent), supersedes any older poll.
@@ -234,7 +234,7 @@ impl Session {
     /// the poll is answered or abandoned; `now` tells the time at that moment.
     pub fn begin_poll<'a>(&'a self, ack: u64, now: &'a (dyn Fn() -> Timestamp + Send + Sync)) -> PollLease<'a> {
         let generation = {
-            let mut s = self.state.lock();
+            let mut s = self.lock();
             s.acknowledge(ack);
             s.poll_generation += 1;
             s.held_polls += 1;
@@ -247,7 +247,7 @@ impl Session {
 
     fn end_poll(&self, now: Timestamp) {
         {
-            let mut s = self.state.lock();
+            let mut s = self.lock();
             s.held_polls = s.held_polls.saturating_sub(1);
             s.last_seen = now;
         }
@@ -256,7 +256,7 @@ impl Session {
 
     /// What a poll of `generation` should do now.
     pub fn check_poll(&self, generation: u64) -> PollCheck {
-        let mut s = self.state.lock();
+        let mut s = self.lock();
         if s.ended {
             return PollCheck::Ended;
         }
@@ -274,7 +274,7 @@ impl Session {
 
     /// Whatever is pending now, possibly nothing (used when the hold time is over).
     pub fn batch_now(&self) -> Batch {
-        let mut s = self.state.lock();
+        let mut s = self.lock();
         s.take_batch().unwrap_or_else(|| s.empty_batch())
     }
 
@@ -284,13 +284,18 @@ impl Session {
         self.wake.notified()
     }
 
+    /// Ends the session; its queue is dropped (nobody will poll it again).
     pub fn end(&self) {
-        self.state.lock().ended = true;
+        {
+            let mut s = self.lock();
+            s.ended = true;
+            s.queue = VecDeque::new();
+        }
         self.wake.notify_waiters();
     }
 
     pub fn is_ended(&self) -> bool {
-        self.state.lock().ended
+        self.lock().ended
     }
 
     /// Wakes a held poll without adding anything (shutdown).
@@ -300,7 +305,7 @@ impl Session {
 
     /// The number of polls held now (answered or abandoned ones no longer count).
     pub fn held_polls(&self) -> u32 {
-        self.state.lock().held_polls
+        self.lock().held_polls
     }
 
     /// Completes once exactly `count` polls are held.
@@ -318,13 +323,13 @@ impl Session {
 
     /// When the session was last seen if no poll is held now (expiry counts from there).
     pub fn idle_since(&self) -> Option<Timestamp> {
-        let s = self.state.lock();
+        let s = self.lock();
         (s.held_polls == 0).then_some(s.last_seen)
     }
 
     /// Idle for presence purposes at `now` (after `idle_timeout` without user activity).
     pub fn is_idle(&self, now: Timestamp, idle_timeout: chrono::Duration) -> bool {
-        let s = self.state.lock();
+        let s = self.lock();
         match s.machine_idle {
             Some(idle) => idle,
             None if !self.auto_publish_machine_state => false,
@@ -334,14 +339,14 @@ impl Session {
 
     /// When this session turns idle if nothing happens (None when it already is, or never will).
     pub fn idle_deadline(&self, now: Timestamp, idle_timeout: chrono::Duration) -> Option<Timestamp> {
-        let s = self.state.lock();
+        let s = self.lock();
         let deadline = s.last_active + idle_timeout;
         (s.machine_idle.is_none() && self.auto_publish_machine_state && deadline > now).then_some(deadline)
     }
 
     /// The user was active on this client (README, "User activity").
     pub fn record_activity(&self, now: Timestamp) {
-        let mut s = self.state.lock();
+        let mut s = self.lock();
         s.last_active = now;
         if self.auto_publish_machine_state {
             s.machine_idle = None;
@@ -349,7 +354,7 @@ impl Session {
     }
 
     pub fn set_machine_idle(&self, idle: bool, now: Timestamp) {
-        let mut s = self.state.lock();
+        let mut s = self.lock();
         s.machine_idle = Some(idle);
         if !idle {
             s.last_active = now;
@@ -358,7 +363,7 @@ impl Session {
 
     /// Adds subscriptions up to `limit`; returns the ones newly added, or None when over the limit.
     pub fn subscribe(&self, uris: &[Arc<str>], limit: usize) -> Option<Vec<Arc<str>>> {
-        let mut s = self.state.lock();
+        let mut s = self.lock();
         let new: Vec<Arc<str>> = uris.iter().filter(|u| !s.subscriptions.contains(*u)).cloned().collect();
         if s.subscriptions.len() + new.len() > limit {
             return None;
@@ -368,16 +373,23 @@ impl Session {
     }
 
     pub fn unsubscribe(&self, uris: &[Arc<str>]) -> Vec<Arc<str>> {
-        let mut s = self.state.lock();
+        let mut s = self.lock();
         uris.iter().filter(|u| s.subscriptions.remove(*u)).cloned().collect()
     }
 
     pub fn subscriptions(&self) -> Vec<Arc<str>> {
-        self.state.lock().subscriptions.iter().cloned().collect()
+        self.lock().subscriptions.iter().cloned().collect()
+    }
+
+    /// The state, locked; what the holder does to the queue is counted in [`queue_totals`].
+    fn lock(&self) -> Tracked<'_> {
+        let guard = self.state.lock();
+        let before = guard.queue.len();
+        Tracked { guard, before }
     }
 
     pub fn queue_len(&self) -> usize {
-        self.state.lock().queue.len()
+        self.lock().queue.len()
     }
 
     /// Records the client's address (the first one recorded stays).
@@ -391,7 +403,7 @@ impl Session {
 
     /// When a poll last began or ended, and whether one is held now.
     pub fn last_poll(&self) -> (Timestamp, bool) {
-        let s = self.state.lock();
+        let s = self.lock();
         (s.last_seen, s.held_polls > 0)
     }
 }
@@ -446,6 +458,52 @@ impl Drop for Admission<'_> {
     fn drop(&mut self) {
         let mut s = self.session.state.lock();
         s.reserved = s.reserved.saturating_sub(self.left);
+    }
+}
+
+/// Unacknowledged events over every session of the process, and the longest queue seen since the
+/// last look: kept up to date as queues change, so that `/metrics` never walks the sessions.
+struct QueueTotals {
+    events: std::sync::atomic::AtomicI64,
+    high_water: std::sync::atomic::AtomicUsize,
+}
+
+static QUEUE_TOTALS: QueueTotals =
+    QueueTotals { events: std::sync::atomic::AtomicI64::new(0), high_water: std::sync::atomic::AtomicUsize::new(0) };
+
+/// (unacknowledged events in all queues, the longest queue since the previous call).
+pub fn queue_totals() -> (i64, usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (QUEUE_TOTALS.events.load(Relaxed), QUEUE_TOTALS.high_water.swap(0, Relaxed))
+}
+
+/// A session's locked state; on unlock, the change of its queue's length goes into the totals.
+struct Tracked<'a> {
+    guard: parking_lot::MutexGuard<'a, SessionState>,
+    before: usize,
+}
+
+impl std::ops::Deref for Tracked<'_> {
+    type Target = SessionState;
+    fn deref(&self) -> &SessionState {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Tracked<'_> {
+    fn deref_mut(&mut self) -> &mut SessionState {
+        &mut self.guard
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let after = self.guard.queue.len();
+        if after != self.before {
+            QUEUE_TOTALS.events.fetch_add(after as i64 - self.before as i64, Relaxed);
+            QUEUE_TOTALS.high_water.fetch_max(after, Relaxed);
+        }
     }
 }
 
