@@ -191,8 +191,8 @@ impl Session {
         self.locked_push(|s| s.push_state(payload, presentity))
     }
 
-    /// Queues one event of a resync burst (the pending flag was taken); at the bound the session
-    /// resynchronises again.
+    /// Queues one event of a resync burst (the pending flag was taken; the poll asked for the
+    /// burst because it fits).
     pub fn push_resync(&self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
         self.locked_push(|s| s.push_burst(payload, presentity))
     }
@@ -263,8 +263,7 @@ impl Session {
         if s.poll_generation != generation {
             return PollCheck::Superseded(s.empty_batch());
         }
-        // A burst that does not fit yet waits until what is queued has been delivered and acked.
-        if s.resync_pending && s.room() >= s.resync_size() {
+        if s.resync_pending && s.burst_fits() {
             return PollCheck::Resync;
         }
         match s.take_batch() {
@@ -466,8 +465,11 @@ impl SessionState {
         self.limit.saturating_sub(self.queue.len() + self.reserved)
     }
 
-    fn resync_size(&self) -> usize {
-        self.subscriptions.len() + RESYNC_FIXED_EVENTS
+    /// A resync burst waits until it fits, or — when it can never fit (more subscriptions than the
+    /// bound allows for) — until the queue is empty: the queue then holds at most the burst.
+    fn burst_fits(&self) -> bool {
+        let size = self.subscriptions.len() + RESYNC_FIXED_EVENTS;
+        self.room() >= size || (self.queue.is_empty() && self.reserved == 0)
     }
 
     /// An ack acknowledges at most what was sent: a larger one is clamped to the last eid sent.
@@ -510,13 +512,11 @@ impl SessionState {
         Pushed::Queued
     }
 
+    /// A burst event: started only when the burst fits (or the queue was empty), so it is never
+    /// dropped or bounced by the bound.
     fn push_burst(&mut self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
         if self.resync_pending {
             return Pushed::Covered;
-        }
-        if self.room() == 0 {
-            self.overflow();
-            return Pushed::Resync;
         }
         self.append(Kind::State, presentity, payload);
         Pushed::Queued
@@ -628,8 +628,7 @@ mod tests {
         let PollCheck::Ready(b) = poll(&s, 0) else { panic!("the burst does not fit yet: what is queued goes first") };
         assert_eq!(eids(&b), vec![1, 2], "the sent snapshot stays; the answer is renumbered");
         assert_eq!(b.events[1].1, payload(9));
-        assert!(matches!(poll(&s, 2), PollCheck::Wait), "a burst of 5 never fits in 3: the queue holds its bound");
-        assert!(s.take_resync());
+        assert!(matches!(poll(&s, 2), PollCheck::Resync), "a burst of 5 never fits in 3: it comes once the queue is empty");
     }
 
     #[test]
@@ -660,7 +659,7 @@ mod tests {
         let PollCheck::Ready(b) = poll(&s, 0) else { panic!() };
         assert_eq!(eids(&b), vec![1, 2, 3], "the answers, renumbered after the dropped state event");
         assert!(s.admit(3).is_none(), "sent, not yet acknowledged");
-        assert!(matches!(poll(&s, b.ack_id), PollCheck::Wait));
+        assert!(matches!(poll(&s, b.ack_id), PollCheck::Resync), "emptied: the resync comes");
         assert!(s.admit(3).is_some(), "acknowledged answers free their places");
     }
 
