@@ -8,7 +8,7 @@ use presence_gateway::config::{Config, LogFormat};
 use presence_gateway::model::contact::{is_valid_sip_uri, normalize_uri, Profile};
 use presence_gateway::service::auth::hash_password;
 use presence_gateway::service::clock::SystemClock;
-use presence_gateway::service::seed::{demo_users, spawn_demo_activity, UsersFile, DEMO_PASSWORD};
+use presence_gateway::service::seed::{demo_users, seed_demo, spawn_demo_activity, UsersFile, DEMO_PASSWORD};
 use presence_gateway::store::sqlite::SqliteStore;
 use presence_gateway::store::{Store, UserRecord};
 use std::io::Read;
@@ -248,7 +248,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         file.apply(&store).await.map_err(|e| anyhow::anyhow!("loading users: {e}"))?;
     }
     if args.demo {
-        demo_users().apply(&store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
+        seed_demo(&store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
     }
     let listener = listen(&config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -332,9 +332,10 @@ async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()>
     match action {
         UserAction::Add { uri, name, email } => {
             let uri = checked_uri(&uri)?;
+            presence_gateway::model::text::check_fields([("--name", Some(name.as_str())), ("--email", email.as_deref())])?;
+            let profile = Profile { uri: uri.clone(), display_name: name, email, ..Profile::default() };
             let password = read_password()?;
             let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?.map_err(anyhow::Error::msg)?;
-            let profile = Profile { uri: uri.clone(), display_name: name, email, ..Profile::default() };
             store.upsert_user(&UserRecord { profile, password_hash: Some(hash) }).await?;
             println!("added {uri}");
         }

@@ -47,7 +47,11 @@ async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError
         .await
         .map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| GatewayError::InvalidFormat("the body is not UTF-8".into()))?;
-    let limits = XmlLimits { max_depth: gateway.config.limits.xml_depth, max_elements: gateway.config.limits.xml_elements };
+    let limits = XmlLimits {
+        max_depth: gateway.config.limits.xml_depth,
+        max_elements: gateway.config.limits.xml_elements,
+        ..XmlLimits::default()
+    };
     xml::parse(text, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
 }
 
@@ -85,6 +89,10 @@ pub async fn logon(
         }
         Err(error @ GatewayError::Internal) => {
             xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &error))
+        }
+        Err(GatewayError::Unauthenticated) => {
+            let error = GatewayError::InvalidRequest("sign-in failed: unknown user or wrong password".into());
+            xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &error))
         }
         Err(error) => xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &error)),
     }
