@@ -113,6 +113,10 @@ pub struct Session {
     pub auto_subscribe_contacts: bool,
     /// Present for JSON API event streams.
     pub json: Option<JsonSubscriber>,
+    /// When the session started.
+    pub started: Timestamp,
+    /// The client's address, as the request that started the session came from (for admins).
+    client: std::sync::OnceLock<std::net::IpAddr>,
     state: Mutex<SessionState>,
     wake: Notify,
 }
@@ -126,6 +130,8 @@ impl Session {
             auto_publish_machine_state: options.auto_publish_machine_state,
             auto_subscribe_contacts: options.auto_subscribe_contacts,
             json: options.json.then(JsonSubscriber::default),
+            started: now,
+            client: std::sync::OnceLock::new(),
             state: Mutex::new(SessionState {
                 queue: VecDeque::new(),
                 last_eid: 0,
@@ -287,6 +293,21 @@ impl Session {
 
     pub fn queue_len(&self) -> usize {
         self.state.lock().queue.len()
+    }
+
+    /// Records the client's address (the first one recorded stays).
+    pub fn set_client(&self, address: std::net::IpAddr) {
+        let _ = self.client.set(address);
+    }
+
+    pub fn client(&self) -> Option<std::net::IpAddr> {
+        self.client.get().copied()
+    }
+
+    /// When a poll last began or ended, and whether one is held now.
+    pub fn last_poll(&self) -> (Timestamp, bool) {
+        let s = self.state.lock();
+        (s.last_seen, s.held_polls > 0)
     }
 }
 

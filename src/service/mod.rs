@@ -10,6 +10,7 @@ pub mod directory;
 pub mod images;
 pub mod json_events;
 pub mod lists;
+pub mod live_sessions;
 pub mod presence;
 pub mod search;
 pub mod seed;
