@@ -102,6 +102,6 @@ fn readme_examples_define_their_variables_and_compute_their_dates() {
         assert!(!fixed_date, "README sh block {i} has a fixed date; compute it (date -u -d '+1 hour' +%FT%TZ):\n{block}");
     }
     let layout = readme.split("## Layout").nth(1).expect("a Layout section");
-    assert_eq!(layout.matches("\nsrc/http/").count(), 1, "src/http/ is listed once");
+    assert_eq!(layout.matches("\nsrc/http/ ").count(), 1, "src/http/ is listed once");
     assert!(readme.contains("(docs/architecture.md)") && Path::new(ROOT).join("docs/architecture.md").is_file());
 }
