@@ -9,7 +9,6 @@ use presence_gateway::model::contact::{is_valid_sip_uri, normalize_uri, Profile}
 use presence_gateway::service::auth::hash_password;
 use presence_gateway::service::clock::SystemClock;
 use presence_gateway::service::seed::{demo_users, spawn_demo_activity, UsersFile, DEMO_PASSWORD};
-use presence_gateway::store::sqlite::SqliteStore;
 use presence_gateway::store::{Store, UserRecord};
 use std::io::Read;
 use std::path::PathBuf;
@@ -71,6 +70,10 @@ struct CommonArgs {
     /// Directory of the embedded database.
     #[arg(long, env = "GATEWAY_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Where durable data lives: sqlite://PATH or postgres://USER@HOST/DB (default: gateway.db in
+    /// the data directory).
+    #[arg(long, env = "GATEWAY_STORE", global = true)]
+    store: Option<String>,
     /// Log format on stderr (default human).
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, global = true)]
     log_format: Option<LogFormat>,
@@ -151,6 +154,9 @@ fn load_config(common: &CommonArgs, server: Option<&ServerFlags>) -> anyhow::Res
     if let Some(dir) = &common.data_dir {
         config.data_dir = dir.clone();
     }
+    if let Some(store) = &common.store {
+        config.store = Some(store.clone());
+    }
     if let Some(format) = common.log_format {
         config.log_format = format;
     }
@@ -212,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             user_command(&config, action).await
         }
         Command::Config { action: ConfigAction::Check { file } } => {
-            let common = CommonArgs { config: Some(file.clone()), data_dir: None, log_format: None };
+            let common = CommonArgs { config: Some(file.clone()), data_dir: None, store: None, log_format: None };
             let (config, warnings) = load_config(&common, None)?;
             tls_config(&config)?;
             for warning in warnings {
@@ -241,19 +247,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (config, warnings) = load_config(&args.common, Some(&args.server))?;
     start_logging(&config, &warnings);
     let tls = tls_config(&config)?;
-    let store = SqliteStore::open(&config.data_dir).await.context("opening the store")?;
+    let store = open_store(&config).await?;
     if let Some(path) = &args.users {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let file = UsersFile::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        file.apply(&store).await.map_err(|e| anyhow::anyhow!("loading users: {e}"))?;
+        file.apply(&*store).await.map_err(|e| anyhow::anyhow!("loading users: {e}"))?;
     }
     if args.demo {
-        demo_users().apply(&store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
+        demo_users().apply(&*store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
     }
     let listener = listen(&config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     presence_gateway::telemetry::install();
-    let gateway = presence_gateway::service::Gateway::start(config, Arc::new(store), Arc::new(SystemClock)).await?;
+    let gateway = presence_gateway::service::Gateway::start(config, store, Arc::new(SystemClock)).await?;
     if args.demo {
         spawn_demo_activity(&gateway);
         print_demo_banner(address);
@@ -321,8 +327,14 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// Opens the configured store (running its migrations).
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.store_url();
+    presence_gateway::store::open(&url).await.with_context(|| format!("opening the store {}", url.describe()))
+}
+
 async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&config.data_dir).await.context("opening the store")?;
+    let store = open_store(config).await?;
     let checked_uri = |uri: &str| -> anyhow::Result<String> {
         if !is_valid_sip_uri(uri) {
             bail!("{uri:?} is not a sip: URI");

@@ -11,7 +11,7 @@ impl Gateway {
     pub async fn set_image(&self, uri: &str, large: bool, content_type: &str, bytes: Vec<u8>) -> Result<String> {
         let hash = format!("{:x}", Sha256::digest(&bytes));
         let image = StoredImage { content_type: content_type.to_string(), bytes, hash: hash.clone() };
-        self.store.save_image(uri, large, &image).await.map_err(|e| GatewayError::internal("saving an image", e))?;
+        self.store.save_image(uri, large, &image).await.map_err(|e| GatewayError::store("saving an image", e))?;
         if !large {
             self.set_image_hash(uri, Some(hash.clone()));
         }
@@ -19,7 +19,7 @@ impl Gateway {
     }
 
     pub async fn remove_image(&self, uri: &str, large: bool) -> Result<bool> {
-        let removed = self.store.remove_image(uri, large).await.map_err(|e| GatewayError::internal("removing an image", e))?;
+        let removed = self.store.remove_image(uri, large).await.map_err(|e| GatewayError::store("removing an image", e))?;
         if removed && !large {
             self.set_image_hash(uri, None);
         }
@@ -27,7 +27,7 @@ impl Gateway {
     }
 
     pub async fn image(&self, uri: &str, large: bool) -> Result<Option<StoredImage>> {
-        self.store.image(uri, large).await.map_err(|e| GatewayError::internal("reading an image", e))
+        self.store.image(uri, large).await.map_err(|e| GatewayError::store("reading an image", e))
     }
 
     pub(crate) fn set_image_hash(&self, uri: &str, hash: Option<String>) {

@@ -36,10 +36,16 @@ impl Gateway {
         let mut list = self.contact_list(owner);
         let before: BTreeSet<String> = list.subscribed_uris().map(str::to_string).collect();
         let changes = op(&mut list).map_err(list_error)?;
-        self.store.save_contact_list(owner, &list).await.map_err(|e| GatewayError::internal("saving a contact list", e))?;
+        let after: BTreeSet<String> = list.subscribed_uris().map(str::to_string).collect();
+        let subscribes_to: Vec<String> =
+            after.difference(&before).filter(|uri| self.is_new_subscriber(uri, owner)).cloned().collect();
+        // The list and the subscriber rows it implies are one transaction.
+        self.store
+            .save_contact_list(owner, &list, &subscribes_to)
+            .await
+            .map_err(|e| GatewayError::store("saving a contact list", e))?;
         self.contact_lists.write().insert(owner.to_string(), list.clone());
         let delta = Arc::new(lists::contact_group_delta(list.delta_num, &changes));
-        let after: BTreeSet<String> = list.subscribed_uris().map(str::to_string).collect();
         let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(u.as_str())).collect();
         let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(u.as_str())).collect();
         for session in self.hub.sessions_of(owner) {
@@ -49,8 +55,8 @@ impl Gateway {
                 self.watch_uris(&session, &added);
             }
         }
-        for uri in &added {
-            self.record_subscriber(uri, owner).await?;
+        for uri in &subscribes_to {
+            self.note_subscriber(uri, owner);
         }
         Ok(())
     }
@@ -80,7 +86,7 @@ impl Gateway {
     }
 
     /// The user's subscribers as the `subscribers` event shows them.
-    fn subscriber_views(&self, owner: &str, only: Option<&[String]>) -> Vec<SubscriberView> {
+    pub(crate) fn subscriber_views(&self, owner: &str, only: Option<&[String]>) -> Vec<SubscriberView> {
         let subscribers = self.subscribers.read();
         let list = subscribers.get(owner).map(Vec::as_slice).unwrap_or(&[]);
         list.iter()
@@ -101,18 +107,34 @@ impl Gateway {
 
     /// Notes that `watcher` subscribes to `owner`; new subscribers are stored and announced.
     pub(crate) async fn record_subscriber(&self, owner: &str, watcher: &str) -> Result<()> {
-        let known = self.directory.profile(owner).is_some() && self.directory.profile(watcher).is_some();
-        let already = self.subscribers.read().get(owner).is_some_and(|l| l.iter().any(|(w, _)| w == watcher));
-        if !known || already || owner == watcher {
+        if !self.is_new_subscriber(owner, watcher) {
             return Ok(());
         }
-        self.store.save_subscriber(owner, watcher, false).await.map_err(|e| GatewayError::internal("saving a subscriber", e))?;
-        self.subscribers.write().entry(owner.to_string()).or_default().push((watcher.to_string(), false));
+        self.store.save_subscriber(owner, watcher, false).await.map_err(|e| GatewayError::store("saving a subscriber", e))?;
+        self.note_subscriber(owner, watcher);
+        Ok(())
+    }
+
+    /// Whether `watcher` would be a new subscriber of `owner` (both exist and differ).
+    fn is_new_subscriber(&self, owner: &str, watcher: &str) -> bool {
+        let known = self.directory.profile(owner).is_some() && self.directory.profile(watcher).is_some();
+        let already = self.subscribers.read().get(owner).is_some_and(|l| l.iter().any(|(w, _)| w == watcher));
+        known && !already && owner != watcher
+    }
+
+    /// Adds a stored subscriber to memory and tells the owner's sessions.
+    fn note_subscriber(&self, owner: &str, watcher: &str) {
+        let mut subscribers = self.subscribers.write();
+        let list = subscribers.entry(owner.to_string()).or_default();
+        if list.iter().any(|(w, _)| w == watcher) {
+            return;
+        }
+        list.push((watcher.to_string(), false));
+        drop(subscribers);
         let event = Arc::new(lists::subscribers(&self.subscriber_views(owner, Some(&[watcher.to_string()]))));
         for session in self.hub.sessions_of(owner) {
             self.push(&session, event.clone(), None);
         }
-        Ok(())
     }
 
     /// Marks subscribers as acknowledged (all must be subscribers) and tells every session.
@@ -126,7 +148,7 @@ impl Gateway {
             self.store
                 .save_subscriber(owner, watcher, true)
                 .await
-                .map_err(|e| GatewayError::internal("saving a subscriber", e))?;
+                .map_err(|e| GatewayError::store("saving a subscriber", e))?;
         }
         if let Some(list) = self.subscribers.write().get_mut(owner) {
             list.iter_mut().filter(|(w, _)| watchers.contains(w)).for_each(|(_, ack)| *ack = true);

@@ -39,7 +39,7 @@ pub struct Live {
 
 pub struct PresenceEntry {
     /// Serialises changes of one user's durable presence (held across the store write).
-    gate: tokio::sync::Mutex<()>,
+    pub(crate) gate: tokio::sync::Mutex<()>,
     pub live: Mutex<Live>,
 }
 
@@ -184,7 +184,7 @@ impl Gateway {
             StoredPresence { manual: live.model.manual.clone(), note: live.model.note.clone() }
         };
         change(&mut next);
-        self.store.save_presence(uri, &next).await.map_err(|e| GatewayError::internal("saving presence", e))?;
+        self.store.save_presence(uri, &next).await.map_err(|e| GatewayError::store("saving presence", e))?;
         let mut live = entry.live.lock();
         live.model.manual = next.manual;
         live.model.note = next.note;

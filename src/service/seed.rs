@@ -10,7 +10,7 @@ use crate::model::rights::{AccessLevel, Member, RightsEntry};
 use crate::model::sources::{
     Appointment, AppointmentStatus, Call, CallDirection, CallService, CallState, ComputerState, Line, LineState,
 };
-use crate::store::{Store, UserRecord};
+use crate::store::{RightsWrite, Store, UserRecord};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +96,7 @@ impl UsersFile {
         for grant in &self.grant {
             let level = AccessLevel::from_name(&grant.level).expect("validated");
             let entry = RightsEntry { member: Member::Uri(normalize_uri(&grant.watcher)), level };
-            store.set_right(&normalize_uri(&grant.owner), &entry).await.map_err(|e| e.to_string())?;
+            store.apply_rights(&normalize_uri(&grant.owner), &[RightsWrite::Set(entry)]).await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }

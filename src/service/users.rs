@@ -12,7 +12,7 @@ impl Gateway {
     /// Stores a user (a `None` hash keeps the password) and makes the profile live; watchers see
     /// the new contact card at once.
     pub async fn upsert_user(&self, record: &UserRecord) -> Result<()> {
-        self.store.upsert_user(record).await.map_err(|e| GatewayError::internal("saving a user", e))?;
+        self.store.upsert_user(record).await.map_err(|e| GatewayError::store("saving a user", e))?;
         self.add_user(Arc::new(record.profile.clone()));
         if record.password_hash.is_some() {
             self.tickets.revoke_user(&record.profile.uri);
@@ -28,9 +28,16 @@ impl Gateway {
             return Ok(false);
         }
         let _gate = self.lists_gate.lock().await;
-        if !self.store.remove_user(uri).await.map_err(|e| GatewayError::internal("removing a user", e))? {
+        if !self.store.remove_user(uri).await.map_err(|e| GatewayError::store("removing a user", e))? {
             return Ok(false);
         }
+        self.forget_user(uri);
+        Ok(true)
+    }
+
+    /// Ends a removed user's sessions and tickets, gives every watcher a final offline snapshot
+    /// and drops what memory holds about them (the store already has).
+    pub(crate) fn forget_user(&self, uri: &str) {
         self.tickets.revoke_user(uri);
         for session in self.hub.sessions_of(uri) {
             self.hub.remove(session.sid);
@@ -52,6 +59,5 @@ impl Gateway {
         subscribers.remove(uri);
         subscribers.values_mut().for_each(|list| list.retain(|(watcher, _)| watcher != uri));
         tracing::info!(user = uri, "user deleted");
-        Ok(true)
     }
 }
