@@ -145,10 +145,7 @@ impl Gateway {
             return Err(GatewayError::InvalidRequest(format!("{unknown} is not a subscriber")));
         }
         for watcher in watchers {
-            self.store
-                .save_subscriber(owner, watcher, true)
-                .await
-                .map_err(|e| GatewayError::store("saving a subscriber", e))?;
+            self.store.save_subscriber(owner, watcher, true).await.map_err(|e| GatewayError::store("saving a subscriber", e))?;
         }
         if let Some(list) = self.subscribers.write().get_mut(owner) {
             list.iter_mut().filter(|(w, _)| watchers.contains(w)).for_each(|(_, ack)| *ack = true);

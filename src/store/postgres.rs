@@ -30,11 +30,7 @@ impl PostgresStore {
     /// schema up to date.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
         let options = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(5)).connect_with(options).await?;
         super::migrate::run(&MIGRATOR, &pool).await?;
         let schema: String = sqlx::query("SELECT current_schema() AS s").fetch_one(&pool).await?.try_get("s")?;
         Ok(PostgresStore {
@@ -78,6 +74,7 @@ impl PostgresStore {
                     },
                     // The connection was lost and is being re-established: anything may have been missed.
                     Ok(None) => Change::Everything,
+                    Err(_) if pool.is_closed() => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "listening for the store's changes");
                         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -34,8 +34,11 @@ macro_rules! sql_store_impl {
 
             async fn set_password(&self, uri: &str, hash: &str) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
-                let done =
-                    sqlx::query("UPDATE users SET password_hash = $2 WHERE uri = $1").bind(uri).bind(hash).execute(&mut *tx).await?;
+                let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE uri = $1")
+                    .bind(uri)
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
                 self.faults.step()?;
                 self.record(&mut tx, &$crate::store::Change::User(uri.to_string())).await?;
                 tx.commit().await?;
@@ -242,9 +245,13 @@ macro_rules! sql_store_impl {
                 Ok(())
             }
 
-            async fn contact_list(&self, owner: &str) -> $crate::store::StoreResult<Option<$crate::model::contacts::ContactList>> {
+            async fn contact_list(
+                &self,
+                owner: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::model::contacts::ContactList>> {
                 use sqlx::Row;
-                let row = sqlx::query("SELECT list FROM contact_lists WHERE owner = $1").bind(owner).fetch_optional(&self.pool).await?;
+                let row =
+                    sqlx::query("SELECT list FROM contact_lists WHERE owner = $1").bind(owner).fetch_optional(&self.pool).await?;
                 row.map(|r| $crate::store::rows::contact_list_from_column(r.try_get("list")?)).transpose()
             }
 
@@ -290,7 +297,12 @@ macro_rules! sql_store_impl {
                 rows.iter().map(|r| Ok((r.try_get("watcher")?, r.try_get("acknowledged")?))).collect()
             }
 
-            async fn save_image(&self, uri: &str, large: bool, image: &$crate::store::StoredImage) -> $crate::store::StoreResult<()> {
+            async fn save_image(
+                &self,
+                uri: &str,
+                large: bool,
+                image: &$crate::store::StoredImage,
+            ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO images (uri, large, content_type, bytes, hash) VALUES ($1, $2, $3, $4, $5)
