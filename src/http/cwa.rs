@@ -47,7 +47,11 @@ async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError
         .await
         .map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| GatewayError::InvalidFormat("the body is not UTF-8".into()))?;
-    let limits = XmlLimits { max_depth: gateway.config.limits.xml_depth, max_elements: gateway.config.limits.xml_elements };
+    let limits = XmlLimits {
+        max_depth: gateway.config.limits.xml_depth,
+        max_elements: gateway.config.limits.xml_elements,
+        ..XmlLimits::default()
+    };
     xml::parse(text, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
 }
 
@@ -86,11 +90,20 @@ pub async fn logon(
         Err(error @ (GatewayError::Internal | GatewayError::StoreUnavailable)) => {
             xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &error))
         }
+        Err(GatewayError::Unauthenticated) => {
+            let error = GatewayError::InvalidRequest("sign-in failed: unknown user or wrong password".into());
+            xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &error))
+        }
         Err(error) => xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &error)),
     }
 }
 
-pub async fn command(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn command(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some((auth, presented)) = authenticate(&gateway, &headers) else { return unauthenticated() };
     let root = match read_xml(&gateway, body).await {
         Ok(root) => root,
@@ -102,7 +115,13 @@ pub async fn command(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, bo
     };
     let unexpected = batch.unexpected_elements;
     let response = match gateway.execute(&auth.login, batch).await {
-        Ok(done) => xml_reply(StatusCode::OK, envelope::responses(done.sid, unexpected, &done.responses)),
+        Ok(done) => {
+            // The address a session started from, for the administrators' session list.
+            if let Some(session) = done.sid.and_then(|sid| gateway.hub.get(sid)) {
+                session.set_client(super::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
+            }
+            xml_reply(StatusCode::OK, envelope::responses(done.sid, unexpected, &done.responses))
+        }
         Err(error) => xml_reply(StatusCode::NOT_FOUND, envelope::request_failed(None, &error)),
     };
     with_ticket(response, &auth, &presented)

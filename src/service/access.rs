@@ -19,8 +19,21 @@ pub enum RightsChange {
 
 impl Gateway {
     /// Applies rights changes for `owner`; returns the containers (levels) whose membership changed.
+    /// Runs to its end even if the request is abandoned: every watcher whose level changed gets a
+    /// fresh snapshot.
     pub async fn change_rights(&self, owner: &str, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
-        let _gate = self.lists_gate.lock().await;
+        let gate = self.gates.owner(owner).await;
+        let (owner, changes) = (owner.to_string(), changes.to_vec());
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            gw.apply_rights(&owner, &changes).await
+        })
+        .await
+    }
+
+    /// All of the changes or none: the writes they amount to are one store transaction, then the
+    /// same writes are made in memory and announced.
+    async fn apply_rights(&self, owner: &str, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
         let before = self.watcher_levels(owner);
         let current = self.directory.rights_of(owner);
         let mut touched = BTreeSet::new();
@@ -35,8 +48,9 @@ impl Gateway {
                     writes.push(RightsWrite::Set(entry.clone()));
                 }
                 RightsChange::Remove { member, level } => {
+                    // Present at that level after the writes so far?
                     let now_at_level = |w: &RightsWrite| match w {
-                        RightsWrite::Set(e) => Some(e.member == *member && e.level == *level),
+                        RightsWrite::Set(e) => (e.member == *member).then_some(e.level == *level),
                         RightsWrite::Remove(m) => (m == member).then_some(false),
                     };
                     let present = match writes.iter().rev().find_map(now_at_level) {
@@ -50,7 +64,6 @@ impl Gateway {
                 }
             }
         }
-        // All of the changes or none: one transaction, then the same writes in memory.
         if !writes.is_empty() {
             self.store.apply_rights(owner, &writes).await.map_err(|e| GatewayError::store("saving rights", e))?;
         }
@@ -68,25 +81,31 @@ impl Gateway {
     /// Sets or removes an entry that applies to every owner (admin); every watcher whose level on
     /// anyone changed gets fresh snapshots at once.
     pub async fn change_global_rights(&self, change: &RightsChange) -> Result<()> {
-        let _gate = self.lists_gate.lock().await;
-        let pairs = self.hub.watch_pairs();
-        let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| self.directory.level(owner, watcher)).collect();
-        match change {
-            RightsChange::Set(entry) => {
-                self.store.set_global_right(entry).await.map_err(|e| GatewayError::store("saving a global right", e))?;
-                self.directory.set_global_right(entry.clone());
+        let gate = self.gates.everyone().await;
+        let change = change.clone();
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            let pairs = gw.hub.watch_pairs();
+            let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| gw.directory.level(owner, watcher)).collect();
+            match &change {
+                RightsChange::Set(entry) => {
+                    gw.store.set_global_right(entry).await.map_err(|e| GatewayError::store("saving a global right", e))?;
+                    gw.directory.set_global_right(entry.clone());
+                }
+                RightsChange::Remove { member, .. } => {
+                    let removed = gw.store.remove_global_right(member).await;
+                    removed.map_err(|e| GatewayError::store("removing a global right", e))?;
+                    gw.directory.remove_global_right(member);
+                }
             }
-            RightsChange::Remove { member, .. } => {
-                self.store.remove_global_right(member).await.map_err(|e| GatewayError::store("removing a global right", e))?;
-                self.directory.remove_global_right(member);
+            for ((owner, watcher), level) in pairs.iter().zip(before) {
+                if gw.directory.level(owner, watcher) != level {
+                    gw.resend_to_watcher(owner, watcher);
+                }
             }
-        }
-        for ((owner, watcher), level) in pairs.iter().zip(before) {
-            if self.directory.level(owner, watcher) != level {
-                self.resend_to_watcher(owner, watcher);
-            }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// CWA `updateContainer`: only the five level containers exist.
@@ -105,7 +124,11 @@ impl Gateway {
     }
 
     pub(crate) fn queue_containers(&self, session: &crate::hub::session::Session) {
-        let event = lists::containers(&self.directory.rights_of(&session.user), &AccessLevel::ALL);
-        self.push(session, Arc::new(event), None);
+        self.push(session, Arc::new(self.containers_event(&session.user)), None);
+    }
+
+    /// Every container of `owner` with its members.
+    pub(crate) fn containers_event(&self, owner: &str) -> crate::cwa::envelope::EventPayload {
+        lists::containers(&self.directory.rights_of(owner), &AccessLevel::ALL)
     }
 }
