@@ -42,13 +42,15 @@ impl Gateway {
 
     async fn reload_user(&self, uri: &str) -> StoreResult<()> {
         match self.store.user(uri).await? {
-            Some(record) => {
-                if self.directory.profile(uri).as_deref() != Some(&record.profile) {
-                    self.add_user(Arc::new(record.profile));
-                    self.refresh(uri);
-                }
+            Some(record) if self.directory.profile(uri).as_deref() != Some(&record.profile) => {
+                self.add_user(Arc::new(record.profile));
+                self.refresh(uri);
             }
-            None if self.directory.profile(uri).is_some() => self.forget_user(uri),
+            Some(_) => {}
+            None if self.directory.profile(uri).is_some() => {
+                let _gate = self.gates.everyone().await;
+                self.forget_user(uri);
+            }
             None => {}
         }
         Ok(())
@@ -71,7 +73,7 @@ impl Gateway {
     }
 
     async fn reload_rights(&self, owner: &str) -> StoreResult<()> {
-        let _gate = self.lists_gate.lock().await;
+        let _gate = self.gates.owner(owner).await;
         let stored = self.store.rights_of(owner).await?;
         let current = self.directory.rights_of(owner);
         let touched = changed_levels(&current, &stored);
@@ -90,7 +92,7 @@ impl Gateway {
     }
 
     async fn reload_global_rights(&self) -> StoreResult<()> {
-        let _gate = self.lists_gate.lock().await;
+        let _gate = self.gates.everyone().await;
         let stored = self.store.global_rights().await?;
         let current = self.directory.global_rights();
         if changed_levels(&current, &stored).is_empty() {
@@ -113,7 +115,7 @@ impl Gateway {
     }
 
     async fn reload_contact_list(&self, owner: &str) -> StoreResult<()> {
-        let _gate = self.lists_gate.lock().await;
+        let _gate = self.gates.owner(owner).await;
         let stored = self.store.contact_list(owner).await?.unwrap_or_default();
         let current = self.contact_list(owner);
         if stored == current {
@@ -128,14 +130,15 @@ impl Gateway {
         for session in self.hub.sessions_of(owner) {
             self.push(&session, full.clone(), None);
             if session.auto_subscribe_contacts {
-                self.unwatch_uris(&session, &removed);
-                self.watch_uris(&session, &added);
+                self.unwatch_uris(&session, &removed, None);
+                self.watch_uris(&session, &added, None);
             }
         }
         Ok(())
     }
 
     async fn reload_subscribers(&self, owner: &str) -> StoreResult<()> {
+        let _gate = self.gates.owner(owner).await;
         let stored = self.store.subscribers_of(owner).await?;
         let changed: Vec<String> = {
             let mut subscribers = self.subscribers.write();
@@ -168,7 +171,7 @@ impl Gateway {
         let stored: HashSet<String> = self.store.users().await?.into_iter().map(|u| u.profile.uri).collect();
         for profile in self.directory.all_profiles() {
             if !stored.contains(&profile.uri) {
-                self.forget_user(&profile.uri);
+                self.reload_user(&profile.uri).await?;
             }
         }
         let mut owners: HashSet<String> = self.store.rights().await?.into_iter().map(|(owner, _)| owner).collect();
