@@ -143,6 +143,18 @@ async fn every_row_round_trips(f: Fixture) {
     assert!(s.remove_image("sip:a@x.test", true).await.unwrap());
     assert!(!s.remove_image("sip:a@x.test", true).await.unwrap());
 
+    let raw = |name: &str, instance: u32| presence_gateway::model::raw::RawCategory {
+        name: name.into(),
+        namespace: "urn:x".into(),
+        instance,
+        level: AccessLevel::Company,
+        expire_type: "user".into(),
+        content: "<a/>".into(),
+    };
+    s.save_raw_categories("sip:a@x.test", &[raw("z", 1), raw("a", 0)]).await.unwrap();
+    assert_eq!(s.raw_categories_of("sip:a@x.test").await.unwrap(), vec![raw("z", 1), raw("a", 0)], "in published order");
+    assert_eq!(s.raw_categories().await.unwrap().len(), 1);
+
     // Removing a user removes everything they own, and their place in others' subscribers.
     assert!(s.remove_user("sip:a@x.test").await.unwrap());
     assert!(!s.remove_user("sip:a@x.test").await.unwrap());
@@ -152,6 +164,7 @@ async fn every_row_round_trips(f: Fixture) {
     assert_eq!(s.contact_list("sip:a@x.test").await.unwrap(), None);
     assert!(s.subscribers().await.unwrap().is_empty());
     assert!(s.image_hashes().await.unwrap().is_empty());
+    assert!(s.raw_categories().await.unwrap().is_empty());
     s.ping().await.unwrap();
 }
 

@@ -58,15 +58,17 @@ impl Gateway {
 
     async fn reload_presence(&self, uri: &str) -> StoreResult<()> {
         let stored = self.store.presence(uri).await?.unwrap_or_default();
+        let raw = self.store.raw_categories_of(uri).await?;
         let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
         let _gate = entry.gate.lock().await;
         {
             let mut live = entry.live.lock();
-            if live.model.manual == stored.manual && live.model.note == stored.note {
+            if live.model.manual == stored.manual && live.model.note == stored.note && live.model.raw == raw {
                 return Ok(());
             }
             live.model.manual = stored.manual;
             live.model.note = stored.note;
+            live.model.raw = raw;
         }
         self.refresh(uri);
         Ok(())

@@ -1,5 +1,5 @@
 //! Durable data behind one trait: users and their password hashes, manual states, notes, rights
-//! entries (containers), contact lists and subscribers, images. Two backends implement it — the
+//! entries (containers), contact lists and subscribers, images, raw categories. Two backends implement it — the
 //! embedded SQLite file in `--data-dir` (the default) and PostgreSQL — chosen by the `store` URL
 //! (README "Using PostgreSQL"). A write has returned only once it is durable; a change that spans
 //! several rows is one transaction. Each backend's schema is managed by the migrations embedded
@@ -282,6 +282,12 @@ pub trait Store: Send + Sync {
     async fn remove_image(&self, uri: &str, large: bool) -> StoreResult<bool>;
     /// (uri, hash) of every small image, to know the hashes at start.
     async fn image_hashes(&self) -> StoreResult<Vec<(String, String)>>;
+
+    /// Replaces a user's raw categories with `categories` (in this order), in one transaction.
+    async fn save_raw_categories(&self, uri: &str, categories: &[crate::model::raw::RawCategory]) -> StoreResult<()>;
+    /// Every user's raw categories.
+    async fn raw_categories(&self) -> StoreResult<Vec<(String, Vec<crate::model::raw::RawCategory>)>>;
+    async fn raw_categories_of(&self, uri: &str) -> StoreResult<Vec<crate::model::raw::RawCategory>>;
 
     /// Starts following the changes other processes make to this store (see [`Change`]).
     async fn changes(&self) -> StoreResult<ChangeFeed>;

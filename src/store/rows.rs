@@ -7,6 +7,7 @@
 use super::{StoreError, StoreResult};
 use crate::model::contact::{Phones, Profile};
 use crate::model::contacts::{Contact, ContactList, Group};
+use crate::model::raw::RawCategory;
 use crate::model::rights::{AccessLevel, Member};
 use crate::model::sources::{ManualKind, ManualState, Note, Reachability, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -260,6 +261,41 @@ pub fn contact_list_from_column(text: &str) -> StoreResult<ContactList> {
             .map(|c| Contact { uri: c.uri, name: c.name, subscribed: c.subscribed, tag: c.tag, groups: c.groups })
             .collect(),
         delta_num: doc.delta_num,
+    })
+}
+
+/// `raw_categories.category`.
+#[derive(Debug, Serialize, Deserialize)]
+struct RawCategoryDoc {
+    name: String,
+    namespace: String,
+    instance: u32,
+    level: String,
+    expire_type: String,
+    content: String,
+}
+
+pub fn raw_category_to_column(c: &RawCategory) -> StoreResult<String> {
+    let doc = RawCategoryDoc {
+        name: c.name.clone(),
+        namespace: c.namespace.clone(),
+        instance: c.instance,
+        level: level_column(c.level).into(),
+        expire_type: c.expire_type.clone(),
+        content: c.content.clone(),
+    };
+    Ok(serde_json::to_string(&doc)?)
+}
+
+pub fn raw_category_from_column(text: &str) -> StoreResult<RawCategory> {
+    let doc: RawCategoryDoc = serde_json::from_str(text)?;
+    Ok(RawCategory {
+        name: doc.name,
+        namespace: doc.namespace,
+        instance: doc.instance,
+        level: level_from_column(&doc.level)?,
+        expire_type: doc.expire_type,
+        content: doc.content,
     })
 }
 

@@ -361,6 +361,52 @@ macro_rules! sql_store_impl {
                 rows.iter().map(|r| Ok((r.try_get("uri")?, r.try_get("hash")?))).collect()
             }
 
+            async fn save_raw_categories(&self, uri: &str, categories: &[$crate::model::raw::RawCategory]) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM raw_categories WHERE owner = $1").bind(uri).execute(&mut *tx).await?;
+                self.faults.step()?;
+                for (position, category) in categories.iter().enumerate() {
+                    sqlx::query("INSERT INTO raw_categories (owner, name, instance, category, position) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(uri)
+                        .bind(&category.name)
+                        .bind(category.instance as i32)
+                        .bind($crate::store::rows::raw_category_to_column(category)?)
+                        .bind(position as i32)
+                        .execute(&mut *tx)
+                        .await?;
+                    self.faults.step()?;
+                }
+                self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn raw_categories(&self) -> $crate::store::StoreResult<Vec<(String, Vec<$crate::model::raw::RawCategory>)>> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT owner, category FROM raw_categories ORDER BY owner, position")
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut out: Vec<(String, Vec<$crate::model::raw::RawCategory>)> = Vec::new();
+                for row in rows {
+                    let owner: String = row.try_get("owner")?;
+                    let category = $crate::store::rows::raw_category_from_column(row.try_get("category")?)?;
+                    match out.last_mut() {
+                        Some((last, list)) if *last == owner => list.push(category),
+                        _ => out.push((owner, vec![category])),
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn raw_categories_of(&self, uri: &str) -> $crate::store::StoreResult<Vec<$crate::model::raw::RawCategory>> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT category FROM raw_categories WHERE owner = $1 ORDER BY position")
+                    .bind(uri)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|r| $crate::store::rows::raw_category_from_column(r.try_get("category")?)).collect()
+            }
+
             async fn changes(&self) -> $crate::store::StoreResult<$crate::store::ChangeFeed> {
                 self.follow_changes().await
             }
