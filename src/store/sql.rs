@@ -361,19 +361,25 @@ macro_rules! sql_store_impl {
                 rows.iter().map(|r| Ok((r.try_get("uri")?, r.try_get("hash")?))).collect()
             }
 
-            async fn save_raw_categories(&self, uri: &str, categories: &[$crate::model::raw::RawCategory]) -> $crate::store::StoreResult<()> {
+            async fn save_raw_categories(
+                &self,
+                uri: &str,
+                categories: &[$crate::model::raw::RawCategory],
+            ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("DELETE FROM raw_categories WHERE owner = $1").bind(uri).execute(&mut *tx).await?;
                 self.faults.step()?;
                 for (position, category) in categories.iter().enumerate() {
-                    sqlx::query("INSERT INTO raw_categories (owner, name, instance, category, position) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(uri)
-                        .bind(&category.name)
-                        .bind(category.instance as i32)
-                        .bind($crate::store::rows::raw_category_to_column(category)?)
-                        .bind(position as i32)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "INSERT INTO raw_categories (owner, name, instance, category, position) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(uri)
+                    .bind(&category.name)
+                    .bind(category.instance as i32)
+                    .bind($crate::store::rows::raw_category_to_column(category)?)
+                    .bind(position as i32)
+                    .execute(&mut *tx)
+                    .await?;
                     self.faults.step()?;
                 }
                 self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
