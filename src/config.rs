@@ -18,6 +18,10 @@ pub struct Config {
     pub listen: String,
     /// Directory of the embedded SQLite database.
     pub data_dir: PathBuf,
+    /// Where durable data lives: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// (README "Using PostgreSQL"); unset = `gateway.db` in `data_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// How long an empty data-channel poll is held (seconds, below 60).
     pub hold_seconds: u64,
     /// `pollWaitTime` sent to clients (milliseconds).
@@ -59,6 +63,8 @@ pub struct Config {
     /// Serve the web app from this directory instead of the copy built into the binary.
     pub static_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// Connection limits and timeouts of the HTTP/1.1 driver (README, "Connections").
+    pub http: HttpLimits,
     pub logon: LogonPolicy,
     /// Bearer tokens of the JSON API.
     pub api_tokens: Vec<ApiToken>,
@@ -157,6 +163,37 @@ pub struct Limits {
     pub image_bytes: usize,
 }
 
+/// The `[http]` table: how many connections, and how long each may take to send a request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// The most connections open at once; more are answered 503 and closed. Never more than the
+    /// process's descriptor limit allows.
+    pub max_connections: usize,
+    /// A request head (request line and headers) must arrive within this time of its first byte,
+    /// and a new connection's first request within this time of connecting (seconds).
+    pub header_timeout_seconds: u64,
+    /// A request body must arrive within this time of its head; an answer must be written within
+    /// it too (seconds).
+    pub body_timeout_seconds: u64,
+    /// A kept-alive connection without a new request for this long is closed (seconds).
+    pub keep_alive_seconds: u64,
+    /// The largest request head accepted (bytes); larger ones are answered 431.
+    pub max_head_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 100_000,
+            header_timeout_seconds: 20,
+            body_timeout_seconds: 30,
+            keep_alive_seconds: 75,
+            max_head_bytes: 32 * 1024,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogonPolicy {
@@ -172,6 +209,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
+            store: None,
             hold_seconds: 25,
             poll_wait_ms: 0,
             session_timeout_seconds: 90,
@@ -193,6 +231,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             static_dir: None,
             limits: Limits::default(),
+            http: HttpLimits::default(),
             logon: LogonPolicy::default(),
             api_tokens: Vec::new(),
         }
@@ -247,9 +286,16 @@ impl Config {
             ("search_max_results", self.search_max_results as u64),
             ("source_ttl_seconds", self.source_ttl_seconds),
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds),
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.header_timeout_seconds", self.http.header_timeout_seconds),
+            ("http.body_timeout_seconds", self.http.body_timeout_seconds),
+            ("http.keep_alive_seconds", self.http.keep_alive_seconds),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be greater than 0"));
+        }
+        if self.http.max_head_bytes < 1024 {
+            return Err("http.max_head_bytes must be at least 1024".into());
         }
         if self.hold_seconds >= 60 {
             return Err("hold_seconds must be below 60 so that proxies do not cut held polls".into());
@@ -262,6 +308,9 @@ impl Config {
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("listen: {:?} is not an address such as 127.0.0.1:8080", self.listen));
+        }
+        if let Some(store) = &self.store {
+            crate::store::StoreUrl::parse(store).map_err(|e| format!("store: {e}"))?;
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key must be set together".into());
@@ -309,7 +358,16 @@ impl Config {
         for token in &mut shown.api_tokens {
             token.token = MASK.into();
         }
+        shown.store = shown.store.as_deref().map(|url| crate::store::StoreUrl::mask_password(url, MASK));
         shown
+    }
+
+    /// The store this configuration names (validated by [`Config::validate`]).
+    pub fn store_url(&self) -> crate::store::StoreUrl {
+        match self.store.as_deref().map(crate::store::StoreUrl::parse) {
+            Some(Ok(url)) => url,
+            _ => crate::store::StoreUrl::default_in(&self.data_dir),
+        }
     }
 
     /// The configuration as TOML (secrets included: show [`Config::masked`]).
