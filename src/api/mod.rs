@@ -39,7 +39,7 @@ fn routes() -> OpenApiRouter<Arc<Gateway>> {
 }
 
 pub fn router() -> Router<Arc<Gateway>> {
-    routes().split_for_parts().0
+    routes().split_for_parts().0.layer(axum::middleware::from_fn(auth::reply_ticket))
 }
 
 /// `{uri}`: a user.

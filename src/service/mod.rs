@@ -10,10 +10,12 @@ pub mod directory;
 pub mod images;
 pub mod json_events;
 pub mod lists;
+pub mod logon_limit;
 pub mod presence;
 pub mod search;
 pub mod seed;
 pub mod sessions;
+pub mod tickets;
 pub mod users;
 
 use crate::backplane::{Backplane, Standalone};
@@ -22,13 +24,15 @@ use crate::hub::timers::{TimerKey, Timers};
 use crate::hub::Hub;
 use crate::model::presentity::Presentity;
 use crate::store::{Store, StoreError};
-use auth::{LogonLimiter, Tickets};
+use auth::PasswordChecks;
 use clock::Clock;
 use directory::Directory;
+use logon_limit::LogonLimiter;
 use parking_lot::RwLock;
 use presence::PresenceEntry;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tickets::{TicketPolicy, Tickets};
 
 pub struct Gateway {
     pub config: Arc<Config>,
@@ -37,6 +41,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     pub tickets: Tickets,
     pub limiter: LogonLimiter,
+    /// Password checks, a bounded number at a time.
+    pub password_checks: PasswordChecks,
     pub directory: Directory,
     pub backplane: Arc<dyn Backplane>,
     pub(crate) presences: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>>>,
@@ -56,8 +62,9 @@ impl Gateway {
     /// Loads users, presence and rights from the store and starts the timer task.
     pub async fn start(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StoreError> {
         let gateway = Arc::new(Gateway {
-            tickets: Tickets::new(&config),
+            tickets: Tickets::new(TicketPolicy::from_config(&config)),
             limiter: LogonLimiter::new(config.logon.clone()),
+            password_checks: PasswordChecks::per_core(),
             directory: Directory::new(&config.enterprise_domains),
             config: Arc::new(config),
             store,
