@@ -332,9 +332,10 @@ async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()>
     match action {
         UserAction::Add { uri, name, email } => {
             let uri = checked_uri(&uri)?;
+            presence_gateway::model::text::check_fields([("--name", Some(name.as_str())), ("--email", email.as_deref())])?;
+            let profile = Profile { uri: uri.clone(), display_name: name, email, ..Profile::default() };
             let password = read_password()?;
             let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?.map_err(anyhow::Error::msg)?;
-            let profile = Profile { uri: uri.clone(), display_name: name, email, ..Profile::default() };
             store.upsert_user(&UserRecord { profile, password_hash: Some(hash) }).await?;
             println!("added {uri}");
         }

@@ -90,6 +90,10 @@ async fn user_commands_manage_the_store() {
     assert!(ok);
     let (ok, out) = run_cli(&data, &["add", "zoe@example.com", "--name", "Z"], "x\n");
     assert!(!ok && out.contains("not a sip: URI"), "{out}");
+    let (ok, out) = run_cli(&data, &["add", "sip:bell@example.com", "--name", "Bell\u{7}"], "x\n");
+    assert!(!ok && out.contains("--name contains U+0007"), "{out}");
+    let (ok, out) = run_cli(&data, &["add", "sip:bell@example.com", "--name", "B", "--email", "b\u{1b}@x"], "x\n");
+    assert!(!ok && out.contains("--email contains U+001B"), "{out}");
     let (ok, out) = run_cli(&data, &["passwd", "sip:nobody@example.com"], "x\n");
     assert!(!ok && out.contains("no user"), "{out}");
     let (ok, out) = run_cli(&data, &["add", "sip:empty@example.com", "--name", "E"], "");

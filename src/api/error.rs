@@ -1,8 +1,12 @@
 //! JSON errors of the API: an HTTP status and a body `{"code", "message", "field"?}` whose `code`
-//! is stable for programs to match on.
+//! is stable for programs to match on — also for what fails before any handler runs (no such
+//! route, a method the route does not take, a body over the limit, a path or query that cannot be
+//! read): [`json_errors`] turns those into the same shape.
 
 use crate::error::GatewayError;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -48,6 +52,54 @@ impl ApiError {
     pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError { field: Some(field.into()), ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message) }
     }
+}
+
+impl ApiError {
+    /// The error for a status produced below the handlers (by routing or an extractor), whose own
+    /// body is plain text or empty.
+    pub fn for_status(status: StatusCode, method: &Method) -> Self {
+        let (code, message) = match status {
+            StatusCode::BAD_REQUEST => ("bad_request", "the path, query or body cannot be read".to_string()),
+            StatusCode::NOT_FOUND => ("not_found", "no such endpoint".to_string()),
+            StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", format!("this endpoint does not take {method}")),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is larger than the limit".to_string()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "the body's content type is not accepted".into()),
+            StatusCode::UNPROCESSABLE_ENTITY => ("validation_failed", "the request cannot be used".to_string()),
+            StatusCode::UNAUTHORIZED => return ApiError::unauthenticated(),
+            StatusCode::FORBIDDEN => ("forbidden", "not allowed".to_string()),
+            StatusCode::TOO_MANY_REQUESTS => ("limit_exceeded", "too many requests".to_string()),
+            s if s.is_server_error() => ("internal", "internal failure".to_string()),
+            s => ("http_error", s.canonical_reason().unwrap_or("the request failed").to_string()),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+/// Middleware over the whole router: every error answer under `/api/v1` that is not already JSON
+/// is replaced by the documented JSON error for its status (headers such as `Allow` kept), and
+/// every `/api/v1` answer — they are all per caller — gets `Cache-Control: no-store`.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path != "/api/v1" && !path.starts_with("/api/v1/") {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    let mut response = if response.status().as_u16() >= 400 && !is_json {
+        let (mut parts, _) = response.into_parts();
+        let mut replaced = ApiError::for_status(parts.status, &method).into_response();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::CONTENT_TYPE);
+        for (name, value) in &parts.headers {
+            replaced.headers_mut().entry(name).or_insert_with(|| value.clone());
+        }
+        replaced
+    } else {
+        response
+    };
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 impl From<GatewayError> for ApiError {

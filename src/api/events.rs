@@ -9,7 +9,7 @@ use crate::hub::session::EventFilter;
 use crate::service::json_events::flags;
 use crate::service::Gateway;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -43,9 +43,10 @@ fn checked_uris(gateway: &Gateway, raw: &[String]) -> Result<Vec<String>, ApiErr
         return Err(ApiError::invalid_field("seqContactIDs", format!("1 to {max} sip: URIs")));
     }
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    let mut seen = std::collections::HashSet::with_capacity(raw.len());
     for (i, uri) in raw.iter().enumerate() {
         let uri = path_uri(uri).map_err(|_| ApiError::invalid_field(format!("seqContactIDs[{i}]"), "must be a sip: URI"))?;
-        if !out.contains(&uri) {
+        if seen.insert(uri.clone()) {
             out.push(uri);
         }
     }
@@ -136,14 +137,46 @@ pub(crate) struct EventsReply {
     events: Vec<Value>,
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize, utoipa::IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// The last eid received (0 or left out: none yet).
     #[serde(default)]
     after: u64,
     /// The user is active at this client (like the data channel's `UA`); default true.
     #[serde(default)]
     active: Option<bool>,
+}
+
+impl EventsQuery {
+    /// Reads `after` and `active` by hand, so that a bad or repeated value is a JSON error naming
+    /// its field; other parameters are ignored.
+    fn parse(raw: Option<&str>) -> Result<EventsQuery, ApiError> {
+        let mut query = EventsQuery::default();
+        let (mut after_seen, mut active_seen) = (false, false);
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "after" => {
+                    let refused =
+                        || ApiError::invalid_field("after", "a whole number from 0 (the last eid received), at most once");
+                    if std::mem::replace(&mut after_seen, true) {
+                        return Err(refused());
+                    }
+                    query.after = value.parse().map_err(|_| refused())?;
+                }
+                "active" => {
+                    let refused = || ApiError::invalid_field("active", "true or false, at most once");
+                    if std::mem::replace(&mut active_seen, true) {
+                        return Err(refused());
+                    }
+                    query.active = Some(value.parse().map_err(|_| refused())?);
+                }
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
 }
 
 #[utoipa::path(
@@ -157,14 +190,12 @@ pub struct EventsQuery {
         (status = 401, description = "No valid ticket", body = ApiError),
         (status = 403, description = "Not a signed-in user", body = ApiError),
         (status = 404, description = "No subscription yet (`no_subscription`)", body = ApiError),
+        (status = 422, description = "`after` or `active` is malformed; `field` names it", body = ApiError),
     )
 )]
-pub async fn events(
-    State(gateway): State<Arc<Gateway>>,
-    caller: Caller,
-    Query(query): Query<EventsQuery>,
-) -> Result<Response, ApiError> {
+pub async fn events(State(gateway): State<Arc<Gateway>>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let login = user_only(&caller)?;
+    let query = EventsQuery::parse(raw.as_deref())?;
     let Some(stream) = gateway.json_stream(login, false)? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no_subscription", "subscribe first (POST /api/v1/subscriptions)"));
     };

@@ -136,7 +136,7 @@ pub async fn put_image(
     responses(
         (status = 200, description = "The picture", content(("image/jpeg"), ("image/png")), headers(
             ("ETag" = String, description = "The image hash, quoted"),
-            ("Cache-Control" = String, description = "`private, no-cache`"),
+            ("Cache-Control" = String, description = "`no-store`: a picture is cut by the reader's level"),
         )),
         (status = 304, description = "Not modified since the `If-None-Match` ETag", headers(
             ("ETag" = String, description = "The image hash, quoted"),
@@ -173,7 +173,7 @@ pub async fn get_image(
     if let Ok(value) = HeaderValue::from_str(&etag) {
         out.insert(header::ETAG, value);
     }
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if !matches {
         if let Ok(value) = HeaderValue::from_str(&image.content_type) {
             out.insert(header::CONTENT_TYPE, value);

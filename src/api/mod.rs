@@ -38,8 +38,41 @@ fn routes() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(openapi::get_openapi))
 }
 
-pub fn router() -> Router<Arc<Gateway>> {
-    routes().split_for_parts().0.layer(axum::middleware::from_fn(auth::reply_ticket))
+/// The API's routes with their body limits: `limits.image_bytes` for pictures, `limits.body_bytes`
+/// for every other body (README, "Limits").
+pub fn router(limits: &crate::config::Limits) -> Router<Arc<Gateway>> {
+    let limits = BodyLimits { body: limits.body_bytes, image: limits.image_bytes };
+    routes()
+        .split_for_parts()
+        .0
+        .layer(axum::middleware::from_fn_with_state(limits, limit_body))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(auth::reply_ticket))
+}
+
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    body: usize,
+    image: usize,
+}
+
+/// Refuses a declared length over the limit at once (413) and cuts off a body that grows past it
+/// while being read (the handler's read then fails with 413).
+async fn limit_body(
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let limit = if request.uri().path().ends_with("/image") { limits.image } else { limits.body };
+    let declared = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        let status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+        return error::ApiError::new(status, "payload_too_large", format!("the body is larger than {limit} bytes"))
+            .into_response();
+    }
+    let request = request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(request).await
 }
 
 /// `{uri}`: a user.
@@ -69,29 +102,87 @@ impl utoipa::PartialSchema for SipUri {
 
 impl utoipa::ToSchema for SipUri {}
 
-/// Reads a JSON body into `T`, naming the offending field on error (422) or refusing non-JSON (400).
+/// Reads a JSON body into `T`: not JSON → 400 `invalid_json`; a string (or key) holding a
+/// character the input text rule refuses ([`crate::model::text`]) → 422 naming its path; otherwise
+/// the first field `T` cannot take (unknown fields included, at any depth) → 422 naming it. Messages
+/// never carry the gateway's own type names.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, error::ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| error::ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", "the body is not valid JSON"))?;
+    check_json_text(&value, &mut String::new())?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return error::ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", "the body is not valid JSON");
+        let message = public_message(&e.into_inner().to_string());
+        let field = match (path.as_str(), guess_field(&message)) {
+            ("." | "", name) => name,
+            (path, name) if name.is_empty() || path == name || path.ends_with(&format!(".{name}")) => path.to_string(),
+            (path, name) => format!("{path}.{name}"),
+        };
+        match field.is_empty() {
+            true => error::ApiError { field: None, ..error::ApiError::invalid_field("", message) },
+            false => error::ApiError::invalid_field(field, message),
         }
-        let field = if path == "." || path.is_empty() { guess_field(&inner.to_string()) } else { path };
-        let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-        error::ApiError::invalid_field(field, message)
     })
 }
 
-/// serde names a missing or unknown tag in its message, not in the path.
-fn guess_field(message: &str) -> String {
-    if let Some(rest) = message.split("missing field `").nth(1) {
-        return rest.split('`').next().unwrap_or("").to_string();
+/// Applies the input text rule to every string and key of a JSON value; `path` is the path of
+/// `value` in the `calls[0].number` form of the error's `field`.
+fn check_json_text(value: &serde_json::Value, path: &mut String) -> Result<(), error::ApiError> {
+    use serde_json::Value;
+    let refuse = |path: &str, problem: crate::model::text::ForbiddenChar| {
+        let field = if path.is_empty() { "." } else { path };
+        error::ApiError::invalid_field(field, problem.to_string())
+    };
+    match value {
+        Value::String(text) => crate::model::text::check(text).map_err(|p| refuse(path, p)),
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let checked = check_json_text(item, path);
+            path.truncate(len);
+            checked
+        }),
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key);
+            let checked = crate::model::text::check(key).map_err(|p| refuse(path, p)).and_then(|()| check_json_text(item, path));
+            path.truncate(len);
+            checked
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
     }
-    if let Some(rest) = message.split("unknown field `").nth(1) {
-        return rest.split('`').next().unwrap_or("").to_string();
+}
+
+/// serde's message without the gateway's type names: "expected struct NoteBody" becomes
+/// "expected a JSON object", "expected enum ManualKind" "expected one of the documented values".
+fn public_message(message: &str) -> String {
+    const NAMED: [(&str, &str); 6] = [
+        ("expected internally tagged enum ", "expected one of the documented values"),
+        ("expected adjacently tagged enum ", "expected one of the documented values"),
+        ("expected enum ", "expected one of the documented values"),
+        ("expected tuple struct ", "expected a JSON array"),
+        ("expected unit struct ", "expected null"),
+        ("expected struct ", "expected a JSON object"),
+    ];
+    let mut out = message.split(" at line ").next().unwrap_or(message).to_string();
+    for (named, plain) in NAMED {
+        while let Some(at) = out.find(named) {
+            let rest = &out[at + named.len()..];
+            let name_len = rest.find(|c: char| !c.is_alphanumeric() && c != '_').unwrap_or(rest.len());
+            out = format!("{}{plain}{}", &out[..at], &rest[name_len..]);
+        }
+    }
+    out
+}
+/// serde names a missing or unknown field in its message, not in the path.
+fn guess_field(message: &str) -> String {
+    for marker in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.split(marker).nth(1) {
+            return rest.split('`').next().unwrap_or("").to_string();
+        }
     }
     String::new()
 }

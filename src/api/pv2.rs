@@ -6,7 +6,6 @@
 
 use crate::model::aggregate::Activity;
 use crate::model::presentity::{AppointmentView, PhoneKind, PresenceView};
-use crate::model::rights::AccessLevel;
 use crate::model::sources::{
     AgentState, AppointmentStatus, Call, CallService, CallState, Forward, ForwardMode, Line, LineState, ManualKind, ManualState,
     Reachability, Timestamp,
@@ -36,10 +35,6 @@ pub struct PresenceV2 {
     #[serde(rename = "asnContactCapabilitiesEx", skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub capabilities: Option<CapabilitiesV2>,
-    /// The caller's level on this user (left out for the user themself and admins).
-    #[serde(rename = "asnCurrentUserDynamicRights", skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub current_user_rights: Option<DynamicRightsV2>,
     #[serde(rename = "asnCustomNote", skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub custom_note: Option<CustomNoteV2>,
@@ -254,24 +249,10 @@ pub struct CapabilitiesV2 {
     pub client_capabilities: Vec<u32>,
 }
 
-/// The caller's level as a Presence V2 rights value and by name.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DynamicRightsV2 {
-    /// 0 blocked, 65536 public, 131072 company, 262144 team, 524288 personal.
-    #[serde(rename = "iDynamicRights")]
-    pub dynamic_rights: u32,
-    pub level: AccessLevel,
-}
-
-impl DynamicRightsV2 {
-    pub fn new(level: AccessLevel) -> Self {
-        DynamicRightsV2 { dynamic_rights: level.pv2_value(), level }
-    }
-}
-
-/// The whole `AsnPresenceV2` object.
-pub fn presence(view: &PresenceView, level: Option<AccessLevel>) -> PresenceV2 {
+/// The whole `AsnPresenceV2` object. It never says which level the reader has: a watcher learns
+/// nothing from it that a user who really is offline would not show (README, "What a watcher
+/// sees").
+pub fn presence(view: &PresenceView) -> PresenceV2 {
     let calendar = view.calendar.as_ref();
     PresenceV2 {
         activity: (view.activity != Activity::None).then_some(view.activity),
@@ -281,7 +262,6 @@ pub fn presence(view: &PresenceView, level: Option<AccessLevel>) -> PresenceV2 {
             custom_capabilities: Vec::new(),
             client_capabilities: view.capabilities.iter().map(|c| *c as u32).collect(),
         }),
-        current_user_rights: level.map(DynamicRightsV2::new),
         custom_note: view.personal_note.as_ref().map(|note| CustomNoteV2 {
             contact_id: view.uri.clone(),
             note: note.clone(),

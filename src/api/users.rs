@@ -101,6 +101,9 @@ pub async fn put_absent_state(
     if body.text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
         return Err(ApiError::invalid_field("text", format!("at most {MAX_TEXT_CHARS} characters")));
     }
+    if body.to.is_some_and(|to| to <= gateway.clock.now()) {
+        return Err(ApiError::invalid_field("to", "must be in the future"));
+    }
     if let (Some(from), Some(to)) = (body.from, body.to) {
         if to <= from {
             return Err(ApiError::invalid_field("to", "must be after from"));
@@ -413,13 +416,10 @@ pub async fn get_presence(
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<Json<PresenceV2>, ApiError> {
     let uri = known_user(&gateway, &uri)?;
-    let (viewer, level) = match caller.user() {
-        Some(me) if me == uri => (Viewer::Owner, None),
-        Some(me) => {
-            let level = gateway.directory.level(&uri, me);
-            (Viewer::Watcher(level), Some(level))
-        }
-        None if caller.is_admin() => (Viewer::Owner, None),
+    let viewer = match caller.user() {
+        Some(me) if me == uri => Viewer::Owner,
+        Some(me) => Viewer::Watcher(gateway.directory.level(&uri, me)),
+        None if caller.is_admin() => Viewer::Owner,
         None => return Err(ApiError::forbidden("reading presence needs a user ticket or an admin token")),
     };
     let entry = gateway.presence_entry(&uri).ok_or_else(|| ApiError::not_found(format!("no user {uri}")))?;
@@ -427,5 +427,5 @@ pub async fn get_presence(
         let live = entry.live.lock();
         view(&live.model, viewer, gateway.clock.now())
     };
-    Ok(Json(pv2::presence(&view, level)))
+    Ok(Json(pv2::presence(&view)))
 }

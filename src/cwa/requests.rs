@@ -1,5 +1,7 @@
 //! Typed CWA requests: a `cwaRequests` tree turned into methods with their `rid`, each either
-//! usable, invalid (schema: `requestInvalid`) or failed validation (`requestFailed`).
+//! usable, invalid (schema: `requestInvalid`) or failed validation (`requestFailed`). Every text
+//! and attribute value of a method passes the input text rule ([`crate::model::text`]) before the
+//! method is read: one refused character fails that method with 18001 naming where it was.
 
 use super::wire::manual_kind_for_availability;
 use super::xml::Element;
@@ -9,6 +11,8 @@ use crate::model::contact::{is_valid_sip_uri, normalize_uri};
 use crate::model::contacts::ContactSpec;
 use crate::model::rights::Member;
 use crate::model::sources::ManualKind;
+use crate::model::text;
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logon {
@@ -144,6 +148,9 @@ fn parse_method(method: &Element, max_uris: usize) -> Option<Parsed> {
         let error = GatewayError::InvalidFormat(format!("{name} needs a rid attribute"));
         return Some(Parsed::Invalid { rid: None, error });
     };
+    if let Err(error) = check_text(method) {
+        return Some(Parsed::Failed { rid, error });
+    }
     let result = match name {
         "initiateSession" => parse_initiate(method).map(Request::InitiateSession),
         "terminateSession" => Ok(Request::TerminateSession),
@@ -158,7 +165,7 @@ fn parse_method(method: &Element, max_uris: usize) -> Option<Parsed> {
         "updateContact" => parse_contact(method).map(Request::UpdateContact),
         "deleteContact" => parse_single_uri(method).map(Request::DeleteContact),
         "updateContainer" => parse_container(method).map(|(id, changes)| Request::UpdateContainer { id, changes }),
-        "acknowledgeSubscriber" => parse_subscriber_uris(method).map(Request::AcknowledgeSubscriber),
+        "acknowledgeSubscriber" => parse_subscriber_uris(method, max_uris).map(Request::AcknowledgeSubscriber),
         "search" => parse_search(method).map(Request::Search),
         "logon" => Err(GatewayError::InvalidOperation("logon goes to /forms/logon.html".into())),
         other if KNOWN_UNSUPPORTED.contains(&other) => Ok(Request::Unsupported(other.to_string())),
@@ -169,6 +176,16 @@ fn parse_method(method: &Element, max_uris: usize) -> Option<Parsed> {
         Err(error @ GatewayError::InvalidFormat(_)) => Parsed::Invalid { rid: Some(rid), error },
         Err(error) => Parsed::Failed { rid, error },
     })
+}
+
+/// The input text rule over an element and everything in it: attribute values and text.
+fn check_text(element: &Element) -> Result<(), GatewayError> {
+    let refuse = |place: String, problem: text::ForbiddenChar| GatewayError::InvalidRequest(format!("{place} {problem}"));
+    for (name, value) in &element.attrs {
+        text::check(value).map_err(|p| refuse(format!("{}@{name}", element.name), p))?;
+    }
+    text::check(&element.text).map_err(|p| refuse(format!("the text of {}", element.name), p))?;
+    element.children.iter().try_for_each(check_text)
 }
 
 fn parse_initiate(method: &Element) -> Result<InitiateSession, GatewayError> {
@@ -199,26 +216,29 @@ fn parse_bool(text: &str) -> Result<bool, GatewayError> {
     }
 }
 
-/// `uris/uri` children: 1..=max, each a `sip:` URI; duplicates collapse.
+/// `uris/uri` children: 1..=max (counted as sent, before anything else is done with them), each a
+/// `sip:` URI; duplicates collapse, in order of first appearance.
 fn parse_uris(method: &Element, max_uris: usize) -> Result<Vec<String>, GatewayError> {
     let uris =
         method.child("uris").ok_or_else(|| GatewayError::InvalidFormat(format!("{} needs a uris element", method.name)))?;
-    let mut out: Vec<String> = Vec::new();
+    let count = uris.children_named("uri").count();
+    if count == 0 {
+        return Err(GatewayError::InvalidFormat("uris must hold at least one uri".into()));
+    }
+    if count > max_uris {
+        return Err(GatewayError::LimitExceeded(format!("at most {max_uris} URIs per request")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(count);
+    let mut seen: HashSet<String> = HashSet::with_capacity(count);
     for uri in uris.children_named("uri") {
         let text = uri.text.trim();
         if !is_valid_sip_uri(text) {
             return Err(GatewayError::InvalidRequest(format!("{text:?} is not a sip: URI")));
         }
         let normal = normalize_uri(text);
-        if !out.contains(&normal) {
+        if seen.insert(normal.clone()) {
             out.push(normal);
         }
-    }
-    if out.is_empty() {
-        return Err(GatewayError::InvalidFormat("uris must hold at least one uri".into()));
-    }
-    if out.len() > max_uris {
-        return Err(GatewayError::LimitExceeded(format!("at most {max_uris} URIs per request")));
     }
     Ok(out)
 }
@@ -318,7 +338,10 @@ fn parse_single_uri(method: &Element) -> Result<String, GatewayError> {
 }
 
 /// Subscriber URIs; the `sip:` prefix is optional here because `subscribers` events show both forms.
-fn parse_subscriber_uris(method: &Element) -> Result<Vec<String>, GatewayError> {
+fn parse_subscriber_uris(method: &Element, max_uris: usize) -> Result<Vec<String>, GatewayError> {
+    if method.children_named("uri").count() > max_uris {
+        return Err(GatewayError::LimitExceeded(format!("at most {max_uris} URIs per request")));
+    }
     let mut out = Vec::new();
     for uri in method.children_named("uri") {
         let text = uri.text.trim();
@@ -397,6 +420,7 @@ fn parse_search(method: &Element) -> Result<SearchQuery, GatewayError> {
 pub fn parse_logon(root: &Element) -> Result<Logon, GatewayError> {
     let logon = (root.name == "cwaRequests").then(|| root.child("logon")).flatten();
     let logon = logon.ok_or_else(|| GatewayError::InvalidFormat("expected cwaRequests/logon".into()))?;
+    check_text(logon).map_err(|e| GatewayError::InvalidFormat(e.detail()))?;
     Ok(Logon {
         user: logon.child_text("user").unwrap_or("").to_string(),
         password: logon.child("password").map(|p| p.text.clone()).unwrap_or_default(),
@@ -482,6 +506,61 @@ mod tests {
         assert!(matches!(&b.requests[4], Parsed::Ok { request: Request::Search(SearchQuery { all: true, .. }), .. }));
         assert!(matches!(&b.requests[5], Parsed::Failed { .. }), "no criteria");
         assert!(matches!(&b.requests[6], Parsed::Failed { .. }));
+    }
+
+    #[test]
+    fn text_that_xml_forbids_fails_the_method_and_names_the_place() {
+        let b = batch(&format!(
+            r#"<cwaRequests>
+            <publishSelfPresence rid="1"><cwaCategory name="note"><note><body type="personal">Lunch&#1;</body></note></cwaCategory></publishSelfPresence>
+            <publishSelfPresence rid="2"><cwaCategory name="state"><state><availability>6500</availability><activity><custom>In{}lab</custom></activity></state></cwaCategory></publishSelfPresence>
+            <addContact rid="3"><contact uri="sip:jo@x.org" name="Jo&#x1B;" tag="false"/></addContact>
+            <addGroup rid="4"><group name="Friends&#xFFFF;"/></addGroup>
+            <search rid="5"><displayName>Jo{}</displayName></search>
+            <publishSelfPresence rid="6"><cwaCategory name="note"><note><body type="personal">Tab&#9;and line&#10;break</body></note></cwaCategory></publishSelfPresence>
+        </cwaRequests>"#,
+            '\u{7}', '\u{0}'
+        ));
+        let detail = |i: usize| match &b.requests[i] {
+            Parsed::Failed { error: error @ GatewayError::InvalidRequest(_), .. } => {
+                assert_eq!(error.cwa_code(), 18001);
+                error.detail()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(detail(0).starts_with("the text of body contains U+0001 at character 5"), "{}", detail(0));
+        assert!(detail(1).starts_with("the text of custom contains U+0007"), "{}", detail(1));
+        assert!(detail(2).starts_with("contact@name contains U+001B"), "{}", detail(2));
+        assert!(detail(3).starts_with("group@name contains U+FFFF"), "{}", detail(3));
+        assert!(detail(4).starts_with("the text of displayName contains U+0000"), "{}", detail(4));
+        let Parsed::Ok { request: Request::PublishSelfPresence(p), .. } = &b.requests[5] else { panic!("{:?}", b.requests[5]) };
+        assert_eq!(p, &[Publication::Note("Tab\tand line\nbreak".into())]);
+    }
+
+    #[test]
+    fn logon_refuses_text_that_xml_forbids() {
+        let root =
+            parse("<cwaRequests><logon><user>bob&#2;</user><password>x</password></logon></cwaRequests>", XmlLimits::default());
+        let error = parse_logon(&root.unwrap()).unwrap_err();
+        assert!(matches!(&error, GatewayError::InvalidFormat(d) if d.contains("U+0002")), "{error:?}");
+    }
+
+    #[test]
+    fn uris_are_counted_before_they_are_read_and_collapse_in_order() {
+        let limit = |uris: &str, max: usize| {
+            let xml = format!(r#"<cwaRequests><queryPresence rid="1"><uris>{uris}</uris></queryPresence></cwaRequests>"#);
+            parse_batch(&parse(&xml, XmlLimits::default()).unwrap(), max).unwrap().requests.remove(0)
+        };
+        let same = "<uri>sip:a@x.org</uri>".repeat(3);
+        assert!(matches!(limit(&same, 2), Parsed::Failed { error: GatewayError::LimitExceeded(_), .. }), "3 sent, 2 allowed");
+        let invalid_beyond_limit = "<uri>nonsense</uri>".repeat(3);
+        assert!(matches!(limit(&invalid_beyond_limit, 2), Parsed::Failed { error: GatewayError::LimitExceeded(_), .. }));
+        let mixed = "<uri>sip:B@x.org</uri><uri>sip:a@x.org</uri><uri>sip:b@x.org</uri><uri>sip:c@x.org</uri>";
+        let Parsed::Ok { request: Request::QueryPresence(uris), .. } = limit(mixed, 650) else { panic!() };
+        assert_eq!(uris, ["sip:b@x.org", "sip:a@x.org", "sip:c@x.org"]);
+        let ack = format!(r#"<cwaRequests><acknowledgeSubscriber rid="1">{}</acknowledgeSubscriber></cwaRequests>"#, same);
+        let b = parse_batch(&parse(&ack, XmlLimits::default()).unwrap(), 2).unwrap();
+        assert!(matches!(&b.requests[0], Parsed::Failed { error: GatewayError::LimitExceeded(_), .. }));
     }
 
     #[test]

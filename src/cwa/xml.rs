@@ -1,15 +1,19 @@
 //! A small, bounded XML tree for request bodies: quick-xml events folded into elements, with a
-//! depth limit, an element-count limit, no DTDs and no entities beyond the five predefined ones
-//! and character references (so no entity expansion attacks).
+//! depth limit, an element-count limit, an attribute-count limit per element, no DTDs and no
+//! entities beyond the five predefined ones and character references (so no entity expansion
+//! attacks). Every step is linear in the input: duplicate attributes are found with a set, and an
+//! element shares its namespace with its parent instead of copying it.
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// One element: its local name, namespace (`xmlns` in scope), attributes, children and text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Element {
     pub name: String,
-    pub namespace: Option<String>,
+    pub namespace: Option<Arc<str>>,
     pub attrs: Vec<(String, String)>,
     pub children: Vec<Element>,
     pub text: String,
@@ -47,17 +51,24 @@ pub enum XmlError {
     TooManyElements(usize),
     #[error("the body has no root element")]
     Empty,
+    #[error("an element has more than {0} attributes")]
+    TooManyAttributes(usize),
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct XmlLimits {
     pub max_depth: usize,
     pub max_elements: usize,
+    /// Attributes per element (CWA elements have a handful).
+    pub max_attributes: usize,
 }
+
+/// The attribute limit per element unless configured otherwise.
+pub const MAX_ATTRIBUTES: usize = 32;
 
 impl Default for XmlLimits {
     fn default() -> Self {
-        XmlLimits { max_depth: 16, max_elements: 10_000 }
+        XmlLimits { max_depth: 16, max_elements: 10_000, max_attributes: MAX_ATTRIBUTES }
     }
 }
 
@@ -75,12 +86,12 @@ pub fn parse(input: &str, limits: XmlLimits) -> Result<Element, XmlError> {
             Event::Start(start) => {
                 elements = check_counts(elements, stack.len() + 1, limits)?;
                 let parent_ns = stack.last().and_then(|p| p.namespace.clone());
-                stack.push(open_element(&start, parent_ns)?);
+                stack.push(open_element(&start, parent_ns, limits.max_attributes)?);
             }
             Event::Empty(start) => {
                 elements = check_counts(elements, stack.len() + 1, limits)?;
                 let parent_ns = stack.last().and_then(|p| p.namespace.clone());
-                let element = open_element(&start, parent_ns)?;
+                let element = open_element(&start, parent_ns, limits.max_attributes)?;
                 attach(&mut stack, &mut root, element);
             }
             Event::End(_) => {
@@ -138,15 +149,25 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
     }
 }
 
-fn open_element(start: &BytesStart<'_>, parent_ns: Option<String>) -> Result<Element, XmlError> {
+fn open_element(start: &BytesStart<'_>, parent_ns: Option<Arc<str>>, max_attributes: usize) -> Result<Element, XmlError> {
     let name = std::str::from_utf8(start.local_name().as_ref()).map_err(|_| XmlError::Malformed)?.to_string();
     let mut element = Element { name, namespace: parent_ns, ..Element::default() };
-    for attr in start.attributes() {
+    // quick-xml's own duplicate check compares each attribute with every earlier one (quadratic):
+    // it is off, and a set does the same job in linear time, after the count limit.
+    let mut keys: HashSet<&[u8]> = HashSet::new();
+    for attr in start.attributes().with_checks(false) {
         let attr = attr.map_err(|_| XmlError::Malformed)?;
-        let key = std::str::from_utf8(attr.key.as_ref()).map_err(|_| XmlError::Malformed)?;
+        if keys.len() == max_attributes {
+            return Err(XmlError::TooManyAttributes(max_attributes));
+        }
+        let key_bytes = attr.key.into_inner();
+        if !keys.insert(key_bytes) {
+            return Err(XmlError::Malformed);
+        }
+        let key = std::str::from_utf8(key_bytes).map_err(|_| XmlError::Malformed)?;
         let value = attr.unescape_value().map_err(|_| XmlError::Malformed)?.into_owned();
         if key == "xmlns" {
-            element.namespace = Some(value);
+            element.namespace = Some(value.into());
             continue;
         }
         if key.starts_with("xmlns:") {
@@ -202,6 +223,26 @@ mod tests {
         let deep = "<a>".repeat(20) + &"</a>".repeat(20);
         assert_eq!(parse(&deep, XmlLimits::default()), Err(XmlError::TooDeep(16)));
         let wide = format!("<a>{}</a>", "<b/>".repeat(50));
-        assert_eq!(parse(&wide, XmlLimits { max_depth: 4, max_elements: 10 }), Err(XmlError::TooManyElements(10)));
+        assert_eq!(
+            parse(&wide, XmlLimits { max_depth: 4, max_elements: 10, ..XmlLimits::default() }),
+            Err(XmlError::TooManyElements(10))
+        );
+    }
+
+    #[test]
+    fn bounds_attributes_and_refuses_duplicates() {
+        let attrs = |n: usize| (0..n).map(|i| format!(" a{i}=\"\"")).collect::<String>();
+        assert!(parse(&format!("<x{}/>", attrs(MAX_ATTRIBUTES)), XmlLimits::default()).is_ok());
+        let many = format!("<cwaRequests{}/>", attrs(26_000));
+        assert_eq!(parse(&many, XmlLimits::default()), Err(XmlError::TooManyAttributes(MAX_ATTRIBUTES)));
+        assert_eq!(parse(r#"<x a="1" b="2" a="3"/>"#, XmlLimits::default()), Err(XmlError::Malformed));
+        assert_eq!(parse(r#"<x><y a="1" a="1"></y></x>"#, XmlLimits::default()), Err(XmlError::Malformed));
+    }
+
+    #[test]
+    fn children_share_the_namespace_of_their_parent() {
+        let root = parse(r#"<a xmlns="urn:x"><b/><c xmlns="urn:y"><d/></c></a>"#, XmlLimits::default()).unwrap();
+        assert!(Arc::ptr_eq(root.namespace.as_ref().unwrap(), root.children[0].namespace.as_ref().unwrap()));
+        assert_eq!(root.children[1].children[0].namespace.as_deref(), Some("urn:y"));
     }
 }

@@ -49,7 +49,11 @@ async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError
         .await
         .map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| GatewayError::InvalidFormat("the body is not UTF-8".into()))?;
-    let limits = XmlLimits { max_depth: gateway.config.limits.xml_depth, max_elements: gateway.config.limits.xml_elements };
+    let limits = XmlLimits {
+        max_depth: gateway.config.limits.xml_depth,
+        max_elements: gateway.config.limits.xml_elements,
+        ..XmlLimits::default()
+    };
     xml::parse(text, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
 }
 

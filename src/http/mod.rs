@@ -23,7 +23,16 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
+    let router =
+        router.layer(axum::middleware::from_fn(crate::api::error::json_errors)).layer(axum::middleware::map_response(nosniff));
     ops::observe(router)
+}
+
+/// Every response, of every endpoint, tells browsers not to guess its content type.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    let value = axum::http::HeaderValue::from_static("nosniff");
+    response.headers_mut().insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, value);
+    response
 }
 
 fn endpoints(gateway: Arc<Gateway>) -> Router {
@@ -34,7 +43,7 @@ fn endpoints(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(ops::metrics))
-        .merge(crate::api::router())
+        .merge(crate::api::router(&gateway.config.limits))
         .with_state(gateway)
 }
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Phones {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work: Option<String>,
@@ -35,6 +36,31 @@ pub struct Profile {
     /// Organisational groups (rights can be granted per group).
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+impl Profile {
+    /// Every text of the profile against the input text rule ([`super::text`]), fields named as in
+    /// the users file (`display_name`, `phones.work`, `groups[2]`).
+    pub fn check_text(&self) -> Result<(), super::text::FieldError> {
+        let p = &self.phones;
+        super::text::check_fields([
+            ("uri", Some(self.uri.as_str())),
+            ("display_name", Some(self.display_name.as_str())),
+            ("email", self.email.as_deref()),
+            ("title", self.title.as_deref()),
+            ("company", self.company.as_deref()),
+            ("department", self.department.as_deref()),
+            ("office", self.office.as_deref()),
+            ("phones.work", p.work.as_deref()),
+            ("phones.mobile", p.mobile.as_deref()),
+            ("phones.home", p.home.as_deref()),
+            ("phones.other", p.other.as_deref()),
+        ])?;
+        for (i, group) in self.groups.iter().enumerate() {
+            super::text::check_field(&format!("groups[{i}]"), group)?;
+        }
+        Ok(())
+    }
 }
 
 /// The longest URI (the CWA limit).

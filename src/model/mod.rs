@@ -10,3 +10,4 @@ pub mod reports;
 pub mod rights;
 pub mod sources;
 pub mod state;
+pub mod text;

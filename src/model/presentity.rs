@@ -58,6 +58,20 @@ impl Presentity {
         manual_over || note_over
     }
 
+    /// This presentity as it would be with no client signed in, no manual state and no source
+    /// saying the user is there: what "appear offline" shows watchers.
+    fn really_offline(&self, now: Timestamp) -> Presentity {
+        let mut twin = self.clone();
+        twin.manual = None;
+        twin.clients = ClientActivity::default();
+        twin.sources.calls.clear();
+        twin.sources.agent = AgentState::LoggedOut;
+        twin.sources.agent_reported = false;
+        twin.sources.computer = None;
+        twin.recompute(now);
+        twin
+    }
+
     /// Stores (or replaces) a source's report.
     pub fn set_report(&mut self, name: &str, report: SourceReport) {
         self.reports.0.insert(name.to_string(), report);
@@ -229,8 +243,14 @@ impl PresenceView {
     }
 }
 
-/// The one place that cuts a presentity down to what a viewer may see (DESIGN §2.3).
+/// The one place that cuts a presentity down to what a viewer may see (DESIGN §2.3). A watcher
+/// of a user who chose "appear offline" gets exactly the view of that user really offline, and a
+/// Blocked watcher exactly what any watcher sees of a user who is offline with nothing to show:
+/// neither can tell the difference (README, "What a watcher sees").
 pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
+    if viewer != Viewer::Owner && p.computed.activity == Activity::AppearOffline {
+        return view(&p.really_offline(now), viewer, now);
+    }
     let level = match viewer {
         Viewer::Owner => AccessLevel::Personal,
         Viewer::Watcher(level) => level,
@@ -245,14 +265,13 @@ pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
 
     let computed = p.computed;
     let appear_offline = computed.activity == Activity::AppearOffline;
-    let hidden_by_appear_offline = appear_offline && !owner;
-    if vis.availability && !hidden_by_appear_offline {
+    if vis.availability {
         out.state = visible_state(computed.state, vis.activity);
         out.activity = if vis.activity { computed.activity } else { Activity::None };
         out.appear_offline = owner && appear_offline;
         out.urgent_interruptions_only = level >= AccessLevel::Team && computed.state.base() == BaseState::DoNotDisturb;
     } else {
-        out.state = PresenceState(0);
+        out.state = PresenceState::OFFLINE;
     }
     let offline = out.state.is_offline() && !out.appear_offline;
     if vis.activity && !offline {
@@ -268,11 +287,10 @@ pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
     if vis.calendar_free_busy {
         out.calendar = calendar_view(p, now, vis.appointment_details, owner);
     }
-    let hidden = appear_offline && !owner;
-    if vis.activity && !hidden {
+    if vis.activity {
         out.manual = p.manual.clone().filter(|m| m.is_active(now));
     }
-    if vis.lines_and_calls && !hidden {
+    if vis.lines_and_calls {
         out.lines = p.sources.lines.clone();
         out.forwards = p.sources.forwards.clone();
         out.agent = p.sources.agent_reported.then_some(p.sources.agent);
@@ -331,4 +349,81 @@ fn calendar_view(p: &Presentity, now: Timestamp, details: bool, owner: bool) -> 
 /// Maps a manual kind to what a user sees chosen in their own client.
 pub fn manual_kind_of(p: &Presentity, now: Timestamp) -> Option<ManualKind> {
     p.manual.as_ref().filter(|m| m.is_active(now)).map(|m| m.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::sources::{Call, CallDirection, CallService, CallState};
+    use chrono::TimeZone;
+
+    fn now() -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+    }
+
+    /// Bob, offline, with a note and a meeting going on now.
+    fn offline_bob() -> Presentity {
+        let profile = Profile { uri: "sip:bob@x.org".into(), display_name: "Bob".into(), ..Profile::default() };
+        let mut bob = Presentity::new(Arc::new(profile));
+        bob.note = Some(Note { text: "Back on Monday".into(), expires: None });
+        bob.sources.appointments.push(Appointment {
+            id: "1".into(),
+            start: now() - Duration::hours(1),
+            end: now() + Duration::hours(1),
+            status: AppointmentStatus::Busy,
+            subject: None,
+            location: None,
+            private: false,
+        });
+        bob.recompute(now());
+        bob
+    }
+
+    /// The same Bob signed in, on the phone, with "appear offline" chosen.
+    fn hiding_bob() -> Presentity {
+        let mut bob = offline_bob();
+        bob.clients = ClientActivity { signed_in: 1, idle: 0 };
+        bob.sources.calls.push(Call {
+            id: "c1".into(),
+            state: CallState::Connected,
+            direction: CallDirection::Outgoing,
+            service: CallService::Phone,
+            external: false,
+            partner_number: Some("+49 1".into()),
+            line: None,
+        });
+        bob.manual = Some(ManualState::simple(ManualKind::AppearOffline));
+        bob.recompute(now());
+        bob
+    }
+
+    #[test]
+    fn watchers_see_appear_offline_exactly_as_really_offline() {
+        let (offline, hiding) = (offline_bob(), hiding_bob());
+        assert_eq!(hiding.computed.activity, Activity::AppearOffline);
+        for level in AccessLevel::ALL {
+            let viewer = Viewer::Watcher(level);
+            assert_eq!(view(&hiding, viewer, now()), view(&offline, viewer, now()), "{level:?}");
+        }
+        let own = view(&hiding, Viewer::Owner, now());
+        assert!(own.appear_offline && !own.calls.is_empty(), "the user still sees their own choice and calls");
+    }
+
+    #[test]
+    fn blocked_watchers_see_the_plain_offline_state() {
+        let blocked = view(&hiding_bob(), Viewer::Watcher(AccessLevel::Blocked), now());
+        assert_eq!(blocked.state, PresenceState::OFFLINE);
+        assert_eq!(blocked.state.0, 0x0800_0001);
+        assert_eq!(view(&offline_bob(), Viewer::Watcher(AccessLevel::Public), now()).state.0 & !flags::APPOINTMENT, 0x0800_0002);
+        let mut online = offline_bob();
+        online.clients = ClientActivity { signed_in: 1, idle: 0 };
+        online.note = None;
+        online.sources.appointments.clear();
+        online.recompute(now());
+        assert_eq!(view(&online, Viewer::Watcher(AccessLevel::Blocked), now()).state, PresenceState::OFFLINE);
+        let mut really_offline = online.clone();
+        really_offline.clients = ClientActivity::default();
+        really_offline.recompute(now());
+        assert_eq!(view(&really_offline, Viewer::Watcher(AccessLevel::Public), now()).state, PresenceState::OFFLINE);
+    }
 }

@@ -58,6 +58,9 @@ pub struct PresenceState(pub u32);
 
 impl PresenceState {
     pub const BASE_MASK: u32 = 0x0000_00FF;
+    /// Offline with nothing else to show (`0x08000001`): what a watcher sees of a user who is
+    /// offline, and all a Blocked watcher ever sees.
+    pub const OFFLINE: PresenceState = PresenceState(flags::OFFLINE | BaseState::Available as u32);
 
     pub fn new(base: BaseState) -> Self {
         PresenceState(base as u32)

@@ -7,7 +7,7 @@ use super::Gateway;
 use crate::api::pv2;
 use crate::cwa::envelope::EventPayload;
 use crate::hub::session::{EventFilter, Session};
-use crate::model::presentity::{view, Presentity, Viewer};
+use crate::model::presentity::{view, Presentity};
 use crate::model::sources::Timestamp;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -37,7 +37,6 @@ fn section_flag(field: &str) -> u32 {
         "iPresenceState" | "activity" | "asnContactCapabilitiesEx" => flags::PRESENCE,
         "asnRemoteContact" => flags::CONTACT_DATA,
         "u8sImageHash" => flags::IMAGE,
-        "asnCurrentUserDynamicRights" => flags::RIGHTS,
         "asnAbsentState" => flags::ABSENT_STATE,
         "asnCustomNote" => flags::NOTE,
         "seqActualAppointments" | "asnNextAppointment" => flags::APPOINTMENTS,
@@ -54,11 +53,7 @@ pub type JsonView = Arc<Map<String, Value>>;
 /// The full JSON presence of a presentity for a view key.
 pub(crate) fn render_json(model: &Presentity, key: ViewKey, now: Timestamp) -> JsonView {
     let v = view(model, key.viewer, now);
-    let level = match key.viewer {
-        Viewer::Owner => None,
-        Viewer::Watcher(level) => Some(level),
-    };
-    let mut value = serde_json::to_value(pv2::presence(&v, level)).unwrap_or(Value::Null);
+    let mut value = serde_json::to_value(pv2::presence(&v)).unwrap_or(Value::Null);
     if let (Some(hash), Some(object)) = (&v.image_hash, value.as_object_mut()) {
         object.insert("u8sImageHash".into(), json!(hash));
     }

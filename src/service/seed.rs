@@ -68,6 +68,7 @@ impl UsersFile {
             if let Some(hash) = &u.password_hash {
                 argon2::PasswordHash::new(hash).map_err(|_| format!("user[{i}].password_hash is not a PHC string"))?;
             }
+            u.profile().check_text().map_err(|e| format!("user[{i}].{e}"))?;
         }
         for (i, g) in self.grant.iter().enumerate() {
             if AccessLevel::from_name(&g.level).is_none() {
@@ -246,6 +247,22 @@ mod tests {
         let bad_level = "[[grant]]\nowner = \"sip:a@x\"\nwatcher = \"sip:b@x\"\nlevel = \"boss\"";
         assert!(UsersFile::parse(bad_level).unwrap_err().contains("grant[0].level"));
         assert!(UsersFile::parse("[[user]]\nuri = \"sip:a@x\"\ndisplay_name = \"A\"\nshoe = 1").is_err());
+    }
+
+    #[test]
+    fn users_file_refuses_text_that_xml_forbids() {
+        let name = "[[user]]\nuri = \"sip:a@x\"\ndisplay_name = \"A\\u0001\"";
+        assert_eq!(
+            UsersFile::parse(name).unwrap_err(),
+            "user[0].display_name contains U+0001 at character 1: control characters other than tab, line feed and \
+             carriage return, and U+FFFE/U+FFFF, are not allowed"
+        );
+        let phone = "[[user]]\nuri = \"sip:a@x\"\ndisplay_name = \"A\"\nphones = { home = \"\\uFFFF\" }";
+        assert!(UsersFile::parse(phone).unwrap_err().starts_with("user[0].phones.home contains U+FFFF"));
+        let group = "[[user]]\nuri = \"sip:a@x\"\ndisplay_name = \"A\"\ngroups = [\"ok\", \"a\\u001bb\"]";
+        assert!(UsersFile::parse(group).unwrap_err().starts_with("user[0].groups[1] contains U+001B"));
+        let fax = "[[user]]\nuri = \"sip:a@x\"\ndisplay_name = \"A\"\nphones = { fax = \"1\" }";
+        assert!(UsersFile::parse(fax).unwrap_err().contains("fax"), "unknown nested fields are refused");
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl LogonRefused {
     pub fn error(&self) -> GatewayError {
         match self {
             LogonRefused::Throttled { .. } => GatewayError::LimitExceeded("too many failed sign-ins; try again later".into()),
-            LogonRefused::Credentials => GatewayError::Unauthenticated,
+            LogonRefused::Credentials => GatewayError::InvalidRequest("sign-in failed: unknown user or wrong password".into()),
             LogonRefused::Internal => GatewayError::Internal,
         }
     }

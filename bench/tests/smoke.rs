@@ -4,11 +4,27 @@
 //! performance is measured by the benchmarks, not by tests.
 
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_presence-gateway-bench");
-const GATEWAY: &str = env!("CARGO_BIN_EXE_presence-gateway");
+
+/// The gateway binary of the same build (the workspace's other package), built here if needed so
+/// this suite also runs on its own (`cargo test -p presence-gateway-bench`).
+fn gateway() -> &'static Path {
+    static GATEWAY: OnceLock<PathBuf> = OnceLock::new();
+    GATEWAY.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "presence-gateway", "--bin", "presence-gateway"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the gateway failed");
+        let path = Path::new(BENCH).with_file_name(format!("presence-gateway{}", std::env::consts::EXE_SUFFIX));
+        assert!(path.is_file(), "no gateway binary at {}", path.display());
+        path
+    })
+}
 
 /// Runs one scenario and returns its JSON report.
 fn run(scenario: &str, args: &[&str]) -> Value {
@@ -16,7 +32,9 @@ fn run(scenario: &str, args: &[&str]) -> Value {
     let output = Command::new(BENCH)
         .arg(scenario)
         .args(args)
-        .args(["--gateway", GATEWAY, "--quiet", "--max-seconds", "240", "--hold-seconds", "2", "--concurrency", "4"])
+        .arg("--gateway")
+        .arg(gateway())
+        .args(["--quiet", "--max-seconds", "240", "--hold-seconds", "2", "--concurrency", "4"])
         .arg("--out")
         .arg(out.path())
         .output()
