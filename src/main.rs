@@ -8,7 +8,7 @@ use presence_gateway::config::{Config, LogFormat};
 use presence_gateway::model::contact::{is_valid_sip_uri, normalize_uri, Profile};
 use presence_gateway::service::auth::hash_password;
 use presence_gateway::service::clock::SystemClock;
-use presence_gateway::service::seed::{demo_users, spawn_demo_activity, UsersFile, DEMO_PASSWORD};
+use presence_gateway::service::seed::{demo_users, seed_demo, spawn_demo_activity, UsersFile, DEMO_PASSWORD};
 use presence_gateway::store::sqlite::SqliteStore;
 use presence_gateway::store::{Store, UserRecord};
 use std::io::Read;
@@ -248,7 +248,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         file.apply(&store).await.map_err(|e| anyhow::anyhow!("loading users: {e}"))?;
     }
     if args.demo {
-        demo_users().apply(&store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
+        seed_demo(&store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
     }
     let listener = listen(&config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;

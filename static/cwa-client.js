@@ -1,3 +1,4 @@
+// @ts-check
 // cwa-client.js — a dependency-free ES module for the CWA "Unified Communications AJAX API" as
 // presence-gateway speaks it: sign in, keep the rotating CWA-Ticket, start (or resume) a session,
 // run the data channel with AckId, turn events into plain objects and a small model, and send the
@@ -13,6 +14,20 @@
 
 export const NS = 'http://schemas.microsoft.com/2006/09/rtc/cwa';
 
+/**
+ * @typedef {{status?: string, start?: string, end?: string, subject?: string, location?: string}} Appointment
+ * @typedef {{displayName?: string, email?: string, company?: string, department?: string, title?: string,
+ *   office?: string, phones?: Record<string, string>, photoHash?: string}} Card
+ * @typedef {{availability: number, activity: string, statusText: string, note: string, oofNote: string,
+ *   card: Card, calendar: {current?: Appointment, next?: Appointment} | null}} Presence
+ * @typedef {{uri: string, name: string, subscribed: boolean, tag: boolean, groups: number[]}} ContactEntry
+ * @typedef {{uri: string, displayName: string, sourceNetwork?: string, acknowledged: boolean}} Subscriber
+ * @typedef {{uri: string, self: Presence | null, users: Record<string, Presence>,
+ *   groups: Record<number, {id: number, name: string}>, contacts: Record<string, ContactEntry>,
+ *   contactListKnown: boolean, containers: Record<number, {type: string, value: string}[]>,
+ *   subscribers: Record<string, Subscriber>, configuration: Record<string, any>}} Model
+ */
+
 /** Availability numbers to publish (CWA ranges). */
 export const Availability = Object.freeze({
   AVAILABLE: 3500,
@@ -26,8 +41,17 @@ export const Availability = Object.freeze({
 /** Access levels and their CWA container ids. */
 export const AccessLevel = Object.freeze({ public: 100, company: 200, team: 300, personal: 400, blocked: 32000 });
 
-/** An error answered by the gateway (`code` is the CWA code, e.g. 18102) or by HTTP. */
+/**
+ * An error answered by the gateway (`code` is the CWA code, e.g. 18102) or by HTTP. A throttled
+ * request (HTTP 429) carries `retryAfterSeconds` from the reply's `Retry-After` when it had one.
+ */
 export class CwaError extends Error {
+  /**
+   * @param {number} code
+   * @param {string} reason
+   * @param {string} [detail]
+   * @param {number} [status]
+   */
   constructor(code, reason, detail = '', status = 0) {
     super(detail ? `${reason}: ${detail}` : reason);
     this.name = 'CwaError';
@@ -35,6 +59,8 @@ export class CwaError extends Error {
     this.reason = reason;
     this.detail = detail;
     this.status = status;
+    /** @type {number | undefined} seconds until a throttled request may be tried again */
+    this.retryAfterSeconds = undefined;
   }
   /** The method is not served by this gateway (18102 Invalid Operation). */
   get notAvailable() {
@@ -153,8 +179,12 @@ function parseError(el) {
   return new CwaError(intAttr(e, 'code') ?? 18400, attr(e, 'reason') ?? 'Failed', attr(e, 'detail') ?? '');
 }
 
-/** The presence categories under a `user` (or `selfPresence`) element as one plain object. */
+/**
+ * The presence categories under a `user` (or `selfPresence`) element as one plain object.
+ * @returns {Presence}
+ */
 export function parsePresence(el) {
+  /** @type {Presence} */
   const p = { availability: 0, activity: '', statusText: '', note: '', oofNote: '', card: {}, calendar: null };
   for (const category of elements(el).filter((c) => nameOf(c) === 'cwaCategory')) {
     const body = elements(category)[0];
@@ -200,6 +230,8 @@ function parseCard(card) {
     if (number) phones[attr(phone, 'type') || 'other'] = number;
   }
   if (Object.keys(phones).length) out.phones = phones;
+  const photo = child(card, 'photo');
+  set('photoHash', photo && attr(photo, 'hash'));
   return out;
 }
 
@@ -251,7 +283,10 @@ export function parseEvent(el) {
 
 // ---------- the model ----------
 
-/** An empty model: what a client knows, built from events only. */
+/**
+ * An empty model: what a client knows, built from events only.
+ * @returns {Model}
+ */
 export function emptyModel() {
   return { uri: '', self: null, users: {}, groups: {}, contacts: {}, contactListKnown: false, containers: {}, subscribers: {}, configuration: {} };
 }
@@ -303,10 +338,11 @@ export function accessLevelOf(model, uri) {
 
 // ---------- the client ----------
 
+/** @type {(ms: number, signal?: AbortSignal) => Promise<void>} */
 const defaultSleep = (ms, signal) =>
   new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve(undefined)), { once: true });
   });
 
 /** In a browser: did the person touch keyboard or pointer within the last minute? */
@@ -317,19 +353,40 @@ function defaultActivity() {
   return () => document.visibilityState !== 'hidden' && Date.now() - last < 60000;
 }
 
+/**
+ * Seconds from `now` a `Retry-After` value stands for (delta-seconds or an HTTP date), or
+ * `undefined` when there is none or it does not parse.
+ * @param {string | null | undefined} value
+ * @param {number} [now] milliseconds since the epoch
+ * @returns {number | undefined}
+ */
+export function retryAfterSeconds(value, now = Date.now()) {
+  const text = (value ?? '').trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const at = text ? Date.parse(text) : Number.NaN;
+  return Number.isFinite(at) ? Math.max(0, Math.ceil((at - now) / 1000)) : undefined;
+}
+
 const HTTP_ERRORS = { 401: [18001, 'Not signed in'], 404: [18100, 'Session Not Found'], 429: [18101, 'Request Throttled'] };
 
 /**
  * One signed-in user's connection to the gateway. Events: every CWA event by its element name
  * (`userPresence`, `selfPresence`, `contactGroup`, `containers`, `subscribers`, `searchResult`,
  * `configuration`, `presenceSubscriptionState`, `requestSucceeded`, `requestFailed`), plus
- * `change` (once per batch, after the model was updated), `connection` (`{state}`: connecting,
- * connected, reconnecting, signedOut, stopped) and `session` (`{sid, resumed}`).
+ * `change` (once per batch, after the model was updated, with the batch's `events`), `connection`
+ * (`{state}`: connecting, connected, reconnecting, signedOut, stopped) and `session` (`{sid,
+ * resumed}`).
  */
 export class CwaClient {
+  /**
+   * @param {{server?: string, fetch?: typeof fetch, storage?: Storage | null, DOMParser?: typeof DOMParser,
+   *   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>, random?: () => number, isUserActive?: () => boolean,
+   *   backoff?: {baseMs?: number, capMs?: number}, keepCredentials?: boolean, commandTimeoutMs?: number,
+   *   storageKey?: string, saveDelayMs?: number}} [options]
+   */
   constructor(options = {}) {
     this.server = String(options.server ?? '').replace(/\/$/, '');
-    this.fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
+    this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.storage = options.storage !== undefined ? options.storage : (globalThis.sessionStorage ?? null);
     this.DOMParser = options.DOMParser ?? globalThis.DOMParser;
     this.sleep = options.sleep ?? defaultSleep;
@@ -339,6 +396,9 @@ export class CwaClient {
     this.keepCredentials = Boolean(options.keepCredentials);
     this.commandTimeoutMs = options.commandTimeoutMs ?? 30000;
     this.storageKey = options.storageKey ?? `cwa-client:${this.server || 'same-origin'}`;
+    this.saveDelayMs = options.saveDelayMs ?? 1000;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.saveTimer = undefined;
     this.ticket = null;
     this.signInData = '';
     this.sid = null;
@@ -355,6 +415,8 @@ export class CwaClient {
     this.abort = null;
     this.wake = null;
     this.connectedWaiters = [];
+    // The session is saved at most once per saveDelayMs, and when the page goes away (a reload).
+    if (typeof document !== 'undefined' && typeof addEventListener === 'function') addEventListener('pagehide', () => this.running && this.save());
   }
 
   /** Calls `callback(event)` for events of `type` (`'*'` for all); returns a function that stops it. */
@@ -390,13 +452,19 @@ export class CwaClient {
     const headers = { ...(init.headers || {}) };
     if (this.ticket) headers['CWA-Ticket'] = this.ticket;
     const response = await this.fetch(this.server + path, { credentials: 'include', cache: 'no-store', ...init, headers });
-    const ticket = response.headers.get('CWA-Ticket');
+    const ticket = response.headers.get('CWA-Ticket'); // Headers: any case the gateway writes
     if (ticket) this.ticket = ticket;
     const text = await response.text();
-    return { status: response.status, text, root: () => parseXml(this.DOMParser, text) };
+    return { status: response.status, headers: response.headers, text, root: () => parseXml(this.DOMParser, text) };
   }
 
   failure(reply) {
+    const error = this.replyError(reply);
+    if (reply.status === 429) error.retryAfterSeconds = retryAfterSeconds(reply.headers?.get('Retry-After'));
+    return error;
+  }
+
+  replyError(reply) {
     try {
       const root = reply.root();
       const failed = elements(root).find((c) => ['requestFailed', 'requestInvalid'].includes(nameOf(c)));
@@ -455,11 +523,20 @@ export class CwaClient {
     this.pollWaitTime = saved.pollWaitTime || 0;
     this.model = saved.model;
     this.emit('session', { type: 'session', sid: this.sid, uri: this.model.uri, resumed: true });
-    this.emit('change', { type: 'change', types: ['restored'], model: this.model });
+    this.emit('change', { type: 'change', types: ['restored'], events: [], model: this.model });
     return true;
   }
 
+  /** Saves the session within `saveDelayMs` (one write for any number of batches in between). */
+  scheduleSave() {
+    if (!this.storage || this.saveTimer) return;
+    this.saveTimer = setTimeout(() => this.save(), this.saveDelayMs);
+  }
+
+  /** Saves the session now: `sid`, the last ack, the rid counter and the model, as one item. */
   save() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
     if (!this.storage) return;
     const saved = { sid: this.sid, ack: this.cursor.ack, rid: this.rid, pollWaitTime: this.pollWaitTime, model: this.model };
     try {
@@ -470,6 +547,8 @@ export class CwaClient {
   }
 
   forget() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
     try {
       this.storage?.removeItem(this.storageKey);
     } catch {
@@ -547,21 +626,43 @@ export class CwaClient {
     }
   }
 
-  /** One GET on the data channel; `{error}` when it should be retried after a pause. */
+  /**
+   * One GET on the data channel; `{error}` when it should be retried after a pause. After a
+   * failure an empty command batch goes first: it is answered at once, so the channel counts as
+   * connected again (and queued commands go out) without waiting for a held poll to return.
+   */
   async pollOnce() {
+    if (this.state === 'reconnecting') {
+      this.abort = new AbortController();
+      const body = `<cwaRequests sid="${this.sid}" xmlns="${NS}"/>`;
+      const probe = await this.request('/cwa/MainCommandHandler.ashx', { method: 'POST', headers: { 'Content-Type': 'text/xml' }, body, signal: this.abort.signal });
+      this.abort = null;
+      const lost = await this.sessionLost(probe);
+      if (lost) return lost;
+      if (probe.status !== 200) return { error: this.failure(probe) };
+      if (!this.running) return {};
+      this.setState('connected', { recovered: true });
+    }
     const query = `Sid=${this.sid}&AckId=${this.cursor.ack}&UA=${this.isUserActive() ? 'true' : 'false'}`;
     this.abort = new AbortController();
     const reply = await this.request(`/cwa/AsyncDataChannel.ashx?${query}`, { method: 'GET', signal: this.abort.signal });
     this.abort = null;
+    const lost = await this.sessionLost(reply);
+    if (lost) return lost;
+    if (reply.status !== 200) return { error: this.failure(reply) };
+    this.handleBatch(reply.root());
+    return {};
+  }
+
+  /** The outcome when a reply says the ticket (401) or the session (404) is gone, else null. */
+  async sessionLost(reply) {
     if (reply.status === 401) {
       if (await this.signInAgain()) return this.newSession();
       this.stopWith('signedOut', this.failure(reply));
       return {};
     }
     if (reply.status === 404) return this.newSession();
-    if (reply.status !== 200) return { error: this.failure(reply) };
-    this.handleBatch(reply.root());
-    return {};
+    return null;
   }
 
   /** The session is gone (expired, or the server restarted): start another one. */
@@ -582,16 +683,16 @@ export class CwaClient {
   handleBatch(root) {
     if (nameOf(root) !== 'cwaEvents') throw new CwaError(18000, 'Invalid Format', 'expected cwaEvents');
     const wait = intAttr(root, 'pollWaitTime');
-    if (Number.isFinite(wait)) this.pollWaitTime = wait;
+    if (wait !== undefined && Number.isFinite(wait)) this.pollWaitTime = wait;
     this.sessionTimeout = intAttr(root, 'sessionTimeout') ?? this.sessionTimeout;
     const events = this.cursor.accept(intAttr(root, 'ackId'), elements(root).map(parseEvent));
     for (const event of events) applyEvent(this.model, event);
-    this.save();
+    if (events.length) this.scheduleSave();
     for (const event of events) {
       this.emit(event.type, event);
       this.settle(event);
     }
-    if (events.length) this.emit('change', { type: 'change', types: [...new Set(events.map((e) => e.type))], model: this.model });
+    if (events.length) this.emit('change', { type: 'change', types: [...new Set(events.map((e) => e.type))], events, model: this.model });
   }
 
   settle(event) {
@@ -624,6 +725,7 @@ export class CwaClient {
    * While the channel is reconnecting, the command waits and goes out once it is back.
    */
   async command(method, inner = '', attrs = '', until = 'requestSucceeded') {
+    if (this.state === 'reconnecting') this.retryNow(); // someone is waiting: try the gateway now
     await this.whenConnected();
     const rid = String(++this.rid);
     let timer;
@@ -658,7 +760,11 @@ export class CwaClient {
     return this.command('unSubscribePresence', uriList(uris));
   }
 
-  /** Publishes any of: a manual `availability` (with an optional status `text`) and a `note`, all or nothing. */
+  /**
+   * Publishes any of: a manual `availability` (with an optional status `text`) and a `note`, all or
+   * nothing. What is left out stays as it is.
+   * @param {{availability?: number, text?: string, note?: string}} [presence]
+   */
   publishPresence({ availability, text, note } = {}) {
     let inner = '';
     if (availability !== undefined) {
@@ -702,6 +808,10 @@ export class CwaClient {
   // ----- access levels and watchers -----
 
   /** Adds and removes members of one container: `{add: [{type, value}], remove: [...]}`. */
+  /**
+   * @param {number} id
+   * @param {{add?: {type: string, value?: string}[], remove?: {type: string, value?: string}[]}} [changes]
+   */
   updateContainer(id, { add = [], remove = [] } = {}) {
     const member = (tag) => (m) => `<${tag} type="${escapeXml(m.type)}" value="${escapeXml(m.value ?? '')}"/>`;
     return this.command('updateContainer', `<container id="${Number(id)}">${add.map(member('addMember')).join('')}${remove.map(member('deleteMember')).join('')}</container>`);
@@ -743,6 +853,7 @@ export class CwaClient {
     }
     this.failPending(new CwaError(18100, 'Session Not Found', 'the client stopped'));
     if (terminate) this.forget();
+    else if (wasRunning && this.sid) this.save();
     this.setState('stopped');
   }
 

@@ -1,3 +1,4 @@
+// @ts-check
 // presence-badge.js — <presence-badge uri="sip:bob@example.com"></presence-badge> shows a live
 // presence dot and name on any page. All badges of a page share one session with the gateway this
 // script was loaded from (or the server given to configure()). Signing in: the gateway's ticket
@@ -13,7 +14,10 @@ import { CwaClient, activityLabel, presenceClass, presenceLabel } from './cwa-cl
 const settings = { server: new URL('.', import.meta.url).href.replace(/\/$/, '') };
 let shared = null;
 
-/** Chooses the gateway before the first badge connects: `configure({server: 'https://…'})`. */
+/**
+ * Chooses the gateway before the first badge connects: `configure({server: 'https://…'})`.
+ * @param {{server?: string}} [options]
+ */
 export function configure({ server } = {}) {
   if (shared) throw new Error('configure() must run before the first <presence-badge> connects');
   if (server) settings.server = String(server).replace(/\/$/, '');
@@ -86,7 +90,8 @@ const CSS = `
 .inactive { background: linear-gradient(90deg, #2e9e44 50%, #f2c811 50%); }
 .busy-idle { background: linear-gradient(90deg, #d13438 50%, #f2c811 50%); }
 .dnd { background: linear-gradient(180deg, #d13438 38%, #fff 38%, #fff 62%, #d13438 62%); }
-.offline, .unknown { background: #9aa0a6; }
+.offline { background: #9aa0a6; }
+.unknown { background: transparent; box-sizing: border-box; border: 0.14em dashed #5f6670; box-shadow: none; }
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
 `;
 
@@ -115,7 +120,8 @@ export class PresenceBadge extends HTMLElement {
     name.setAttribute('part', 'name');
     name.append(this.nameSlot);
     this.status = Object.assign(document.createElement('span'), { className: 'sr' });
-    root.append(...[styleFor(root), this.dot, name, this.status].filter(Boolean));
+    const style = styleFor(root);
+    root.append(...(style ? [style] : []), this.dot, name, this.status);
   }
 
   get uri() {

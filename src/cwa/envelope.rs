@@ -2,86 +2,103 @@
 //! the data channel, the `error` element, and event payloads. An event payload is rendered once
 //! without its `eid` and shared by every session it goes to; the `eid` is written in at send time.
 
-use super::writer::XmlWriter;
+use super::writer::{attributes, Fragment, XmlWriter};
 use super::NS_CWA;
 use crate::error::GatewayError;
 
-/// A rendered event minus its `eid`: `<element eid="N"{attrs}>{inner}</element>`. The text is kept
-/// as `str`, so that writing it into each poll's response is a plain copy.
+/// The depth of an event's children in a `cwaEvents` body (`cwaEvents` 0, the event 1).
+pub const EVENT_CONTENT_DEPTH: usize = 2;
+
+/// A rendered event minus its `eid`: `<element eid="N"{attrs}>{inner}</element>`. Both parts are
+/// writer [`Fragment`]s (the inner one laid out for [`EVENT_CONTENT_DEPTH`]), so writing it into
+/// each poll's response is a plain copy. JSON events reuse the type with a JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPayload {
     pub element: &'static str,
-    pub attrs: Box<str>,
-    pub inner: Box<str>,
+    pub attrs: Fragment,
+    pub inner: Fragment,
 }
 
 impl EventPayload {
-    pub fn new(element: &'static str, attrs: String, inner: String) -> Self {
-        EventPayload { element, attrs: attrs.into_boxed_str(), inner: inner.into_boxed_str() }
+    pub fn new(element: &'static str, attrs: Fragment, inner: Fragment) -> Self {
+        EventPayload { element, attrs, inner }
+    }
+
+    /// A JSON event of the `/api/v1` event stream (never written into a `cwaEvents` body).
+    pub fn json(body: String) -> Self {
+        EventPayload { element: "json", attrs: Fragment::default(), inner: Fragment::json(body) }
+    }
+
+    /// A writer for the children of an event.
+    pub fn content_writer() -> XmlWriter {
+        XmlWriter::at_depth(EVENT_CONTENT_DEPTH)
     }
 
     /// The length of this event in a response, apart from its eid.
     fn written_len(&self) -> usize {
-        2 * self.element.len() + self.attrs.len() + self.inner.len() + 16
+        2 * self.element.len() + self.attrs.len() + self.inner.len() + 24
     }
 
     pub fn request_succeeded(rid: &str) -> Self {
-        EventPayload::new("requestSucceeded", rid_attr(rid), String::new())
+        EventPayload::new("requestSucceeded", rid_attr(rid), Fragment::default())
     }
 
     pub fn request_failed(rid: &str, error: &GatewayError) -> Self {
-        EventPayload::new("requestFailed", rid_attr(rid), error_element(error))
+        let mut w = EventPayload::content_writer();
+        write_error(&mut w, error);
+        EventPayload::new("requestFailed", rid_attr(rid), w.finish_fragment())
     }
 
-    pub fn user_presence(users_xml: String) -> Self {
-        EventPayload::new("userPresence", String::new(), users_xml)
+    /// `userPresence` holding `user` elements rendered by a [`content_writer`](Self::content_writer).
+    pub fn user_presence(users: Fragment) -> Self {
+        EventPayload::new("userPresence", Fragment::default(), users)
     }
 
-    pub fn self_presence(categories_xml: String) -> Self {
-        EventPayload::new("selfPresence", String::new(), categories_xml)
+    /// `selfPresence` holding `cwaCategory` elements rendered by a content writer.
+    pub fn self_presence(categories: Fragment) -> Self {
+        EventPayload::new("selfPresence", Fragment::default(), categories)
     }
 
     /// `presenceSubscriptionState` with one `user uri state` per entry.
     pub fn subscription_state(entries: &[(&str, &str)]) -> Self {
-        let mut w = XmlWriter::new();
+        let mut w = EventPayload::content_writer();
         for (uri, state) in entries {
             w.empty("user", &[("uri", Some(uri)), ("state", Some(state))]);
         }
-        EventPayload::new("presenceSubscriptionState", String::new(), w.finish())
+        EventPayload::new("presenceSubscriptionState", Fragment::default(), w.finish_fragment())
     }
 
+    /// Writes `\n  <element eid="N"…>…\n  </element>` (an event line of a `cwaEvents` body).
     fn write(&self, eid: u64, out: &mut String) {
         use std::fmt::Write as _;
-        out.push('<');
+        out.push_str("\n  <");
         out.push_str(self.element);
         let _ = write!(out, " eid=\"{eid}\"");
-        out.push_str(&self.attrs);
+        out.push_str(self.attrs.as_str());
         if self.inner.is_empty() {
             out.push_str("/>");
         } else {
             out.push('>');
-            out.push_str(&self.inner);
-            out.push_str("</");
+            out.push_str(self.inner.as_str());
+            out.push_str("\n  </");
             out.push_str(self.element);
             out.push('>');
         }
     }
 }
 
-fn rid_attr(rid: &str) -> String {
-    super::writer::attributes(&[("rid", Some(rid))])
+fn rid_attr(rid: &str) -> Fragment {
+    attributes(&[("rid", Some(rid))])
 }
 
 /// `<error code subCode reason detail/>`.
-pub fn error_element(error: &GatewayError) -> String {
-    let mut w = XmlWriter::new();
+pub fn write_error(w: &mut XmlWriter, error: &GatewayError) {
     let code = error.cwa_code().to_string();
     let detail = error.detail();
     w.empty(
         "error",
         &[("code", Some(&code)), ("subCode", Some("0")), ("reason", Some(error.reason())), ("detail", Some(&detail))],
     );
-    w.finish()
 }
 
 /// The session data `initiateSession` returns (both documented shapes at once).
@@ -132,10 +149,14 @@ fn write_response(w: &mut XmlWriter, item: &Response) {
             w.close("requestAccepted");
         }
         Response::Failed { rid, error } => {
-            w.open("requestFailed", &[("rid", Some(rid))]).raw(&error_element(error)).close("requestFailed");
+            w.open("requestFailed", &[("rid", Some(rid))]);
+            write_error(w, error);
+            w.close("requestFailed");
         }
         Response::Invalid { rid, error } => {
-            w.open("requestInvalid", &[("rid", rid.as_deref())]).raw(&error_element(error)).close("requestInvalid");
+            w.open("requestInvalid", &[("rid", rid.as_deref())]);
+            write_error(w, error);
+            w.close("requestInvalid");
         }
     }
 }
@@ -158,7 +179,9 @@ pub fn logon_succeeded(sign_in_data: &str, uri: &str) -> String {
 pub fn request_failed(rid: Option<&str>, error: &GatewayError) -> String {
     let mut w = XmlWriter::new();
     w.open("cwaResponses", &[("xmlns", Some(NS_CWA))]);
-    w.open("requestFailed", &[("rid", rid)]).raw(&error_element(error)).close("requestFailed");
+    w.open("requestFailed", &[("rid", rid)]);
+    write_error(&mut w, error);
+    w.close("requestFailed");
     w.close("cwaResponses");
     w.finish()
 }
@@ -172,29 +195,31 @@ pub struct EventsHeader {
     pub session_timeout_s: u64,
 }
 
-/// `<cwaEvents …>` holding the given events in order.
+/// `<cwaEvents …>` holding the given events in order, one event per line (README, "Bytes on the
+/// wire").
 pub fn cwa_events<'a>(header: EventsHeader, events: impl IntoIterator<Item = (u64, &'a EventPayload)>) -> String {
-    use std::fmt::Write as _;
-    let events = events.into_iter();
-    let mut out = String::with_capacity(256);
-    out.push_str("<cwaEvents xmlns=\"");
-    out.push_str(NS_CWA);
-    let _ = write!(
-        out,
-        "\" sid=\"{}\" ackId=\"{}\" pollWaitTime=\"{}\" sessionTimeout=\"{}\"",
-        header.sid, header.ack_id, header.poll_wait_ms, header.session_timeout_s
-    );
-    let events: Vec<(u64, &EventPayload)> = events.collect();
-    out.reserve(events.iter().map(|(_, p)| p.written_len() + 20).sum::<usize>() + 16);
-    let mut any = false;
+    let (sid, ack_id) = (header.sid.to_string(), header.ack_id.to_string());
+    let (wait, timeout) = (header.poll_wait_ms.to_string(), header.session_timeout_s.to_string());
+    let head = attributes(&[
+        ("xmlns", Some(NS_CWA)),
+        ("sid", Some(&sid)),
+        ("ackId", Some(&ack_id)),
+        ("pollWaitTime", Some(&wait)),
+        ("sessionTimeout", Some(&timeout)),
+    ]);
+    let events: Vec<(u64, &EventPayload)> = events.into_iter().collect();
+    let mut out = String::with_capacity(head.len() + 32 + events.iter().map(|(_, p)| p.written_len()).sum::<usize>());
+    out.push_str("<cwaEvents");
+    out.push_str(head.as_str());
+    if events.is_empty() {
+        out.push_str("/>");
+        return out;
+    }
+    out.push('>');
     for (eid, payload) in events {
-        if !any {
-            out.push('>');
-            any = true;
-        }
         payload.write(eid, &mut out);
     }
-    out.push_str(if any { "</cwaEvents>" } else { "/>" });
+    out.push_str("\n</cwaEvents>");
     out
 }
 
@@ -203,21 +228,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_carry_their_eid_and_the_header() {
+    fn events_carry_their_eid_and_the_header_one_per_line() {
         let a = EventPayload::request_succeeded("2");
-        let b = EventPayload::user_presence("<user uri=\"sip:a@x\"/>".into());
+        let mut users = EventPayload::content_writer();
+        users.empty("user", &[("uri", Some("sip:a@x"))]);
+        let b = EventPayload::user_presence(users.finish_fragment());
         let h = EventsHeader { sid: 9, ack_id: 12, poll_wait_ms: 1000, session_timeout_s: 300 };
         let xml = cwa_events(h, [(11, &a), (12, &b)]);
-        assert_eq!(
-            xml,
-            format!("<cwaEvents xmlns=\"{NS_CWA}\" sid=\"9\" ackId=\"12\" pollWaitTime=\"1000\" sessionTimeout=\"300\"><requestSucceeded eid=\"11\" rid=\"2\"/><userPresence eid=\"12\"><user uri=\"sip:a@x\"/></userPresence></cwaEvents>")
+        let expected = format!(
+            "<cwaEvents xmlns=\"{NS_CWA}\" sid=\"9\" ackId=\"12\" pollWaitTime=\"1000\" sessionTimeout=\"300\">
+  <requestSucceeded eid=\"11\" rid=\"2\"/>
+  <userPresence eid=\"12\">
+    <user uri=\"sip:a@x\"/>
+  </userPresence>
+</cwaEvents>"
         );
+        assert_eq!(xml, expected);
         assert!(cwa_events(h, []).ends_with("sessionTimeout=\"300\"/>"));
     }
 
     #[test]
-    fn errors_never_carry_internal_text() {
-        let xml = error_element(&GatewayError::Internal);
-        assert_eq!(xml, r#"<error code="18400" subCode="0" reason="Internal Failure" detail=""/>"#);
+    fn responses_are_laid_out_like_the_reference() {
+        let items = [
+            Response::Accepted { rid: "2".into(), session: None },
+            Response::Failed { rid: "3".into(), error: GatewayError::Internal },
+        ];
+        assert_eq!(
+            responses(Some(141), 0, &items),
+            format!(
+                "<cwaResponses xmlns=\"{NS_CWA}\" sid=\"141\" requestProcessed=\"2\" unexpectedElement=\"0\">
+  <requestAccepted rid=\"2\"/>
+  <requestFailed rid=\"3\">
+    <error code=\"18400\" subCode=\"0\" reason=\"Internal Failure\" detail=\"\"/>
+  </requestFailed>
+</cwaResponses>"
+            )
+        );
     }
 }

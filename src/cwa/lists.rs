@@ -2,7 +2,7 @@
 //! `containers`, `subscribers`, `searchResult` and `configuration`.
 
 use super::envelope::EventPayload;
-use super::writer::XmlWriter;
+use super::writer::{attributes, XmlWriter};
 use crate::model::contacts::{Action, Change, Contact, ContactList, Group};
 use crate::model::rights::{AccessLevel, Member, RightsEntry};
 
@@ -29,26 +29,30 @@ fn write_contact(w: &mut XmlWriter, contact: &Contact, action: Option<&str>) {
 
 /// The whole list (`fullList="true"`).
 pub fn contact_group_full(list: &ContactList) -> EventPayload {
-    let mut w = XmlWriter::new();
+    let mut w = EventPayload::content_writer();
     for group in &list.groups {
         write_group(&mut w, group, None);
     }
     for contact in &list.contacts {
         write_contact(&mut w, contact, None);
     }
-    EventPayload::new("contactGroup", format!(" fullList=\"true\" deltaNum=\"{}\"", list.delta_num), w.finish())
+    let delta_num = list.delta_num.to_string();
+    let head = attributes(&[("fullList", Some("true")), ("deltaNum", Some(&delta_num))]);
+    EventPayload::new("contactGroup", head, w.finish_fragment())
 }
 
 /// Only what changed, each item with its `action`.
 pub fn contact_group_delta(delta_num: u64, changes: &[Change]) -> EventPayload {
-    let mut w = XmlWriter::new();
+    let mut w = EventPayload::content_writer();
     for change in changes {
         match change {
             Change::Group(group, action) => write_group(&mut w, group, Some(action_name(*action))),
             Change::Contact(contact, action) => write_contact(&mut w, contact, Some(action_name(*action))),
         }
     }
-    EventPayload::new("contactGroup", format!(" fullList=\"false\" deltaNum=\"{delta_num}\""), w.finish())
+    let delta_num = delta_num.to_string();
+    let head = attributes(&[("fullList", Some("false")), ("deltaNum", Some(&delta_num))]);
+    EventPayload::new("contactGroup", head, w.finish_fragment())
 }
 
 fn action_name(action: Action) -> &'static str {
@@ -89,11 +93,11 @@ fn write_container(w: &mut XmlWriter, level: AccessLevel, entries: &[RightsEntry
 
 /// `containers` with the given levels' containers in full.
 pub fn containers(entries: &[RightsEntry], levels: &[AccessLevel]) -> EventPayload {
-    let mut w = XmlWriter::new();
+    let mut w = EventPayload::content_writer();
     for level in levels {
         write_container(&mut w, *level, entries);
     }
-    EventPayload::new("containers", String::new(), w.finish())
+    EventPayload::new("containers", Default::default(), w.finish_fragment())
 }
 
 /// One watcher as the `subscribers` event shows it.
@@ -106,7 +110,7 @@ pub struct SubscriberView {
 }
 
 pub fn subscribers(list: &[SubscriberView]) -> EventPayload {
-    let mut w = XmlWriter::new();
+    let mut w = EventPayload::content_writer();
     for s in list {
         let network = if s.same_enterprise { "sameEnterprise" } else { "federated" };
         let acknowledged = s.acknowledged.to_string();
@@ -118,7 +122,7 @@ pub fn subscribers(list: &[SubscriberView]) -> EventPayload {
         ];
         w.empty("subscriber", &attrs);
     }
-    EventPayload::new("subscribers", String::new(), w.finish())
+    EventPayload::new("subscribers", Default::default(), w.finish_fragment())
 }
 
 /// One directory entry of a search result, already cut to what the searcher may see.
@@ -135,7 +139,7 @@ pub struct DirectoryEntry {
 }
 
 pub fn search_result(rid: &str, entries: &[DirectoryEntry], more_available: bool) -> EventPayload {
-    let mut w = XmlWriter::new();
+    let mut w = EventPayload::content_writer();
     for e in entries {
         let attrs = [
             ("uri", Some(e.uri.as_str())),
@@ -150,8 +154,8 @@ pub fn search_result(rid: &str, entries: &[DirectoryEntry], more_available: bool
         w.empty("user", &attrs);
     }
     let (returned, more) = (entries.len().to_string(), more_available.to_string());
-    let head = super::writer::attributes(&[("rid", Some(rid)), ("returned", Some(&returned)), ("moreAvailable", Some(&more))]);
-    EventPayload::new("searchResult", head, w.finish())
+    let head = attributes(&[("rid", Some(rid)), ("returned", Some(&returned)), ("moreAvailable", Some(&more))]);
+    EventPayload::new("searchResult", head, w.finish_fragment())
 }
 
 /// Policy a client needs: appear offline allowed, default search settings.
@@ -164,11 +168,11 @@ pub struct ClientConfiguration {
 }
 
 pub fn configuration(c: &ClientConfiguration) -> EventPayload {
-    let mut w = XmlWriter::new();
+    let mut w = EventPayload::content_writer();
     w.text_element("enableAppearOffline", if c.enable_appear_offline { "True" } else { "False" });
     w.text_element("defaultSearchField", &c.default_search_field);
     w.text_element("defaultSearchFunction", &c.default_search_function);
     w.text_element("maxSearchResults", &c.max_search_results.to_string());
     w.empty("imComposingTimers", &[("refreshInterval", Some("60")), ("timeout", Some("120"))]);
-    EventPayload::new("configuration", String::new(), w.finish())
+    EventPayload::new("configuration", Default::default(), w.finish_fragment())
 }

@@ -263,7 +263,7 @@ impl WireUser {
 
     fn render_note(&self, w: &mut XmlWriter) {
         w.open("cwaCategory", &[("name", Some("note")), ("instanceMask", Some("0"))]);
-        w.open("note", &[("xmlns", Some(NS_NOTE))]);
+        w.open_inline("note", &[("xmlns", Some(NS_NOTE))]);
         for body in &self.note {
             if body.text.is_empty() {
                 w.empty("body", &[("type", Some(&body.kind))]);
@@ -279,7 +279,7 @@ impl WireContactCard {
     fn render(&self, w: &mut XmlWriter) {
         w.open("cwaCategory", &[("name", Some("contactCard")), ("instance", Some("0"))]);
         w.open("contactCard", &[("xmlns", Some(NS_CONTACT_CARD))]);
-        w.open("identity", &[]).open("name", &[]);
+        w.open_inline("identity", &[]).open("name", &[]);
         if let Some(name) = &self.display_name {
             w.text_element("displayName", name);
         }
@@ -314,7 +314,7 @@ impl WireTelephony {
             ("version", Some("1")),
             ("expireType", Some("user")),
         ];
-        w.open("rawCategory", &raw).open("telephony", &[("xmlns", Some(NS_TELEPHONY))]);
+        w.open("rawCategory", &raw).open_inline("telephony", &[("xmlns", Some(NS_TELEPHONY))]);
         for (number, state, dnd) in &self.lines {
             let dnd = dnd.to_string();
             w.empty("line", &[("number", Some(number)), ("state", Some(state)), ("dnd", Some(&dnd))]);

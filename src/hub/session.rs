@@ -366,7 +366,9 @@ mod tests {
     use chrono::Utc;
 
     fn payload(n: u32) -> Arc<EventPayload> {
-        Arc::new(EventPayload::new("userPresence", String::new(), format!("<user n=\"{n}\"/>")))
+        let mut users = EventPayload::content_writer();
+        users.empty("user", &[("n", Some(&n.to_string()))]);
+        Arc::new(EventPayload::user_presence(users.finish_fragment()))
     }
 
     fn session() -> Session {

@@ -107,11 +107,11 @@ impl Gateway {
 
     /// One `userPresence` holding every queried user, cut to the caller's level.
     fn query(&self, session: &Session, uris: &[String]) {
-        let users = uris.iter().fold(String::new(), |mut users, uri| {
-            users.push_str(&self.user_payload_for(uri, &session.user).inner);
-            users
-        });
-        self.push(session, Arc::new(EventPayload::user_presence(users)), None);
+        let mut users = EventPayload::content_writer();
+        for uri in uris {
+            users.fragment(&self.user_payload_for(uri, &session.user).inner);
+        }
+        self.push(session, Arc::new(EventPayload::user_presence(users.finish_fragment())), None);
     }
 
     async fn subscribe(&self, session: &Arc<Session>, uris: &[String]) -> Result<()> {

@@ -83,7 +83,7 @@ fn update_event(uri: &str, old: Option<&Map<String, Value>>, new: &Map<String, V
         }
     }
     let body = json!({"asnUpdatePresenceV2": {"u8sContactId": uri, "iChangedFlags": changed, "asnPresence": presence}});
-    Arc::new(EventPayload::new("json", String::new(), body.to_string()))
+    Arc::new(EventPayload::json(body.to_string()))
 }
 
 impl Gateway {
@@ -141,7 +141,7 @@ impl Gateway {
     /// Tells JSON watchers that a presentity is gone (`asnRemovePresence`).
     pub(crate) fn queue_json_removal(&self, session: &Session, uri: &str) {
         let body = json!({"asnRemovePresence": {"u8sContactId": uri}});
-        self.push(session, Arc::new(EventPayload::new("json", String::new(), body.to_string())), None);
+        self.push(session, Arc::new(EventPayload::json(body.to_string())), None);
     }
 }
 

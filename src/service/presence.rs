@@ -7,7 +7,7 @@ use super::Gateway;
 use crate::backplane::PresenceChange;
 use crate::cwa::envelope::EventPayload;
 use crate::cwa::wire::wire_user;
-use crate::cwa::writer::XmlWriter;
+use crate::cwa::writer::Fragment;
 use crate::error::{GatewayError, Result};
 use crate::hub::session::Session;
 use crate::hub::timers::TimerKey;
@@ -61,12 +61,12 @@ impl PresenceEntry {
     }
 }
 
-/// `<user …>` XML for a view.
-pub fn render_user(view: &PresenceView, same_enterprise: bool) -> String {
+/// `<user …>` XML for a view, laid out as a child of a `userPresence` event.
+pub fn render_user(view: &PresenceView, same_enterprise: bool) -> Fragment {
     let network = if same_enterprise { "sameEnterprise" } else { "federated" };
-    let mut w = XmlWriter::new();
+    let mut w = EventPayload::content_writer();
     wire_user(view, Some(network)).render(&mut w);
-    w.finish()
+    w.finish_fragment()
 }
 
 /// The event a view key receives: `selfPresence` for the owner, `userPresence` for watchers.
@@ -78,10 +78,10 @@ fn render_for_key(model: &Presentity, key: ViewKey, now: Timestamp) -> Arc<Event
     })
 }
 
-fn render_self(view: &PresenceView) -> String {
-    let mut w = XmlWriter::new();
+fn render_self(view: &PresenceView) -> Fragment {
+    let mut w = EventPayload::content_writer();
     wire_user(view, None).render_categories(&mut w);
-    w.finish()
+    w.finish_fragment()
 }
 
 impl Gateway {
@@ -98,7 +98,7 @@ impl Gateway {
     }
 
     /// One `<user>` element as `watcher` may see it.
-    pub fn user_xml_for(&self, uri: &str, watcher: &str) -> String {
+    pub fn user_xml_for(&self, uri: &str, watcher: &str) -> Fragment {
         render_user(&self.view_for(uri, watcher), self.directory.same_enterprise(uri, watcher))
     }
 

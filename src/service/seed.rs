@@ -1,17 +1,21 @@
 //! Users files (DESIGN §1.5) and the `--demo` organisation: parsed, validated and upserted into the
-//! store, with their `[[grant]]` rights entries. The demo also plays a phone call and a meeting
-//! so that a newcomer sees presence move.
+//! store, with their `[[grant]]` rights entries. The demo also gives every user a contact list
+//! (their team as a group, a few colleagues, one external contact), team rights, and plays signed-in
+//! colleagues, a phone call and meetings so that a newcomer's first sign-in shows live presence.
 
 use super::auth::hash_password;
 use super::Gateway;
 use crate::model::contact::{is_valid_sip_uri, normalize_uri, Phones, Profile};
+use crate::model::contacts::{Contact, ContactList, Group, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME};
 use crate::model::reports::{CalendarData, ComputerData, PhoneData, ReportData, SourceReport};
 use crate::model::rights::{AccessLevel, Member, RightsEntry};
 use crate::model::sources::{
-    Appointment, AppointmentStatus, Call, CallDirection, CallService, CallState, ComputerState, Line, LineState,
+    Appointment, AppointmentStatus, Call, CallDirection, CallService, CallState, ComputerState, Line, LineState, ManualKind,
+    ManualState, Note, Reachability,
 };
-use crate::store::{Store, UserRecord};
+use crate::store::{Store, StoredPresence, UserRecord};
 use serde::Deserialize;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,7 +141,32 @@ const DEMO_PEOPLE: [(&str, &str, &str, &str); 12] = [
     ("oscar", "Oscar Olsen", "Partner", "external"),
 ];
 
-/// A dozen users, team rights and a blocked contractor.
+fn demo_uri(name: &str, department: &str) -> String {
+    let domain = if department == "external" { "partner.example.org" } else { "example.com" };
+    format!("sip:{name}@{domain}")
+}
+
+/// The group a demo user's teammates are listed under (the office manager and the CFO are one team).
+fn team_name(department: &str) -> &'static str {
+    match department {
+        "r-and-d" => "R&D team",
+        "support" => "Support team",
+        "sales" => "Sales team",
+        "office" | "board" => "Management",
+        _ => "Partners",
+    }
+}
+
+/// (uri, display name, team) of every demo user, in `DEMO_PEOPLE` order.
+fn demo_people() -> Vec<(String, &'static str, &'static str)> {
+    DEMO_PEOPLE
+        .iter()
+        .map(|(name, display, _, department)| (demo_uri(name, department), *display, team_name(department)))
+        .collect()
+}
+
+/// A dozen users; teammates see each other at Team, Bob gives Alice Personal, Alice blocks the
+/// contractor.
 pub fn demo_users() -> UsersFile {
     let user = DEMO_PEOPLE
         .iter()
@@ -145,7 +174,7 @@ pub fn demo_users() -> UsersFile {
         .map(|(i, (name, display, title, group))| {
             let domain = if *group == "external" { "partner.example.org" } else { "example.com" };
             UserEntry {
-                uri: format!("sip:{name}@{domain}"),
+                uri: demo_uri(name, group),
                 display_name: display.to_string(),
                 password: Some(DEMO_PASSWORD.into()),
                 password_hash: None,
@@ -169,19 +198,171 @@ pub fn demo_users() -> UsersFile {
         watcher: watcher.into(),
         level: level.into(),
     };
-    UsersFile {
-        user,
-        grant: vec![
-            grant("sip:alice@example.com", "sip:bob@example.com", "team"),
-            grant("sip:bob@example.com", "sip:alice@example.com", "personal"),
-            grant("sip:alice@example.com", "sip:carol@example.com", "team"),
-            grant("sip:alice@example.com", "sip:mallory@partner.example.org", "blocked"),
-        ],
-    }
+    let people = demo_people();
+    let mut grants: Vec<GrantEntry> = people
+        .iter()
+        .flat_map(|(owner, _, team)| {
+            people
+                .iter()
+                .filter(move |(other, _, t)| t == team && other != owner)
+                .map(move |(other, _, _)| grant(owner, other, "team"))
+        })
+        .collect();
+    grants.extend([
+        grant("sip:bob@example.com", "sip:alice@example.com", "personal"),
+        grant("sip:alice@example.com", "sip:mallory@partner.example.org", "blocked"),
+    ]);
+    UsersFile { user, grant: grants }
 }
 
-/// Plays the demo's live activity: Dave takes a phone call now and then; Frank sits in a meeting.
+/// The one contact outside the company every internal demo user has.
+const DEMO_EXTERNAL_CONTACT: &str = "sip:oscar@partner.example.org";
+/// The colleagues outside the team in each demo list.
+const DEMO_COLLEAGUES: usize = 3;
+
+/// Every demo user's contact list: the team as a group, a few colleagues from other teams, one
+/// external contact in the default group, and a teammate who is also a favourite (a contact in
+/// two groups, as CWA allows).
+pub fn demo_contact_lists() -> Vec<(String, ContactList)> {
+    let people = demo_people();
+    let is_external = |uri: &str| uri.ends_with("@partner.example.org");
+    people
+        .iter()
+        .enumerate()
+        .map(|(i, (owner, _, team))| {
+            let (team_id, colleagues_id, favourites_id) = (2, 3, 4);
+            let groups = vec![
+                Group { id: DEFAULT_GROUP_ID, name: DEFAULT_GROUP_NAME.into() },
+                Group { id: team_id, name: (*team).into() },
+                Group { id: colleagues_id, name: "Colleagues".into() },
+                Group { id: favourites_id, name: "Favourites".into() },
+            ];
+            let contact = |uri: &str, name: &str, groups: Vec<u32>| Contact {
+                uri: uri.to_string(),
+                name: name.to_string(),
+                subscribed: true,
+                tag: false,
+                groups,
+            };
+            let mut contacts: Vec<Contact> = people
+                .iter()
+                .filter(|(uri, _, t)| t == team && uri != owner)
+                .map(|(uri, name, _)| contact(uri, name, vec![team_id]))
+                .collect();
+            if let Some(first) = contacts.first_mut() {
+                first.groups.push(favourites_id);
+            }
+            let others = people.iter().cycle().skip(i + 1).take(people.len());
+            let colleagues = others.filter(|(uri, _, t)| t != team && !is_external(uri));
+            contacts.extend(colleagues.take(DEMO_COLLEAGUES).map(|(uri, name, _)| contact(uri, name, vec![colleagues_id])));
+            if !is_external(owner) {
+                let (uri, name, _) = people.iter().find(|(uri, _, _)| uri == DEMO_EXTERNAL_CONTACT).expect("a demo user");
+                contacts.push(contact(uri, name, vec![DEFAULT_GROUP_ID]));
+            }
+            (owner.clone(), ContactList { groups, contacts, delta_num: 1 })
+        })
+        .collect()
+}
+
+/// Manual states and notes of the demo's colleagues, so that their rows differ at first sight.
+fn demo_presences() -> Vec<(String, StoredPresence)> {
+    let manual = |kind, text: Option<&str>| ManualState {
+        kind,
+        text: text.map(str::to_string),
+        from: None,
+        to: None,
+        reachability: Reachability::Normal,
+    };
+    let note = |text: &str| Note { text: text.into(), expires: None };
+    vec![
+        ("sip:bob@example.com".into(), StoredPresence { manual: None, note: Some(note("Ask me about the build server")) }),
+        (
+            "sip:carol@example.com".into(),
+            StoredPresence { manual: Some(manual(ManualKind::Busy, Some("Code review"))), note: None },
+        ),
+        ("sip:erin@example.com".into(), StoredPresence { manual: Some(manual(ManualKind::BeRightBack, None)), note: None }),
+        (
+            "sip:heidi@example.com".into(),
+            StoredPresence { manual: Some(manual(ManualKind::Away, None)), note: Some(note("At the post office")) },
+        ),
+        (
+            "sip:ivan@example.com".into(),
+            StoredPresence { manual: Some(manual(ManualKind::DoNotDisturb, Some("Focus time"))), note: None },
+        ),
+    ]
+}
+
+/// Seeds the demo organisation: users and rights at every start; contact lists, manual states and
+/// notes only where the store has none yet, so that what demo users change survives a restart.
+pub async fn seed_demo(store: &dyn Store) -> Result<(), String> {
+    demo_users().apply(store).await?;
+    let listed: HashSet<String> =
+        store.contact_lists().await.map_err(|e| e.to_string())?.into_iter().map(|(owner, _)| owner).collect();
+    for (owner, list) in demo_contact_lists().into_iter().filter(|(owner, _)| !listed.contains(owner)) {
+        store.save_contact_list(&owner, &list).await.map_err(|e| e.to_string())?;
+    }
+    let stored: HashSet<String> = store.presences().await.map_err(|e| e.to_string())?.into_iter().map(|(uri, _)| uri).collect();
+    for (uri, presence) in demo_presences().into_iter().filter(|(uri, _)| !stored.contains(uri)) {
+        store.save_presence(&uri, &presence).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The demo users whose computers count as signed in, so they show live presence at once.
+const DEMO_SIGNED_IN: [&str; 8] = [
+    "sip:bob@example.com",
+    "sip:carol@example.com",
+    "sip:erin@example.com",
+    "sip:grace@example.com",
+    "sip:heidi@example.com",
+    "sip:ivan@example.com",
+    "sip:judy@example.com",
+    "sip:oscar@partner.example.org",
+];
+
+/// Signed-in computers for [`DEMO_SIGNED_IN`], Grace out of office, Judy's next board meeting.
+fn start_demo_colleagues(gw: &Gateway) {
+    for uri in DEMO_SIGNED_IN {
+        let desktop = ReportData::Computer(ComputerData { state: ComputerState::LoggedIn });
+        let _ = gw.set_source(uri, "desktop", SourceReport { data: desktop, expires: None });
+    }
+    let now = gw.clock.now();
+    let appointment = |id: &str, start, end, status, subject: &str, location: &str| Appointment {
+        id: id.into(),
+        start,
+        end,
+        status,
+        subject: Some(subject.into()),
+        location: Some(location.into()),
+        private: false,
+    };
+    let trip = appointment(
+        "trip",
+        now - chrono::Duration::hours(2),
+        now + chrono::Duration::days(3),
+        AppointmentStatus::OutOfOffice,
+        "Customer visits",
+        "Munich",
+    );
+    let oof = Some("Visiting customers in Munich, back on Monday".to_string());
+    let calendar = ReportData::Calendar(CalendarData { appointments: vec![trip], oof_message: oof });
+    let _ = gw.set_source("sip:grace@example.com", "calendar", SourceReport { data: calendar, expires: None });
+    let board = appointment(
+        "board",
+        now + chrono::Duration::minutes(90),
+        now + chrono::Duration::minutes(150),
+        AppointmentStatus::Busy,
+        "Board meeting",
+        "Room 1.01",
+    );
+    let calendar = ReportData::Calendar(CalendarData { appointments: vec![board], oof_message: None });
+    let _ = gw.set_source("sip:judy@example.com", "calendar", SourceReport { data: calendar, expires: None });
+}
+
+/// Plays the demo's live activity: colleagues signed in, Dave takes a phone call now and then,
+/// Frank sits in a meeting.
 pub fn spawn_demo_activity(gateway: &Arc<Gateway>) {
+    start_demo_colleagues(gateway);
     let weak = Arc::downgrade(gateway);
     tokio::spawn(async move {
         let mut round = 0u64;
@@ -270,5 +451,49 @@ mod tests {
         let demo = demo_users();
         demo.validate().unwrap();
         assert_eq!(demo.user.len(), 12);
+    }
+
+    fn level(demo: &UsersFile, owner: &str, watcher: &str) -> Option<String> {
+        demo.grant.iter().rev().find(|g| g.owner == owner && g.watcher == watcher).map(|g| g.level.clone())
+    }
+
+    #[test]
+    fn demo_teammates_see_each_other_at_team() {
+        let demo = demo_users();
+        demo.validate().unwrap();
+        assert_eq!(level(&demo, "sip:carol@example.com", "sip:ivan@example.com").as_deref(), Some("team"));
+        assert_eq!(level(&demo, "sip:heidi@example.com", "sip:judy@example.com").as_deref(), Some("team"));
+        assert_eq!(level(&demo, "sip:bob@example.com", "sip:alice@example.com").as_deref(), Some("personal"));
+        assert_eq!(level(&demo, "sip:alice@example.com", "sip:mallory@partner.example.org").as_deref(), Some("blocked"));
+        assert_eq!(level(&demo, "sip:alice@example.com", "sip:frank@example.com"), None, "other teams: the default");
+    }
+
+    #[test]
+    fn every_demo_user_has_a_team_colleagues_and_one_external_contact() {
+        let users: HashSet<String> = demo_users().user.into_iter().map(|u| u.uri).collect();
+        let lists = demo_contact_lists();
+        assert_eq!(lists.len(), users.len());
+        for (owner, list) in &lists {
+            let in_group = |id: u32| list.contacts.iter().filter(move |c| c.groups.contains(&id));
+            assert!(list.contacts.iter().all(|c| users.contains(&c.uri) && &c.uri != owner), "{owner}: demo users only");
+            let unique: HashSet<&str> = list.contacts.iter().map(|c| c.uri.as_str()).collect();
+            assert_eq!(unique.len(), list.contacts.len(), "{owner}: each contact once");
+            assert!(in_group(2).count() >= 1, "{owner}: a team");
+            assert_eq!(in_group(3).count(), DEMO_COLLEAGUES, "{owner}: colleagues");
+            let outside = list
+                .contacts
+                .iter()
+                .filter(|c| c.uri.ends_with("@partner.example.org") && !owner.ends_with("@partner.example.org"));
+            assert_eq!(outside.count(), usize::from(!owner.ends_with("@partner.example.org")), "{owner}: one external contact");
+            assert!(list.contacts.iter().any(|c| c.groups.len() == 2), "{owner}: a contact in two groups");
+            let group_ids: HashSet<u32> = list.groups.iter().map(|g| g.id).collect();
+            assert!(list.contacts.iter().all(|c| c.groups.iter().all(|g| group_ids.contains(g))), "{owner}: known groups");
+        }
+        let (_, alice) = lists.iter().find(|(owner, _)| owner == "sip:alice@example.com").unwrap();
+        let names =
+            |id: u32| alice.contacts.iter().filter(|c| c.groups.contains(&id)).map(|c| c.name.as_str()).collect::<Vec<_>>();
+        assert_eq!(names(2), ["Bob Builder", "Carol Chen", "Ivan Ivanov"]);
+        assert_eq!(names(1), ["Oscar Olsen"], "one external contact");
+        assert!(!alice.contacts.iter().any(|c| c.uri.starts_with("sip:mallory")), "nobody Alice blocks");
     }
 }

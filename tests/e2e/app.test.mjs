@@ -4,9 +4,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { crc32, deflateSync } from 'node:zlib';
 import { DOMParser } from '@xmldom/xmldom';
 import { CwaClient, Availability } from '../../static/cwa-client.js';
-import { launchChromium, ROOT, screenshot, startGateway, startSite, stopGateway, tempDir, writeConfig } from './harness.mjs';
+import { accessibilityProblems, launchChromium, ROOT, screenshot, startGateway, startSite, stopGateway, tempDir, writeConfig } from './harness.mjs';
 
 const WAIT = { timeout: 20000 };
 const BOB = 'sip:bob@example.com';
@@ -17,8 +18,8 @@ const GREY = 'rgb(154, 160, 166)';
 
 const env = { errors: [] };
 
-async function openApp(user, viewport = { width: 1280, height: 900 }) {
-  const context = await env.browser.newContext({ viewport });
+async function openApp(user, viewport = { width: 1280, height: 900 }, contextOptions = {}) {
+  const context = await env.browser.newContext({ viewport, ...contextOptions });
   const page = await context.newPage();
   page.on('pageerror', (error) => env.errors.push(`${user}: ${error.message}`));
   await page.goto(`${env.gateway.base}/`);
@@ -26,7 +27,7 @@ async function openApp(user, viewport = { width: 1280, height: 900 }) {
   await page.getByLabel('Password', { exact: true }).fill('pw');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.locator('#app').waitFor(WAIT);
-  await page.locator('#my-dot:not(.offline)').waitFor(WAIT); // the session's first events arrived
+  await page.locator('#my-dot:not(.unknown)').waitFor(WAIT); // the session's first events arrived
   return { context, page };
 }
 
@@ -39,6 +40,14 @@ async function addByDirectorySearch(page, query, displayName, uri) {
   await page.getByRole('button', { name: 'Search' }).click();
   await page.getByRole('button', { name: `Add ${displayName}` }).click();
   await contact(page, uri).waitFor(WAIT);
+}
+
+/** Answers the confirmation dialog with the button named `answer`. */
+async function answer(page, answer) {
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor(WAIT);
+  await dialog.getByRole('button', { name: answer, exact: true }).click();
+  await dialog.waitFor({ state: 'hidden', ...WAIT });
 }
 
 async function setStatus(page, label) {
@@ -97,7 +106,14 @@ describe('the web app in Chromium', () => {
     const watcher = env.alice.page.locator(`#watcher-list li[data-uri="${BOB}"]`);
     await watcher.waitFor(WAIT); // Bob now watches Alice
 
-    await contact(env.alice.page, BOB).getByLabel('Access level').selectOption({ label: 'Blocked' });
+    const level = contact(env.alice.page, BOB).getByLabel('Access level for Bob Builder');
+    await level.selectOption({ label: 'Blocked' });
+    assert.match(await env.alice.page.getByRole('dialog').textContent(), /Block Bob Builder\?/);
+    await answer(env.alice.page, 'Cancel'); // asked first: cancelling changes nothing
+    assert.equal(await level.inputValue(), '');
+    assert.equal(await contact(env.bob.page, ALICE).getAttribute('data-presence'), 'available');
+    await level.selectOption({ label: 'Blocked' });
+    await answer(env.alice.page, 'Block');
     await withPresence(env.bob.page, ALICE, 'offline').waitFor(WAIT);
     const seen = contact(env.bob.page, ALICE);
     assert.equal(await dotColour(seen), GREY);
@@ -107,6 +123,36 @@ describe('the web app in Chromium', () => {
 
     await contact(env.alice.page, BOB).getByLabel('Access level').selectOption({ label: 'Default' });
     await withPresence(env.bob.page, ALICE, 'available').waitFor(WAIT);
+  });
+
+  test('two tabs: the form follows selfPresence and Update sends only what was touched', async () => {
+    const first = env.bob.page;
+    const second = await env.bob.context.newPage(); // same cookie, its own session
+    second.on('pageerror', (error) => env.errors.push(`bob tab 2: ${error.message}`));
+    await second.goto(`${env.gateway.base}/`);
+    await second.locator('#app').waitFor(WAIT);
+    const note = (page) => page.getByLabel('Note', { exact: true });
+    await expectValue(note(second), 'Coffee break until 3');
+
+    await note(first).fill('Lunch at 1');
+    await first.getByRole('button', { name: 'Update' }).click();
+    await expectValue(note(second), 'Lunch at 1'); // tab 2 follows
+    await expectValue(second.getByLabel('My status'), '6500');
+
+    await setStatus(second, 'Away'); // only the status: note and status text stay as tab 1 left them
+    const row = contact(env.alice.page, BOB);
+    await withPresence(env.alice.page, BOB, 'away').waitFor(WAIT);
+    assert.equal(await row.locator('.note').textContent(), 'Lunch at 1');
+    assert.equal(await row.locator('.status-text').textContent(), 'In the lab');
+    await expectValue(first.getByLabel('My status'), '15500'); // and tab 1 follows tab 2
+
+    await note(second).fill('Coffee break until 3'); // back to what the later tests expect
+    await second.getByLabel('My status').selectOption({ label: 'Busy' });
+    await second.locator('#status-message', { hasText: 'Saved.' }).waitFor(WAIT);
+    await withPresence(env.alice.page, BOB, 'busy').waitFor(WAIT);
+    await row.locator('.note', { hasText: 'Coffee break until 3' }).waitFor(WAIT);
+    await expectValue(note(first), 'Coffee break until 3');
+    await second.close();
   });
 
   test('a dropped server shows the reconnecting state and recovers without losing the last change', async () => {
@@ -158,6 +204,23 @@ describe('the web app in Chromium', () => {
     await setStatus(carol.page, 'Do not disturb');
     await badge('sip:carol@example.com', 'dnd').waitFor(WAIT);
     assert.equal(sessions.length, 1, 'all badges of a page share one session');
+
+    // Someone not signed in to the gateway sees "unknown", which looks unlike offline.
+    const stranger = await env.browser.newContext();
+    const outside = await stranger.newPage();
+    outside.on('pageerror', (error) => env.errors.push(`badge page, signed out: ${error.message}`));
+    await outside.goto(`${env.site.origin}/`);
+    const unknown = outside.locator(`presence-badge[uri="${BOB}"][data-presence="unknown"]`).first();
+    await unknown.waitFor(WAIT);
+    const look = (badge) => badge.evaluate((el) => { const s = getComputedStyle(el.shadowRoot.querySelector('.dot')); return `${s.backgroundColor} ${s.borderTopStyle}`; });
+    const offline = page.locator('presence-badge[uri="sip:carol@example.com"]');
+    await setStatus(carol.page, 'Appear offline');
+    await page.locator('presence-badge[uri="sip:carol@example.com"][data-presence="offline"]').waitFor(WAIT);
+    assert.equal(await look(offline), `${GREY} none`);
+    assert.equal(await look(unknown), 'rgba(0, 0, 0, 0) dashed');
+    assert.match(await unknown.evaluate((el) => el.shadowRoot.textContent), /Presence unknown \(not signed in/);
+    await screenshot(outside, '6b-badges-signed-out');
+    await stranger.close();
     assert.equal(new URL(sessions[0]).origin, env.gateway.base);
     await screenshot(page, '6-badges-on-another-origin');
     await carol.context.close();
@@ -169,9 +232,14 @@ describe('the web app in Chromium', () => {
     const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `no sideways scrolling (${overflow}px too wide)`);
     await screenshot(phone.page, '7-phone');
-    await contact(phone.page, BOB).getByRole('button', { name: 'Remove' }).click();
+    await contact(phone.page, BOB).getByRole('button', { name: 'Remove Bob Builder' }).click();
+    await answer(phone.page, 'Cancel');
+    assert.equal(await contact(phone.page, BOB).count(), 1, 'cancelled: Bob stays');
+    await contact(phone.page, BOB).getByRole('button', { name: 'Remove Bob Builder' }).click();
+    await answer(phone.page, 'Remove');
     await contact(phone.page, BOB).waitFor({ state: 'detached', ...WAIT });
     await phone.page.getByText('No contacts yet').waitFor(WAIT);
+    assert.equal(await phone.page.getByRole('heading', { name: 'Other contacts' }).count(), 0, 'an empty “Other contacts” is hidden');
     await phone.context.close();
   });
 
@@ -196,9 +264,16 @@ describe('the web app in Chromium', () => {
     for (const [query, name, uri] of [['Carol', 'Carol Chen', 'sip:carol@example.com'], ['Dave', 'Dave Dunn', 'sip:dave@example.com'], ['Erin', 'Erin Evans', 'sip:erin@example.com'], ['Frank', 'Frank Fischer', 'sip:frank@example.com']]) {
       await addByDirectorySearch(page, query, name, uri);
     }
-    for (const uri of ['sip:carol@example.com', 'sip:erin@example.com']) {
-      await contact(page, uri).getByLabel('Group').selectOption({ label: 'Design team' });
-      await page.locator(`#groups section:has(h3:text("Design team")) li[data-uri="${uri}"]`).waitFor(WAIT);
+    const section = (name) => page.locator('#groups section', { has: page.locator('h3', { hasText: name }) });
+    for (const [uri, name] of [['sip:carol@example.com', 'Carol Chen'], ['sip:erin@example.com', 'Erin Evans']]) {
+      // Several groups per contact: first in both, then only in Design team.
+      const row = section('Other contacts').locator(`li[data-uri="${uri}"]`);
+      await row.getByText(`Groups of ${name}`, { exact: false }).click();
+      await row.getByRole('checkbox', { name: 'Design team' }).check();
+      await section('Design team').locator(`li[data-uri="${uri}"]`).waitFor(WAIT);
+      assert.equal(await page.locator(`#groups li[data-uri="${uri}"]`).count(), 2, `${name} is listed in both groups`);
+      await row.getByRole('checkbox', { name: 'Other contacts' }).uncheck();
+      await row.waitFor({ state: 'detached', ...WAIT });
     }
     await setStatus(env.bob.page, 'Busy');
     const expected = { 'sip:bob@example.com': 'busy', 'sip:carol@example.com': 'dnd', 'sip:dave@example.com': 'away', 'sip:erin@example.com': 'brb', 'sip:frank@example.com': 'offline' };
@@ -216,20 +291,112 @@ describe('the web app in Chromium', () => {
     await Promise.all(clients.map((c) => c.stop()));
 
     // Groups can be renamed and deleted; the contacts of a deleted group stay, in "Other contacts".
-    const section = (name) => page.locator('#groups section', { has: page.locator('h3', { hasText: name }) });
     await section('Design team').getByText('Edit group').click();
     await section('Design team').getByLabel('New group name').fill('Designers');
     await section('Design team').getByRole('button', { name: 'Rename' }).click();
     await section('Designers').locator('li[data-uri="sip:carol@example.com"]').waitFor(WAIT);
     await section('Designers').getByRole('button', { name: 'Delete group' }).click();
+    await answer(page, 'Delete group');
     await section('Designers').waitFor({ state: 'detached', ...WAIT });
     await section('Other contacts').locator('li[data-uri="sip:carol@example.com"]').waitFor(WAIT);
+  });
+
+  test('my picture: uploaded from the app, shown to my contacts, removed again', async () => {
+    const bob = env.bob.page;
+    await bob.getByLabel('My picture').setInputFiles({ name: 'bob.png', mimeType: 'image/png', buffer: PNG });
+    await bob.locator('#picture-message', { hasText: 'Picture saved.' }).waitFor(WAIT);
+    await bob.locator('#my-avatar img').waitFor(WAIT);
+    const seen = contact(env.alice.page, BOB).locator('.avatar img');
+    await seen.waitFor(WAIT);
+    await expectLoaded(seen);
+    assert.match(await seen.getAttribute('src'), /^\/api\/v1\/users\/sip%3Abob%40example\.com\/image\?v=[0-9a-f]{64}$/);
+    await screenshot(env.alice.page, '9-pictures');
+
+    await bob.getByLabel('My picture').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a picture') });
+    await bob.locator('#picture-message.error', { hasText: 'The picture was not saved' }).waitFor(WAIT);
+
+    await bob.getByRole('button', { name: 'Remove my picture' }).click();
+    await answer(bob, 'Remove picture');
+    await contact(env.alice.page, BOB).locator('.avatar img').waitFor({ state: 'detached', ...WAIT });
+    assert.equal(await contact(env.alice.page, BOB).locator('.avatar').textContent(), 'BB', 'initials instead');
+  });
+
+  test('a contact whose presence is not known looks unknown, not offline', async () => {
+    const client = new CwaClient({ server: env.gateway.base, DOMParser, storage: null, isUserActive: () => true });
+    await client.signIn('alice@example.com', 'pw');
+    await client.start();
+    // In the list but not subscribed: the gateway sends no presence for it.
+    await client.addContact({ uri: 'sip:nobody@elsewhere.example', name: 'Nobody Known', subscribed: false, groups: [1] });
+    await client.stop();
+    const { page } = env.alice;
+    const unknown = withPresence(page, 'sip:nobody@elsewhere.example', 'unknown');
+    await unknown.waitFor(WAIT);
+    assert.match(await unknown.locator('.status').textContent(), /^Unknown/);
+    const frank = contact(page, 'sip:frank@example.com');
+    assert.equal(await frank.getAttribute('data-presence'), 'offline');
+    const look = (row) => row.locator('.dot').evaluate((el) => [getComputedStyle(el).backgroundColor, getComputedStyle(el).borderStyle].join(' '));
+    assert.notEqual(await look(unknown), await look(frank), 'unknown and offline look different');
+    assert.equal(await look(frank), `${GREY} solid`);
+  });
+
+  test('the filter box narrows my contacts and hides emptied groups', async () => {
+    const { page } = env.alice;
+    const filter = page.getByLabel('Filter my contacts');
+    await filter.fill('dave');
+    await contact(page, BOB).waitFor({ state: 'hidden', ...WAIT });
+    assert.equal(await contact(page, 'sip:dave@example.com').isVisible(), true);
+    await filter.fill('zzz');
+    await page.locator('#contacts-message', { hasText: 'No contact matches' }).waitFor(WAIT);
+    assert.equal(await page.locator('#groups section:visible').count(), 0);
+    await filter.fill('');
+    await contact(page, BOB).waitFor({ state: 'visible', ...WAIT });
+  });
+
+  test('axe finds no serious accessibility problem in the signed-in app', async () => {
+    const { context, page } = await openApp('alice@example.com', undefined, { bypassCSP: true });
+    await contact(page, BOB).waitFor(WAIT);
+    await contact(page, BOB).getByText('Details').click();
+    assert.deepEqual(await accessibilityProblems(page), []);
+    await contact(page, BOB).getByRole('button', { name: 'Remove Bob Builder' }).click();
+    await page.getByRole('dialog').waitFor(WAIT);
+    assert.deepEqual(await accessibilityProblems(page), [], 'with the confirmation open');
+    await answer(page, 'Cancel');
+    assert.equal(await contact(page, BOB).locator('[aria-label]').evaluateAll((els) => els.map((el) => el.getAttribute('aria-label'))).then((labels) => labels.sort().join('|')), 'Access level for Bob Builder|Remove Bob Builder');
+    assert.equal(await contact(page, BOB).getAttribute('aria-label'), null, 'the row itself has no label hiding its content');
+    await context.close();
   });
 
   test('no script errors on any page', () => {
     assert.deepEqual(env.errors, []);
   });
 });
+
+/** A 16×16 PNG of one colour, made here (chunks with their CRCs, the pixels deflated). */
+const PNG = (() => {
+  const chunk = (type, data) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, 'latin1');
+    data.copy(out, 8);
+    out.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type, 'latin1'), data])), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(16, 0);
+  header.writeUInt32BE(16, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const line = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: 16 }, () => [26, 95, 180]).flat())]);
+  const pixels = deflateSync(Buffer.concat(Array.from({ length: 16 }, () => line)));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', pixels), chunk('IEND', Buffer.alloc(0))]);
+})();
+
+async function expectValue(locator, value) {
+  await locator.page().waitForFunction(([el, v]) => el.value === v, [await locator.elementHandle(), value], WAIT);
+}
+
+async function expectLoaded(img) {
+  await img.page().waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle(), WAIT);
+}
 
 function badgePage(gatewayBase) {
   return `<!doctype html>

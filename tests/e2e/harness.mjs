@@ -5,6 +5,8 @@
 
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
+import { createServer as createTcpServer, connect } from 'node:net';
+import { createRequire } from 'node:module';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,9 +22,11 @@ export function tempDir(prefix) {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Starts `presence-gateway serve` and resolves once it printed its address. */
-export function startGateway({ dataDir, usersFile, configFile, listen = '127.0.0.1:0' }) {
-  const args = ['serve', '--users', usersFile, '--data-dir', dataDir, '--listen', listen];
+/** Starts `presence-gateway serve` (with a users file, or `demo`) and resolves once it printed its address. */
+export function startGateway({ dataDir, usersFile, configFile, listen = '127.0.0.1:0', demo = false }) {
+  const args = ['serve', '--data-dir', dataDir, '--listen', listen];
+  if (usersFile) args.push('--users', usersFile);
+  if (demo) args.push('--demo');
   if (configFile) args.push('--config', configFile);
   const child = spawn(BINARY, args, { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
@@ -64,6 +68,65 @@ export function startSite(page) {
   return new Promise((resolvePromise) => {
     server.listen(0, '127.0.0.1', () => resolvePromise({ server, origin: `http://127.0.0.1:${server.address().port}` }));
   });
+}
+
+/**
+ * A TCP relay in front of the gateway, standing for the network between browser and server:
+ * `drop()` cuts every connection and refuses new ones (the gateway keeps its sessions, as it does
+ * when a laptop loses its Wi-Fi), `restore()` lets connections through again.
+ */
+export function startRelay(address) {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  const sockets = new Set();
+  let down = false;
+  const server = createTcpServer((inbound) => {
+    if (down) return inbound.destroy();
+    const outbound = connect(port, host);
+    const close = () => {
+      sockets.delete(inbound);
+      sockets.delete(outbound);
+      inbound.destroy();
+      outbound.destroy();
+    };
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.on('error', close);
+      socket.on('close', close);
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  return new Promise((resolvePromise) => {
+    server.listen(0, '127.0.0.1', () =>
+      resolvePromise({
+        base: `http://127.0.0.1:${server.address().port}`,
+        drop() {
+          down = true;
+          for (const socket of sockets) socket.destroy();
+        },
+        restore() {
+          down = false;
+        },
+        close() {
+          this.drop();
+          server.close();
+        },
+      }),
+    );
+  });
+}
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/**
+ * axe-core's serious and critical findings on the page (WCAG 2 A/AA rules and best practices).
+ * The page's context must bypass the CSP for the script to be injected.
+ */
+export async function accessibilityProblems(page) {
+  await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => (await globalThis.axe.run(document, { resultTypes: ['violations'] })).violations);
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
 }
 
 export function launchChromium() {

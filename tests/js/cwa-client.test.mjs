@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { DOMParser as XmlDomParser } from '@xmldom/xmldom';
-import { CwaClient, EventCursor, applyEvent, backoffDelay, emptyModel, parseEvent, presenceClass, accessLevelOf } from '../../static/cwa-client.js';
+import { CwaClient, EventCursor, applyEvent, backoffDelay, emptyModel, parseEvent, presenceClass, accessLevelOf, retryAfterSeconds } from '../../static/cwa-client.js';
 
 const NS = 'http://schemas.microsoft.com/2006/09/rtc/cwa';
 /** xmldom's DOMParser without its console output for the bodies that are meant to be unusable. */
@@ -118,6 +118,7 @@ class ScriptedGateway {
   }
 
   accept(req) {
+    if (/^<cwaRequests [^>]*\/>$/.test(req.body)) return this.reply(200, `<cwaResponses xmlns="${NS}"/>`); // an empty batch
     const rid = /rid="([^"]+)"/.exec(req.body)[1];
     if (req.body.includes('<initiateSession')) {
       const sid = this.nextSid++;
@@ -163,11 +164,13 @@ class ScriptedGateway {
 class MemoryStorage {
   constructor() {
     this.items = new Map();
+    this.writes = 0;
   }
   getItem(k) {
     return this.items.has(k) ? this.items.get(k) : null;
   }
   setItem(k, v) {
+    this.writes += 1;
     this.items.set(k, String(v));
   }
   removeItem(k) {
@@ -186,8 +189,9 @@ function setup(options = {}) {
     storage: options.storage ?? new MemoryStorage(),
     random: () => 1,
     isUserActive: () => true,
-    sleep: async (ms) => {
+    sleep: (ms) => {
       sleeps.push(ms);
+      return new Promise((resolve) => setImmediate(resolve)); // no real wait, but a turn of the event loop
     },
     ...options,
   });
@@ -233,22 +237,27 @@ test('failures back off exponentially, report reconnecting, and recover', async 
   await client.start();
   await until(() => gateway.polls().length === 1, 'first poll');
   const down = () => Promise.reject(new TypeError('Failed to fetch'));
-  for (let i = 0; i < 5; i += 1) gateway.push(down);
-  gateway.push(() => gateway.reply(503, 'busy'));
-  await until(() => gateway.polls().length === 7, 'retries');
-  assert.deepEqual(sleeps, [500, 1000, 2000, 4000, 4000, 4000], 'exponential, capped, never zero');
+  gateway.onCommand = down; // the network is down: the probe fails too
+  gateway.push(down);
+  await until(() => sleeps.length >= 6, 'retries');
+  assert.deepEqual(sleeps.slice(0, 6), [500, 1000, 2000, 4000, 4000, 4000], 'exponential, capped, never zero');
+  assert.equal(gateway.polls().length, 1, 'while down, only the cheap probe is retried');
   assert.equal(client.state, 'reconnecting');
   const recovered = [];
   client.on('connection', (e) => recovered.push(e));
-  gateway.push(() => gateway.reply(200, events(7, 0)));
+  gateway.onCommand = (req) => gateway.accept(req);
   await until(() => client.state === 'connected', 'recovery');
   assert.equal(recovered.at(-1).recovered, true);
+  await until(() => gateway.polls().length === 2, 'polling again');
   assert.equal(gateway.polls().at(-1).query.Sid, '7', 'the same session is kept through network errors');
   assert.ok(states.includes('reconnecting'));
 
+  gateway.push(() => gateway.reply(200, events(7, 0))); // the poll returns: the failures are over
+  await until(() => gateway.polls().length === 3, 'polling again again');
+  const before = sleeps.length;
   gateway.push(down); // a new failure starts the backoff again from the bottom
-  await until(() => sleeps.length === 7, 'next failure');
-  assert.equal(sleeps.at(-1), 500);
+  await until(() => sleeps.length > before, 'next failure');
+  assert.equal(sleeps[before], 500);
   await client.stop();
 });
 
@@ -274,7 +283,8 @@ test('a reload resumes the saved session and its model from sessionStorage', asy
   await until(() => first.gateway.polls().length === 1, 'first poll');
   first.gateway.push(() => first.gateway.reply(200, events(7, 3, '<userPresence eid="3"><user uri="sip:bob@x.org"><cwaCategory name="state"><state><availability>6500</availability></state></cwaCategory></user></userPresence>')));
   await until(() => first.gateway.polls().length === 2, 'second poll');
-  first.client.running = false; // the page goes away without ending the session
+  first.client.save(); // the page goes away without ending the session: pagehide saves it
+  first.client.running = false;
   first.client.abort?.abort();
 
   const second = setup({ storage });
@@ -366,5 +376,122 @@ test('text is escaped in every command', async () => {
   assert.ok(xml(body), 'well-formed');
   gateway.push(() => gateway.reply(200, events(7, 1, '<requestSucceeded eid="1" rid="2"/>')));
   await published;
+  await client.stop();
+});
+
+test('after a network drop the client is connected again at once, without waiting for a held poll', async () => {
+  const pauses = [];
+  const { gateway, client, states } = setup({ sleep: (ms, signal) => new Promise((resolve) => (pauses.push(resolve), signal?.addEventListener('abort', resolve))) });
+  await client.start();
+  await until(() => gateway.polls().length === 1, 'first poll');
+  const online = gateway.onCommand;
+  gateway.onCommand = () => Promise.reject(new TypeError('Failed to fetch'));
+  gateway.push(() => Promise.reject(new TypeError('Failed to fetch')));
+  await until(() => client.state === 'reconnecting' && pauses.length === 1, 'backing off');
+
+  const saved = client.publishPresence({ note: 'typed while offline' }); // queued; wakes the backoff
+  await until(() => pauses.length === 2, 'the queued command made the client try again at once');
+  gateway.onCommand = online; // the network is back
+  pauses[1]();
+  await until(() => gateway.requests.some((r) => r.body.includes('publishSelfPresence')), 'the queued command goes out');
+  assert.ok(gateway.held, 'while the new poll is still held');
+  assert.equal(states.at(-1), 'connected');
+  const probe = gateway.requests.find((r) => r.method === 'POST' && r.body === `<cwaRequests sid="7" xmlns="${NS}"/>`);
+  assert.ok(probe, 'an empty batch on the session proved the gateway and the session reachable');
+  const rid = /rid="([^"]+)"/.exec(gateway.requests.at(-1).body)[1];
+  gateway.push(() => gateway.reply(200, events(7, 1, `<requestSucceeded eid="1" rid="${rid}"/>`)));
+  await saved;
+  await client.stop();
+});
+
+test('a probe that finds the session gone starts a new one', async () => {
+  const { gateway, client } = setup();
+  await client.start();
+  await until(() => gateway.polls().length === 1, 'first poll');
+  gateway.onCommand = (req) => (req.body.includes('sid="7"') ? gateway.reply(404, '') : gateway.accept(req));
+  gateway.push(() => Promise.reject(new TypeError('Failed to fetch')));
+  await until(() => gateway.polls().length === 2, 'polling the new session');
+  assert.equal(gateway.polls()[1].query.Sid, '8');
+  await client.stop();
+});
+
+test('a throttled sign-in tells when to try again, from Retry-After in seconds or as a date', async () => {
+  for (const [header, expected] of [['120', 120], [new Date(Date.now() + 90_000).toUTCString(), 90], [null, undefined], ['soon', undefined]]) {
+    const { gateway, client } = setup();
+    const failed = `<cwaResponses xmlns="${NS}"><requestFailed><error code="18101" reason="Request Throttled" detail="too many failed sign-ins"/></requestFailed></cwaResponses>`;
+    gateway.fetch = async () => gateway.reply(429, failed, header === null ? {} : { 'retry-after': header });
+    client.fetch = gateway.fetch;
+    const error = await client.signIn('alice@x.org', 'wrong').catch((e) => e);
+    assert.equal(error.status, 429);
+    assert.equal(error.reason, 'Request Throttled');
+    if (expected === 90) assert.ok(Math.abs(error.retryAfterSeconds - 90) <= 1, `${header} → ${error.retryAfterSeconds}`);
+    else assert.equal(error.retryAfterSeconds, expected, String(header));
+  }
+  assert.equal(retryAfterSeconds('Wed, 21 Oct 2015 07:28:00 GMT', Date.parse('Wed, 21 Oct 2015 07:27:00 GMT')), 60);
+  assert.equal(retryAfterSeconds('Wed, 21 Oct 2015 07:28:00 GMT', Date.parse('Wed, 21 Oct 2015 08:00:00 GMT')), 0, 'a past date: now');
+});
+
+test('the ticket is read whatever the case of its header name', async () => {
+  const { gateway, client } = setup();
+  gateway.reply = (status, body, headers = {}) => new Response(body, { status, headers: { 'cwa-ticket': gateway.ticket, ...headers } });
+  gateway.ticket = 'lower-case-T';
+  await client.signIn('alice@x.org', 'pw');
+  assert.equal(client.ticket, 'lower-case-T');
+  await client.start();
+  await until(() => gateway.polls().length === 1, 'first poll');
+  assert.equal(gateway.polls()[0].ticket, 'lower-case-T', 'and sent back as CWA-Ticket');
+  await client.stop();
+});
+
+test('pretty-printed events (whitespace between elements) parse like compact ones', async () => {
+  const compact = [
+    '<userPresence eid="1"><user uri="sip:bob@x.org"><cwaCategory name="state"><state><availability>6500</availability><activity token="on-the-phone"><custom>Call</custom></activity></state></cwaCategory><cwaCategory name="note"><note><body type="personal">Hi</body></note></cwaCategory><cwaCategory name="contactCard"><contactCard><identity><name><displayName>Bob B</displayName></name><email>bob@x.org</email></identity><title>Eng</title><phone type="work"><uri>tel:+1</uri></phone><photo hash="abc"/></contactCard></cwaCategory><cwaCategory name="calendarData"><calendarData><next status="busy" start="2030-01-01T10:00:00Z" end="2030-01-01T11:00:00Z"><subject>Review</subject></next></calendarData></cwaCategory></user></userPresence>',
+    '<contactGroup eid="2" fullList="true" deltaNum="3"><group id="1" name="~"/><group id="2" name="Team"/><contact uri="sip:bob@x.org" name="Bob" subscribed="true" groups="1 2"/></contactGroup>',
+    '<containers eid="3"><container id="300"><member type="uri" value="sip:bob@x.org"/></container></containers>',
+    '<subscribers eid="4"><subscriber uri="sip:bob@x.org" displayName="Bob" acknowledged="false"/></subscribers>',
+    '<presenceSubscriptionState eid="5"><user uri="sip:bob@x.org" state="subscribed"/></presenceSubscriptionState>',
+    '<configuration eid="6"><enableAppearOffline>false</enableAppearOffline></configuration>',
+  ];
+  const pretty = (text) => text.replace(/></g, '>\n    <');
+  const parse = (text) => {
+    const root = xml(`<cwaEvents xmlns="${NS}" ackId="6">${text}</cwaEvents>`);
+    return Array.from(root.childNodes).filter((n) => n.nodeType === 1).map(parseEvent);
+  };
+  const a = parse(compact.join(''));
+  const b = parse(`\n  ${compact.map(pretty).join('\n  ')}\n`);
+  assert.deepEqual(b, a);
+  assert.equal(a[0].users[0].card.photoHash, 'abc');
+  assert.deepEqual(a[1].contacts[0].groups, [1, 2]);
+  assert.equal(a[2].containers[0].members.length, 1);
+  assert.equal(a[4].users.length, 1);
+});
+
+test('the session is written to storage at most once per saveDelayMs, and at once on save()', async () => {
+  const storage = new MemoryStorage();
+  const { gateway, client } = setup({ storage, saveDelayMs: 60_000 });
+  await client.start();
+  await until(() => gateway.polls().length === 1, 'first poll');
+  const afterStart = storage.writes;
+  for (let i = 1; i <= 3; i += 1) {
+    gateway.push(() => gateway.reply(200, events(7, i, `<userPresence eid="${i}"><user uri="sip:u${i}@x.org"/></userPresence>`)));
+    await until(() => gateway.polls().length === i + 1, `poll ${i + 1}`);
+  }
+  assert.equal(storage.writes, afterStart, 'batches do not serialise the model each time');
+  client.save();
+  assert.equal(storage.writes, afterStart + 1);
+  assert.equal(JSON.parse(storage.getItem('cwa-client:http://gateway.test')).ack, 3);
+  await client.stop();
+  assert.equal(storage.getItem('cwa-client:http://gateway.test'), null);
+});
+
+test('change events carry the batch’s events', async () => {
+  const { gateway, client } = setup();
+  const changes = [];
+  client.on('change', (e) => changes.push(e));
+  await client.start();
+  await until(() => gateway.polls().length === 1, 'first poll');
+  gateway.push(() => gateway.reply(200, events(7, 2, '<userPresence eid="1"><user uri="sip:a@x.org"/></userPresence><userPresence eid="2"><user uri="sip:b@x.org"/></userPresence>')));
+  await until(() => changes.length === 1, 'one change');
+  assert.deepEqual(changes[0].events.flatMap((e) => e.users.map((u) => u.uri)), ['sip:a@x.org', 'sip:b@x.org']);
   await client.stop();
 });
