@@ -21,7 +21,7 @@ async function signedOutPage(contextOptions = {}) {
 describe('the signed-out page in Chromium', () => {
   before(async () => {
     env.dir = tempDir('pg-e2e-signin-');
-    const configFile = writeConfig(env.dir, ['[logon]', 'failures_per_user = 2', 'failures_per_address = 50', 'window_seconds = 300']);
+    const configFile = writeConfig(env.dir, ['[logon]', 'failures_per_user_and_address = 2', 'failures_per_address = 50', 'window_seconds = 300']);
     env.gateway = await startGateway({ dataDir: join(env.dir, 'data'), usersFile: join(ROOT, 'tests/fixtures/web-users.toml'), configFile });
     env.browser = await launchChromium();
   });
@@ -73,7 +73,7 @@ describe('the signed-out page in Chromium', () => {
     const seconds = Number((await throttled.allHeaders())['retry-after']);
     if (Number.isInteger(seconds)) {
       const text = await error.textContent();
-      assert.match(text, /Try again in \d+ (seconds?|minutes?|hours?) \(at \d\d:\d\d:\d\d\)\./);
+      assert.match(text, /Try again in \d+ (seconds?|minutes?|hours?) \(at \d\d:\d\d:\d\d( [AP]M)?\)\./);
       const shown = Number(/in (\d+) minute/.exec(text)?.[1] ?? Number.NaN);
       if (seconds >= 90) assert.equal(shown, Math.ceil(seconds / 60), text);
       assert.equal(await page.getByRole('button', { name: 'Sign in' }).isDisabled(), true, 'until then the button waits');
