@@ -3,6 +3,10 @@
 
 pub mod sources;
 
+/// A complete configuration file: every key with its default and a comment
+/// (`presence-gateway config example`).
+pub const EXAMPLE: &str = include_str!("config/example.toml");
+
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -414,6 +418,41 @@ mod tests {
         assert!(!shown.contains("s3cret") && shown.contains(MASK) && shown.contains("name = \"pbx\""), "{shown}");
         let reread = Config::from_toml(&c.to_toml().unwrap()).unwrap();
         assert_eq!(reread.api_tokens, c.api_tokens, "printed TOML reads back");
+    }
+
+    #[test]
+    fn the_example_holds_every_key_at_its_default() {
+        let example = Config::from_toml(EXAMPLE).expect("the example parses");
+        assert_eq!(example.to_toml().unwrap(), Config::default().to_toml().unwrap(), "the example's values are the defaults");
+        // The keys without a default value are there too, commented out, and parse when uncommented.
+        let uncommented: String = EXAMPLE
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("tls_") || rest.starts_with("static_dir") || rest.starts_with("[[api_tokens]]") =>
+                {
+                    rest
+                }
+                Some(rest) if ["name =", "token =", "role ="].iter().any(|k| rest.starts_with(k)) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let full = Config::from_toml(&uncommented).expect("the commented keys parse");
+        assert!(full.tls_cert.is_some() && full.tls_key.is_some() && full.static_dir.is_some() && full.api_tokens.len() == 2);
+        let every_key = toml::Value::try_from(&full).unwrap().as_table().unwrap().clone();
+        let mut keys: Vec<String> = Vec::new();
+        for (key, value) in &every_key {
+            match value.as_table() {
+                Some(table) => keys.extend(table.keys().map(|k| format!("{key}.{k}"))),
+                None => keys.push(key.clone()),
+            }
+        }
+        for key in keys {
+            let last = key.rsplit('.').next().unwrap();
+            let shown = [format!("\n{last} ="), format!("# {last} ="), format!("[[{last}]]")];
+            assert!(shown.iter().any(|s| EXAMPLE.contains(s.as_str())), "{key} is missing");
+        }
     }
 
     #[test]

@@ -17,24 +17,36 @@ use tokio_rustls::rustls::{CertificateError, ClientConfig, DigitallySignedStruct
 
 /// Probes `/healthz` of the gateway `config` describes; `Ok` when it answers 200.
 pub async fn probe(config: &Config, limit: Duration) -> Result<(), String> {
+    let address = address(config)?;
+    let attempt = async { ask(connect(config, address).await?).await };
+    tokio::time::timeout(limit, attempt).await.map_err(|_| format!("no answer from {address} within {limit:?}"))?
+}
+
+/// A connection to a local gateway: plain TCP, or TLS accepting only its configured certificate.
+pub(crate) trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+/// The configured listen address, an unspecified one as loopback.
+pub(crate) fn address(config: &Config) -> Result<SocketAddr, String> {
     let mut address: SocketAddr = config.listen.parse().map_err(|_| format!("listen: {:?} is not an address", config.listen))?;
     if address.ip().is_unspecified() {
         address.set_ip(if address.is_ipv4() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V6(Ipv6Addr::LOCALHOST) });
     }
-    let attempt = async {
-        let tcp = tokio::net::TcpStream::connect(address).await.map_err(|e| format!("cannot connect to {address}: {e}"))?;
-        match &config.tls_cert {
-            None => ask(tcp).await,
-            Some(cert) => {
-                let pinned = tls::read_certificates(cert)?.remove(0);
-                let connector = tokio_rustls::TlsConnector::from(pinned_client(pinned)?);
-                let name = ServerName::IpAddress(address.ip().into());
-                let stream = connector.connect(name, tcp).await.map_err(|e| format!("TLS with {address}: {e}"))?;
-                ask(stream).await
-            }
+    Ok(address)
+}
+
+pub(crate) async fn connect(config: &Config, address: SocketAddr) -> Result<Box<dyn Connection>, String> {
+    let tcp = tokio::net::TcpStream::connect(address).await.map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    match &config.tls_cert {
+        None => Ok(Box::new(tcp)),
+        Some(cert) => {
+            let pinned = tls::read_certificates(cert)?.remove(0);
+            let connector = tokio_rustls::TlsConnector::from(pinned_client(pinned)?);
+            let name = ServerName::IpAddress(address.ip().into());
+            let stream = connector.connect(name, tcp).await.map_err(|e| format!("TLS with {address}: {e}"))?;
+            Ok(Box::new(stream))
         }
-    };
-    tokio::time::timeout(limit, attempt).await.map_err(|_| format!("no answer from {address} within {limit:?}"))?
+    }
 }
 
 async fn ask(mut stream: impl AsyncRead + AsyncWrite + Unpin) -> Result<(), String> {

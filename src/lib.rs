@@ -12,8 +12,10 @@
 //! - [`http`] — the axum router and the CWA handlers. [`api`] — the JSON API under `/api/v1`.
 //! - [`config`] — every knob with its default. [`error`] — the one error type and its mappings.
 //! - [`telemetry`] — metric names, recording, Prometheus rendering. [`tls`] — HTTPS.
-//!   [`healthcheck`] — the probe behind `presence-gateway healthcheck`.
+//!   [`healthcheck`] — the probe behind `presence-gateway healthcheck`; [`admin_client`] — the
+//!   admin API client behind `presence-gateway session`.
 
+pub mod admin_client;
 pub mod api;
 pub mod backplane;
 pub mod config;

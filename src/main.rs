@@ -4,9 +4,9 @@
 use anyhow::{bail, Context};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use presence_gateway::config::sources;
-use presence_gateway::config::{Config, LogFormat};
+use presence_gateway::config::{ApiRole, ApiToken, Config, LogFormat};
 use presence_gateway::model::contact::{is_valid_sip_uri, normalize_uri, Profile};
-use presence_gateway::service::auth::hash_password;
+use presence_gateway::service::auth::{hash_password, random_token};
 use presence_gateway::service::clock::SystemClock;
 use presence_gateway::service::seed::{demo_users, seed_demo, spawn_demo_activity, UsersFile, DEMO_PASSWORD};
 use presence_gateway::store::sqlite::SqliteStore;
@@ -33,7 +33,17 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// Check or show the configuration.
+    /// List or end the live sessions of a running gateway (through its admin API).
+    Session {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// An admin token of the gateway (default: the first admin token of the configuration).
+        #[arg(long, env = "GATEWAY_ADMIN_TOKEN", global = true, hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        action: SessionAction,
+    },
+    /// Check, show or write an example of the configuration.
     Config {
         #[command(subcommand)]
         action: ConfigAction,
@@ -41,19 +51,22 @@ enum Command {
     /// Ask the configured gateway's /healthz (exit 0 when healthy); for container health checks.
     Healthcheck {
         #[command(flatten)]
-        common: CommonArgs,
-        #[command(flatten)]
-        server: ServerFlags,
-        /// Seconds to wait for the answer.
-        #[arg(long, default_value_t = 5)]
-        timeout: u64,
+        target: TargetArgs,
     },
 }
 
 #[derive(Subcommand)]
 enum ConfigAction {
-    /// Validate a configuration file (with the GATEWAY_* environment over it).
-    Check { file: PathBuf },
+    /// Validate the configuration: the file, the GATEWAY_* environment over it, flags (TLS files too).
+    Check {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        server: ServerFlags,
+        /// The file, as an argument instead of --config.
+        #[arg(hide = true, conflicts_with = "config")]
+        file: Option<PathBuf>,
+    },
     /// Print the effective configuration (defaults, file, environment, flags), secrets masked.
     Print {
         #[command(flatten)]
@@ -61,6 +74,8 @@ enum ConfigAction {
         #[command(flatten)]
         server: ServerFlags,
     },
+    /// Print a complete configuration file: every key with its default and what it does.
+    Example,
 }
 
 #[derive(Args, Clone)]
@@ -68,7 +83,7 @@ struct CommonArgs {
     /// TOML file with every other setting.
     #[arg(long, env = "GATEWAY_CONFIG", global = true)]
     config: Option<PathBuf>,
-    /// Directory of the embedded database.
+    /// Directory of the embedded database (default ./data).
     #[arg(long, env = "GATEWAY_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Log format on stderr (default human).
@@ -90,6 +105,26 @@ struct ServerFlags {
     tls_key: Option<PathBuf>,
 }
 
+/// Where a running gateway is: what `healthcheck` and `session` use of the configuration.
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// The gateway's TOML configuration (its listen address and certificate are used).
+    #[arg(long, env = "GATEWAY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// The gateway's address (default: the configured listen address; 0.0.0.0 means loopback).
+    #[arg(long, env = "GATEWAY_LISTEN", global = true)]
+    listen: Option<String>,
+    /// The gateway's PEM certificate when it serves HTTPS; exactly this certificate is accepted.
+    #[arg(long, env = "GATEWAY_TLS_CERT", global = true)]
+    tls_cert: Option<PathBuf>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5, global = true)]
+    timeout: u64,
+    /// Not used by a client; accepted so that commands written with it keep working.
+    #[arg(long, hide = true, global = true)]
+    tls_key: Option<PathBuf>,
+}
+
 #[derive(Args)]
 struct ServeArgs {
     #[command(flatten)]
@@ -99,27 +134,62 @@ struct ServeArgs {
     /// A TOML users file, upserted at start.
     #[arg(long, env = "GATEWAY_USERS")]
     users: Option<PathBuf>,
-    /// Seed a demo organisation (prints its logins).
+    /// Seed a demo organisation (prints its logins and JSON API tokens).
     #[arg(long, env = "GATEWAY_DEMO")]
     demo: bool,
 }
 
 #[derive(Subcommand)]
 enum UserAction {
-    /// Add or update a user; the password is read from stdin.
+    /// Add or update a user; the password is read from stdin. The store must exist (a gateway
+    /// has run with this data directory) unless --create is given.
     Add {
+        /// The user's sip: URI, e.g. sip:zoe@example.com; they sign in with it (sip: optional).
         uri: String,
+        /// Display name shown to watchers, e.g. "Zoe Zimmer".
         #[arg(long)]
         name: String,
+        /// E-mail address shown on the contact card.
         #[arg(long)]
         email: Option<String>,
+        /// Create a new, empty store when the data directory has none.
+        #[arg(long)]
+        create: bool,
     },
     /// Set a user's password from stdin.
-    Passwd { uri: String },
+    Passwd {
+        /// The user's sip: URI.
+        uri: String,
+    },
     /// Remove a user and their data.
-    Remove { uri: String },
-    /// List users.
+    Remove {
+        /// The user's sip: URI.
+        uri: String,
+    },
+    /// List users (URI and display name, tab-separated).
     List,
+}
+
+#[derive(Subcommand)]
+enum SessionAction {
+    /// List live sessions: sid, user, node, client address, started, last poll, active or idle.
+    List {
+        /// Only this user's sessions.
+        #[arg(long)]
+        user: Option<String>,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End one session (by sid) or every session of a user (--user). Users stay signed in.
+    End {
+        /// The session id, as listed.
+        #[arg(required_unless_present = "user")]
+        sid: Option<u64>,
+        /// End every session of this user instead.
+        #[arg(long, conflicts_with = "sid")]
+        user: Option<String>,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -144,23 +214,48 @@ fn flag_variables() -> Vec<String> {
     names
 }
 
+/// Values from flags, over the file and the environment.
+#[derive(Default)]
+struct Overrides {
+    data_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+impl Overrides {
+    fn new(common: &CommonArgs, server: Option<&ServerFlags>) -> Overrides {
+        Overrides {
+            data_dir: common.data_dir.clone(),
+            log_format: common.log_format,
+            listen: server.and_then(|s| s.listen.clone()),
+            tls_cert: server.and_then(|s| s.tls_cert.clone()),
+            tls_key: server.and_then(|s| s.tls_key.clone()),
+        }
+    }
+}
+
 /// Defaults, then the file, then `GATEWAY_*` variables, then flags; validated.
-fn load_config(common: &CommonArgs, server: Option<&ServerFlags>) -> anyhow::Result<(Config, Vec<String>)> {
-    let sources::Loaded { mut config, warnings } = sources::load(common.config.as_deref(), std::env::vars(), &flag_variables())
-        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-    if let Some(dir) = &common.data_dir {
-        config.data_dir = dir.clone();
-    }
-    if let Some(format) = common.log_format {
-        config.log_format = format;
-    }
-    if let Some(flags) = server {
-        config.listen = flags.listen.clone().unwrap_or(config.listen);
-        config.tls_cert = flags.tls_cert.clone().or(config.tls_cert);
-        config.tls_key = flags.tls_key.clone().or(config.tls_key);
-    }
+fn load_config(file: Option<&std::path::Path>, flags: Overrides) -> anyhow::Result<(Config, Vec<String>)> {
+    let sources::Loaded { mut config, warnings } =
+        sources::load(file, std::env::vars(), &flag_variables()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    config.data_dir = flags.data_dir.unwrap_or(config.data_dir);
+    config.log_format = flags.log_format.unwrap_or(config.log_format);
+    config.listen = flags.listen.unwrap_or(config.listen);
+    config.tls_cert = flags.tls_cert.or(config.tls_cert);
+    config.tls_key = flags.tls_key.or(config.tls_key);
     config.validate().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     Ok((config, warnings))
+}
+
+/// The configuration of a running gateway as a client sees it: its address and, for HTTPS, its
+/// certificate (a client needs no key, so `--tls-cert` comes without `--tls-key`).
+fn target_config(target: &TargetArgs) -> anyhow::Result<Config> {
+    let flags = Overrides { listen: target.listen.clone(), ..Overrides::default() };
+    let (mut config, _) = load_config(target.config.as_deref(), flags)?;
+    config.tls_cert = target.tls_cert.clone().or(config.tls_cert);
+    Ok(config)
 }
 
 /// Starts logging in the configured format, then reports the configuration's warnings.
@@ -207,28 +302,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::User { common, action } => {
-            let (config, warnings) = load_config(&common, None)?;
+            let (config, warnings) = load_config(common.config.as_deref(), Overrides::new(&common, None))?;
             start_logging(&config, &warnings);
             user_command(&config, action).await
         }
-        Command::Config { action: ConfigAction::Check { file } } => {
-            let common = CommonArgs { config: Some(file.clone()), data_dir: None, log_format: None };
-            let (config, warnings) = load_config(&common, None)?;
+        Command::Session { target, token, action } => {
+            let config = target_config(&target)?;
+            let token = presence_gateway::admin_client::admin_token(&config, token.as_deref()).map_err(anyhow::Error::msg)?;
+            session_command(&config, &token, std::time::Duration::from_secs(target.timeout), action).await
+        }
+        Command::Config { action: ConfigAction::Check { common, server, file } } => {
+            let file = file.or(common.config.clone());
+            let (config, warnings) = load_config(file.as_deref(), Overrides::new(&common, Some(&server)))?;
             tls_config(&config)?;
             for warning in warnings {
                 eprintln!("warning: {warning}");
             }
-            println!("{}: ok", file.display());
+            match file {
+                Some(file) => println!("{}: ok", file.display()),
+                None => println!("configuration (defaults and GATEWAY_* variables): ok"),
+            }
             Ok(())
         }
         Command::Config { action: ConfigAction::Print { common, server } } => {
-            let (config, _) = load_config(&common, Some(&server))?;
+            let (config, _) = load_config(common.config.as_deref(), Overrides::new(&common, Some(&server)))?;
             print!("{}", config.masked().to_toml().map_err(anyhow::Error::msg)?);
             Ok(())
         }
-        Command::Healthcheck { common, server, timeout } => {
-            let (config, _) = load_config(&common, Some(&server))?;
-            presence_gateway::healthcheck::probe(&config, std::time::Duration::from_secs(timeout))
+        Command::Config { action: ConfigAction::Example } => {
+            print!("{}", presence_gateway::config::EXAMPLE);
+            Ok(())
+        }
+        Command::Healthcheck { target } => {
+            let config = target_config(&target)?;
+            presence_gateway::healthcheck::probe(&config, std::time::Duration::from_secs(target.timeout))
                 .await
                 .map_err(anyhow::Error::msg)?;
             println!("healthy");
@@ -238,7 +345,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, warnings) = load_config(&args.common, Some(&args.server))?;
+    let (mut config, warnings) = load_config(args.common.config.as_deref(), Overrides::new(&args.common, Some(&args.server)))?;
+    let demo_tokens = args.demo.then(|| add_demo_tokens(&mut config));
     start_logging(&config, &warnings);
     let tls = tls_config(&config)?;
     let store = SqliteStore::open(&config.data_dir).await.context("opening the store")?;
@@ -256,7 +364,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let gateway = presence_gateway::service::Gateway::start(config, Arc::new(store), Arc::new(SystemClock)).await?;
     if args.demo {
         spawn_demo_activity(&gateway);
-        print_demo_banner(address);
+        print_demo_banner(address, demo_tokens.as_ref());
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("presence-gateway listening on {scheme}://{address}");
@@ -280,7 +388,21 @@ fn listen(address: &str) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-fn print_demo_banner(address: std::net::SocketAddr) {
+/// The JSON API tokens of a demo run: a new source and admin token each start.
+struct DemoTokens {
+    source: String,
+    admin: String,
+}
+
+fn add_demo_tokens(config: &mut Config) -> DemoTokens {
+    let tokens = DemoTokens { source: random_token(24), admin: random_token(24) };
+    for (name, token, role) in [("demo-source", &tokens.source, ApiRole::Source), ("demo-admin", &tokens.admin, ApiRole::Admin)] {
+        config.api_tokens.push(ApiToken { name: name.into(), token: token.clone(), role });
+    }
+    tokens
+}
+
+fn print_demo_banner(address: std::net::SocketAddr, tokens: Option<&DemoTokens>) {
     tracing::warn!("--demo: demo users with a shared, public password are active; never use this in production");
     println!("Demo organisation ready at http://{address}/");
     println!("Sign in as any of these users with password \"{DEMO_PASSWORD}\":");
@@ -288,6 +410,10 @@ fn print_demo_banner(address: std::net::SocketAddr) {
         println!("  {:<36} {}", user.uri, user.display_name);
     }
     println!("Try:  curl -si -X POST http://{address}/forms/logon.html -d '<cwaRequests><logon><user>alice@example.com</user><password>{DEMO_PASSWORD}</password></logon></cwaRequests>'");
+    if let Some(tokens) = tokens {
+        println!("JSON API tokens of this run (the README's JSON API examples use these variables):");
+        println!("  export SOURCE_TOKEN={} ADMIN_TOKEN={}", tokens.source, tokens.admin);
+    }
 }
 
 async fn shutdown_signal() {
@@ -321,8 +447,30 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// The store's database file in a data directory.
+fn store_file(config: &Config) -> PathBuf {
+    config.data_dir.join("gateway.db")
+}
+
+/// Refuses to work on a store that does not exist (unless asked to create one), naming where it
+/// was looked for: a mistyped or forgotten `--data-dir` would otherwise make a fresh, empty store.
+fn require_store(config: &Config, create: bool) -> anyhow::Result<()> {
+    let file = store_file(config);
+    if create || file.exists() {
+        return Ok(());
+    }
+    bail!(
+        "no store at {} (data_dir {}): give the gateway's data directory with --data-dir DIR \
+         (or GATEWAY_DATA_DIR, or data_dir in --config), or add --create to make a new store there",
+        file.display(),
+        config.data_dir.display()
+    )
+}
+
 async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()> {
+    require_store(config, matches!(action, UserAction::Add { create: true, .. }))?;
     let store = SqliteStore::open(&config.data_dir).await.context("opening the store")?;
+    let at = store_file(config);
     let checked_uri = |uri: &str| -> anyhow::Result<String> {
         if !is_valid_sip_uri(uri) {
             bail!("{uri:?} is not a sip: URI");
@@ -330,14 +478,14 @@ async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()>
         Ok(normalize_uri(uri))
     };
     match action {
-        UserAction::Add { uri, name, email } => {
+        UserAction::Add { uri, name, email, .. } => {
             let uri = checked_uri(&uri)?;
             presence_gateway::model::text::check_fields([("--name", Some(name.as_str())), ("--email", email.as_deref())])?;
             let profile = Profile { uri: uri.clone(), display_name: name, email, ..Profile::default() };
             let password = read_password()?;
             let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?.map_err(anyhow::Error::msg)?;
             store.upsert_user(&UserRecord { profile, password_hash: Some(hash) }).await?;
-            println!("added {uri}");
+            println!("added {uri} to the store at {}", at.display());
         }
         UserAction::Passwd { uri } => {
             let uri = checked_uri(&uri)?;
@@ -346,14 +494,14 @@ async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()>
             if !store.set_password(&uri, &hash).await? {
                 bail!("no user {uri}");
             }
-            println!("password changed for {uri}");
+            println!("password changed for {uri} in the store at {}", at.display());
         }
         UserAction::Remove { uri } => {
             let uri = checked_uri(&uri)?;
             if !store.remove_user(&uri).await? {
                 bail!("no user {uri}");
             }
-            println!("removed {uri}");
+            println!("removed {uri} from the store at {}", at.display());
         }
         UserAction::List => {
             for user in store.users().await? {
@@ -363,4 +511,92 @@ async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()>
     }
     store.close().await;
     Ok(())
+}
+
+/// `session list|end` against the running gateway's admin API.
+async fn session_command(config: &Config, token: &str, limit: std::time::Duration, action: SessionAction) -> anyhow::Result<()> {
+    use hyper::Method;
+    use presence_gateway::admin_client::{call, error_text};
+    let user_path =
+        |uri: &str| -> anyhow::Result<String> { Ok(format!("/api/v1/users/{}/sessions", path_segment(&user_uri(uri)?))) };
+    match action {
+        SessionAction::List { user, json } => {
+            let path = match &user {
+                Some(uri) => user_path(uri)?,
+                None => "/api/v1/sessions".to_string(),
+            };
+            let (status, body) = call(config, Method::GET, &path, token, limit).await.map_err(anyhow::Error::msg)?;
+            if status != 200 {
+                bail!(error_text(status, &body));
+            }
+            if json {
+                println!("{}", String::from_utf8_lossy(&body));
+            } else {
+                print_sessions(&serde_json::from_slice(&body)?);
+            }
+        }
+        SessionAction::End { sid: Some(sid), .. } => {
+            let path = format!("/api/v1/sessions/{sid}");
+            let (status, body) = call(config, Method::DELETE, &path, token, limit).await.map_err(anyhow::Error::msg)?;
+            if status != 204 {
+                bail!(error_text(status, &body));
+            }
+            println!("ended session {sid}");
+        }
+        SessionAction::End { user: Some(uri), .. } => {
+            let (status, body) =
+                call(config, Method::DELETE, &user_path(&uri)?, token, limit).await.map_err(anyhow::Error::msg)?;
+            if status != 200 {
+                bail!(error_text(status, &body));
+            }
+            let ended: serde_json::Value = serde_json::from_slice(&body)?;
+            println!("ended {} session(s) of {}", ended["ended"], user_uri(&uri)?);
+        }
+        SessionAction::End { .. } => bail!("name a session id or --user"),
+    }
+    Ok(())
+}
+
+/// A user named on the command line: `sip:` optional, as when signing in.
+fn user_uri(name: &str) -> anyhow::Result<String> {
+    let uri = normalize_uri(name);
+    let uri = if uri.starts_with("sip:") { uri } else { format!("sip:{uri}") };
+    if !is_valid_sip_uri(&uri) {
+        bail!("{name:?} is not a user's sip: URI");
+    }
+    Ok(uri)
+}
+
+/// Percent-encodes what may not stand in a URL path segment.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' | b'@' | b'+' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The session list as a table, one session a line.
+fn print_sessions(sessions: &serde_json::Value) {
+    let column = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+    println!(
+        "{:<10} {:<32} {:<16} {:<16} {:<5} {:<20} {:<20} STATE",
+        "SID", "USER", "NODE", "CLIENT", "KIND", "STARTED", "LAST POLL"
+    );
+    for s in sessions.as_array().into_iter().flatten() {
+        let time = |key: &str| column(&s[key]).chars().take(19).collect::<String>().replace('T', " ");
+        let client = s["clientAddress"].as_str().unwrap_or("-");
+        let state = if s["polling"] == true { format!("{} (polling)", column(&s["state"])) } else { column(&s["state"]) };
+        println!(
+            "{:<10} {:<32} {:<16} {:<16} {:<5} {:<20} {:<20} {state}",
+            column(&s["sid"]),
+            column(&s["user"]),
+            column(&s["node"]),
+            client,
+            column(&s["kind"]),
+            time("started"),
+            time("lastPoll"),
+        );
+    }
 }

@@ -103,7 +103,7 @@ static HOT: LazyLock<Hot> = LazyLock::new(|| {
 pub fn record_push(outcome: Pushed) -> Pushed {
     match outcome {
         Pushed::Queued => HOT.queued.increment(1),
-        Pushed::Coalesced => HOT.coalesced.increment(1),
+        Pushed::Coalesced | Pushed::Covered => HOT.coalesced.increment(1),
         Pushed::Resync => HOT.resyncs.increment(1),
         Pushed::Ended => {}
     }

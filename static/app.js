@@ -344,7 +344,7 @@ async function pictureRequest(method, file) {
 const rows = new Map();
 /** @type {Map<string, Set<Row>>} the rows of each uri (a contact in two groups has two) */
 const rowsByUri = new Map();
-/** @type {Map<number, {section: any, title: any, list: any}>} */
+/** @type {Map<number, {section: any, title: any, list: any, tools: any}>} */
 const sections = new Map();
 
 /** @param {number} groupId @param {string} uri @returns {Row} */
@@ -511,20 +511,29 @@ function groupSection(group) {
     const title = h('h3', { id: `${id}-title` });
     const tools = group.name === DEFAULT_GROUP ? null : groupTools(group.id);
     const list = h('ul', { class: 'people' });
-    const section = h('section', { id, class: 'group', 'aria-labelledby': `${id}-title` }, h('div', { class: 'group-head' }, title, tools), list);
-    entry = { section, title, list };
+    const section = h('section', { id, class: 'group', 'aria-labelledby': `${id}-title` }, h('div', { class: 'group-head' }, title, tools?.el), list);
+    entry = { section, title, list, tools };
     sections.set(group.id, entry);
   }
-  setText(entry.title, groupLabel(group));
+  const label = groupLabel(group);
+  setText(entry.title, label);
+  if (entry.tools) {
+    setText(entry.tools.summaryFor, ` ${label}`);
+    setAttr(entry.tools.input, 'aria-label', `New name for ${label}`);
+    setAttr(entry.tools.rename, 'aria-label', `Rename ${label}`);
+    setAttr(entry.tools.remove, 'aria-label', `Delete group ${label}`);
+  }
   return entry;
 }
 
-/** @param {number} id */
+/** The tools of one group, each named with the group ("Rename Design team"). @param {number} id */
 function groupTools(id) {
-  const input = h('input', { 'aria-label': 'New group name', maxLength: 256 });
+  const input = h('input', { maxLength: 256 });
   const rename = h('button', { type: 'button', onclick: () => renameGroup(id, input) }, 'Rename');
   const remove = h('button', { type: 'button', onclick: () => deleteGroup(id) }, 'Delete group');
-  return h('details', { class: 'group-tools' }, h('summary', {}, 'Edit group'), input, rename, remove);
+  const summaryFor = h('span', { class: 'sr' });
+  const el = h('details', { class: 'group-tools' }, h('summary', {}, 'Edit group', summaryFor), input, rename, remove);
+  return { el, input, rename, remove, summaryFor };
 }
 
 /** The whole list: used when groups or contacts change (rare); presence updates use updateUsers. @param {Model} model */

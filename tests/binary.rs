@@ -81,7 +81,7 @@ fn run_cli(data: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String)
 async fn user_commands_manage_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (ok, out) = run_cli(&data, &["add", "sip:zoe@example.com", "--name", "Zoe Z"], "first-pass\n");
+    let (ok, out) = run_cli(&data, &["add", "sip:zoe@example.com", "--name", "Zoe Z", "--create"], "first-pass\n");
     assert!(ok, "{out}");
     assert!(!out.contains("first-pass"), "the password is never echoed");
     let (ok, out) = run_cli(&data, &["list"], "");

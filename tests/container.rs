@@ -1,13 +1,19 @@
-//! The container image without a container engine: `docker/Dockerfile` is read, and the exact
-//! start command it declares (ENTRYPOINT + CMD, with its ENV) runs the built binary through
-//! `docker/entrypoint.sh`; its HEALTHCHECK command is run against it, and its STOPSIGNAL must end
-//! the gateway with status 0 (which also shows that the entrypoint hands over with `exec`).
+//! The container image without a container engine. The build stage of `docker/Dockerfile` is
+//! replayed (see `support/dockerfile.rs`): each `COPY` copies exactly what it names into a clean
+//! directory and each `RUN` runs there, so the build fails here as it would in `docker build` when
+//! a step needs a file not copied yet. Then the exact start command of the image (ENTRYPOINT + CMD,
+//! with its ENV) runs the built binary through `docker/entrypoint.sh`; its HEALTHCHECK command is
+//! run against it, and its STOPSIGNAL must end the gateway with status 0 (which also shows that the
+//! entrypoint hands over with `exec`).
 
 mod common;
+#[path = "support/dockerfile.rs"]
+mod dockerfile;
 #[path = "support/process.rs"]
 mod process;
 
 use common::*;
+use dockerfile::{Replay, Stage};
 use process::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,21 +22,14 @@ use std::time::Duration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The instructions of the Dockerfile's last stage (the image), continuation lines joined.
+fn stages() -> Vec<Stage> {
+    dockerfile::parse(&std::fs::read_to_string(Path::new(ROOT).join("docker/Dockerfile")).unwrap())
+}
+
+/// The instructions of the Dockerfile's last stage (the image).
 fn final_stage() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(Path::new(ROOT).join("docker/Dockerfile")).unwrap();
-    let joined = text.replace("\\\n", " ");
-    let instructions: Vec<(String, String)> = joined
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (word, rest) = l.split_once(' ').unwrap_or((l, ""));
-            (word.to_ascii_uppercase(), rest.trim().to_string())
-        })
-        .collect();
-    let last_from = instructions.iter().rposition(|(word, _)| word == "FROM").expect("a FROM");
-    instructions[last_from..].to_vec()
+    let last = stages().pop().expect("a FROM");
+    last.instructions.into_iter().map(|i| (i.word, i.rest)).collect()
 }
 
 fn instruction<'a>(stage: &'a [(String, String)], word: &str) -> &'a str {
@@ -120,4 +119,53 @@ async fn the_image_start_command_serves_answers_its_health_check_and_stops_on_it
 
     let (healthy, out) = output(as_in_image(&probe, &stage, &[("GATEWAY_LISTEN", address.as_str())]));
     assert!(!healthy, "nobody answers once stopped: {out}");
+}
+
+#[test]
+fn the_build_stage_builds_the_binary_from_exactly_what_it_copies() {
+    let stages = stages();
+    let build = stages.iter().find(|s| s.name.as_deref() == Some("build")).expect("a stage named build");
+    let root = tempfile::tempdir().unwrap();
+    let caches = Path::new(ROOT).join("target/container-replay");
+    let replay = Replay { context: Path::new(ROOT), root: root.path(), caches: &caches };
+    replay.run(build).unwrap_or_else(|e| panic!("the build stage fails: {e}"));
+
+    let image = stages.last().unwrap();
+    let from_build: Vec<&str> = image.all("COPY").filter(|c| c.starts_with("--from=build")).collect();
+    assert!(!from_build.is_empty(), "the image takes the binary from the build stage");
+    for copy in from_build {
+        let source = copy.split_whitespace().nth(1).unwrap();
+        assert!(replay.inside(source, root.path()).is_file(), "COPY {copy}: the build stage made no {source}");
+    }
+    let built = replay.inside("/usr/local/bin/presence-gateway", root.path());
+    let mut version = Command::new(built);
+    version.arg("--version");
+    let (ok, out) = output(version);
+    assert!(ok && out.starts_with("presence-gateway "), "{out}");
+}
+
+#[test]
+fn the_replay_fails_a_step_that_needs_a_file_not_copied_yet() {
+    let context = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(context.path().join("src")).unwrap();
+    std::fs::write(context.path().join("Cargo.toml"), "[package]").unwrap();
+    std::fs::write(context.path().join("src/main.rs"), "fn main() {}").unwrap();
+    std::fs::write(context.path().join(".dockerignore"), "target/\n*.db\n").unwrap();
+    std::fs::write(context.path().join("gateway.db"), "").unwrap();
+    let replay_of = |text: &str| {
+        let root = tempfile::tempdir().unwrap();
+        let caches = tempfile::tempdir().unwrap();
+        let stage = dockerfile::parse(text).remove(0);
+        Replay { context: context.path(), root: root.path(), caches: caches.path() }.run(&stage)
+    };
+    let too_early = "FROM rust AS build\nWORKDIR /src\nCOPY Cargo.toml ./\nRUN test -f Cargo.toml && test -f src/main.rs\n";
+    let error = replay_of(too_early).unwrap_err();
+    assert!(error.starts_with("RUN test -f Cargo.toml"), "{error}");
+    let in_order = "FROM rust AS build\nWORKDIR /src\nCOPY Cargo.toml ./\nCOPY src src\nRUN test -f src/main.rs \\\n  && test -f Cargo.toml\n";
+    replay_of(in_order).unwrap();
+    let everything =
+        "FROM rust AS build\nWORKDIR /src\nCOPY . .\nRUN test -f src/main.rs && ! test -e gateway.db && touch /usr/local/bin/x\n";
+    replay_of(everything).unwrap();
+    let missing = replay_of("FROM rust AS build\nCOPY static ./static\n").unwrap_err();
+    assert!(missing.contains("static is not in the build context"), "{missing}");
 }

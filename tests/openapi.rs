@@ -40,6 +40,7 @@ fn fill(template: &str) -> String {
         .replace("{owner}", "sip:bob@example.com")
         .replace("{watcher}", "sip:alice@example.com")
         .replace("{source}", "pbx")
+        .replace("{sid}", "1")
 }
 
 fn operations(doc: &Value) -> Vec<(String, String, Value)> {

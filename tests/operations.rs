@@ -47,7 +47,6 @@ async fn metrics_describe_a_real_flow() {
     alice.subscribe(&["sip:bob@example.com"]).await;
     bob.publish_state(6500).await; // replaces Alice's unsent snapshot of Bob: coalesced
     alice.poll().await;
-    bob.poll().await;
 
     // A held poll shows in the gauge; Bob's change releases it.
     let held = tokio::spawn(async move {

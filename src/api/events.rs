@@ -74,6 +74,8 @@ fn user_only(caller: &Caller) -> Result<&Arc<crate::service::auth::Login>, ApiEr
 )]
 pub async fn subscribe(
     State(gateway): State<Arc<Gateway>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     caller: Caller,
     body: Bytes,
 ) -> Result<Json<SubscribeReply>, ApiError> {
@@ -86,6 +88,7 @@ pub async fn subscribe(
     }
     let filter = EventFilter { events, details: body.details_filter.unwrap_or(0) & flags::ALL };
     let stream = gateway.json_stream(login, true)?.ok_or_else(|| ApiError::not_found("no event stream"))?;
+    stream.set_client(crate::http::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
     let snapshots = gateway.json_subscribe(&stream, &uris, filter).await?;
     Ok(Json(SubscribeReply { seq_presence: snapshots, event_flags: events }))
 }

@@ -9,6 +9,7 @@ mod group_rights;
 mod images;
 pub mod openapi;
 pub mod pv2;
+mod sessions;
 mod sources;
 mod users;
 
@@ -33,6 +34,9 @@ fn routes() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(admin::get_user, admin::put_user, admin::delete_user))
         .routes(routes!(group_rights::put_owner_group, group_rights::delete_owner_group))
         .routes(routes!(group_rights::put_global_group, group_rights::delete_global_group))
+        .routes(routes!(sessions::list_sessions))
+        .routes(routes!(sessions::end_session))
+        .routes(routes!(sessions::list_user_sessions, sessions::end_user_sessions))
         .routes(routes!(events::subscribe, events::unsubscribe))
         .routes(routes!(events::events))
         .routes(routes!(openapi::get_openapi))

@@ -31,6 +31,7 @@ pub const TICKET_COOKIE: &str = "cwaTicketCookie";
         (name = "rights", description = "A user's rights entries (Presence V2 dynamic rights)"),
         (name = "images", description = "Contact images with ETag and 304"),
         (name = "users", description = "User administration"),
+        (name = "sessions", description = "Live sessions: list them, end one or all of a user's (admin)"),
         (name = "meta", description = "This document"),
     )
 )]

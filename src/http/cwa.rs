@@ -131,7 +131,13 @@ pub async fn command(
     };
     let unexpected = batch.unexpected_elements;
     let response = match gateway.execute(&auth.login, batch).await {
-        Ok(done) => xml_reply(StatusCode::OK, envelope::responses(done.sid, unexpected, &done.responses)),
+        Ok(done) => {
+            // The address a session started from, for the administrators' session list.
+            if let Some(session) = done.sid.and_then(|sid| gateway.hub.get(sid)) {
+                session.set_client(super::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
+            }
+            xml_reply(StatusCode::OK, envelope::responses(done.sid, unexpected, &done.responses))
+        }
         Err(error) => xml_reply(StatusCode::NOT_FOUND, envelope::request_failed(None, &error)),
     };
     with_ticket(response, &auth, &presented, cookie)

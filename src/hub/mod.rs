@@ -130,11 +130,17 @@ impl Hub {
 
     /// Long poll: acknowledge `ack`, then return pending events at once or hold until an event
     /// arrives, the hold time passes, a newer poll supersedes this one, or shutdown begins.
-    pub async fn poll(&self, session: &Session, ack: u64, hold: Duration, now: Timestamp) -> PollOutcome {
-        let generation = session.begin_poll(ack, now);
-        let outcome = self.wait_for_events(session, generation, hold).await;
-        session.end_poll(now);
-        outcome
+    /// Cancellation-safe: the poll stops counting as held when this future completes or is
+    /// dropped (the client hung up), so an abandoned session still expires.
+    pub async fn poll(
+        &self,
+        session: &Session,
+        ack: u64,
+        hold: Duration,
+        now: &(dyn Fn() -> Timestamp + Send + Sync),
+    ) -> PollOutcome {
+        let lease = session.begin_poll(ack, now);
+        self.wait_for_events(session, lease.generation(), hold).await
     }
 
     async fn wait_for_events(&self, session: &Session, generation: u64, hold: Duration) -> PollOutcome {

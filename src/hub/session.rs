@@ -1,6 +1,15 @@
-//! One live session: its queue of pending events with per-session `eid`s, the acknowledged and
-//! sent positions, coalescing of unsent presence snapshots, the overflow → resynchronise rule, and
-//! the wake-up handle a held poll waits on. All state sits behind one short, non-async lock.
+//! One live session: its bounded queue of pending events with per-session `eid`s, the acknowledged
+//! and sent positions, coalescing of unsent presence snapshots, the overflow → resynchronise rule,
+//! command admission against the bound, and the wake-up handle a held poll waits on. All state sits
+//! behind one short, non-async lock.
+//!
+//! The queue policy (README, "Session queues"): every event counts against `queue_limit`.
+//! *State* events (presence snapshots, contact-list, container and subscriber news) can always be
+//! rebuilt, so at the bound the unsent ones are dropped and the session resynchronises: the next
+//! poll queues a fresh full burst. *Answers* (query and search results, subscription states and
+//! request outcomes of the session's own commands) cannot be rebuilt, so a command is admitted only
+//! when its answers fit ([`Session::admit`]); otherwise it is refused (CWA 18101). An `AckId`
+//! acknowledges at most the last eid sent.
 
 use crate::cwa::envelope::EventPayload;
 use crate::model::sources::Timestamp;
@@ -12,10 +21,27 @@ use tokio::sync::Notify;
 /// A drained queue with more room than this gives its buffer back.
 const IDLE_QUEUE_CAPACITY: usize = 8;
 
+/// The events of a resync burst besides one snapshot per subscription (contact list, own
+/// presence, containers, subscribers, subscription states).
+pub const RESYNC_FIXED_EVENTS: usize = 5;
+
+/// The most answers one command method queues on its own session.
+pub const ANSWERS_PER_METHOD: usize = 3;
+
+/// What kind of event a queue entry is, for the overflow rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Rebuilt by a resync burst: dropped (unsent) at overflow.
+    State,
+    /// An answer to one of the session's commands: never dropped unacknowledged.
+    Answer,
+}
+
 /// An event waiting in a session's queue.
 #[derive(Debug, Clone)]
 struct Queued {
     eid: u64,
+    kind: Kind,
     /// The presentity a presence snapshot is about (coalescing key); `None` for other events.
     presentity: Option<Arc<str>>,
     payload: Arc<EventPayload>,
@@ -27,8 +53,10 @@ pub enum Pushed {
     Queued,
     /// Replaced an unsent snapshot of the same presentity.
     Coalesced,
-    /// The queue was over its bound: unsent snapshots were dropped and a resync is pending.
+    /// The queue was at its bound: unsent state events were dropped and a resync is pending.
     Resync,
+    /// Not queued: a resync is already pending and its burst carries the current state.
+    Covered,
     /// The session has ended.
     Ended,
 }
@@ -44,6 +72,9 @@ pub struct Batch {
 #[derive(Debug)]
 struct SessionState {
     queue: VecDeque<Queued>,
+    limit: usize,
+    /// Queue places promised to admitted commands for their answers.
+    reserved: usize,
     last_eid: u64,
     acked: u64,
     sent_upto: u64,
@@ -64,11 +95,13 @@ pub struct SessionOptions {
     pub auto_subscribe_contacts: bool,
     /// A JSON API event stream instead of a CWA data channel.
     pub json: bool,
+    /// The most events the queue holds (`limits.queue_length`).
+    pub queue_limit: usize,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { auto_publish_machine_state: true, auto_subscribe_contacts: true, json: false }
+        SessionOptions { auto_publish_machine_state: true, auto_subscribe_contacts: true, json: false, queue_limit: 2000 }
     }
 }
 
@@ -113,6 +146,10 @@ pub struct Session {
     pub auto_subscribe_contacts: bool,
     /// Present for JSON API event streams.
     pub json: Option<JsonSubscriber>,
+    /// When the session started.
+    pub started: Timestamp,
+    /// The client's address, as the request that started the session came from (for admins).
+    client: std::sync::OnceLock<std::net::IpAddr>,
     state: Mutex<SessionState>,
     wake: Notify,
 }
@@ -126,8 +163,12 @@ impl Session {
             auto_publish_machine_state: options.auto_publish_machine_state,
             auto_subscribe_contacts: options.auto_subscribe_contacts,
             json: options.json.then(JsonSubscriber::default),
+            started: now,
+            client: std::sync::OnceLock::new(),
             state: Mutex::new(SessionState {
                 queue: VecDeque::new(),
+                limit: options.queue_limit.max(1),
+                reserved: 0,
                 last_eid: 0,
                 acked: 0,
                 sent_upto: 0,
@@ -144,17 +185,43 @@ impl Session {
         }
     }
 
-    /// Appends an event (coalescing unsent snapshots of the same presentity) and wakes a held poll.
-    pub fn push(&self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>, max_queue: usize) -> Pushed {
+    /// Queues a state event (a snapshot of `presentity` when given, coalescing with an unsent one)
+    /// and wakes a held poll. At the bound the session resynchronises instead.
+    pub fn push(&self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
+        self.locked_push(|s| s.push_state(payload, presentity))
+    }
+
+    /// Queues one event of a resync burst (the pending flag was taken; the poll asked for the
+    /// burst because it fits).
+    pub fn push_resync(&self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
+        self.locked_push(|s| s.push_burst(payload, presentity))
+    }
+
+    fn locked_push(&self, push: impl FnOnce(&mut SessionState) -> Pushed) -> Pushed {
         let outcome = {
             let mut s = self.state.lock();
             if s.ended {
                 return Pushed::Ended;
             }
-            s.push(payload, presentity, max_queue)
+            push(&mut s)
         };
         self.wake.notify_waiters();
         outcome
+    }
+
+    /// Admits a command whose answers take at most `answers` queue places, reserving them (unsent
+    /// state events make way, with a resync). `None`: the queue is full of answers and sent events
+    /// — the command must be refused until the client polls.
+    pub fn admit(&self, answers: usize) -> Option<Admission<'_>> {
+        let mut s = self.state.lock();
+        if s.room() < answers {
+            s.overflow();
+        }
+        if s.room() < answers {
+            return None;
+        }
+        s.reserved += answers;
+        Some(Admission { session: self, left: answers })
     }
 
     /// Takes the resync flag: the caller must queue a fresh full burst.
@@ -162,24 +229,29 @@ impl Session {
         std::mem::take(&mut self.state.lock().resync_pending)
     }
 
-    /// Starts a poll: acknowledges, supersedes any older poll, returns this poll's generation.
-    pub fn begin_poll(&self, ack: u64, now: Timestamp) -> u64 {
+    /// Starts a poll: acknowledges (at most up to the last eid sent), supersedes any older poll.
+    /// The poll counts as held — keeping the session alive — until the lease is dropped, whether
+    /// the poll is answered or abandoned; `now` tells the time at that moment.
+    pub fn begin_poll<'a>(&'a self, ack: u64, now: &'a (dyn Fn() -> Timestamp + Send + Sync)) -> PollLease<'a> {
         let generation = {
             let mut s = self.state.lock();
             s.acknowledge(ack);
             s.poll_generation += 1;
             s.held_polls += 1;
-            s.last_seen = now;
+            s.last_seen = now();
             s.poll_generation
         };
         self.wake.notify_waiters();
-        generation
+        PollLease { session: self, generation, now }
     }
 
-    pub fn end_poll(&self, now: Timestamp) {
-        let mut s = self.state.lock();
-        s.held_polls = s.held_polls.saturating_sub(1);
-        s.last_seen = now;
+    fn end_poll(&self, now: Timestamp) {
+        {
+            let mut s = self.state.lock();
+            s.held_polls = s.held_polls.saturating_sub(1);
+            s.last_seen = now;
+        }
+        self.wake.notify_waiters();
     }
 
     /// What a poll of `generation` should do now.
@@ -191,7 +263,7 @@ impl Session {
         if s.poll_generation != generation {
             return PollCheck::Superseded(s.empty_batch());
         }
-        if s.resync_pending {
+        if s.resync_pending && s.burst_fits() {
             return PollCheck::Resync;
         }
         match s.take_batch() {
@@ -206,7 +278,8 @@ impl Session {
         s.take_batch().unwrap_or_else(|| s.empty_batch())
     }
 
-    /// A future that completes on the next push, poll or end; enable it before checking state.
+    /// A future that completes on the next push, poll start or end, or end of the session; enable
+    /// it before checking state.
     pub fn woken(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
     }
@@ -225,7 +298,25 @@ impl Session {
         self.wake.notify_waiters();
     }
 
-    /// Expired: no poll held and none seen since `deadline_from`.
+    /// The number of polls held now (answered or abandoned ones no longer count).
+    pub fn held_polls(&self) -> u32 {
+        self.state.lock().held_polls
+    }
+
+    /// Completes once exactly `count` polls are held.
+    pub async fn until_held_polls(&self, count: u32) {
+        loop {
+            let woken = self.woken();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.held_polls() == count {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// When the session was last seen if no poll is held now (expiry counts from there).
     pub fn idle_since(&self) -> Option<Timestamp> {
         let s = self.state.lock();
         (s.held_polls == 0).then_some(s.last_seen)
@@ -248,7 +339,7 @@ impl Session {
         (s.machine_idle.is_none() && self.auto_publish_machine_state && deadline > now).then_some(deadline)
     }
 
-    /// The user was active on this client (`UA=true`).
+    /// The user was active on this client (README, "User activity").
     pub fn record_activity(&self, now: Timestamp) {
         let mut s = self.state.lock();
         s.last_active = now;
@@ -288,6 +379,74 @@ impl Session {
     pub fn queue_len(&self) -> usize {
         self.state.lock().queue.len()
     }
+
+    /// Records the client's address (the first one recorded stays).
+    pub fn set_client(&self, address: std::net::IpAddr) {
+        let _ = self.client.set(address);
+    }
+
+    pub fn client(&self) -> Option<std::net::IpAddr> {
+        self.client.get().copied()
+    }
+
+    /// When a poll last began or ended, and whether one is held now.
+    pub fn last_poll(&self) -> (Timestamp, bool) {
+        let s = self.state.lock();
+        (s.last_seen, s.held_polls > 0)
+    }
+}
+
+/// A held poll of a session, counted until dropped: answered or abandoned by the client alike
+/// (docs/architecture.md, "Cancellation safety").
+#[must_use = "the poll is held while the lease lives"]
+pub struct PollLease<'a> {
+    session: &'a Session,
+    generation: u64,
+    now: &'a (dyn Fn() -> Timestamp + Send + Sync),
+}
+
+impl PollLease<'_> {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl Drop for PollLease<'_> {
+    fn drop(&mut self) {
+        self.session.end_poll((self.now)());
+    }
+}
+
+/// Queue places reserved for the answers of one admitted command; what is left unused is given
+/// back when dropped (also when the command is abandoned half-way).
+#[must_use = "the reservation is given back when dropped"]
+pub struct Admission<'a> {
+    session: &'a Session,
+    left: usize,
+}
+
+impl Admission<'_> {
+    /// Queues an answer in a reserved place.
+    pub fn push(&mut self, payload: Arc<EventPayload>) -> Pushed {
+        let left = &mut self.left;
+        self.session.locked_push(|s| {
+            debug_assert!(*left > 0, "a command queued more answers than it reserved");
+            if *left == 0 {
+                return s.push_state(payload, None);
+            }
+            *left -= 1;
+            s.reserved -= 1;
+            s.append(Kind::Answer, None, payload);
+            Pushed::Queued
+        })
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        let mut s = self.session.state.lock();
+        s.reserved = s.reserved.saturating_sub(self.left);
+    }
 }
 
 /// The outcome of checking a poll.
@@ -301,8 +460,21 @@ pub enum PollCheck {
 }
 
 impl SessionState {
+    /// Free queue places, counting those reserved for admitted commands.
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.queue.len() + self.reserved)
+    }
+
+    /// A resync burst waits until it fits, or — when it can never fit (more subscriptions than the
+    /// bound allows for) — until the queue is empty: the queue then holds at most the burst.
+    fn burst_fits(&self) -> bool {
+        let size = self.subscriptions.len() + RESYNC_FIXED_EVENTS;
+        self.room() >= size || (self.queue.is_empty() && self.reserved == 0)
+    }
+
+    /// An ack acknowledges at most what was sent: a larger one is clamped to the last eid sent.
     fn acknowledge(&mut self, ack: u64) {
-        self.acked = self.acked.max(ack);
+        self.acked = self.acked.max(ack.min(self.sent_upto));
         while self.queue.front().is_some_and(|q| q.eid <= self.acked) {
             self.queue.pop_front();
         }
@@ -310,40 +482,62 @@ impl SessionState {
         if self.queue.is_empty() && self.queue.capacity() > IDLE_QUEUE_CAPACITY {
             self.queue = VecDeque::new();
         }
-        self.sent_upto = self.sent_upto.max(self.acked.min(self.last_eid));
     }
 
-    fn push(&mut self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>, max_queue: usize) -> Pushed {
-        if let Some(key) = presentity {
-            let sent_upto = self.sent_upto;
-            let unsent = self.queue.iter_mut().rev().take_while(|q| q.eid > sent_upto);
-            if let Some(older) = unsent.into_iter().find(|q| q.presentity.as_ref() == Some(key)) {
-                older.payload = payload;
-                return Pushed::Coalesced;
+    fn coalesce(&mut self, payload: &Arc<EventPayload>, presentity: Option<&Arc<str>>) -> bool {
+        let Some(key) = presentity else { return false };
+        let sent_upto = self.sent_upto;
+        let mut unsent = self.queue.iter_mut().rev().take_while(|q| q.eid > sent_upto);
+        match unsent.find(|q| q.presentity.as_ref() == Some(key)) {
+            Some(older) => {
+                older.payload = payload.clone();
+                true
             }
+            None => false,
         }
-        if self.queue.len() >= max_queue {
-            self.drop_unsent_snapshots();
-            if presentity.is_some() {
-                return Pushed::Resync;
-            }
+    }
+
+    fn push_state(&mut self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
+        if self.resync_pending {
+            return Pushed::Covered;
         }
-        self.last_eid += 1;
-        self.queue.push_back(Queued { eid: self.last_eid, presentity: presentity.cloned(), payload });
+        if self.coalesce(&payload, presentity) {
+            return Pushed::Coalesced;
+        }
+        if self.room() == 0 {
+            self.overflow();
+            return Pushed::Resync;
+        }
+        self.append(Kind::State, presentity, payload);
         Pushed::Queued
     }
 
-    /// Overflow: unsent presence snapshots go (a resync burst will replace them); the other unsent
-    /// events are renumbered so the client still sees consecutive eids.
-    fn drop_unsent_snapshots(&mut self) {
+    /// A burst event: started only when the burst fits (or the queue was empty), so it is never
+    /// dropped or bounced by the bound.
+    fn push_burst(&mut self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
+        if self.resync_pending {
+            return Pushed::Covered;
+        }
+        self.append(Kind::State, presentity, payload);
+        Pushed::Queued
+    }
+
+    fn append(&mut self, kind: Kind, presentity: Option<&Arc<str>>, payload: Arc<EventPayload>) {
+        self.last_eid += 1;
+        self.queue.push_back(Queued { eid: self.last_eid, kind, presentity: presentity.cloned(), payload });
+    }
+
+    /// Overflow: unsent state events go (a resync burst will replace them); unsent answers are
+    /// renumbered so the client still sees consecutive eids.
+    fn overflow(&mut self) {
         let sent_upto = self.sent_upto;
-        self.queue.retain(|q| q.eid <= sent_upto || q.presentity.is_none());
+        self.queue.retain(|q| q.eid <= sent_upto || q.kind == Kind::Answer);
         let mut eid = sent_upto;
         for q in self.queue.iter_mut().filter(|q| q.eid > sent_upto) {
             eid += 1;
             q.eid = eid;
         }
-        self.last_eid = eid.max(sent_upto);
+        self.last_eid = eid;
         self.resync_pending = true;
     }
 
@@ -356,7 +550,7 @@ impl SessionState {
     }
 
     fn empty_batch(&self) -> Batch {
-        Batch { events: Vec::new(), ack_id: self.acked.min(self.last_eid) }
+        Batch { events: Vec::new(), ack_id: self.acked }
     }
 }
 
@@ -365,34 +559,45 @@ mod tests {
     use super::*;
     use chrono::Utc;
 
+    fn now() -> Timestamp {
+        Utc::now()
+    }
+
     fn payload(n: u32) -> Arc<EventPayload> {
         let mut users = EventPayload::content_writer();
         users.empty("user", &[("n", Some(&n.to_string()))]);
         Arc::new(EventPayload::user_presence(users.finish_fragment()))
     }
 
+    fn session_with(limit: usize) -> Session {
+        let options = SessionOptions { queue_limit: limit, ..SessionOptions::default() };
+        Session::new(1, "sip:a@x".into(), 1, options, Utc::now())
+    }
+
     fn session() -> Session {
-        Session::new(1, "sip:a@x".into(), 1, SessionOptions::default(), Utc::now())
+        session_with(10)
     }
 
     fn eids(b: &Batch) -> Vec<u64> {
         b.events.iter().map(|e| e.0).collect()
     }
 
+    fn poll(s: &Session, ack: u64) -> PollCheck {
+        let lease = s.begin_poll(ack, &now);
+        s.check_poll(lease.generation())
+    }
+
     #[test]
     fn unacknowledged_events_are_sent_again_with_the_same_eids() {
         let s = session();
-        s.push(payload(1), None, 10);
-        s.push(payload(2), None, 10);
-        let g = s.begin_poll(0, Utc::now());
-        let PollCheck::Ready(first) = s.check_poll(g) else { panic!() };
+        s.push(payload(1), None);
+        s.push(payload(2), None);
+        let PollCheck::Ready(first) = poll(&s, 0) else { panic!() };
         assert_eq!((eids(&first), first.ack_id), (vec![1, 2], 2));
         // The response was lost: the client polls again with the old ack.
-        let g = s.begin_poll(0, Utc::now());
-        let PollCheck::Ready(again) = s.check_poll(g) else { panic!() };
+        let PollCheck::Ready(again) = poll(&s, 0) else { panic!() };
         assert_eq!(eids(&again), vec![1, 2]);
-        let g = s.begin_poll(2, Utc::now());
-        assert!(matches!(s.check_poll(g), PollCheck::Wait));
+        assert!(matches!(poll(&s, 2), PollCheck::Wait));
         assert_eq!(s.queue_len(), 0);
     }
 
@@ -400,48 +605,103 @@ mod tests {
     fn unsent_snapshots_of_one_presentity_coalesce_in_place() {
         let s = session();
         let bob: Arc<str> = "sip:bob@x".into();
-        assert_eq!(s.push(payload(1), Some(&bob), 10), Pushed::Queued);
-        assert_eq!(s.push(payload(2), None, 10), Pushed::Queued);
-        assert_eq!(s.push(payload(3), Some(&bob), 10), Pushed::Coalesced);
-        let g = s.begin_poll(0, Utc::now());
-        let PollCheck::Ready(b) = s.check_poll(g) else { panic!() };
+        assert_eq!(s.push(payload(1), Some(&bob)), Pushed::Queued);
+        assert_eq!(s.push(payload(2), None), Pushed::Queued);
+        assert_eq!(s.push(payload(3), Some(&bob)), Pushed::Coalesced);
+        let PollCheck::Ready(b) = poll(&s, 0) else { panic!() };
         assert_eq!(eids(&b), vec![1, 2]);
         assert_eq!(b.events[0].1, payload(3), "the newest snapshot replaced the older one");
         // Once sent, a newer snapshot is a new event.
-        assert_eq!(s.push(payload(4), Some(&bob), 10), Pushed::Queued);
+        assert_eq!(s.push(payload(4), Some(&bob)), Pushed::Queued);
     }
 
     #[test]
-    fn overflow_drops_unsent_snapshots_and_asks_for_a_resync_without_eid_gaps() {
-        let s = session();
+    fn overflow_drops_unsent_state_keeps_answers_and_asks_for_a_resync_without_eid_gaps() {
+        let s = session_with(3);
         let users: Vec<Arc<str>> = (0..4).map(|i| Arc::from(format!("sip:u{i}@x"))).collect();
-        s.push(payload(0), Some(&users[0]), 3);
-        let g = s.begin_poll(0, Utc::now());
-        let _ = s.check_poll(g); // eid 1 sent, not acknowledged
-        s.push(payload(1), Some(&users[1]), 3);
-        s.push(payload(9), None, 3);
-        assert_eq!(s.push(payload(2), Some(&users[2]), 3), Pushed::Resync);
-        assert!(s.take_resync());
-        let g = s.begin_poll(0, Utc::now());
-        let PollCheck::Ready(b) = s.check_poll(g) else { panic!() };
-        assert_eq!(eids(&b), vec![1, 2], "the sent snapshot stays; the other event is renumbered");
+        s.push(payload(0), Some(&users[0]));
+        let _ = poll(&s, 0); // eid 1 sent, not acknowledged
+        s.push(payload(1), Some(&users[1]));
+        s.admit(1).unwrap().push(payload(9));
+        assert_eq!(s.push(payload(2), Some(&users[2])), Pushed::Resync);
+        assert_eq!(s.push(payload(3), Some(&users[3])), Pushed::Covered, "the pending burst covers it");
+        let PollCheck::Ready(b) = poll(&s, 0) else { panic!("the burst does not fit yet: what is queued goes first") };
+        assert_eq!(eids(&b), vec![1, 2], "the sent snapshot stays; the answer is renumbered");
         assert_eq!(b.events[1].1, payload(9));
+        assert!(matches!(poll(&s, 2), PollCheck::Resync), "a burst of 5 never fits in 3: it comes once the queue is empty");
+    }
+
+    #[test]
+    fn a_pending_resync_is_asked_for_once_the_burst_fits() {
+        let s = session_with(6);
+        for n in 0..6 {
+            s.push(payload(n), None);
+        }
+        assert_eq!(s.push(payload(7), None), Pushed::Resync);
+        assert_eq!(s.queue_len(), 0, "every unsent state event went");
+        assert!(matches!(poll(&s, 0), PollCheck::Resync));
+    }
+
+    #[test]
+    fn commands_are_admitted_while_their_answers_fit() {
+        let s = session_with(4);
+        let mut first = s.admit(3).expect("room for three answers");
+        assert_eq!(s.push(payload(1), None), Pushed::Queued);
+        assert_eq!(s.push(payload(2), None), Pushed::Resync, "the reserved places are not for state events");
+        for n in 0..3 {
+            assert_eq!(first.push(payload(10 + n)), Pushed::Queued);
+        }
+        drop(first);
+        assert_eq!(s.queue_len(), 3);
+        assert!(s.admit(3).is_none(), "answers are never dropped: the command is refused");
+        let second = s.admit(1).expect("one place left");
+        drop(second);
+        let PollCheck::Ready(b) = poll(&s, 0) else { panic!() };
+        assert_eq!(eids(&b), vec![1, 2, 3], "the answers, renumbered after the dropped state event");
+        assert!(s.admit(3).is_none(), "sent, not yet acknowledged");
+        assert!(matches!(poll(&s, b.ack_id), PollCheck::Resync), "emptied: the resync comes");
+        assert!(s.admit(3).is_some(), "acknowledged answers free their places");
+    }
+
+    #[test]
+    fn a_dropped_admission_gives_its_places_back() {
+        let s = session_with(3);
+        let admission = s.admit(3).unwrap();
+        assert!(s.admit(1).is_none());
+        drop(admission);
+        assert!(s.admit(3).is_some());
     }
 
     #[test]
     fn a_newer_poll_supersedes_an_older_one() {
         let s = session();
-        let old = s.begin_poll(0, Utc::now());
-        let _new = s.begin_poll(0, Utc::now());
-        assert!(matches!(s.check_poll(old), PollCheck::Superseded(b) if b.events.is_empty()));
+        let old = s.begin_poll(0, &now);
+        let _new = s.begin_poll(0, &now);
+        assert!(matches!(s.check_poll(old.generation()), PollCheck::Superseded(b) if b.events.is_empty()));
     }
 
     #[test]
-    fn ack_beyond_the_counter_returns_nothing_new() {
+    fn a_poll_counts_as_held_until_its_lease_is_dropped() {
         let s = session();
-        s.push(payload(1), None, 10);
-        let g = s.begin_poll(5, Utc::now());
-        assert!(matches!(s.check_poll(g), PollCheck::Wait));
+        let late = Utc::now() + chrono::Duration::seconds(40);
+        let at_end = move || late;
+        let lease = s.begin_poll(0, &at_end);
+        assert_eq!((s.held_polls(), s.idle_since()), (1, None));
+        drop(lease); // answered or abandoned alike
+        assert_eq!((s.held_polls(), s.idle_since()), (0, Some(late)), "last seen when the poll ended");
+    }
+
+    #[test]
+    fn an_ack_beyond_what_was_sent_acknowledges_only_what_was_sent() {
+        let s = session();
+        s.push(payload(1), None);
+        let PollCheck::Ready(b) = poll(&s, 1_000_000_000_005) else { panic!("nothing was sent: nothing is acknowledged") };
+        assert_eq!(eids(&b), vec![1]);
+        s.push(payload(2), None);
+        let PollCheck::Ready(b) = poll(&s, 1_000_000_000_005) else { panic!("eid 2 was never sent") };
+        assert_eq!((eids(&b), b.ack_id), (vec![2], 2));
+        assert!(matches!(poll(&s, u64::MAX), PollCheck::Wait));
+        assert!(matches!(poll(&s, 0), PollCheck::Wait), "an older ack does not take anything back");
     }
 
     #[test]
@@ -453,3 +713,6 @@ mod tests {
         assert!(s.subscribe(&uris[2..], 2).is_none());
     }
 }
+
+#[cfg(test)]
+mod properties;

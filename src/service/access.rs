@@ -18,31 +18,28 @@ pub enum RightsChange {
 
 impl Gateway {
     /// Applies rights changes for `owner`; returns the containers (levels) whose membership changed.
+    /// Runs to its end even if the request is abandoned: every watcher whose level changed gets a
+    /// fresh snapshot.
     pub async fn change_rights(&self, owner: &str, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
-        let _gate = self.lists_gate.lock().await;
+        let gate = self.gates.owner(owner).await;
+        let (owner, changes) = (owner.to_string(), changes.to_vec());
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            gw.apply_rights(&owner, &changes).await
+        })
+        .await
+    }
+
+    async fn apply_rights(&self, owner: &str, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
         let watchers: BTreeSet<Arc<str>> = self.hub.watchers_of(owner).iter().map(|s| s.user.clone()).collect();
         let before: HashMap<Arc<str>, AccessLevel> =
             watchers.iter().map(|w| (w.clone(), self.directory.level(owner, w))).collect();
         let mut touched = BTreeSet::new();
+        let mut outcome = Ok(());
         for change in changes {
-            let current = self.directory.rights_of(owner);
-            match change {
-                RightsChange::Set(entry) => {
-                    if let Some(old) = current.iter().find(|e| e.member == entry.member) {
-                        touched.insert(old.level);
-                    }
-                    self.store.set_right(owner, entry).await.map_err(|e| GatewayError::internal("saving a right", e))?;
-                    self.directory.set_right(owner, entry.clone());
-                    touched.insert(entry.level);
-                }
-                RightsChange::Remove { member, level } => {
-                    if !current.iter().any(|e| &e.member == member && e.level == *level) {
-                        continue;
-                    }
-                    self.store.remove_right(owner, member).await.map_err(|e| GatewayError::internal("removing a right", e))?;
-                    self.directory.remove_right(owner, member);
-                    touched.insert(*level);
-                }
+            if let Err(e) = self.apply_right(owner, change, &mut touched).await {
+                outcome = Err(e);
+                break;
             }
         }
         let touched: Vec<AccessLevel> = touched.into_iter().collect();
@@ -52,36 +49,67 @@ impl Gateway {
                 self.push(&session, event.clone(), None);
             }
         }
+        // Also after a store failure half-way: what was applied takes effect at once.
         for (watcher, level) in before {
             if self.directory.level(owner, &watcher) != level {
                 self.resend_to_watcher(owner, &watcher);
             }
         }
-        Ok(touched)
+        outcome.map(|()| touched)
+    }
+
+    /// One change: stored, then applied.
+    async fn apply_right(&self, owner: &str, change: &RightsChange, touched: &mut BTreeSet<AccessLevel>) -> Result<()> {
+        let current = self.directory.rights_of(owner);
+        match change {
+            RightsChange::Set(entry) => {
+                self.store.set_right(owner, entry).await.map_err(|e| GatewayError::internal("saving a right", e))?;
+                if let Some(old) = current.iter().find(|e| e.member == entry.member) {
+                    touched.insert(old.level);
+                }
+                self.directory.set_right(owner, entry.clone());
+                touched.insert(entry.level);
+            }
+            RightsChange::Remove { member, level } => {
+                if !current.iter().any(|e| &e.member == member && e.level == *level) {
+                    return Ok(());
+                }
+                self.store.remove_right(owner, member).await.map_err(|e| GatewayError::internal("removing a right", e))?;
+                self.directory.remove_right(owner, member);
+                touched.insert(*level);
+            }
+        }
+        Ok(())
     }
 
     /// Sets or removes an entry that applies to every owner (admin); every watcher whose level on
     /// anyone changed gets fresh snapshots at once.
     pub async fn change_global_rights(&self, change: &RightsChange) -> Result<()> {
-        let _gate = self.lists_gate.lock().await;
-        let pairs = self.hub.watch_pairs();
-        let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| self.directory.level(owner, watcher)).collect();
-        match change {
-            RightsChange::Set(entry) => {
-                self.store.set_global_right(entry).await.map_err(|e| GatewayError::internal("saving a global right", e))?;
-                self.directory.set_global_right(entry.clone());
+        let gate = self.gates.everyone().await;
+        let change = change.clone();
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            let pairs = gw.hub.watch_pairs();
+            let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| gw.directory.level(owner, watcher)).collect();
+            match &change {
+                RightsChange::Set(entry) => {
+                    gw.store.set_global_right(entry).await.map_err(|e| GatewayError::internal("saving a global right", e))?;
+                    gw.directory.set_global_right(entry.clone());
+                }
+                RightsChange::Remove { member, .. } => {
+                    let removed = gw.store.remove_global_right(member).await;
+                    removed.map_err(|e| GatewayError::internal("removing a global right", e))?;
+                    gw.directory.remove_global_right(member);
+                }
             }
-            RightsChange::Remove { member, .. } => {
-                self.store.remove_global_right(member).await.map_err(|e| GatewayError::internal("removing a global right", e))?;
-                self.directory.remove_global_right(member);
+            for ((owner, watcher), level) in pairs.iter().zip(before) {
+                if gw.directory.level(owner, watcher) != level {
+                    gw.resend_to_watcher(owner, watcher);
+                }
             }
-        }
-        for ((owner, watcher), level) in pairs.iter().zip(before) {
-            if self.directory.level(owner, watcher) != level {
-                self.resend_to_watcher(owner, watcher);
-            }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// CWA `updateContainer`: only the five level containers exist.
@@ -100,7 +128,11 @@ impl Gateway {
     }
 
     pub(crate) fn queue_containers(&self, session: &crate::hub::session::Session) {
-        let event = lists::containers(&self.directory.rights_of(&session.user), &AccessLevel::ALL);
-        self.push(session, Arc::new(event), None);
+        self.push(session, Arc::new(self.containers_event(&session.user)), None);
+    }
+
+    /// Every container of `owner` with its members.
+    pub(crate) fn containers_event(&self, owner: &str) -> crate::cwa::envelope::EventPayload {
+        lists::containers(&self.directory.rights_of(owner), &AccessLevel::ALL)
     }
 }

@@ -7,7 +7,7 @@ use super::Gateway;
 use crate::cwa::envelope::{EventPayload, Response};
 use crate::cwa::requests::{Parsed, Publication, Request, RequestBatch};
 use crate::error::{GatewayError, Result};
-use crate::hub::session::Session;
+use crate::hub::session::{Admission, Session, ANSWERS_PER_METHOD};
 use crate::model::sources::{ManualKind, ManualState, Note};
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ pub struct Executed {
 
 impl Gateway {
     /// Runs a batch. `Err(SessionNotFound)` when a method needs a session the caller does not own.
+    /// A session started by the batch ends again if the batch is abandoned before it answers.
     pub async fn execute(&self, login: &Login, batch: RequestBatch) -> Result<Executed> {
         let needs_session = batch.requests.iter().any(|p| match p {
             Parsed::Ok { request, .. } => !matches!(request, Request::InitiateSession(_)),
@@ -36,6 +37,7 @@ impl Gateway {
             None if needs_session && !starts_session(&batch) => return Err(GatewayError::SessionNotFound),
             None => None,
         };
+        let mut started = Vec::new();
         let mut responses = Vec::with_capacity(batch.requests.len());
         for parsed in batch.requests {
             let _timer = crate::telemetry::CommandTimer::start(&parsed);
@@ -43,23 +45,38 @@ impl Gateway {
                 Parsed::Invalid { rid, error } => Response::Invalid { rid, error },
                 Parsed::Failed { rid, error } => Response::Failed { rid, error },
                 Parsed::Ok { rid, request: Request::InitiateSession(init) } => match self.initiate_session(login, &init).await {
-                    Ok((new, started)) => {
-                        session = Some(new);
-                        Response::Accepted { rid, session: Some(started) }
+                    Ok((new, accepted)) => {
+                        session = Some(new.session().clone());
+                        started.push(new);
+                        Response::Accepted { rid, session: Some(accepted) }
                     }
                     Err(error) => Response::Failed { rid, error },
                 },
                 Parsed::Ok { rid, request } => match &session {
-                    Some(s) => self.run(s, &rid, request).await,
+                    Some(s) => self.admit_and_run(s, rid, request).await,
                     None => Response::Failed { rid, error: GatewayError::SessionNotFound },
                 },
             };
             responses.push(response);
         }
+        started.into_iter().for_each(|s| drop(s.keep()));
         Ok(Executed { sid: session.map(|s| s.sid), responses })
     }
 
-    async fn run(&self, session: &Arc<Session>, rid: &str, request: Request) -> Response {
+    /// Runs one method if the session's queue has room for its answers (README, "Session
+    /// queues"); counts it as user activity (README, "User activity").
+    async fn admit_and_run(&self, session: &Arc<Session>, rid: String, request: Request) -> Response {
+        let Some(mut admission) = session.admit(ANSWERS_PER_METHOD) else {
+            let error = GatewayError::LimitExceeded("the session's event queue is full: poll the data channel first".into());
+            return Response::Failed { rid, error };
+        };
+        if counts_as_activity(&request) {
+            self.note_activity(session);
+        }
+        self.run(session, &mut admission, &rid, request).await
+    }
+
+    async fn run(&self, session: &Arc<Session>, answers: &mut Admission<'_>, rid: &str, request: Request) -> Response {
         let outcome = match request {
             Request::InitiateSession(_) => unreachable!("handled by execute"),
             Request::TerminateSession => {
@@ -67,12 +84,12 @@ impl Gateway {
                 Ok(())
             }
             Request::QueryPresence(uris) => {
-                self.query(session, &uris);
+                self.query(session, answers, &uris);
                 Ok(())
             }
-            Request::SubscribePresence(uris) => self.subscribe(session, &uris).await,
+            Request::SubscribePresence(uris) => self.subscribe(session, answers, &uris).await,
             Request::UnsubscribePresence(uris) => {
-                self.unsubscribe(session, &uris);
+                self.unsubscribe(session, answers, &uris);
                 Ok(())
             }
             Request::PublishSelfPresence(publications) => self.publish(session, publications).await,
@@ -89,7 +106,7 @@ impl Gateway {
             Request::AcknowledgeSubscriber(uris) => self.acknowledge_subscribers(&session.user, &uris).await,
             Request::Search(query) => {
                 let (entries, more) = self.search_directory(&session.user, &query);
-                self.push(session, Arc::new(crate::cwa::lists::search_result(rid, &entries, more)), None);
+                self.answer(answers, Arc::new(crate::cwa::lists::search_result(rid, &entries, more)));
                 Ok(())
             }
             Request::Unsupported(method) => {
@@ -98,7 +115,7 @@ impl Gateway {
         };
         match outcome {
             Ok(()) => {
-                self.push(session, Arc::new(EventPayload::request_succeeded(rid)), None);
+                self.answer(answers, Arc::new(EventPayload::request_succeeded(rid)));
                 Response::Accepted { rid: rid.to_string(), session: None }
             }
             Err(error) => Response::Failed { rid: rid.to_string(), error },
@@ -106,29 +123,26 @@ impl Gateway {
     }
 
     /// One `userPresence` holding every queried user, cut to the caller's level.
-    fn query(&self, session: &Session, uris: &[String]) {
+    fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
         let mut users = EventPayload::content_writer();
         for uri in uris {
             users.fragment(&self.user_payload_for(uri, &session.user).inner);
         }
-        self.push(session, Arc::new(EventPayload::user_presence(users.finish_fragment())), None);
+        self.answer(answers, Arc::new(EventPayload::user_presence(users.finish_fragment())));
     }
 
-    async fn subscribe(&self, session: &Arc<Session>, uris: &[String]) -> Result<()> {
+    async fn subscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[String]) -> Result<()> {
         let arcs: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
-        if !self.watch_uris(session, &arcs) {
+        if !self.watch_uris(session, &arcs, Some(answers)) {
             let limit = self.config.limits.subscriptions_per_session;
             return Err(GatewayError::LimitExceeded(format!("at most {limit} subscriptions per session")));
         }
-        for uri in uris {
-            self.record_subscriber(uri, &session.user).await?;
-        }
-        Ok(())
+        self.record_subscriptions(&session.user, uris).await
     }
 
-    fn unsubscribe(&self, session: &Arc<Session>, uris: &[String]) {
+    fn unsubscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[String]) {
         let uris: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
-        self.unwatch_uris(session, &uris);
+        self.unwatch_uris(session, &uris, Some(answers));
     }
 
     /// All categories or none: everything is checked before anything is applied.
@@ -170,6 +184,16 @@ impl Gateway {
             self.refresh(&session.user);
         }
         Ok(())
+    }
+}
+
+/// Every method is the user acting at this client, except ending the session and a publication
+/// that only reports the machine state (which says by itself whether the user is idle).
+fn counts_as_activity(request: &Request) -> bool {
+    match request {
+        Request::TerminateSession => false,
+        Request::PublishSelfPresence(publications) => publications.iter().any(|p| !matches!(p, Publication::MachineState { .. })),
+        _ => true,
     }
 }
 

@@ -7,23 +7,32 @@ use crate::store::StoredImage;
 use sha2::{Digest, Sha256};
 
 impl Gateway {
-    /// Stores an image and returns its hash.
+    /// Stores an image and returns its hash (to the end even if the request is abandoned).
     pub async fn set_image(&self, uri: &str, large: bool, content_type: &str, bytes: Vec<u8>) -> Result<String> {
         let hash = format!("{:x}", Sha256::digest(&bytes));
         let image = StoredImage { content_type: content_type.to_string(), bytes, hash: hash.clone() };
-        self.store.save_image(uri, large, &image).await.map_err(|e| GatewayError::internal("saving an image", e))?;
-        if !large {
-            self.set_image_hash(uri, Some(hash.clone()));
-        }
-        Ok(hash)
+        let uri = uri.to_string();
+        self.complete(move |gw| async move {
+            gw.store.save_image(&uri, large, &image).await.map_err(|e| GatewayError::internal("saving an image", e))?;
+            if !large {
+                gw.set_image_hash(&uri, Some(image.hash.clone()));
+            }
+            Ok(image.hash)
+        })
+        .await
     }
 
     pub async fn remove_image(&self, uri: &str, large: bool) -> Result<bool> {
-        let removed = self.store.remove_image(uri, large).await.map_err(|e| GatewayError::internal("removing an image", e))?;
-        if removed && !large {
-            self.set_image_hash(uri, None);
-        }
-        Ok(removed)
+        let uri = uri.to_string();
+        self.complete(move |gw| async move {
+            let removed = gw.store.remove_image(&uri, large).await;
+            let removed = removed.map_err(|e| GatewayError::internal("removing an image", e))?;
+            if removed && !large {
+                gw.set_image_hash(&uri, None);
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     pub async fn image(&self, uri: &str, large: bool) -> Result<Option<StoredImage>> {

@@ -86,6 +86,12 @@ fn update_event(uri: &str, old: Option<&Map<String, Value>>, new: &Map<String, V
     Arc::new(EventPayload::json(body.to_string()))
 }
 
+/// An `asnRemovePresence` event.
+fn removal_event(uri: &str) -> Arc<EventPayload> {
+    let body = json!({"asnRemovePresence": {"u8sContactId": uri}});
+    Arc::new(EventPayload::json(body.to_string()))
+}
+
 impl Gateway {
     /// The current JSON rendering of `uri` for `viewer_uri`, remembered until the state changes.
     pub(crate) fn snapshot_json(&self, uri: &str, viewer_uri: &str) -> Option<JsonView> {
@@ -109,14 +115,28 @@ impl Gateway {
         }
     }
 
-    /// Queues a full update (every subscribed section) for a JSON session: after a resync or a
-    /// rights change.
+    /// Queues a full update (every subscribed section) for a JSON session after a rights change.
     pub(crate) fn queue_json_full(&self, session: &Session, uri: &Arc<str>) {
-        let Some(filter) = session.json.as_ref().and_then(|j| j.filter(uri)) else { return };
-        let Some(json) = self.snapshot_json(uri, &session.user) else { return };
+        if let Some(event) = self.json_full_event(session, uri) {
+            self.push(session, event, None);
+        }
+    }
+
+    /// The resync burst of a JSON session: a full update of every subscription, or its removal
+    /// when the user is gone.
+    pub(crate) fn queue_json_resync(&self, session: &Session) {
+        for uri in session.subscriptions() {
+            let event = self.json_full_event(session, &uri).unwrap_or_else(|| removal_event(&uri));
+            crate::telemetry::record_push(session.push_resync(event, None));
+        }
+    }
+
+    fn json_full_event(&self, session: &Session, uri: &Arc<str>) -> Option<Arc<EventPayload>> {
+        let filter = session.json.as_ref().and_then(|j| j.filter(uri))?;
+        let json = self.snapshot_json(uri, &session.user)?;
         let selected = select(&json, filter.events);
         let changed = selected.keys().map(|k| section_flag(k)).fold(0, |a, b| a | b);
-        session.push(update_event(uri, None, &selected, changed), None, usize::MAX);
+        Some(update_event(uri, None, &selected, changed))
     }
 
     /// Fan-out to JSON sessions: one delta per (view, subscribed sections).
@@ -140,8 +160,7 @@ impl Gateway {
 
     /// Tells JSON watchers that a presentity is gone (`asnRemovePresence`).
     pub(crate) fn queue_json_removal(&self, session: &Session, uri: &str) {
-        let body = json!({"asnRemovePresence": {"u8sContactId": uri}});
-        self.push(session, Arc::new(EventPayload::json(body.to_string())), None);
+        self.push(session, removal_event(uri), None);
     }
 }
 
@@ -162,7 +181,8 @@ impl Gateway {
             let limit = self.config.limits.sessions_per_user;
             return Err(GatewayError::LimitExceeded(format!("at most {limit} sessions per user")));
         }
-        let options = SessionOptions { json: true, auto_subscribe_contacts: false, ..SessionOptions::default() };
+        let queue_limit = self.config.limits.queue_length;
+        let options = SessionOptions { json: true, auto_subscribe_contacts: false, queue_limit, ..SessionOptions::default() };
         let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, options, self.clock.now()));
         self.hub.insert(session.clone());
         self.json_sessions.write().insert(login.id, session.sid);
@@ -189,9 +209,7 @@ impl Gateway {
         }
         self.hub.watch(session, &new);
         let snapshots = uris.iter().map(|uri| self.json_snapshot(uri, &session.user, filter.details)).collect();
-        for uri in uris {
-            self.record_subscriber(uri, &session.user).await?;
-        }
+        self.record_subscriptions(&session.user, uris).await?;
         Ok(snapshots)
     }
 

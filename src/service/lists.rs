@@ -7,7 +7,7 @@ use super::Gateway;
 use crate::cwa::envelope::EventPayload;
 use crate::cwa::lists::{self, SubscriberView};
 use crate::error::{GatewayError, Result};
-use crate::hub::session::Session;
+use crate::hub::session::{Admission, Session};
 use crate::model::contacts::{Change, ContactList, ListError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,43 +26,58 @@ impl Gateway {
         self.contact_lists.read().get(owner).cloned().unwrap_or_default()
     }
 
-    /// Applies one contact-list operation for `owner`, all or nothing.
+    /// Applies one contact-list operation for `owner`, all or nothing. Once the operation is
+    /// valid, storing and applying it run to their end even if the request is abandoned.
     pub async fn change_contact_list(
         &self,
         owner: &str,
         op: impl FnOnce(&mut ContactList) -> Result<Vec<Change>, ListError>,
     ) -> Result<()> {
-        let _gate = self.lists_gate.lock().await;
+        let gate = self.gates.owner(owner).await;
         let mut list = self.contact_list(owner);
-        let before: BTreeSet<String> = list.subscribed_uris().map(str::to_string).collect();
         let changes = op(&mut list).map_err(list_error)?;
-        self.store.save_contact_list(owner, &list).await.map_err(|e| GatewayError::internal("saving a contact list", e))?;
-        self.contact_lists.write().insert(owner.to_string(), list.clone());
-        let delta = Arc::new(lists::contact_group_delta(list.delta_num, &changes));
-        let after: BTreeSet<String> = list.subscribed_uris().map(str::to_string).collect();
+        let owner = owner.to_string();
+        self.complete(move |gw| async move {
+            gw.store.save_contact_list(&owner, &list).await.map_err(|e| GatewayError::internal("saving a contact list", e))?;
+            let added = gw.apply_contact_list(&owner, list, &changes);
+            drop(gate); // a subscriber is recorded under the gate of the user subscribed to
+            for uri in &added {
+                gw.record_subscriber(uri, &owner).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes a stored list live: every session of the owner receives the delta, and sessions that
+    /// auto-subscribe follow its `subscribed` contacts. Returns the newly subscribed contacts.
+    fn apply_contact_list(&self, owner: &str, list: ContactList, changes: &[Change]) -> Vec<Arc<str>> {
+        let subscribed = |l: &ContactList| -> BTreeSet<String> { l.subscribed_uris().map(str::to_string).collect() };
+        let before = subscribed(&self.contact_list(owner));
+        let after = subscribed(&list);
+        let delta = Arc::new(lists::contact_group_delta(list.delta_num, changes));
+        self.contact_lists.write().insert(owner.to_string(), list);
         let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(u.as_str())).collect();
         let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(u.as_str())).collect();
         for session in self.hub.sessions_of(owner) {
             self.push(&session, delta.clone(), None);
             if session.auto_subscribe_contacts {
-                self.unwatch_uris(&session, &removed);
-                self.watch_uris(&session, &added);
+                self.unwatch_uris(&session, &removed, None);
+                self.watch_uris(&session, &added, None);
             }
         }
-        for uri in &added {
-            self.record_subscriber(uri, owner).await?;
-        }
-        Ok(())
+        added
     }
 
-    /// Subscribes a session to presentities (up to its limit) and queues their snapshots.
-    pub(crate) fn watch_uris(&self, session: &Arc<Session>, uris: &[Arc<str>]) -> bool {
+    /// Subscribes a session to presentities (up to its limit) and queues their snapshots. The
+    /// subscription state is an answer of the command when `answers` is given.
+    pub(crate) fn watch_uris(&self, session: &Arc<Session>, uris: &[Arc<str>], answers: Option<&mut Admission<'_>>) -> bool {
         let limit = self.config.limits.subscriptions_per_session;
         let Some(new) = session.subscribe(uris, limit) else { return false };
         self.hub.watch(session, &new);
         if !uris.is_empty() {
             let states: Vec<(&str, &str)> = uris.iter().map(|u| (&**u, "subscribed")).collect();
-            self.push(session, Arc::new(EventPayload::subscription_state(&states)), None);
+            self.push_or_answer(session, answers, Arc::new(EventPayload::subscription_state(&states)));
         }
         for uri in uris {
             self.queue_snapshot(session, uri);
@@ -70,12 +85,19 @@ impl Gateway {
         true
     }
 
-    pub(crate) fn unwatch_uris(&self, session: &Session, uris: &[Arc<str>]) {
+    pub(crate) fn unwatch_uris(&self, session: &Session, uris: &[Arc<str>], answers: Option<&mut Admission<'_>>) {
         let removed = session.unsubscribe(uris);
         self.hub.unwatch(session, &removed);
         if !uris.is_empty() {
             let states: Vec<(&str, &str)> = uris.iter().map(|u| (&**u, "terminated")).collect();
-            self.push(session, Arc::new(EventPayload::subscription_state(&states)), None);
+            self.push_or_answer(session, answers, Arc::new(EventPayload::subscription_state(&states)));
+        }
+    }
+
+    fn push_or_answer(&self, session: &Session, answers: Option<&mut Admission<'_>>, payload: Arc<EventPayload>) {
+        match answers {
+            Some(answers) => self.answer(answers, payload),
+            None => self.push(session, payload, None),
         }
     }
 
@@ -95,46 +117,84 @@ impl Gateway {
     }
 
     pub(crate) fn queue_subscribers(&self, session: &Session) {
-        let views = self.subscriber_views(&session.user, None);
-        self.push(session, Arc::new(lists::subscribers(&views)), None);
+        self.push(session, Arc::new(self.subscribers_event(&session.user)), None);
     }
 
-    /// Notes that `watcher` subscribes to `owner`; new subscribers are stored and announced.
-    pub(crate) async fn record_subscriber(&self, owner: &str, watcher: &str) -> Result<()> {
+    /// Every subscriber of `owner` as one `subscribers` event.
+    pub(crate) fn subscribers_event(&self, owner: &str) -> EventPayload {
+        lists::subscribers(&self.subscriber_views(owner, None))
+    }
+
+    /// Notes that `watcher` subscribes to each of `owners`: new subscribers are stored and
+    /// announced, to the end even if the request is abandoned.
+    pub(crate) async fn record_subscriptions(&self, watcher: &str, owners: &[String]) -> Result<()> {
+        let owners: Vec<String> = owners.iter().filter(|o| self.is_new_subscriber(o, watcher)).cloned().collect();
+        if owners.is_empty() {
+            return Ok(());
+        }
+        let watcher = watcher.to_string();
+        self.complete(move |gw| async move {
+            for owner in &owners {
+                gw.record_subscriber(owner, &watcher).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn is_new_subscriber(&self, owner: &str, watcher: &str) -> bool {
         let known = self.directory.profile(owner).is_some() && self.directory.profile(watcher).is_some();
         let already = self.subscribers.read().get(owner).is_some_and(|l| l.iter().any(|(w, _)| w == watcher));
-        if !known || already || owner == watcher {
+        known && !already && owner != watcher
+    }
+
+    /// Checks, stores and announces one subscriber under the owner's gate, so that concurrent
+    /// subscribes record it once. Callers run it on a task that completes.
+    async fn record_subscriber(&self, owner: &str, watcher: &str) -> Result<()> {
+        let _gate = self.gates.owner(owner).await;
+        if !self.is_new_subscriber(owner, watcher) {
             return Ok(());
         }
         self.store.save_subscriber(owner, watcher, false).await.map_err(|e| GatewayError::internal("saving a subscriber", e))?;
         self.subscribers.write().entry(owner.to_string()).or_default().push((watcher.to_string(), false));
-        let event = Arc::new(lists::subscribers(&self.subscriber_views(owner, Some(&[watcher.to_string()]))));
-        for session in self.hub.sessions_of(owner) {
-            self.push(&session, event.clone(), None);
-        }
+        self.announce_subscribers(owner, &[watcher.to_string()]);
         Ok(())
     }
 
-    /// Marks subscribers as acknowledged (all must be subscribers) and tells every session.
-    pub async fn acknowledge_subscribers(&self, owner: &str, watchers: &[String]) -> Result<()> {
-        let _gate = self.lists_gate.lock().await;
-        let current = self.subscribers.read().get(owner).cloned().unwrap_or_default();
-        if let Some(unknown) = watchers.iter().find(|w| !current.iter().any(|(c, _)| c == *w)) {
-            return Err(GatewayError::InvalidRequest(format!("{unknown} is not a subscriber")));
-        }
-        for watcher in watchers {
-            self.store
-                .save_subscriber(owner, watcher, true)
-                .await
-                .map_err(|e| GatewayError::internal("saving a subscriber", e))?;
-        }
-        if let Some(list) = self.subscribers.write().get_mut(owner) {
-            list.iter_mut().filter(|(w, _)| watchers.contains(w)).for_each(|(_, ack)| *ack = true);
-        }
+    fn announce_subscribers(&self, owner: &str, watchers: &[String]) {
         let event = Arc::new(lists::subscribers(&self.subscriber_views(owner, Some(watchers))));
         for session in self.hub.sessions_of(owner) {
             self.push(&session, event.clone(), None);
         }
-        Ok(())
+    }
+
+    /// Marks subscribers as acknowledged (all must be subscribers) and tells every session.
+    pub async fn acknowledge_subscribers(&self, owner: &str, watchers: &[String]) -> Result<()> {
+        let gate = self.gates.owner(owner).await;
+        let current = self.subscribers.read().get(owner).cloned().unwrap_or_default();
+        if let Some(unknown) = watchers.iter().find(|w| !current.iter().any(|(c, _)| c == *w)) {
+            return Err(GatewayError::InvalidRequest(format!("{unknown} is not a subscriber")));
+        }
+        let (owner, watchers) = (owner.to_string(), watchers.to_vec());
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            let mut done = Vec::new();
+            let mut outcome = Ok(());
+            for watcher in watchers {
+                if let Err(e) = gw.store.save_subscriber(&owner, &watcher, true).await {
+                    outcome = Err(GatewayError::internal("saving a subscriber", e));
+                    break;
+                }
+                if let Some(list) = gw.subscribers.write().get_mut(&owner) {
+                    list.iter_mut().filter(|(w, _)| *w == watcher).for_each(|(_, ack)| *ack = true);
+                }
+                done.push(watcher);
+            }
+            if !done.is_empty() {
+                gw.announce_subscribers(&owner, &done);
+            }
+            outcome
+        })
+        .await
     }
 }

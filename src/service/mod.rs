@@ -7,9 +7,11 @@ pub mod auth;
 pub mod clock;
 pub mod commands;
 pub mod directory;
+pub mod gates;
 pub mod images;
 pub mod json_events;
 pub mod lists;
+pub mod live_sessions;
 pub mod logon_limit;
 pub mod presence;
 pub mod search;
@@ -52,8 +54,11 @@ pub struct Gateway {
     pub(crate) subscribers: RwLock<HashMap<String, Vec<(String, bool)>>>,
     /// login id → the sid of its JSON event stream
     pub(crate) json_sessions: RwLock<HashMap<u64, u64>>,
-    /// Serialises contact-list, subscriber and rights writes (held across the store write).
-    pub(crate) lists_gate: tokio::sync::Mutex<()>,
+    /// Serialise one owner's contact-list, subscriber and rights writes (held across the store
+    /// write); different owners write at once.
+    pub(crate) gates: gates::OwnerGates,
+    /// This gateway, for changes that run to completion on their own task.
+    me: std::sync::Weak<Gateway>,
     /// Verified against when the user is unknown, so both failures take the same time.
     decoy_hash: String,
 }
@@ -61,7 +66,8 @@ pub struct Gateway {
 impl Gateway {
     /// Loads users, presence and rights from the store and starts the timer task.
     pub async fn start(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StoreError> {
-        let gateway = Arc::new(Gateway {
+        let decoy_hash = tokio::task::spawn_blocking(auth::decoy_hash).await.unwrap_or_default();
+        let gateway = Arc::new_cyclic(|me| Gateway {
             tickets: Tickets::new(TicketPolicy::from_config(&config)),
             limiter: LogonLimiter::new(config.logon.clone()),
             password_checks: PasswordChecks::per_core(),
@@ -75,9 +81,10 @@ impl Gateway {
             timers: Timers::default(),
             contact_lists: RwLock::new(HashMap::new()),
             subscribers: RwLock::new(HashMap::new()),
-            lists_gate: tokio::sync::Mutex::new(()),
+            gates: gates::OwnerGates::default(),
+            me: me.clone(),
             json_sessions: RwLock::new(HashMap::new()),
-            decoy_hash: tokio::task::spawn_blocking(auth::decoy_hash).await.unwrap_or_default(),
+            decoy_hash,
         });
         gateway.load().await?;
         tokio::spawn(run_timers(Arc::downgrade(&gateway)));
@@ -139,6 +146,18 @@ impl Gateway {
 
     pub fn session_timeout(&self) -> chrono::Duration {
         chrono::Duration::seconds(self.config.session_timeout_seconds as i64)
+    }
+
+    /// Runs a change on its own task to its end, so that a client hanging up cannot stop it
+    /// between its store write and applying it (docs/architecture.md, "Cancellation safety").
+    pub(crate) async fn complete<T, F, Fut>(&self, change: F) -> crate::error::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Gateway>) -> Fut,
+        Fut: std::future::Future<Output = crate::error::Result<T>> + Send + 'static,
+    {
+        let gateway = self.me.upgrade().ok_or(crate::error::GatewayError::Internal)?;
+        tokio::spawn(change(gateway)).await.map_err(|e| crate::error::GatewayError::internal("completing a change", e))?
     }
 
     pub(crate) fn decoy_hash(&self) -> &str {

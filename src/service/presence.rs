@@ -39,7 +39,7 @@ pub struct Live {
 
 pub struct PresenceEntry {
     /// Serialises changes of one user's durable presence (held across the store write).
-    gate: tokio::sync::Mutex<()>,
+    gate: Arc<tokio::sync::Mutex<()>>,
     pub live: Mutex<Live>,
 }
 
@@ -55,7 +55,7 @@ impl Live {
 impl PresenceEntry {
     pub fn new(model: Presentity) -> Arc<Self> {
         Arc::new(PresenceEntry {
-            gate: tokio::sync::Mutex::new(()),
+            gate: Arc::default(),
             live: Mutex::new(Live { model, last_views: HashMap::new(), last_json: HashMap::new() }),
         })
     }
@@ -152,44 +152,65 @@ impl Gateway {
         self.push(session, self.snapshot_payload(&session.user, &session.user), Some(&SELF_KEY));
     }
 
-    /// The full state after an overflow: own presence and every subscription, queued even past the
-    /// bound (the burst replaces what was dropped, so it must not trigger another resync).
+    /// The full state after an overflow (README, "Session queues"): the contact list, own
+    /// presence, containers, subscribers, subscription states and a snapshot of every
+    /// subscription. The poll asks for it only when it fits in the queue.
     pub(crate) fn queue_resync_burst(&self, session: &Session) {
         if session.json.is_some() {
-            for uri in session.subscriptions() {
-                self.queue_json_full(session, &uri);
-            }
-            return;
+            return self.queue_json_resync(session);
         }
-        session.push(self.snapshot_payload(&session.user, &session.user), Some(&SELF_KEY), usize::MAX);
-        for uri in session.subscriptions() {
-            session.push(self.snapshot_payload(&uri, &session.user), Some(&uri), usize::MAX);
+        let user = &session.user;
+        let subscriptions = session.subscriptions();
+        let states: Vec<(&str, &str)> = subscriptions.iter().map(|u| (&**u, "subscribed")).collect();
+        let list = crate::cwa::lists::contact_group_full(&self.contact_list(user));
+        let burst = [
+            (Arc::new(list), None),
+            (self.snapshot_payload(user, user), Some(&*SELF_KEY)),
+            (Arc::new(self.containers_event(user)), None),
+            (Arc::new(self.subscribers_event(user)), None),
+            (Arc::new(EventPayload::subscription_state(&states)), None),
+        ];
+        let snapshots = subscriptions.iter().map(|uri| (self.snapshot_payload(uri, user), Some(uri)));
+        for (payload, key) in burst.into_iter().chain(snapshots) {
+            crate::telemetry::record_push(session.push_resync(payload, key));
         }
     }
 
+    /// Queues a state event (README, "Session queues"); at the bound the session resynchronises.
     pub(crate) fn push(&self, session: &Session, payload: Arc<EventPayload>, key: Option<&Arc<str>>) {
         use crate::hub::session::Pushed;
-        if crate::telemetry::record_push(session.push(payload, key, self.config.limits.queue_length)) == Pushed::Resync {
+        if crate::telemetry::record_push(session.push(payload, key)) == Pushed::Resync {
             tracing::warn!(sid = session.sid, "session queue overflowed; a resync burst follows");
         }
     }
 
+    /// Queues an answer of an admitted command in a place reserved for it.
+    pub(crate) fn answer(&self, answers: &mut crate::hub::session::Admission<'_>, payload: Arc<EventPayload>) {
+        crate::telemetry::record_push(answers.push(payload));
+    }
+
     /// Changes the durable part (manual state, note) of a user's presence: stored first, then
-    /// applied, recalculated and fanned out. Nothing changes when the store write fails.
+    /// applied, recalculated and fanned out. Nothing changes when the store write fails; once it is
+    /// under way, the change runs to its end even if the request is abandoned.
     pub async fn change_presence(&self, uri: &str, change: impl FnOnce(&mut StoredPresence)) -> Result<()> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
-        let _gate = entry.gate.lock().await;
+        let gate = entry.gate.clone().lock_owned().await;
         let mut next = {
             let live = entry.live.lock();
             StoredPresence { manual: live.model.manual.clone(), note: live.model.note.clone() }
         };
         change(&mut next);
-        self.store.save_presence(uri, &next).await.map_err(|e| GatewayError::internal("saving presence", e))?;
-        let mut live = entry.live.lock();
-        live.model.manual = next.manual;
-        live.model.note = next.note;
-        self.settle(uri, &mut live);
-        Ok(())
+        let uri = uri.to_string();
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            gw.store.save_presence(&uri, &next).await.map_err(|e| GatewayError::internal("saving presence", e))?;
+            let mut live = entry.live.lock();
+            live.model.manual = next.manual;
+            live.model.note = next.note;
+            gw.settle(&uri, &mut live);
+            Ok(())
+        })
+        .await
     }
 
     /// Stores a source's report (replacing that source's previous one), live: not persisted,

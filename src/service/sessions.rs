@@ -47,6 +47,33 @@ impl LogonRefused {
     }
 }
 
+/// A session whose sid has not reached the client yet: ended again when dropped, unless kept
+/// (docs/architecture.md, "Cancellation safety").
+#[must_use = "the session ends when this is dropped without keep()"]
+pub struct StartingSession<'a> {
+    gateway: &'a Gateway,
+    session: Option<Arc<Session>>,
+}
+
+impl StartingSession<'_> {
+    pub fn session(&self) -> &Arc<Session> {
+        self.session.as_ref().expect("present until kept or dropped")
+    }
+
+    /// The sid is on its way to the client: the session stays.
+    pub fn keep(mut self) -> Arc<Session> {
+        self.session.take().expect("present until kept or dropped")
+    }
+}
+
+impl Drop for StartingSession<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.gateway.terminate_session(&session);
+        }
+    }
+}
+
 impl Gateway {
     /// Checks credentials: the user is a logon name (`sip:` URI, `user@domain`, `DOMAIN\user`).
     /// The attempt is counted against the limits before the password is checked, and every
@@ -91,7 +118,11 @@ impl Gateway {
     }
 
     /// Starts a session for a login: limit check, initial state, the initial event burst.
-    pub async fn initiate_session(&self, login: &Login, request: &InitiateSession) -> Result<(Arc<Session>, SessionStarted)> {
+    pub async fn initiate_session<'a>(
+        &'a self,
+        login: &Login,
+        request: &InitiateSession,
+    ) -> Result<(StartingSession<'a>, SessionStarted)> {
         if self.hub.sessions_of(&login.user).len() >= self.config.limits.sessions_per_user {
             let limit = self.config.limits.sessions_per_user;
             return Err(GatewayError::LimitExceeded(format!("at most {limit} sessions per user")));
@@ -104,9 +135,12 @@ impl Gateway {
             auto_publish_machine_state: request.auto_publish_machine_state,
             auto_subscribe_contacts: request.auto_subscribe_contacts,
             json: false,
+            queue_limit: self.config.limits.queue_length,
         };
         let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, options, now));
         self.hub.insert(session.clone());
+        // Until the client has the sid, the session ends again if the request fails or is dropped.
+        let starting = StartingSession { gateway: self, session: Some(session.clone()) };
         self.schedule_expiry(&session);
         self.queue_initial_burst(&session);
         match request.availability {
@@ -118,7 +152,7 @@ impl Gateway {
         }
         tracing::info!(sid = session.sid, user = %login.user, "session started");
         let started = SessionStarted { sid: session.sid, poll_wait_ms: self.config.poll_wait_ms, uri: login.user.to_string() };
-        Ok((session, started))
+        Ok((starting, started))
     }
 
     /// After initiateSession: the contact list, own presence, containers, subscribers, the client
@@ -139,7 +173,7 @@ impl Gateway {
         if session.auto_subscribe_contacts {
             let limit = self.config.limits.subscriptions_per_session;
             let contacts: Vec<Arc<str>> = list.subscribed_uris().take(limit).map(Arc::from).collect();
-            self.watch_uris(session, &contacts);
+            self.watch_uris(session, &contacts, None);
         }
     }
 
@@ -156,23 +190,31 @@ impl Gateway {
         }
     }
 
-    /// One data-channel poll (DESIGN §1.2 items 5 and 6).
+    /// One data-channel poll (DESIGN §1.2 items 5 and 6). Dropping the future (the client hung
+    /// up) ends the poll as answering it would: the session then expires unless polled again.
     pub async fn poll(&self, session: &Arc<Session>, ack: u64, user_active: bool) -> Result<Batch> {
         let _held = crate::telemetry::HeldPoll::start();
-        let now = self.clock.now();
-        let was_idle = session.is_idle(now, self.idle_timeout());
         if user_active {
-            session.record_activity(now);
-            if was_idle {
-                self.refresh(&session.user);
-            }
+            self.note_activity(session);
         }
+        let now = || self.clock.now();
         loop {
-            match self.hub.poll(session, ack, self.config.hold(), self.clock.now()).await {
+            match self.hub.poll(session, ack, self.config.hold(), &now).await {
                 PollOutcome::Batch(batch) => return Ok(crate::telemetry::delivered(batch)),
                 PollOutcome::Ended => return Err(GatewayError::SessionNotFound),
                 PollOutcome::Resync => self.queue_burst(session),
             }
+        }
+    }
+
+    /// The user did something at this client (README, "User activity"): the session is active
+    /// again at once if it was idle.
+    pub(crate) fn note_activity(&self, session: &Session) {
+        let now = self.clock.now();
+        let was_idle = session.is_idle(now, self.idle_timeout());
+        session.record_activity(now);
+        if was_idle {
+            self.refresh(&session.user);
         }
     }
 

@@ -10,15 +10,19 @@ use std::sync::Arc;
 
 impl Gateway {
     /// Stores a user (a `None` hash keeps the password) and makes the profile live; watchers see
-    /// the new contact card at once.
+    /// the new contact card at once. Runs to its end even if the request is abandoned.
     pub async fn upsert_user(&self, record: &UserRecord) -> Result<()> {
-        self.store.upsert_user(record).await.map_err(|e| GatewayError::internal("saving a user", e))?;
-        self.add_user(Arc::new(record.profile.clone()));
-        if record.password_hash.is_some() {
-            self.tickets.revoke_user(&record.profile.uri);
-        }
-        self.refresh(&record.profile.uri);
-        Ok(())
+        let record = record.clone();
+        self.complete(move |gw| async move {
+            gw.store.upsert_user(&record).await.map_err(|e| GatewayError::internal("saving a user", e))?;
+            gw.add_user(Arc::new(record.profile.clone()));
+            if record.password_hash.is_some() {
+                gw.tickets.revoke_user(&record.profile.uri);
+            }
+            gw.refresh(&record.profile.uri);
+            Ok(())
+        })
+        .await
     }
 
     /// Removes a user: their sessions and tickets end, every watcher gets a final offline
@@ -27,10 +31,21 @@ impl Gateway {
         if self.directory.profile(uri).is_none() {
             return Ok(false);
         }
-        let _gate = self.lists_gate.lock().await;
-        if !self.store.remove_user(uri).await.map_err(|e| GatewayError::internal("removing a user", e))? {
-            return Ok(false);
-        }
+        let gate = self.gates.everyone().await;
+        let uri = uri.to_string();
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            if !gw.store.remove_user(&uri).await.map_err(|e| GatewayError::internal("removing a user", e))? {
+                return Ok(false);
+            }
+            gw.forget_user(&uri);
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Ends everything live of a removed user.
+    fn forget_user(&self, uri: &str) {
         self.tickets.revoke_user(uri);
         for session in self.hub.sessions_of(uri) {
             self.hub.remove(session.sid);
@@ -52,6 +67,5 @@ impl Gateway {
         subscribers.remove(uri);
         subscribers.values_mut().for_each(|list| list.retain(|(watcher, _)| watcher != uri));
         tracing::info!(user = uri, "user deleted");
-        Ok(true)
     }
 }

@@ -292,10 +292,10 @@ describe('the web app in Chromium', () => {
 
     // Groups can be renamed and deleted; the contacts of a deleted group stay, in "Other contacts".
     await section('Design team').getByText('Edit group').click();
-    await section('Design team').getByLabel('New group name').fill('Designers');
-    await section('Design team').getByRole('button', { name: 'Rename' }).click();
+    await section('Design team').getByLabel('New name for Design team').fill('Designers');
+    await section('Design team').getByRole('button', { name: 'Rename Design team' }).click();
     await section('Designers').locator('li[data-uri="sip:carol@example.com"]').waitFor(WAIT);
-    await section('Designers').getByRole('button', { name: 'Delete group' }).click();
+    await section('Designers').getByRole('button', { name: 'Delete group Designers' }).click();
     await answer(page, 'Delete group');
     await section('Designers').waitFor({ state: 'detached', ...WAIT });
     await section('Other contacts').locator('li[data-uri="sip:carol@example.com"]').waitFor(WAIT);

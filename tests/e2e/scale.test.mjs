@@ -71,6 +71,17 @@ describe('500 contacts in Chromium', () => {
     assert.deepEqual(touched.rows, [BOB], 'only Bob’s row');
     assert.equal(touched.outside, 0, 'no list, section or heading rebuilt');
     assert.ok(touched.records > 0 && touched.records < 20, `a handful of changes (${touched.records})`);
+
+    // A change to the list itself (Frank renames Bob from another device) also touches Bob's row only.
+    await page.evaluate(() => Object.assign(globalThis.touched, { rows: new Set(), outside: 0, records: 0 }));
+    const device = nodeClient();
+    await device.signIn('frank@example.com', 'pw');
+    await device.start();
+    await device.updateContact({ uri: BOB, name: 'Bob B. Builder', groups: [1], subscribed: true });
+    await device.stop();
+    await page.locator(`#groups li.contact[data-uri="${BOB}"] .name`, { hasText: 'Bob B. Builder' }).waitFor(WAIT);
+    const renamed = await page.evaluate(() => ({ rows: [...globalThis.touched.rows], outside: globalThis.touched.outside }));
+    assert.deepEqual(renamed, { rows: [BOB], outside: 0 });
     await screenshot(page, 'scale-500-contacts');
     await context.close();
   });
