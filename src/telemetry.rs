@@ -189,6 +189,7 @@ fn method_label(parsed: &crate::cwa::requests::Parsed) -> &'static str {
             Request::UpdateContainer { .. } => "updateContainer",
             Request::AcknowledgeSubscriber(_) => "acknowledgeSubscriber",
             Request::Search(_) => "search",
+            Request::PublishRawCategories(_) => "publishRawCategories",
             Request::Unsupported(_) => "unsupported",
         },
         Parsed::Invalid { .. } => "invalid",

@@ -4,6 +4,7 @@
 
 pub mod envelope;
 pub mod lists;
+pub mod raw;
 pub mod requests;
 pub mod wire;
 pub mod writer;

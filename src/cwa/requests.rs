@@ -84,6 +84,7 @@ pub enum Request {
     },
     AcknowledgeSubscriber(Vec<String>),
     Search(SearchQuery),
+    PublishRawCategories(Vec<crate::model::raw::RawCategory>),
     /// A documented method this gateway does not serve (yet): answered with 18102.
     Unsupported(String),
 }
@@ -114,7 +115,7 @@ pub struct RequestBatch {
     pub unexpected_elements: usize,
 }
 
-const KNOWN_UNSUPPORTED: &[&str] = &["publishRawCategories", "conference"];
+const KNOWN_UNSUPPORTED: &[&str] = &["conference"];
 
 /// Reads the `cwaRequests` envelope of the command channel.
 pub fn parse_batch(root: &Element, max_uris: usize) -> Result<RequestBatch, GatewayError> {
@@ -167,6 +168,7 @@ fn parse_method(method: &Element, max_uris: usize) -> Option<Parsed> {
         "updateContainer" => parse_container(method).map(|(id, changes)| Request::UpdateContainer { id, changes }),
         "acknowledgeSubscriber" => parse_subscriber_uris(method, max_uris).map(Request::AcknowledgeSubscriber),
         "search" => parse_search(method).map(Request::Search),
+        "publishRawCategories" => super::raw::parse_publish(method).map(Request::PublishRawCategories),
         "logon" => Err(GatewayError::InvalidOperation("logon goes to /forms/logon.html".into())),
         other if KNOWN_UNSUPPORTED.contains(&other) => Ok(Request::Unsupported(other.to_string())),
         _ => return None,

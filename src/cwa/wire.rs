@@ -1,5 +1,5 @@
 //! CWA wire types for a presentity (`user` with its `cwaCategory` children) and the mapping from
-//! the model's [`PresenceView`]: availability numbers and activity tokens (DESIGN §3), the note,
+//! the model's [`PresenceView`]: availability numbers and activity tokens (docs/architecture.md §3), the note,
 //! the contact card and calendar data. Each type parses from and renders to XML, so documented
 //! samples can be round-tripped in tests.
 
@@ -8,6 +8,8 @@ use super::xml::Element;
 use super::{NS_CALENDAR, NS_CONTACT_CARD, NS_NOTE, NS_STATE, NS_TELEPHONY, NS_XSI};
 use crate::model::aggregate::Activity;
 use crate::model::presentity::{AppointmentView, PhoneKind, PresenceView};
+use crate::model::raw::RawCategory;
+use crate::model::rights::AccessLevel;
 use crate::model::sources::{AppointmentStatus, ManualKind};
 use crate::model::state::BaseState;
 
@@ -73,11 +75,13 @@ pub struct WireUser {
     pub contact_card: Option<WireContactCard>,
     pub calendar: Option<WireCalendar>,
     pub telephony: Option<WireTelephony>,
+    /// Published raw categories the viewer may receive.
+    pub raw: Vec<RawCategory>,
 }
 
 // ---------- model → wire ----------
 
-/// Availability number and token for a view (DESIGN §3).
+/// Availability number and token for a view (docs/architecture.md §3).
 pub fn wire_state(view: &PresenceView) -> WireState {
     let (availability, token) = availability_and_token(view);
     WireState { availability, token: Some(token.to_string()), custom: view.manual_text.clone() }
@@ -146,6 +150,7 @@ pub fn wire_user(view: &PresenceView, source_network: Option<&str>) -> WireUser 
         contact_card,
         calendar,
         telephony: telephony(view),
+        raw: view.raw.clone(),
     }
 }
 
@@ -241,6 +246,9 @@ impl WireUser {
         if let Some(telephony) = &self.telephony {
             telephony.render(w);
         }
+        for category in &self.raw {
+            super::raw::render(w, category);
+        }
     }
 
     fn render_state(&self, w: &mut XmlWriter) {
@@ -306,29 +314,32 @@ impl WireContactCard {
 }
 
 impl WireTelephony {
+    /// Rendered like every raw category (the gateway publishes it into the Company container).
     fn render(&self, w: &mut XmlWriter) {
-        let raw = [
-            ("name", Some("telephony")),
-            ("nameSpace", Some(NS_TELEPHONY)),
-            ("instanceMask", Some("0")),
-            ("version", Some("1")),
-            ("expireType", Some("user")),
-        ];
-        w.open("rawCategory", &raw).open_inline("telephony", &[("xmlns", Some(NS_TELEPHONY))]);
+        let leaf = |name: &str, attrs: Vec<(String, String)>| Element { name: name.into(), attrs, ..Element::default() };
+        let owned = |attrs: &[(&'static str, String)]| attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut children = Vec::new();
         for (number, state, dnd) in &self.lines {
-            let dnd = dnd.to_string();
-            w.empty("line", &[("number", Some(number)), ("state", Some(state)), ("dnd", Some(&dnd))]);
+            let attrs = vec![("number".into(), number.clone()), ("state".into(), state.clone()), ("dnd".into(), dnd.to_string())];
+            children.push(leaf("line", attrs));
         }
-        for (name, list) in [("call", &self.calls), ("forward", &self.forwards)] {
-            for attrs in list {
-                let attrs: Vec<(&str, Option<&str>)> = attrs.iter().map(|(k, v)| (*k, Some(v.as_str()))).collect();
-                w.empty(name, &attrs);
-            }
-        }
+        children.extend(self.calls.iter().map(|attrs| leaf("call", owned(attrs))));
+        children.extend(self.forwards.iter().map(|attrs| leaf("forward", owned(attrs))));
         if let Some(agent) = &self.agent {
-            w.empty("agent", &[("state", Some(agent))]);
+            children.push(leaf("agent", vec![("state".into(), agent.clone())]));
         }
-        w.close("telephony").close("rawCategory");
+        let namespace: std::sync::Arc<str> = std::sync::Arc::from(NS_TELEPHONY);
+        let children = children.into_iter().map(|c| Element { namespace: Some(namespace.clone()), ..c }).collect();
+        let content = Element { name: "telephony".into(), namespace: Some(namespace.clone()), children, ..Element::default() };
+        let category = RawCategory {
+            name: "telephony".into(),
+            namespace: NS_TELEPHONY.into(),
+            instance: 0,
+            level: AccessLevel::Company,
+            expire_type: "user".into(),
+            content: String::new(),
+        };
+        super::raw::render_elements(w, &category, &[content]);
     }
 }
 

@@ -116,6 +116,11 @@ impl XmlWriter {
         XmlWriter::at_depth(0)
     }
 
+    /// A writer that breaks nothing over lines (raw category content as stored).
+    pub fn inline() -> Self {
+        XmlWriter { inline_from: 0, ..XmlWriter::new() }
+    }
+
     /// A writer for a fragment whose top elements sit at `depth` in the final document: each of
     /// them starts on a new line indented for that depth.
     pub fn at_depth(depth: usize) -> Self {
@@ -126,7 +131,7 @@ impl XmlWriter {
     pub fn open(&mut self, name: &str, attrs: &[(&str, Option<&str>)]) -> &mut Self {
         self.start(name, attrs);
         self.out.push('>');
-        let inline = self.inline();
+        let inline = self.in_inline_region();
         self.open.push(Open { name: name.to_string(), has_children: false, inline });
         self
     }
@@ -201,7 +206,7 @@ impl XmlWriter {
         Fragment(self.out.into_boxed_str())
     }
 
-    fn inline(&self) -> bool {
+    fn in_inline_region(&self) -> bool {
         self.open.len() >= self.inline_from
     }
 
@@ -213,7 +218,7 @@ impl XmlWriter {
     }
 
     fn start(&mut self, name: &str, attrs: &[(&str, Option<&str>)]) {
-        let inline = self.inline();
+        let inline = self.in_inline_region();
         if let Some(parent) = self.open.last_mut() {
             parent.has_children = true;
         }

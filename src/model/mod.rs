@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod contact;
 pub mod contacts;
 pub mod presentity;
+pub mod raw;
 pub mod reports;
 pub mod rights;
 pub mod sources;

@@ -29,6 +29,8 @@ pub struct Presentity {
     pub computed: Aggregated,
     /// Hash of the contact image, if there is one.
     pub image_hash: Option<String>,
+    /// Published raw categories (durable).
+    pub raw: Vec<super::raw::RawCategory>,
 }
 
 impl Presentity {
@@ -41,6 +43,7 @@ impl Presentity {
             sources: SourceReports::default(),
             clients: ClientActivity::default(),
             image_hash: None,
+            raw: Vec::new(),
             computed: Aggregated { state: PresenceState(flags::OFFLINE | BaseState::Available as u32), activity: Activity::None },
         }
     }
@@ -68,6 +71,7 @@ impl Presentity {
         twin.sources.agent = AgentState::LoggedOut;
         twin.sources.agent_reported = false;
         twin.sources.computer = None;
+        twin.raw.clear();
         twin.recompute(now);
         twin
     }
@@ -213,6 +217,8 @@ pub struct PresenceView {
     pub capabilities: Vec<Capability>,
     /// Hash of the contact image (Public and up).
     pub image_hash: Option<String>,
+    /// Raw categories whose container admits the viewer (all of them for the owner).
+    pub raw: Vec<super::raw::RawCategory>,
 }
 
 impl PresenceView {
@@ -239,11 +245,12 @@ impl PresenceView {
             agent: None,
             capabilities: Vec::new(),
             image_hash: None,
+            raw: Vec::new(),
         }
     }
 }
 
-/// The one place that cuts a presentity down to what a viewer may see (DESIGN §2.3). A watcher
+/// The one place that cuts a presentity down to what a viewer may see (docs/architecture.md §2.3). A watcher
 /// of a user who chose "appear offline" gets exactly the view of that user really offline, and a
 /// Blocked watcher exactly what any watcher sees of a user who is offline with nothing to show:
 /// neither can tell the difference (README, "What a watcher sees").
@@ -303,6 +310,7 @@ pub fn view(p: &Presentity, viewer: Viewer, now: Timestamp) -> PresenceView {
         out.capabilities = p.sources.capabilities.clone();
         out.image_hash = p.image_hash.clone();
     }
+    out.raw = p.raw.iter().filter(|c| owner || c.visible_to(level)).cloned().collect();
     out
 }
 

@@ -109,6 +109,7 @@ impl Gateway {
                 self.answer(answers, Arc::new(crate::cwa::lists::search_result(rid, &entries, more)));
                 Ok(())
             }
+            Request::PublishRawCategories(categories) => self.publish_raw_categories(&session.user, &categories).await,
             Request::Unsupported(method) => {
                 Err(GatewayError::InvalidOperation(format!("{method} is not available on this gateway")))
             }

@@ -103,6 +103,11 @@ impl Gateway {
                 live.model.note = stored.note;
             }
         }
+        for (uri, categories) in self.store.raw_categories().await? {
+            if let Some(entry) = self.presence_entry(&uri) {
+                entry.live.lock().model.raw = categories;
+            }
+        }
         for (owner, entry) in self.store.rights().await? {
             self.directory.set_right(&owner, entry);
         }

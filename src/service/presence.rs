@@ -12,6 +12,7 @@ use crate::error::{GatewayError, Result};
 use crate::hub::session::Session;
 use crate::hub::timers::TimerKey;
 use crate::model::presentity::{view, PresenceView, Presentity, Viewer};
+use crate::model::raw::RawCategory;
 use crate::model::reports::SourceReport;
 use crate::model::sources::{ClientActivity, Timestamp};
 use crate::store::StoredPresence;
@@ -211,6 +212,22 @@ impl Gateway {
             Ok(())
         })
         .await
+    }
+
+    /// Applies a `publishRawCategories` (README, "Raw categories"): stored first, then applied and
+    /// fanned out like any presence change. Nothing changes when the limit or the store refuses.
+    pub async fn publish_raw_categories(&self, uri: &str, published: &[RawCategory]) -> Result<()> {
+        let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
+        let _gate = entry.gate.lock().await;
+        let current = entry.live.lock().model.raw.clone();
+        let next = crate::model::raw::apply(&current, published).ok_or_else(|| {
+            GatewayError::LimitExceeded(format!("at most {} raw categories per user", crate::model::raw::MAX_PER_USER))
+        })?;
+        self.store.save_raw_categories(uri, &next).await.map_err(|e| GatewayError::internal("saving raw categories", e))?;
+        let mut live = entry.live.lock();
+        live.model.raw = next;
+        self.settle(uri, &mut live);
+        Ok(())
     }
 
     /// Stores a source's report (replacing that source's previous one), live: not persisted,

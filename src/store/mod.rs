@@ -1,5 +1,5 @@
 //! Durable data behind one trait: users and their password hashes, manual states, notes, rights
-//! entries (containers), contact lists and subscribers. The embedded default is SQLite in `--data-dir`; other backends implement the
+//! entries (containers), contact lists, subscribers and raw categories. The embedded default is SQLite in `--data-dir`; other backends implement the
 //! same trait. A write has returned only once it is durable against a process crash.
 
 pub mod sqlite;
@@ -86,6 +86,11 @@ pub trait Store: Send + Sync {
     async fn remove_image(&self, uri: &str, large: bool) -> StoreResult<bool>;
     /// (uri, hash) of every small image, to know the hashes at start.
     async fn image_hashes(&self) -> StoreResult<Vec<(String, String)>>;
+
+    /// Replaces a user's raw categories with `categories`.
+    async fn save_raw_categories(&self, uri: &str, categories: &[crate::model::raw::RawCategory]) -> StoreResult<()>;
+    /// Every user's raw categories.
+    async fn raw_categories(&self) -> StoreResult<Vec<(String, Vec<crate::model::raw::RawCategory>)>>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;

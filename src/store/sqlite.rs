@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS images (
     hash TEXT NOT NULL,
     PRIMARY KEY (uri, large)
 );
+CREATE TABLE IF NOT EXISTS raw_categories (
+    owner TEXT NOT NULL REFERENCES users(uri) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    instance INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    PRIMARY KEY (owner, name, instance)
+);
 CREATE TABLE IF NOT EXISTS subscribers (
     owner TEXT NOT NULL REFERENCES users(uri) ON DELETE CASCADE,
     watcher TEXT NOT NULL REFERENCES users(uri) ON DELETE CASCADE,
@@ -286,6 +293,36 @@ impl Store for SqliteStore {
     async fn image_hashes(&self) -> StoreResult<Vec<(String, String)>> {
         let rows = sqlx::query("SELECT uri, hash FROM images WHERE large = 0").fetch_all(&self.pool).await?;
         rows.iter().map(|r| Ok((r.try_get("uri")?, r.try_get("hash")?))).collect()
+    }
+
+    async fn save_raw_categories(&self, uri: &str, categories: &[crate::model::raw::RawCategory]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM raw_categories WHERE owner = ?").bind(uri).execute(&mut *tx).await?;
+        for category in categories {
+            sqlx::query("INSERT INTO raw_categories (owner, name, instance, category) VALUES (?, ?, ?, ?)")
+                .bind(uri)
+                .bind(&category.name)
+                .bind(i64::from(category.instance))
+                .bind(serde_json::to_string(category)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn raw_categories(&self) -> StoreResult<Vec<(String, Vec<crate::model::raw::RawCategory>)>> {
+        let rows = sqlx::query("SELECT owner, category FROM raw_categories ORDER BY owner, rowid").fetch_all(&self.pool).await?;
+        let mut out: Vec<(String, Vec<crate::model::raw::RawCategory>)> = Vec::new();
+        for row in rows {
+            let owner: String = row.try_get("owner")?;
+            let category = serde_json::from_str(&row.try_get::<String, _>("category")?)?;
+            match out.last_mut() {
+                Some((last, list)) if *last == owner => list.push(category),
+                _ => out.push((owner, vec![category])),
+            }
+        }
+        Ok(out)
     }
 
     async fn ping(&self) -> StoreResult<()> {
