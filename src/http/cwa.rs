@@ -104,7 +104,7 @@ pub async fn logon(
             response
         }
         Err(LogonRefused::Throttled { retry_after }) => throttled(retry_after),
-        Err(refused @ LogonRefused::Internal) => {
+        Err(refused @ LogonRefused::Internal(_)) => {
             xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &refused.error()))
         }
         Err(refused @ LogonRefused::Credentials) => {

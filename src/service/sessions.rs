@@ -28,21 +28,20 @@ pub enum LogonRefused {
     Throttled { retry_after: std::time::Duration },
     /// Unknown user or wrong password.
     Credentials,
-    /// The store failed.
-    Internal,
+    /// The store failed (the error to answer with).
+    Internal(GatewayError),
 }
 
 impl LogonRefused {
-    fn store_failed(cause: impl std::fmt::Display) -> LogonRefused {
-        GatewayError::internal("reading user", cause);
-        LogonRefused::Internal
+    fn store_failed(cause: crate::store::StoreError) -> LogonRefused {
+        LogonRefused::Internal(GatewayError::store("reading user", cause))
     }
 
     pub fn error(&self) -> GatewayError {
         match self {
             LogonRefused::Throttled { .. } => GatewayError::LimitExceeded("too many failed sign-ins; try again later".into()),
             LogonRefused::Credentials => GatewayError::InvalidRequest("sign-in failed: unknown user or wrong password".into()),
-            LogonRefused::Internal => GatewayError::Internal,
+            LogonRefused::Internal(error) => error.clone(),
         }
     }
 }
