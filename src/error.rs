@@ -2,7 +2,7 @@
 //! CWA error element (code, subCode, reason, detail) and to JSON error bodies. Internal failures are
 //! logged where they happen and leave as a bare "Internal Failure", never with their text.
 
-/// CWA service codes used as `error@code` (DESIGN §1.2 item 9).
+/// CWA service codes used as `error@code` (docs/architecture.md §1.2 item 9).
 pub mod codes {
     pub const INVALID_FORMAT: u32 = 18000;
     pub const INVALID_REQUEST: u32 = 18001;

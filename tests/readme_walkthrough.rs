@@ -47,7 +47,7 @@ fn steps(readme: &str) -> Vec<Step> {
     steps
 }
 
-/// True for a block that only sets shell variables from an earlier reply (`T=…   # your ticket`).
+/// True for a block that only sets shell variables from an earlier reply (`TICKET=…   # your ticket`).
 fn only_sets_variables(command: &str) -> bool {
     command.lines().all(|l| l.split_once('=').is_some_and(|(name, _)| name.chars().all(|c| c.is_ascii_uppercase())))
 }
@@ -171,8 +171,8 @@ async fn every_walkthrough_reply_in_the_readme_is_the_real_one() {
         let script = step.command.replace(DEMO_BASE, &base);
         let output = tokio::process::Command::new("bash")
             .args(["-euo", "pipefail", "-c", &script])
-            .env("T", &ticket)
-            .env("S", &sid)
+            .env("TICKET", &ticket)
+            .env("SID", &sid)
             .output()
             .await
             .expect("bash and curl run the README's commands");

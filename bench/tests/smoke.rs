@@ -29,16 +29,8 @@ fn gateway() -> &'static Path {
 /// Runs one scenario and returns its JSON report.
 fn run(scenario: &str, args: &[&str]) -> Value {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(BENCH)
-        .arg(scenario)
-        .args(args)
-        .arg("--gateway")
-        .arg(gateway())
-        .args(["--quiet", "--max-seconds", "240", "--hold-seconds", "2", "--concurrency", "4"])
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .expect("run the load generator");
+    let mut command = bench(scenario, args);
+    let output = command.arg("--out").arg(out.path()).output().expect("run the load generator");
     let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{scenario} failed:\n{text}");
     let report = read_single_json(out.path());
@@ -52,6 +44,24 @@ fn run(scenario: &str, args: &[&str]) -> Value {
         assert!(svg.starts_with("<svg"), "{svg}");
     }
     report
+}
+
+fn bench(scenario: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(BENCH);
+    command.arg(scenario).args(args).arg("--gateway").arg(gateway());
+    command.args(["--quiet", "--max-seconds", "240", "--hold-seconds", "2", "--concurrency", "4"]);
+    command
+}
+
+#[test]
+fn results_go_outside_the_tracked_tree_unless_out_says_otherwise() {
+    let checkout = tempfile::tempdir().unwrap(); // stands for a clone: bench/results is tracked
+    std::fs::create_dir_all(checkout.path().join("bench/results")).unwrap();
+    let mut command = bench("fanout", &["--watchers", "10", "--changes", "1", "--pause-ms", "50"]);
+    let output = command.current_dir(checkout.path()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    read_single_json(&checkout.path().join("target/bench-results"));
+    assert_eq!(std::fs::read_dir(checkout.path().join("bench/results")).unwrap().count(), 0, "nothing in the tracked tree");
 }
 
 fn read_single_json(dir: &Path) -> Value {

@@ -186,7 +186,7 @@ pub fn request_failed(rid: Option<&str>, error: &GatewayError) -> String {
     w.finish()
 }
 
-/// The attributes every `cwaEvents` carries (DESIGN §1.2 item 7).
+/// The attributes every `cwaEvents` carries (docs/architecture.md §1.2 item 7).
 #[derive(Debug, Clone, Copy)]
 pub struct EventsHeader {
     pub sid: u64,

@@ -1,5 +1,5 @@
 //! CWA wire types for a presentity (`user` with its `cwaCategory` children) and the mapping from
-//! the model's [`PresenceView`]: availability numbers and activity tokens (DESIGN §3), the note,
+//! the model's [`PresenceView`]: availability numbers and activity tokens (docs/architecture.md §3), the note,
 //! the contact card and calendar data. Each type parses from and renders to XML, so documented
 //! samples can be round-tripped in tests.
 
@@ -81,7 +81,7 @@ pub struct WireUser {
 
 // ---------- model → wire ----------
 
-/// Availability number and token for a view (DESIGN §3).
+/// Availability number and token for a view (docs/architecture.md §3).
 pub fn wire_state(view: &PresenceView) -> WireState {
     let (availability, token) = availability_and_token(view);
     WireState { availability, token: Some(token.to_string()), custom: view.manual_text.clone() }

@@ -1,5 +1,5 @@
 //! The three CWA endpoints: `POST /forms/logon.html`, `POST /cwa/MainCommandHandler.ashx` and the
-//! long-poll `GET /cwa/AsyncDataChannel.ashx`, with the HTTP statuses of DESIGN §1.2 item 9.
+//! long-poll `GET /cwa/AsyncDataChannel.ashx`, with the HTTP statuses of docs/architecture.md §1.2 item 9.
 
 use super::ticket;
 use crate::cwa::envelope::{self, EventsHeader};

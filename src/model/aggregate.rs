@@ -1,4 +1,4 @@
-//! The aggregation rule (DESIGN §2.2): one pure function from a user's inputs at an instant to the
+//! The aggregation rule (docs/architecture.md §2.2): one pure function from a user's inputs at an instant to the
 //! calculated presence and the activity that explains it. Every rule has a unit test below.
 
 use super::sources::{
@@ -39,7 +39,7 @@ pub struct AggregateInputs<'a> {
     pub sources: &'a SourceReports,
 }
 
-/// Applies the rule of DESIGN §2.2 (see the README's table).
+/// Applies the rule of docs/architecture.md §2.2 (see the README's table).
 pub fn aggregate(input: AggregateInputs<'_>) -> Aggregated {
     let manual = input.manual.filter(|m| m.is_active(input.now)).map(|m| m.kind);
     let mut state = PresenceState::new(BaseState::Available);

@@ -250,7 +250,7 @@ impl PresenceView {
     }
 }
 
-/// The one place that cuts a presentity down to what a viewer may see (DESIGN §2.3). A watcher
+/// The one place that cuts a presentity down to what a viewer may see (docs/architecture.md §2.3). A watcher
 /// of a user who chose "appear offline" gets exactly the view of that user really offline, and a
 /// Blocked watcher exactly what any watcher sees of a user who is offline with nothing to show:
 /// neither can tell the difference (README, "What a watcher sees").

@@ -1,5 +1,5 @@
 //! Access levels: who sees what. The five levels, the rule that picks a watcher's effective level
-//! from an owner's entries, and the visibility table of DESIGN §2.3 — each as one pure function.
+//! from an owner's entries, and the visibility table of docs/architecture.md §2.3 — each as one pure function.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -113,7 +113,7 @@ impl Member {
     }
 }
 
-/// DESIGN §2.3 and issue 3: an explicit Blocked entry for the watcher's URI wins; otherwise the
+/// docs/architecture.md §2.3: an explicit Blocked entry for the watcher's URI wins; otherwise the
 /// highest matching entry; otherwise the default (Company within the enterprise, Public outside).
 pub fn effective_level(entries: &[RightsEntry], watcher: &WatcherFacts<'_>) -> AccessLevel {
     let explicit_block = entries
@@ -126,7 +126,7 @@ pub fn effective_level(entries: &[RightsEntry], watcher: &WatcherFacts<'_>) -> A
     matching.unwrap_or(if watcher.same_enterprise { AccessLevel::Company } else { AccessLevel::Public })
 }
 
-/// One row per line of the DESIGN §2.3 table: what a watcher at a level may see.
+/// One row per line of the docs/architecture.md §2.3 table: what a watcher at a level may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Visibility {
     pub identity: bool,
@@ -146,7 +146,7 @@ pub struct Visibility {
     pub may_set_absent_state: bool,
 }
 
-/// The visibility table of DESIGN §2.3, the single place that decides what leaves for a level.
+/// The visibility table of docs/architecture.md §2.3, the single place that decides what leaves for a level.
 pub fn visibility(level: AccessLevel) -> Visibility {
     use AccessLevel::*;
     let at_least = |min: AccessLevel| level >= min;
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn every_cell_of_the_visibility_table() {
-        // Columns: Blocked, Public, Company, Team, Personal (DESIGN §2.3).
+        // Columns: Blocked, Public, Company, Team, Personal (docs/architecture.md §2.3).
         type Row = (&'static str, fn(&Visibility) -> bool, [bool; 5]);
         let rows: [Row; 14] = [
             ("identity", |v| v.identity, [true, true, true, true, true]),

@@ -98,7 +98,7 @@ impl Directory {
         self.enterprise_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
-    /// The level `watcher` has on `owner`'s presence (DESIGN §2.3): the owner's entries and the
+    /// The level `watcher` has on `owner`'s presence (docs/architecture.md §2.3): the owner's entries and the
     /// global ones count alike; an explicit block by the owner still wins.
     pub fn level(&self, owner: &str, watcher: &str) -> AccessLevel {
         let groups = self.profile(watcher).map(|p| p.groups.clone()).unwrap_or_default();

@@ -1,4 +1,4 @@
-//! Users files (DESIGN §1.5) and the `--demo` organisation: parsed, validated and upserted into the
+//! Users files (docs/architecture.md §1.5) and the `--demo` organisation: parsed, validated and upserted into the
 //! store, with their `[[grant]]` rights entries. The demo also gives every user a contact list
 //! (their team as a group, a few colleagues, one external contact), team rights, and plays signed-in
 //! colleagues, a phone call and meetings so that a newcomer's first sign-in shows live presence.

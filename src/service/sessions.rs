@@ -157,8 +157,8 @@ impl Gateway {
         }
     }
 
-    /// One data-channel poll (DESIGN §1.2 items 5 and 6). Dropping the future (the client hung
-    /// up) ends the poll as answering it would: the session then expires unless polled again.
+    /// One data-channel poll (docs/architecture.md §1.2 items 5 and 6). Dropping the future (the
+    /// client hung up) ends the poll as answering it would: the session then expires unless polled again.
     pub async fn poll(&self, session: &Arc<Session>, ack: u64, user_active: bool) -> Result<Batch> {
         let _held = crate::telemetry::HeldPoll::start();
         if user_active {

@@ -56,8 +56,9 @@ pub struct Common {
     /// The gateway's hold time for empty polls (seconds).
     #[arg(long, default_value_t = 25)]
     pub hold_seconds: u64,
-    /// Directory for the JSON file and plots.
-    #[arg(long, default_value = "bench/results/runs")]
+    /// Directory for the JSON file and plots (default: target/bench-results, outside the tracked
+    /// tree; the recorded runs of BENCHMARKS.md are written with --out bench/results/runs/LABEL).
+    #[arg(long, default_value = "target/bench-results")]
     pub out: PathBuf,
     /// Hard bound on the whole run (seconds); the run stops with an error past it.
     #[arg(long, default_value_t = 900)]
