@@ -209,7 +209,8 @@ async function signIn(event) {
     fields.password.value = '';
     await client.start();
     showApp();
-  } catch (error) {
+  } catch (caught) {
+    const error = /** @type {any} */ (caught);
     $('sign-in-error').textContent = signInFailure(error);
     if (error?.status === 429 && error.retryAfterSeconds) retryInMs = error.retryAfterSeconds * 1000;
   } finally {
@@ -827,8 +828,9 @@ async function boot() {
   try {
     await client.start(); // a reload resumes the saved session; otherwise the ticket cookie may still be valid
     showApp();
-  } catch (error) {
-    showSignIn(error.status === 401 || error.code === 18001 ? '' : explain(error, 'Connecting'));
+  } catch (caught) {
+    const error = /** @type {any} */ (caught);
+    showSignIn(error?.status === 401 || error?.code === 18001 ? '' : explain(error, 'Connecting'));
   }
 }
 

@@ -503,7 +503,7 @@ export class CwaClient {
       if (!this.restore()) await this.initiate();
     } catch (error) {
       this.running = false;
-      this.setState(error.status === 401 ? 'signedOut' : 'stopped', { error });
+      this.setState(/** @type {any} */ (error)?.status === 401 ? 'signedOut' : 'stopped', { error });
       throw error;
     }
     this.loop = this.pollLoop();
@@ -672,7 +672,7 @@ export class CwaClient {
       await this.initiate();
       return {};
     } catch (error) {
-      if (error.status === 401) {
+      if (/** @type {any} */ (error)?.status === 401) {
         this.stopWith('signedOut', error);
         return {};
       }

@@ -16,7 +16,18 @@ const RED = 'rgb(209, 52, 56)';
 const GREEN = 'rgb(46, 158, 68)';
 const GREY = 'rgb(154, 160, 166)';
 
+const SOURCE_TOKEN = 'e2e-source-token-0123456789';
 const env = { errors: [] };
+
+/** Reports a source of `uri` through the JSON API, as a PBX or calendar connector would. */
+async function report(uri, source, body) {
+  const reply = await fetch(`${env.gateway.base}/api/v1/users/${encodeURIComponent(uri)}/sources/${source}`, {
+    method: body ? 'PUT' : 'DELETE',
+    headers: { Authorization: `Bearer ${SOURCE_TOKEN}`, 'Content-Type': 'application/json' },
+    body: body && JSON.stringify(body),
+  });
+  assert.ok(reply.ok, `${source}: HTTP ${reply.status} ${await reply.text()}`);
+}
 
 async function openApp(user, viewport = { width: 1280, height: 900 }, contextOptions = {}) {
   const context = await env.browser.newContext({ viewport, ...contextOptions });
@@ -59,7 +70,14 @@ describe('the web app in Chromium', () => {
   before(async () => {
     env.dir = tempDir('pg-e2e-');
     env.site = await startSite((path) => (path === '/' ? badgePage(env.gateway.base) : null));
-    const configFile = writeConfig(env.dir, [`cors_origins = ["${env.site.origin}"]`, 'hold_seconds = 20']);
+    const configFile = writeConfig(env.dir, [
+      `cors_origins = ["${env.site.origin}"]`,
+      'hold_seconds = 20',
+      '[[api_tokens]]',
+      'name = "connectors"',
+      `token = "${SOURCE_TOKEN}"`,
+      'role = "source"',
+    ]);
     env.start = (listen) => startGateway({ dataDir: join(env.dir, 'data'), usersFile: join(ROOT, 'tests/fixtures/web-users.toml'), configFile, listen });
     env.gateway = await env.start();
     env.browser = await launchChromium();
@@ -268,7 +286,7 @@ describe('the web app in Chromium', () => {
     for (const [uri, name] of [['sip:carol@example.com', 'Carol Chen'], ['sip:erin@example.com', 'Erin Evans']]) {
       // Several groups per contact: first in both, then only in Design team.
       const row = section('Other contacts').locator(`li[data-uri="${uri}"]`);
-      await row.getByText(`Groups of ${name}`, { exact: false }).click();
+      await row.locator('summary', { hasText: `Groups of ${name}` }).press('Enter'); // by keyboard
       await row.getByRole('checkbox', { name: 'Design team' }).check();
       await section('Design team').locator(`li[data-uri="${uri}"]`).waitFor(WAIT);
       assert.equal(await page.locator(`#groups li[data-uri="${uri}"]`).count(), 2, `${name} is listed in both groups`);
@@ -299,6 +317,39 @@ describe('the web app in Chromium', () => {
     await answer(page, 'Delete group');
     await section('Designers').waitFor({ state: 'detached', ...WAIT });
     await section('Other contacts').locator('li[data-uri="sip:carol@example.com"]').waitFor(WAIT);
+  });
+
+  test('on the phone, in a meeting, out of office and the next appointment, from real sources', async () => {
+    const { page } = env.alice;
+    const ERIN = 'sip:erin@example.com';
+    const erin = contact(page, ERIN);
+    const call = { id: 'c1', state: 'connected', direction: 'incoming', external: true, partnerNumber: 'tel:+4930111222', line: 'tel:+498912345604' };
+    await report(ERIN, 'pbx', { kind: 'phone', lines: [{ number: 'tel:+498912345604', state: 'in-service', dnd: false }], calls: [call] });
+    await erin.locator('.activity.on-the-phone', { hasText: 'On the phone' }).waitFor(WAIT);
+    assert.equal(await erin.getAttribute('data-presence'), 'busy');
+    await report(ERIN, 'pbx', null);
+
+    const FRANK = 'sip:frank@example.com';
+    const frank = contact(page, FRANK);
+    await report(FRANK, 'desktop', { kind: 'computer', state: 'logged-in' }); // signed in at his desk
+    await withPresence(page, FRANK, 'available').waitFor(WAIT);
+    const at = (minutes) => new Date(Date.now() + minutes * 60000).toISOString().replace(/\.\d+Z$/, 'Z');
+    const appointments = [
+      { id: 'now', start: at(-10), end: at(50), status: 'busy', subject: 'Budget', location: 'Room 2', private: false },
+      { id: 'later', start: at(120), end: at(180), status: 'busy', subject: 'Review', location: 'Room 3', private: false },
+    ];
+    await report(FRANK, 'exchange', { kind: 'calendar', appointments });
+    await frank.locator('.activity.in-a-meeting', { hasText: 'In a meeting' }).waitFor(WAIT);
+    await frank.locator('.next', { hasText: /^Next: \d{1,2}:\d\d( [AP]M)?$/ }).waitFor(WAIT); // Company level: the time only
+    await screenshot(page, '10-phone-meeting');
+
+    const trip = [{ id: 'trip', start: at(-60), end: at(3 * 1440), status: 'out-of-office', subject: 'Trip', location: 'Lyon', private: false }];
+    await report(FRANK, 'exchange', { kind: 'calendar', appointments: trip, oofMessage: 'Back on Thursday' });
+    await frank.locator('.activity.out-of-office', { hasText: 'Out of office' }).waitFor(WAIT);
+    await frank.locator('.note', { hasText: 'Out of office: Back on Thursday' }).waitFor(WAIT);
+    await report(FRANK, 'exchange', null);
+    await report(FRANK, 'desktop', null);
+    await withPresence(page, FRANK, 'offline').waitFor(WAIT);
   });
 
   test('my picture: uploaded from the app, shown to my contacts, removed again', async () => {

@@ -73,10 +73,10 @@ describe('the signed-out page in Chromium', () => {
     const seconds = Number((await throttled.allHeaders())['retry-after']);
     if (Number.isInteger(seconds)) {
       const text = await error.textContent();
-      assert.match(text, /Try again in \d+ (seconds?|minutes?|hours?) \(at \d\d:\d\d:\d\d\)\./);
+      assert.match(text, /Try again in \d+ (seconds?|minutes?|hours?) \(at \d{1,2}:\d\d:\d\d( [AP]M)?\)\./);
       const shown = Number(/in (\d+) minute/.exec(text)?.[1] ?? Number.NaN);
       if (seconds >= 90) assert.equal(shown, Math.ceil(seconds / 60), text);
-      assert.equal(await page.getByRole('button', { name: 'Sign in' }).isDisabled(), true, 'until then the button waits');
+      if (seconds >= 10) assert.equal(await page.getByRole('button', { name: 'Sign in' }).isDisabled(), true, 'until then the button waits');
     }
     await screenshot(page, 'signin-2-throttled');
     await context.close();
