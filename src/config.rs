@@ -59,6 +59,8 @@ pub struct Config {
     /// Serve the web app from this directory instead of the copy built into the binary.
     pub static_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// Connection limits and timeouts of the HTTP/1.1 driver (README, "Connections").
+    pub http: HttpLimits,
     pub logon: LogonPolicy,
     /// Bearer tokens of the JSON API.
     pub api_tokens: Vec<ApiToken>,
@@ -157,6 +159,37 @@ pub struct Limits {
     pub image_bytes: usize,
 }
 
+/// The `[http]` table: how many connections, and how long each may take to send a request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// The most connections open at once; more are answered 503 and closed. Never more than the
+    /// process's descriptor limit allows.
+    pub max_connections: usize,
+    /// A request head (request line and headers) must arrive within this time of its first byte,
+    /// and a new connection's first request within this time of connecting (seconds).
+    pub header_timeout_seconds: u64,
+    /// A request body must arrive within this time of its head; an answer must be written within
+    /// it too (seconds).
+    pub body_timeout_seconds: u64,
+    /// A kept-alive connection without a new request for this long is closed (seconds).
+    pub keep_alive_seconds: u64,
+    /// The largest request head accepted (bytes); larger ones are answered 431.
+    pub max_head_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 100_000,
+            header_timeout_seconds: 20,
+            body_timeout_seconds: 30,
+            keep_alive_seconds: 75,
+            max_head_bytes: 32 * 1024,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogonPolicy {
@@ -193,6 +226,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             static_dir: None,
             limits: Limits::default(),
+            http: HttpLimits::default(),
             logon: LogonPolicy::default(),
             api_tokens: Vec::new(),
         }
@@ -247,9 +281,16 @@ impl Config {
             ("search_max_results", self.search_max_results as u64),
             ("source_ttl_seconds", self.source_ttl_seconds),
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds),
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.header_timeout_seconds", self.http.header_timeout_seconds),
+            ("http.body_timeout_seconds", self.http.body_timeout_seconds),
+            ("http.keep_alive_seconds", self.http.keep_alive_seconds),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be greater than 0"));
+        }
+        if self.http.max_head_bytes < 1024 {
+            return Err("http.max_head_bytes must be at least 1024".into());
         }
         if self.hold_seconds >= 60 {
             return Err("hold_seconds must be below 60 so that proxies do not cut held polls".into());

@@ -33,8 +33,7 @@ pub mod tls;
 use config::Config;
 use service::clock::Clock;
 use service::Gateway;
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -54,51 +53,28 @@ pub async fn serve(
     serve_with(listener, None, gateway, shutdown).await
 }
 
-/// [`serve`], over HTTPS when `tls` is given.
+/// [`serve`], over HTTPS when `tls` is given. Connections are driven by [`http::conn`]: the
+/// `[http]` limits and timeouts of the configuration apply.
 pub async fn serve_with(
     listener: TcpListener,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let app = http::router(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let (begun, begun_rx) = tokio::sync::oneshot::channel::<()>();
-    let hub_gateway = gateway.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: answering held polls, finishing requests");
-        hub_gateway.hub.begin_shutdown();
-        let _ = begun.send(());
-    };
-    type Serving = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
-    let server: Serving = match tls {
-        None => {
-            let listener = listener.tap_io(|tcp| set_nodelay(tcp));
-            Box::pin(axum::serve(listener, app).with_graceful_shutdown(signal).into_future())
-        }
-        Some(config) => {
-            let listener = tls::listener(listener, config).tap_io(|tls| set_nodelay(tls.get_ref().0));
-            Box::pin(axum::serve(listener, app).with_graceful_shutdown(signal).into_future())
-        }
-    };
-    let limit = gateway.config.shutdown_timeout();
-    let deadline = async move {
-        match begun_rx.await {
-            Ok(()) => tokio::time::sleep(limit).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        served = server => served?,
-        _ = deadline => tracing::warn!(?limit, "shutdown timeout reached: closing the remaining connections"),
+    let app = http::router(gateway.clone());
+    let config = &gateway.config;
+    let max_connections = http::conn::server::effective_cap(config.http.max_connections);
+    if max_connections < config.http.max_connections {
+        tracing::info!(max_connections, "connection cap lowered to what the descriptor limit allows");
     }
+    let serving = http::conn::server::Serving {
+        settings: http::conn::Settings::from_config(config),
+        tls,
+        max_connections,
+        shutdown_timeout: config.shutdown_timeout(),
+    };
+    let hub = gateway.clone();
+    http::conn::server::run(listener, app, serving, shutdown, move || hub.hub.begin_shutdown()).await;
     gateway.shutdown().await;
     Ok(())
-}
-
-fn set_nodelay(tcp: &tokio::net::TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::trace!(%e, "TCP_NODELAY not set");
-    }
 }

@@ -24,6 +24,10 @@ pub const COMMAND_SECONDS: &str = "presence_command_duration_seconds";
 pub const LOGON_FAILURES: &str = "presence_logon_failures_total";
 pub const HTTP_RESPONSES: &str = "presence_http_responses_total";
 pub const HTTP_SECONDS: &str = "presence_http_request_duration_seconds";
+pub const CONNECTIONS_OPEN: &str = "presence_http_connections_open";
+pub const CONNECTIONS_REFUSED: &str = "presence_http_connections_refused_total";
+pub const CONNECTIONS_TIMED_OUT: &str = "presence_http_connections_timed_out_total";
+pub const REQUESTS_REFUSED: &str = "presence_http_requests_refused_total";
 
 /// Upper bounds of the latency histograms (seconds).
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -75,6 +79,13 @@ fn describe() {
     describe_counter!(LOGON_FAILURES, "Refused sign-ins, by reason (credentials, throttled, internal)");
     describe_counter!(HTTP_RESPONSES, "HTTP responses, by route and status");
     describe_histogram!(HTTP_SECONDS, Unit::Seconds, "HTTP request duration, by route (held polls included)");
+    describe_gauge!(CONNECTIONS_OPEN, "HTTP connections open (TLS handshakes included)");
+    describe_counter!(CONNECTIONS_REFUSED, "Connections refused because the connection cap was reached");
+    describe_counter!(
+        CONNECTIONS_TIMED_OUT,
+        "Connections closed by a timeout, by phase (idle, head, body, write, tls_handshake)"
+    );
+    describe_counter!(REQUESTS_REFUSED, "Requests refused by the connection driver, by reason (malformed, bare_lf, …)");
 }
 
 /// Handles of the unlabelled hot-path metrics, registered once (after the recorder is installed).
@@ -85,6 +96,7 @@ struct Hot {
     delivered: Counter,
     held_polls: Gauge,
     fanout: Histogram,
+    connections_open: Gauge,
 }
 
 static HOT: LazyLock<Hot> = LazyLock::new(|| {
@@ -96,6 +108,7 @@ static HOT: LazyLock<Hot> = LazyLock::new(|| {
         delivered: counter!(EVENTS_DELIVERED),
         held_polls: gauge!(HELD_POLLS),
         fanout: histogram!(FANOUT_SECONDS),
+        connections_open: gauge!(CONNECTIONS_OPEN),
     }
 });
 
@@ -131,6 +144,41 @@ impl Drop for HeldPoll {
     fn drop(&mut self) {
         HOT.held_polls.decrement(1.0);
     }
+}
+
+/// An open HTTP connection, counted until dropped.
+#[must_use = "the connection is counted while this guard lives"]
+pub struct OpenConnection(());
+
+impl OpenConnection {
+    pub fn start() -> OpenConnection {
+        HOT.connections_open.increment(1.0);
+        OpenConnection(())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        HOT.connections_open.decrement(1.0);
+    }
+}
+
+/// Counts a connection refused over the connection cap.
+pub fn connection_refused() {
+    LazyLock::force(&HOT);
+    counter!(CONNECTIONS_REFUSED).increment(1);
+}
+
+/// Counts a connection closed by a timeout in `phase` (idle, head, body, write, tls_handshake).
+pub fn connection_timed_out(phase: &'static str) {
+    LazyLock::force(&HOT);
+    counter!(CONNECTIONS_TIMED_OUT, "phase" => phase).increment(1);
+}
+
+/// Counts a request the connection driver refused (`reason`: malformed, bare_lf, chunked, …).
+pub fn request_refused(reason: &'static str) {
+    LazyLock::force(&HOT);
+    counter!(REQUESTS_REFUSED, "reason" => reason).increment(1);
 }
 
 /// Times one fan-out until dropped.

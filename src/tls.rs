@@ -1,6 +1,7 @@
 //! HTTPS: the server's rustls configuration from a PEM certificate chain and private key, with
-//! errors that name the file. Handshakes run concurrently and time out (`tls-listener`), so a
-//! client that connects and stays silent holds up nobody.
+//! errors that name the file. Handshakes run in each connection's own task and must finish within
+//! the header timeout (see `http::conn::server`), so a client that connects and stays silent holds
+//! up nobody. ALPN offers only `http/1.1`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -46,16 +47,6 @@ fn pem_error(error: tokio_rustls::rustls::pki_types::pem::Error) -> String {
         Error::NoItemsFound => "no matching PEM block (expected a certificate or a private key)".into(),
         other => format!("not valid PEM: {other}"),
     }
-}
-
-/// Accepts TLS connections on `listener`.
-pub fn listener(
-    listener: tokio::net::TcpListener,
-    config: Arc<ServerConfig>,
-) -> tls_listener::TlsListener<tokio::net::TcpListener, tokio_rustls::TlsAcceptor> {
-    tls_listener::builder(tokio_rustls::TlsAcceptor::from(config))
-        .handshake_timeout(std::time::Duration::from_secs(10))
-        .listen(listener)
 }
 
 #[cfg(test)]

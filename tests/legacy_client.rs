@@ -168,7 +168,6 @@ fn availability_by_index(user_presence: roxmltree::Node<'_, '_>) -> (String, u32
 }
 
 #[tokio::test]
-#[ignore = "waits for the exact-case CWA-Ticket header on the wire (issue 11 item 1, the HTTP/1.1 connection driver)"]
 async fn a_legacy_client_runs_the_whole_flow() {
     let server = TestServer::start().await;
     let addr = server.base.trim_start_matches("http://").to_string();

@@ -138,7 +138,7 @@ async fn shutdown_is_bounded_when_a_client_stalls() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let mut command = serve(dir.path(), &["--log-format", "json"]);
-    command.env("RUST_LOG", "info,tower_http=debug").env("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", "1");
+    command.env("RUST_LOG", "info,presence_gateway::http::conn=debug").env("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", "1");
     let mut gateway = start(command);
     // A sign-in whose body never finishes: an in-flight request the shutdown has to wait for.
     let address = gateway.base.trim_start_matches("http://").to_string();
@@ -147,7 +147,7 @@ async fn shutdown_is_bounded_when_a_client_stalls() {
     stalled.write_all(head.as_bytes()).await.unwrap();
     let log = gateway.log.clone();
     let started = tokio::task::spawn_blocking(move || {
-        log.wait_for(Duration::from_secs(20), |l| l.contains("started processing request") && l.contains("/forms/logon.html"))
+        log.wait_for(Duration::from_secs(20), |l| l.contains("request head read") && l.contains("/forms/logon.html"))
     });
     assert!(started.await.unwrap(), "the request reached the gateway");
 

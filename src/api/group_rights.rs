@@ -53,7 +53,10 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
 
 fn check_group(group: &str) -> Result<String, ApiError> {
     let group = group.trim();
-    let ok = !group.is_empty() && group.chars().count() <= 64 && !group.chars().any(char::is_control);
+    let ok = !group.is_empty()
+        && group.chars().count() <= 64
+        && !group.chars().any(char::is_control)
+        && crate::model::text::check(group).is_ok();
     ok.then(|| group.to_string()).ok_or_else(|| ApiError::invalid_field("group", "1 to 64 characters"))
 }
 

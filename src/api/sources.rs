@@ -58,9 +58,11 @@ const REPORT_KINDS: [Kind; 8] = [
 
 /// Splits `kind` and `ttlSeconds` off the body and reads the rest as that kind's data, so that
 /// errors name the exact field (`calls[0].state`).
-fn parse_report(body: &[u8]) -> Result<(ReportData, Option<u64>), ApiError> {
+pub(super) fn parse_report(body: &[u8]) -> Result<(ReportData, Option<u64>), ApiError> {
     let mut value: serde_json::Value = parse_json(body)?;
-    let object = value.as_object_mut().ok_or_else(|| ApiError::invalid_field("", "the body must be a JSON object"))?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| ApiError { field: None, ..ApiError::invalid_field("", "the body must be a JSON object") })?;
     let kind = match object.remove("kind") {
         Some(serde_json::Value::String(kind)) => kind,
         Some(_) => return Err(ApiError::invalid_field("kind", "must be a string")),

@@ -444,6 +444,37 @@ pub fn parse_logon(root: &Element) -> Result<Logon, GatewayError> {
     })
 }
 
+/// The data channel's query: `Sid`, `AckId`, `UA`, read case-insensitively, empty pairs ignored.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PollQuery {
+    pub sid: Option<u64>,
+    pub ack: u64,
+    pub user_active: bool,
+}
+
+pub fn parse_poll_query(raw: Option<&str>) -> Result<PollQuery, GatewayError> {
+    let mut query = PollQuery::default();
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| {
+            GatewayError::InvalidFormat(format!("{what} must be {}", if what == "UA" { "true or false" } else { "a number" }))
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "sid" => query.sid = Some(value.parse().map_err(|_| bad("Sid"))?),
+            "ackid" => query.ack = if value.is_empty() { 0 } else { value.parse().map_err(|_| bad("AckId"))? },
+            "ua" => {
+                query.user_active = match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" | "" => false,
+                    _ => return Err(bad("UA")),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(query)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,5 +620,16 @@ mod tests {
         .unwrap();
         let b = parse_batch(&root, 2).unwrap();
         assert!(matches!(&b.requests[0], Parsed::Failed { error: GatewayError::LimitExceeded(_), .. }));
+    }
+
+    #[test]
+    fn poll_query_is_case_insensitive_and_ignores_empty_pairs() {
+        let q = parse_poll_query(Some("Sid=12&&AckID=7&UA=true")).unwrap();
+        assert_eq!((q.sid, q.ack, q.user_active), (Some(12), 7, true));
+        let q = parse_poll_query(Some("sid=3&ackid=&ua=FALSE")).unwrap();
+        assert_eq!((q.sid, q.ack, q.user_active), (Some(3), 0, false));
+        assert!(parse_poll_query(Some("Sid=x")).is_err());
+        assert!(parse_poll_query(Some("Sid=1&UA=maybe")).is_err());
+        assert_eq!(parse_poll_query(None).unwrap().sid, None);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::ticket;
 use crate::cwa::envelope::{self, EventsHeader};
-use crate::cwa::requests::{parse_batch, parse_logon};
+use crate::cwa::requests::{parse_batch, parse_logon, parse_poll_query, PollQuery};
 use crate::cwa::xml::{self, Element, XmlLimits};
 use crate::error::GatewayError;
 use crate::service::auth::{random_token, Authenticated};
@@ -127,37 +127,6 @@ pub async fn command(
     with_ticket(response, &auth, &presented)
 }
 
-/// The data channel's query: `Sid`, `AckId`, `UA`, read case-insensitively, empty pairs ignored.
-#[derive(Debug, Default)]
-struct PollQuery {
-    sid: Option<u64>,
-    ack: u64,
-    user_active: bool,
-}
-
-fn parse_poll_query(raw: Option<&str>) -> Result<PollQuery, GatewayError> {
-    let mut query = PollQuery::default();
-    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let bad = |what: &str| {
-            GatewayError::InvalidFormat(format!("{what} must be {}", if what == "UA" { "true or false" } else { "a number" }))
-        };
-        match name.to_ascii_lowercase().as_str() {
-            "sid" => query.sid = Some(value.parse().map_err(|_| bad("Sid"))?),
-            "ackid" => query.ack = if value.is_empty() { 0 } else { value.parse().map_err(|_| bad("AckId"))? },
-            "ua" => {
-                query.user_active = match value.to_ascii_lowercase().as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" | "" => false,
-                    _ => return Err(bad("UA")),
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(query)
-}
-
 pub async fn data_channel(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let Some((auth, presented)) = authenticate(&gateway, &headers) else { return unauthenticated() };
     let query = match parse_poll_query(raw.as_deref()) {
@@ -183,20 +152,4 @@ pub async fn data_channel(State(gateway): State<Arc<Gateway>>, headers: HeaderMa
         Err(_) => not_found(),
     };
     with_ticket(response, &auth, &presented)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn poll_query_is_case_insensitive_and_ignores_empty_pairs() {
-        let q = parse_poll_query(Some("Sid=12&&AckID=7&UA=true")).unwrap();
-        assert_eq!((q.sid, q.ack, q.user_active), (Some(12), 7, true));
-        let q = parse_poll_query(Some("sid=3&ackid=&ua=FALSE")).unwrap();
-        assert_eq!((q.sid, q.ack, q.user_active), (Some(3), 0, false));
-        assert!(parse_poll_query(Some("Sid=x")).is_err());
-        assert!(parse_poll_query(Some("Sid=1&UA=maybe")).is_err());
-        assert_eq!(parse_poll_query(None).unwrap().sid, None);
-    }
 }

@@ -3,6 +3,7 @@
 //! built by the `cwa` module.
 
 pub mod client_addr;
+pub mod conn;
 mod cwa;
 mod ops;
 pub(crate) mod ticket;

@@ -76,6 +76,7 @@ pub fn is_valid_sip_uri(uri: &str) -> bool {
         && !domain.is_empty()
         && !domain.contains('@')
         && rest.chars().all(|c| !c.is_whitespace() && !c.is_control() && !"<>\"'&".contains(c))
+        && super::text::check(rest).is_ok()
 }
 
 /// URIs compare case-insensitively; the gateway keeps them lower-cased.
@@ -95,6 +96,7 @@ mod tests {
         assert!(!is_valid_sip_uri("sip:@example.com"));
         assert!(!is_valid_sip_uri("sip:a b@example.com"));
         assert!(!is_valid_sip_uri("sip:a<b@example.com"));
+        assert!(!is_valid_sip_uri("sip:a\u{FFFF}b@example.com"), "the input text rule holds for URIs too");
         assert!(!is_valid_sip_uri(&format!("sip:{}@example.com", "a".repeat(460))));
     }
 }

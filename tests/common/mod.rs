@@ -82,16 +82,31 @@ impl TestServer {
         TestServer::start_in(config, users, dir).await
     }
 
-    pub async fn start_in(mut config: Config, users: &str, dir: tempfile::TempDir) -> TestServer {
+    pub async fn start_in(config: Config, users: &str, dir: tempfile::TempDir) -> TestServer {
+        TestServer::start_serving(config, users, dir, None).await
+    }
+
+    /// A server speaking HTTPS with `tls`; `base` is an `https://` address.
+    pub async fn start_tls(config: Config, users: &str, tls: Arc<presence_gateway::tls::TlsServerConfig>) -> TestServer {
+        TestServer::start_serving(config, users, tempfile::tempdir().unwrap(), Some(tls)).await
+    }
+
+    async fn start_serving(
+        mut config: Config,
+        users: &str,
+        dir: tempfile::TempDir,
+        tls: Option<Arc<presence_gateway::tls::TlsServerConfig>>,
+    ) -> TestServer {
         config.data_dir = dir.path().to_path_buf();
         let store = SqliteStore::open(&config.data_dir).await.unwrap();
         UsersFile::parse(users).unwrap().apply(&store).await.unwrap();
         let clock = ManualClock::new(chrono::Utc::now());
         let gateway = Gateway::start(config, Arc::new(store), clock.clone()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(presence_gateway::serve(listener, gateway.clone(), async move {
+        let task = tokio::spawn(presence_gateway::serve_with(listener, tls, gateway.clone(), async move {
             let _ = stopped.await;
         }));
         TestServer { base, gateway, clock, dir, stop: Some(stop), task: Some(task) }

@@ -1,0 +1,258 @@
+//! Request heads: finding where a head ends, parsing it with `httparse`, and deciding how its body
+//! is framed. Strict on purpose, so that the gateway and any proxy in front of it can never
+//! disagree about where one request ends and the next begins (README, "Connections"):
+//! every line ends in CRLF (a bare LF is refused), no obs-fold, `Transfer-Encoding` and
+//! `Content-Length` never together, `Transfer-Encoding` only as exactly `chunked`, all
+//! `Content-Length` values equal and plain digits. Every check is linear in the head's length.
+
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+
+/// The most header lines one request may carry.
+pub const MAX_HEADERS: usize = 100;
+
+/// Why a request head is refused; every refusal closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not HTTP/1.x syntax (request line, header name or value, obs-fold).
+    Malformed,
+    /// A line ended in LF without CR.
+    BareLf,
+    /// The head is longer than the configured limit, or has too many header lines.
+    TooLarge,
+    /// `Content-Length` and `Transfer-Encoding` together.
+    LengthAndChunked,
+    /// Several `Content-Length` values that differ, or one that is not a plain number.
+    BadContentLength,
+    /// A transfer coding other than exactly `chunked` (or any on HTTP/1.0).
+    BadTransferEncoding,
+    /// A request target or method the `http` types cannot hold.
+    BadTarget,
+}
+
+impl HeadError {
+    /// The short reason sent back to the client.
+    pub fn reason(self) -> &'static str {
+        match self {
+            HeadError::Malformed => "the request head is not valid HTTP/1.1",
+            HeadError::BareLf => "request lines must end in CRLF",
+            HeadError::TooLarge => "the request head is too large",
+            HeadError::LengthAndChunked => "Content-Length and Transfer-Encoding must not be sent together",
+            HeadError::BadContentLength => "Content-Length must be one number",
+            HeadError::BadTransferEncoding => "the only transfer coding accepted is chunked",
+            HeadError::BadTarget => "the method or request target is not valid",
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            HeadError::Malformed => "malformed",
+            HeadError::BareLf => "bare_lf",
+            HeadError::TooLarge => "head_too_large",
+            HeadError::LengthAndChunked => "length_and_chunked",
+            HeadError::BadContentLength => "content_length",
+            HeadError::BadTransferEncoding => "transfer_encoding",
+            HeadError::BadTarget => "target",
+        }
+    }
+}
+
+/// How the body of a request is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Exactly this many bytes follow the head (0: no body).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Head {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// Whether the client asked to keep the connection open after this request.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on HTTP/1.1.
+    pub expect_continue: bool,
+}
+
+/// Finds the end of a head in `buf`, scanning only from `scanned` (what earlier calls already
+/// looked at), so that a head arriving a byte at a time costs linear time. Returns the length of
+/// the head including its final empty line, or `None` (with `scanned` advanced) if it is not
+/// complete yet. A LF not preceded by CR is refused at once.
+pub fn find_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, HeadError> {
+    let start = *scanned;
+    for (offset, &byte) in buf[start..].iter().enumerate() {
+        let at = start + offset;
+        if byte != b'\n' {
+            continue;
+        }
+        if at == 0 || buf[at - 1] != b'\r' {
+            return Err(HeadError::BareLf);
+        }
+        if at >= 3 && &buf[at - 3..at] == b"\r\n\r" {
+            *scanned = at + 1;
+            return Ok(Some(at + 1));
+        }
+    }
+    *scanned = buf.len();
+    Ok(None)
+}
+
+/// Parses a complete head (`buf` ends with its empty line, as found by [`find_end`]).
+pub fn parse(buf: &[u8]) -> Result<Head, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut slots);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HeadError::Malformed),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed),
+    }
+    let method = Method::from_bytes(request.method.unwrap_or("").as_bytes()).map_err(|_| HeadError::BadTarget)?;
+    let uri = Uri::try_from(request.path.unwrap_or("")).map_err(|_| HeadError::BadTarget)?;
+    let version = if request.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
+    let mut headers = HeaderMap::with_capacity(request.headers.len());
+    for header in request.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| HeadError::Malformed)?;
+        let value = HeaderValue::from_bytes(header.value).map_err(|_| HeadError::Malformed)?;
+        headers.append(name, value);
+    }
+    let framing = framing(&headers, version)?;
+    let keep_alive = keep_alive(&headers, version);
+    let expect_continue = version == Version::HTTP_11
+        && headers.get(EXPECT).is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+    Ok(Head { method, uri, version, headers, framing, keep_alive, expect_continue })
+}
+
+/// The body framing of RFC 9112 §6, minus everything that invites request smuggling.
+fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
+    let chunked = headers.contains_key(TRANSFER_ENCODING);
+    let length = content_length(headers)?;
+    match (chunked, length) {
+        (true, Some(_)) => Err(HeadError::LengthAndChunked),
+        (true, None) => {
+            let mut codings = headers.get_all(TRANSFER_ENCODING).iter().flat_map(|v| v.as_bytes().split(|b| *b == b','));
+            let only_chunked =
+                codings.next().is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")) && codings.next().is_none();
+            if only_chunked && version == Version::HTTP_11 {
+                Ok(Framing::Chunked)
+            } else {
+                Err(HeadError::BadTransferEncoding)
+            }
+        }
+        (false, length) => Ok(Framing::Length(length.unwrap_or(0))),
+    }
+}
+
+/// The one `Content-Length`: every value (repeated headers, comma lists) must be the same plain
+/// number.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
+    let mut found: Option<u64> = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let digits = part.trim_ascii();
+            if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_digit) {
+                return Err(HeadError::BadContentLength);
+            }
+            let n = digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if found.is_some_and(|f| f != n) {
+                return Err(HeadError::BadContentLength);
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with `keep-alive`.
+fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
+    let has = |token: &[u8]| {
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    };
+    if version == Version::HTTP_11 {
+        !has(b"close")
+    } else {
+        has(b"keep-alive")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Result<Head, HeadError> {
+        let mut scanned = 0;
+        let end = find_end(text.as_bytes(), &mut scanned)?.expect("complete head");
+        assert_eq!(end, text.len());
+        parse(text.as_bytes())
+    }
+
+    #[test]
+    fn a_plain_request_parses() {
+        let h = head("POST /cwa/MainCommandHandler.ashx?x=1 HTTP/1.1\r\nHost: a\r\nCWA-Ticket: t\r\nContent-Length: 5\r\n\r\n")
+            .unwrap();
+        assert_eq!((h.method, h.uri.path(), h.version), (Method::POST, "/cwa/MainCommandHandler.ashx", Version::HTTP_11));
+        assert_eq!(h.headers.get("cwa-ticket").unwrap(), "t");
+        assert_eq!((h.framing, h.keep_alive, h.expect_continue), (Framing::Length(5), true, false));
+        let h = head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Length(0), true));
+        assert!(!head("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+        assert!(!head("GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n").unwrap().keep_alive);
+        let h = head("PUT /x HTTP/1.1\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n").unwrap();
+        assert_eq!((h.framing, h.expect_continue), (Framing::Chunked, true));
+    }
+
+    #[test]
+    fn the_end_is_found_incrementally_and_bare_lf_is_refused() {
+        let text = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next";
+        let mut scanned = 0;
+        for cut in 1..text.len() {
+            match find_end(&text[..cut], &mut scanned).unwrap() {
+                Some(end) => {
+                    assert_eq!(end, 27);
+                    return;
+                }
+                None => assert_eq!(scanned, cut),
+            }
+        }
+        panic!("no end found");
+    }
+
+    #[test]
+    fn smuggling_classics_are_refused() {
+        let refused = |text: &str| head(text).unwrap_err();
+        assert_eq!(
+            refused("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            HeadError::LengthAndChunked
+        );
+        assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"), HeadError::BadContentLength);
+        assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n"), HeadError::BadContentLength);
+        assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n"), HeadError::BadContentLength);
+        assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: 0x3\r\n\r\n"), HeadError::BadContentLength);
+        assert_eq!(refused("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), HeadError::BadTransferEncoding);
+        assert_eq!(refused("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"), HeadError::BadTransferEncoding);
+        assert_eq!(refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), HeadError::BadTransferEncoding);
+        assert_eq!(refused("GET / HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n"), HeadError::Malformed);
+        assert_eq!(refused("GET / HTTP/1.1\r\nX A: 1\r\n\r\n"), HeadError::Malformed);
+        assert_eq!(refused("GET / HTTP/2.0\r\n\r\n"), HeadError::Malformed);
+        let mut scanned = 0;
+        assert_eq!(find_end(b"GET / HTTP/1.1\nHost: a\n\n", &mut scanned), Err(HeadError::BareLf));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(refused(&format!("GET / HTTP/1.1\r\n{many}\r\n")), HeadError::TooLarge);
+        // Identical repeated lengths are one length.
+        assert_eq!(
+            head("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").unwrap().framing,
+            Framing::Length(3)
+        );
+    }
+}

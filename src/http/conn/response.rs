@@ -1,0 +1,269 @@
+//! Writing responses: the status line and headers serialised into one buffer, with header names
+//! spelled as the original CWA server spelled them (`CWA-Ticket`, `ETag`, `WWW-Authenticate`,
+//! every other name in title case: `Content-Type`, `Set-Cookie`, …; README, "Exact header
+//! spelling"), then the body: known-length bodies go out with the head in one vectored write,
+//! bodies of unknown length as chunks.
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use axum::http::response::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, Version};
+use http_body_util::BodyExt;
+use std::io::IoSlice;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Names whose spelling is not plain title case, as the original server and the RFCs spell them.
+const SPECIAL_NAMES: &[&str] =
+    &["CWA-Ticket", "ETag", "WWW-Authenticate", "Content-MD5", "X-XSS-Protection", "X-UA-Compatible", "TE", "DNT", "SourceMap"];
+
+/// Appends `name` spelled for the wire: a special spelling, or title case (`x-request-id` →
+/// `X-Request-Id`).
+pub fn push_name(out: &mut Vec<u8>, name: &str) {
+    if let Some(special) = SPECIAL_NAMES.iter().find(|s| s.eq_ignore_ascii_case(name)) {
+        out.extend_from_slice(special.as_bytes());
+        return;
+    }
+    let mut upper = true;
+    for byte in name.bytes() {
+        out.push(if upper { byte.to_ascii_uppercase() } else { byte });
+        upper = byte == b'-';
+    }
+}
+
+/// Whether a response to `method` with `status` carries no body at all (RFC 9110 §6.4.1).
+pub fn has_no_body(head_request: bool, status: StatusCode) -> bool {
+    head_request || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+}
+
+/// Serialises the status line and headers (ending with the empty line).
+fn head_bytes(parts: &Parts, version: Version, close: bool, extra: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + extra);
+    out.extend_from_slice(if version == Version::HTTP_10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        push_header(&mut out, name, value);
+    }
+    if !parts.headers.contains_key(DATE) {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(&date::now());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn push_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    push_name(out, name.as_str());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How a response was written.
+pub enum Written {
+    /// Completely, and the connection may carry another request.
+    Complete,
+    /// Completely, but delimited by closing the connection (HTTP/1.0 without a length).
+    CloseDelimited,
+}
+
+/// Writes a whole response. `close` adds `Connection: close`. A body that fails half-way is an
+/// error (the connection must then be closed: the client cannot tell where the answer ended).
+pub async fn write<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    response: axum::response::Response,
+    head_request: bool,
+    version: Version,
+    close: bool,
+) -> std::io::Result<Written> {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(TRANSFER_ENCODING);
+    parts.headers.remove(CONNECTION);
+    if has_no_body(head_request, parts.status) {
+        if !head_request {
+            parts.headers.remove(CONTENT_LENGTH);
+        }
+        let head = head_bytes(&parts, version, close, 0);
+        io.write_all(&head).await?;
+        io.flush().await?;
+        return Ok(Written::Complete);
+    }
+    match body.size_hint().exact() {
+        Some(_) => {
+            let data = collect(body).await?;
+            parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(data.len()));
+            let head = head_bytes(&parts, version, close, 0);
+            write_all_vectored(io, &mut [IoSlice::new(&head), IoSlice::new(&data)]).await?;
+            io.flush().await?;
+            Ok(Written::Complete)
+        }
+        None => write_streamed(io, parts, body, version, close).await,
+    }
+}
+
+async fn collect(body: Body) -> std::io::Result<Bytes> {
+    body.collect().await.map(|c| c.to_bytes()).map_err(std::io::Error::other)
+}
+
+/// A body of unknown length: chunked on HTTP/1.1, delimited by closing on HTTP/1.0.
+async fn write_streamed<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    mut parts: Parts,
+    mut body: Body,
+    version: Version,
+    close: bool,
+) -> std::io::Result<Written> {
+    parts.headers.remove(CONTENT_LENGTH);
+    let chunked = version == Version::HTTP_11;
+    if chunked {
+        parts.headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
+    let head = head_bytes(&parts, version, close || !chunked, 0);
+    io.write_all(&head).await?;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            let size = format!("{:x}\r\n", data.len());
+            write_all_vectored(io, &mut [IoSlice::new(size.as_bytes()), IoSlice::new(&data), IoSlice::new(b"\r\n")]).await?;
+        } else {
+            io.write_all(&data).await?;
+        }
+        io.flush().await?;
+    }
+    if chunked {
+        io.write_all(b"0\r\n\r\n").await?;
+        io.flush().await?;
+        Ok(Written::Complete)
+    } else {
+        Ok(Written::CloseDelimited)
+    }
+}
+
+/// Writes every slice, with as few system calls as the kernel allows (one, usually).
+pub async fn write_all_vectored<W: AsyncWrite + Unpin>(io: &mut W, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let n = io.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
+/// A small answer of the connection driver itself (refused or timed-out requests): JSON for the
+/// JSON API, plain text otherwise; always closes the connection.
+pub fn driver_answer(status: StatusCode, message: &str, json: bool) -> Vec<u8> {
+    let (content_type, body) = if json {
+        let code = status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "_");
+        let body = serde_json::json!({ "code": code, "message": message }).to_string();
+        ("application/json", body)
+    } else {
+        ("text/plain; charset=utf-8", format!("{message}\n"))
+    };
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\n\
+         Cache-Control: no-store\r\nDate: {}\r\nConnection: close\r\n\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("Error"),
+        body.len(),
+        String::from_utf8_lossy(&date::now()),
+    );
+    [head.into_bytes(), body.into_bytes()].concat()
+}
+
+/// The `Date` header's value, formatted at most once a second per thread.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static CACHED: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    }
+
+    pub fn now() -> [u8; 29] {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        CACHED.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            if cached.0 != second {
+                let text = httpdate::fmt_http_date(now);
+                if let Ok(bytes) = <[u8; 29]>::try_from(text.as_bytes()) {
+                    *cached = (second, bytes);
+                }
+            }
+            cached.1
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spelled(name: &str) -> String {
+        let mut out = Vec::new();
+        push_name(&mut out, name);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn names_are_spelled_as_the_original_server_spelled_them() {
+        assert_eq!(spelled("cwa-ticket"), "CWA-Ticket");
+        assert_eq!(spelled("etag"), "ETag");
+        assert_eq!(spelled("www-authenticate"), "WWW-Authenticate");
+        assert_eq!(spelled("content-type"), "Content-Type");
+        assert_eq!(spelled("set-cookie"), "Set-Cookie");
+        assert_eq!(spelled("access-control-expose-headers"), "Access-Control-Expose-Headers");
+        assert_eq!(spelled("x-request-id"), "X-Request-Id");
+        assert_eq!(spelled("x-content-type-options"), "X-Content-Type-Options");
+    }
+
+    #[tokio::test]
+    async fn known_length_bodies_go_out_with_their_head() {
+        let mut response = axum::response::Response::new(Body::from("hello"));
+        response.headers_mut().insert("cwa-ticket", HeaderValue::from_static("t1"));
+        let mut out = Vec::new();
+        write(&mut out, response, false, Version::HTTP_11, false).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nCWA-Ticket: t1\r\nContent-Length: 5\r\nDate: "), "{text}");
+        assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+    }
+
+    /// A body of unknown length that yields its parts one by one.
+    struct Parts(std::collections::VecDeque<&'static str>);
+
+    impl HttpBody for Parts {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Ready(self.0.pop_front().map(|p| Ok(http_body::Frame::data(Bytes::from_static(p.as_bytes())))))
+        }
+    }
+
+    #[tokio::test]
+    async fn streamed_bodies_are_chunked() {
+        let response = axum::response::Response::new(Body::new(Parts(["ab", "", "cde"].into())));
+        let mut out = Vec::new();
+        write(&mut out, response, false, Version::HTTP_11, true).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Transfer-Encoding: chunked\r\n") && text.contains("Connection: close\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"), "{text}");
+    }
+}
