@@ -18,6 +18,10 @@ pub struct Config {
     pub listen: String,
     /// Directory of the embedded SQLite database.
     pub data_dir: PathBuf,
+    /// Where durable data lives: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// (README "Using PostgreSQL"); unset = `gateway.db` in `data_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// How long an empty data-channel poll is held (seconds, below 60).
     pub hold_seconds: u64,
     /// `pollWaitTime` sent to clients (milliseconds).
@@ -205,6 +209,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
+            store: None,
             hold_seconds: 25,
             poll_wait_ms: 0,
             session_timeout_seconds: 90,
@@ -304,6 +309,9 @@ impl Config {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("listen: {:?} is not an address such as 127.0.0.1:8080", self.listen));
         }
+        if let Some(store) = &self.store {
+            crate::store::StoreUrl::parse(store).map_err(|e| format!("store: {e}"))?;
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key must be set together".into());
         }
@@ -350,7 +358,16 @@ impl Config {
         for token in &mut shown.api_tokens {
             token.token = MASK.into();
         }
+        shown.store = shown.store.as_deref().map(|url| crate::store::StoreUrl::mask_password(url, MASK));
         shown
+    }
+
+    /// The store this configuration names (validated by [`Config::validate`]).
+    pub fn store_url(&self) -> crate::store::StoreUrl {
+        match self.store.as_deref().map(crate::store::StoreUrl::parse) {
+            Some(Ok(url)) => url,
+            _ => crate::store::StoreUrl::default_in(&self.data_dir),
+        }
     }
 
     /// The configuration as TOML (secrets included: show [`Config::masked`]).

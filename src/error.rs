@@ -32,6 +32,10 @@ pub enum GatewayError {
     Unauthenticated,
     #[error("internal failure")]
     Internal,
+    /// The store could not complete a write or read; nothing was half-written and the same
+    /// request may be retried.
+    #[error("store unavailable")]
+    StoreUnavailable,
 }
 
 impl GatewayError {
@@ -42,7 +46,7 @@ impl GatewayError {
             GatewayError::SessionNotFound => codes::SESSION_NOT_FOUND,
             GatewayError::LimitExceeded(_) => codes::REQUEST_THROTTLED,
             GatewayError::InvalidOperation(_) => codes::INVALID_OPERATION,
-            GatewayError::Internal => codes::INTERNAL_FAILURE,
+            GatewayError::Internal | GatewayError::StoreUnavailable => codes::INTERNAL_FAILURE,
         }
     }
 
@@ -68,6 +72,7 @@ impl GatewayError {
             GatewayError::SessionNotFound => "the session does not exist or has ended".into(),
             GatewayError::Unauthenticated => "a valid CWA-Ticket is required".into(),
             GatewayError::Internal => String::new(),
+            GatewayError::StoreUnavailable => "the store is unavailable; nothing was changed, try again".into(),
         }
     }
 
@@ -81,6 +86,7 @@ impl GatewayError {
             GatewayError::InvalidOperation(_) => "invalid_operation",
             GatewayError::Unauthenticated => "unauthenticated",
             GatewayError::Internal => "internal",
+            GatewayError::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -88,6 +94,14 @@ impl GatewayError {
     pub fn internal(context: &str, cause: impl std::fmt::Display) -> GatewayError {
         tracing::error!(%cause, "{context}");
         GatewayError::Internal
+    }
+
+    /// Logs a store failure and returns [`GatewayError::StoreUnavailable`]: a store error never
+    /// leaves half a change behind (every multi-row write is one transaction), so the client may
+    /// retry.
+    pub fn store(context: &str, cause: crate::store::StoreError) -> GatewayError {
+        tracing::error!(cause = %cause, retryable = cause.is_retryable(), "{context}");
+        GatewayError::StoreUnavailable
     }
 }
 

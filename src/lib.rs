@@ -6,7 +6,7 @@
 //!   and views. Pure; no I/O, no wire format.
 //! - [`cwa`] — the CWA XML wire format: request parsing, category rendering, envelopes.
 //! - [`hub`] — live sessions, their event queues and acks, the watcher index, the long poll, timers.
-//! - [`store`] — durable data behind a trait (embedded SQLite by default).
+//! - [`store`] — durable data behind a trait: embedded SQLite (the default) or PostgreSQL.
 //! - [`backplane`] — how presence changes reach other gateway nodes (none when standalone).
 //! - [`service`] — sign-in, sessions, commands, live presence and fan-out, seeding.
 //! - [`http`] — the axum router and the CWA handlers. [`api`] — the JSON API under `/api/v1`.
@@ -37,10 +37,11 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// Opens the embedded store in `config.data_dir` and starts the gateway's core.
+/// Opens the configured store (`store`, by default SQLite in `config.data_dir`) and starts the
+/// gateway's core.
 pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Gateway>> {
-    let store = store::sqlite::SqliteStore::open(&config.data_dir).await?;
-    Ok(Gateway::start(config, Arc::new(store), clock).await?)
+    let store = store::open(&config.store_url()).await?;
+    Ok(Gateway::start(config, store, clock).await?)
 }
 
 /// Serves HTTP on `listener` until `shutdown` completes; then answers every held poll, lets

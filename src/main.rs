@@ -9,7 +9,6 @@ use presence_gateway::model::contact::{is_valid_sip_uri, normalize_uri, Profile}
 use presence_gateway::service::auth::{hash_password, random_token};
 use presence_gateway::service::clock::SystemClock;
 use presence_gateway::service::seed::{demo_users, seed_demo, spawn_demo_activity, UsersFile, DEMO_PASSWORD};
-use presence_gateway::store::sqlite::SqliteStore;
 use presence_gateway::store::{Store, UserRecord};
 use std::io::Read;
 use std::path::PathBuf;
@@ -86,6 +85,10 @@ struct CommonArgs {
     /// Directory of the embedded database (default ./data).
     #[arg(long, env = "GATEWAY_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Where durable data lives: sqlite://PATH or postgres://USER@HOST/DB (default: gateway.db in
+    /// the data directory).
+    #[arg(long, env = "GATEWAY_STORE", global = true)]
+    store: Option<String>,
     /// Log format on stderr (default human).
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, global = true)]
     log_format: Option<LogFormat>,
@@ -218,6 +221,7 @@ fn flag_variables() -> Vec<String> {
 #[derive(Default)]
 struct Overrides {
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     log_format: Option<LogFormat>,
     listen: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -228,6 +232,7 @@ impl Overrides {
     fn new(common: &CommonArgs, server: Option<&ServerFlags>) -> Overrides {
         Overrides {
             data_dir: common.data_dir.clone(),
+            store: common.store.clone(),
             log_format: common.log_format,
             listen: server.and_then(|s| s.listen.clone()),
             tls_cert: server.and_then(|s| s.tls_cert.clone()),
@@ -241,6 +246,7 @@ fn load_config(file: Option<&std::path::Path>, flags: Overrides) -> anyhow::Resu
     let sources::Loaded { mut config, warnings } =
         sources::load(file, std::env::vars(), &flag_variables()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     config.data_dir = flags.data_dir.unwrap_or(config.data_dir);
+    config.store = flags.store.or(config.store);
     config.log_format = flags.log_format.unwrap_or(config.log_format);
     config.listen = flags.listen.unwrap_or(config.listen);
     config.tls_cert = flags.tls_cert.or(config.tls_cert);
@@ -349,19 +355,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let demo_tokens = args.demo.then(|| add_demo_tokens(&mut config));
     start_logging(&config, &warnings);
     let tls = tls_config(&config)?;
-    let store = SqliteStore::open(&config.data_dir).await.context("opening the store")?;
+    let store = open_store(&config).await?;
     if let Some(path) = &args.users {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let file = UsersFile::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        file.apply(&store).await.map_err(|e| anyhow::anyhow!("loading users: {e}"))?;
+        file.apply(&*store).await.map_err(|e| anyhow::anyhow!("loading users: {e}"))?;
     }
     if args.demo {
-        seed_demo(&store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
+        seed_demo(&*store).await.map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
     }
     let listener = listen(&config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     presence_gateway::telemetry::install();
-    let gateway = presence_gateway::service::Gateway::start(config, Arc::new(store), Arc::new(SystemClock)).await?;
+    let gateway = presence_gateway::service::Gateway::start(config, store, Arc::new(SystemClock)).await?;
     if args.demo {
         spawn_demo_activity(&gateway);
         print_demo_banner(address, demo_tokens.as_ref());
@@ -447,15 +453,17 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
-/// The store's database file in a data directory.
-fn store_file(config: &Config) -> PathBuf {
-    config.data_dir.join("gateway.db")
+/// Opens the configured store (running its migrations).
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.store_url();
+    presence_gateway::store::open(&url).await.with_context(|| format!("opening the store {}", url.describe()))
 }
 
-/// Refuses to work on a store that does not exist (unless asked to create one), naming where it
-/// was looked for: a mistyped or forgotten `--data-dir` would otherwise make a fresh, empty store.
+/// Refuses to work on an SQLite store that does not exist (unless asked to create one), naming
+/// where it was looked for: a mistyped or forgotten `--data-dir` would otherwise make a fresh,
+/// empty store. (A PostgreSQL database exists before the gateway uses it.)
 fn require_store(config: &Config, create: bool) -> anyhow::Result<()> {
-    let file = store_file(config);
+    let presence_gateway::store::StoreUrl::Sqlite(file) = config.store_url() else { return Ok(()) };
     if create || file.exists() {
         return Ok(());
     }
@@ -469,8 +477,8 @@ fn require_store(config: &Config, create: bool) -> anyhow::Result<()> {
 
 async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()> {
     require_store(config, matches!(action, UserAction::Add { create: true, .. }))?;
-    let store = SqliteStore::open(&config.data_dir).await.context("opening the store")?;
-    let at = store_file(config);
+    let store = open_store(config).await?;
+    let at = config.store_url().describe();
     let checked_uri = |uri: &str| -> anyhow::Result<String> {
         if !is_valid_sip_uri(uri) {
             bail!("{uri:?} is not a sip: URI");
@@ -485,7 +493,7 @@ async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()>
             let password = read_password()?;
             let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?.map_err(anyhow::Error::msg)?;
             store.upsert_user(&UserRecord { profile, password_hash: Some(hash) }).await?;
-            println!("added {uri} to the store at {}", at.display());
+            println!("added {uri} to the store at {at}");
         }
         UserAction::Passwd { uri } => {
             let uri = checked_uri(&uri)?;
@@ -494,14 +502,14 @@ async fn user_command(config: &Config, action: UserAction) -> anyhow::Result<()>
             if !store.set_password(&uri, &hash).await? {
                 bail!("no user {uri}");
             }
-            println!("password changed for {uri} in the store at {}", at.display());
+            println!("password changed for {uri} in the store at {at}");
         }
         UserAction::Remove { uri } => {
             let uri = checked_uri(&uri)?;
             if !store.remove_user(&uri).await? {
                 bail!("no user {uri}");
             }
-            println!("removed {uri} from the store at {}", at.display());
+            println!("removed {uri} from the store at {at}");
         }
         UserAction::List => {
             for user in store.users().await? {

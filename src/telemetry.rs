@@ -250,7 +250,7 @@ pub fn logon_outcome<T>(result: Result<T, GatewayError>) -> Result<T, GatewayErr
     if let Err(error) = &result {
         let reason = match error {
             GatewayError::LimitExceeded(_) => "throttled",
-            GatewayError::Internal => "internal",
+            GatewayError::Internal | GatewayError::StoreUnavailable => "internal",
             _ => "credentials",
         };
         LazyLock::force(&HOT);

@@ -115,12 +115,17 @@ async fn health_readiness_and_request_ids() {
     let ready = http.get(format!("{}/readyz", server.base)).header("x-request-id", "trace-me-42").send().await.unwrap();
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.headers()["x-request-id"], "trace-me-42", "the caller's id is kept");
+    let report = ready.text().await.unwrap();
+    assert!(report.starts_with("ready\n") && report.contains("store: sqlite (reachable)"), "{report}");
+    assert!(!report.contains(server.dir.path().to_str().unwrap()), "no paths: {report}");
     let missing = http.get(format!("{}/no/such/page", server.base)).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert!(missing.headers().contains_key("x-request-id"));
     // Not ready once the store is closed.
     server.gateway.store.close().await;
-    assert_eq!(http.get(format!("{}/readyz", server.base)).send().await.unwrap().status(), 503);
+    let not_ready = http.get(format!("{}/readyz", server.base)).send().await.unwrap();
+    assert_eq!(not_ready.status(), 503);
+    assert!(not_ready.text().await.unwrap().contains("store: sqlite (unreachable)"));
 }
 
 async fn failed_logon(base: &str, user: &str, forwarded_for: &str) -> u16 {

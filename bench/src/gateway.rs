@@ -40,12 +40,13 @@ pub struct Gateway {
 }
 
 impl Drop for Gateway {
-    /// SIGTERM (the gateway answers held polls and exits), SIGKILL if it has not within 10 s.
+    /// SIGTERM (the gateway answers held polls and exits), SIGKILL if it has not within 60 s (a
+    /// gateway run under valgrind needs a while to exit and write its profile).
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             // SAFETY: kill only sends a signal to the process this run started.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }

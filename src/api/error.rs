@@ -112,6 +112,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::InvalidOperation(_) => StatusCode::CONFLICT,
             GatewayError::Unauthenticated => StatusCode::UNAUTHORIZED,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         let message = match error.detail() {
             d if d.is_empty() => error.reason().to_string(),
@@ -123,6 +124,10 @@ impl From<GatewayError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(&self)).into_response()
+        let mut response = (self.status, axum::Json(&self)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }

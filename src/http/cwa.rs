@@ -87,7 +87,7 @@ pub async fn logon(
         Err(error @ GatewayError::LimitExceeded(_)) => {
             xml_reply(StatusCode::TOO_MANY_REQUESTS, envelope::request_failed(None, &error))
         }
-        Err(error @ GatewayError::Internal) => {
+        Err(error @ (GatewayError::Internal | GatewayError::StoreUnavailable)) => {
             xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &error))
         }
         Err(GatewayError::Unauthenticated) => {

@@ -6,7 +6,8 @@ use super::Gateway;
 use crate::cwa::lists;
 use crate::error::{GatewayError, Result};
 use crate::model::rights::{AccessLevel, Member, RightsEntry};
-use std::collections::{BTreeSet, HashMap};
+use crate::store::RightsWrite;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// One change to an owner's entries: set `member` to `level`, or remove it from `level`.
@@ -30,56 +31,51 @@ impl Gateway {
         .await
     }
 
+    /// All of the changes or none: the writes they amount to are one store transaction, then the
+    /// same writes are made in memory and announced.
     async fn apply_rights(&self, owner: &str, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
-        let watchers: BTreeSet<Arc<str>> = self.hub.watchers_of(owner).iter().map(|s| s.user.clone()).collect();
-        let before: HashMap<Arc<str>, AccessLevel> =
-            watchers.iter().map(|w| (w.clone(), self.directory.level(owner, w))).collect();
+        let before = self.watcher_levels(owner);
+        let current = self.directory.rights_of(owner);
         let mut touched = BTreeSet::new();
-        let mut outcome = Ok(());
+        let mut writes = Vec::new();
         for change in changes {
-            if let Err(e) = self.apply_right(owner, change, &mut touched).await {
-                outcome = Err(e);
-                break;
+            match change {
+                RightsChange::Set(entry) => {
+                    if let Some(old) = current.iter().find(|e| e.member == entry.member) {
+                        touched.insert(old.level);
+                    }
+                    touched.insert(entry.level);
+                    writes.push(RightsWrite::Set(entry.clone()));
+                }
+                RightsChange::Remove { member, level } => {
+                    // Present at that level after the writes so far?
+                    let now_at_level = |w: &RightsWrite| match w {
+                        RightsWrite::Set(e) => (e.member == *member).then_some(e.level == *level),
+                        RightsWrite::Remove(m) => (m == member).then_some(false),
+                    };
+                    let present = match writes.iter().rev().find_map(now_at_level) {
+                        Some(present) => present,
+                        None => current.iter().any(|e| &e.member == member && e.level == *level),
+                    };
+                    if present {
+                        touched.insert(*level);
+                        writes.push(RightsWrite::Remove(member.clone()));
+                    }
+                }
+            }
+        }
+        if !writes.is_empty() {
+            self.store.apply_rights(owner, &writes).await.map_err(|e| GatewayError::store("saving rights", e))?;
+        }
+        for write in &writes {
+            match write {
+                RightsWrite::Set(entry) => self.directory.set_right(owner, entry.clone()),
+                RightsWrite::Remove(member) => self.directory.remove_right(owner, member),
             }
         }
         let touched: Vec<AccessLevel> = touched.into_iter().collect();
-        if !touched.is_empty() {
-            let event = Arc::new(lists::containers(&self.directory.rights_of(owner), &touched));
-            for session in self.hub.sessions_of(owner) {
-                self.push(&session, event.clone(), None);
-            }
-        }
-        // Also after a store failure half-way: what was applied takes effect at once.
-        for (watcher, level) in before {
-            if self.directory.level(owner, &watcher) != level {
-                self.resend_to_watcher(owner, &watcher);
-            }
-        }
-        outcome.map(|()| touched)
-    }
-
-    /// One change: stored, then applied.
-    async fn apply_right(&self, owner: &str, change: &RightsChange, touched: &mut BTreeSet<AccessLevel>) -> Result<()> {
-        let current = self.directory.rights_of(owner);
-        match change {
-            RightsChange::Set(entry) => {
-                self.store.set_right(owner, entry).await.map_err(|e| GatewayError::internal("saving a right", e))?;
-                if let Some(old) = current.iter().find(|e| e.member == entry.member) {
-                    touched.insert(old.level);
-                }
-                self.directory.set_right(owner, entry.clone());
-                touched.insert(entry.level);
-            }
-            RightsChange::Remove { member, level } => {
-                if !current.iter().any(|e| &e.member == member && e.level == *level) {
-                    return Ok(());
-                }
-                self.store.remove_right(owner, member).await.map_err(|e| GatewayError::internal("removing a right", e))?;
-                self.directory.remove_right(owner, member);
-                touched.insert(*level);
-            }
-        }
-        Ok(())
+        self.announce_rights(owner, before, &touched);
+        Ok(touched)
     }
 
     /// Sets or removes an entry that applies to every owner (admin); every watcher whose level on
@@ -93,12 +89,12 @@ impl Gateway {
             let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| gw.directory.level(owner, watcher)).collect();
             match &change {
                 RightsChange::Set(entry) => {
-                    gw.store.set_global_right(entry).await.map_err(|e| GatewayError::internal("saving a global right", e))?;
+                    gw.store.set_global_right(entry).await.map_err(|e| GatewayError::store("saving a global right", e))?;
                     gw.directory.set_global_right(entry.clone());
                 }
                 RightsChange::Remove { member, .. } => {
                     let removed = gw.store.remove_global_right(member).await;
-                    removed.map_err(|e| GatewayError::internal("removing a global right", e))?;
+                    removed.map_err(|e| GatewayError::store("removing a global right", e))?;
                     gw.directory.remove_global_right(member);
                 }
             }

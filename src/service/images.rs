@@ -13,7 +13,7 @@ impl Gateway {
         let image = StoredImage { content_type: content_type.to_string(), bytes, hash: hash.clone() };
         let uri = uri.to_string();
         self.complete(move |gw| async move {
-            gw.store.save_image(&uri, large, &image).await.map_err(|e| GatewayError::internal("saving an image", e))?;
+            gw.store.save_image(&uri, large, &image).await.map_err(|e| GatewayError::store("saving an image", e))?;
             if !large {
                 gw.set_image_hash(&uri, Some(image.hash.clone()));
             }
@@ -26,7 +26,7 @@ impl Gateway {
         let uri = uri.to_string();
         self.complete(move |gw| async move {
             let removed = gw.store.remove_image(&uri, large).await;
-            let removed = removed.map_err(|e| GatewayError::internal("removing an image", e))?;
+            let removed = removed.map_err(|e| GatewayError::store("removing an image", e))?;
             if removed && !large {
                 gw.set_image_hash(&uri, None);
             }
@@ -36,7 +36,7 @@ impl Gateway {
     }
 
     pub async fn image(&self, uri: &str, large: bool) -> Result<Option<StoredImage>> {
-        self.store.image(uri, large).await.map_err(|e| GatewayError::internal("reading an image", e))
+        self.store.image(uri, large).await.map_err(|e| GatewayError::store("reading an image", e))
     }
 
     pub(crate) fn set_image_hash(&self, uri: &str, hash: Option<String>) {

@@ -38,11 +38,19 @@ impl Gateway {
         let changes = op(&mut list).map_err(list_error)?;
         let owner = owner.to_string();
         self.complete(move |gw| async move {
-            gw.store.save_contact_list(&owner, &list).await.map_err(|e| GatewayError::internal("saving a contact list", e))?;
-            let added = gw.apply_contact_list(&owner, list, &changes);
-            drop(gate); // a subscriber is recorded under the gate of the user subscribed to
-            for uri in &added {
-                gw.record_subscriber(uri, &owner).await?;
+            let known: BTreeSet<String> = gw.contact_list(&owner).subscribed_uris().map(str::to_string).collect();
+            let subscribes_to: Vec<String> = list
+                .subscribed_uris()
+                .filter(|uri| !known.contains(*uri) && gw.is_new_subscriber(uri, &owner))
+                .map(str::to_string)
+                .collect();
+            // The list and the subscriber rows it implies are one transaction.
+            let saved = gw.store.save_contact_list(&owner, &list, &subscribes_to).await;
+            saved.map_err(|e| GatewayError::store("saving a contact list", e))?;
+            gw.apply_contact_list(&owner, list, &changes);
+            drop(gate); // a subscriber is noted under the gate of the user subscribed to
+            for uri in &subscribes_to {
+                gw.note_subscriber(uri, &owner).await;
             }
             Ok(())
         })
@@ -102,7 +110,7 @@ impl Gateway {
     }
 
     /// The user's subscribers as the `subscribers` event shows them.
-    fn subscriber_views(&self, owner: &str, only: Option<&[String]>) -> Vec<SubscriberView> {
+    pub(crate) fn subscriber_views(&self, owner: &str, only: Option<&[String]>) -> Vec<SubscriberView> {
         let subscribers = self.subscribers.read();
         let list = subscribers.get(owner).map(Vec::as_slice).unwrap_or(&[]);
         list.iter()
@@ -155,10 +163,19 @@ impl Gateway {
         if !self.is_new_subscriber(owner, watcher) {
             return Ok(());
         }
-        self.store.save_subscriber(owner, watcher, false).await.map_err(|e| GatewayError::internal("saving a subscriber", e))?;
+        self.store.save_subscriber(owner, watcher, false).await.map_err(|e| GatewayError::store("saving a subscriber", e))?;
         self.subscribers.write().entry(owner.to_string()).or_default().push((watcher.to_string(), false));
         self.announce_subscribers(owner, &[watcher.to_string()]);
         Ok(())
+    }
+
+    /// Makes a subscriber already stored (with a contact list) live, once, and announces it.
+    async fn note_subscriber(&self, owner: &str, watcher: &str) {
+        let _gate = self.gates.owner(owner).await;
+        if self.is_new_subscriber(owner, watcher) {
+            self.subscribers.write().entry(owner.to_string()).or_default().push((watcher.to_string(), false));
+            self.announce_subscribers(owner, &[watcher.to_string()]);
+        }
     }
 
     fn announce_subscribers(&self, owner: &str, watchers: &[String]) {
@@ -182,7 +199,7 @@ impl Gateway {
             let mut outcome = Ok(());
             for watcher in watchers {
                 if let Err(e) = gw.store.save_subscriber(&owner, &watcher, true).await {
-                    outcome = Err(GatewayError::internal("saving a subscriber", e));
+                    outcome = Err(GatewayError::store("saving a subscriber", e));
                     break;
                 }
                 if let Some(list) = gw.subscribers.write().get_mut(&owner) {

@@ -16,6 +16,7 @@ pub mod presence;
 pub mod search;
 pub mod seed;
 pub mod sessions;
+pub mod sync;
 pub mod users;
 
 use crate::backplane::{Backplane, Standalone};
@@ -79,7 +80,10 @@ impl Gateway {
             json_sessions: RwLock::new(HashMap::new()),
             decoy_hash,
         });
+        // Follow other processes' changes from before the load, so none falls between the two.
+        let feed = gateway.store.changes().await?;
         gateway.load().await?;
+        tokio::spawn(sync::follow(Arc::downgrade(&gateway), feed));
         tokio::spawn(run_timers(Arc::downgrade(&gateway)));
         Ok(gateway)
     }

@@ -40,7 +40,7 @@ pub struct Live {
 
 pub struct PresenceEntry {
     /// Serialises changes of one user's durable presence (held across the store write).
-    gate: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) gate: Arc<tokio::sync::Mutex<()>>,
     pub live: Mutex<Live>,
 }
 
@@ -228,7 +228,7 @@ impl Gateway {
         let uri = uri.to_string();
         self.complete(move |gw| async move {
             let _gate = gate;
-            gw.store.save_presence(&uri, &next).await.map_err(|e| GatewayError::internal("saving presence", e))?;
+            gw.store.save_presence(&uri, &next).await.map_err(|e| GatewayError::store("saving presence", e))?;
             let mut live = entry.live.lock();
             live.model.manual = next.manual;
             live.model.note = next.note;
@@ -247,7 +247,7 @@ impl Gateway {
         let next = crate::model::raw::apply(&current, published).ok_or_else(|| {
             GatewayError::LimitExceeded(format!("at most {} raw categories per user", crate::model::raw::MAX_PER_USER))
         })?;
-        self.store.save_raw_categories(uri, &next).await.map_err(|e| GatewayError::internal("saving raw categories", e))?;
+        self.store.save_raw_categories(uri, &next).await.map_err(|e| GatewayError::store("saving raw categories", e))?;
         let mut live = entry.live.lock();
         live.model.raw = next;
         self.settle(uri, &mut live);

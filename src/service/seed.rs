@@ -13,7 +13,7 @@ use crate::model::sources::{
     Appointment, AppointmentStatus, Call, CallDirection, CallService, CallState, ComputerState, Line, LineState, ManualKind,
     ManualState, Note, Reachability,
 };
-use crate::store::{Store, StoredPresence, UserRecord};
+use crate::store::{RightsWrite, Store, StoredPresence, UserRecord};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -101,7 +101,7 @@ impl UsersFile {
         for grant in &self.grant {
             let level = AccessLevel::from_name(&grant.level).expect("validated");
             let entry = RightsEntry { member: Member::Uri(normalize_uri(&grant.watcher)), level };
-            store.set_right(&normalize_uri(&grant.owner), &entry).await.map_err(|e| e.to_string())?;
+            store.apply_rights(&normalize_uri(&grant.owner), &[RightsWrite::Set(entry)]).await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -299,7 +299,7 @@ pub async fn seed_demo(store: &dyn Store) -> Result<(), String> {
     let listed: HashSet<String> =
         store.contact_lists().await.map_err(|e| e.to_string())?.into_iter().map(|(owner, _)| owner).collect();
     for (owner, list) in demo_contact_lists().into_iter().filter(|(owner, _)| !listed.contains(owner)) {
-        store.save_contact_list(&owner, &list).await.map_err(|e| e.to_string())?;
+        store.save_contact_list(&owner, &list, &[]).await.map_err(|e| e.to_string())?;
     }
     let stored: HashSet<String> = store.presences().await.map_err(|e| e.to_string())?.into_iter().map(|(uri, _)| uri).collect();
     for (uri, presence) in demo_presences().into_iter().filter(|(uri, _)| !stored.contains(uri)) {

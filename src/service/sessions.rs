@@ -58,7 +58,7 @@ impl Gateway {
         let uri = self.directory.resolve_logon_name(name);
         let hash = match &uri {
             Some(uri) => {
-                self.store.user(uri).await.map_err(|e| GatewayError::internal("reading user", e))?.and_then(|u| u.password_hash)
+                self.store.user(uri).await.map_err(|e| GatewayError::store("reading user", e))?.and_then(|u| u.password_hash)
             }
             None => None,
         };

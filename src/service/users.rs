@@ -14,7 +14,7 @@ impl Gateway {
     pub async fn upsert_user(&self, record: &UserRecord) -> Result<()> {
         let record = record.clone();
         self.complete(move |gw| async move {
-            gw.store.upsert_user(&record).await.map_err(|e| GatewayError::internal("saving a user", e))?;
+            gw.store.upsert_user(&record).await.map_err(|e| GatewayError::store("saving a user", e))?;
             gw.add_user(Arc::new(record.profile.clone()));
             if record.password_hash.is_some() {
                 gw.tickets.revoke_user(&record.profile.uri);
@@ -35,7 +35,7 @@ impl Gateway {
         let uri = uri.to_string();
         self.complete(move |gw| async move {
             let _gate = gate;
-            if !gw.store.remove_user(&uri).await.map_err(|e| GatewayError::internal("removing a user", e))? {
+            if !gw.store.remove_user(&uri).await.map_err(|e| GatewayError::store("removing a user", e))? {
                 return Ok(false);
             }
             gw.forget_user(&uri);
@@ -45,7 +45,7 @@ impl Gateway {
     }
 
     /// Ends everything live of a removed user.
-    fn forget_user(&self, uri: &str) {
+    pub(crate) fn forget_user(&self, uri: &str) {
         self.tickets.revoke_user(uri);
         for session in self.hub.sessions_of(uri) {
             self.hub.remove(session.sid);

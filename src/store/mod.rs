@@ -1,14 +1,25 @@
 //! Durable data behind one trait: users and their password hashes, manual states, notes, rights
-//! entries (containers), contact lists, subscribers and raw categories. The embedded default is SQLite in `--data-dir`; other backends implement the
-//! same trait. A write has returned only once it is durable against a process crash.
+//! entries (containers), contact lists and subscribers, images, raw categories. Two backends implement it — the
+//! embedded SQLite file in `--data-dir` (the default) and PostgreSQL — chosen by the `store` URL
+//! (README "Using PostgreSQL"). A write has returned only once it is durable; a change that spans
+//! several rows is one transaction. Each backend's schema is managed by the migrations embedded
+//! in the binary (`migrations/<backend>/`), run at open. Every write is also announced to the
+//! other processes on the same store ([`Change`], [`Store::changes`]).
 
+pub mod faults;
+mod migrate;
+pub mod postgres;
+pub mod rows;
+mod sql;
 pub mod sqlite;
 
 use crate::model::contact::Profile;
 use crate::model::contacts::ContactList;
-use crate::model::rights::RightsEntry;
+use crate::model::rights::{Member, RightsEntry};
 use crate::model::sources::{ManualState, Note};
 use async_trait::async_trait;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -32,53 +43,238 @@ pub struct StoredPresence {
     pub note: Option<Note>,
 }
 
+/// One write to an owner's rights entries, applied with the others of its call all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RightsWrite {
+    Set(RightsEntry),
+    Remove(Member),
+}
+
+/// What changed, as another process on the same store needs to know it to re-read that part.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// A user was added, changed (profile or password) or removed.
+    User(String),
+    Presence(String),
+    /// An owner's rights entries.
+    Rights(String),
+    GlobalRights,
+    ContactList(String),
+    /// An owner's subscribers.
+    Subscribers(String),
+    Image(String),
+    /// Changes may have been missed (the feed reconnected or fell behind): re-read everything.
+    Everything,
+}
+
+impl Change {
+    pub(crate) fn encode(&self) -> (&'static str, &str) {
+        match self {
+            Change::User(k) => ("user", k),
+            Change::Presence(k) => ("presence", k),
+            Change::Rights(k) => ("rights", k),
+            Change::GlobalRights => ("global-rights", ""),
+            Change::ContactList(k) => ("contact-list", k),
+            Change::Subscribers(k) => ("subscribers", k),
+            Change::Image(k) => ("image", k),
+            Change::Everything => ("everything", ""),
+        }
+    }
+
+    pub(crate) fn decode(kind: &str, key: &str) -> Change {
+        let key = key.to_string();
+        match kind {
+            "user" => Change::User(key),
+            "presence" => Change::Presence(key),
+            "rights" => Change::Rights(key),
+            "global-rights" => Change::GlobalRights,
+            "contact-list" => Change::ContactList(key),
+            "subscribers" => Change::Subscribers(key),
+            "image" => Change::Image(key),
+            _ => Change::Everything,
+        }
+    }
+}
+
+/// Changes made by other processes, in the order they were committed.
+pub type ChangeFeed = tokio::sync::mpsc::Receiver<Change>;
+
+/// Why a store operation failed. Only [`StoreError::is_retryable`] matters to callers: the
+/// message is for the log, never for a client.
 #[derive(Debug, thiserror::Error)]
-#[error("store failure: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The database could not be reached or the operation was interrupted; nothing was written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The schema in the store is newer than this binary knows.
+    #[error(
+        "the store's schema is at version {found}, newer than this presence-gateway knows (up to {known}); \
+         run a newer presence-gateway against it"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    /// Data in the store that cannot be read back.
+    #[error("unreadable data in the store: {0}")]
+    Corrupt(String),
+    #[error("store failure: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    pub fn corrupt(detail: impl Into<String>) -> StoreError {
+        StoreError::Corrupt(detail.into())
+    }
+
+    /// Whether the same operation may succeed when retried (nothing was half-written).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError(e.to_string())
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default().to_string();
+                // SQLite busy/locked, PostgreSQL serialization/deadlock/connection/shutdown classes.
+                let transient = ["5", "6", "261", "517", "40001", "40P01", "57P01", "57P02", "57P03"].contains(&code.as_str())
+                    || code.starts_with("08");
+                match transient {
+                    true => StoreError::Unavailable(db.to_string()),
+                    false => StoreError::Other(db.to_string()),
+                }
+            }
+            sqlx::Error::Migrate(m) => StoreError::Other(m.to_string()),
+            other => StoreError::Other(other.to_string()),
+        }
     }
 }
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
-        StoreError(e.to_string())
+        StoreError::Corrupt(e.to_string())
     }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Where the data lives, from the `store` setting: `sqlite://PATH` or `postgres://…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StoreUrl {
+    /// The default: `gateway.db` in the data directory.
+    pub fn default_in(data_dir: &Path) -> StoreUrl {
+        StoreUrl::Sqlite(data_dir.join("gateway.db"))
+    }
+
+    /// Parses a `store` setting; the error names what is accepted.
+    pub fn parse(text: &str) -> Result<StoreUrl, String> {
+        let text = text.trim();
+        if let Some(path) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err("a sqlite:// store needs a file path, e.g. sqlite:///var/lib/presence-gateway/gateway.db".into());
+            }
+            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return match text.parse::<sqlx::postgres::PgConnectOptions>() {
+                Ok(_) => Ok(StoreUrl::Postgres(text.to_string())),
+                Err(e) => Err(format!("not a usable postgres:// URL: {}", e.to_string().replace(text, "…"))),
+            };
+        }
+        Err("the store must be sqlite://PATH or postgres://USER@HOST[:PORT]/DATABASE".into())
+    }
+
+    /// The URL without any password, for logs and `/readyz`.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            StoreUrl::Postgres(url) => match url.split_once("://").and_then(|(scheme, rest)| {
+                let (auth, host) = rest.rsplit_once('@')?;
+                let user = auth.split(':').next().unwrap_or_default();
+                Some(format!("{scheme}://{user}@{host}"))
+            }) {
+                Some(safe) => safe.split('?').next().unwrap_or_default().to_string(),
+                None => url.split('?').next().unwrap_or_default().to_string(),
+            },
+        }
+    }
+
+    /// `url` with its password (if any) replaced by `mask`.
+    pub fn mask_password(url: &str, mask: &str) -> String {
+        let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+        let Some((auth, host)) = rest.rsplit_once('@') else { return url.to_string() };
+        match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:{mask}@{host}"),
+            None => url.to_string(),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            StoreUrl::Sqlite(_) => "sqlite",
+            StoreUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Opens the store a URL names, running its migrations.
+pub async fn open(url: &StoreUrl) -> StoreResult<Arc<dyn Store>> {
+    Ok(match url {
+        StoreUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open_file(path).await?),
+        StoreUrl::Postgres(url) => Arc::new(postgres::PostgresStore::connect(url).await?),
+    })
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// `sqlite://…` or `postgres://user@host/db` (never a password), for `/readyz` and logs.
+    fn describe(&self) -> String;
+
     /// Creates or updates a user; a `None` hash keeps the stored one.
     async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn set_password(&self, uri: &str, hash: &str) -> StoreResult<bool>;
-    /// Removes the user and everything stored about them; false when there was no such user.
+    /// Removes the user and everything they own (presence, rights, lists, images, subscribers) in
+    /// one transaction; false when there was no such user.
     async fn remove_user(&self, uri: &str) -> StoreResult<bool>;
     async fn users(&self) -> StoreResult<Vec<UserRecord>>;
     async fn user(&self, uri: &str) -> StoreResult<Option<UserRecord>>;
 
     async fn save_presence(&self, uri: &str, presence: &StoredPresence) -> StoreResult<()>;
+    async fn presence(&self, uri: &str) -> StoreResult<Option<StoredPresence>>;
     async fn presences(&self) -> StoreResult<Vec<(String, StoredPresence)>>;
 
-    /// Sets the owner's entry for a member (replacing the previous level of that member).
-    async fn set_right(&self, owner: &str, entry: &RightsEntry) -> StoreResult<()>;
-    async fn remove_right(&self, owner: &str, member: &crate::model::rights::Member) -> StoreResult<bool>;
+    /// Applies writes to the owner's entries (a member has one level per owner), all or nothing.
+    async fn apply_rights(&self, owner: &str, writes: &[RightsWrite]) -> StoreResult<()>;
     async fn rights(&self) -> StoreResult<Vec<(String, RightsEntry)>>;
+    async fn rights_of(&self, owner: &str) -> StoreResult<Vec<RightsEntry>>;
     /// Entries that apply to every owner (set by an admin), e.g. "group r-and-d sees all at Team".
     async fn set_global_right(&self, entry: &RightsEntry) -> StoreResult<()>;
-    async fn remove_global_right(&self, member: &crate::model::rights::Member) -> StoreResult<bool>;
+    async fn remove_global_right(&self, member: &Member) -> StoreResult<bool>;
     async fn global_rights(&self) -> StoreResult<Vec<RightsEntry>>;
 
-    async fn save_contact_list(&self, owner: &str, list: &ContactList) -> StoreResult<()>;
+    /// Saves the owner's list and, in the same transaction, records the owner as a (not yet
+    /// acknowledged) subscriber of each of `subscribes_to` that does not have them yet.
+    async fn save_contact_list(&self, owner: &str, list: &ContactList, subscribes_to: &[String]) -> StoreResult<()>;
+    async fn contact_list(&self, owner: &str) -> StoreResult<Option<ContactList>>;
     async fn contact_lists(&self) -> StoreResult<Vec<(String, ContactList)>>;
 
     /// Records that `watcher` subscribes to `owner` (and whether the owner acknowledged it).
     async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> StoreResult<()>;
     /// Every (owner, watcher, acknowledged).
     async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>>;
+    /// (watcher, acknowledged) of one owner.
+    async fn subscribers_of(&self, owner: &str) -> StoreResult<Vec<(String, bool)>>;
 
     /// Stores an image of a user (`large` = the high-resolution variant).
     async fn save_image(&self, uri: &str, large: bool, image: &StoredImage) -> StoreResult<()>;
@@ -87,13 +283,33 @@ pub trait Store: Send + Sync {
     /// (uri, hash) of every small image, to know the hashes at start.
     async fn image_hashes(&self) -> StoreResult<Vec<(String, String)>>;
 
-    /// Replaces a user's raw categories with `categories`.
+    /// Replaces a user's raw categories with `categories` (in this order), in one transaction.
     async fn save_raw_categories(&self, uri: &str, categories: &[crate::model::raw::RawCategory]) -> StoreResult<()>;
     /// Every user's raw categories.
     async fn raw_categories(&self) -> StoreResult<Vec<(String, Vec<crate::model::raw::RawCategory>)>>;
+    async fn raw_categories_of(&self, uri: &str) -> StoreResult<Vec<crate::model::raw::RawCategory>>;
+
+    /// Starts following the changes other processes make to this store (see [`Change`]).
+    async fn changes(&self) -> StoreResult<ChangeFeed>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
     /// Flushes and closes (shutdown).
     async fn close(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse_and_never_show_a_password() {
+        assert_eq!(StoreUrl::parse("sqlite:///var/x/gateway.db").unwrap(), StoreUrl::Sqlite("/var/x/gateway.db".into()));
+        let pg = StoreUrl::parse("postgres://gw:secret@db.example:5432/presence?sslmode=require").unwrap();
+        assert_eq!(pg.describe(), "postgres://gw@db.example:5432/presence");
+        assert!(StoreUrl::parse("mysql://x/y").unwrap_err().contains("sqlite://PATH"));
+        assert!(StoreUrl::parse("sqlite://").is_err());
+        assert_eq!(StoreUrl::mask_password("postgres://gw:secret@db/x", "***"), "postgres://gw:***@db/x");
+        assert!(!StoreUrl::parse("postgres://gw:secret@db:notaport/x").unwrap_err().contains("secret"));
+    }
 }

@@ -36,6 +36,10 @@ pub struct QueryArgs {
     /// Measured seconds.
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
+    /// Stop each connection after this many queries (0: no limit but --seconds), so that a run
+    /// does a fixed amount of work (instruction counts under callgrind).
+    #[arg(long, default_value_t = 0)]
+    pub queries: u64,
 }
 
 /// One querying client: its own connection, back-to-back queries until `until`.
@@ -44,16 +48,16 @@ async fn query_loop(
     login: Arc<Login>,
     sid: u64,
     index: usize,
-    args: (usize, usize, u64),
+    args: (usize, usize, u64, u64),
     until: Instant,
 ) -> (Vec<u32>, u64) {
-    let (uris, users, seed) = args;
+    let (uris, users, seed, limit) = args;
     let mut rng = StdRng::seed_from_u64(seed ^ index as u64);
     let mut samples = Vec::new();
     let mut errors = 0;
     let Ok(mut conn) = ctx.endpoint.connect(index).await else { return (samples, 1) };
     let mut rid = 10u64;
-    while Instant::now() < until {
+    while Instant::now() < until && (limit == 0 || rid - 10 < limit) {
         rid += 1;
         let list: Vec<String> = (0..uris).map(|_| users::uri(rng.random_range(0..users))).collect();
         let started = Instant::now();
@@ -93,7 +97,7 @@ pub async fn run(args: QueryArgs) -> Result<Report> {
     let mut clients = tokio::task::JoinSet::new();
     for (i, session) in fleet.sessions.iter().enumerate() {
         let (ctx, login, sid) = (s.ctx.clone(), session.login.clone(), session.sid);
-        let params = (args.uris, users, args.common.seed);
+        let params = (args.uris, users, args.common.seed, args.queries);
         clients.spawn(query_loop(ctx, login, sid, 100_000 + i, params, until));
     }
     let mut samples = Vec::new();

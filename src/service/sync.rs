@@ -1,0 +1,229 @@
+//! Changes made by other processes on the same store (another gateway, `presence-gateway user …`,
+//! an admin call served elsewhere) reach this one: the store's change feed names what changed,
+//! and each change is re-read from the store and applied exactly as a local change would be —
+//! users appear, change or go (their sessions end), rights and group rights re-filter what every
+//! watcher sees, contact lists and subscribers reach the owner's sessions, images and durable
+//! presence are recalculated and fanned out. README "Using PostgreSQL" describes the guarantee.
+
+use super::Gateway;
+use crate::cwa::lists;
+use crate::model::rights::{AccessLevel, RightsEntry};
+use crate::store::{Change, ChangeFeed, StoreResult};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Weak};
+
+/// Applies the feed's changes until the gateway or the feed goes away.
+pub(crate) async fn follow(gateway: Weak<Gateway>, mut feed: ChangeFeed) {
+    while let Some(change) = feed.recv().await {
+        let Some(gw) = gateway.upgrade() else { return };
+        if let Err(e) = gw.apply_change(&change).await {
+            tracing::warn!(error = %e, ?change, "applying a change made by another process; re-reading everything");
+            if let Err(e) = gw.apply_change(&Change::Everything).await {
+                tracing::error!(error = %e, "re-reading the store");
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Re-reads what `change` names and applies it.
+    pub async fn apply_change(&self, change: &Change) -> StoreResult<()> {
+        match change {
+            Change::User(uri) => self.reload_user(uri).await,
+            Change::Presence(uri) => self.reload_presence(uri).await,
+            Change::Rights(owner) => self.reload_rights(owner).await,
+            Change::GlobalRights => self.reload_global_rights().await,
+            Change::ContactList(owner) => self.reload_contact_list(owner).await,
+            Change::Subscribers(owner) => self.reload_subscribers(owner).await,
+            Change::Image(uri) => self.reload_image(uri).await,
+            Change::Everything => self.reload_everything().await,
+        }
+    }
+
+    async fn reload_user(&self, uri: &str) -> StoreResult<()> {
+        match self.store.user(uri).await? {
+            Some(record) if self.directory.profile(uri).as_deref() != Some(&record.profile) => {
+                self.add_user(Arc::new(record.profile));
+                self.refresh(uri);
+            }
+            Some(_) => {}
+            None if self.directory.profile(uri).is_some() => {
+                let _gate = self.gates.everyone().await;
+                self.forget_user(uri);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    async fn reload_presence(&self, uri: &str) -> StoreResult<()> {
+        let stored = self.store.presence(uri).await?.unwrap_or_default();
+        let raw = self.store.raw_categories_of(uri).await?;
+        let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
+        let _gate = entry.gate.lock().await;
+        {
+            let mut live = entry.live.lock();
+            if live.model.manual == stored.manual && live.model.note == stored.note && live.model.raw == raw {
+                return Ok(());
+            }
+            live.model.manual = stored.manual;
+            live.model.note = stored.note;
+            live.model.raw = raw;
+        }
+        self.refresh(uri);
+        Ok(())
+    }
+
+    async fn reload_rights(&self, owner: &str) -> StoreResult<()> {
+        let _gate = self.gates.owner(owner).await;
+        let stored = self.store.rights_of(owner).await?;
+        let current = self.directory.rights_of(owner);
+        let touched = changed_levels(&current, &stored);
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let before = self.watcher_levels(owner);
+        for entry in &current {
+            self.directory.remove_right(owner, &entry.member);
+        }
+        for entry in stored {
+            self.directory.set_right(owner, entry);
+        }
+        self.announce_rights(owner, before, &touched);
+        Ok(())
+    }
+
+    async fn reload_global_rights(&self) -> StoreResult<()> {
+        let _gate = self.gates.everyone().await;
+        let stored = self.store.global_rights().await?;
+        let current = self.directory.global_rights();
+        if changed_levels(&current, &stored).is_empty() {
+            return Ok(());
+        }
+        let pairs = self.hub.watch_pairs();
+        let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| self.directory.level(owner, watcher)).collect();
+        for entry in &current {
+            self.directory.remove_global_right(&entry.member);
+        }
+        for entry in stored {
+            self.directory.set_global_right(entry);
+        }
+        for ((owner, watcher), level) in pairs.iter().zip(before) {
+            if self.directory.level(owner, watcher) != level {
+                self.resend_to_watcher(owner, watcher);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reload_contact_list(&self, owner: &str) -> StoreResult<()> {
+        let _gate = self.gates.owner(owner).await;
+        let stored = self.store.contact_list(owner).await?.unwrap_or_default();
+        let current = self.contact_list(owner);
+        if stored == current {
+            return Ok(());
+        }
+        let before: BTreeSet<&str> = current.subscribed_uris().collect();
+        let after: BTreeSet<&str> = stored.subscribed_uris().collect();
+        let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(*u)).collect();
+        let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(*u)).collect();
+        let full = Arc::new(lists::contact_group_full(&stored));
+        self.contact_lists.write().insert(owner.to_string(), stored.clone());
+        for session in self.hub.sessions_of(owner) {
+            self.push(&session, full.clone(), None);
+            if session.auto_subscribe_contacts {
+                self.unwatch_uris(&session, &removed, None);
+                self.watch_uris(&session, &added, None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reload_subscribers(&self, owner: &str) -> StoreResult<()> {
+        let _gate = self.gates.owner(owner).await;
+        let stored = self.store.subscribers_of(owner).await?;
+        let changed: Vec<String> = {
+            let mut subscribers = self.subscribers.write();
+            let current = subscribers.get(owner).cloned().unwrap_or_default();
+            let changed: Vec<String> = stored.iter().filter(|s| !current.contains(s)).map(|(w, _)| w.clone()).collect();
+            subscribers.insert(owner.to_string(), stored);
+            changed
+        };
+        if !changed.is_empty() {
+            let event = Arc::new(lists::subscribers(&self.subscriber_views(owner, Some(&changed))));
+            for session in self.hub.sessions_of(owner) {
+                self.push(&session, event.clone(), None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reload_image(&self, uri: &str) -> StoreResult<()> {
+        let hash = self.store.image(uri, false).await?.map(|image| image.hash);
+        let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
+        let same = entry.live.lock().model.image_hash == hash;
+        if !same {
+            self.set_image_hash(uri, hash);
+        }
+        Ok(())
+    }
+
+    /// Re-reads every part of the store (after the feed may have missed changes).
+    async fn reload_everything(&self) -> StoreResult<()> {
+        let stored: HashSet<String> = self.store.users().await?.into_iter().map(|u| u.profile.uri).collect();
+        for profile in self.directory.all_profiles() {
+            if !stored.contains(&profile.uri) {
+                self.reload_user(&profile.uri).await?;
+            }
+        }
+        let mut owners: HashSet<String> = self.store.rights().await?.into_iter().map(|(owner, _)| owner).collect();
+        for uri in &stored {
+            self.reload_user(uri).await?;
+            self.reload_presence(uri).await?;
+            self.reload_image(uri).await?;
+            self.reload_contact_list(uri).await?;
+            self.reload_subscribers(uri).await?;
+            owners.insert(uri.clone());
+        }
+        for owner in owners {
+            self.reload_rights(&owner).await?;
+        }
+        self.reload_global_rights().await
+    }
+}
+
+/// The levels whose membership differs between two sets of entries.
+fn changed_levels(current: &[RightsEntry], stored: &[RightsEntry]) -> Vec<AccessLevel> {
+    let mut touched = BTreeSet::new();
+    for entry in current.iter().filter(|e| !stored.contains(e)) {
+        touched.insert(entry.level);
+    }
+    for entry in stored.iter().filter(|e| !current.contains(e)) {
+        touched.insert(entry.level);
+    }
+    touched.into_iter().collect()
+}
+
+impl Gateway {
+    /// The current level of every user watching `owner`.
+    pub(crate) fn watcher_levels(&self, owner: &str) -> HashMap<Arc<str>, AccessLevel> {
+        let watchers: BTreeSet<Arc<str>> = self.hub.watchers_of(owner).iter().map(|s| s.user.clone()).collect();
+        watchers.into_iter().map(|w| (w.clone(), self.directory.level(owner, &w))).collect()
+    }
+
+    /// After the owner's entries changed: the `containers` event to the owner's sessions, fresh
+    /// snapshots to every watcher whose level changed.
+    pub(crate) fn announce_rights(&self, owner: &str, before: HashMap<Arc<str>, AccessLevel>, touched: &[AccessLevel]) {
+        if !touched.is_empty() {
+            let event = Arc::new(lists::containers(&self.directory.rights_of(owner), touched));
+            for session in self.hub.sessions_of(owner) {
+                self.push(&session, event.clone(), None);
+            }
+        }
+        for (watcher, level) in before {
+            if self.directory.level(owner, &watcher) != level {
+                self.resend_to_watcher(owner, &watcher);
+            }
+        }
+    }
+}

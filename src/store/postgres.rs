@@ -1,0 +1,93 @@
+//! The PostgreSQL store: a connection pool, the same rows as the SQLite store, and changes
+//! announced with `NOTIFY` inside the writing transaction (so they are delivered on commit, in
+//! commit order, and never for a rolled-back write). The channel is named after the schema the
+//! URL's `search_path` selects, so several gateways sharing a database but not a schema do not
+//! hear each other. When the listening connection is lost, notifications may have been missed:
+//! the feed then says [`Change::Everything`].
+
+use super::faults::Faults;
+use super::sql::sql_store_impl;
+use super::{Change, ChangeFeed, StoreResult};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+pub struct PostgresStore {
+    pool: PgPool,
+    description: String,
+    /// The NOTIFY channel of this store's schema.
+    channel: String,
+    /// Marks this process's own notifications.
+    origin: String,
+    pub faults: Faults,
+}
+
+impl PostgresStore {
+    /// Connects (the URL may select a schema with `?options=-c search_path=NAME`) and brings the
+    /// schema up to date.
+    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(5)).connect_with(options).await?;
+        super::migrate::run(&MIGRATOR, &pool).await?;
+        let schema: String = sqlx::query("SELECT current_schema() AS s").fetch_one(&pool).await?.try_get("s")?;
+        Ok(PostgresStore {
+            pool,
+            description: super::StoreUrl::Postgres(url.to_string()).describe(),
+            channel: format!("presence_gateway_{schema}"),
+            origin: format!("{:016x}", rand::random::<u64>()),
+            faults: Faults::default(),
+        })
+    }
+
+    async fn record(&self, tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
+        let (kind, key) = change.encode();
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(format!("{}\t{kind}\t{key}", self.origin))
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn follow_changes(&self) -> StoreResult<ChangeFeed> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(&self.channel).await?;
+        let (send, feed) = tokio::sync::mpsc::channel(1024);
+        let origin = self.origin.clone();
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                if pool.is_closed() || send.is_closed() {
+                    return;
+                }
+                let change = match listener.try_recv().await {
+                    Ok(Some(note)) => match note.payload().split_once('\t') {
+                        Some((from, _)) if from == origin => continue,
+                        Some((_, rest)) => {
+                            let (kind, key) = rest.split_once('\t').unwrap_or((rest, ""));
+                            Change::decode(kind, key)
+                        }
+                        None => continue,
+                    },
+                    // The connection was lost and is being re-established: anything may have been missed.
+                    Ok(None) => Change::Everything,
+                    Err(_) if pool.is_closed() => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for the store's changes");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        Change::Everything
+                    }
+                };
+                if send.send(change).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(feed)
+    }
+}
+
+sql_store_impl!(PostgresStore, Postgres);

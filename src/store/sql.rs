@@ -1,0 +1,455 @@
+//! The [`Store`](super::Store) operations both SQL backends share. The statements are the same
+//! text for SQLite and PostgreSQL (`$n` parameters, `ON CONFLICT … DO UPDATE … excluded`), so the
+//! implementation is written once and expanded for each backend's pool type. A backend brings:
+//! `pool`, `faults` ([`Faults`](super::faults::Faults), checked after each statement of a write),
+//! `description`, and the inherent methods `record(&mut tx, &Change)` (announce a change inside
+//! the writing transaction) and `follow_changes()`.
+
+macro_rules! sql_store_impl {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn describe(&self) -> String {
+                self.description.clone()
+            }
+
+            async fn upsert_user(&self, user: &$crate::store::UserRecord) -> $crate::store::StoreResult<()> {
+                let profile = $crate::store::rows::profile_to_column(&user.profile)?;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO users (uri, profile, password_hash) VALUES ($1, $2, $3)
+                     ON CONFLICT (uri) DO UPDATE SET profile = excluded.profile,
+                         password_hash = COALESCE(excluded.password_hash, users.password_hash)",
+                )
+                .bind(&user.profile.uri)
+                .bind(profile)
+                .bind(&user.password_hash)
+                .execute(&mut *tx)
+                .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::User(user.profile.uri.clone())).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_password(&self, uri: &str, hash: &str) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE uri = $1")
+                    .bind(uri)
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::User(uri.to_string())).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn remove_user(&self, uri: &str) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                // Everything the user owns goes with the row (ON DELETE CASCADE), in this transaction.
+                let done = sqlx::query("DELETE FROM users WHERE uri = $1").bind(uri).execute(&mut *tx).await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::User(uri.to_string())).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn users(&self) -> $crate::store::StoreResult<Vec<$crate::store::UserRecord>> {
+                let rows = sqlx::query("SELECT profile, password_hash FROM users ORDER BY uri").fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|row| {
+                        use sqlx::Row;
+                        Ok($crate::store::UserRecord {
+                            profile: $crate::store::rows::profile_from_column(row.try_get("profile")?)?,
+                            password_hash: row.try_get("password_hash")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn user(&self, uri: &str) -> $crate::store::StoreResult<Option<$crate::store::UserRecord>> {
+                use sqlx::Row;
+                let row = sqlx::query("SELECT profile, password_hash FROM users WHERE uri = $1")
+                    .bind(uri)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some($crate::store::UserRecord {
+                    profile: $crate::store::rows::profile_from_column(row.try_get("profile")?)?,
+                    password_hash: row.try_get("password_hash")?,
+                }))
+            }
+
+            async fn save_presence(&self, uri: &str, presence: &$crate::store::StoredPresence) -> $crate::store::StoreResult<()> {
+                use $crate::store::rows::{manual_to_column, note_to_column};
+                let manual = presence.manual.as_ref().map(manual_to_column).transpose()?;
+                let note = presence.note.as_ref().map(note_to_column).transpose()?;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO presence (uri, manual, note) VALUES ($1, $2, $3)
+                     ON CONFLICT (uri) DO UPDATE SET manual = excluded.manual, note = excluded.note",
+                )
+                .bind(uri)
+                .bind(manual)
+                .bind(note)
+                .execute(&mut *tx)
+                .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn presence(&self, uri: &str) -> $crate::store::StoreResult<Option<$crate::store::StoredPresence>> {
+                let row = sqlx::query("SELECT uri, manual, note FROM presence WHERE uri = $1")
+                    .bind(uri)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(|r| presence_from_row(r).map(|(_, p)| p)).transpose()
+            }
+
+            async fn presences(&self) -> $crate::store::StoreResult<Vec<(String, $crate::store::StoredPresence)>> {
+                let rows = sqlx::query("SELECT uri, manual, note FROM presence").fetch_all(&self.pool).await?;
+                rows.iter().map(presence_from_row).collect()
+            }
+
+            async fn apply_rights(&self, owner: &str, writes: &[$crate::store::RightsWrite]) -> $crate::store::StoreResult<()> {
+                use $crate::store::rows::{level_column, member_columns};
+                let mut tx = self.pool.begin().await?;
+                for write in writes {
+                    match write {
+                        $crate::store::RightsWrite::Set(entry) => {
+                            let (kind, value) = member_columns(&entry.member);
+                            sqlx::query(
+                                "INSERT INTO rights (owner, member_kind, member_value, level) VALUES ($1, $2, $3, $4)
+                                 ON CONFLICT (owner, member_kind, member_value) DO UPDATE SET level = excluded.level",
+                            )
+                            .bind(owner)
+                            .bind(kind)
+                            .bind(value)
+                            .bind(level_column(entry.level))
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        $crate::store::RightsWrite::Remove(member) => {
+                            let (kind, value) = member_columns(member);
+                            sqlx::query("DELETE FROM rights WHERE owner = $1 AND member_kind = $2 AND member_value = $3")
+                                .bind(owner)
+                                .bind(kind)
+                                .bind(value)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    self.faults.step()?;
+                }
+                self.record(&mut tx, &$crate::store::Change::Rights(owner.to_string())).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn rights(&self) -> $crate::store::StoreResult<Vec<(String, $crate::model::rights::RightsEntry)>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT owner, member_kind, member_value, level FROM rights ORDER BY owner, member_kind, member_value",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|row| Ok((row.try_get("owner")?, entry_from_row(row)?))).collect()
+            }
+
+            async fn rights_of(&self, owner: &str) -> $crate::store::StoreResult<Vec<$crate::model::rights::RightsEntry>> {
+                let rows = sqlx::query(
+                    "SELECT member_kind, member_value, level FROM rights WHERE owner = $1 ORDER BY member_kind, member_value",
+                )
+                .bind(owner)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(entry_from_row).collect()
+            }
+
+            async fn set_global_right(&self, entry: &$crate::model::rights::RightsEntry) -> $crate::store::StoreResult<()> {
+                let (kind, value) = $crate::store::rows::member_columns(&entry.member);
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO global_rights (member_kind, member_value, level) VALUES ($1, $2, $3)
+                     ON CONFLICT (member_kind, member_value) DO UPDATE SET level = excluded.level",
+                )
+                .bind(kind)
+                .bind(value)
+                .bind($crate::store::rows::level_column(entry.level))
+                .execute(&mut *tx)
+                .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::GlobalRights).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn remove_global_right(&self, member: &$crate::model::rights::Member) -> $crate::store::StoreResult<bool> {
+                let (kind, value) = $crate::store::rows::member_columns(member);
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("DELETE FROM global_rights WHERE member_kind = $1 AND member_value = $2")
+                    .bind(kind)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::GlobalRights).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn global_rights(&self) -> $crate::store::StoreResult<Vec<$crate::model::rights::RightsEntry>> {
+                let rows =
+                    sqlx::query("SELECT member_kind, member_value, level FROM global_rights ORDER BY member_kind, member_value")
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.iter().map(entry_from_row).collect()
+            }
+
+            async fn save_contact_list(
+                &self,
+                owner: &str,
+                list: &$crate::model::contacts::ContactList,
+                subscribes_to: &[String],
+            ) -> $crate::store::StoreResult<()> {
+                let text = $crate::store::rows::contact_list_to_column(list)?;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO contact_lists (owner, list) VALUES ($1, $2)
+                     ON CONFLICT (owner) DO UPDATE SET list = excluded.list",
+                )
+                .bind(owner)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+                self.faults.step()?;
+                for contact in subscribes_to {
+                    sqlx::query(
+                        "INSERT INTO subscribers (owner, watcher, acknowledged)
+                         SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE uri = $1)
+                         ON CONFLICT (owner, watcher) DO NOTHING",
+                    )
+                    .bind(contact)
+                    .bind(owner)
+                    .bind(false)
+                    .execute(&mut *tx)
+                    .await?;
+                    self.faults.step()?;
+                    self.record(&mut tx, &$crate::store::Change::Subscribers(contact.clone())).await?;
+                }
+                self.record(&mut tx, &$crate::store::Change::ContactList(owner.to_string())).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn contact_list(
+                &self,
+                owner: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::model::contacts::ContactList>> {
+                use sqlx::Row;
+                let row =
+                    sqlx::query("SELECT list FROM contact_lists WHERE owner = $1").bind(owner).fetch_optional(&self.pool).await?;
+                row.map(|r| $crate::store::rows::contact_list_from_column(r.try_get("list")?)).transpose()
+            }
+
+            async fn contact_lists(&self) -> $crate::store::StoreResult<Vec<(String, $crate::model::contacts::ContactList)>> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT owner, list FROM contact_lists ORDER BY owner").fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("owner")?, $crate::store::rows::contact_list_from_column(r.try_get("list")?)?)))
+                    .collect()
+            }
+
+            async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO subscribers (owner, watcher, acknowledged) VALUES ($1, $2, $3)
+                     ON CONFLICT (owner, watcher) DO UPDATE SET acknowledged = excluded.acknowledged",
+                )
+                .bind(owner)
+                .bind(watcher)
+                .bind(acknowledged)
+                .execute(&mut *tx)
+                .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::Subscribers(owner.to_string())).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn subscribers(&self) -> $crate::store::StoreResult<Vec<(String, String, bool)>> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT owner, watcher, acknowledged FROM subscribers ORDER BY owner, watcher")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|r| Ok((r.try_get("owner")?, r.try_get("watcher")?, r.try_get("acknowledged")?))).collect()
+            }
+
+            async fn subscribers_of(&self, owner: &str) -> $crate::store::StoreResult<Vec<(String, bool)>> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT watcher, acknowledged FROM subscribers WHERE owner = $1 ORDER BY watcher")
+                    .bind(owner)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|r| Ok((r.try_get("watcher")?, r.try_get("acknowledged")?))).collect()
+            }
+
+            async fn save_image(
+                &self,
+                uri: &str,
+                large: bool,
+                image: &$crate::store::StoredImage,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO images (uri, large, content_type, bytes, hash) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (uri, large) DO UPDATE SET content_type = excluded.content_type,
+                         bytes = excluded.bytes, hash = excluded.hash",
+                )
+                .bind(uri)
+                .bind(large)
+                .bind(&image.content_type)
+                .bind(&image.bytes)
+                .bind(&image.hash)
+                .execute(&mut *tx)
+                .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::Image(uri.to_string())).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn image(&self, uri: &str, large: bool) -> $crate::store::StoreResult<Option<$crate::store::StoredImage>> {
+                use sqlx::Row;
+                let row = sqlx::query("SELECT content_type, bytes, hash FROM images WHERE uri = $1 AND large = $2")
+                    .bind(uri)
+                    .bind(large)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| {
+                    Ok($crate::store::StoredImage {
+                        content_type: r.try_get("content_type")?,
+                        bytes: r.try_get("bytes")?,
+                        hash: r.try_get("hash")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn remove_image(&self, uri: &str, large: bool) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("DELETE FROM images WHERE uri = $1 AND large = $2")
+                    .bind(uri)
+                    .bind(large)
+                    .execute(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::Image(uri.to_string())).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn image_hashes(&self) -> $crate::store::StoreResult<Vec<(String, String)>> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT uri, hash FROM images WHERE large = $1 ORDER BY uri")
+                    .bind(false)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|r| Ok((r.try_get("uri")?, r.try_get("hash")?))).collect()
+            }
+
+            async fn save_raw_categories(
+                &self,
+                uri: &str,
+                categories: &[$crate::model::raw::RawCategory],
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM raw_categories WHERE owner = $1").bind(uri).execute(&mut *tx).await?;
+                self.faults.step()?;
+                for (position, category) in categories.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO raw_categories (owner, name, instance, category, position) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(uri)
+                    .bind(&category.name)
+                    .bind(category.instance as i32)
+                    .bind($crate::store::rows::raw_category_to_column(category)?)
+                    .bind(position as i32)
+                    .execute(&mut *tx)
+                    .await?;
+                    self.faults.step()?;
+                }
+                self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn raw_categories(&self) -> $crate::store::StoreResult<Vec<(String, Vec<$crate::model::raw::RawCategory>)>> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT owner, category FROM raw_categories ORDER BY owner, position")
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut out: Vec<(String, Vec<$crate::model::raw::RawCategory>)> = Vec::new();
+                for row in rows {
+                    let owner: String = row.try_get("owner")?;
+                    let category = $crate::store::rows::raw_category_from_column(row.try_get("category")?)?;
+                    match out.last_mut() {
+                        Some((last, list)) if *last == owner => list.push(category),
+                        _ => out.push((owner, vec![category])),
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn raw_categories_of(&self, uri: &str) -> $crate::store::StoreResult<Vec<$crate::model::raw::RawCategory>> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT category FROM raw_categories WHERE owner = $1 ORDER BY position")
+                    .bind(uri)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|r| $crate::store::rows::raw_category_from_column(r.try_get("category")?)).collect()
+            }
+
+            async fn changes(&self) -> $crate::store::StoreResult<$crate::store::ChangeFeed> {
+                self.follow_changes().await
+            }
+
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+
+        fn presence_from_row(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> $crate::store::StoreResult<(String, $crate::store::StoredPresence)> {
+            use sqlx::Row;
+            let manual: Option<String> = row.try_get("manual")?;
+            let note: Option<String> = row.try_get("note")?;
+            let presence = $crate::store::StoredPresence {
+                manual: manual.as_deref().map($crate::store::rows::manual_from_column).transpose()?,
+                note: note.as_deref().map($crate::store::rows::note_from_column).transpose()?,
+            };
+            Ok((row.try_get("uri")?, presence))
+        }
+
+        fn entry_from_row(row: &<$db as sqlx::Database>::Row) -> $crate::store::StoreResult<$crate::model::rights::RightsEntry> {
+            use sqlx::Row;
+            let kind: String = row.try_get("member_kind")?;
+            let level: String = row.try_get("level")?;
+            Ok($crate::model::rights::RightsEntry {
+                member: $crate::store::rows::member_from_columns(&kind, row.try_get("member_value")?)?,
+                level: $crate::store::rows::level_from_column(&level)?,
+            })
+        }
+    };
+}
+
+pub(crate) use sql_store_impl;

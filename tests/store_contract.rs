@@ -1,0 +1,358 @@
+//! The store contract: the same tests against every backend — the embedded SQLite file and
+//! PostgreSQL (a fresh schema per test, see `support/pg.rs`). Round trips of every kind of row,
+//! multi-row changes that are all or nothing when the store fails half-way (the fault hook of
+//! each backend), concurrent writers, the change feed another process sees, and migrations
+//! (including data directories from before migrations existed, and a schema newer than the
+//! binary, which is refused).
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use presence_gateway::model::contact::{Phones, Profile};
+use presence_gateway::model::contacts::{Contact, ContactList};
+use presence_gateway::model::rights::{AccessLevel, Member, RightsEntry};
+use presence_gateway::model::sources::{ManualKind, ManualState, Note};
+use presence_gateway::store::faults::Faults;
+use presence_gateway::store::postgres::PostgresStore;
+use presence_gateway::store::sqlite::SqliteStore;
+use presence_gateway::store::{Change, RightsWrite, Store, StoreError, StoredImage, StoredPresence, UserRecord};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One backend under test, with what is needed to open a second process's view of it.
+enum Fixture {
+    Sqlite { store: Arc<SqliteStore>, dir: tempfile::TempDir },
+    Postgres { store: Arc<PostgresStore>, schema: pg::PgSchema },
+}
+
+impl Fixture {
+    async fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        Fixture::Sqlite { store: Arc::new(SqliteStore::open(dir.path()).await.unwrap()), dir }
+    }
+
+    async fn postgres() -> Fixture {
+        let schema = pg::PgSchema::create().await;
+        Fixture::Postgres { store: Arc::new(PostgresStore::connect(&schema.url()).await.unwrap()), schema }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Fixture::Sqlite { store, .. } => store.clone(),
+            Fixture::Postgres { store, .. } => store.clone(),
+        }
+    }
+
+    fn faults(&self) -> &Faults {
+        match self {
+            Fixture::Sqlite { store, .. } => &store.faults,
+            Fixture::Postgres { store, .. } => &store.faults,
+        }
+    }
+
+    /// The same store as another process opens it.
+    async fn reopen(&self) -> Arc<dyn Store> {
+        match self {
+            Fixture::Sqlite { dir, .. } => Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+            Fixture::Postgres { schema, .. } => Arc::new(PostgresStore::connect(&schema.url()).await.unwrap()),
+        }
+    }
+}
+
+fn user(uri: &str) -> UserRecord {
+    let profile = Profile {
+        uri: uri.into(),
+        display_name: format!("Name of {uri}"),
+        title: Some("Engineer".into()),
+        phones: Phones { work: Some("tel:+1".into()), ..Phones::default() },
+        groups: vec!["r-and-d".into()],
+        ..Profile::default()
+    };
+    UserRecord { profile, password_hash: Some("$argon2id$hash".into()) }
+}
+
+fn entry(member: Member, level: AccessLevel) -> RightsEntry {
+    RightsEntry { member, level }
+}
+
+fn list_with(uri: &str) -> ContactList {
+    let mut list = ContactList::default();
+    list.contacts.push(Contact { uri: uri.into(), name: "C".into(), subscribed: true, tag: false, groups: vec![1] });
+    list.delta_num = 1;
+    list
+}
+
+async fn every_row_round_trips(f: Fixture) {
+    let s = f.store();
+    s.upsert_user(&user("sip:a@x.test")).await.unwrap();
+    s.upsert_user(&user("sip:b@x.test")).await.unwrap();
+    assert_eq!(s.user("sip:a@x.test").await.unwrap(), Some(user("sip:a@x.test")));
+    let mut renamed = user("sip:a@x.test");
+    renamed.profile.display_name = "Renamed".into();
+    renamed.password_hash = None;
+    s.upsert_user(&renamed).await.unwrap();
+    let stored = s.user("sip:a@x.test").await.unwrap().unwrap();
+    assert_eq!(stored.profile.display_name, "Renamed");
+    assert_eq!(stored.password_hash.as_deref(), Some("$argon2id$hash"), "a None hash keeps the password");
+    assert!(s.set_password("sip:a@x.test", "$argon2id$new").await.unwrap());
+    assert!(!s.set_password("sip:nobody@x.test", "h").await.unwrap());
+    assert_eq!(s.users().await.unwrap().len(), 2);
+
+    let presence = StoredPresence {
+        manual: Some(ManualState { text: Some("in a meeting".into()), ..ManualState::simple(ManualKind::DoNotDisturb) }),
+        note: Some(Note { text: "hello".into(), expires: None }),
+    };
+    s.save_presence("sip:a@x.test", &presence).await.unwrap();
+    assert_eq!(s.presence("sip:a@x.test").await.unwrap(), Some(presence.clone()));
+    assert_eq!(s.presences().await.unwrap(), vec![("sip:a@x.test".to_string(), presence)]);
+
+    let members = [
+        Member::Uri("sip:b@x.test".into()),
+        Member::Domain("y.test".into()),
+        Member::Group("r-and-d".into()),
+        Member::SameEnterprise,
+        Member::Federated,
+        Member::PublicCloud,
+        Member::Everyone,
+    ];
+    let writes: Vec<RightsWrite> = members.iter().map(|m| RightsWrite::Set(entry(m.clone(), AccessLevel::Team))).collect();
+    s.apply_rights("sip:a@x.test", &writes).await.unwrap();
+    s.apply_rights("sip:a@x.test", &[RightsWrite::Set(entry(Member::Everyone, AccessLevel::Blocked))]).await.unwrap();
+    let rights = s.rights_of("sip:a@x.test").await.unwrap();
+    assert_eq!(rights.len(), members.len(), "one level per member: {rights:?}");
+    assert!(rights.contains(&entry(Member::Everyone, AccessLevel::Blocked)));
+    assert!(rights.contains(&entry(Member::Group("r-and-d".into()), AccessLevel::Team)));
+    assert_eq!(s.rights().await.unwrap().len(), members.len());
+
+    s.set_global_right(&entry(Member::Group("r-and-d".into()), AccessLevel::Personal)).await.unwrap();
+    assert_eq!(s.global_rights().await.unwrap(), vec![entry(Member::Group("r-and-d".into()), AccessLevel::Personal)]);
+    assert!(s.remove_global_right(&Member::Group("r-and-d".into())).await.unwrap());
+    assert!(s.global_rights().await.unwrap().is_empty());
+
+    s.save_contact_list("sip:a@x.test", &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.unwrap();
+    assert_eq!(s.contact_list("sip:a@x.test").await.unwrap(), Some(list_with("sip:b@x.test")));
+    assert_eq!(s.subscribers_of("sip:b@x.test").await.unwrap(), vec![("sip:a@x.test".to_string(), false)]);
+    s.save_subscriber("sip:b@x.test", "sip:a@x.test", true).await.unwrap();
+    assert_eq!(s.subscribers().await.unwrap(), vec![("sip:b@x.test".into(), "sip:a@x.test".into(), true)]);
+
+    let image = StoredImage { content_type: "image/png".into(), bytes: vec![0, 1, 2, 255], hash: "h1".into() };
+    s.save_image("sip:a@x.test", false, &image).await.unwrap();
+    s.save_image("sip:a@x.test", true, &StoredImage { hash: "h2".into(), ..image.clone() }).await.unwrap();
+    assert_eq!(s.image("sip:a@x.test", false).await.unwrap(), Some(image));
+    assert_eq!(s.image_hashes().await.unwrap(), vec![("sip:a@x.test".to_string(), "h1".to_string())]);
+    assert!(s.remove_image("sip:a@x.test", true).await.unwrap());
+    assert!(!s.remove_image("sip:a@x.test", true).await.unwrap());
+
+    let raw = |name: &str, instance: u32| presence_gateway::model::raw::RawCategory {
+        name: name.into(),
+        namespace: "urn:x".into(),
+        instance,
+        level: AccessLevel::Company,
+        expire_type: "user".into(),
+        content: "<a/>".into(),
+    };
+    s.save_raw_categories("sip:a@x.test", &[raw("z", 1), raw("a", 0)]).await.unwrap();
+    assert_eq!(s.raw_categories_of("sip:a@x.test").await.unwrap(), vec![raw("z", 1), raw("a", 0)], "in published order");
+    assert_eq!(s.raw_categories().await.unwrap().len(), 1);
+
+    // Removing a user removes everything they own, and their place in others' subscribers.
+    assert!(s.remove_user("sip:a@x.test").await.unwrap());
+    assert!(!s.remove_user("sip:a@x.test").await.unwrap());
+    assert_eq!(s.user("sip:a@x.test").await.unwrap(), None);
+    assert!(s.presences().await.unwrap().is_empty());
+    assert!(s.rights().await.unwrap().is_empty());
+    assert_eq!(s.contact_list("sip:a@x.test").await.unwrap(), None);
+    assert!(s.subscribers().await.unwrap().is_empty());
+    assert!(s.image_hashes().await.unwrap().is_empty());
+    assert!(s.raw_categories().await.unwrap().is_empty());
+    s.ping().await.unwrap();
+}
+
+async fn a_failure_half_way_leaves_nothing_half_written(f: Fixture) {
+    let s = f.store();
+    s.upsert_user(&user("sip:a@x.test")).await.unwrap();
+    s.upsert_user(&user("sip:b@x.test")).await.unwrap();
+    s.apply_rights("sip:a@x.test", &[RightsWrite::Set(entry(Member::Everyone, AccessLevel::Public))]).await.unwrap();
+    let before = s.rights_of("sip:a@x.test").await.unwrap();
+
+    // Rights: the second of three statements fails.
+    f.faults().fail_after(1);
+    let writes = [
+        RightsWrite::Set(entry(Member::Uri("sip:b@x.test".into()), AccessLevel::Personal)),
+        RightsWrite::Remove(Member::Everyone),
+        RightsWrite::Set(entry(Member::Domain("y.test".into()), AccessLevel::Blocked)),
+    ];
+    let error = s.apply_rights("sip:a@x.test", &writes).await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(s.rights_of("sip:a@x.test").await.unwrap(), before, "nothing of the failed change was kept");
+    s.apply_rights("sip:a@x.test", &writes).await.unwrap();
+    assert_eq!(s.rights_of("sip:a@x.test").await.unwrap().len(), 2, "the retry applies all of it");
+
+    // A contact list and the subscriber row it implies.
+    f.faults().fail_after(1);
+    assert!(s.save_contact_list("sip:a@x.test", &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.is_err());
+    assert_eq!(s.contact_list("sip:a@x.test").await.unwrap(), None);
+    assert!(s.subscribers().await.unwrap().is_empty());
+
+    // Removing a user with everything they own.
+    s.save_contact_list("sip:a@x.test", &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.unwrap();
+    f.faults().fail_after(0);
+    assert!(s.remove_user("sip:a@x.test").await.unwrap_err().is_retryable());
+    assert!(s.user("sip:a@x.test").await.unwrap().is_some());
+    assert_eq!(s.rights_of("sip:a@x.test").await.unwrap().len(), 2);
+    assert!(s.contact_list("sip:a@x.test").await.unwrap().is_some());
+    assert_eq!(s.subscribers().await.unwrap().len(), 1);
+
+    // A store that is down refuses every write until it is back.
+    f.faults().fail_always();
+    assert!(s.upsert_user(&user("sip:c@x.test")).await.unwrap_err().is_retryable());
+    assert!(s.save_presence("sip:a@x.test", &StoredPresence::default()).await.is_err());
+    f.faults().heal();
+    assert_eq!(s.user("sip:c@x.test").await.unwrap(), None);
+    s.upsert_user(&user("sip:c@x.test")).await.unwrap();
+}
+
+async fn concurrent_writers_lose_nothing(f: Fixture) {
+    let s = f.store();
+    s.upsert_user(&user("sip:owner@x.test")).await.unwrap();
+    let other = f.reopen().await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = if i % 2 == 0 { s.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            let uri = format!("sip:u{i}@x.test");
+            store.upsert_user(&user(&uri)).await.unwrap();
+            let write = RightsWrite::Set(entry(Member::Uri(uri.clone()), AccessLevel::Team));
+            store.apply_rights("sip:owner@x.test", &[write]).await.unwrap();
+            store.save_subscriber("sip:owner@x.test", &uri, i % 3 == 0).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(s.users().await.unwrap().len(), 25);
+    assert_eq!(s.rights_of("sip:owner@x.test").await.unwrap().len(), 24);
+    assert_eq!(s.subscribers_of("sip:owner@x.test").await.unwrap().len(), 24);
+}
+
+/// Waits (bounded) for the next change on a feed.
+async fn next_change(feed: &mut presence_gateway::store::ChangeFeed) -> Change {
+    tokio::time::timeout(Duration::from_secs(10), feed.recv()).await.expect("a change arrives").expect("the feed is open")
+}
+
+async fn changes_reach_the_other_processes_only(f: Fixture) {
+    let here = f.store();
+    let there = f.reopen().await;
+    let mut feed_here = here.changes().await.unwrap();
+    let mut feed_there = there.changes().await.unwrap();
+    there.upsert_user(&user("sip:new@x.test")).await.unwrap();
+    assert_eq!(next_change(&mut feed_here).await, Change::User("sip:new@x.test".into()));
+    there.apply_rights("sip:new@x.test", &[RightsWrite::Set(entry(Member::Everyone, AccessLevel::Team))]).await.unwrap();
+    assert_eq!(next_change(&mut feed_here).await, Change::Rights("sip:new@x.test".into()));
+    there.set_global_right(&entry(Member::Everyone, AccessLevel::Team)).await.unwrap();
+    assert_eq!(next_change(&mut feed_here).await, Change::GlobalRights);
+    here.save_image("sip:new@x.test", false, &StoredImage { content_type: "image/png".into(), bytes: vec![1], hash: "h".into() })
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut feed_there).await, Change::Image("sip:new@x.test".into()), "its own writes are not echoed");
+    // A failed write announces nothing: the next change seen is the one after it.
+    f.faults().fail_after(0);
+    assert!(here.remove_user("sip:new@x.test").await.is_err());
+    here.save_presence("sip:new@x.test", &StoredPresence::default()).await.unwrap();
+    assert_eq!(next_change(&mut feed_there).await, Change::Presence("sip:new@x.test".into()));
+}
+
+async fn a_newer_schema_is_refused(f: Fixture) {
+    let s = f.store();
+    s.ping().await.unwrap();
+    let insert = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                  VALUES (99999, 'from the future', TRUE, X'00', 0)";
+    match &f {
+        Fixture::Sqlite { dir, .. } => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("gateway.db").display())).await.unwrap();
+            sqlx::query(insert).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Fixture::Postgres { schema, .. } => {
+            let pool = sqlx::PgPool::connect(&schema.url()).await.unwrap();
+            sqlx::query(&insert.replace("X'00'", "'\\x00'::bytea")).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let error = match &f {
+        Fixture::Sqlite { dir, .. } => SqliteStore::open(dir.path()).await.err(),
+        Fixture::Postgres { schema, .. } => PostgresStore::connect(&schema.url()).await.err(),
+    };
+    let error = error.expect("a newer schema is refused");
+    assert!(matches!(error, StoreError::SchemaTooNew { found: 99999, .. }), "{error}");
+    assert!(error.to_string().contains("newer than this presence-gateway knows"), "{error}");
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Fixture::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Fixture::postgres().await).await })*
+        }
+    };
+}
+
+contract!(
+    every_row_round_trips,
+    a_failure_half_way_leaves_nothing_half_written,
+    concurrent_writers_lose_nothing,
+    changes_reach_the_other_processes_only,
+    a_newer_schema_is_refused,
+);
+
+/// A data directory made before migrations existed (tables created with IF NOT EXISTS, rights
+/// members as JSON text in the key) opens, is migrated, and reads back the same data.
+#[tokio::test]
+async fn a_data_directory_from_before_migrations_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let legacy = include_str!("../migrations/sqlite/0001_initial.sql");
+    sqlx::raw_sql(legacy).execute(&pool).await.unwrap();
+    sqlx::raw_sql(
+        r#"INSERT INTO users VALUES ('sip:a@x.test', '{"uri":"sip:a@x.test","display_name":"A","phones":{"work":"tel:1"},"groups":["g"]}', '$argon2id$h');
+           INSERT INTO users VALUES ('sip:b@x.test', '{"uri":"sip:b@x.test","display_name":"B","phones":{},"groups":[]}', NULL);
+           INSERT INTO presence VALUES ('sip:a@x.test', '{"kind":"busy","text":"t","reachability":"normal"}', '{"text":"n"}');
+           INSERT INTO rights VALUES ('sip:a@x.test', '{"type":"uri","value":"sip:b@x.test"}', 'team');
+           INSERT INTO rights VALUES ('sip:a@x.test', '{"type":"sameEnterprise"}', 'blocked');
+           INSERT INTO global_rights VALUES ('{"type":"group","value":"g"}', 'personal');
+           INSERT INTO contact_lists VALUES ('sip:a@x.test', '{"groups":[{"id":1,"name":"~"}],"contacts":[],"delta_num":4}');
+           INSERT INTO subscribers VALUES ('sip:a@x.test', 'sip:b@x.test', 1);
+           INSERT INTO images VALUES ('sip:a@x.test', 0, 'image/png', X'0102', 'h');"#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let s = SqliteStore::open(dir.path()).await.unwrap();
+    let a = s.user("sip:a@x.test").await.unwrap().unwrap();
+    assert_eq!((a.profile.display_name.as_str(), a.profile.phones.work.as_deref()), ("A", Some("tel:1")));
+    assert_eq!(a.password_hash.as_deref(), Some("$argon2id$h"));
+    let mut rights = s.rights_of("sip:a@x.test").await.unwrap();
+    rights.sort_by_key(|e| e.level);
+    assert_eq!(
+        rights,
+        vec![entry(Member::SameEnterprise, AccessLevel::Blocked), entry(Member::Uri("sip:b@x.test".into()), AccessLevel::Team)]
+    );
+    assert_eq!(s.global_rights().await.unwrap(), vec![entry(Member::Group("g".into()), AccessLevel::Personal)]);
+    assert_eq!(s.presence("sip:a@x.test").await.unwrap().unwrap().manual.unwrap().kind, ManualKind::Busy);
+    assert_eq!(s.contact_list("sip:a@x.test").await.unwrap().unwrap().delta_num, 4);
+    assert_eq!(s.subscribers().await.unwrap(), vec![("sip:a@x.test".into(), "sip:b@x.test".into(), true)]);
+    assert_eq!(s.image_hashes().await.unwrap(), vec![("sip:a@x.test".to_string(), "h".to_string())]);
+    // New writes use the new rows, and opening again changes nothing.
+    s.apply_rights("sip:a@x.test", &[RightsWrite::Remove(Member::SameEnterprise)]).await.unwrap();
+    s.close().await;
+    let s = SqliteStore::open(dir.path()).await.unwrap();
+    assert_eq!(s.rights_of("sip:a@x.test").await.unwrap().len(), 1);
+}
