@@ -135,6 +135,7 @@ impl Gateway {
             auto_subscribe_contacts: request.auto_subscribe_contacts,
             json: false,
             queue_limit: self.config.limits.queue_length,
+            raw_categories: request.raw_categories.clone().map(Into::into),
         };
         let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, options, now));
         self.hub.insert(session.clone());
