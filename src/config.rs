@@ -30,12 +30,13 @@ pub struct Config {
     pub session_timeout_seconds: u64,
     /// A client with no user activity (`UA=false`) for this long is idle (seconds).
     pub idle_timeout_seconds: u64,
-    /// A ticket unused for this long expires (seconds).
+    /// A ticket value unused for this long expires (seconds).
     pub ticket_idle_seconds: u64,
-    /// A ticket older than this is replaced on its next use (seconds).
+    /// The newest ticket value of a login is replaced on its first use after this long (seconds);
+    /// earlier values stay valid while used.
     pub ticket_rotation_seconds: u64,
-    /// How long a replaced ticket is still accepted (seconds).
-    pub ticket_grace_seconds: u64,
+    /// Every ticket value of a login ends this long after the sign-in (seconds).
+    pub ticket_lifetime_seconds: u64,
     /// Domains that count as the same enterprise; empty = the owner's own domain only.
     pub enterprise_domains: Vec<String>,
     /// Whether users may choose "appear offline".
@@ -197,11 +198,17 @@ impl Default for HttpLimits {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogonPolicy {
-    /// Failed logons allowed per user within the window before further attempts are refused.
-    pub failures_per_user: u32,
-    /// Failed logons allowed per client address within the window.
+    /// Failed sign-ins of one user from one client address within the window; past it that
+    /// address waits for the window to pass (for that user).
+    pub failures_per_user_and_address: u32,
+    /// Failed sign-ins from one client address, whatever the users, within the window.
     pub failures_per_address: u32,
     pub window_seconds: u64,
+    /// Failed sign-ins of one user from anywhere before each further attempt from an address the
+    /// user has not signed in from waits: 1 s after the previous one, doubling per failure.
+    pub user_slowdown_after: u32,
+    /// The longest of those waits (seconds).
+    pub user_slowdown_max_seconds: u64,
 }
 
 impl Default for Config {
@@ -216,7 +223,7 @@ impl Default for Config {
             idle_timeout_seconds: 300,
             ticket_idle_seconds: 8 * 3600,
             ticket_rotation_seconds: 900,
-            ticket_grace_seconds: 120,
+            ticket_lifetime_seconds: 24 * 3600,
             enterprise_domains: Vec::new(),
             enable_appear_offline: true,
             search_max_results: 100,
@@ -256,7 +263,13 @@ impl Default for Limits {
 
 impl Default for LogonPolicy {
     fn default() -> Self {
-        LogonPolicy { failures_per_user: 5, failures_per_address: 20, window_seconds: 300 }
+        LogonPolicy {
+            failures_per_user_and_address: 5,
+            failures_per_address: 20,
+            window_seconds: 300,
+            user_slowdown_after: 5,
+            user_slowdown_max_seconds: 60,
+        }
     }
 }
 
@@ -275,6 +288,7 @@ impl Config {
             ("idle_timeout_seconds", self.idle_timeout_seconds),
             ("ticket_idle_seconds", self.ticket_idle_seconds),
             ("ticket_rotation_seconds", self.ticket_rotation_seconds),
+            ("ticket_lifetime_seconds", self.ticket_lifetime_seconds),
             ("limits.sessions_per_user", self.limits.sessions_per_user as u64),
             ("limits.subscriptions_per_session", self.limits.subscriptions_per_session as u64),
             ("limits.uris_per_query", self.limits.uris_per_query as u64),

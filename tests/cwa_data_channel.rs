@@ -183,8 +183,8 @@ async fn a_manual_state_ends_at_its_to_time_and_a_note_at_its_expiry() {
 }
 
 #[tokio::test]
-async fn tickets_rotate_and_the_old_one_works_for_a_grace_period() {
-    let config = Config { ticket_rotation_seconds: 60, ticket_grace_seconds: 20, session_timeout_seconds: 900, ..test_config() };
+async fn tickets_rotate_and_the_replaced_one_works_while_it_is_used() {
+    let config = Config { ticket_rotation_seconds: 60, ticket_idle_seconds: 120, session_timeout_seconds: 900, ..test_config() };
     let server = TestServer::start_with(config, USERS).await;
     let mut alice = server.session("alice@example.com").await;
     let old = alice.ticket.clone();
@@ -195,9 +195,11 @@ async fn tickets_rotate_and_the_old_one_works_for_a_grace_period() {
     let mut stale = alice.same_login();
     stale.ticket = old.clone();
     stale.sid = alice.sid;
-    assert_eq!(stale.poll_with(0, true).await.ticket.as_deref(), Some(fresh.as_str()), "grace: old accepted, new returned");
+    assert_eq!(stale.poll_with(0, true).await.ticket.as_deref(), Some(old.as_str()), "the replaced ticket still works");
+    server.clock.advance(chrono::Duration::seconds(100));
+    assert_eq!(alice.poll_with(0, true).await.status, 200);
     server.clock.advance(chrono::Duration::seconds(21));
     stale.ticket = old;
-    assert_eq!(stale.poll_with(0, true).await.status, 401);
+    assert_eq!(stale.poll_with(0, true).await.status, 401, "unused for the idle lifetime");
     assert_eq!(alice.poll_with(0, true).await.status, 200);
 }

@@ -27,8 +27,7 @@ async fn bad_credentials_get_401_with_request_failed_and_no_ticket() {
 
 #[tokio::test]
 async fn repeated_failures_are_rate_limited_even_with_the_right_password() {
-    let config =
-        Config { logon: LogonPolicy { failures_per_user: 3, failures_per_address: 100, window_seconds: 300 }, ..test_config() };
+    let config = Config { logon: LogonPolicy { failures_per_user_and_address: 3, ..LogonPolicy::default() }, ..test_config() };
     let server = TestServer::start_with(config, USERS).await;
     for _ in 0..3 {
         assert_eq!(Client::sign_in(&server.base, "alice@example.com", "wrong").await.err().unwrap().status, 401);

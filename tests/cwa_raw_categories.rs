@@ -123,3 +123,51 @@ async fn telephony_is_a_raw_category_in_the_company_container() {
     let user = pat.wait_for_user(BOB, |_| true).await;
     assert!(user.children_named("rawCategory").next().is_none(), "Public is below the Company container");
 }
+
+async fn session_with_filter(server: &TestServer, user: &str, names: &str) -> Client {
+    let mut client = server.sign_in(user).await;
+    let rid = client.next_rid();
+    let reply = client
+        .command(&format!(r#"<initiateSession rid="{rid}"><categoryEventFilter rawCategories="{names}"/></initiateSession>"#))
+        .await;
+    let accepted = reply.xml();
+    client.sid = accepted.child("requestAccepted").and_then(|a| a.child_text("sid")).unwrap().parse().unwrap();
+    client
+}
+
+#[tokio::test]
+async fn a_session_receives_only_the_raw_categories_its_filter_names() {
+    use presence_gateway::model::reports::{PhoneData, ReportData, SourceReport};
+    use presence_gateway::model::sources::{Line, LineState};
+    let server = TestServer::start().await;
+    let mut bob = server.session("bob@example.com").await;
+    publish_raw(&mut bob, 300, "here").await;
+    let line = Line { number: "tel:+4989101".into(), state: LineState::InService, dnd: false };
+    let phone = ReportData::Phone(PhoneData { lines: vec![line], calls: vec![], forwards: vec![] });
+    server.gateway.set_source(BOB, "pbx", SourceReport { data: phone, expires: None }).unwrap();
+    let names = |user: &Element| -> Vec<String> {
+        user.children_named("rawCategory").map(|c| c.attr("name").unwrap().to_string()).collect()
+    };
+
+    let mut everything = server.session("alice@example.com").await;
+    let mut gps_only = session_with_filter(&server, "alice@example.com", "GPSPosition").await;
+    let mut phone_only = session_with_filter(&server, "alice@example.com", "telephony Other").await;
+    for (client, expected) in [
+        (&mut everything, vec!["telephony", "GPSPosition"]),
+        (&mut gps_only, vec!["GPSPosition"]),
+        (&mut phone_only, vec!["telephony"]),
+    ] {
+        client.subscribe(&[BOB]).await;
+        let user = client.wait_for_user(BOB, |_| true).await;
+        assert_eq!(names(&user), expected);
+        client.query(&[BOB]).await;
+        let user = client.wait_for_user(BOB, |_| true).await;
+        assert_eq!(names(&user), expected, "query answers follow the filter too");
+    }
+    // A change reaches each session cut by its filter.
+    publish_raw(&mut bob, 300, "moved").await;
+    let user = gps_only.wait_for_user(BOB, |u| gps(u).is_some_and(|g| g.child("note").unwrap().text == "moved")).await;
+    assert_eq!(names(&user), ["GPSPosition"]);
+    let user = phone_only.wait_for_user(BOB, |_| true).await;
+    assert_eq!(names(&user), ["telephony"]);
+}

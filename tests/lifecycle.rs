@@ -207,6 +207,8 @@ async fn https_with_a_self_signed_certificate() {
     );
     let response = https_request(&address, &der, &logon).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200") && response.to_ascii_lowercase().contains("cwa-ticket:"), "{response}");
+    let cookie = response.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("the ticket cookie");
+    assert!(cookie.ends_with("; Secure"), "served over HTTPS, the cookie is Secure: {cookie}");
 
     let (_, _, other) = certificate(dir.path(), "other");
     assert!(https_request(&address, &other, get).await.is_err(), "a client trusting another certificate refuses");

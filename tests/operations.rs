@@ -135,7 +135,7 @@ async fn failed_logon(base: &str, user: &str, forwarded_for: &str) -> u16 {
 }
 
 fn limited_by_address(trusted_proxies: Vec<ProxyNet>) -> Config {
-    let logon = LogonPolicy { failures_per_user: 100, failures_per_address: 2, window_seconds: 300 };
+    let logon = LogonPolicy { failures_per_user_and_address: 100, failures_per_address: 2, ..LogonPolicy::default() };
     Config { logon, trusted_proxies, ..test_config() }
 }
 

@@ -1,13 +1,19 @@
 //! Who is calling the JSON API: a bearer token from the config (compared in constant time, never
-//! logged) with its role, or a signed-in user presenting their `CWA-Ticket`.
+//! logged) with its role, or a signed-in user presenting their `CWA-Ticket`. Every reply to a
+//! ticket carries the ticket to use next in the `CWA-Ticket` header, as on the CWA endpoints (a
+//! rotated one also in the cookie): [`Caller`] leaves it in a slot that [`reply_ticket`] reads.
 
 use super::error::ApiError;
 use crate::config::ApiRole;
 use crate::http::ticket;
 use crate::service::auth::Login;
 use crate::service::Gateway;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use parking_lot::Mutex;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -70,6 +76,34 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
         }
         let presented = ticket::presented(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
         let auth = gateway.authenticate(&presented).ok_or_else(ApiError::unauthenticated)?;
+        if let Some(slot) = parts.extensions.get::<ReplyTicket>() {
+            let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+            let cookie = ticket::Cookie::for_request(&gateway.config, peer, &parts.headers);
+            let cookie = auth.rotated(&presented).then_some(cookie);
+            *slot.0.lock() = Some(TicketForReply { value: auth.ticket.clone(), cookie });
+        }
         Ok(Caller::User(auth.login))
     }
+}
+
+/// The ticket the reply to an authenticated user carries, and the cookie when it is new.
+struct TicketForReply {
+    value: String,
+    cookie: Option<ticket::Cookie>,
+}
+
+#[derive(Clone, Default)]
+struct ReplyTicket(Arc<Mutex<Option<TicketForReply>>>);
+
+/// Middleware of the API routes: puts the ticket [`Caller`] authenticated on the reply, whatever
+/// the reply is, so a client never misses a rotated ticket.
+pub async fn reply_ticket(mut request: Request, next: Next) -> Response {
+    let slot = ReplyTicket::default();
+    request.extensions_mut().insert(slot.clone());
+    let mut response = next.run(request).await;
+    let reply = slot.0.lock().take();
+    if let Some(reply) = reply {
+        ticket::attach(response.headers_mut(), &reply.value, reply.cookie);
+    }
+    response
 }

@@ -51,6 +51,7 @@ pub fn router(limits: &crate::config::Limits) -> Router<Arc<Gateway>> {
         .0
         .layer(axum::middleware::from_fn_with_state(limits, limit_body))
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(auth::reply_ticket))
 }
 
 #[derive(Clone, Copy)]

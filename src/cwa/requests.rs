@@ -26,6 +26,9 @@ pub struct InitiateSession {
     pub availability: Option<ManualKind>,
     pub auto_publish_machine_state: bool,
     pub auto_subscribe_contacts: bool,
+    /// `categoryEventFilter rawCategories="a b"`: the raw categories this session receives
+    /// (`None`: all its level admits).
+    pub raw_categories: Option<Vec<String>>,
 }
 
 /// One category of a `publishSelfPresence`.
@@ -207,7 +210,18 @@ fn parse_initiate(method: &Element) -> Result<InitiateSession, GatewayError> {
         availability,
         auto_publish_machine_state: flag("autoPublishMachineState")?,
         auto_subscribe_contacts: flag("autoSubscribePresenceForContacts")?,
+        raw_categories: raw_category_filter(method)?,
     })
+}
+
+/// The names of `categoryEventFilter rawCategories` (at most 64).
+fn raw_category_filter(method: &Element) -> Result<Option<Vec<String>>, GatewayError> {
+    let Some(names) = method.child("categoryEventFilter").and_then(|f| f.attr("rawCategories")) else { return Ok(None) };
+    let names: Vec<String> = names.split_whitespace().map(str::to_string).collect();
+    if names.len() > 64 {
+        return Err(GatewayError::LimitExceeded("categoryEventFilter names at most 64 raw categories".into()));
+    }
+    Ok(Some(names))
 }
 
 fn parse_bool(text: &str) -> Result<bool, GatewayError> {

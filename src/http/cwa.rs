@@ -7,6 +7,7 @@ use crate::cwa::requests::{parse_batch, parse_logon, parse_poll_query, PollQuery
 use crate::cwa::xml::{self, Element, XmlLimits};
 use crate::error::GatewayError;
 use crate::service::auth::{random_token, Authenticated};
+use crate::service::sessions::LogonRefused;
 use crate::service::Gateway;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -23,8 +24,9 @@ fn xml_reply(status: StatusCode, body: String) -> Response {
     response
 }
 
-fn with_ticket(mut response: Response, auth: &Authenticated, presented: &str) -> Response {
-    ticket::attach(response.headers_mut(), &auth.ticket, auth.ticket != presented);
+/// Puts the ticket on a reply, and a new one also into the cookie.
+fn with_ticket(mut response: Response, auth: &Authenticated, presented: &str, cookie: ticket::Cookie) -> Response {
+    ticket::attach(response.headers_mut(), &auth.ticket, auth.rotated(presented).then_some(cookie));
     response
 }
 
@@ -62,12 +64,27 @@ fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Option<(Authenticated
     Some((auth, presented))
 }
 
+fn cross_site_sign_in() -> Response {
+    let error = GatewayError::InvalidOperation("sign-in from a page of another site is not allowed".into());
+    xml_reply(StatusCode::FORBIDDEN, envelope::request_failed(None, &error))
+}
+
+fn throttled(retry_after: std::time::Duration) -> Response {
+    let error = LogonRefused::Throttled { retry_after }.error();
+    let mut response = xml_reply(StatusCode::TOO_MANY_REQUESTS, envelope::request_failed(None, &error));
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+    response
+}
+
 pub async fn logon(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if !ticket::sign_in_allowed(&headers, &gateway.config.cors_origins) {
+        return cross_site_sign_in();
+    }
     let root = match read_xml(&gateway, body).await {
         Ok(root) => root,
         Err(error) => return bad_body(error),
@@ -76,25 +93,23 @@ pub async fn logon(
         Ok(request) => request,
         Err(error) => return bad_body(error),
     };
-    let address = super::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies).to_string();
-    match crate::telemetry::logon_outcome(gateway.logon(&request.user, &request.password, request.uri.as_deref(), &address).await)
-    {
+    let address = super::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies);
+    let outcome = gateway.logon(&request.user, &request.password, request.uri.as_deref(), address).await;
+    let _ = crate::telemetry::logon_outcome(outcome.as_ref().map(|_| ()).map_err(LogonRefused::error));
+    match outcome {
         Ok(signed_in) => {
             let mut response = xml_reply(StatusCode::OK, envelope::logon_succeeded(&random_token(24), &signed_in.uri));
-            ticket::attach(response.headers_mut(), &signed_in.auth.ticket, true);
+            let cookie = ticket::Cookie::for_request(&gateway.config, Some(peer), &headers);
+            ticket::attach(response.headers_mut(), &signed_in.auth.ticket, Some(cookie));
             response
         }
-        Err(error @ GatewayError::LimitExceeded(_)) => {
-            xml_reply(StatusCode::TOO_MANY_REQUESTS, envelope::request_failed(None, &error))
+        Err(LogonRefused::Throttled { retry_after }) => throttled(retry_after),
+        Err(refused @ LogonRefused::Internal(_)) => {
+            xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &refused.error()))
         }
-        Err(error @ (GatewayError::Internal | GatewayError::StoreUnavailable)) => {
-            xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &error))
+        Err(refused @ LogonRefused::Credentials) => {
+            xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &refused.error()))
         }
-        Err(GatewayError::Unauthenticated) => {
-            let error = GatewayError::InvalidRequest("sign-in failed: unknown user or wrong password".into());
-            xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &error))
-        }
-        Err(error) => xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &error)),
     }
 }
 
@@ -105,13 +120,14 @@ pub async fn command(
     body: Body,
 ) -> Response {
     let Some((auth, presented)) = authenticate(&gateway, &headers) else { return unauthenticated() };
+    let cookie = ticket::Cookie::for_request(&gateway.config, Some(peer), &headers);
     let root = match read_xml(&gateway, body).await {
         Ok(root) => root,
-        Err(error) => return with_ticket(bad_body(error), &auth, &presented),
+        Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
     };
     let batch = match parse_batch(&root, gateway.config.limits.uris_per_query) {
         Ok(batch) => batch,
-        Err(error) => return with_ticket(bad_body(error), &auth, &presented),
+        Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
     };
     let unexpected = batch.unexpected_elements;
     let response = match gateway.execute(&auth.login, batch).await {
@@ -124,21 +140,27 @@ pub async fn command(
         }
         Err(error) => xml_reply(StatusCode::NOT_FOUND, envelope::request_failed(None, &error)),
     };
-    with_ticket(response, &auth, &presented)
+    with_ticket(response, &auth, &presented, cookie)
 }
 
-pub async fn data_channel(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+pub async fn data_channel(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let Some((auth, presented)) = authenticate(&gateway, &headers) else { return unauthenticated() };
+    let cookie = ticket::Cookie::for_request(&gateway.config, Some(peer), &headers);
     let query = match parse_poll_query(raw.as_deref()) {
         Ok(PollQuery { sid: None, .. }) => {
-            return with_ticket(bad_body(GatewayError::InvalidFormat("Sid is required".into())), &auth, &presented)
+            return with_ticket(bad_body(GatewayError::InvalidFormat("Sid is required".into())), &auth, &presented, cookie)
         }
         Ok(query) => query,
-        Err(error) => return with_ticket(bad_body(error), &auth, &presented),
+        Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
     };
     let sid = query.sid.unwrap_or_default();
     let not_found = || xml_reply(StatusCode::NOT_FOUND, envelope::request_failed(None, &GatewayError::SessionNotFound));
-    let Ok(session) = gateway.session_for(&auth.login, sid) else { return with_ticket(not_found(), &auth, &presented) };
+    let Ok(session) = gateway.session_for(&auth.login, sid) else { return with_ticket(not_found(), &auth, &presented, cookie) };
     let response = match gateway.poll(&session, query.ack, query.user_active).await {
         Ok(batch) => {
             let header = EventsHeader {
@@ -151,5 +173,5 @@ pub async fn data_channel(State(gateway): State<Arc<Gateway>>, headers: HeaderMa
         }
         Err(_) => not_found(),
     };
-    with_ticket(response, &auth, &presented)
+    with_ticket(response, &auth, &presented, cookie)
 }

@@ -136,7 +136,7 @@ pub async fn guard_cookie(State(origins): State<Arc<Vec<String>>>, mut request: 
     next.run(request).await
 }
 
-fn cookie_allowed(headers: &HeaderMap, origins: &[String]) -> bool {
+pub(super) fn cookie_allowed(headers: &HeaderMap, origins: &[String]) -> bool {
     let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     match text(header::ORIGIN) {
         Some(origin) => {

@@ -89,7 +89,7 @@ struct SessionState {
 }
 
 /// The options a session keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionOptions {
     pub auto_publish_machine_state: bool,
     pub auto_subscribe_contacts: bool,
@@ -97,11 +97,19 @@ pub struct SessionOptions {
     pub json: bool,
     /// The most events the queue holds (`limits.queue_length`).
     pub queue_limit: usize,
+    /// The raw categories the session asked for (`None`: all).
+    pub raw_categories: Option<Arc<[String]>>,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { auto_publish_machine_state: true, auto_subscribe_contacts: true, json: false, queue_limit: 2000 }
+        SessionOptions {
+            auto_publish_machine_state: true,
+            auto_subscribe_contacts: true,
+            json: false,
+            queue_limit: 2000,
+            raw_categories: None,
+        }
     }
 }
 
@@ -146,6 +154,8 @@ pub struct Session {
     pub auto_subscribe_contacts: bool,
     /// Present for JSON API event streams.
     pub json: Option<JsonSubscriber>,
+    /// `categoryEventFilter rawCategories`: the raw categories this session receives (`None`: all).
+    pub raw_categories: Option<Arc<[String]>>,
     /// When the session started.
     pub started: Timestamp,
     /// The client's address, as the request that started the session came from (for admins).
@@ -163,6 +173,7 @@ impl Session {
             auto_publish_machine_state: options.auto_publish_machine_state,
             auto_subscribe_contacts: options.auto_subscribe_contacts,
             json: options.json.then(JsonSubscriber::default),
+            raw_categories: options.raw_categories,
             started: now,
             client: std::sync::OnceLock::new(),
             state: Mutex::new(SessionState {

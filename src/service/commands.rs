@@ -127,7 +127,7 @@ impl Gateway {
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
         let mut users = EventPayload::content_writer();
         for uri in uris {
-            users.fragment(&self.user_payload_for(uri, &session.user).inner);
+            users.fragment(&self.user_payload_for(uri, session).inner);
         }
         self.answer(answers, Arc::new(EventPayload::user_presence(users.finish_fragment())));
     }

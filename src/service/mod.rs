@@ -12,11 +12,13 @@ pub mod images;
 pub mod json_events;
 pub mod lists;
 pub mod live_sessions;
+pub mod logon_limit;
 pub mod presence;
 pub mod search;
 pub mod seed;
 pub mod sessions;
 pub mod sync;
+pub mod tickets;
 pub mod users;
 
 use crate::backplane::{Backplane, Standalone};
@@ -25,13 +27,15 @@ use crate::hub::timers::{TimerKey, Timers};
 use crate::hub::Hub;
 use crate::model::presentity::Presentity;
 use crate::store::{Store, StoreError};
-use auth::{LogonLimiter, Tickets};
+use auth::PasswordChecks;
 use clock::Clock;
 use directory::Directory;
+use logon_limit::LogonLimiter;
 use parking_lot::RwLock;
 use presence::PresenceEntry;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tickets::{TicketPolicy, Tickets};
 
 pub struct Gateway {
     pub config: Arc<Config>,
@@ -40,6 +44,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     pub tickets: Tickets,
     pub limiter: LogonLimiter,
+    /// Password checks, a bounded number at a time.
+    pub password_checks: PasswordChecks,
     pub directory: Directory,
     pub backplane: Arc<dyn Backplane>,
     pub(crate) presences: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>>>,
@@ -63,8 +69,9 @@ impl Gateway {
     pub async fn start(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StoreError> {
         let decoy_hash = tokio::task::spawn_blocking(auth::decoy_hash).await.unwrap_or_default();
         let gateway = Arc::new_cyclic(|me| Gateway {
-            tickets: Tickets::new(&config),
+            tickets: Tickets::new(TicketPolicy::from_config(&config)),
             limiter: LogonLimiter::new(config.logon.clone()),
+            password_checks: PasswordChecks::per_core(),
             directory: Directory::new(&config.enterprise_domains),
             config: Arc::new(config),
             store,

@@ -72,7 +72,20 @@ pub fn render_user(view: &PresenceView, same_enterprise: bool) -> Fragment {
 
 /// The event a view key receives: `selfPresence` for the owner, `userPresence` for watchers.
 fn render_for_key(model: &Presentity, key: ViewKey, now: Timestamp) -> Arc<EventPayload> {
-    let v = view(model, key.viewer, now);
+    render_filtered(model, key, now, None)
+}
+
+/// The same for a session that chose its raw categories (`categoryEventFilter`): a rendering of
+/// its own, with only the raw categories it named (the gateway's `telephony` among them).
+fn render_filtered(model: &Presentity, key: ViewKey, now: Timestamp, raw_categories: Option<&[String]>) -> Arc<EventPayload> {
+    let mut v = view(model, key.viewer, now);
+    if let Some(names) = raw_categories {
+        let wanted = |name: &str| names.iter().any(|n| n == name);
+        v.raw.retain(|c| wanted(&c.name));
+        if !wanted("telephony") {
+            (v.lines, v.calls, v.forwards, v.agent) = (Vec::new(), Vec::new(), Vec::new(), None);
+        }
+    }
     Arc::new(match key.viewer {
         Viewer::Owner => EventPayload::self_presence(render_self(&v)),
         Viewer::Watcher(_) => EventPayload::user_presence(render_user(&v, key.same_enterprise)),
@@ -131,13 +144,24 @@ impl Gateway {
         payload
     }
 
-    /// The `userPresence` payload of `uri` as `watcher` may see it (shared by every watcher with the
-    /// same view; a user asking about themself gets a fresh rendering).
-    pub(crate) fn user_payload_for(&self, uri: &str, watcher: &str) -> Arc<EventPayload> {
-        if uri == watcher {
-            return Arc::new(EventPayload::user_presence(self.user_xml_for(uri, watcher)));
+    /// The snapshot of `uri` for `session`: the shared one of its view, or, when the session chose
+    /// its raw categories, one rendered for it.
+    fn session_payload(&self, uri: &str, session: &Session) -> Arc<EventPayload> {
+        let (Some(names), Some(entry)) = (session.raw_categories.as_deref(), self.presence_entry(uri)) else {
+            return self.snapshot_payload(uri, &session.user);
+        };
+        let key = self.view_key(uri, &session.user);
+        let live = entry.live.lock();
+        render_filtered(&live.model, key, self.clock.now(), Some(names))
+    }
+
+    /// The `userPresence` payload of `uri` as `session` may see it (shared by every watcher with
+    /// the same view; a user asking about themself gets a fresh rendering).
+    pub(crate) fn user_payload_for(&self, uri: &str, session: &Session) -> Arc<EventPayload> {
+        if uri == &*session.user {
+            return Arc::new(EventPayload::user_presence(self.user_xml_for(uri, uri)));
         }
-        self.snapshot_payload(uri, watcher)
+        self.session_payload(uri, session)
     }
 
     /// A coalescable `userPresence` snapshot of `uri` for `session` (a full update for JSON).
@@ -145,12 +169,12 @@ impl Gateway {
         if session.json.is_some() {
             return self.queue_json_full(session, uri);
         }
-        self.push(session, self.snapshot_payload(uri, &session.user), Some(uri));
+        self.push(session, self.session_payload(uri, session), Some(uri));
     }
 
     /// The user's own `selfPresence`.
     pub(crate) fn queue_self(&self, session: &Session) {
-        self.push(session, self.snapshot_payload(&session.user, &session.user), Some(&SELF_KEY));
+        self.push(session, self.session_payload(&session.user, session), Some(&SELF_KEY));
     }
 
     /// The full state after an overflow (README, "Session queues"): the contact list, own
@@ -166,12 +190,12 @@ impl Gateway {
         let list = crate::cwa::lists::contact_group_full(&self.contact_list(user));
         let burst = [
             (Arc::new(list), None),
-            (self.snapshot_payload(user, user), Some(&*SELF_KEY)),
+            (self.session_payload(user, session), Some(&*SELF_KEY)),
             (Arc::new(self.containers_event(user)), None),
             (Arc::new(self.subscribers_event(user)), None),
             (Arc::new(EventPayload::subscription_state(&states)), None),
         ];
-        let snapshots = subscriptions.iter().map(|uri| (self.snapshot_payload(uri, user), Some(uri)));
+        let snapshots = subscriptions.iter().map(|uri| (self.session_payload(uri, session), Some(uri)));
         for (payload, key) in burst.into_iter().chain(snapshots) {
             crate::telemetry::record_push(session.push_resync(payload, key));
         }
@@ -322,7 +346,11 @@ impl Gateway {
                 continue;
             }
             let coalesce = if key.viewer == Viewer::Owner { &*SELF_KEY } else { uri };
-            self.push(&session, payload.clone(), Some(coalesce));
+            let payload = match session.raw_categories.as_deref() {
+                None => payload.clone(),
+                Some(names) => render_filtered(&live.model, key, now, Some(names)),
+            };
+            self.push(&session, payload, Some(coalesce));
         }
         live.last_views = rendered;
         self.fan_out_json(uri, live, &json_sessions, now);

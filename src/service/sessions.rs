@@ -2,7 +2,7 @@
 //! burst, terminateSession, the data-channel poll with idle tracking and resync, and expiry of
 //! sessions that stopped polling.
 
-use super::auth::{verify_password, Authenticated, Login};
+use super::auth::{Authenticated, Login};
 use super::Gateway;
 use crate::cwa::envelope::SessionStarted;
 use crate::cwa::requests::InitiateSession;
@@ -11,6 +11,7 @@ use crate::hub::session::{Batch, Session, SessionOptions};
 use crate::hub::timers::TimerKey;
 use crate::hub::PollOutcome;
 use crate::model::sources::{ManualKind, ManualState};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// What a successful logon returns.
@@ -18,6 +19,31 @@ use std::sync::Arc;
 pub struct SignedIn {
     pub auth: Authenticated,
     pub uri: String,
+}
+
+/// Why a logon was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogonRefused {
+    /// Too many failures (README, "Sign-in limits"): try again after this long.
+    Throttled { retry_after: std::time::Duration },
+    /// Unknown user or wrong password.
+    Credentials,
+    /// The store failed (the error to answer with).
+    Internal(GatewayError),
+}
+
+impl LogonRefused {
+    fn store_failed(cause: crate::store::StoreError) -> LogonRefused {
+        LogonRefused::Internal(GatewayError::store("reading user", cause))
+    }
+
+    pub fn error(&self) -> GatewayError {
+        match self {
+            LogonRefused::Throttled { .. } => GatewayError::LimitExceeded("too many failed sign-ins; try again later".into()),
+            LogonRefused::Credentials => GatewayError::InvalidRequest("sign-in failed: unknown user or wrong password".into()),
+            LogonRefused::Internal(error) => error.clone(),
+        }
+    }
 }
 
 /// A session whose sid has not reached the client yet: ended again when dropped, unless kept
@@ -49,32 +75,39 @@ impl Drop for StartingSession<'_> {
 
 impl Gateway {
     /// Checks credentials: the user is a logon name (`sip:` URI, `user@domain`, `DOMAIN\user`).
-    pub async fn logon(&self, user: &str, password: &str, uri_hint: Option<&str>, address: &str) -> Result<SignedIn> {
+    /// The attempt is counted against the limits before the password is checked, and every
+    /// spelling of a user counts as that user.
+    pub async fn logon(
+        &self,
+        user: &str,
+        password: &str,
+        uri_hint: Option<&str>,
+        address: IpAddr,
+    ) -> Result<SignedIn, LogonRefused> {
         let name = if user.trim().is_empty() { uri_hint.unwrap_or("") } else { user };
-        let now = self.clock.now();
-        if !self.limiter.allows(name, address, now) {
-            return Err(GatewayError::LimitExceeded("too many failed sign-ins; try again later".into()));
-        }
         let uri = self.directory.resolve_logon_name(name);
+        let limited_as = uri.clone().unwrap_or_else(|| format!("unknown:{}", name.trim().to_lowercase()));
+        let attempt = self
+            .limiter
+            .begin(&limited_as, address, self.clock.now())
+            .map_err(|throttled| LogonRefused::Throttled { retry_after: throttled.retry_after })?;
         let hash = match &uri {
-            Some(uri) => {
-                self.store.user(uri).await.map_err(|e| GatewayError::store("reading user", e))?.and_then(|u| u.password_hash)
-            }
+            Some(uri) => self.store.user(uri).await.map_err(LogonRefused::store_failed)?.and_then(|u| u.password_hash),
             None => None,
         };
-        let (verified, password) = (hash.clone().unwrap_or_else(|| self.decoy_hash().to_string()), password.to_string());
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &verified)).await.unwrap_or(false);
+        let checked = hash.clone().unwrap_or_else(|| self.decoy_hash().to_string());
+        let verified = self.password_checks.verify(password.to_string(), checked).await;
         match uri {
-            Some(uri) if ok && hash.is_some() => {
-                self.limiter.record_success(name);
+            Some(uri) if verified && hash.is_some() => {
+                let now = self.clock.now();
+                self.limiter.succeeded(attempt, now);
                 let auth = self.tickets.issue(Arc::from(uri.as_str()), now);
                 tracing::info!(user = %uri, "signed in");
                 Ok(SignedIn { auth, uri })
             }
             _ => {
-                self.limiter.record_failure(name, address, now);
-                tracing::info!(address, "failed sign-in");
-                Err(GatewayError::Unauthenticated)
+                tracing::info!(%address, "failed sign-in");
+                Err(LogonRefused::Credentials)
             }
         }
     }
@@ -102,6 +135,7 @@ impl Gateway {
             auto_subscribe_contacts: request.auto_subscribe_contacts,
             json: false,
             queue_limit: self.config.limits.queue_length,
+            raw_categories: request.raw_categories.clone().map(Into::into),
         };
         let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, options, now));
         self.hub.insert(session.clone());
