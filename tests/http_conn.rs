@@ -183,7 +183,8 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     assert_eq!(second.status(), 200);
     assert!(second.body.contains("requestSucceeded"), "{}", second.body);
     let third = read_response(&mut stream, &mut buf).await;
-    assert_eq!((third.status(), third.body.as_str()), (200, "ready"));
+    assert_eq!(third.status(), 200);
+    assert!(third.body.starts_with("ready\n"), "{}", third.body);
     let fourth = read_response(&mut stream, &mut buf).await;
     assert_eq!(fourth.status(), 404);
     // The connection is still usable afterwards (keep-alive).
