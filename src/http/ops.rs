@@ -3,40 +3,67 @@
 //! Spans name the method and path only: never headers, bodies or query strings, so tickets and
 //! passwords stay out of the logs.
 
+use super::around::{After, Around, Hook};
 use crate::service::Gateway;
 use crate::telemetry;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::Route;
 use axum::Router;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
-use tower::ServiceBuilder;
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// Wraps every route with the request id, the tracing span and the HTTP metrics.
-pub fn observe(router: Router) -> Router {
+/// Wraps every route with the request id, the tracing span and the HTTP metrics, around `inner`
+/// (the gateway's own layers): one layer for the router, so that a request costs one boxed future.
+pub fn observe<L>(router: Router, inner: L) -> Router
+where
+    L: Layer<Route> + Clone + Send + Sync + 'static,
+    L::Service: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
     telemetry::install();
     let span = |request: &Request| {
         let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
         tracing::info_span!("request", id, method = %request.method(), path = request.uri().path())
     };
-    router.layer(middleware::from_fn(count)).layer(
+    router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(span))
-            .layer(PropagateRequestIdLayer::x_request_id()),
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(Around(Count))
+            .layer(inner),
     )
 }
 
-async fn count(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    telemetry::http_response(route.as_deref(), response.status().as_u16(), started.elapsed());
-    response
+/// The HTTP metrics of a request: its route, status and duration.
+#[derive(Clone)]
+struct Count;
+
+struct Counting {
+    route: Option<MatchedPath>,
+    started: Instant,
+}
+
+impl Hook for Count {
+    type After = Counting;
+
+    fn before(&self, request: &mut Request) -> Counting {
+        Counting { route: request.extensions().get::<MatchedPath>().cloned(), started: Instant::now() }
+    }
+}
+
+impl After for Counting {
+    fn after(self, response: Response) -> Response {
+        let route = self.route.as_ref().map(MatchedPath::as_str);
+        telemetry::http_response(route, response.status().as_u16(), self.started.elapsed());
+        response
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.

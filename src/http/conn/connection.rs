@@ -73,9 +73,11 @@ pub async fn serve<T: Transport>(mut io: T, peer: SocketAddr, mut context: Conte
     let mut first_byte_deadline = Instant::now() + context.settings.header_timeout;
     let mut json_errors = false;
     loop {
-        let incoming = match read_request(&mut io, next, first_byte_deadline, &mut context, &mut json_errors).await {
+        // Reading and writing run boxed: their futures exist only while they run, so a connection
+        // whose request is held keeps a task no larger than the handler's future needs.
+        let incoming = match Box::pin(read_request(&mut io, next, first_byte_deadline, &mut context, &mut json_errors)).await {
             Ok(incoming) => incoming,
-            Err(stop) => return refuse(&mut io, stop, json_errors).await,
+            Err(stop) => return Box::pin(refuse(&mut io, stop, json_errors)).await,
         };
         let Incoming { head, body, unread_body, next: rest } = incoming;
         next = only_the_bytes(rest);
@@ -85,10 +87,10 @@ pub async fn serve<T: Transport>(mut io: T, peer: SocketAddr, mut context: Conte
         let Some(response) = call(&io, &context.app, head, body, peer, watch_hang_up).await else { return };
         let close = !keep_alive || unread_body || *context.shutdown.borrow() || closes(&response);
         let deadline = Instant::now() + context.settings.body_timeout;
-        let written = timeout_at(deadline, response::write(&mut io, response, head_request, version, close)).await;
+        let written = Box::pin(timeout_at(deadline, response::write(&mut io, response, head_request, version, close))).await;
         match written {
             Ok(Ok(Written::Complete)) if !close => {}
-            Ok(Ok(_)) => return finish(&mut io).await,
+            Ok(Ok(_)) => return Box::pin(finish(&mut io)).await,
             Ok(Err(_)) => return,
             Err(_) => return telemetry::connection_timed_out("write"),
         }
