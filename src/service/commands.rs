@@ -123,11 +123,14 @@ impl Gateway {
         }
     }
 
-    /// One `userPresence` holding every queried user, cut to the caller's level.
+    /// One `userPresence` holding every queried user, cut to the caller's level: the shared
+    /// renderings copied once into an answer of their exact size.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
+        let payloads = self.query_payloads(session, uris);
         let mut users = EventPayload::content_writer();
-        for uri in uris {
-            users.fragment(&self.user_payload_for(uri, session).inner);
+        users.reserve_exact(payloads.iter().map(|p| p.inner.len()).sum());
+        for payload in &payloads {
+            users.fragment(&payload.inner);
         }
         self.answer(answers, Arc::new(EventPayload::user_presence(users.finish_fragment())));
     }

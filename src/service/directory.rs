@@ -103,7 +103,13 @@ impl Directory {
     pub fn level(&self, owner: &str, watcher: &str) -> AccessLevel {
         let profile = self.profile(watcher);
         let groups = profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
-        let facts = WatcherFacts { uri: watcher, groups, same_enterprise: self.same_enterprise(owner, watcher) };
+        self.level_for(owner, watcher, groups, self.same_enterprise(owner, watcher))
+    }
+
+    /// [`level`](Self::level) for a watcher whose groups and enterprise relation the caller
+    /// already has (a query asks about many owners for one watcher).
+    pub fn level_for(&self, owner: &str, watcher: &str, groups: &[String], same_enterprise: bool) -> AccessLevel {
+        let facts = WatcherFacts { uri: watcher, groups, same_enterprise };
         let rights = self.rights.read();
         let own = rights.get(owner).map(Vec::as_slice).unwrap_or(&[]);
         let global = self.global.read();

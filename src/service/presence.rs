@@ -62,6 +62,17 @@ impl PresenceEntry {
     }
 }
 
+/// The kept rendering of a view of a presentity, rendered and kept now if there is none.
+fn shared_rendering(entry: &PresenceEntry, key: ViewKey, now: Timestamp) -> Arc<EventPayload> {
+    let mut live = entry.live.lock();
+    if let Some(payload) = live.last_views.get(&key) {
+        return payload.clone();
+    }
+    let payload = render_for_key(&live.model, key, now);
+    live.last_views.insert(key, payload.clone());
+    payload
+}
+
 /// `<user …>` XML for a view, laid out as a child of a `userPresence` event.
 pub fn render_user(view: &PresenceView, same_enterprise: bool) -> Fragment {
     let network = if same_enterprise { "sameEnterprise" } else { "federated" };
@@ -121,47 +132,59 @@ impl Gateway {
         if uri == viewer_uri {
             return ViewKey { viewer: Viewer::Owner, same_enterprise: true };
         }
-        ViewKey {
-            viewer: Viewer::Watcher(self.directory.level(uri, viewer_uri)),
-            same_enterprise: self.directory.same_enterprise(uri, viewer_uri),
-        }
+        let profile = self.directory.profile(viewer_uri);
+        self.watcher_key(uri, viewer_uri, profile.as_deref().map_or(&[][..], |p| p.groups.as_slice()))
+    }
+
+    /// The rendering key of a watcher (not the owner) with these groups.
+    fn watcher_key(&self, uri: &str, watcher: &str, groups: &[String]) -> ViewKey {
+        let same_enterprise = self.directory.same_enterprise(uri, watcher);
+        ViewKey { viewer: Viewer::Watcher(self.directory.level_for(uri, watcher, groups, same_enterprise)), same_enterprise }
     }
 
     /// The current snapshot event of `uri` for `viewer_uri`: `selfPresence` for the owner,
     /// `userPresence` otherwise. Rendered once per view and remembered until the state changes.
     fn snapshot_payload(&self, uri: &str, viewer_uri: &str) -> Arc<EventPayload> {
         let key = self.view_key(uri, viewer_uri);
-        let Some(entry) = self.presence_entry(uri) else {
-            return Arc::new(EventPayload::user_presence(render_user(&PresenceView::unknown(uri), key.same_enterprise)));
-        };
-        let now = self.clock.now();
-        let mut live = entry.live.lock();
-        if let Some(payload) = live.last_views.get(&key) {
-            return payload.clone();
+        match self.presence_entry(uri) {
+            Some(entry) => shared_rendering(&entry, key, self.clock.now()),
+            None => Arc::new(EventPayload::user_presence(render_user(&PresenceView::unknown(uri), key.same_enterprise))),
         }
-        let payload = render_for_key(&live.model, key, now);
-        live.last_views.insert(key, payload.clone());
-        payload
     }
 
     /// The snapshot of `uri` for `session`: the shared one of its view, or, when the session chose
     /// its raw categories, one rendered for it.
     fn session_payload(&self, uri: &str, session: &Session) -> Arc<EventPayload> {
-        let (Some(names), Some(entry)) = (session.raw_categories.as_deref(), self.presence_entry(uri)) else {
-            return self.snapshot_payload(uri, &session.user);
-        };
+        let Some(names) = session.raw_categories.as_deref() else { return self.snapshot_payload(uri, &session.user) };
+        let Some(entry) = self.presence_entry(uri) else { return self.snapshot_payload(uri, &session.user) };
         let key = self.view_key(uri, &session.user);
         let live = entry.live.lock();
         render_filtered(&live.model, key, self.clock.now(), Some(names))
     }
 
-    /// The `userPresence` payload of `uri` as `session` may see it (shared by every watcher with
-    /// the same view; a user asking about themself gets a fresh rendering).
-    pub(crate) fn user_payload_for(&self, uri: &str, session: &Session) -> Arc<EventPayload> {
-        if uri == &*session.user {
-            return Arc::new(EventPayload::user_presence(self.user_xml_for(uri, uri)));
-        }
-        self.session_payload(uri, session)
+    /// The `userPresence` payloads of a query's `uris` as `session` may see them: for each, the
+    /// shared rendering of its view (one lookup of the presentity; the watcher's groups are looked
+    /// up once for all), a rendering of its own for a session that chose its raw categories, and a
+    /// fresh rendering for a user asking about themself.
+    pub(crate) fn query_payloads(&self, session: &Session, uris: &[String]) -> Vec<Arc<EventPayload>> {
+        let watcher = &*session.user;
+        let profile = self.directory.profile(watcher);
+        let groups = profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
+        let now = self.clock.now();
+        let one = |uri: &String| {
+            if uri == watcher {
+                return Arc::new(EventPayload::user_presence(self.user_xml_for(uri, uri)));
+            }
+            let key = self.watcher_key(uri, watcher, groups);
+            let Some(entry) = self.presence_entry(uri) else {
+                return Arc::new(EventPayload::user_presence(render_user(&PresenceView::unknown(uri), key.same_enterprise)));
+            };
+            match session.raw_categories.as_deref() {
+                None => shared_rendering(&entry, key, now),
+                Some(names) => render_filtered(&entry.live.lock().model, key, now, Some(names)),
+            }
+        };
+        uris.iter().map(one).collect()
     }
 
     /// A coalescable `userPresence` snapshot of `uri` for `session` (a full update for JSON).
