@@ -123,16 +123,17 @@ impl Gateway {
         }
     }
 
-    /// One `userPresence` holding every queried user, cut to the caller's level: the shared
-    /// renderings copied once into an answer of their exact size.
+    /// One `userPresence` holding every queried user, cut to the caller's level; then, when any
+    /// of them has raw categories the session receives, one `userRawCategories` holding those.
+    /// Each is the shared renderings copied once into an answer of its exact size.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
-        let payloads = self.query_payloads(session, uris);
-        let mut users = EventPayload::content_writer();
-        users.reserve_exact(payloads.iter().map(|p| p.inner.len()).sum());
-        for payload in &payloads {
-            users.fragment(&payload.inner);
+        let snapshots: Vec<_> = uris.iter().map(|uri| self.query_snapshot(uri, session)).collect();
+        let presence = snapshots.iter().map(|s| &s.presence);
+        self.answer(answers, Arc::new(EventPayload::user_presence(joined(presence))));
+        let raw = snapshots.iter().filter_map(|s| s.raw.as_ref().filter(|raw| raw.holds_raw_categories()));
+        if raw.clone().next().is_some() {
+            self.answer(answers, Arc::new(EventPayload::user_raw_categories(joined(raw))));
         }
-        self.answer(answers, Arc::new(EventPayload::user_presence(users.finish_fragment())));
     }
 
     async fn subscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[String]) -> Result<()> {
@@ -189,6 +190,16 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// The contents of `payloads` one after the other, in a fragment allocated at its final size.
+fn joined<'a>(payloads: impl Iterator<Item = &'a Arc<EventPayload>> + Clone) -> crate::cwa::writer::Fragment {
+    let mut users = EventPayload::content_writer();
+    users.reserve_exact(payloads.clone().map(|p| p.inner.len()).sum());
+    for payload in payloads {
+        users.fragment(&payload.inner);
+    }
+    users.finish_fragment()
 }
 
 /// Every method is the user acting at this client, except ending the session and a publication
