@@ -410,9 +410,11 @@ async fn cwa_watchers_get_lines_calls_and_forwards_as_a_raw_category_cut_by_leve
         async move {
             let mut client = server.session(who).await;
             client.query(&["sip:bob@example.com"]).await;
-            let user = client.wait_for_user("sip:bob@example.com", |_| true).await;
-            let raw = user.children_named("rawCategory").find(|c| c.attr("name") == Some("telephony"));
-            raw.and_then(|c| c.child("telephony").cloned())
+            let events = client.events_until("answer", |e| e.name == "requestSucceeded").await;
+            let raw = events.iter().filter(|e| e.name == "userRawCategories").flat_map(|e| e.users());
+            raw.flat_map(|u| u.children_named("rawCategory").cloned().collect::<Vec<_>>())
+                .find(|c| c.attr("name") == Some("telephony"))
+                .and_then(|c| c.child("telephony").cloned())
         }
     };
     let team = telephony_seen_by("alice@example.com").await.expect("Team sees telephony");

@@ -29,17 +29,17 @@ async fn the_burst_after_initiate_session_has_every_list_event() {
     let mut bob = server.session("bob@example.com").await;
     let events = bob.poll().await;
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["contactGroup", "selfPresence", "containers", "subscribers", "configuration"]);
+    assert_eq!(names, ["contactGroup", "selfPresence", "selfRawCategories", "containers", "subscribers", "configuration"]);
     let list = &events[0].element;
     assert_eq!(list.attr("fullList"), Some("true"));
     let default_group = list.child("group").unwrap();
     assert_eq!((default_group.attr("id"), default_group.attr("name")), (Some("1"), Some("~")));
-    let containers = &events[2];
+    let containers = &events[3];
     let ids: Vec<&str> = containers.element.children.iter().filter_map(|c| c.attr("id")).collect();
     assert_eq!(ids, ["32000", "100", "200", "300", "400"]);
     let team = container(containers, "300").unwrap();
     assert_eq!(team.child("member").unwrap().attr("value"), Some("sip:alice@example.com"), "grants from the users file");
-    let config = &events[4].element;
+    let config = &events[5].element;
     assert_eq!(config.child_text("enableAppearOffline"), Some("True"));
     assert_eq!(config.child_text("defaultSearchField"), Some("displayName"));
 }

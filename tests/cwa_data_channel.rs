@@ -83,7 +83,9 @@ async fn a_newer_poll_completes_the_older_one_empty() {
 
 #[tokio::test]
 async fn unsent_snapshots_coalesce_and_overflow_resyncs_without_loss() {
-    let config = Config { limits: presence_gateway::config::Limits { queue_length: 12, ..Default::default() }, ..test_config() };
+    // Room for the first burst and the subscription's answers and snapshots (with their raw
+    // categories), not for much more.
+    let config = Config { limits: presence_gateway::config::Limits { queue_length: 14, ..Default::default() }, ..test_config() };
     let server = TestServer::start_with(config, USERS).await;
     let mut alice = server.session("alice@example.com").await;
     let mut bob = server.session("bob@example.com").await;

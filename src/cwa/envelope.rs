@@ -59,6 +59,23 @@ impl EventPayload {
         EventPayload::new("selfPresence", Fragment::default(), categories)
     }
 
+    /// `userRawCategories` holding `user` elements with their `rawCategory` children (README,
+    /// "Raw categories").
+    pub fn user_raw_categories(users: Fragment) -> Self {
+        EventPayload::new("userRawCategories", Fragment::default(), users)
+    }
+
+    /// `selfRawCategories` holding `rawCategory` elements; empty when the user has none.
+    pub fn self_raw_categories(categories: Fragment) -> Self {
+        EventPayload::new("selfRawCategories", Fragment::default(), categories)
+    }
+
+    /// Whether this (`userRawCategories`) event holds any raw category: escaped text never
+    /// contains `<`, so the tag is found only where an element starts.
+    pub fn holds_raw_categories(&self) -> bool {
+        self.inner.as_str().contains("<rawCategory")
+    }
+
     /// `presenceSubscriptionState` with one `user uri state` per entry.
     pub fn subscription_state(entries: &[(&str, &str)]) -> Self {
         let mut w = EventPayload::content_writer();

@@ -1,7 +1,9 @@
 //! CWA wire types for a presentity (`user` with its `cwaCategory` children) and the mapping from
 //! the model's [`PresenceView`]: availability numbers and activity tokens (docs/architecture.md §3), the note,
 //! the contact card and calendar data. Each type parses from and renders to XML, so documented
-//! samples can be round-tripped in tests.
+//! samples can be round-tripped in tests. The raw categories a viewer receives — the gateway's
+//! telephony and the published ones — are [`WireRaw`], sent in events of their own
+//! (`userRawCategories`, `selfRawCategories`).
 
 use super::writer::XmlWriter;
 use super::xml::Element;
@@ -74,8 +76,14 @@ pub struct WireUser {
     pub note: Vec<WireNoteBody>,
     pub contact_card: Option<WireContactCard>,
     pub calendar: Option<WireCalendar>,
+}
+
+/// The raw categories a viewer receives of one user: the gateway's telephony and the published
+/// ones, as one `user` of a `userRawCategories` (or the children of a `selfRawCategories`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WireRaw {
+    pub uri: String,
     pub telephony: Option<WireTelephony>,
-    /// Published raw categories the viewer may receive.
     pub raw: Vec<RawCategory>,
 }
 
@@ -149,8 +157,17 @@ pub fn wire_user(view: &PresenceView, source_network: Option<&str>) -> WireUser 
         note,
         contact_card,
         calendar,
-        telephony: telephony(view),
-        raw: view.raw.clone(),
+    }
+}
+
+/// The raw categories of a view; with `only`, just those named (`telephony` for the gateway's
+/// own), as `categoryEventFilter` chose.
+pub fn wire_raw(view: &PresenceView, only: Option<&[String]>) -> WireRaw {
+    let wanted = |name: &str| only.is_none_or(|names| names.iter().any(|n| n == name));
+    WireRaw {
+        uri: view.uri.clone(),
+        telephony: if wanted("telephony") { telephony(view) } else { None },
+        raw: view.raw.iter().filter(|c| wanted(&c.name)).cloned().collect(),
     }
 }
 
@@ -243,12 +260,6 @@ impl WireUser {
         if let Some(cal) = &self.calendar {
             cal.render(w);
         }
-        if let Some(telephony) = &self.telephony {
-            telephony.render(w);
-        }
-        for category in &self.raw {
-            super::raw::render(w, category);
-        }
     }
 
     fn render_state(&self, w: &mut XmlWriter) {
@@ -280,6 +291,33 @@ impl WireUser {
             }
         }
         w.close("note").close("cwaCategory");
+    }
+}
+
+impl WireRaw {
+    pub fn is_empty(&self) -> bool {
+        self.telephony.is_none() && self.raw.is_empty()
+    }
+
+    /// `<user uri>` holding the `rawCategory` elements; `<user uri/>` when there are none.
+    pub fn render(&self, w: &mut XmlWriter) {
+        if self.is_empty() {
+            w.empty("user", &[("uri", Some(&self.uri))]);
+            return;
+        }
+        w.open("user", &[("uri", Some(&self.uri))]);
+        self.render_categories(w);
+        w.close("user");
+    }
+
+    /// The `rawCategory` elements alone (for `selfRawCategories`): telephony first.
+    pub fn render_categories(&self, w: &mut XmlWriter) {
+        if let Some(telephony) = &self.telephony {
+            telephony.render(w);
+        }
+        for category in &self.raw {
+            super::raw::render(w, category);
+        }
     }
 }
 

@@ -21,9 +21,12 @@ use tokio::sync::Notify;
 /// A drained queue with more room than this gives its buffer back.
 const IDLE_QUEUE_CAPACITY: usize = 8;
 
-/// The events of a resync burst besides one snapshot per subscription (contact list, own
-/// presence, containers, subscribers, subscription states).
-pub const RESYNC_FIXED_EVENTS: usize = 5;
+/// The events of a resync burst besides the snapshots of the subscriptions (contact list, own
+/// presence and raw categories, containers, subscribers, subscription states).
+pub const RESYNC_FIXED_EVENTS: usize = 6;
+
+/// The most events of a resync burst per subscription (its presence and its raw categories).
+pub const RESYNC_EVENTS_PER_SUBSCRIPTION: usize = 2;
 
 /// The most answers one command method queues on its own session.
 pub const ANSWERS_PER_METHOD: usize = 3;
@@ -537,7 +540,7 @@ impl SessionState {
     /// A resync burst waits until it fits, or — when it can never fit (more subscriptions than the
     /// bound allows for) — until the queue is empty: the queue then holds at most the burst.
     fn burst_fits(&self) -> bool {
-        let size = self.subscriptions.len() + RESYNC_FIXED_EVENTS;
+        let size = self.subscriptions.len() * RESYNC_EVENTS_PER_SUBSCRIPTION + RESYNC_FIXED_EVENTS;
         self.room() >= size || (self.queue.is_empty() && self.reserved == 0)
     }
 

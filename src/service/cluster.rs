@@ -232,7 +232,13 @@ mod tests {
     fn live() -> Live {
         let profile = Arc::new(Profile { uri: "sip:bob@x.org".into(), ..Profile::default() });
         let model = Presentity::new(profile);
-        Live { model, last_views: HashMap::new(), last_json: HashMap::new(), cluster: ClusterInputs::default() }
+        Live {
+            model,
+            last_views: HashMap::new(),
+            last_raw: HashMap::new(),
+            last_json: HashMap::new(),
+            cluster: ClusterInputs::default(),
+        }
     }
 
     #[test]

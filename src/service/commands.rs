@@ -123,13 +123,24 @@ impl Gateway {
         }
     }
 
-    /// One `userPresence` holding every queried user, cut to the caller's level.
+    /// One `userPresence` holding every queried user, cut to the caller's level; then, when any
+    /// of them has raw categories the session receives, one `userRawCategories` holding those.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
         let mut users = EventPayload::content_writer();
+        let mut raw_users = EventPayload::content_writer();
+        let mut any_raw = false;
         for uri in uris {
-            users.fragment(&self.user_payload_for(uri, session).inner);
+            let snapshot = self.query_snapshot(uri, session);
+            users.fragment(&snapshot.presence.inner);
+            if let Some(raw) = snapshot.raw.filter(|raw| raw.holds_raw_categories()) {
+                raw_users.fragment(&raw.inner);
+                any_raw = true;
+            }
         }
         self.answer(answers, Arc::new(EventPayload::user_presence(users.finish_fragment())));
+        if any_raw {
+            self.answer(answers, Arc::new(EventPayload::user_raw_categories(raw_users.finish_fragment())));
+        }
     }
 
     async fn subscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[String]) -> Result<()> {

@@ -6,7 +6,7 @@
 use super::Gateway;
 use crate::backplane::LiveChange;
 use crate::cwa::envelope::EventPayload;
-use crate::cwa::wire::wire_user;
+use crate::cwa::wire::{wire_raw, wire_user};
 use crate::cwa::writer::Fragment;
 use crate::error::{GatewayError, Result};
 use crate::hub::session::Session;
@@ -22,6 +22,14 @@ use std::sync::{Arc, LazyLock};
 
 /// The coalescing key of `selfPresence` events (one per session).
 static SELF_KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("\u{0}self"));
+/// The coalescing key of `selfRawCategories` events (one per session).
+static SELF_RAW_KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("\u{0}selfRaw"));
+
+/// The coalescing key of the `userRawCategories` events about `uri` (its `userPresence` snapshots
+/// coalesce under `uri` itself; no URI starts with U+0001).
+fn raw_key(uri: &str) -> Arc<str> {
+    Arc::from(format!("\u{1}{uri}"))
+}
 
 /// Which rendering a session receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,10 +38,21 @@ pub struct ViewKey {
     pub same_enterprise: bool,
 }
 
+/// Which raw-category rendering a session receives: its view and the raw categories it chose
+/// (`categoryEventFilter`; `None`: all). Sessions with the same view and choice share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RawViewKey {
+    pub view: ViewKey,
+    pub only: Option<Arc<[String]>>,
+}
+
 pub struct Live {
     pub model: Presentity,
-    /// The current rendering of each view in use; cleared whenever the state changes.
+    /// The current `userPresence` / `selfPresence` rendering of each view in use.
     pub last_views: HashMap<ViewKey, Arc<EventPayload>>,
+    /// The current `userRawCategories` / `selfRawCategories` rendering of each raw view in use
+    /// (kept across profile changes: raw categories show nothing of the profile).
+    pub last_raw: HashMap<RawViewKey, Arc<EventPayload>>,
     /// The same for JSON subscribers (the baseline their deltas are computed from).
     pub last_json: HashMap<ViewKey, super::json_events::JsonView>,
     /// What other nodes hold of the user (sessions), and what this node told them.
@@ -57,10 +76,14 @@ impl Live {
 
 impl PresenceEntry {
     pub fn new(model: Presentity) -> Arc<Self> {
-        Arc::new(PresenceEntry {
-            gate: Arc::default(),
-            live: Mutex::new(Live { model, last_views: HashMap::new(), last_json: HashMap::new(), cluster: Default::default() }),
-        })
+        let live = Live {
+            model,
+            last_views: HashMap::new(),
+            last_raw: HashMap::new(),
+            last_json: HashMap::new(),
+            cluster: Default::default(),
+        };
+        Arc::new(PresenceEntry { gate: Arc::default(), live: Mutex::new(live) })
     }
 }
 
@@ -72,32 +95,59 @@ pub fn render_user(view: &PresenceView, same_enterprise: bool) -> Fragment {
     w.finish_fragment()
 }
 
-/// The event a view key receives: `selfPresence` for the owner, `userPresence` for watchers.
-fn render_for_key(model: &Presentity, key: ViewKey, now: Timestamp) -> Arc<EventPayload> {
-    render_filtered(model, key, now, None)
+/// `<user uri>` with the raw categories of a view a session with `only` receives, laid out as a
+/// child of a `userRawCategories` event (`<user uri/>` when there are none).
+pub fn render_raw_user(view: &PresenceView, only: Option<&[String]>) -> Fragment {
+    let mut w = EventPayload::content_writer();
+    wire_raw(view, only).render(&mut w);
+    w.finish_fragment()
 }
 
-/// The same for a session that chose its raw categories (`categoryEventFilter`): a rendering of
-/// its own, with only the raw categories it named (the gateway's `telephony` among them).
-fn render_filtered(model: &Presentity, key: ViewKey, now: Timestamp, raw_categories: Option<&[String]>) -> Arc<EventPayload> {
-    let mut v = view(model, key.viewer, now);
-    if let Some(names) = raw_categories {
-        let wanted = |name: &str| names.iter().any(|n| n == name);
-        v.raw.retain(|c| wanted(&c.name));
-        if !wanted("telephony") {
-            (v.lines, v.calls, v.forwards, v.agent) = (Vec::new(), Vec::new(), Vec::new(), None);
-        }
-    }
+/// The presence event a view key receives: `selfPresence` for the owner, `userPresence` for
+/// watchers (the well-known categories; raw categories travel in [`render_raw`]'s event).
+fn render_presence(view: &PresenceView, key: ViewKey) -> Arc<EventPayload> {
     Arc::new(match key.viewer {
-        Viewer::Owner => EventPayload::self_presence(render_self(&v)),
-        Viewer::Watcher(_) => EventPayload::user_presence(render_user(&v, key.same_enterprise)),
+        Viewer::Owner => {
+            let mut w = EventPayload::content_writer();
+            wire_user(view, None).render_categories(&mut w);
+            EventPayload::self_presence(w.finish_fragment())
+        }
+        Viewer::Watcher(_) => EventPayload::user_presence(render_user(view, key.same_enterprise)),
     })
 }
 
-fn render_self(view: &PresenceView) -> Fragment {
-    let mut w = EventPayload::content_writer();
-    wire_user(view, None).render_categories(&mut w);
-    w.finish_fragment()
+/// The raw-category event a raw view receives: `selfRawCategories` for the owner,
+/// `userRawCategories` with one `user` for watchers — complete, and empty when there are none.
+fn render_raw(view: &PresenceView, key: &RawViewKey) -> Arc<EventPayload> {
+    Arc::new(match key.view.viewer {
+        Viewer::Owner => {
+            let mut w = EventPayload::content_writer();
+            wire_raw(view, key.only.as_deref()).render_categories(&mut w);
+            EventPayload::self_raw_categories(w.finish_fragment())
+        }
+        Viewer::Watcher(_) => EventPayload::user_raw_categories(render_raw_user(view, key.only.as_deref())),
+    })
+}
+
+/// Whether a session receives raw-category events at all: not when its `categoryEventFilter`
+/// names none.
+fn receives_raw(session: &Session) -> bool {
+    session.raw_categories.as_deref().is_none_or(|names| !names.is_empty())
+}
+
+/// One view's renderings during a fan-out, and whether each differs from what its watchers last
+/// received.
+struct Rendered {
+    view: PresenceView,
+    presence: Arc<EventPayload>,
+    presence_changed: bool,
+}
+
+/// A snapshot of one presentity for one session: its presence event and, unless the session
+/// chose no raw categories, its raw-category event.
+pub(crate) struct Snapshot {
+    pub presence: Arc<EventPayload>,
+    pub raw: Option<Arc<EventPayload>>,
 }
 
 impl Gateway {
@@ -113,11 +163,6 @@ impl Gateway {
         view(&live.model, viewer, self.clock.now())
     }
 
-    /// One `<user>` element as `watcher` may see it.
-    pub fn user_xml_for(&self, uri: &str, watcher: &str) -> Fragment {
-        render_user(&self.view_for(uri, watcher), self.directory.same_enterprise(uri, watcher))
-    }
-
     /// The rendering key of `viewer_uri` looking at `uri`.
     pub(crate) fn view_key(&self, uri: &str, viewer_uri: &str) -> ViewKey {
         if uri == viewer_uri {
@@ -129,59 +174,79 @@ impl Gateway {
         }
     }
 
-    /// The current snapshot event of `uri` for `viewer_uri`: `selfPresence` for the owner,
-    /// `userPresence` otherwise. Rendered once per view and remembered until the state changes.
-    fn snapshot_payload(&self, uri: &str, viewer_uri: &str) -> Arc<EventPayload> {
-        let key = self.view_key(uri, viewer_uri);
-        let Some(entry) = self.presence_entry(uri) else {
-            return Arc::new(EventPayload::user_presence(render_user(&PresenceView::unknown(uri), key.same_enterprise)));
-        };
-        let now = self.clock.now();
-        let mut live = entry.live.lock();
-        if let Some(payload) = live.last_views.get(&key) {
-            return payload.clone();
-        }
-        let payload = render_for_key(&live.model, key, now);
-        live.last_views.insert(key, payload.clone());
-        payload
-    }
-
-    /// The snapshot of `uri` for `session`: the shared one of its view, or, when the session chose
-    /// its raw categories, one rendered for it.
-    fn session_payload(&self, uri: &str, session: &Session) -> Arc<EventPayload> {
-        let (Some(names), Some(entry)) = (session.raw_categories.as_deref(), self.presence_entry(uri)) else {
-            return self.snapshot_payload(uri, &session.user);
-        };
+    /// The current snapshot of `uri` for `session`: `selfPresence` / `selfRawCategories` for the
+    /// owner, `userPresence` / `userRawCategories` otherwise. Each is rendered once per view (and
+    /// raw-category choice) and remembered until the state changes.
+    pub(crate) fn snapshot(&self, uri: &str, session: &Session) -> Snapshot {
         let key = self.view_key(uri, &session.user);
-        let live = entry.live.lock();
-        render_filtered(&live.model, key, self.clock.now(), Some(names))
-    }
-
-    /// The `userPresence` payload of `uri` as `session` may see it (shared by every watcher with
-    /// the same view; a user asking about themself gets a fresh rendering).
-    pub(crate) fn user_payload_for(&self, uri: &str, session: &Session) -> Arc<EventPayload> {
-        if uri == &*session.user {
-            return Arc::new(EventPayload::user_presence(self.user_xml_for(uri, uri)));
+        let raw_key = receives_raw(session).then(|| RawViewKey { view: key, only: session.raw_categories.clone() });
+        let Some(entry) = self.presence_entry(uri) else {
+            let view = PresenceView::unknown(uri);
+            return Snapshot { presence: render_presence(&view, key), raw: raw_key.map(|k| render_raw(&view, &k)) };
+        };
+        let mut live = entry.live.lock();
+        let presence = live.last_views.get(&key).cloned();
+        let raw = raw_key.as_ref().and_then(|k| live.last_raw.get(k).cloned());
+        if let (Some(presence), true) = (&presence, raw.is_some() == raw_key.is_some()) {
+            return Snapshot { presence: presence.clone(), raw };
         }
-        self.session_payload(uri, session)
+        let view = view(&live.model, key.viewer, self.clock.now());
+        let presence = presence.unwrap_or_else(|| render_presence(&view, key));
+        live.last_views.insert(key, presence.clone());
+        let raw = raw_key.map(|k| {
+            let payload = raw.unwrap_or_else(|| render_raw(&view, &k));
+            live.last_raw.insert(k, payload.clone());
+            payload
+        });
+        Snapshot { presence, raw }
     }
 
-    /// A coalescable `userPresence` snapshot of `uri` for `session` (a full update for JSON).
+    /// `uri` as a `queryPresence` answer shows it to `session`: its `user` element and, when the
+    /// session receives raw categories, its `user` element of raw categories. A user asking about
+    /// themself gets their own view, rendered afresh.
+    pub(crate) fn query_snapshot(&self, uri: &str, session: &Session) -> Snapshot {
+        if uri != &*session.user {
+            return self.snapshot(uri, session);
+        }
+        let view = self.view_for(uri, uri);
+        let raw = receives_raw(session)
+            .then(|| Arc::new(EventPayload::user_raw_categories(render_raw_user(&view, session.raw_categories.as_deref()))));
+        Snapshot { presence: Arc::new(EventPayload::user_presence(render_user(&view, true))), raw }
+    }
+
+    /// Queues a snapshot of `uri` for `session` — its `userPresence`, then its
+    /// `userRawCategories`, each coalescing with an unsent one (a full update for JSON).
     pub(crate) fn queue_snapshot(&self, session: &Session, uri: &Arc<str>) {
         if session.json.is_some() {
             return self.queue_json_full(session, uri);
         }
-        self.push(session, self.session_payload(uri, session), Some(uri));
+        let snapshot = self.snapshot(uri, session);
+        self.push(session, snapshot.presence, Some(uri));
+        if let Some(raw) = snapshot.raw {
+            self.push(session, raw, Some(&raw_key(uri)));
+        }
     }
 
-    /// The user's own `selfPresence`.
+    /// Tells `session` that `uri` has no raw categories any more (a deleted user).
+    pub(crate) fn push_no_raw_categories(&self, session: &Session, uri: &Arc<str>) {
+        if receives_raw(session) {
+            let payload = EventPayload::user_raw_categories(render_raw_user(&PresenceView::unknown(uri), None));
+            self.push(session, Arc::new(payload), Some(&raw_key(uri)));
+        }
+    }
+
+    /// The user's own `selfPresence`, then their `selfRawCategories`.
     pub(crate) fn queue_self(&self, session: &Session) {
-        self.push(session, self.session_payload(&session.user, session), Some(&SELF_KEY));
+        let snapshot = self.snapshot(&session.user, session);
+        self.push(session, snapshot.presence, Some(&SELF_KEY));
+        if let Some(raw) = snapshot.raw {
+            self.push(session, raw, Some(&SELF_RAW_KEY));
+        }
     }
 
     /// The full state after an overflow (README, "Session queues"): the contact list, own
-    /// presence, containers, subscribers, subscription states and a snapshot of every
-    /// subscription. The poll asks for it only when it fits in the queue.
+    /// presence and raw categories, containers, subscribers, subscription states and a snapshot
+    /// of every subscription. The poll asks for it only when it fits in the queue.
     pub(crate) fn queue_resync_burst(&self, session: &Session) {
         if session.json.is_some() {
             return self.queue_json_resync(session);
@@ -190,16 +255,19 @@ impl Gateway {
         let subscriptions = session.subscriptions();
         let states: Vec<(&str, &str)> = subscriptions.iter().map(|u| (&**u, "subscribed")).collect();
         let list = crate::cwa::lists::contact_group_full(&self.contact_list(user));
-        let burst = [
-            (Arc::new(list), None),
-            (self.session_payload(user, session), Some(&*SELF_KEY)),
-            (Arc::new(self.containers_event(user)), None),
-            (Arc::new(self.subscribers_event(user)), None),
-            (Arc::new(EventPayload::subscription_state(&states)), None),
-        ];
-        let snapshots = subscriptions.iter().map(|uri| (self.session_payload(uri, session), Some(uri)));
-        for (payload, key) in burst.into_iter().chain(snapshots) {
-            crate::telemetry::record_push(session.push_resync(payload, key));
+        let own = self.snapshot(user, session);
+        let mut burst = vec![(Arc::new(list), None), (own.presence, Some(SELF_KEY.clone()))];
+        burst.extend(own.raw.map(|raw| (raw, Some(SELF_RAW_KEY.clone()))));
+        burst.push((Arc::new(self.containers_event(user)), None));
+        burst.push((Arc::new(self.subscribers_event(user)), None));
+        burst.push((Arc::new(EventPayload::subscription_state(&states)), None));
+        for uri in &subscriptions {
+            let snapshot = self.snapshot(uri, session);
+            burst.push((snapshot.presence, Some(uri.clone())));
+            burst.extend(snapshot.raw.map(|raw| (raw, Some(raw_key(uri)))));
+        }
+        for (payload, key) in burst {
+            crate::telemetry::record_push(session.push_resync(payload, key.as_ref()));
         }
     }
 
@@ -325,13 +393,17 @@ impl Gateway {
         (ClientActivity { signed_in: sessions.len(), idle }, next_idle)
     }
 
-    /// Renders the change once per view in use and queues it on every session whose view changed.
-    /// `last_views` then holds exactly the views of the current state that have watchers.
+    /// Renders the change once per view in use and queues it on every session whose view changed:
+    /// the presence event when the well-known categories changed, the raw-category event when the
+    /// raw categories the session receives changed (README, "Raw categories"). `last_views` and
+    /// `last_raw` then hold exactly the renderings of the current state that have watchers.
     fn fan_out(&self, uri: &Arc<str>, live: &mut Live, now: Timestamp) {
         let _timer = crate::telemetry::FanOutTimer::start();
-        let mut rendered: HashMap<ViewKey, Arc<EventPayload>> = HashMap::new();
+        let mut rendered: HashMap<ViewKey, Rendered> = HashMap::new();
+        let mut raw_rendered: HashMap<RawViewKey, (Arc<EventPayload>, bool)> = HashMap::new();
         let mut key_of_user: HashMap<Arc<str>, ViewKey> = HashMap::new();
         let mut json_sessions = Vec::new();
+        let mut user_raw_key: Option<Arc<str>> = None;
         let own = self.hub.sessions_of(uri).into_iter().filter(|s| s.json.is_none());
         for session in own.chain(self.hub.watchers_of(uri)) {
             let key = *key_of_user.entry(session.user.clone()).or_insert_with(|| self.view_key(uri, &session.user));
@@ -339,18 +411,33 @@ impl Gateway {
                 json_sessions.push((session, key));
                 continue;
             }
-            let payload = rendered.entry(key).or_insert_with(|| render_for_key(&live.model, key, now));
-            if live.last_views.get(&key) == Some(payload) {
+            let rendering = rendered.entry(key).or_insert_with(|| {
+                let view = view(&live.model, key.viewer, now);
+                let presence = render_presence(&view, key);
+                let presence_changed = live.last_views.get(&key) != Some(&presence);
+                Rendered { view, presence, presence_changed }
+            });
+            let owner = key.viewer == Viewer::Owner;
+            if rendering.presence_changed {
+                self.push(&session, rendering.presence.clone(), Some(if owner { &*SELF_KEY } else { uri }));
+            }
+            if !receives_raw(&session) {
                 continue;
             }
-            let coalesce = if key.viewer == Viewer::Owner { &*SELF_KEY } else { uri };
-            let payload = match session.raw_categories.as_deref() {
-                None => payload.clone(),
-                Some(names) => render_filtered(&live.model, key, now, Some(names)),
-            };
-            self.push(&session, payload, Some(coalesce));
+            let raw_view = RawViewKey { view: key, only: session.raw_categories.clone() };
+            let (raw, changed) = raw_rendered.entry(raw_view).or_insert_with_key(|k| {
+                let raw = render_raw(&rendering.view, k);
+                let changed = live.last_raw.get(k) != Some(&raw);
+                (raw, changed)
+            });
+            if *changed {
+                let coalesce =
+                    if owner { SELF_RAW_KEY.clone() } else { user_raw_key.get_or_insert_with(|| raw_key(uri)).clone() };
+                self.push(&session, raw.clone(), Some(&coalesce));
+            }
         }
-        live.last_views = rendered;
+        live.last_views = rendered.into_iter().map(|(key, r)| (key, r.presence)).collect();
+        live.last_raw = raw_rendered.into_iter().map(|(key, (raw, _))| (key, raw)).collect();
         self.fan_out_json(uri, live, &json_sessions, now);
     }
 

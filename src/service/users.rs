@@ -59,6 +59,7 @@ impl Gateway {
             let same = self.directory.same_enterprise(uri, &session.user);
             let payload = Arc::new(EventPayload::user_presence(render_user(&PresenceView::unknown(uri), same)));
             self.push(&session, payload, Some(&gone));
+            self.push_no_raw_categories(&session, &gone);
         }
         self.directory.remove(uri);
         self.presences.write().remove(uri);

@@ -253,6 +253,21 @@ impl Client {
         panic!("no event: {what}");
     }
 
+    /// Polls until an event matches `until`; returns every event seen on the way (and in the
+    /// batch that held the match), in order.
+    pub async fn events_until(&mut self, what: &str, until: impl Fn(&Event) -> bool) -> Vec<Event> {
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let batch = self.poll().await;
+            let done = batch.iter().any(&until);
+            seen.extend(batch);
+            if done {
+                return seen;
+            }
+        }
+        panic!("no event: {what}");
+    }
+
     /// Polls until a snapshot of `uri` arrives and returns its `user` element.
     pub async fn wait_for_user(&mut self, uri: &str, pred: impl Fn(&Element) -> bool) -> Element {
         let event = self

@@ -151,7 +151,9 @@ fn run_poll(s: &Session, model: &mut Model, step: usize, subscriptions: &[Arc<st
                 assert!(s.take_resync());
                 model.bursts.push(step);
                 let fixed = (0..RESYNC_FIXED_EVENTS).map(|_| None);
-                for key in fixed.chain(subscriptions.iter().map(Some)) {
+                // Each subscription's presence snapshot (keyed) and its raw categories.
+                let snapshots = subscriptions.iter().flat_map(|uri| [Some(uri), None]);
+                for key in fixed.chain(snapshots) {
                     let (id, payload) = model.payload();
                     let pushed = s.push_resync(payload, key);
                     let key = key.map(|uri| key_of(uri));
@@ -215,7 +217,7 @@ fn check(limit: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 model.client_ack = batch.ack_id;
             }
         }
-        let burst = subscriptions.len() + RESYNC_FIXED_EVENTS;
+        let burst = subscriptions.len() * RESYNC_EVENTS_PER_SUBSCRIPTION + RESYNC_FIXED_EVENTS;
         prop_assert!(s.queue_len() <= limit.max(burst), "the bound holds for every kind of event");
     }
     prop_assert_eq!(s.held_polls(), 0, "every poll lease was given back");
