@@ -43,7 +43,7 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     pub hub: Hub,
     pub clock: Arc<dyn Clock>,
-    pub tickets: Tickets,
+    pub tickets: Arc<Tickets>,
     pub limiter: LogonLimiter,
     /// Password checks, a bounded number at a time.
     pub password_checks: PasswordChecks,
@@ -83,7 +83,7 @@ impl Gateway {
         let backplane = crate::backplane::connect(&config)?;
         let decoy_hash = tokio::task::spawn_blocking(auth::decoy_hash).await.unwrap_or_default();
         let gateway = Arc::new_cyclic(|me| Gateway {
-            tickets: Tickets::new(TicketPolicy::from_config(&config)),
+            tickets: Arc::new(Tickets::new(store.clone(), TicketPolicy::from_config(&config))),
             limiter: LogonLimiter::new(config.logon.clone()),
             password_checks: PasswordChecks::per_core(),
             directory: Directory::new(&config.enterprise_domains),
@@ -107,6 +107,7 @@ impl Gateway {
         gateway.load().await?;
         tokio::spawn(sync::follow(Arc::downgrade(&gateway), feed));
         tokio::spawn(run_timers(Arc::downgrade(&gateway)));
+        tokio::spawn(tickets::upkeep(Arc::downgrade(&gateway.tickets), gateway.clock.clone()));
         gateway.join_cluster().await?;
         Ok(gateway)
     }
@@ -189,9 +190,12 @@ impl Gateway {
         &self.decoy_hash
     }
 
-    /// Graceful shutdown: answer every held poll, then close the store.
+    /// Graceful shutdown: answer every held poll, record the last ticket uses, then close the store.
     pub async fn shutdown(&self) {
         self.hub.begin_shutdown();
+        if let Err(e) = self.tickets.flush().await {
+            tracing::warn!(error = %e, "recording the last ticket uses");
+        }
         self.store.close().await;
     }
 }
@@ -210,7 +214,6 @@ async fn run_timers(gateway: std::sync::Weak<Gateway>) {
             }
         }
         if now - last_sweep >= chrono::Duration::seconds(60) {
-            gw.tickets.sweep(now);
             gw.limiter.sweep(now);
             last_sweep = now;
         }
