@@ -15,7 +15,7 @@ use presence_gateway::model::sources::{ManualKind, ManualState, Note};
 use presence_gateway::store::faults::Faults;
 use presence_gateway::store::postgres::PostgresStore;
 use presence_gateway::store::sqlite::SqliteStore;
-use presence_gateway::store::{Change, RightsWrite, Store, StoreError, StoredImage, StoredPresence, UserRecord};
+use presence_gateway::store::{Change, RightsWrite, Store, StoreError, StoredImage, StoredPresence, StoredTicket, UserRecord};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -262,6 +262,92 @@ async fn changes_reach_the_other_processes_only(f: Fixture) {
     assert_eq!(next_change(&mut feed_there).await, Change::Presence("sip:new@x.test".into()));
 }
 
+/// A moment with whole milliseconds, as the store keeps it.
+fn at(offset_seconds: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + offset_seconds * 1000).unwrap()
+}
+
+async fn logins_and_ticket_values_round_trip_and_end(f: Fixture) {
+    let s = f.store();
+    for uri in ["sip:a@x.test", "sip:b@x.test", "sip:c@x.test"] {
+        s.upsert_user(&user(uri)).await.unwrap();
+    }
+    let (first, second) = ([1u8; 32], [2u8; 32]);
+    let id = s.create_login("sip:a@x.test", &first, at(0), at(3600)).await.unwrap();
+    let found = s.ticket(&first).await.unwrap().unwrap();
+    let expected = StoredTicket { login: id, user: "sip:a@x.test".into(), expires: at(3600), rotated: at(0), last_used: at(0) };
+    assert_eq!(found, expected);
+    assert_eq!(s.ticket(&[9u8; 32]).await.unwrap(), None);
+    let other = s.create_login("sip:a@x.test", &[3u8; 32], at(0), at(3600)).await.unwrap();
+    assert_ne!(id, other, "every login has its own id");
+    assert_eq!(s.login_ids("sip:a@x.test").await.unwrap(), vec![id.min(other), id.max(other)]);
+    assert!(s.login_ids("sip:b@x.test").await.unwrap().is_empty());
+
+    // Rotation is compare-and-set on the newest value's time: a second rotation of the same
+    // period (another process) writes nothing.
+    assert!(s.rotate_login(id, at(0), &second, at(60)).await.unwrap());
+    assert!(!s.rotate_login(id, at(0), &[4u8; 32], at(61)).await.unwrap());
+    assert_eq!(s.ticket(&[4u8; 32]).await.unwrap(), None);
+    let rotated = s.ticket(&second).await.unwrap().unwrap();
+    assert_eq!((rotated.login, rotated.rotated, rotated.last_used), (id, at(60), at(60)));
+    assert_eq!(s.ticket(&first).await.unwrap().unwrap().rotated, at(60), "the login's time, seen from every value");
+
+    // Recorded uses only move forward.
+    s.record_ticket_uses(&[(first, at(300)), (second, at(30))]).await.unwrap();
+    assert_eq!(s.ticket(&first).await.unwrap().unwrap().last_used, at(300));
+    assert_eq!(s.ticket(&second).await.unwrap().unwrap().last_used, at(60));
+
+    // Sweep: values unused since a moment, then logins left without values, then ended logins.
+    assert_eq!(s.sweep_tickets(at(400), at(100)).await.unwrap(), 2, "the second value and login `other`'s only one");
+    assert!(s.ticket(&first).await.unwrap().is_some());
+    assert_eq!(s.ticket(&[3u8; 32]).await.unwrap(), None);
+    s.sweep_tickets(at(3600), at(0)).await.unwrap();
+    assert_eq!(s.ticket(&first).await.unwrap(), None, "past the login's lifetime");
+
+    // Passwords and removal end logins; the same password applied again does not.
+    s.create_login("sip:a@x.test", &first, at(0), at(3600)).await.unwrap();
+    s.create_login("sip:b@x.test", &second, at(0), at(3600)).await.unwrap();
+    s.create_login("sip:c@x.test", &[5u8; 32], at(0), at(3600)).await.unwrap();
+    s.upsert_user(&user("sip:a@x.test")).await.unwrap();
+    s.upsert_user(&UserRecord { password_hash: None, ..user("sip:a@x.test") }).await.unwrap();
+    assert!(s.ticket(&first).await.unwrap().is_some(), "no new password");
+    s.upsert_user(&UserRecord { password_hash: Some("$argon2id$other".into()), ..user("sip:a@x.test") }).await.unwrap();
+    assert_eq!(s.ticket(&first).await.unwrap(), None, "a new password through upsert");
+    assert!(s.set_password("sip:b@x.test", "$argon2id$new").await.unwrap());
+    assert_eq!(s.ticket(&second).await.unwrap(), None, "a new password");
+    assert!(s.remove_user("sip:c@x.test").await.unwrap());
+    assert_eq!(s.ticket(&[5u8; 32]).await.unwrap(), None, "the user removed");
+    // A login for a user that is gone is refused.
+    assert!(s.create_login("sip:c@x.test", &[6u8; 32], at(0), at(3600)).await.is_err());
+}
+
+async fn a_login_failing_half_way_keeps_nothing(f: Fixture) {
+    let s = f.store();
+    s.upsert_user(&user("sip:a@x.test")).await.unwrap();
+    f.faults().fail_after(1);
+    assert!(s.create_login("sip:a@x.test", &[1u8; 32], at(0), at(3600)).await.unwrap_err().is_retryable());
+    assert_eq!(s.ticket(&[1u8; 32]).await.unwrap(), None);
+    assert_eq!(s.sweep_tickets(at(0), at(-1)).await.unwrap(), 0);
+    let id = s.create_login("sip:a@x.test", &[1u8; 32], at(0), at(3600)).await.unwrap();
+
+    // A rotation whose new value fails: the login's rotation time is not moved either.
+    f.faults().fail_after(1);
+    assert!(s.rotate_login(id, at(0), &[2u8; 32], at(60)).await.unwrap_err().is_retryable());
+    assert_eq!(s.ticket(&[2u8; 32]).await.unwrap(), None);
+    assert_eq!(s.ticket(&[1u8; 32]).await.unwrap().unwrap().rotated, at(0));
+    assert!(s.rotate_login(id, at(0), &[2u8; 32], at(60)).await.unwrap(), "the retry rotates");
+
+    // A new password failing half-way leaves the old password and its logins.
+    f.faults().fail_after(1);
+    assert!(s.set_password("sip:a@x.test", "$argon2id$new").await.is_err());
+    assert_eq!(s.user("sip:a@x.test").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$hash"));
+    assert!(s.ticket(&[1u8; 32]).await.unwrap().is_some());
+    // A store that is down cannot be asked for a ticket: the error is retryable, not "unknown".
+    f.faults().fail_always();
+    assert!(s.ticket(&[1u8; 32]).await.unwrap_err().is_retryable());
+    f.faults().heal();
+}
+
 async fn a_newer_schema_is_refused(f: Fixture) {
     let s = f.store();
     s.ping().await.unwrap();
@@ -306,6 +392,8 @@ contract!(
     a_failure_half_way_leaves_nothing_half_written,
     concurrent_writers_lose_nothing,
     changes_reach_the_other_processes_only,
+    logins_and_ticket_values_round_trip_and_end,
+    a_login_failing_half_way_keeps_nothing,
     a_newer_schema_is_refused,
 );
 

@@ -75,7 +75,7 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
             return found.ok_or_else(ApiError::unauthenticated);
         }
         let presented = ticket::presented(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        let auth = gateway.authenticate(&presented).ok_or_else(ApiError::unauthenticated)?;
+        let auth = gateway.authenticate(&presented).await?.ok_or_else(ApiError::unauthenticated)?;
         if let Some(slot) = parts.extensions.get::<ReplyTicket>() {
             let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
             let cookie = ticket::Cookie::for_request(&gateway.config, peer, &parts.headers);

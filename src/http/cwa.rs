@@ -57,11 +57,15 @@ async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError
     xml::parse(text, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
 }
 
-/// Authenticates the ticket of a request.
-fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Option<(Authenticated, String)> {
-    let presented = ticket::presented(headers)?;
-    let auth = gateway.authenticate(&presented)?;
-    Some((auth, presented))
+/// Authenticates the ticket of a request: 401 without a valid one, 503 (retryable, 18400) when
+/// the store had to be asked and could not answer.
+async fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Result<(Authenticated, String), Response> {
+    let presented = ticket::presented(headers).ok_or_else(unauthenticated)?;
+    match gateway.authenticate(&presented).await {
+        Ok(Some(auth)) => Ok((auth, presented)),
+        Ok(None) => Err(unauthenticated()),
+        Err(error) => Err(xml_reply(StatusCode::SERVICE_UNAVAILABLE, envelope::request_failed(None, &error))),
+    }
 }
 
 fn cross_site_sign_in() -> Response {
@@ -104,8 +108,13 @@ pub async fn logon(
             response
         }
         Err(LogonRefused::Throttled { retry_after }) => throttled(retry_after),
-        Err(refused @ LogonRefused::Internal(_)) => {
-            xml_reply(StatusCode::INTERNAL_SERVER_ERROR, envelope::request_failed(None, &refused.error()))
+        Err(LogonRefused::Internal(error)) => {
+            // A store that failed is retryable: nothing of the sign-in was kept.
+            let status = match error {
+                GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            xml_reply(status, envelope::request_failed(None, &error))
         }
         Err(refused @ LogonRefused::Credentials) => {
             xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &refused.error()))
@@ -119,7 +128,10 @@ pub async fn command(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some((auth, presented)) = authenticate(&gateway, &headers) else { return unauthenticated() };
+    let (auth, presented) = match authenticate(&gateway, &headers).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
     let cookie = ticket::Cookie::for_request(&gateway.config, Some(peer), &headers);
     let root = match read_xml(&gateway, body).await {
         Ok(root) => root,
@@ -149,7 +161,10 @@ pub async fn data_channel(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some((auth, presented)) = authenticate(&gateway, &headers) else { return unauthenticated() };
+    let (auth, presented) = match authenticate(&gateway, &headers).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
     let cookie = ticket::Cookie::for_request(&gateway.config, Some(peer), &headers);
     let query = match parse_poll_query(raw.as_deref()) {
         Ok(PollQuery { sid: None, .. }) => {

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod directory;
 pub mod gates;
@@ -21,7 +22,7 @@ pub mod sync;
 pub mod tickets;
 pub mod users;
 
-use crate::backplane::{Backplane, Standalone};
+use crate::backplane::{Backplane, BackplaneError};
 use crate::config::Config;
 use crate::hub::timers::{TimerKey, Timers};
 use crate::hub::Hub;
@@ -42,12 +43,14 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     pub hub: Hub,
     pub clock: Arc<dyn Clock>,
-    pub tickets: Tickets,
+    pub tickets: Arc<Tickets>,
     pub limiter: LogonLimiter,
     /// Password checks, a bounded number at a time.
     pub password_checks: PasswordChecks,
     pub directory: Directory,
     pub backplane: Arc<dyn Backplane>,
+    /// Changes to this node's live inputs not yet published.
+    pub(crate) outbox: Arc<cluster::Outbox>,
     pub(crate) presences: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>>>,
     pub(crate) timers: Timers<TimerKey>,
     pub(crate) contact_lists: RwLock<HashMap<String, crate::model::contacts::ContactList>>,
@@ -64,12 +67,23 @@ pub struct Gateway {
     decoy_hash: String,
 }
 
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Backplane(#[from] BackplaneError),
+}
+
 impl Gateway {
-    /// Loads users, presence and rights from the store and starts the timer task.
-    pub async fn start(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StoreError> {
+    /// Loads users, presence and rights from the store, starts the timer task and joins the
+    /// cluster when the configuration names one.
+    pub async fn start(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StartError> {
+        let backplane = crate::backplane::connect(&config)?;
         let decoy_hash = tokio::task::spawn_blocking(auth::decoy_hash).await.unwrap_or_default();
         let gateway = Arc::new_cyclic(|me| Gateway {
-            tickets: Tickets::new(TicketPolicy::from_config(&config)),
+            tickets: Arc::new(Tickets::new(store.clone(), TicketPolicy::from_config(&config))),
             limiter: LogonLimiter::new(config.logon.clone()),
             password_checks: PasswordChecks::per_core(),
             directory: Directory::new(&config.enterprise_domains),
@@ -77,7 +91,8 @@ impl Gateway {
             store,
             hub: Hub::new(),
             clock,
-            backplane: Arc::new(Standalone),
+            backplane,
+            outbox: Arc::default(),
             presences: RwLock::new(HashMap::new()),
             timers: Timers::default(),
             contact_lists: RwLock::new(HashMap::new()),
@@ -92,6 +107,8 @@ impl Gateway {
         gateway.load().await?;
         tokio::spawn(sync::follow(Arc::downgrade(&gateway), feed));
         tokio::spawn(run_timers(Arc::downgrade(&gateway)));
+        tokio::spawn(tickets::upkeep(Arc::downgrade(&gateway.tickets), gateway.clock.clone()));
+        gateway.join_cluster().await?;
         Ok(gateway)
     }
 
@@ -173,9 +190,12 @@ impl Gateway {
         &self.decoy_hash
     }
 
-    /// Graceful shutdown: answer every held poll, then close the store.
+    /// Graceful shutdown: answer every held poll, record the last ticket uses, then close the store.
     pub async fn shutdown(&self) {
         self.hub.begin_shutdown();
+        if let Err(e) = self.tickets.flush().await {
+            tracing::warn!(error = %e, "recording the last ticket uses");
+        }
         self.store.close().await;
     }
 }
@@ -194,7 +214,6 @@ async fn run_timers(gateway: std::sync::Weak<Gateway>) {
             }
         }
         if now - last_sweep >= chrono::Duration::seconds(60) {
-            gw.tickets.sweep(now);
             gw.limiter.sweep(now);
             last_sweep = now;
         }

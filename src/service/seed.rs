@@ -3,7 +3,7 @@
 //! (their team as a group, a few colleagues, one external contact), team rights, and plays signed-in
 //! colleagues, a phone call and meetings so that a newcomer's first sign-in shows live presence.
 
-use super::auth::hash_password;
+use super::auth::{hash_password, verify_password};
 use super::Gateway;
 use crate::model::contact::{is_valid_sip_uri, normalize_uri, Phones, Profile};
 use crate::model::contacts::{Contact, ContactList, Group, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME};
@@ -85,13 +85,20 @@ impl UsersFile {
         Ok(())
     }
 
-    /// Writes every user and grant to the store (hashing plain passwords with argon2id).
+    /// Writes every user and grant to the store (hashing plain passwords with argon2id). A plain
+    /// password the stored hash already verifies keeps that hash: applying the same file again
+    /// (at every start) is no password change, so nobody is signed out by a restart.
     pub async fn apply(&self, store: &dyn Store) -> Result<(), String> {
         for entry in &self.user {
             let hash = match (&entry.password, &entry.password_hash) {
                 (Some(plain), _) => {
-                    let plain = plain.clone();
-                    Some(tokio::task::spawn_blocking(move || hash_password(&plain)).await.map_err(|e| e.to_string())??)
+                    let stored = store.user(&normalize_uri(&entry.uri)).await.map_err(|e| e.to_string())?;
+                    let (plain, stored) = (plain.clone(), stored.and_then(|u| u.password_hash));
+                    let rehash = move || match stored {
+                        Some(hash) if verify_password(&plain, &hash) => Ok(None),
+                        _ => hash_password(&plain).map(Some),
+                    };
+                    tokio::task::spawn_blocking(rehash).await.map_err(|e| e.to_string())??
                 }
                 (None, hash) => hash.clone(),
             };

@@ -34,7 +34,7 @@ pub enum LogonRefused {
 
 impl LogonRefused {
     fn store_failed(cause: crate::store::StoreError) -> LogonRefused {
-        LogonRefused::Internal(GatewayError::store("reading user", cause))
+        LogonRefused::Internal(GatewayError::store("signing in", cause))
     }
 
     pub fn error(&self) -> GatewayError {
@@ -101,7 +101,7 @@ impl Gateway {
             Some(uri) if verified && hash.is_some() => {
                 let now = self.clock.now();
                 self.limiter.succeeded(attempt, now);
-                let auth = self.tickets.issue(Arc::from(uri.as_str()), now);
+                let auth = self.tickets.issue(Arc::from(uri.as_str()), now).await.map_err(LogonRefused::store_failed)?;
                 tracing::info!(user = %uri, "signed in");
                 Ok(SignedIn { auth, uri })
             }
@@ -112,8 +112,10 @@ impl Gateway {
         }
     }
 
-    pub fn authenticate(&self, ticket: &str) -> Option<Authenticated> {
-        self.tickets.authenticate(ticket, self.clock.now())
+    /// The login a ticket belongs to (`Ok(None)`: not a valid ticket); fails only when the store
+    /// had to be asked and could not answer.
+    pub async fn authenticate(&self, ticket: &str) -> Result<Option<Authenticated>> {
+        self.tickets.authenticate(ticket, self.clock.now()).await.map_err(|e| GatewayError::store("checking a ticket", e))
     }
 
     /// Starts a session for a login: limit check, initial state, the initial event burst.

@@ -2,7 +2,8 @@
 //! an admin call served elsewhere) reach this one: the store's change feed names what changed,
 //! and each change is re-read from the store and applied exactly as a local change would be —
 //! users appear, change or go (their sessions end), rights and group rights re-filter what every
-//! watcher sees, contact lists and subscribers reach the owner's sessions, images and durable
+//! watcher sees, a user's logins that ended in the store (a new password elsewhere) end here,
+//! contact lists and subscribers reach the owner's sessions, images and durable
 //! presence are recalculated and fanned out. README "Using PostgreSQL" describes the guarantee.
 
 use super::Gateway;
@@ -41,6 +42,9 @@ impl Gateway {
     }
 
     async fn reload_user(&self, uri: &str) -> StoreResult<()> {
+        // A new password or the removal ended the user's logins in the store: here too.
+        let live = self.store.login_ids(uri).await?;
+        self.tickets.keep_logins(uri, &live);
         match self.store.user(uri).await? {
             Some(record) if self.directory.profile(uri).as_deref() != Some(&record.profile) => {
                 self.add_user(Arc::new(record.profile));
@@ -170,6 +174,7 @@ impl Gateway {
 
     /// Re-reads every part of the store (after the feed may have missed changes).
     async fn reload_everything(&self) -> StoreResult<()> {
+        self.tickets.evict_all();
         let stored: HashSet<String> = self.store.users().await?.into_iter().map(|u| u.profile.uri).collect();
         for profile in self.directory.all_profiles() {
             if !stored.contains(&profile.uri) {

@@ -17,7 +17,7 @@ impl Gateway {
             gw.store.upsert_user(&record).await.map_err(|e| GatewayError::store("saving a user", e))?;
             gw.add_user(Arc::new(record.profile.clone()));
             if record.password_hash.is_some() {
-                gw.tickets.revoke_user(&record.profile.uri);
+                gw.tickets.evict_user(&record.profile.uri);
             }
             gw.refresh(&record.profile.uri);
             Ok(())
@@ -46,7 +46,7 @@ impl Gateway {
 
     /// Ends everything live of a removed user.
     pub(crate) fn forget_user(&self, uri: &str) {
-        self.tickets.revoke_user(uri);
+        self.tickets.evict_user(uri);
         for session in self.hub.sessions_of(uri) {
             self.hub.remove(session.sid);
         }

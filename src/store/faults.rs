@@ -1,5 +1,5 @@
 //! Fault injection for tests of "the store fails half-way": a backend checks [`Faults::step`]
-//! after each statement of a write, so a test can make the n-th statement fail inside the
+//! after each statement of a write (and [`Faults::read`] before reading a ticket), so a test can make the n-th statement fail inside the
 //! transaction and see that nothing of it was kept. Off (and free) unless a test arms it.
 
 use super::{StoreError, StoreResult};
@@ -30,6 +30,15 @@ impl Faults {
 
     pub fn heal(&self) {
         self.remaining.store(-1, Ordering::SeqCst);
+    }
+
+    /// For the reads a request may need before it can be answered (a ticket not yet cached):
+    /// they fail only while the store is down ([`Faults::fail_always`]).
+    pub(crate) fn read(&self) -> StoreResult<()> {
+        match self.remaining.load(Ordering::SeqCst) < -1 {
+            true => Err(StoreError::Unavailable("injected fault: the store is down".into())),
+            false => Ok(()),
+        }
     }
 
     pub(crate) fn step(&self) -> StoreResult<()> {

@@ -1,5 +1,5 @@
-//! Durable data behind one trait: users and their password hashes, manual states, notes, rights
-//! entries (containers), contact lists and subscribers, images, raw categories. Two backends implement it — the
+//! Durable data behind one trait: users and their password hashes, logins and their ticket values
+//! (as hashes), manual states, notes, rights entries (containers), contact lists and subscribers, images, raw categories. Two backends implement it — the
 //! embedded SQLite file in `--data-dir` (the default) and PostgreSQL — chosen by the `store` URL
 //! (README "Using PostgreSQL"). A write has returned only once it is durable; a change that spans
 //! several rows is one transaction. Each backend's schema is managed by the migrations embedded
@@ -16,7 +16,7 @@ pub mod sqlite;
 use crate::model::contact::Profile;
 use crate::model::contacts::ContactList;
 use crate::model::rights::{Member, RightsEntry};
-use crate::model::sources::{ManualState, Note};
+use crate::model::sources::{ManualState, Note, Timestamp};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +41,20 @@ pub struct StoredImage {
 pub struct StoredPresence {
     pub manual: Option<ManualState>,
     pub note: Option<Note>,
+}
+
+/// A ticket value as kept, found by the SHA-256 of the ticket (the ticket itself is never
+/// stored), with what is kept of its login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTicket {
+    pub login: u64,
+    pub user: String,
+    /// The end of the login (sign-in + absolute lifetime).
+    pub expires: Timestamp,
+    /// When the login's newest value was issued; rotation is measured from there.
+    pub rotated: Timestamp,
+    /// The last use recorded (coarse: uses are written in batches, see `service::tickets`).
+    pub last_used: Timestamp,
 }
 
 /// One write to an owner's rights entries, applied with the others of its call all or nothing.
@@ -288,6 +302,22 @@ pub trait Store: Send + Sync {
     /// Every user's raw categories.
     async fn raw_categories(&self) -> StoreResult<Vec<(String, Vec<crate::model::raw::RawCategory>)>>;
     async fn raw_categories_of(&self, uri: &str) -> StoreResult<Vec<crate::model::raw::RawCategory>>;
+
+    /// Starts a login of `user` with its first ticket value (by hash), in one transaction: the
+    /// login's id (never reused).
+    async fn create_login(&self, user: &str, first: &[u8; 32], now: Timestamp, expires: Timestamp) -> StoreResult<u64>;
+    /// The ids of the user's logins.
+    async fn login_ids(&self, user: &str) -> StoreResult<Vec<u64>>;
+    /// The ticket value with this hash, with its login.
+    async fn ticket(&self, hash: &[u8; 32]) -> StoreResult<Option<StoredTicket>>;
+    /// Adds the value `fresh` to a login whose newest value was issued at `rotated`, and makes it
+    /// the newest; false (nothing written) when the login is gone or was rotated since.
+    async fn rotate_login(&self, login: u64, rotated: Timestamp, fresh: &[u8; 32], now: Timestamp) -> StoreResult<bool>;
+    /// Records when values were last used (a recorded use only moves forward), in one transaction.
+    async fn record_ticket_uses(&self, uses: &[([u8; 32], Timestamp)]) -> StoreResult<()>;
+    /// Deletes logins ended by `now`, values not used since `unused_since`, and logins left
+    /// without values: how many values went for being unused.
+    async fn sweep_tickets(&self, now: Timestamp, unused_since: Timestamp) -> StoreResult<u64>;
 
     /// Starts following the changes other processes make to this store (see [`Change`]).
     async fn changes(&self) -> StoreResult<ChangeFeed>;

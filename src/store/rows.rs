@@ -43,6 +43,15 @@ pub fn member_from_columns(kind: &str, value: String) -> StoreResult<Member> {
     })
 }
 
+/// A moment as a column: Unix milliseconds.
+pub fn time_column(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn time_from_column(millis: i64) -> StoreResult<Timestamp> {
+    chrono::DateTime::from_timestamp_millis(millis).ok_or_else(|| corrupt("time", &millis.to_string()))
+}
+
 pub fn level_column(level: AccessLevel) -> &'static str {
     match level {
         AccessLevel::Blocked => "blocked",

@@ -16,6 +16,16 @@ macro_rules! sql_store_impl {
             async fn upsert_user(&self, user: &$crate::store::UserRecord) -> $crate::store::StoreResult<()> {
                 let profile = $crate::store::rows::profile_to_column(&user.profile)?;
                 let mut tx = self.pool.begin().await?;
+                // A new password ends the user's logins; the same one (a users file applied again) does not.
+                sqlx::query(
+                    "DELETE FROM logins WHERE uri = $1 AND CAST($2 AS TEXT) IS NOT NULL
+                         AND NOT EXISTS (SELECT 1 FROM users WHERE uri = $1 AND password_hash = $2)",
+                )
+                .bind(&user.profile.uri)
+                .bind(&user.password_hash)
+                .execute(&mut *tx)
+                .await?;
+                self.faults.step()?;
                 sqlx::query(
                     "INSERT INTO users (uri, profile, password_hash) VALUES ($1, $2, $3)
                      ON CONFLICT (uri) DO UPDATE SET profile = excluded.profile,
@@ -39,6 +49,9 @@ macro_rules! sql_store_impl {
                     .bind(hash)
                     .execute(&mut *tx)
                     .await?;
+                self.faults.step()?;
+                // A new password ends every login of the user, with all of its ticket values.
+                sqlx::query("DELETE FROM logins WHERE uri = $1").bind(uri).execute(&mut *tx).await?;
                 self.faults.step()?;
                 self.record(&mut tx, &$crate::store::Change::User(uri.to_string())).await?;
                 tx.commit().await?;
@@ -411,6 +424,134 @@ macro_rules! sql_store_impl {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(|r| $crate::store::rows::raw_category_from_column(r.try_get("category")?)).collect()
+            }
+
+            async fn create_login(
+                &self,
+                user: &str,
+                first: &[u8; 32],
+                now: $crate::model::sources::Timestamp,
+                expires: $crate::model::sources::Timestamp,
+            ) -> $crate::store::StoreResult<u64> {
+                use sqlx::Row;
+                use $crate::store::rows::time_column;
+                let mut tx = self.pool.begin().await?;
+                let row = sqlx::query("INSERT INTO logins (uri, expires_at, rotated_at) VALUES ($1, $2, $3) RETURNING id")
+                    .bind(user)
+                    .bind(time_column(expires))
+                    .bind(time_column(now))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                let id: i64 = row.try_get("id")?;
+                sqlx::query("INSERT INTO tickets (hash, login, last_used) VALUES ($1, $2, $3)")
+                    .bind(&first[..])
+                    .bind(id)
+                    .bind(time_column(now))
+                    .execute(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                tx.commit().await?;
+                u64::try_from(id).map_err(|_| $crate::store::StoreError::corrupt(format!("login id {id}")))
+            }
+
+            async fn login_ids(&self, user: &str) -> $crate::store::StoreResult<Vec<u64>> {
+                use sqlx::Row;
+                let rows =
+                    sqlx::query("SELECT id FROM logins WHERE uri = $1 ORDER BY id").bind(user).fetch_all(&self.pool).await?;
+                rows.iter().map(|row| Ok(u64::try_from(row.try_get::<i64, _>("id")?).unwrap_or_default())).collect()
+            }
+
+            async fn ticket(&self, hash: &[u8; 32]) -> $crate::store::StoreResult<Option<$crate::store::StoredTicket>> {
+                use sqlx::Row;
+                use $crate::store::rows::time_from_column;
+                self.faults.read()?;
+                let row = sqlx::query(
+                    "SELECT t.login, t.last_used, l.uri, l.expires_at, l.rotated_at
+                     FROM tickets t JOIN logins l ON l.id = t.login WHERE t.hash = $1",
+                )
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let login: i64 = row.try_get("login")?;
+                Ok(Some($crate::store::StoredTicket {
+                    login: u64::try_from(login).map_err(|_| $crate::store::StoreError::corrupt(format!("login id {login}")))?,
+                    user: row.try_get("uri")?,
+                    expires: time_from_column(row.try_get("expires_at")?)?,
+                    rotated: time_from_column(row.try_get("rotated_at")?)?,
+                    last_used: time_from_column(row.try_get("last_used")?)?,
+                }))
+            }
+
+            async fn rotate_login(
+                &self,
+                login: u64,
+                rotated: $crate::model::sources::Timestamp,
+                fresh: &[u8; 32],
+                now: $crate::model::sources::Timestamp,
+            ) -> $crate::store::StoreResult<bool> {
+                use $crate::store::rows::time_column;
+                let id = i64::try_from(login).map_err(|_| $crate::store::StoreError::corrupt(format!("login id {login}")))?;
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("UPDATE logins SET rotated_at = $1 WHERE id = $2 AND rotated_at = $3")
+                    .bind(time_column(now))
+                    .bind(id)
+                    .bind(time_column(rotated))
+                    .execute(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query("INSERT INTO tickets (hash, login, last_used) VALUES ($1, $2, $3)")
+                    .bind(&fresh[..])
+                    .bind(id)
+                    .bind(time_column(now))
+                    .execute(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn record_ticket_uses(
+                &self,
+                uses: &[([u8; 32], $crate::model::sources::Timestamp)],
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for (hash, at) in uses {
+                    sqlx::query("UPDATE tickets SET last_used = $1 WHERE hash = $2 AND last_used < $1")
+                        .bind($crate::store::rows::time_column(*at))
+                        .bind(&hash[..])
+                        .execute(&mut *tx)
+                        .await?;
+                    self.faults.step()?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn sweep_tickets(
+                &self,
+                now: $crate::model::sources::Timestamp,
+                unused_since: $crate::model::sources::Timestamp,
+            ) -> $crate::store::StoreResult<u64> {
+                use $crate::store::rows::time_column;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM logins WHERE expires_at <= $1").bind(time_column(now)).execute(&mut *tx).await?;
+                self.faults.step()?;
+                let idle = sqlx::query("DELETE FROM tickets WHERE last_used < $1")
+                    .bind(time_column(unused_since))
+                    .execute(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                sqlx::query("DELETE FROM logins WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE tickets.login = logins.id)")
+                    .execute(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                tx.commit().await?;
+                Ok(idle.rows_affected())
             }
 
             async fn changes(&self) -> $crate::store::StoreResult<$crate::store::ChangeFeed> {
