@@ -89,7 +89,7 @@ impl Gateway {
             directory: Directory::new(&config.enterprise_domains),
             config: Arc::new(config),
             store,
-            hub: Hub::new(),
+            hub: Hub::starting_at(crate::backplane::sid_base(backplane.node())),
             clock,
             backplane,
             outbox: Arc::default(),

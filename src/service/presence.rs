@@ -290,10 +290,7 @@ impl Gateway {
     pub async fn change_presence(&self, uri: &str, change: impl FnOnce(&mut StoredPresence)) -> Result<()> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
         let gate = entry.gate.clone().lock_owned().await;
-        let mut next = {
-            let live = entry.live.lock();
-            StoredPresence { manual: live.model.manual.clone(), note: live.model.note.clone() }
-        };
+        let mut next = self.durable_presence(uri, &entry).await?;
         change(&mut next);
         let uri = uri.to_string();
         self.complete(move |gw| async move {
@@ -304,6 +301,18 @@ impl Gateway {
             Ok(())
         })
         .await
+    }
+
+    /// The manual state and note a change starts from: in memory standalone; in a cluster the
+    /// store's, since in memory they change only when they come back from the backplane and the
+    /// node's previous change may still be on its way.
+    async fn durable_presence(&self, uri: &str, entry: &PresenceEntry) -> Result<StoredPresence> {
+        if self.backplane.is_shared() {
+            let stored = self.store.presence(uri).await.map_err(|e| GatewayError::store("reading presence", e))?;
+            return Ok(stored.unwrap_or_default());
+        }
+        let live = entry.live.lock();
+        Ok(StoredPresence { manual: live.model.manual.clone(), note: live.model.note.clone() })
     }
 
     /// Applies a `publishRawCategories` (README, "Raw categories"): stored first, then applied and
