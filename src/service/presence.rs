@@ -316,25 +316,41 @@ impl Gateway {
         Ok(())
     }
 
-    /// Stores a source's report (replacing that source's previous one), live: not persisted,
-    /// withdrawn automatically at its expiry.
-    pub fn set_source(&self, uri: &str, name: &str, report: SourceReport) -> Result<()> {
+    /// Stores a source's report (replacing that source's previous one) with its expiry: in the
+    /// store first, then applied and fanned out; withdrawn by itself at its expiry (and then
+    /// swept from the store). Nothing changes when the store write fails.
+    pub async fn set_source(&self, uri: &str, name: &str, report: SourceReport) -> Result<()> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
-        let mut live = entry.live.lock();
-        live.model.set_report(name, report);
-        self.settle(uri, &mut live);
-        Ok(())
+        let gate = entry.gate.clone().lock_owned().await;
+        let (uri, name) = (uri.to_string(), name.to_string());
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            gw.store.save_source_report(&uri, &name, &report).await.map_err(|e| GatewayError::store("saving a report", e))?;
+            let mut live = entry.live.lock();
+            live.model.set_report(&name, report);
+            gw.settle(&uri, &mut live);
+            Ok(())
+        })
+        .await
     }
 
-    /// Withdraws a source's report; false when there was none.
-    pub fn remove_source(&self, uri: &str, name: &str) -> Result<bool> {
+    /// Withdraws a source's report, from the store and then live; false when there was none.
+    pub async fn remove_source(&self, uri: &str, name: &str) -> Result<bool> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
-        let mut live = entry.live.lock();
-        let removed = live.model.remove_report(name);
-        if removed {
-            self.settle(uri, &mut live);
-        }
-        Ok(removed)
+        let gate = entry.gate.clone().lock_owned().await;
+        let (uri, name) = (uri.to_string(), name.to_string());
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            let stored =
+                gw.store.remove_source_report(&uri, &name).await.map_err(|e| GatewayError::store("withdrawing a report", e))?;
+            let mut live = entry.live.lock();
+            let removed = live.model.remove_report(&name);
+            if removed {
+                gw.settle(&uri, &mut live);
+            }
+            Ok(stored || removed)
+        })
+        .await
     }
 
     /// Recalculates a user's presence after their sessions changed (sign-in, idle, sign-out).
