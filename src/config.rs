@@ -22,6 +22,16 @@ pub struct Config {
     /// (README "Using PostgreSQL"); unset = `gateway.db` in `data_dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// The Redis that joins several nodes into one cluster, `redis://[:PASSWORD@]HOST[:PORT][/DB]`
+    /// (README "Several nodes"); unset = one node on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+    /// Where the other nodes of a cluster reach this one, `http://HOST:PORT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// A node that has not renewed its heartbeat in Redis for this long is gone: its sessions no
+    /// longer count (seconds, 2 to 300).
+    pub heartbeat_ttl_seconds: u64,
     /// How long an empty data-channel poll is held (seconds, below 60).
     pub hold_seconds: u64,
     /// `pollWaitTime` sent to clients (milliseconds).
@@ -217,6 +227,9 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
             store: None,
+            redis: None,
+            advertise: None,
+            heartbeat_ttl_seconds: 15,
             hold_seconds: 25,
             poll_wait_ms: 0,
             session_timeout_seconds: 90,
@@ -326,6 +339,7 @@ impl Config {
         if let Some(store) = &self.store {
             crate::store::StoreUrl::parse(store).map_err(|e| format!("store: {e}"))?;
         }
+        self.validate_cluster()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key must be set together".into());
         }
@@ -336,6 +350,28 @@ impl Config {
             }
         }
         self.validate_tokens()
+    }
+
+    fn validate_cluster(&self) -> Result<(), String> {
+        if let Some(url) = &self.redis {
+            let masked = crate::store::StoreUrl::mask_password(url, MASK);
+            match ::redis::Client::open(url.as_str()) {
+                Ok(_) if url.starts_with("redis://") || url.starts_with("unix://") => {}
+                _ => return Err(format!("redis: {masked:?} is not an address such as redis://127.0.0.1:6379")),
+            }
+        }
+        if let Some(url) = &self.advertise {
+            let ok = url.parse::<axum::http::Uri>().is_ok_and(|u| {
+                u.scheme_str().is_some_and(|s| s == "http" || s == "https") && u.authority().is_some() && u.path() == "/"
+            });
+            if !ok {
+                return Err(format!("advertise: {url:?} is not a URL such as http://10.0.0.5:8080"));
+            }
+        }
+        if !(2..=300).contains(&self.heartbeat_ttl_seconds) {
+            return Err("heartbeat_ttl_seconds must be between 2 and 300".into());
+        }
+        Ok(())
     }
 
     fn validate_tokens(&self) -> Result<(), String> {
@@ -373,6 +409,7 @@ impl Config {
             token.token = MASK.into();
         }
         shown.store = shown.store.as_deref().map(|url| crate::store::StoreUrl::mask_password(url, MASK));
+        shown.redis = shown.redis.as_deref().map(|url| crate::store::StoreUrl::mask_password(url, MASK));
         shown
     }
 
@@ -487,7 +524,7 @@ mod tests {
             .lines()
             .map(|l| match l.strip_prefix("# ") {
                 Some(rest)
-                    if rest.starts_with("tls_") || rest.starts_with("static_dir") || rest.starts_with("[[api_tokens]]") =>
+                    if ["tls_", "static_dir", "[[api_tokens]]", "redis", "advertise"].iter().any(|k| rest.starts_with(k)) =>
                 {
                     rest
                 }
@@ -498,6 +535,7 @@ mod tests {
             .join("\n");
         let full = Config::from_toml(&uncommented).expect("the commented keys parse");
         assert!(full.tls_cert.is_some() && full.tls_key.is_some() && full.static_dir.is_some() && full.api_tokens.len() == 2);
+        assert!(full.redis.is_some() && full.advertise.is_some());
         let every_key = toml::Value::try_from(&full).unwrap().as_table().unwrap().clone();
         let mut keys: Vec<String> = Vec::new();
         for (key, value) in &every_key {

@@ -7,7 +7,7 @@
 //! - [`cwa`] — the CWA XML wire format: request parsing, category rendering, envelopes.
 //! - [`hub`] — live sessions, their event queues and acks, the watcher index, the long poll, timers.
 //! - [`store`] — durable data behind a trait: embedded SQLite (the default) or PostgreSQL.
-//! - [`backplane`] — how presence changes reach other gateway nodes (none when standalone).
+//! - [`backplane`] — how live presence inputs reach other gateway nodes: standalone or Redis.
 //! - [`service`] — sign-in, sessions, commands, live presence and fan-out, seeding.
 //! - [`http`] — the axum router and the CWA handlers. [`api`] — the JSON API under `/api/v1`.
 //! - [`config`] — every knob with its default. [`error`] — the one error type and its mappings.

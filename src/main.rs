@@ -100,6 +100,12 @@ struct ServerFlags {
     /// Address to listen on (default 127.0.0.1:8080).
     #[arg(long, env = "GATEWAY_LISTEN")]
     listen: Option<String>,
+    /// Redis that joins several nodes into a cluster: redis://HOST[:PORT] (default: one node).
+    #[arg(long, env = "GATEWAY_REDIS")]
+    redis: Option<String>,
+    /// Where the other nodes of a cluster reach this one: http://HOST:PORT.
+    #[arg(long, env = "GATEWAY_ADVERTISE")]
+    advertise: Option<String>,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, env = "GATEWAY_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -224,6 +230,8 @@ struct Overrides {
     store: Option<String>,
     log_format: Option<LogFormat>,
     listen: Option<String>,
+    redis: Option<String>,
+    advertise: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
 }
@@ -235,6 +243,8 @@ impl Overrides {
             store: common.store.clone(),
             log_format: common.log_format,
             listen: server.and_then(|s| s.listen.clone()),
+            redis: server.and_then(|s| s.redis.clone()),
+            advertise: server.and_then(|s| s.advertise.clone()),
             tls_cert: server.and_then(|s| s.tls_cert.clone()),
             tls_key: server.and_then(|s| s.tls_key.clone()),
         }
@@ -249,6 +259,8 @@ fn load_config(file: Option<&std::path::Path>, flags: Overrides) -> anyhow::Resu
     config.store = flags.store.or(config.store);
     config.log_format = flags.log_format.unwrap_or(config.log_format);
     config.listen = flags.listen.unwrap_or(config.listen);
+    config.redis = flags.redis.or(config.redis);
+    config.advertise = flags.advertise.or(config.advertise);
     config.tls_cert = flags.tls_cert.or(config.tls_cert);
     config.tls_key = flags.tls_key.or(config.tls_key);
     config.validate().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;

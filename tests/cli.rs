@@ -42,6 +42,42 @@ fn config_check_takes_the_file_with_config_and_accepts_the_example() {
     assert!(ok, "the environment counts, as for print and serve: {out}");
 }
 
+/// Redis is named by the file (`redis`), `GATEWAY_REDIS` or `--redis`, in that order of
+/// precedence; `config check` refuses what is no Redis address, and `config print` hides the
+/// password.
+#[test]
+fn the_cluster_settings_come_from_file_variable_or_flag_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, "redis = \"redis://:s3cret@10.0.0.9:6379\"\nadvertise = \"http://10.0.0.5:8080\"\n").unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, printed) = run(&["config", "print", "--config", path]);
+    assert!(ok && printed.contains("redis = \"redis://:********@10.0.0.9:6379\""), "{printed}");
+    assert!(!printed.contains("s3cret") && printed.contains("heartbeat_ttl_seconds = 15"), "{printed}");
+    let mut variable = gateway(&["config", "print", "--config", path]);
+    variable.env("GATEWAY_REDIS", "redis://10.0.0.7");
+    let (ok, printed) = output(variable);
+    assert!(ok && printed.contains("redis = \"redis://10.0.0.7\""), "{printed}");
+    let mut flag = gateway(&["config", "print", "--config", path, "--redis", "redis://10.0.0.8"]);
+    flag.env("GATEWAY_REDIS", "redis://10.0.0.7");
+    let (ok, printed) = output(flag);
+    assert!(ok && printed.contains("redis = \"redis://10.0.0.8\""), "{printed}");
+
+    for (args, message) in [
+        (["--redis", "http://10.0.0.8"], "redis: \"http://10.0.0.8\" is not an address"),
+        (["--redis", "redis://:pw@"], "is not an address such as redis://"),
+        (["--advertise", "10.0.0.5:8080"], "advertise: \"10.0.0.5:8080\" is not a URL"),
+    ] {
+        let (ok, out) = run(&["config", "check", "--config", path, args[0], args[1]]);
+        assert!(!ok && out.contains(message), "{args:?}: {out}");
+        assert!(!out.contains(":pw@"), "no password in errors: {out}");
+    }
+    let mut ttl = gateway(&["config", "check", "--config", path]);
+    ttl.env("GATEWAY_HEARTBEAT_TTL_SECONDS", "1");
+    let (ok, out) = output(ttl);
+    assert!(!ok && out.contains("heartbeat_ttl_seconds must be between 2 and 300"), "{out}");
+}
+
 /// The long flags a `--help` lists.
 fn flags(help: &str) -> Vec<String> {
     let words = help.split_whitespace().filter(|w| w.starts_with("--"));

@@ -117,6 +117,7 @@ async fn health_readiness_and_request_ids() {
     assert_eq!(ready.headers()["x-request-id"], "trace-me-42", "the caller's id is kept");
     let report = ready.text().await.unwrap();
     assert!(report.starts_with("ready\n") && report.contains("store: sqlite (reachable)"), "{report}");
+    assert!(report.contains("backplane: standalone (reachable)"), "{report}");
     assert!(!report.contains(server.dir.path().to_str().unwrap()), "no paths: {report}");
     let missing = http.get(format!("{}/no/such/page", server.base)).send().await.unwrap();
     assert_eq!(missing.status(), 404);

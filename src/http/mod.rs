@@ -49,13 +49,15 @@ fn endpoints(gateway: Arc<Gateway>) -> Router {
 }
 
 /// 200 when the store and the backplane answer, else 503; the body names the store's backend
-/// (`sqlite` or `postgres`, never its location) and whether each part answered.
+/// (`sqlite` or `postgres`) and the backplane (`standalone` or `redis`), never their locations,
+/// and whether each part answered (for Redis: connected, in step and beating).
 async fn readyz(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>) -> (axum::http::StatusCode, String) {
     let store_ok = gateway.store.ping().await.is_ok();
     let backplane_ok = gateway.backplane.is_ready();
     let state = |ok: bool| if ok { "reachable" } else { "unreachable" };
     let backend = gateway.store.describe().split("://").next().unwrap_or_default().to_string();
-    let report = format!("store: {backend} ({})\nbackplane: {}\n", state(store_ok), state(backplane_ok));
+    let report =
+        format!("store: {backend} ({})\nbackplane: {} ({})\n", state(store_ok), gateway.backplane.kind(), state(backplane_ok));
     match store_ok && backplane_ok {
         true => (axum::http::StatusCode::OK, format!("ready\n{report}")),
         false => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{report}")),

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod directory;
 pub mod gates;
@@ -21,7 +22,7 @@ pub mod sync;
 pub mod tickets;
 pub mod users;
 
-use crate::backplane::{Backplane, Standalone};
+use crate::backplane::{Backplane, BackplaneError};
 use crate::config::Config;
 use crate::hub::timers::{TimerKey, Timers};
 use crate::hub::Hub;
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub password_checks: PasswordChecks,
     pub directory: Directory,
     pub backplane: Arc<dyn Backplane>,
+    /// Changes to this node's live inputs not yet published.
+    pub(crate) outbox: Arc<cluster::Outbox>,
     pub(crate) presences: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>>>,
     pub(crate) timers: Timers<TimerKey>,
     pub(crate) contact_lists: RwLock<HashMap<String, crate::model::contacts::ContactList>>,
@@ -64,9 +67,20 @@ pub struct Gateway {
     decoy_hash: String,
 }
 
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Backplane(#[from] BackplaneError),
+}
+
 impl Gateway {
-    /// Loads users, presence and rights from the store and starts the timer task.
-    pub async fn start(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StoreError> {
+    /// Loads users, presence and rights from the store, starts the timer task and joins the
+    /// cluster when the configuration names one.
+    pub async fn start(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StartError> {
+        let backplane = crate::backplane::connect(&config)?;
         let decoy_hash = tokio::task::spawn_blocking(auth::decoy_hash).await.unwrap_or_default();
         let gateway = Arc::new_cyclic(|me| Gateway {
             tickets: Arc::new(Tickets::new(store.clone(), TicketPolicy::from_config(&config))),
@@ -77,7 +91,8 @@ impl Gateway {
             store,
             hub: Hub::new(),
             clock,
-            backplane: Arc::new(Standalone),
+            backplane,
+            outbox: Arc::default(),
             presences: RwLock::new(HashMap::new()),
             timers: Timers::default(),
             contact_lists: RwLock::new(HashMap::new()),
@@ -93,6 +108,7 @@ impl Gateway {
         tokio::spawn(sync::follow(Arc::downgrade(&gateway), feed));
         tokio::spawn(run_timers(Arc::downgrade(&gateway)));
         tokio::spawn(tickets::upkeep(Arc::downgrade(&gateway.tickets), gateway.clock.clone()));
+        gateway.join_cluster().await?;
         Ok(gateway)
     }
 

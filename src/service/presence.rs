@@ -4,7 +4,7 @@
 //! every session that watches; a view that did not change is not sent again.
 
 use super::Gateway;
-use crate::backplane::PresenceChange;
+use crate::backplane::LiveChange;
 use crate::cwa::envelope::EventPayload;
 use crate::cwa::wire::{wire_raw, wire_user};
 use crate::cwa::writer::Fragment;
@@ -55,6 +55,8 @@ pub struct Live {
     pub last_raw: HashMap<RawViewKey, Arc<EventPayload>>,
     /// The same for JSON subscribers (the baseline their deltas are computed from).
     pub last_json: HashMap<ViewKey, super::json_events::JsonView>,
+    /// What other nodes hold of the user (sessions), and what this node told them.
+    pub cluster: super::cluster::ClusterInputs,
 }
 
 pub struct PresenceEntry {
@@ -74,7 +76,13 @@ impl Live {
 
 impl PresenceEntry {
     pub fn new(model: Presentity) -> Arc<Self> {
-        let live = Live { model, last_views: HashMap::new(), last_raw: HashMap::new(), last_json: HashMap::new() };
+        let live = Live {
+            model,
+            last_views: HashMap::new(),
+            last_raw: HashMap::new(),
+            last_json: HashMap::new(),
+            cluster: Default::default(),
+        };
         Arc::new(PresenceEntry { gate: Arc::default(), live: Mutex::new(live) })
     }
 }
@@ -292,9 +300,7 @@ impl Gateway {
             let _gate = gate;
             gw.store.save_presence(&uri, &next).await.map_err(|e| GatewayError::store("saving presence", e))?;
             let mut live = entry.live.lock();
-            live.model.manual = next.manual;
-            live.model.note = next.note;
-            gw.settle(&uri, &mut live);
+            gw.live_change(&uri, &mut live, LiveChange::Manual { manual: next.manual, note: next.note });
             Ok(())
         })
         .await
@@ -327,8 +333,7 @@ impl Gateway {
             let _gate = gate;
             gw.store.save_source_report(&uri, &name, &report).await.map_err(|e| GatewayError::store("saving a report", e))?;
             let mut live = entry.live.lock();
-            live.model.set_report(&name, report);
-            gw.settle(&uri, &mut live);
+            gw.live_change(&uri, &mut live, LiveChange::Report { source: name, report: Some(report) });
             Ok(())
         })
         .await
@@ -344,11 +349,11 @@ impl Gateway {
             let stored =
                 gw.store.remove_source_report(&uri, &name).await.map_err(|e| GatewayError::store("withdrawing a report", e))?;
             let mut live = entry.live.lock();
-            let removed = live.model.remove_report(&name);
-            if removed {
-                gw.settle(&uri, &mut live);
+            let live_one = live.model.reports.0.contains_key(&name);
+            if live_one {
+                gw.live_change(&uri, &mut live, LiveChange::Report { source: name, report: None });
             }
-            Ok(stored || removed)
+            Ok(stored || live_one)
         })
         .await
     }
@@ -362,17 +367,16 @@ impl Gateway {
     }
 
     /// Drops what has expired, recalculates, fans out and re-arms the user's timer.
-    fn settle(&self, uri: &str, live: &mut Live) {
+    pub(super) fn settle(&self, uri: &str, live: &mut Live) {
         let now = self.clock.now();
         let (clients, next_idle) = self.client_activity(uri, now);
-        live.model.clients = clients;
+        live.model.clients = self.cluster_clients(uri, live, clients);
         live.model.drop_expired_reports(now);
         live.model.recompute(now);
         let uri: Arc<str> = Arc::from(uri);
         self.fan_out(&uri, live, now);
         let next = [live.model.next_transition(now), next_idle].into_iter().flatten().min();
-        self.timers.schedule(TimerKey::Presentity(uri.clone()), next);
-        self.backplane.publish(&PresenceChange { uri, presentity: live.model.clone() });
+        self.timers.schedule(TimerKey::Presentity(uri), next);
     }
 
     /// Expired manual state / note are removed from the store too (a timed transition).

@@ -1,0 +1,158 @@
+//! The backplane carries the live inputs of presence between gateway nodes (docs/architecture.md,
+//! "Several nodes"). It is a fallible, asynchronous, two-way interface: a node publishes the
+//! changes it makes ([`LiveChange`], plain serialisable data, never a rendering) and receives,
+//! through a [`ChangeHandler`], every node's changes in per-presentity order — or, whenever it may
+//! have missed one, the presentity's whole current inputs to resynchronise from.
+//!
+//! [`connect`] is the one constructor: [`Standalone`] when no Redis is configured (one node: there
+//! is nobody to tell), [`redis::RedisBackplane`] otherwise.
+
+pub mod redis;
+
+use crate::model::reports::SourceReport;
+use crate::model::sources::{ManualState, Note};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A gateway process in the cluster: random per start, so a restarted node is a new node.
+pub type NodeId = Arc<str>;
+
+/// One change to a presentity's live inputs. Every variant sets one part outright, so applying
+/// a change twice, or one that is already in force, changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LiveChange {
+    /// How many of the user's sessions `node` holds, and how many of those are idle.
+    Sessions { node: NodeId, signed_in: u32, idle: u32 },
+    /// The manual state and note in force.
+    Manual { manual: Option<ManualState>, note: Option<Note> },
+    /// A source's report, or (`None`) its withdrawal.
+    Report { source: String, report: Option<SourceReport> },
+}
+
+/// A change and the presentity it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub uri: Arc<str>,
+    pub change: LiveChange,
+}
+
+/// Everything the backplane holds about one presentity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveInputs {
+    /// Live nodes' session counts: (signed in, idle).
+    pub sessions: BTreeMap<NodeId, (u32, u32)>,
+    /// The manual state and note, when the backplane has them (else the store's stand).
+    pub manual: Option<(Option<ManualState>, Option<Note>)>,
+    pub reports: BTreeMap<String, SourceReport>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackplaneError {
+    #[error("the backplane is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the backplane sent something unreadable: {0}")]
+    Corrupt(String),
+    #[error("backplane address: {0}")]
+    Address(String),
+}
+
+/// What a node does with what arrives from the backplane. Called from one task, in order.
+pub trait ChangeHandler: Send + Sync {
+    /// A change, in per-presentity order (this node's own changes included).
+    fn apply(&self, change: Published);
+    /// A presentity's complete inputs, after a gap or a lost connection: replace and push what
+    /// changed.
+    fn replace(&self, uri: &str, inputs: LiveInputs);
+    /// Every presentity this node knows, to resynchronise after a lost connection.
+    fn presentities(&self) -> Vec<Arc<str>>;
+    /// The changes that make up this node's own contribution (its session counts, the reports and
+    /// manual states it holds), to publish again when the backplane lost its data.
+    fn contribution(&self) -> Vec<Published>;
+}
+
+#[async_trait::async_trait]
+pub trait Backplane: Send + Sync {
+    /// This node's identity.
+    fn node(&self) -> &NodeId;
+    /// What kind of backplane this is (`standalone`, `redis`), never its address.
+    fn kind(&self) -> &'static str;
+    /// Whether other nodes exist to tell; false means publishing can be skipped altogether.
+    fn is_shared(&self) -> bool;
+    /// Publishes changes made on this node, in order. Changes that already hold are not sent.
+    async fn publish(&self, changes: &[Published]) -> Result<(), BackplaneError>;
+    /// Starts delivering every node's changes to `handler` (until the process ends).
+    async fn subscribe(&self, handler: Arc<dyn ChangeHandler>) -> Result<(), BackplaneError>;
+    /// Whether the backplane answers and this node is in step with it, for `/readyz`.
+    fn is_ready(&self) -> bool;
+}
+
+/// The backplane the configuration names: Redis when `redis` is set, else [`Standalone`]. Only
+/// parses the address; connecting happens (and is retried) in the background.
+pub fn connect(config: &crate::config::Config) -> Result<Arc<dyn Backplane>, BackplaneError> {
+    match &config.redis {
+        None => Ok(Arc::new(Standalone::default())),
+        Some(url) => Ok(redis::RedisBackplane::new(url, redis::Settings::from_config(config))?),
+    }
+}
+
+/// One node on its own: there are no other nodes, so nothing is sent and nothing arrives.
+#[derive(Debug)]
+pub struct Standalone {
+    node: NodeId,
+}
+
+impl Default for Standalone {
+    fn default() -> Self {
+        Standalone { node: Arc::from("standalone") }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backplane for Standalone {
+    fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    fn kind(&self) -> &'static str {
+        "standalone"
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    async fn publish(&self, _changes: &[Published]) -> Result<(), BackplaneError> {
+        Ok(())
+    }
+
+    async fn subscribe(&self, _handler: Arc<dyn ChangeHandler>) -> Result<(), BackplaneError> {
+        Ok(())
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+/// A fresh node identity: 64 random bits in hex.
+pub fn new_node_id() -> NodeId {
+    Arc::from(format!("{:016x}", rand::random::<u64>()).as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_round_trip_through_json() {
+        let change = Published {
+            uri: Arc::from("sip:a@example.com"),
+            change: LiveChange::Sessions { node: Arc::from("n1"), signed_in: 2, idle: 1 },
+        };
+        let text = serde_json::to_string(&change).unwrap();
+        assert_eq!(serde_json::from_str::<Published>(&text).unwrap(), change);
+        assert!(text.contains(r#""kind":"sessions""#), "{text}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Redis as the live-state engine of a cluster (docs/architecture.md, "Several nodes"). Per
+//! presentity one hash holds the live inputs every node needs — each node's session counts, the
+//! manual state and note, the sources' reports — and a version. A change writes its field, bumps
+//! the version and publishes `version\nchange` on one channel in a single Lua script, so the
+//! order of versions is the order of changes. [`follow`] applies what arrives in version order
+//! and re-reads a presentity on any gap; [`nodes`] keeps this node's heartbeat and clears the
+//! contributions of nodes whose heartbeat lapsed.
+
+mod follow;
+mod keys;
+mod nodes;
+
+use super::{Backplane, BackplaneError, ChangeHandler, LiveChange, LiveInputs, NodeId, Published};
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a Redis backplane behaves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A node whose heartbeat is older than this is gone; its sessions no longer count.
+    pub heartbeat_ttl: Duration,
+    /// Where other nodes reach this one (recorded with the heartbeat).
+    pub advertise: String,
+}
+
+impl Settings {
+    pub fn from_config(config: &crate::config::Config) -> Settings {
+        Settings {
+            heartbeat_ttl: Duration::from_secs(config.heartbeat_ttl_seconds),
+            advertise: config.advertise.clone().unwrap_or_default(),
+        }
+    }
+
+    /// How often the heartbeat is written: four times per TTL, so a node that stops is found
+    /// out within the TTL.
+    fn beat(&self) -> Duration {
+        self.heartbeat_ttl / 4
+    }
+}
+
+/// How long one Redis command may take before the connection counts as lost.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct RedisBackplane {
+    me: std::sync::Weak<RedisBackplane>,
+    node: NodeId,
+    client: ::redis::Client,
+    commands: ConnectionManager,
+    settings: Settings,
+    keys: keys::Keys,
+    /// Subscribed and resynchronised since the last connection loss.
+    following: AtomicBool,
+    /// The last heartbeat was written.
+    beating: AtomicBool,
+    /// Wakes [`follow`] when commands fail, so a silently dead subscription is replaced too.
+    suspect: Arc<tokio::sync::Notify>,
+}
+
+fn unreachable(e: ::redis::RedisError) -> BackplaneError {
+    BackplaneError::Unreachable(e.to_string())
+}
+
+impl RedisBackplane {
+    /// Parses `url`; connects lazily (and again after every loss).
+    pub fn new(url: &str, settings: Settings) -> Result<Arc<RedisBackplane>, BackplaneError> {
+        let client = ::redis::Client::open(url).map_err(|e| BackplaneError::Address(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| BackplaneError::Address(e.to_string()))?;
+        Ok(Arc::new_cyclic(|me| RedisBackplane {
+            me: me.clone(),
+            node: super::new_node_id(),
+            client,
+            commands,
+            settings,
+            keys: keys::Keys::default(),
+            following: AtomicBool::new(false),
+            beating: AtomicBool::new(false),
+            suspect: Arc::default(),
+        }))
+    }
+
+    /// Runs a pipeline; a failure marks the connection suspect.
+    async fn query<T: ::redis::FromRedisValue>(&self, pipe: &::redis::Pipeline) -> Result<T, BackplaneError> {
+        let mut con = self.commands.clone();
+        let result = pipe.query_async(&mut con).await;
+        if result.is_err() {
+            self.suspect.notify_one();
+        }
+        result.map_err(unreachable)
+    }
+
+    /// Publishes `changes`; `only_new` writes a field only where Redis has none (used when
+    /// bringing back what a restarted Redis lost, so nothing newer is overwritten).
+    async fn write(&self, changes: &[Published], only_new: bool) -> Result<(), BackplaneError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for published in changes {
+            let message = serde_json::to_string(published).map_err(|e| BackplaneError::Corrupt(e.to_string()))?;
+            let (field, value) = keys::field_of(&published.change)?;
+            let node_set = match &published.change {
+                LiveChange::Sessions { node, .. } => Some(self.keys.node_users(node)),
+                _ => None,
+            };
+            let presentity = self.keys.presentity(&published.uri);
+            pipe.cmd("EVAL")
+                .arg(keys::PUBLISH_SCRIPT)
+                .arg(2)
+                .arg(&presentity)
+                .arg(node_set.as_deref().unwrap_or(&presentity))
+                .arg(field)
+                .arg(value)
+                .arg(&self.keys.channel)
+                .arg(message)
+                .arg(if only_new { "1" } else { "0" })
+                .arg(&*published.uri)
+                .arg(if node_set.is_some() { "1" } else { "0" });
+        }
+        self.query::<Vec<i64>>(&pipe).await.map(|_| ())
+    }
+
+    /// The current inputs and version of each of `uris`, counting only live nodes' sessions.
+    async fn read(&self, uris: &[Arc<str>]) -> Result<Vec<(u64, LiveInputs)>, BackplaneError> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("EVAL").arg(keys::LIVE_NODES_SCRIPT).arg(1).arg(&self.keys.nodes);
+        for uri in uris {
+            pipe.cmd("HGETALL").arg(self.keys.presentity(uri));
+        }
+        let mut values: Vec<::redis::Value> = self.query(&pipe).await?;
+        if values.len() != uris.len() + 1 {
+            return Err(corrupt("an answer of the wrong length"));
+        }
+        let hashes = values.split_off(1);
+        let live: Vec<String> = ::redis::from_redis_value(values.remove(0)).map_err(corrupt)?;
+        let hashes: Vec<HashMap<String, String>> =
+            hashes.into_iter().map(::redis::from_redis_value).collect::<Result<_, _>>().map_err(corrupt)?;
+        let live: HashSet<&str> = live.iter().map(String::as_str).collect();
+        hashes.into_iter().map(|hash| keys::inputs_of(hash, &live)).collect()
+    }
+
+    fn ready_flags(&self) -> bool {
+        self.following.load(Ordering::Acquire) && self.beating.load(Ordering::Acquire)
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> BackplaneError {
+    BackplaneError::Corrupt(e.to_string())
+}
+
+/// A handful of presentities re-read at a time.
+const READ_CHUNK: usize = 256;
+
+#[async_trait::async_trait]
+impl Backplane for RedisBackplane {
+    fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn publish(&self, changes: &[Published]) -> Result<(), BackplaneError> {
+        self.write(changes, false).await
+    }
+
+    /// Follows the channel and beats the heartbeat on two tasks of their own, which hold the
+    /// backplane weakly and end with it. Returns at once: connecting is retried in the background.
+    async fn subscribe(&self, handler: Arc<dyn ChangeHandler>) -> Result<(), BackplaneError> {
+        tokio::spawn(follow::run(self.me.clone(), handler.clone()));
+        tokio::spawn(nodes::run(self.me.clone(), handler));
+        Ok(())
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready_flags()
+    }
+}

@@ -1,0 +1,283 @@
+//! This node's side of the backplane (docs/architecture.md, "Several nodes"): what it tells the
+//! other nodes and what it does with what they tell it.
+//!
+//! Each node counts its own sessions of a user and publishes the counts when they change; the
+//! user's presence counts every live node's sessions. Manual states, notes and source reports
+//! are published and, on a shared backplane, take effect on every node — this one included —
+//! when they come back from it, so all nodes apply them in the same order. Standalone, they take
+//! effect at once. Either way a change then settles as any other: recalculated, rendered per
+//! view, fanned out to this node's own watchers.
+//!
+//! Changes wait in an [`Outbox`] keyed by presentity and part, so a newer change of the same part
+//! replaces one not yet sent (it is bounded by users × parts) and nothing is lost while the
+//! backplane is unreachable: one task sends them, retrying with a back-off.
+
+use super::presence::Live;
+use super::Gateway;
+use crate::backplane::{Backplane, ChangeHandler, LiveChange, LiveInputs, NodeId, Published};
+use crate::model::reports::Reports;
+use crate::model::sources::ClientActivity;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// What a presentity's state holds of the cluster.
+#[derive(Debug, Default)]
+pub struct ClusterInputs {
+    /// Other live nodes' session counts (signed in, idle).
+    remote: BTreeMap<NodeId, (u32, u32)>,
+    /// This node's counts as last published.
+    published: (u32, u32),
+}
+
+/// The most changes sent at once.
+const BATCH: usize = 512;
+
+/// Changes not yet sent, keyed by (presentity, part).
+#[derive(Default)]
+pub struct Outbox {
+    pending: Mutex<HashMap<(Arc<str>, String), LiveChange>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Outbox {
+    fn push(&self, uri: &Arc<str>, change: LiveChange) {
+        self.pending.lock().insert((uri.clone(), part_of(&change)), change);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<Published> {
+        let mut pending = self.pending.lock();
+        let keys: Vec<(Arc<str>, String)> = pending.keys().take(BATCH).cloned().collect();
+        keys.into_iter().filter_map(|key| pending.remove(&key).map(|change| Published { uri: key.0, change })).collect()
+    }
+
+    /// Puts back what could not be sent, unless a newer change of the same part came meanwhile.
+    fn put_back(&self, batch: Vec<Published>) {
+        let mut pending = self.pending.lock();
+        for Published { uri, change } in batch {
+            pending.entry((uri, part_of(&change))).or_insert(change);
+        }
+    }
+
+    /// Sends changes until the gateway goes away.
+    async fn run(self: Arc<Self>, backplane: Arc<dyn Backplane>) {
+        let mut retry = Duration::from_millis(100);
+        loop {
+            let batch = self.take();
+            if batch.is_empty() {
+                self.wake.notified().await;
+                continue;
+            }
+            match backplane.publish(&batch).await {
+                Ok(()) => retry = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, changes = batch.len(), "cannot publish presence changes; retrying");
+                    self.put_back(batch);
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Which part of a presentity a change sets.
+fn part_of(change: &LiveChange) -> String {
+    match change {
+        LiveChange::Sessions { node, .. } => format!("s:{node}"),
+        LiveChange::Manual { .. } => "m".into(),
+        LiveChange::Report { source, .. } => format!("r:{source}"),
+    }
+}
+
+impl Gateway {
+    /// Starts the outbox's sender and follows the backplane (only when it is shared).
+    pub(super) async fn join_cluster(self: &Arc<Self>) -> Result<(), crate::backplane::BackplaneError> {
+        if !self.backplane.is_shared() {
+            return Ok(());
+        }
+        tokio::spawn(self.outbox.clone().run(self.backplane.clone()));
+        self.backplane.subscribe(Arc::new(Handler { gateway: Arc::downgrade(self) })).await
+    }
+
+    /// Makes a change to a user's live inputs: published and applied when it comes back on a
+    /// shared backplane, applied at once standalone. Settles either way (the caller may have
+    /// changed the user's sessions too).
+    pub(super) fn live_change(&self, uri: &str, live: &mut Live, change: LiveChange) {
+        if self.backplane.is_shared() {
+            self.outbox.push(&Arc::from(uri), change);
+        } else {
+            apply(live, change, self.backplane.node());
+        }
+        self.settle(uri, live);
+    }
+
+    /// All signed-in clients of the user: this node's `local` ones (published when they changed)
+    /// and every other live node's.
+    pub(super) fn cluster_clients(&self, uri: &str, live: &mut Live, local: ClientActivity) -> ClientActivity {
+        let counts = (local.signed_in as u32, local.idle as u32);
+        if self.backplane.is_shared() && counts != live.cluster.published {
+            live.cluster.published = counts;
+            let node = self.backplane.node().clone();
+            self.outbox.push(&Arc::from(uri), LiveChange::Sessions { node, signed_in: counts.0, idle: counts.1 });
+        }
+        live.cluster.remote.values().fold(local, |sum, (signed_in, idle)| ClientActivity {
+            signed_in: sum.signed_in + *signed_in as usize,
+            idle: sum.idle + *idle as usize,
+        })
+    }
+}
+
+/// Applies one change to a presentity's inputs; true if anything changed.
+fn apply(live: &mut Live, change: LiveChange, me: &NodeId) -> bool {
+    let model = &mut live.model;
+    match change {
+        LiveChange::Sessions { node, .. } if node == *me => false,
+        LiveChange::Sessions { node, signed_in: 0, .. } => live.cluster.remote.remove(&node).is_some(),
+        LiveChange::Sessions { node, signed_in, idle } => {
+            live.cluster.remote.insert(node, (signed_in, idle)) != Some((signed_in, idle))
+        }
+        LiveChange::Manual { manual, note } if model.manual == manual && model.note == note => false,
+        LiveChange::Manual { manual, note } => {
+            (model.manual, model.note) = (manual, note);
+            true
+        }
+        LiveChange::Report { source, report } if model.reports.0.get(&source) == report.as_ref() => false,
+        LiveChange::Report { source, report: Some(report) } => {
+            model.set_report(&source, report);
+            true
+        }
+        LiveChange::Report { source, report: None } => model.remove_report(&source),
+    }
+}
+
+/// Replaces a presentity's inputs with the backplane's; true if anything changed.
+fn replace(live: &mut Live, inputs: LiveInputs, me: &NodeId) -> bool {
+    let mut remote = inputs.sessions;
+    remote.remove(me);
+    let mut changed = remote != live.cluster.remote;
+    live.cluster.remote = remote;
+    if let Some((manual, note)) = inputs.manual {
+        changed |= apply(live, LiveChange::Manual { manual, note }, me);
+    }
+    if live.model.reports.0 != inputs.reports {
+        live.model.reports = Reports(inputs.reports);
+        live.model.sources = live.model.reports.merge();
+        changed = true;
+    }
+    changed
+}
+
+/// What the backplane delivers, applied to the gateway.
+struct Handler {
+    gateway: Weak<Gateway>,
+}
+
+impl Handler {
+    fn with_live(&self, uri: &str, change: impl FnOnce(&mut Live, &NodeId) -> bool) {
+        let Some(gateway) = self.gateway.upgrade() else { return };
+        let Some(entry) = gateway.presence_entry(uri) else { return };
+        let mut live = entry.live.lock();
+        if change(&mut live, gateway.backplane.node()) {
+            gateway.settle(uri, &mut live);
+        }
+    }
+}
+
+impl ChangeHandler for Handler {
+    fn apply(&self, published: Published) {
+        self.with_live(&published.uri, |live, me| apply(live, published.change, me));
+    }
+
+    fn replace(&self, uri: &str, inputs: LiveInputs) {
+        self.with_live(uri, |live, me| replace(live, inputs, me));
+    }
+
+    fn presentities(&self) -> Vec<Arc<str>> {
+        self.gateway.upgrade().map(|gw| gw.presences.read().keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn contribution(&self) -> Vec<Published> {
+        let Some(gateway) = self.gateway.upgrade() else { return Vec::new() };
+        let node = gateway.backplane.node().clone();
+        let entries: Vec<_> = gateway.presences.read().iter().map(|(uri, entry)| (uri.clone(), entry.clone())).collect();
+        let mut out = Vec::new();
+        for (uri, entry) in entries {
+            let live = entry.live.lock();
+            let published = |change| Published { uri: uri.clone(), change };
+            let (signed_in, idle) = live.cluster.published;
+            if signed_in > 0 {
+                out.push(published(LiveChange::Sessions { node: node.clone(), signed_in, idle }));
+            }
+            if live.model.manual.is_some() || live.model.note.is_some() {
+                out.push(published(LiveChange::Manual { manual: live.model.manual.clone(), note: live.model.note.clone() }));
+            }
+            for (source, report) in &live.model.reports.0 {
+                out.push(published(LiveChange::Report { source: source.clone(), report: Some(report.clone()) }));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::contact::Profile;
+    use crate::model::presentity::Presentity;
+    use crate::model::sources::{ManualKind, ManualState};
+
+    fn live() -> Live {
+        let profile = Arc::new(Profile { uri: "sip:bob@x.org".into(), ..Profile::default() });
+        let model = Presentity::new(profile);
+        Live {
+            model,
+            last_views: HashMap::new(),
+            last_raw: HashMap::new(),
+            last_json: HashMap::new(),
+            cluster: ClusterInputs::default(),
+        }
+    }
+
+    #[test]
+    fn changes_apply_once_and_this_node_s_own_counts_are_left_to_it() {
+        let (me, other): (NodeId, NodeId) = (Arc::from("me"), Arc::from("other"));
+        let mut live = live();
+        assert!(!apply(&mut live, LiveChange::Sessions { node: me.clone(), signed_in: 3, idle: 0 }, &me));
+        let theirs = LiveChange::Sessions { node: other.clone(), signed_in: 2, idle: 1 };
+        assert!(apply(&mut live, theirs.clone(), &me));
+        assert!(!apply(&mut live, theirs, &me), "the same change again changes nothing");
+        let busy = LiveChange::Manual { manual: Some(ManualState::simple(ManualKind::Busy)), note: None };
+        assert!(apply(&mut live, busy.clone(), &me) && !apply(&mut live, busy, &me));
+        assert!(apply(&mut live, LiveChange::Sessions { node: other.clone(), signed_in: 0, idle: 0 }, &me));
+        assert!(live.cluster.remote.is_empty());
+
+        let mut inputs = LiveInputs::default();
+        inputs.sessions.insert(me.clone(), (5, 0));
+        inputs.sessions.insert(other.clone(), (1, 0));
+        assert!(replace(&mut live, inputs.clone(), &me));
+        assert_eq!(live.cluster.remote.keys().collect::<Vec<_>>(), vec![&other], "own counts come from this node");
+        assert!(live.model.manual.is_some(), "no manual state in the backplane keeps the store's");
+        assert!(!replace(&mut live, inputs, &me));
+    }
+
+    #[test]
+    fn the_outbox_keeps_the_newest_change_of_each_part() {
+        let outbox = Outbox::default();
+        let uri: Arc<str> = Arc::from("sip:bob@x.org");
+        let manual = |kind| LiveChange::Manual { manual: Some(ManualState::simple(kind)), note: None };
+        outbox.push(&uri, manual(ManualKind::Busy));
+        outbox.push(&uri, manual(ManualKind::Away));
+        outbox.push(&uri, LiveChange::Report { source: "phone".into(), report: None });
+        let batch = outbox.take();
+        assert_eq!(batch.len(), 2);
+        assert!(batch.iter().any(|p| p.change == manual(ManualKind::Away)));
+        outbox.push(&uri, manual(ManualKind::DoNotDisturb));
+        outbox.put_back(batch);
+        let again = outbox.take();
+        assert_eq!(again.len(), 2, "what failed goes back");
+        assert!(again.iter().any(|p| p.change == manual(ManualKind::DoNotDisturb)), "but never over a newer change");
+    }
+}

@@ -1,0 +1,186 @@
+//! Several real gateway processes on one PostgreSQL schema and a Redis of the test's own
+//! (README "Several nodes"): a change made on one node reaches watchers on another within a
+//! second; a node killed with SIGKILL takes its users offline everywhere within the heartbeat
+//! TTL; a Redis restart (which comes back empty) is survived — the nodes say they are not ready
+//! meanwhile, then resynchronise, and what changed while Redis was away arrives.
+
+mod common;
+
+#[path = "support/pg.rs"]
+mod pg;
+#[path = "support/process.rs"]
+mod process;
+#[path = "support/redis.rs"]
+mod redis;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const BOB: &str = "sip:bob@example.com";
+/// The heartbeat TTL of the test's nodes (seconds): short, so a lost node is noticed quickly.
+const TTL: u64 = 2;
+/// How long a change may take to reach another node.
+const CROSS_NODE: Duration = Duration::from_secs(1);
+
+struct Cluster {
+    nodes: Vec<process::Running>,
+    redis: redis::RedisServer,
+    dir: tempfile::TempDir,
+    _schema: pg::PgSchema,
+}
+
+impl Cluster {
+    async fn start(count: usize) -> Cluster {
+        let schema = pg::PgSchema::create().await;
+        let redis = redis::RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("users.toml"), USERS).unwrap();
+        let mut cluster = Cluster { nodes: Vec::new(), redis, dir, _schema: schema };
+        for _ in 0..count {
+            let node = cluster.spawn();
+            cluster.nodes.push(node);
+        }
+        for node in &cluster.nodes {
+            assert!(ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
+        }
+        cluster
+    }
+
+    fn spawn(&self) -> process::Running {
+        let index = self.nodes.len();
+        let data = self.dir.path().join(format!("node{index}"));
+        let users = self.dir.path().join("users.toml");
+        let mut command = process::gateway(&["serve", "--listen", "127.0.0.1:0", "--store", &self._schema.url()]);
+        command.arg("--redis").arg(self.redis.url()).arg("--users").arg(users).arg("--data-dir").arg(data);
+        command.env("GATEWAY_HEARTBEAT_TTL_SECONDS", TTL.to_string()).env("GATEWAY_HOLD_SECONDS", "2");
+        process::start(command)
+    }
+
+    fn base(&self, node: usize) -> &str {
+        &self.nodes[node].base
+    }
+}
+
+/// Whether `/readyz` says `ready` (200) or not (503) within `limit`.
+async fn ready_within(base: &str, limit: Duration, ready: bool) -> bool {
+    let deadline = Instant::now() + limit;
+    let http = reqwest::Client::new();
+    loop {
+        let status = http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        if (status == 200) == ready {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The readiness report's text.
+async fn readiness(base: &str) -> String {
+    reqwest::get(format!("{base}/readyz")).await.unwrap().text().await.unwrap()
+}
+
+/// A signed-in client with a session on `base`.
+async fn session(base: &str, user: &str) -> Client {
+    let mut client = Client::sign_in(base, user, "pw").await.unwrap_or_else(|r| panic!("{}", r.body));
+    client.initiate().await;
+    client
+}
+
+/// Waits (at most `limit`) until `watcher` receives a snapshot of `uri` that satisfies `pred`.
+async fn sees_within(watcher: &mut Client, limit: Duration, uri: &str, pred: impl Fn(&Seen) -> bool) -> Seen {
+    let started = Instant::now();
+    let found = tokio::time::timeout(limit, watcher.wait_for_user(uri, |u| pred(&seen(u)))).await;
+    let user = found.unwrap_or_else(|_| panic!("nothing seen of {uri} within {limit:?} (after {:?})", started.elapsed()));
+    seen(&user)
+}
+
+/// What a watcher sees of a user with no session anywhere.
+const OFFLINE: u32 = 0;
+
+async fn sign_out(client: &mut Client) {
+    let rid = client.next_rid();
+    assert!(client.command(&format!(r#"<terminateSession rid="{rid}"/>"#)).await.body.contains("requestAccepted"));
+}
+
+#[tokio::test]
+async fn a_change_on_one_node_reaches_watchers_on_another_within_a_second() {
+    let cluster = Cluster::start(2).await;
+    assert!(readiness(cluster.base(0)).await.contains("backplane: redis (reachable)"));
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    alice.subscribe(&[BOB]).await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == OFFLINE).await;
+
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    // Sessions on both nodes count: signing out on one leaves Bob online everywhere.
+    let mut bob_here = session(cluster.base(0), "bob@example.com").await;
+    let mut watcher_there = session(cluster.base(1), "alice@example.com").await;
+    sign_out(&mut bob).await;
+    watcher_there.subscribe(&[BOB]).await;
+    sees_within(&mut watcher_there, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    sign_out(&mut bob_here).await;
+    sees_within(&mut watcher_there, CROSS_NODE, BOB, |s| s.availability == OFFLINE).await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == OFFLINE).await;
+
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    assert!(bob.publish_state(6500).await.body.contains("requestAccepted"));
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 6500).await;
+    assert!(bob.publish_note("on the other node").await.body.contains("requestAccepted"));
+    let last = sees_within(&mut alice, CROSS_NODE, BOB, |s| s.note == "on the other node").await;
+    assert_eq!(last.availability, 6500, "the manual state stays");
+}
+
+#[tokio::test]
+async fn users_of_a_killed_node_go_offline_on_the_others_within_the_heartbeat_ttl() {
+    let mut cluster = Cluster::start(3).await;
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    alice.subscribe(&[BOB, "sip:carol@example.com"]).await;
+    let _bob = session(cluster.base(2), "bob@example.com").await;
+    let _carol = session(cluster.base(1), "carol@example.com").await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+
+    let killed = Instant::now();
+    drop(cluster.nodes.remove(2)); // SIGKILL: nothing of the node's shutdown runs
+    sees_within(&mut alice, Duration::from_secs(TTL) + CROSS_NODE, BOB, |s| s.availability == OFFLINE).await;
+    assert!(killed.elapsed() >= Duration::from_millis(TTL * 1000 / 2), "offline only once the heartbeat lapsed");
+
+    // Carol, on a node that lives, stays online: a fresh watcher on yet another node sees her so.
+    let mut watcher = session(cluster.base(1), "alice@example.com").await;
+    watcher.subscribe(&["sip:carol@example.com", BOB]).await;
+    let carol = sees_within(&mut watcher, CROSS_NODE, "sip:carol@example.com", |_| true).await;
+    assert_eq!(carol.availability, 3500);
+    assert!(ready_within(cluster.base(0), Duration::from_secs(1), true).await);
+}
+
+#[tokio::test]
+async fn nodes_resynchronise_after_redis_restarts_empty() {
+    let mut cluster = Cluster::start(2).await;
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    alice.subscribe(&[BOB]).await;
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+
+    cluster.redis.stop();
+    assert!(ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
+    assert!(readiness(cluster.base(0)).await.contains("backplane: redis (unreachable)"));
+    // A change while Redis is away is stored, and reaches the other node once it is back.
+    assert!(bob.publish_note("while Redis was away").await.body.contains("requestAccepted"));
+    cluster.redis.restart();
+    for node in 0..2 {
+        assert!(ready_within(cluster.base(node), Duration::from_secs(15), true).await, "ready again");
+    }
+    let after = sees_within(&mut alice, Duration::from_secs(10), BOB, |s| s.note == "while Redis was away").await;
+    assert_eq!(after.availability, 3500, "Bob is still online: his node published his sessions again");
+
+    // And the cluster works as before.
+    assert!(bob.publish_state(6500).await.body.contains("requestAccepted"));
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 6500).await;
+    let mut fresh = session(cluster.base(0), "alice@example.com").await;
+    fresh.subscribe(&[BOB]).await;
+    let seen_fresh = sees_within(&mut fresh, CROSS_NODE, BOB, |_| true).await;
+    assert_eq!((seen_fresh.availability, seen_fresh.note.as_str()), (6500, "while Redis was away"));
+}
