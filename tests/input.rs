@@ -158,7 +158,7 @@ async fn every_api_error_is_the_documented_json() {
     // Routing: no such endpoint, a method the endpoint does not take, an unreadable path.
     assert_error(&raw(&server, "GET", "/api/v1/users/sip:alice@example.com/sources", None, None).await, 404, "not_found", None);
     assert_error(&raw(&server, "GET", "/api/v1/nothing-here", None, None).await, 404, "not_found", None);
-    let wrong_method = raw(&server, "GET", "/api/v1/users/sip:alice@example.com/sources/pbx", None, None).await;
+    let wrong_method = raw(&server, "PATCH", "/api/v1/users/sip:alice@example.com/sources/pbx", None, None).await;
     assert_error(&wrong_method, 405, "method_not_allowed", None);
     assert!(wrong_method.headers.contains_key("allow"), "{wrong_method:?}");
     let bad_path = raw(&server, "GET", "/api/v1/users/sip:%FF%FE@example.com/presence", None, None).await;
@@ -320,5 +320,6 @@ async fn json_presence_shows_blocked_and_appear_offline_as_really_offline() {
     assert_eq!(read(alice.ticket.clone(), "sip:bob@example.com").await, offline_for_alice);
     assert_eq!(read(carol.ticket.clone(), "sip:bob@example.com").await, offline_for_carol);
     let own = read(bob.ticket.clone(), "sip:bob@example.com").await;
-    assert_eq!(own["activity"], "appear-offline", "Bob still sees his own choice: {own}");
+    assert_eq!(own["asnAbsentState"]["state"], "appear-offline", "Bob still sees his own choice: {own}");
+    assert_eq!((&own["availability"], &offline_for_alice["availability"]), (&json!("Offline"), &json!("Offline")));
 }

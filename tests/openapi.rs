@@ -283,7 +283,11 @@ async fn real_requests_and_answers_fit_the_document() {
     for (i, report) in rich_reports(now).into_iter().enumerate() {
         let path = format!("/api/v1/users/sip:bob@example.com/sources/s{i}");
         assert_eq!(api.call_at("put", sources, &path, Auth::Bearer(SOURCE_TOKEN), Some(report)).await.0, 200);
+        let (status, stored) = api.call_at("get", sources, &path, Auth::Bearer(SOURCE_TOKEN), None).await;
+        assert_eq!(status, 200, "every kind reads back: {stored}");
     }
+    let missing = "/api/v1/users/sip:bob@example.com/sources/never";
+    assert_eq!(api.call_at("get", sources, missing, Auth::Bearer(SOURCE_TOKEN), None).await.0, 404);
     let absent = json!({"state": "busy", "text": "Coffee", "reachability": "home-office", "from": now - chrono::Duration::minutes(1), "to": now + chrono::Duration::hours(1)});
     assert_eq!(api.call("put", "/api/v1/users/{uri}/absent-state", Auth::Bearer(ADMIN_TOKEN), Some(absent)).await.0, 200);
     let note = json!({"text": "Back at 3", "expires": now + chrono::Duration::hours(5)});
@@ -307,6 +311,16 @@ async fn real_requests_and_answers_fit_the_document() {
         let client = server.sign_in(user).await;
         assert_eq!(api.call("get", presence, Auth::Ticket(&client.ticket), None).await.0, 200, "{user}");
     }
+    let batch = "/api/v1/presence/batch";
+    let ids = json!({"ids": ["sip:bob@example.com", "sip:alice@example.com", "sip:nobody@example.com"]});
+    let (status, read) = api.call("post", batch, Auth::Bearer(ADMIN_TOKEN), Some(ids.clone())).await;
+    assert_eq!((status, read["value"].as_array().map(Vec::len)), (200, Some(3)));
+    for user in ["pat@other.org", "mallory@example.com"] {
+        let client = server.sign_in(user).await;
+        assert_eq!(api.call("post", batch, Auth::Ticket(&client.ticket), Some(ids.clone())).await.0, 200, "{user}");
+    }
+    assert_eq!(api.call("post", batch, Auth::Bearer(SOURCE_TOKEN), Some(ids)).await.0, 403);
+    assert_eq!(api.call("post", batch, Auth::Bearer(ADMIN_TOKEN), Some(json!({"ids": []}))).await.0, 422);
     assert_eq!(api.call("delete", rights, Auth::Bearer(ADMIN_TOKEN), None).await.0, 200);
 
     // Users.
@@ -480,6 +494,24 @@ async fn the_document_takes_what_the_handlers_take_and_refuses_what_they_refuse(
         let path = format!("/api/v1/users/{uri}/presence");
         let (status, _) = api.call_at("get", presence, &path, Auth::Bearer(ADMIN_TOKEN), None).await;
         assert_eq!(status != 422, documented, "{uri}: {status}");
+    }
+
+    let batch = contract.request_schema("post", "/api/v1/presence/batch");
+    let users_up_to = |n: usize| -> Vec<String> { (0..n).map(|i| format!("sip:u{i}@example.com")).collect() };
+    for (body, valid) in [
+        (json!({"ids": ["sip:bob@example.com"]}), true),
+        (json!({"ids": [" SIP:Bob@Example.com ", "sip:bob@example.com"]}), true),
+        (json!({"ids": users_up_to(650)}), true),
+        (json!({"ids": users_up_to(651)}), false),
+        (json!({"ids": vec!["sip:bob@example.com"; 651]}), false),
+        (json!({"ids": []}), false),
+        (json!({"ids": ["bob@example.com"]}), false),
+        (json!({"ids": ["sip:bob@example.com"], "top": 5}), false),
+        (json!({}), false),
+    ] {
+        assert_eq!(contract.errors(&batch, &body).is_empty(), valid, "the document on a batch of {}", body["ids"]);
+        let (status, _) = api.call("post", "/api/v1/presence/batch", Auth::Bearer(ADMIN_TOKEN), Some(body.clone())).await;
+        assert_eq!(status == 200, valid, "the handler on a batch of {}", body["ids"]);
     }
 
     let rights = contract.request_schema("put", "/api/v1/users/{owner}/rights/{watcher}");

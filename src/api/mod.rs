@@ -1,13 +1,16 @@
 //! The JSON API under `/api/v1` for integrations, administration and modern clients: presence
-//! sources, manual state and note, rights, and reading presence — each cut by the caller's level.
+//! sources, manual state and note, rights, and reading presence (one user or a batch, in Presence
+//! V2 names and Graph's `availability` / `activity`) — each cut by the caller's level.
 
 mod admin;
 pub mod auth;
 pub mod error;
 mod events;
+pub mod graph;
 mod group_rights;
 mod images;
 pub mod openapi;
+mod presence;
 pub mod pv2;
 mod sessions;
 mod sources;
@@ -24,11 +27,12 @@ use utoipa_axum::routes;
 /// split from this one list, so nothing is served that is not documented, and the reverse.
 fn routes() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(sources::put_source, sources::delete_source))
+        .routes(routes!(sources::put_source, sources::get_source, sources::delete_source))
         .routes(routes!(users::put_absent_state, users::delete_absent_state))
         .routes(routes!(users::put_note, users::delete_note))
         .routes(routes!(users::put_right, users::delete_right))
-        .routes(routes!(users::get_presence))
+        .routes(routes!(presence::get_presence))
+        .routes(routes!(presence::read_batch))
         .routes(routes!(images::put_image, images::get_image, images::delete_image))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::get_user, admin::put_user, admin::delete_user))
@@ -203,6 +207,7 @@ pub fn parse_every_body(body: &[u8]) -> Vec<Result<(), error::ApiError>> {
         parse_json::<events::SubscribeBody>(body).map(drop),
         parse_json::<events::UnsubscribeBody>(body).map(drop),
         sources::parse_report(body).map(drop),
+        presence::parse_batch(body).map(drop),
     ]
 }
 

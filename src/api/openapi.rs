@@ -20,14 +20,16 @@ pub const TICKET_COOKIE: &str = "cwaTicketCookie";
 #[openapi(
     info(
         title = "presence-gateway JSON API",
-        description = "Presence sources, manual state and note, rights, presence in Presence V2 names, contact \
-                       images and user administration. Errors are `{code, message, field?}` with a stable `code`."
+        description = "Presence sources (reported and read back), manual state and note, rights, presence in \
+                       Presence V2 names with Microsoft Graph's `availability` and `activity` (one user or a batch \
+                       of up to 650), contact images and user administration. Errors are `{code, message, field?}` \
+                       with a stable `code`."
     ),
     components(schemas(ApiError)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "sources", description = "What integrations report about a user, each report with a TTL"),
-        (name = "presence", description = "The manual state, the note and reading presence"),
+        (name = "presence", description = "The manual state, the note and reading presence (one user or a batch)"),
         (name = "rights", description = "A user's rights entries (Presence V2 dynamic rights)"),
         (name = "images", description = "Contact images with ETag and 304"),
         (name = "users", description = "User administration"),

@@ -1,10 +1,11 @@
-//! Presence as JSON with the Presence V2 (`AsnPresenceV2`) field names, rendered from a
-//! [`PresenceView`] — so it holds exactly what the caller's level allows, as the CWA side does.
+//! Presence as JSON with the Presence V2 (`AsnPresenceV2`) field names, beside Microsoft Graph's
+//! `availability` and `activity` ([`super::graph`]), rendered from a [`PresenceView`] — so it
+//! holds exactly what the caller's level allows, as the CWA side does.
 //! The output types are the schema the OpenAPI document shows; fields are declared in the byte
 //! order of their JSON names, so the output keeps its sorted key order. (`deny_unknown_fields` on
 //! these output-only types tells the schema that no other keys appear.)
 
-use crate::model::aggregate::Activity;
+use super::graph::{graph_presence, GraphActivity, GraphAvailability};
 use crate::model::presentity::{AppointmentView, PhoneKind, PresenceView};
 use crate::model::sources::{
     AgentState, AppointmentStatus, Call, CallService, CallState, Forward, ForwardMode, Line, LineState, ManualKind, ManualState,
@@ -22,10 +23,8 @@ fn time(t: Timestamp) -> String {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceV2 {
-    /// Why the state is what it is (left out when there is nothing special).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub activity: Option<Activity>,
+    /// Microsoft Graph's `activity`: what the user is doing, as far as the caller may see.
+    pub activity: GraphActivity,
     #[serde(rename = "asnAbsentState", skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub absent_state: Option<AbsentStateV2>,
@@ -43,6 +42,8 @@ pub struct PresenceV2 {
     pub next_appointment: Option<AppointmentV2>,
     #[serde(rename = "asnRemoteContact")]
     pub remote_contact: RemoteContactV2,
+    /// Microsoft Graph's `availability`: the base state, as far as the caller may see.
+    pub availability: GraphAvailability,
     /// The calculated state: availability in the low byte, flags above it.
     #[serde(rename = "iPresenceState")]
     pub presence_state: u32,
@@ -254,8 +255,9 @@ pub struct CapabilitiesV2 {
 /// sees").
 pub fn presence(view: &PresenceView) -> PresenceV2 {
     let calendar = view.calendar.as_ref();
+    let (availability, activity) = graph_presence(view);
     PresenceV2 {
-        activity: (view.activity != Activity::None).then_some(view.activity),
+        activity,
         absent_state: view.manual.as_ref().map(|manual| absent_state(&view.uri, manual)),
         agent_state: view.agent.map(|agent| AgentStateV2 { state: agent_state(agent) }),
         capabilities: (!view.capabilities.is_empty()).then(|| CapabilitiesV2 {
@@ -269,6 +271,7 @@ pub fn presence(view: &PresenceView) -> PresenceV2 {
         }),
         next_appointment: calendar.and_then(|c| c.next.as_ref()).map(appointment),
         remote_contact: remote_contact(view),
+        availability,
         presence_state: view.state.0,
         actual_appointments: calendar.map(|c| c.current.iter().map(appointment).collect()),
         calls: view.calls.iter().map(call).collect(),

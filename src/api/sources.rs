@@ -1,5 +1,6 @@
-//! `PUT|DELETE /api/v1/users/{uri}/sources/{source}`: what an integration reports about a user,
-//! idempotent, with a TTL after which the report is withdrawn by itself.
+//! `PUT|GET|DELETE /api/v1/users/{uri}/sources/{source}`: what an integration reports about a
+//! user, idempotent, kept in the store with a TTL after which the report is withdrawn by itself;
+//! `GET` reads back what is stored and how long it has left.
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -152,6 +153,26 @@ pub struct SourceStored {
     pub user: String,
 }
 
+/// A stored report as `GET` reads it back.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRead {
+    /// When the report is withdrawn unless renewed (left out for a report without a TTL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>, nullable = false)]
+    pub expires: Option<String>,
+    /// The report as stored: the `PUT` body without `ttlSeconds`, each call's `service` the one
+    /// of its kind.
+    #[schema(value_type = SourceReportBody)]
+    pub report: serde_json::Value,
+    pub source: String,
+    /// Whole seconds until `expires` (rounded up).
+    #[serde(rename = "ttlSecondsLeft", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub ttl_seconds_left: Option<u64>,
+    pub user: String,
+}
+
 /// `{uri}/sources/{source}`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -212,12 +233,47 @@ pub async fn put_source(
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
     let expires = gateway.clock.now() + chrono::Duration::seconds(ttl as i64);
-    gateway.set_source(&uri, &source, SourceReport { data, expires: Some(expires) })?;
+    gateway.set_source(&uri, &source, SourceReport { data, expires: Some(expires) }).await?;
     Ok(Json(SourceStored { expires: time(expires), source, user: uri }))
 }
 
 fn time(t: Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Reads back what the source `source` reports about the user now, with the time it has left.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{uri}/sources/{source}",
+    tag = "sources",
+    params(SourcePath),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The stored report", body = SourceRead),
+        (status = 401, description = "No valid bearer token", body = ApiError),
+        (status = 403, description = "The token's role may not report sources", body = ApiError),
+        (status = 404, description = "No such user, or no report from this source (never sent, withdrawn or expired)", body = ApiError),
+        (status = 422, description = "The URI or source name is malformed", body = ApiError),
+    )
+)]
+pub async fn get_source(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(SourcePath { uri, source }): Path<SourcePath>,
+) -> Result<Json<SourceRead>, ApiError> {
+    require_source_role(&caller)?;
+    let uri = path_uri(&uri)?;
+    check_source_name(&source)?;
+    let entry = gateway.presence_entry(&uri).ok_or_else(|| ApiError::not_found(format!("no user {uri}")))?;
+    let now = gateway.clock.now();
+    let stored = entry.live.lock().model.reports.0.get(&source).cloned();
+    let report = stored
+        .filter(|r| r.expires.is_none_or(|at| now < at))
+        .ok_or_else(|| ApiError::not_found(format!("no report from {source} for {uri}")))?;
+    let data = serde_json::to_value(report.data.with_call_services())
+        .map_err(|e| crate::error::GatewayError::internal("writing a report", e))?;
+    let left = report.expires.map(|at| ((at - now).num_milliseconds().max(0) as u64).div_ceil(1000));
+    Ok(Json(SourceRead { expires: report.expires.map(time), report: data, source, ttl_seconds_left: left, user: uri }))
 }
 
 /// Withdraws the source's report now.
@@ -246,7 +302,7 @@ pub async fn delete_source(
     if gateway.directory.profile(&uri).is_none() {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
-    gateway.remove_source(&uri, &source)?;
+    gateway.remove_source(&uri, &source).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

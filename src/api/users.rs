@@ -1,12 +1,11 @@
 //! Per-user JSON endpoints: the manual (absent) state and the note — the same model CWA's
-//! `publishSelfPresence` changes —, rights entries (`asnSetDynamicRights` semantics), and
-//! reading presence cut by the caller's level.
+//! `publishSelfPresence` changes — and rights entries (`asnSetDynamicRights` semantics). Reading
+//! presence is `super::presence`.
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::pv2::{AbsentStateV2, PresenceV2};
+use super::pv2::AbsentStateV2;
 use super::{parse_json, path_uri, pv2, SipUri, UserPath};
-use crate::model::presentity::{view, Viewer};
 use crate::model::rights::{visibility, AccessLevel, Member, RightsEntry};
 use crate::model::sources::{ManualKind, ManualState, Note, Reachability, Timestamp};
 use crate::service::access::RightsChange;
@@ -393,39 +392,4 @@ pub async fn delete_right(
         gateway.change_rights(&owner, &[RightsChange::Remove { member, level: entry.level }]).await?;
     }
     Ok(Json(RemoveRightsResult { result: 0 }))
-}
-
-/// The presence of `uri` as the caller may see it (the user themself and admins see everything).
-#[utoipa::path(
-    get,
-    path = "/api/v1/users/{uri}/presence",
-    tag = "presence",
-    params(UserPath),
-    security(("bearer" = []), ("cwaTicket" = []), ("cwaTicketCookie" = [])),
-    responses(
-        (status = 200, description = "Presence in Presence V2 names, cut by the caller's level", body = PresenceV2),
-        (status = 401, description = "No valid bearer token or ticket", body = ApiError),
-        (status = 403, description = "A source token (reading needs a user ticket or an admin token)", body = ApiError),
-        (status = 404, description = "No such user", body = ApiError),
-        (status = 422, description = "The URI is malformed", body = ApiError),
-    )
-)]
-pub async fn get_presence(
-    State(gateway): State<Arc<Gateway>>,
-    caller: Caller,
-    Path(UserPath { uri }): Path<UserPath>,
-) -> Result<Json<PresenceV2>, ApiError> {
-    let uri = known_user(&gateway, &uri)?;
-    let viewer = match caller.user() {
-        Some(me) if me == uri => Viewer::Owner,
-        Some(me) => Viewer::Watcher(gateway.directory.level(&uri, me)),
-        None if caller.is_admin() => Viewer::Owner,
-        None => return Err(ApiError::forbidden("reading presence needs a user ticket or an admin token")),
-    };
-    let entry = gateway.presence_entry(&uri).ok_or_else(|| ApiError::not_found(format!("no user {uri}")))?;
-    let view = {
-        let live = entry.live.lock();
-        view(&live.model, viewer, gateway.clock.now())
-    };
-    Ok(Json(pv2::presence(&view)))
 }

@@ -119,6 +119,20 @@ impl ReportData {
         Ok(())
     }
 
+    /// The data as the gateway uses it: each call tagged with the service of the report's kind.
+    pub fn with_call_services(&self) -> ReportData {
+        let Some(service) = self.service() else { return self.clone() };
+        let mut data = self.clone();
+        if let ReportData::Phone(PhoneData { calls, .. })
+        | ReportData::Softphone(CallsData { calls })
+        | ReportData::AudioVideo(CallsData { calls })
+        | ReportData::Bluetooth(CallsData { calls }) = &mut data
+        {
+            calls.iter_mut().for_each(|c| c.service = service);
+        }
+        data
+    }
+
     fn service(&self) -> Option<CallService> {
         match self {
             ReportData::Phone(_) => Some(CallService::Phone),

@@ -30,11 +30,11 @@ pub mod flags {
         PRESENCE | CONTACT_DATA | IMAGE | RIGHTS | ABSENT_STATE | NOTE | APPOINTMENTS | LINES | CALLS | FORWARDS | AGENT_STATE;
 }
 
-/// The section a top-level field of `AsnPresenceV2` belongs to (capabilities and the activity
-/// detail travel with the presence bit: Presence V2 has no bit of their own).
+/// The section a top-level field of `AsnPresenceV2` belongs to (capabilities and Graph's
+/// `availability` and `activity` travel with the presence bit: Presence V2 has no bit of their own).
 fn section_flag(field: &str) -> u32 {
     match field {
-        "iPresenceState" | "activity" | "asnContactCapabilitiesEx" => flags::PRESENCE,
+        "iPresenceState" | "availability" | "activity" | "asnContactCapabilitiesEx" => flags::PRESENCE,
         "asnRemoteContact" => flags::CONTACT_DATA,
         "u8sImageHash" => flags::IMAGE,
         "asnAbsentState" => flags::ABSENT_STATE,
