@@ -154,13 +154,14 @@ mod tests {
     #[test]
     fn fields_and_messages_read_back() {
         let hash: HashMap<String, String> =
-            [("v", "7"), ("s:n1", "2 1"), ("s:gone", "1 0"), ("m", r#"[{"kind":"busy","reachability":"normal"},null]"#)]
+            [("v", "7"), ("s:n1", "2 1"), ("s:n2", "1 0"), ("m", r#"[{"kind":"busy","reachability":"normal"},null]"#)]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
         let (version, inputs) = inputs_of(hash).unwrap();
         assert_eq!(version, 7);
-        assert_eq!(inputs.sessions.into_iter().collect::<Vec<_>>(), vec![(NodeId::from("n1"), (2, 1))]);
+        let sessions: Vec<(NodeId, (u32, u32))> = inputs.sessions.into_iter().collect();
+        assert_eq!(sessions, vec![(NodeId::from("n1"), (2, 1)), (NodeId::from("n2"), (1, 0))]);
         assert!(inputs.manual.unwrap().0.is_some());
 
         let change = LiveChange::Sessions { node: NodeId::from("n1"), signed_in: 0, idle: 0 };
