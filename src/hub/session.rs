@@ -722,7 +722,7 @@ mod tests {
         let (bob, carol): (Arc<str>, Arc<str>) = ("sip:bob@x".into(), "sip:carol@x".into());
         s.push(payload(1), Some(&bob));
         s.push(payload(2), Some(&carol));
-        s.admit(1).unwrap().push_covering(payload(3), &[bob.clone()]);
+        s.admit(1).unwrap().push_covering(payload(3), std::slice::from_ref(&bob));
         assert_eq!(s.push(payload(4), Some(&bob)), Pushed::Queued, "queued after the answer");
         assert_eq!(s.push(payload(5), Some(&carol)), Pushed::Coalesced, "nothing covers carol");
         assert_eq!(s.push(payload(6), Some(&bob)), Pushed::Coalesced, "the newer snapshot coalesces again");
