@@ -361,9 +361,9 @@ impl Config {
             }
         }
         if let Some(url) = &self.advertise {
-            let ok = url.parse::<axum::http::Uri>().is_ok_and(|u| {
-                u.scheme_str().is_some_and(|s| s == "http" || s == "https") && u.authority().is_some() && u.path() == "/"
-            });
+            let ok = url
+                .parse::<axum::http::Uri>()
+                .is_ok_and(|u| u.scheme_str() == Some("http") && u.authority().is_some() && u.path() == "/");
             if !ok {
                 return Err(format!("advertise: {url:?} is not a URL such as http://10.0.0.5:8080"));
             }

@@ -378,6 +378,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = listen(&config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    default_advertise(&mut config, address, tls.is_some());
     presence_gateway::telemetry::install();
     let gateway = presence_gateway::service::Gateway::start(config, store, Arc::new(SystemClock)).await?;
     if args.demo {
@@ -463,6 +464,22 @@ fn read_password() -> anyhow::Result<String> {
         bail!("no password on standard input");
     }
     Ok(password)
+}
+
+/// In a cluster, other nodes reach this one at `advertise`; unset, the address it listens on
+/// serves when that is one address (not 0.0.0.0) over plain HTTP.
+fn default_advertise(config: &mut Config, address: std::net::SocketAddr, tls: bool) {
+    if config.redis.is_none() || config.advertise.is_some() {
+        return;
+    }
+    if address.ip().is_unspecified() || tls {
+        tracing::warn!(
+            "no advertise URL: other nodes cannot pass requests for this node's sessions here \
+             (set advertise = \"http://HOST:PORT\", --advertise or GATEWAY_ADVERTISE)"
+        );
+    } else {
+        config.advertise = Some(format!("http://{address}"));
+    }
 }
 
 /// Opens the configured store (running its migrations).

@@ -2,10 +2,14 @@
 //! (README "Several nodes"): a change made on one node reaches watchers on another within a
 //! second; a node killed with SIGKILL takes its users offline everywhere within the heartbeat
 //! TTL; a Redis restart (which comes back empty) is survived — the nodes say they are not ready
-//! meanwhile, then resynchronise, and what changed while Redis was away arrives.
+//! meanwhile, then resynchronise, and what changed while Redis was away arrives. Any node serves
+//! any session (the request is passed to the node holding it), also behind a real HAProxy in
+//! plain round-robin; a lost node's sessions are not found and start anew with the same ticket.
 
 mod common;
 
+#[path = "support/haproxy.rs"]
+mod haproxy;
 #[path = "support/pg.rs"]
 mod pg;
 #[path = "support/process.rs"]
@@ -183,4 +187,81 @@ async fn nodes_resynchronise_after_redis_restarts_empty() {
     fresh.subscribe(&[BOB]).await;
     let seen_fresh = sees_within(&mut fresh, CROSS_NODE, BOB, |_| true).await;
     assert_eq!((seen_fresh.availability, seen_fresh.note.as_str()), (6500, "while Redis was away"));
+}
+
+/// The running node a sid names, as `/readyz` shows it.
+async fn node_holding(cluster: &Cluster, sid: u64) -> Option<usize> {
+    let number = format!("node: {:05x}", (sid >> 32) & 0xF_FFFF);
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        if readiness(&node.base).await.contains(&number) {
+            return Some(index);
+        }
+    }
+    None
+}
+
+/// Polls until the session is reported gone: 18100 / 404 (503s, retryable, while its node's
+/// heartbeat has not lapsed yet or the balancer still tries it).
+async fn session_not_found_within(client: &mut Client, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let reply = client.poll_with(client.ack, true).await;
+        if reply.status == 404 {
+            assert_eq!(error_code(&reply), 18100, "{}", reply.body);
+            return;
+        }
+        assert!(matches!(reply.status, 502 | 503), "{}: {}", reply.status, reply.body);
+        assert!(Instant::now() < deadline, "the lost session was not reported gone within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn any_node_serves_any_session_and_a_lost_node_s_sessions_are_not_found() {
+    let mut cluster = Cluster::start(2).await;
+    let alice = session(cluster.base(0), "alice@example.com").await;
+    assert_eq!(node_holding(&cluster, alice.sid).await, Some(0));
+    // Alice's session, spoken to through the other node: commands and polls are passed on.
+    let mut via_other = alice.same_login();
+    (via_other.base, via_other.sid) = (cluster.base(1).to_string(), alice.sid);
+    assert!(via_other.subscribe(&[BOB]).await.body.contains("requestAccepted"));
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    sees_within(&mut via_other, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    assert!(bob.publish_note("passed on").await.body.contains("requestAccepted"));
+    sees_within(&mut via_other, CROSS_NODE, BOB, |s| s.note == "passed on").await;
+    let unknown = format!(r#"<cwaRequests sid="{}" xmlns="{NS}"><getPresence rid="1"/></cwaRequests>"#, alice.sid + 999);
+    assert_eq!(error_code(&via_other.post_raw(unknown).await), 18100, "an unknown sid of a live node");
+
+    drop(cluster.nodes.remove(0));
+    session_not_found_within(&mut via_other, Duration::from_secs(TTL) + CROSS_NODE).await;
+    // The same ticket starts a new session on the node that lives, with the full burst.
+    via_other.initiate().await;
+    via_other.subscribe(&[BOB]).await;
+    let bob_now = sees_within(&mut via_other, CROSS_NODE, BOB, |_| true).await;
+    assert_eq!((bob_now.availability, bob_now.note.as_str()), (3500, "passed on"));
+}
+
+#[tokio::test]
+async fn behind_a_round_robin_balancer_every_request_finds_its_session() {
+    let mut cluster = Cluster::start(3).await;
+    let bases: Vec<&str> = (0..3).map(|i| cluster.base(i)).collect();
+    let proxy = haproxy::HaProxy::start(&bases);
+    let mut alice = session(&proxy.base, "alice@example.com").await;
+    alice.subscribe(&[BOB]).await;
+    let mut bob = session(&proxy.base, "bob@example.com").await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    for state in [6500, 3500, 6500, 3500, 6500, 3500] {
+        assert!(bob.publish_state(state).await.body.contains("requestAccepted"));
+        sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == state).await;
+    }
+
+    // The node holding Alice's session dies: through the balancer she learns her session is
+    // gone, starts a new one with her ticket, and converges.
+    let owner = node_holding(&cluster, alice.sid).await.expect("a node holds Alice's session");
+    drop(cluster.nodes.remove(owner));
+    session_not_found_within(&mut alice, Duration::from_secs(TTL) + Duration::from_secs(3)).await;
+    alice.initiate().await;
+    alice.subscribe(&[BOB]).await;
+    let expected = if node_holding(&cluster, bob.sid).await.is_some() { 3500 } else { OFFLINE };
+    sees_within(&mut alice, Duration::from_secs(TTL) + CROSS_NODE, BOB, |s| s.availability == expected).await;
 }

@@ -138,7 +138,7 @@ async fn public_watchers_see_availability_without_activity_detail() {
     pat.subscribe(&["sip:bob@example.com"]).await;
     pat.wait_for_user("sip:bob@example.com", |_| true).await;
     let phone = ReportData::Phone(PhoneData { calls: vec![phone_call()], ..Default::default() });
-    server.gateway.set_source("sip:bob@example.com", "pbx", SourceReport { data: phone, expires: None }).unwrap();
+    server.gateway.set_source("sip:bob@example.com", "pbx", SourceReport { data: phone, expires: None }).await.unwrap();
     let user = pat.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500).await;
     assert_eq!(seen(&user).token, "Busy", "no on-the-phone for Public");
 
@@ -276,7 +276,7 @@ async fn calendar_data_is_cut_by_level_and_private_subjects_never_leave() {
     };
     let appointments = vec![meeting("now", false, -5), meeting("later", true, 60)];
     let calendar = ReportData::Calendar(CalendarData { appointments, oof_message: None });
-    server.gateway.set_source("sip:bob@example.com", "calendar", SourceReport { data: calendar, expires: None }).unwrap();
+    server.gateway.set_source("sip:bob@example.com", "calendar", SourceReport { data: calendar, expires: None }).await.unwrap();
     let calendar_of = |user: &presence_gateway::cwa::xml::Element| {
         user.children_named("cwaCategory")
             .find(|c| c.attr("name") == Some("calendarData"))

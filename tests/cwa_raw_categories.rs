@@ -81,10 +81,10 @@ fn assert_consecutive(events: &[Event]) {
     }
 }
 
-fn set_line(server: &TestServer, calls: Vec<Call>) {
+async fn set_line(server: &TestServer, calls: Vec<Call>) {
     let line = Line { number: "tel:+4989101".into(), state: LineState::InService, dnd: false };
     let phone = ReportData::Phone(PhoneData { lines: vec![line], calls, forwards: vec![] });
-    server.gateway.set_source(BOB, "pbx", SourceReport { data: phone, expires: None }).unwrap();
+    server.gateway.set_source(BOB, "pbx", SourceReport { data: phone, expires: None }).await.unwrap();
 }
 
 fn connected_call() -> Call {
@@ -102,7 +102,7 @@ fn connected_call() -> Call {
 #[tokio::test]
 async fn each_snapshot_is_followed_by_its_raw_categories_with_consecutive_eids() {
     let server = TestServer::start().await;
-    set_line(&server, vec![]);
+    set_line(&server, vec![]).await;
     let mut bob = server.session("bob@example.com").await;
     bob.poll().await;
     publish_raw(&mut bob, 300, "desk 4").await;
@@ -281,7 +281,7 @@ async fn oversized_or_misplaced_raw_categories_are_refused_and_change_nothing() 
 #[tokio::test]
 async fn telephony_is_a_raw_category_in_the_company_container() {
     let server = TestServer::start().await;
-    set_line(&server, vec![]);
+    set_line(&server, vec![]).await;
     let mut carol = server.session("carol@example.com").await;
     carol.subscribe(&[BOB]).await;
     let user = wait_for_raw(&mut carol, BOB, |_| true).await;
@@ -294,7 +294,7 @@ async fn telephony_is_a_raw_category_in_the_company_container() {
     assert!(events.iter().all(|e| e.name != "userRawCategories"), "Public is below the Company container");
 
     // A call: the state changes (userPresence) and so does the telephony (userRawCategories).
-    set_line(&server, vec![connected_call()]);
+    set_line(&server, vec![connected_call()]).await;
     let events = carol.events_until("call", |e| e.name == "userRawCategories").await;
     let presence = events.iter().rev().find(|e| e.name == "userPresence").expect("the state changed too");
     assert_eq!(seen(&presence.users()[0]).token, "on-the-phone");
@@ -320,7 +320,7 @@ async fn a_session_receives_only_the_raw_categories_its_filter_names() {
     let server = TestServer::start().await;
     let mut bob = server.session("bob@example.com").await;
     publish_raw(&mut bob, 300, "here").await;
-    set_line(&server, vec![]);
+    set_line(&server, vec![]).await;
 
     let mut everything = server.session("alice@example.com").await;
     let mut gps_only = session_with_filter(&server, "alice@example.com", "GPSPosition").await;
@@ -351,7 +351,7 @@ async fn a_session_receives_only_the_raw_categories_its_filter_names() {
 #[tokio::test]
 async fn a_filter_naming_nothing_receives_no_raw_category_events() {
     let server = TestServer::start().await;
-    set_line(&server, vec![]);
+    set_line(&server, vec![]).await;
     let mut bob = server.session("bob@example.com").await;
     publish_raw(&mut bob, 300, "here").await;
     let mut none = session_with_filter(&server, "alice@example.com", "").await;

@@ -5,6 +5,8 @@
 //! are swept, and a store that fails gives the retryable error and keeps nothing half-written.
 
 mod common;
+#[path = "support/nodes.rs"]
+mod nodes;
 #[path = "support/pg.rs"]
 mod pg;
 #[path = "support/process.rs"]
@@ -12,164 +14,12 @@ mod process;
 
 use chrono::Duration;
 use common::*;
+use nodes::{Backend, Node};
 use presence_gateway::config::Config;
-use presence_gateway::service::clock::ManualClock;
-use presence_gateway::service::seed::UsersFile;
-use presence_gateway::service::Gateway;
 use presence_gateway::store::sqlite::SqliteStore;
-use presence_gateway::store::{Store, StoreUrl};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::process::Stdio;
 use std::sync::Arc;
-
-/// The store under test.
-enum Backend {
-    Sqlite(tempfile::TempDir),
-    Postgres(pg::PgSchema),
-}
-
-impl Backend {
-    async fn sqlite() -> Backend {
-        Backend::Sqlite(tempfile::tempdir().unwrap())
-    }
-
-    async fn postgres() -> Backend {
-        Backend::Postgres(pg::PgSchema::create().await)
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Backend::Sqlite(dir) => format!("sqlite://{}", dir.path().join("gateway.db").display()),
-            Backend::Postgres(schema) => schema.url(),
-        }
-    }
-
-    async fn open(&self) -> Arc<dyn Store> {
-        presence_gateway::store::open(&StoreUrl::parse(&self.url()).unwrap()).await.unwrap()
-    }
-
-    /// One number from the store's tables, read as an operator would.
-    async fn number(&self, sql: &str, bind: Option<&str>) -> i64 {
-        use sqlx::Row;
-        match self {
-            Backend::Sqlite(dir) => {
-                let pool =
-                    sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("gateway.db").display())).await.unwrap();
-                let query = match bind {
-                    Some(value) => sqlx::query(sql).bind(value),
-                    None => sqlx::query(sql),
-                };
-                let row = query.fetch_one(&pool).await.unwrap();
-                pool.close().await;
-                row.try_get(0).unwrap()
-            }
-            Backend::Postgres(schema) => {
-                let pool = sqlx::PgPool::connect(&schema.url()).await.unwrap();
-                let query = match bind {
-                    Some(value) => sqlx::query(sql).bind(value),
-                    None => sqlx::query(sql),
-                };
-                let row = query.fetch_one(&pool).await.unwrap();
-                pool.close().await;
-                row.try_get(0).unwrap()
-            }
-        }
-    }
-
-    async fn logins_of(&self, uri: &str) -> i64 {
-        self.number("SELECT COUNT(*) FROM logins WHERE uri = $1", Some(uri)).await
-    }
-
-    async fn rows(&self, table: &str) -> i64 {
-        self.number(&format!("SELECT COUNT(*) FROM {table}"), None).await
-    }
-
-    /// The store holds the SHA-256 of the ticket and nowhere the ticket itself.
-    async fn holds_only_the_hash_of(&self, ticket: &str) {
-        use sqlx::Row;
-        let hash = Sha256::digest(ticket.as_bytes()).to_vec();
-        let hashes: Vec<Vec<u8>> = match self {
-            Backend::Sqlite(dir) => {
-                let pool =
-                    sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("gateway.db").display())).await.unwrap();
-                let rows = sqlx::query("SELECT hash FROM tickets").fetch_all(&pool).await.unwrap();
-                pool.close().await;
-                // Not in any table, index, journal or log either.
-                for file in std::fs::read_dir(dir.path()).unwrap() {
-                    let bytes = std::fs::read(file.unwrap().path()).unwrap();
-                    assert!(!bytes.windows(ticket.len()).any(|w| w == ticket.as_bytes()), "the ticket is in a store file");
-                }
-                rows.iter().map(|r| r.try_get("hash").unwrap()).collect()
-            }
-            Backend::Postgres(schema) => {
-                let pool = sqlx::PgPool::connect(&schema.url()).await.unwrap();
-                let rows = sqlx::query("SELECT hash FROM tickets").fetch_all(&pool).await.unwrap();
-                pool.close().await;
-                rows.iter().map(|r| r.try_get("hash").unwrap()).collect()
-            }
-        };
-        assert!(hashes.contains(&hash), "the hash is kept");
-        assert!(hashes.iter().all(|h| h.len() == 32 && h.as_slice() != ticket.as_bytes()));
-    }
-}
-
-/// A running gateway on a store.
-struct Node {
-    base: String,
-    clock: Arc<ManualClock>,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Node {
-    /// Starts a gateway on `store` (the users file applied first, as `serve --users` does at
-    /// every start).
-    async fn start(store: Arc<dyn Store>, config: Config) -> Node {
-        UsersFile::parse(USERS).unwrap().apply(&*store).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config { data_dir: dir.path().to_path_buf(), ..config };
-        let clock = ManualClock::new(chrono::Utc::now());
-        let gateway = Gateway::start(config, store, clock.clone()).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(presence_gateway::serve_with(listener, None, gateway, async move {
-            let _ = stopped.await;
-        }));
-        Node { base, clock, _dir: dir, stop: Some(stop), task: Some(task) }
-    }
-
-    async fn on(backend: &Backend) -> Node {
-        Node::start(backend.open().await, config()).await
-    }
-
-    /// Stops gracefully (the store is closed).
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
-    }
-
-    /// A JSON API read with exactly this ticket: (status, the ticket of the reply).
-    async fn read(&self, ticket: &str) -> (u16, Option<String>) {
-        let url = format!("{}/api/v1/users/sip:bob@example.com/presence", self.base);
-        let reply = send(reqwest::Client::new().get(url).header("CWA-Ticket", ticket)).await;
-        (reply.status, reply.ticket)
-    }
-
-    /// Polls (bounded) until the ticket is refused here.
-    async fn until_refused(&self, ticket: &str, what: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            match self.read(ticket).await.0 {
-                401 => return,
-                200 if std::time::Instant::now() < deadline => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
-                status => panic!("{what}: still {status} at {}", self.base),
-            }
-        }
-    }
-}
 
 /// Long sessions, so that only tickets decide what works.
 fn config() -> Config {
@@ -194,14 +44,14 @@ async fn user_command(backend: &Backend, args: &[&str], stdin: &str) {
 }
 
 async fn a_ticket_survives_a_restart(backend: Backend) {
-    let first = Node::on(&backend).await;
+    let first = Node::on(&backend, config()).await;
     let mut alice = Client::sign_in(&first.base, "alice@example.com", "pw").await.unwrap();
     alice.initiate().await;
     assert_eq!(first.read(&alice.ticket).await.0, 200);
     first.stop().await;
     backend.holds_only_the_hash_of(&alice.ticket).await;
 
-    let second = Node::on(&backend).await;
+    let second = Node::on(&backend, config()).await;
     assert_eq!(second.read(&alice.ticket).await, (200, Some(alice.ticket.clone())), "still signed in after the restart");
     alice.base = second.base.clone();
     alice.initiate().await;
@@ -211,7 +61,7 @@ async fn a_ticket_survives_a_restart(backend: Backend) {
 }
 
 async fn another_gateway_accepts_a_ticket_and_the_command_line_ends_it_everywhere(backend: Backend) {
-    let (one, two) = (Node::on(&backend).await, Node::on(&backend).await);
+    let (one, two) = (Node::on(&backend, config()).await, Node::on(&backend, config()).await);
     let alice = Client::sign_in(&one.base, "alice@example.com", "pw").await.unwrap();
     let carol = Client::sign_in(&two.base, "carol@example.com", "pw").await.unwrap();
     for node in [&one, &two] {

@@ -348,6 +348,40 @@ async fn a_login_failing_half_way_keeps_nothing(f: Fixture) {
     f.faults().heal();
 }
 
+async fn source_reports_keep_their_expiry(f: Fixture) {
+    use presence_gateway::model::reports::{CallsData, ComputerData, ReportData, SourceReport};
+    use presence_gateway::model::sources::ComputerState;
+    let s = f.store();
+    let there = f.reopen().await;
+    let mut feed = there.changes().await.unwrap();
+    s.upsert_user(&user("sip:a@x.test")).await.unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::User("sip:a@x.test".into()));
+    let computer = SourceReport { data: ReportData::Computer(ComputerData { state: ComputerState::Locked }), expires: None };
+    let headset = SourceReport { data: ReportData::Bluetooth(CallsData::default()), expires: Some(at(60)) };
+    s.save_source_report("sip:a@x.test", "pc", &computer).await.unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::Presence("sip:a@x.test".into()), "other processes hear of it");
+    s.save_source_report("sip:a@x.test", "headset", &headset).await.unwrap();
+    let both = vec![("headset".to_string(), headset.clone()), ("pc".to_string(), computer.clone())];
+    assert_eq!(s.source_reports_of("sip:a@x.test", at(0)).await.unwrap(), both);
+    assert_eq!(s.source_reports_of("sip:a@x.test", at(60)).await.unwrap(), vec![("pc".to_string(), computer.clone())], "expired");
+    assert_eq!(s.source_reports(at(0)).await.unwrap().len(), 2);
+    assert_eq!(s.sweep_source_reports(at(60)).await.unwrap(), 1);
+    assert_eq!(s.source_reports_of("sip:a@x.test", at(0)).await.unwrap().len(), 1, "swept");
+    // A replaced report keeps one row; a withdrawn one is gone; a removed user takes theirs along.
+    let unlocked =
+        SourceReport { data: ReportData::Computer(ComputerData { state: ComputerState::LoggedIn }), expires: Some(at(90)) };
+    s.save_source_report("sip:a@x.test", "pc", &unlocked).await.unwrap();
+    assert_eq!(s.source_reports(at(0)).await.unwrap(), vec![("sip:a@x.test".into(), "pc".into(), unlocked)]);
+    f.faults().fail_after(0);
+    assert!(s.remove_source_report("sip:a@x.test", "pc").await.unwrap_err().is_retryable());
+    assert_eq!(s.source_reports(at(0)).await.unwrap().len(), 1, "a failed withdrawal keeps it");
+    assert!(s.remove_source_report("sip:a@x.test", "pc").await.unwrap());
+    assert!(!s.remove_source_report("sip:a@x.test", "pc").await.unwrap());
+    s.save_source_report("sip:a@x.test", "pc", &computer).await.unwrap();
+    s.remove_user("sip:a@x.test").await.unwrap();
+    assert!(s.source_reports(at(0)).await.unwrap().is_empty());
+}
+
 async fn a_newer_schema_is_refused(f: Fixture) {
     let s = f.store();
     s.ping().await.unwrap();
@@ -394,6 +428,7 @@ contract!(
     changes_reach_the_other_processes_only,
     logins_and_ticket_values_round_trip_and_end,
     a_login_failing_half_way_keeps_nothing,
+    source_reports_keep_their_expiry,
     a_newer_schema_is_refused,
 );
 

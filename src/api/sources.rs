@@ -1,6 +1,6 @@
 //! `PUT|GET|DELETE /api/v1/users/{uri}/sources/{source}`: what an integration reports about a
-//! user, idempotent, with a TTL after which the report is withdrawn by itself; `GET` reads back
-//! what is stored and how long it has left.
+//! user, idempotent, kept in the store with a TTL after which the report is withdrawn by itself;
+//! `GET` reads back what is stored and how long it has left.
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -233,7 +233,7 @@ pub async fn put_source(
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
     let expires = gateway.clock.now() + chrono::Duration::seconds(ttl as i64);
-    gateway.set_source(&uri, &source, SourceReport { data, expires: Some(expires) })?;
+    gateway.set_source(&uri, &source, SourceReport { data, expires: Some(expires) }).await?;
     Ok(Json(SourceStored { expires: time(expires), source, user: uri }))
 }
 
@@ -302,7 +302,7 @@ pub async fn delete_source(
     if gateway.directory.profile(&uri).is_none() {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
-    gateway.remove_source(&uri, &source)?;
+    gateway.remove_source(&uri, &source).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

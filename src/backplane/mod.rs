@@ -15,8 +15,22 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// A gateway process in the cluster: random per start, so a restarted node is a new node.
+/// A gateway process in the cluster: a random 20-bit number in hex, new per start (so a restarted
+/// node is a new node). The number is also the top of every session id the node hands out, so a
+/// sid says which node holds the session ([`node_of_sid`]).
 pub type NodeId = Arc<str>;
+
+/// Where a node's session ids start: its number above 32 bits of counter (below 2^53, so the
+/// ids stay exact in JavaScript). Standalone (no number) starts at 0.
+pub fn sid_base(node: &NodeId) -> u64 {
+    u64::from_str_radix(node, 16).map(|n| (n & 0xF_FFFF) << 32).unwrap_or(0)
+}
+
+/// The node that handed out `sid`, if it came from a node of a cluster.
+pub fn node_of_sid(sid: u64) -> Option<NodeId> {
+    let number = (sid >> 32) & 0xF_FFFF;
+    (number != 0 && sid >> 52 == 0).then(|| Arc::from(format!("{number:05x}").as_str()))
+}
 
 /// One change to a presentity's live inputs. Every variant sets one part outright, so applying
 /// a change twice, or one that is already in force, changes nothing.
@@ -41,7 +55,7 @@ pub struct Published {
 /// Everything the backplane holds about one presentity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveInputs {
-    /// Live nodes' session counts: (signed in, idle).
+    /// Each node's session counts (signed in, idle); a node that is gone until it is cleared.
     pub sessions: BTreeMap<NodeId, (u32, u32)>,
     /// The manual state and note, when the backplane has them (else the store's stand).
     pub manual: Option<(Option<ManualState>, Option<Note>)>,
@@ -84,6 +98,8 @@ pub trait Backplane: Send + Sync {
     async fn publish(&self, changes: &[Published]) -> Result<(), BackplaneError>;
     /// Starts delivering every node's changes to `handler` (until the process ends).
     async fn subscribe(&self, handler: Arc<dyn ChangeHandler>) -> Result<(), BackplaneError>;
+    /// Where a live node is reached (its `advertise` URL); `None` when it is gone or unknown.
+    async fn address_of(&self, node: &NodeId) -> Result<Option<String>, BackplaneError>;
     /// Whether the backplane answers and this node is in step with it, for `/readyz`.
     fn is_ready(&self) -> bool;
 }
@@ -131,14 +147,19 @@ impl Backplane for Standalone {
         Ok(())
     }
 
+    async fn address_of(&self, _node: &NodeId) -> Result<Option<String>, BackplaneError> {
+        Ok(None)
+    }
+
     fn is_ready(&self) -> bool {
         true
     }
 }
 
-/// A fresh node identity: 64 random bits in hex.
+/// A fresh node identity: a random number in 1..2^20, in hex.
 pub fn new_node_id() -> NodeId {
-    Arc::from(format!("{:016x}", rand::random::<u64>()).as_str())
+    let number = rand::random_range(1..=0xF_FFFFu32);
+    Arc::from(format!("{number:05x}").as_str())
 }
 
 #[cfg(test)]
@@ -154,5 +175,18 @@ mod tests {
         let text = serde_json::to_string(&change).unwrap();
         assert_eq!(serde_json::from_str::<Published>(&text).unwrap(), change);
         assert!(text.contains(r#""kind":"sessions""#), "{text}");
+    }
+
+    #[test]
+    fn a_sid_names_the_node_that_handed_it_out() {
+        for _ in 0..100 {
+            let node = new_node_id();
+            let sid = sid_base(&node) + u64::from(rand::random::<u32>() >> 4) + 1;
+            assert_eq!(node_of_sid(sid), Some(node));
+            assert!(sid < 1 << 53);
+        }
+        assert_eq!(sid_base(&Standalone::default().node), 0);
+        assert_eq!(node_of_sid(12345), None, "a standalone sid names no node");
+        assert_eq!(node_of_sid(u64::MAX), None);
     }
 }

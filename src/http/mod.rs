@@ -5,6 +5,7 @@
 pub mod client_addr;
 pub mod conn;
 mod cwa;
+mod forward;
 mod ops;
 pub(crate) mod ticket;
 mod web;
@@ -39,8 +40,7 @@ async fn nosniff(mut response: axum::response::Response) -> axum::response::Resp
 fn endpoints(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/forms/logon.html", post(cwa::logon))
-        .route("/cwa/MainCommandHandler.ashx", post(cwa::command))
-        .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel))
+        .merge(session_endpoints(&gateway))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(ops::metrics))
@@ -48,9 +48,19 @@ fn endpoints(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
+/// The command and data channels, passed to the node holding the session when that is another.
+fn session_endpoints(gateway: &Arc<Gateway>) -> Router<Arc<Gateway>> {
+    let forwarder = forward::Forwarder::new(gateway.clone());
+    Router::new()
+        .route("/cwa/MainCommandHandler.ashx", post(cwa::command))
+        .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel))
+        .route_layer(axum::middleware::from_fn_with_state(forwarder, forward::to_owner))
+}
+
 /// 200 when the store and the backplane answer, else 503; the body names the store's backend
 /// (`sqlite` or `postgres`) and the backplane (`standalone` or `redis`), never their locations,
-/// and whether each part answered (for Redis: connected, in step and beating).
+/// and whether each part answered (for Redis: connected, in step and beating); in a cluster also
+/// the node's number (the top of its sids).
 async fn readyz(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>) -> (axum::http::StatusCode, String) {
     let store_ok = gateway.store.ping().await.is_ok();
     let backplane_ok = gateway.backplane.is_ready();
@@ -58,6 +68,10 @@ async fn readyz(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>
     let backend = gateway.store.describe().split("://").next().unwrap_or_default().to_string();
     let report =
         format!("store: {backend} ({})\nbackplane: {} ({})\n", state(store_ok), gateway.backplane.kind(), state(backplane_ok));
+    let report = match gateway.backplane.is_shared() {
+        true => format!("{report}node: {}\n", gateway.backplane.node()),
+        false => report,
+    };
     match store_ok && backplane_ok {
         true => (axum::http::StatusCode::OK, format!("ready\n{report}")),
         false => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{report}")),

@@ -42,8 +42,13 @@ impl Default for Hub {
 
 impl Hub {
     pub fn new() -> Self {
+        Hub::starting_at(0)
+    }
+
+    /// A hub whose session ids are `base` plus a counter (a cluster node's number is in `base`).
+    pub fn starting_at(base: u64) -> Self {
         // Session ids start at a random offset so that ids from before a restart are not reused.
-        let start = u64::from(rand::random::<u32>() >> 4) + 1;
+        let start = base + u64::from(rand::random::<u32>() >> 4) + 1;
         Hub {
             sessions: RwLock::default(),
             by_user: RwLock::default(),

@@ -82,6 +82,12 @@ impl Presentity {
         self.sources = self.reports.merge();
     }
 
+    /// Replaces every report (as re-read from the store).
+    pub fn set_reports(&mut self, reports: Reports) {
+        self.reports = reports;
+        self.sources = self.reports.merge();
+    }
+
     /// Withdraws a source's report; false when there was none.
     pub fn remove_report(&mut self, name: &str) -> bool {
         let removed = self.reports.0.remove(name).is_some();

@@ -89,7 +89,7 @@ impl Gateway {
             directory: Directory::new(&config.enterprise_domains),
             config: Arc::new(config),
             store,
-            hub: Hub::new(),
+            hub: Hub::starting_at(crate::backplane::sid_base(backplane.node())),
             clock,
             backplane,
             outbox: Arc::default(),
@@ -112,7 +112,7 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// (Re)reads the directory, stored presence and rights.
+    /// (Re)reads the directory, stored presence (with source reports) and rights.
     pub async fn load(&self) -> Result<(), StoreError> {
         for user in self.store.users().await? {
             self.add_user(Arc::new(user.profile));
@@ -122,6 +122,14 @@ impl Gateway {
                 let mut live = entry.live.lock();
                 live.model.manual = stored.manual;
                 live.model.note = stored.note;
+            }
+        }
+        // Reports that expired while no gateway ran are dropped, from the store too.
+        let now = self.clock.now();
+        self.store.sweep_source_reports(now).await?;
+        for (uri, source, report) in self.store.source_reports(now).await? {
+            if let Some(entry) = self.presence_entry(&uri) {
+                entry.live.lock().model.set_report(&source, report);
             }
         }
         for (uri, categories) in self.store.raw_categories().await? {
@@ -215,6 +223,12 @@ async fn run_timers(gateway: std::sync::Weak<Gateway>) {
         }
         if now - last_sweep >= chrono::Duration::seconds(60) {
             gw.limiter.sweep(now);
+            let store = gw.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.sweep_source_reports(now).await {
+                    tracing::warn!(error = %e, "sweeping expired source reports");
+                }
+            });
             last_sweep = now;
         }
         let wait = gw.timers.next_deadline().map(|at| (at - now).to_std().unwrap_or_default());

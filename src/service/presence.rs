@@ -310,10 +310,7 @@ impl Gateway {
     pub async fn change_presence(&self, uri: &str, change: impl FnOnce(&mut StoredPresence)) -> Result<()> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
         let gate = entry.gate.clone().lock_owned().await;
-        let mut next = {
-            let live = entry.live.lock();
-            StoredPresence { manual: live.model.manual.clone(), note: live.model.note.clone() }
-        };
+        let mut next = self.durable_presence(uri, &entry).await?;
         change(&mut next);
         let uri = uri.to_string();
         self.complete(move |gw| async move {
@@ -324,6 +321,18 @@ impl Gateway {
             Ok(())
         })
         .await
+    }
+
+    /// The manual state and note a change starts from: in memory standalone; in a cluster the
+    /// store's, since in memory they change only when they come back from the backplane and the
+    /// node's previous change may still be on its way.
+    async fn durable_presence(&self, uri: &str, entry: &PresenceEntry) -> Result<StoredPresence> {
+        if self.backplane.is_shared() {
+            let stored = self.store.presence(uri).await.map_err(|e| GatewayError::store("reading presence", e))?;
+            return Ok(stored.unwrap_or_default());
+        }
+        let live = entry.live.lock();
+        Ok(StoredPresence { manual: live.model.manual.clone(), note: live.model.note.clone() })
     }
 
     /// Applies a `publishRawCategories` (README, "Raw categories"): stored first, then applied and
@@ -342,24 +351,40 @@ impl Gateway {
         Ok(())
     }
 
-    /// Stores a source's report (replacing that source's previous one), live: not persisted,
-    /// withdrawn automatically at its expiry.
-    pub fn set_source(&self, uri: &str, name: &str, report: SourceReport) -> Result<()> {
+    /// Stores a source's report (replacing that source's previous one) with its expiry: in the
+    /// store first, then applied and fanned out; withdrawn by itself at its expiry (and then
+    /// swept from the store). Nothing changes when the store write fails.
+    pub async fn set_source(&self, uri: &str, name: &str, report: SourceReport) -> Result<()> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
-        let mut live = entry.live.lock();
-        self.live_change(uri, &mut live, LiveChange::Report { source: name.to_string(), report: Some(report) });
-        Ok(())
+        let gate = entry.gate.clone().lock_owned().await;
+        let (uri, name) = (uri.to_string(), name.to_string());
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            gw.store.save_source_report(&uri, &name, &report).await.map_err(|e| GatewayError::store("saving a report", e))?;
+            let mut live = entry.live.lock();
+            gw.live_change(&uri, &mut live, LiveChange::Report { source: name, report: Some(report) });
+            Ok(())
+        })
+        .await
     }
 
-    /// Withdraws a source's report; false when there was none.
-    pub fn remove_source(&self, uri: &str, name: &str) -> Result<bool> {
+    /// Withdraws a source's report, from the store and then live; false when there was none.
+    pub async fn remove_source(&self, uri: &str, name: &str) -> Result<bool> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
-        let mut live = entry.live.lock();
-        let removed = live.model.reports.0.contains_key(name);
-        if removed {
-            self.live_change(uri, &mut live, LiveChange::Report { source: name.to_string(), report: None });
-        }
-        Ok(removed)
+        let gate = entry.gate.clone().lock_owned().await;
+        let (uri, name) = (uri.to_string(), name.to_string());
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            let stored =
+                gw.store.remove_source_report(&uri, &name).await.map_err(|e| GatewayError::store("withdrawing a report", e))?;
+            let mut live = entry.live.lock();
+            let live_one = live.model.reports.0.contains_key(&name);
+            if live_one {
+                gw.live_change(&uri, &mut live, LiveChange::Report { source: name, report: None });
+            }
+            Ok(stored || live_one)
+        })
+        .await
     }
 
     /// Recalculates a user's presence after their sessions changed (sign-in, idle, sign-out).

@@ -328,10 +328,10 @@ const DEMO_SIGNED_IN: [&str; 8] = [
 ];
 
 /// Signed-in computers for [`DEMO_SIGNED_IN`], Grace out of office, Judy's next board meeting.
-fn start_demo_colleagues(gw: &Gateway) {
+async fn start_demo_colleagues(gw: &Gateway) {
     for uri in DEMO_SIGNED_IN {
         let desktop = ReportData::Computer(ComputerData { state: ComputerState::LoggedIn });
-        let _ = gw.set_source(uri, "desktop", SourceReport { data: desktop, expires: None });
+        let _ = gw.set_source(uri, "desktop", SourceReport { data: desktop, expires: None }).await;
     }
     let now = gw.clock.now();
     let appointment = |id: &str, start, end, status, subject: &str, location: &str| Appointment {
@@ -353,7 +353,7 @@ fn start_demo_colleagues(gw: &Gateway) {
     );
     let oof = Some("Visiting customers in Munich, back on Monday".to_string());
     let calendar = ReportData::Calendar(CalendarData { appointments: vec![trip], oof_message: oof });
-    let _ = gw.set_source("sip:grace@example.com", "calendar", SourceReport { data: calendar, expires: None });
+    let _ = gw.set_source("sip:grace@example.com", "calendar", SourceReport { data: calendar, expires: None }).await;
     let board = appointment(
         "board",
         now + chrono::Duration::minutes(90),
@@ -363,15 +363,17 @@ fn start_demo_colleagues(gw: &Gateway) {
         "Room 1.01",
     );
     let calendar = ReportData::Calendar(CalendarData { appointments: vec![board], oof_message: None });
-    let _ = gw.set_source("sip:judy@example.com", "calendar", SourceReport { data: calendar, expires: None });
+    let _ = gw.set_source("sip:judy@example.com", "calendar", SourceReport { data: calendar, expires: None }).await;
 }
 
 /// Plays the demo's live activity: colleagues signed in, Dave takes a phone call now and then,
 /// Frank sits in a meeting.
 pub fn spawn_demo_activity(gateway: &Arc<Gateway>) {
-    start_demo_colleagues(gateway);
     let weak = Arc::downgrade(gateway);
     tokio::spawn(async move {
+        if let Some(gw) = weak.upgrade() {
+            start_demo_colleagues(&gw).await;
+        }
         let mut round = 0u64;
         loop {
             let Some(gw) = weak.upgrade() else { return };
@@ -386,9 +388,9 @@ pub fn spawn_demo_activity(gateway: &Arc<Gateway>) {
                 private: false,
             };
             let calendar = ReportData::Calendar(CalendarData { appointments: vec![meeting], oof_message: None });
-            let _ = gw.set_source("sip:frank@example.com", "calendar", SourceReport { data: calendar, expires: None });
+            let _ = gw.set_source("sip:frank@example.com", "calendar", SourceReport { data: calendar, expires: None }).await;
             let desktop = ReportData::Computer(ComputerData { state: ComputerState::LoggedIn });
-            let _ = gw.set_source("sip:frank@example.com", "desktop", SourceReport { data: desktop, expires: None });
+            let _ = gw.set_source("sip:frank@example.com", "desktop", SourceReport { data: desktop, expires: None }).await;
             let state = if round.is_multiple_of(2) { CallState::Connected } else { CallState::Disconnected };
             let call = Call {
                 id: format!("demo-{round}"),
@@ -401,7 +403,7 @@ pub fn spawn_demo_activity(gateway: &Arc<Gateway>) {
             };
             let line = Line { number: "tel:+498912345603".into(), state: LineState::InService, dnd: false };
             let phone = ReportData::Phone(PhoneData { lines: vec![line], calls: vec![call], forwards: vec![] });
-            let _ = gw.set_source("sip:dave@example.com", "pbx", SourceReport { data: phone, expires: None });
+            let _ = gw.set_source("sip:dave@example.com", "pbx", SourceReport { data: phone, expires: None }).await;
             drop(gw);
             round += 1;
             tokio::time::sleep(Duration::from_secs(30)).await;

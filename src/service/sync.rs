@@ -4,10 +4,11 @@
 //! users appear, change or go (their sessions end), rights and group rights re-filter what every
 //! watcher sees, a user's logins that ended in the store (a new password elsewhere) end here,
 //! contact lists and subscribers reach the owner's sessions, images and durable
-//! presence are recalculated and fanned out. README "Using PostgreSQL" describes the guarantee.
+//! presence (manual state, note, raw categories, source reports) are recalculated and fanned out. README "Using PostgreSQL" describes the guarantee.
 
 use super::Gateway;
 use crate::cwa::lists;
+use crate::model::reports::Reports;
 use crate::model::rights::{AccessLevel, RightsEntry};
 use crate::store::{Change, ChangeFeed, StoreResult};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -63,16 +64,19 @@ impl Gateway {
     async fn reload_presence(&self, uri: &str) -> StoreResult<()> {
         let stored = self.store.presence(uri).await?.unwrap_or_default();
         let raw = self.store.raw_categories_of(uri).await?;
+        let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
         let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
         let _gate = entry.gate.lock().await;
         {
             let mut live = entry.live.lock();
-            if live.model.manual == stored.manual && live.model.note == stored.note && live.model.raw == raw {
+            let model = &live.model;
+            if model.manual == stored.manual && model.note == stored.note && model.raw == raw && model.reports == reports {
                 return Ok(());
             }
             live.model.manual = stored.manual;
             live.model.note = stored.note;
             live.model.raw = raw;
+            live.model.set_reports(reports);
         }
         self.refresh(uri);
         Ok(())

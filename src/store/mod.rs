@@ -1,5 +1,5 @@
 //! Durable data behind one trait: users and their password hashes, logins and their ticket values
-//! (as hashes), manual states, notes, rights entries (containers), contact lists and subscribers, images, raw categories. Two backends implement it — the
+//! (as hashes), manual states, notes, source reports with their expiry, rights entries (containers), contact lists and subscribers, images, raw categories. Two backends implement it — the
 //! embedded SQLite file in `--data-dir` (the default) and PostgreSQL — chosen by the `store` URL
 //! (README "Using PostgreSQL"). A write has returned only once it is durable; a change that spans
 //! several rows is one transaction. Each backend's schema is managed by the migrations embedded
@@ -15,6 +15,7 @@ pub mod sqlite;
 
 use crate::model::contact::Profile;
 use crate::model::contacts::ContactList;
+use crate::model::reports::SourceReport;
 use crate::model::rights::{Member, RightsEntry};
 use crate::model::sources::{ManualState, Note, Timestamp};
 use async_trait::async_trait;
@@ -69,6 +70,7 @@ pub enum RightsWrite {
 pub enum Change {
     /// A user was added, changed (profile or password) or removed.
     User(String),
+    /// A user's manual state, note, raw categories or source reports.
     Presence(String),
     /// An owner's rights entries.
     Rights(String),
@@ -318,6 +320,17 @@ pub trait Store: Send + Sync {
     /// Deletes logins ended by `now`, values not used since `unused_since`, and logins left
     /// without values: how many values went for being unused.
     async fn sweep_tickets(&self, now: Timestamp, unused_since: Timestamp) -> StoreResult<u64>;
+
+    /// Stores what `source` reports about a user (replacing its previous report), with its expiry.
+    async fn save_source_report(&self, uri: &str, source: &str, report: &SourceReport) -> StoreResult<()>;
+    /// Withdraws a source's report; false when there was none.
+    async fn remove_source_report(&self, uri: &str, source: &str) -> StoreResult<bool>;
+    /// Every report not expired at `now`: (user, source, report).
+    async fn source_reports(&self, now: Timestamp) -> StoreResult<Vec<(String, String, SourceReport)>>;
+    /// One user's reports not expired at `now`: (source, report).
+    async fn source_reports_of(&self, uri: &str, now: Timestamp) -> StoreResult<Vec<(String, SourceReport)>>;
+    /// Deletes the reports expired at `now`; how many.
+    async fn sweep_source_reports(&self, now: Timestamp) -> StoreResult<u64>;
 
     /// Starts following the changes other processes make to this store (see [`Change`]).
     async fn changes(&self) -> StoreResult<ChangeFeed>;

@@ -554,6 +554,85 @@ macro_rules! sql_store_impl {
                 Ok(idle.rows_affected())
             }
 
+            async fn save_source_report(
+                &self,
+                uri: &str,
+                source: &str,
+                report: &$crate::model::reports::SourceReport,
+            ) -> $crate::store::StoreResult<()> {
+                let text = $crate::store::rows::report_to_column(&report.data)?;
+                let expires = report.expires.map($crate::store::rows::time_column);
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO source_reports (owner, source, report, expires_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (owner, source) DO UPDATE SET report = excluded.report, expires_at = excluded.expires_at",
+                )
+                .bind(uri)
+                .bind(source)
+                .bind(text)
+                .bind(expires)
+                .execute(&mut *tx)
+                .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn remove_source_report(&self, uri: &str, source: &str) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("DELETE FROM source_reports WHERE owner = $1 AND source = $2")
+                    .bind(uri)
+                    .bind(source)
+                    .execute(&mut *tx)
+                    .await?;
+                self.faults.step()?;
+                self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn source_reports(
+                &self,
+                now: $crate::model::sources::Timestamp,
+            ) -> $crate::store::StoreResult<Vec<(String, String, $crate::model::reports::SourceReport)>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT owner, source, report, expires_at FROM source_reports
+                     WHERE expires_at IS NULL OR expires_at > $1 ORDER BY owner, source",
+                )
+                .bind($crate::store::rows::time_column(now))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|row| Ok((row.try_get("owner")?, row.try_get("source")?, report_from_row(row)?))).collect()
+            }
+
+            async fn source_reports_of(
+                &self,
+                uri: &str,
+                now: $crate::model::sources::Timestamp,
+            ) -> $crate::store::StoreResult<Vec<(String, $crate::model::reports::SourceReport)>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT source, report, expires_at FROM source_reports
+                     WHERE owner = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY source",
+                )
+                .bind(uri)
+                .bind($crate::store::rows::time_column(now))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|row| Ok((row.try_get("source")?, report_from_row(row)?))).collect()
+            }
+
+            async fn sweep_source_reports(&self, now: $crate::model::sources::Timestamp) -> $crate::store::StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM source_reports WHERE expires_at <= $1")
+                    .bind($crate::store::rows::time_column(now))
+                    .execute(&self.pool)
+                    .await?;
+                self.faults.step()?;
+                Ok(done.rows_affected())
+            }
+
             async fn changes(&self) -> $crate::store::StoreResult<$crate::store::ChangeFeed> {
                 self.follow_changes().await
             }
@@ -579,6 +658,15 @@ macro_rules! sql_store_impl {
                 note: note.as_deref().map($crate::store::rows::note_from_column).transpose()?,
             };
             Ok((row.try_get("uri")?, presence))
+        }
+
+        fn report_from_row(row: &<$db as sqlx::Database>::Row) -> $crate::store::StoreResult<$crate::model::reports::SourceReport> {
+            use sqlx::Row;
+            let expires: Option<i64> = row.try_get("expires_at")?;
+            Ok($crate::model::reports::SourceReport {
+                data: $crate::store::rows::report_from_column(row.try_get("report")?)?,
+                expires: expires.map($crate::store::rows::time_from_column).transpose()?,
+            })
         }
 
         fn entry_from_row(row: &<$db as sqlx::Database>::Row) -> $crate::store::StoreResult<$crate::model::rights::RightsEntry> {

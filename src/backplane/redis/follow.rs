@@ -65,6 +65,9 @@ async fn connect(
     if lost {
         tracing::warn!("the backplane lost its data (Redis restarted empty); publishing this node's part again");
     }
+    // The heartbeat first: session counts are only ever written by a node that Redis knows, so
+    // they are cleared if it dies.
+    redis.beat(handler, true).await?;
     redis.republish(handler, lost).await?;
     *epoch = Some(current);
     let versions = resync(redis, handler).await?;

@@ -9,7 +9,7 @@
 //! - channel `presence-gateway:changes` — `version\n{"uri":…,"change":…}` per change.
 
 use super::super::{BackplaneError, LiveChange, LiveInputs, NodeId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 const PREFIX: &str = "presence-gateway:";
 
@@ -35,13 +35,6 @@ redis.call('PUBLISH', ARGV[3], version .. '\n' .. ARGV[4])
 return version
 "#;
 
-/// Nodes whose heartbeat has not lapsed, by Redis's clock. KEYS: nodes.
-pub const LIVE_NODES_SCRIPT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-"#;
-
 /// Writes a heartbeat. Returns whether this node's previous one had lapsed (or was missing),
 /// and the nodes whose heartbeat has lapsed. KEYS: nodes, advertise. ARGV: node, lifetime (ms),
 /// advertised URL.
@@ -54,6 +47,16 @@ if previous and tonumber(previous) >= now then lapsed = 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return {lapsed, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)}
+"#;
+
+/// A live node's advertised URL (nil when its heartbeat lapsed). KEYS: nodes, advertise.
+/// ARGV: node.
+pub const ADDRESS_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) < now then return false end
+return redis.call('HGET', KEYS[2], ARGV[1])
 "#;
 
 /// Forgets a node whose heartbeat has lapsed (and only then). KEYS: nodes, advertise, the
@@ -112,8 +115,8 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, BackplaneError> {
     serde_json::to_string(value).map_err(|e| BackplaneError::Corrupt(e.to_string()))
 }
 
-/// A presentity's hash as inputs and version, counting only `live` nodes' sessions.
-pub fn inputs_of(hash: HashMap<String, String>, live: &HashSet<&str>) -> Result<(u64, LiveInputs), BackplaneError> {
+/// A presentity's hash as inputs and version.
+pub fn inputs_of(hash: HashMap<String, String>) -> Result<(u64, LiveInputs), BackplaneError> {
     let corrupt = |field: &str| BackplaneError::Corrupt(format!("presentity field {field}"));
     let mut inputs = LiveInputs::default();
     let mut version = 0;
@@ -127,9 +130,7 @@ pub fn inputs_of(hash: HashMap<String, String>, live: &HashSet<&str>) -> Result<
         } else if let Some(node) = field.strip_prefix("s:") {
             let (signed_in, idle) = value.split_once(' ').ok_or_else(|| corrupt(field))?;
             let counts = (signed_in.parse().map_err(|_| corrupt(field))?, idle.parse().map_err(|_| corrupt(field))?);
-            if live.contains(node) {
-                inputs.sessions.insert(NodeId::from(node), counts);
-            }
+            inputs.sessions.insert(NodeId::from(node), counts);
         }
     }
     Ok((version, inputs))
@@ -152,15 +153,15 @@ mod tests {
 
     #[test]
     fn fields_and_messages_read_back() {
-        let live: HashSet<&str> = ["n1"].into_iter().collect();
         let hash: HashMap<String, String> =
-            [("v", "7"), ("s:n1", "2 1"), ("s:gone", "1 0"), ("m", r#"[{"kind":"busy","reachability":"normal"},null]"#)]
+            [("v", "7"), ("s:n1", "2 1"), ("s:n2", "1 0"), ("m", r#"[{"kind":"busy","reachability":"normal"},null]"#)]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-        let (version, inputs) = inputs_of(hash, &live).unwrap();
+        let (version, inputs) = inputs_of(hash).unwrap();
         assert_eq!(version, 7);
-        assert_eq!(inputs.sessions.into_iter().collect::<Vec<_>>(), vec![(NodeId::from("n1"), (2, 1))]);
+        let sessions: Vec<(NodeId, (u32, u32))> = inputs.sessions.into_iter().collect();
+        assert_eq!(sessions, vec![(NodeId::from("n1"), (2, 1)), (NodeId::from("n2"), (1, 0))]);
         assert!(inputs.manual.unwrap().0.is_some());
 
         let change = LiveChange::Sessions { node: NodeId::from("n1"), signed_in: 0, idle: 0 };

@@ -12,7 +12,7 @@ mod nodes;
 
 use super::{Backplane, BackplaneError, ChangeHandler, LiveChange, LiveInputs, NodeId, Published};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,32 +128,20 @@ impl RedisBackplane {
         self.query::<Vec<i64>>(&pipe).await.map(|_| ())
     }
 
-    /// The current inputs and version of each of `uris`, counting only live nodes' sessions.
+    /// The current inputs and version of each of `uris`. Session counts of a node that is gone
+    /// are included until it is cleared (which is published as any change).
     async fn read(&self, uris: &[Arc<str>]) -> Result<Vec<(u64, LiveInputs)>, BackplaneError> {
         let mut pipe = ::redis::pipe();
-        pipe.cmd("EVAL").arg(keys::LIVE_NODES_SCRIPT).arg(1).arg(&self.keys.nodes);
         for uri in uris {
             pipe.cmd("HGETALL").arg(self.keys.presentity(uri));
         }
-        let mut values: Vec<::redis::Value> = self.query(&pipe).await?;
-        if values.len() != uris.len() + 1 {
-            return Err(corrupt("an answer of the wrong length"));
-        }
-        let hashes = values.split_off(1);
-        let live: Vec<String> = ::redis::from_redis_value(values.remove(0)).map_err(corrupt)?;
-        let hashes: Vec<HashMap<String, String>> =
-            hashes.into_iter().map(::redis::from_redis_value).collect::<Result<_, _>>().map_err(corrupt)?;
-        let live: HashSet<&str> = live.iter().map(String::as_str).collect();
-        hashes.into_iter().map(|hash| keys::inputs_of(hash, &live)).collect()
+        let hashes: Vec<HashMap<String, String>> = self.query(&pipe).await?;
+        hashes.into_iter().map(keys::inputs_of).collect()
     }
 
     fn ready_flags(&self) -> bool {
         self.following.load(Ordering::Acquire) && self.beating.load(Ordering::Acquire)
     }
-}
-
-fn corrupt(e: impl std::fmt::Display) -> BackplaneError {
-    BackplaneError::Corrupt(e.to_string())
 }
 
 /// A handful of presentities re-read at a time.
@@ -183,6 +171,13 @@ impl Backplane for RedisBackplane {
         tokio::spawn(follow::run(self.me.clone(), handler.clone()));
         tokio::spawn(nodes::run(self.me.clone(), handler));
         Ok(())
+    }
+
+    async fn address_of(&self, node: &NodeId) -> Result<Option<String>, BackplaneError> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("EVAL").arg(keys::ADDRESS_SCRIPT).arg(2).arg(&self.keys.nodes).arg(&self.keys.advertise).arg(&**node);
+        let (address,): (Option<String>,) = self.query(&pipe).await?;
+        Ok(address.filter(|a| !a.is_empty()))
     }
 
     fn is_ready(&self) -> bool {

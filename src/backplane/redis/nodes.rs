@@ -34,7 +34,7 @@ pub(super) async fn run(backplane: Weak<RedisBackplane>, handler: Arc<dyn Change
 
 impl RedisBackplane {
     /// One heartbeat, and the clearing of nodes found gone.
-    async fn beat(&self, handler: &dyn ChangeHandler, first: bool) -> Result<(), BackplaneError> {
+    pub(super) async fn beat(&self, handler: &dyn ChangeHandler, first: bool) -> Result<(), BackplaneError> {
         let lifetime = self.settings.heartbeat_ttl.as_millis() as u64 * 3 / 4;
         let mut pipe = ::redis::pipe();
         pipe.cmd("EVAL")

@@ -1,0 +1,147 @@
+//! Any node serves any request (README "Several nodes"): a command or poll whose sid another
+//! live node handed out is passed to that node at its advertised URL, and its answer — status,
+//! headers (the rotated ticket among them), the body as it streams — goes back unchanged. The
+//! owner authenticates the ticket itself (tickets are in the store). A sid of a node that is gone
+//! is answered here, as any unknown session: CWA 18100 / HTTP 404. Standalone, or for a request
+//! that was already forwarded once, nothing happens here.
+
+use crate::service::Gateway;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Marks a request one node passed to another, so it is never passed on again.
+const FORWARDED: HeaderName = HeaderName::from_static("x-presence-gateway-forwarded");
+
+/// Headers that belong to one connection and are not passed on.
+const HOP_BY_HOP: [HeaderName; 5] = [header::CONNECTION, header::HOST, header::TRANSFER_ENCODING, header::TE, header::UPGRADE];
+
+pub struct Forwarder {
+    gateway: Arc<Gateway>,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Forwarder {
+    pub fn new(gateway: Arc<Gateway>) -> Arc<Forwarder> {
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Arc::new(Forwarder { gateway, client })
+    }
+}
+
+/// The middleware of the command and data channels.
+pub async fn to_owner(State(forwarder): State<Arc<Forwarder>>, request: Request, next: Next) -> Response {
+    let gateway = &forwarder.gateway;
+    if !gateway.backplane.is_shared() || request.headers().contains_key(&FORWARDED) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let (sid, body) = if parts.method == Method::GET {
+        (poll_sid(parts.uri.query()), body)
+    } else {
+        let limit = gateway.config.limits.body_bytes;
+        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+            return (StatusCode::PAYLOAD_TOO_LARGE, format!("the body exceeds {limit} bytes")).into_response();
+        };
+        (command_sid(&bytes), Body::from(bytes))
+    };
+    let owner = sid.and_then(crate::backplane::node_of_sid).filter(|node| node != gateway.backplane.node());
+    let address = match owner {
+        Some(node) => gateway.backplane.address_of(&node).await.ok().flatten(),
+        None => None,
+    };
+    let request = Request::from_parts(parts, body);
+    match address {
+        Some(address) => forwarder.pass(&address, request).await,
+        None => next.run(request).await,
+    }
+}
+
+impl Forwarder {
+    /// Sends `request` to the node at `address` and streams its answer back.
+    async fn pass(&self, address: &str, mut request: Request) -> Response {
+        let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let Ok(uri) = format!("{}{path}", address.trim_end_matches('/')).parse() else {
+            return unavailable(address, "its address is no URL");
+        };
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        for name in HOP_BY_HOP {
+            headers.remove(name);
+        }
+        headers.insert(FORWARDED, HeaderValue::from_static("1"));
+        let limit = self.gateway.config.hold() + Duration::from_secs(15);
+        match tokio::time::timeout(limit, self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                for name in HOP_BY_HOP {
+                    parts.headers.remove(name);
+                }
+                Response::from_parts(parts, Body::new(body))
+            }
+            Ok(Err(e)) => unavailable(address, &e.to_string()),
+            Err(_) => unavailable(address, "no answer in time"),
+        }
+    }
+}
+
+/// The node holding the session did not answer: retryable, like a store that did not.
+fn unavailable(address: &str, why: &str) -> Response {
+    tracing::warn!(node = address, why, "cannot pass a request to the node holding its session");
+    let error = crate::error::GatewayError::StoreUnavailable;
+    let body = crate::cwa::envelope::request_failed(None, &error);
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The `Sid` of a data-channel query.
+fn poll_sid(query: Option<&str>) -> Option<u64> {
+    crate::cwa::requests::parse_poll_query(query).ok()?.sid
+}
+
+/// The `sid` attribute of a command batch's `<cwaRequests …>` start tag, found by one scan of
+/// that tag (the handler parses the whole body).
+fn command_sid(body: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<cwaRequests")?;
+    let tag = &text[start..];
+    let tag = &tag[..tag.find('>')?];
+    let mut offset = 0;
+    while let Some(found) = tag[offset..].find("sid") {
+        let at = offset + found;
+        offset = at + 3;
+        let preceded = tag[..at].chars().next_back().is_some_and(char::is_whitespace);
+        let Some(value) = tag[offset..].trim_start().strip_prefix('=') else { continue };
+        if !preceded {
+            continue;
+        }
+        let value = value.trim_start();
+        let quote = value.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+        let value = &value[1..];
+        return value[..value.find(quote)?].trim().parse().ok();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sid_of_a_command_batch_is_read_from_its_start_tag() {
+        let batch = |s: &str| command_sid(s.as_bytes());
+        assert_eq!(batch(r#"<?xml version="1.0"?><cwaRequests sid="42" xmlns="x"><a/></cwaRequests>"#), Some(42));
+        assert_eq!(batch("<cwaRequests\n  xmlns='x'\tsid = '7'>"), Some(7));
+        assert_eq!(batch(r#"<cwaRequests xmlns="x" nosid="5"><a sid="9"/></cwaRequests>"#), None);
+        assert_eq!(batch(r#"<cwaRequests sid="x1">"#), None);
+        assert_eq!(batch("<cwaRequests"), None);
+        assert_eq!(poll_sid(Some("Sid=12&AckId=3")), Some(12));
+        assert_eq!(poll_sid(Some("AckId=3")), None);
+    }
+}
