@@ -125,21 +125,26 @@ impl Gateway {
 
     /// One `userPresence` holding every queried user, cut to the caller's level; then, when any
     /// of them has raw categories the session receives, one `userRawCategories` holding those.
+    /// Each answer covers the unsent snapshots of what it shows (README, "Session queues"): a
+    /// later change of a queried user is queued after it, never in front of it.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
         let mut users = EventPayload::content_writer();
         let mut raw_users = EventPayload::content_writer();
-        let mut any_raw = false;
+        let (mut keys, mut raw_keys) = (Vec::with_capacity(uris.len()), Vec::new());
         for uri in uris {
             let snapshot = self.query_snapshot(uri, session);
+            let (key, raw_key) = Gateway::snapshot_keys(session, uri);
             users.fragment(&snapshot.presence.inner);
+            keys.push(key);
             if let Some(raw) = snapshot.raw.filter(|raw| raw.holds_raw_categories()) {
                 raw_users.fragment(&raw.inner);
-                any_raw = true;
+                raw_keys.push(raw_key);
             }
         }
-        self.answer(answers, Arc::new(EventPayload::user_presence(users.finish_fragment())));
-        if any_raw {
-            self.answer(answers, Arc::new(EventPayload::user_raw_categories(raw_users.finish_fragment())));
+        self.answer_covering(answers, Arc::new(EventPayload::user_presence(users.finish_fragment())), &keys);
+        if !raw_keys.is_empty() {
+            let raw = EventPayload::user_raw_categories(raw_users.finish_fragment());
+            self.answer_covering(answers, Arc::new(raw), &raw_keys);
         }
     }
 
