@@ -37,8 +37,8 @@ fn is_histogram(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> bool 
 
 #[tokio::test]
 async fn metrics_describe_a_real_flow() {
-    // The initial burst has six events (own raw categories among them), the subscription four
-    // more (the subscribed user's raw categories among them): exactly a queue of ten.
+    // The initial burst has six events (selfRawCategories included), the subscription four more
+    // (its state, Bob's userPresence and userRawCategories, the outcome): exactly a queue of ten.
     let limits = Limits { queue_length: 10, ..Limits::default() };
     let server =
         TestServer::start_with(Config { hold_seconds: 30, session_timeout_seconds: 120, limits, ..test_config() }, USERS).await;
@@ -67,7 +67,7 @@ async fn metrics_describe_a_real_flow() {
     let (mut alice, events) = held.await.unwrap();
     assert!(events.iter().any(|e| e.name == "userPresence"));
 
-    // Seven more subscriptions overflow Alice's queue of 8: a resync.
+    // Seven more subscriptions overflow Alice's queue of 10: a resync.
     let more = [
         "sip:carol@example.com",
         "sip:pat@other.org",

@@ -10,11 +10,16 @@
 //! request outcomes of the session's own commands) cannot be rebuilt, so a command is admitted only
 //! when its answers fit ([`Session::admit`]); otherwise it is refused (CWA 18101). An `AckId`
 //! acknowledges at most the last eid sent.
+//!
+//! Ordering: the last event a client reads about a presentity carries its newest state. A newer
+//! snapshot replaces an unsent one in place only while nothing queued after it carries the same
+//! state: an answer that does (a query's `userPresence`) seals the unsent snapshots it covers, so
+//! the next change is queued after the answer ([`Admission::push_covering`]).
 
 use crate::cwa::envelope::EventPayload;
 use crate::model::sources::Timestamp;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -45,7 +50,8 @@ enum Kind {
 struct Queued {
     eid: u64,
     kind: Kind,
-    /// The presentity a presence snapshot is about (coalescing key); `None` for other events.
+    /// The presentity a presence snapshot is about (coalescing key); `None` for other events and
+    /// for a snapshot sealed by a later answer covering the same state.
     presentity: Option<Arc<str>>,
     payload: Arc<EventPayload>,
 }
@@ -471,9 +477,17 @@ pub struct Admission<'a> {
 impl Admission<'_> {
     /// Queues an answer in a reserved place.
     pub fn push(&mut self, payload: Arc<EventPayload>) -> Pushed {
+        self.push_covering(payload, &[])
+    }
+
+    /// Queues an answer that carries the state the snapshots under `keys` carry (a query's
+    /// answer): unsent snapshots under those keys are sealed first, so that a newer one is queued
+    /// after the answer instead of replacing an older one in front of it.
+    pub fn push_covering(&mut self, payload: Arc<EventPayload>, keys: &[Arc<str>]) -> Pushed {
         let left = &mut self.left;
         self.session.locked_push(|s| {
             debug_assert!(*left > 0, "a command queued more answers than it reserved");
+            s.seal(keys);
             if *left == 0 {
                 return s.push_state(payload, None);
             }
@@ -583,6 +597,21 @@ impl SessionState {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Unsent snapshots under `keys` stop coalescing: an event about to follow them carries the
+    /// same state, and a newer snapshot must come after that event. One pass over the unsent part.
+    fn seal(&mut self, keys: &[Arc<str>]) {
+        if keys.is_empty() {
+            return;
+        }
+        let keys: HashSet<&str> = keys.iter().map(|k| &**k).collect();
+        let sent_upto = self.sent_upto;
+        for q in self.queue.iter_mut().rev().take_while(|q| q.eid > sent_upto) {
+            if q.presentity.as_deref().is_some_and(|p| keys.contains(p)) {
+                q.presentity = None;
+            }
         }
     }
 
@@ -702,6 +731,22 @@ mod tests {
         assert_eq!(b.events[0].1, payload(3), "the newest snapshot replaced the older one");
         // Once sent, a newer snapshot is a new event.
         assert_eq!(s.push(payload(4), Some(&bob)), Pushed::Queued);
+    }
+
+    #[test]
+    fn an_answer_covering_a_presentity_seals_its_unsent_snapshot() {
+        let s = session();
+        let (bob, carol): (Arc<str>, Arc<str>) = ("sip:bob@x".into(), "sip:carol@x".into());
+        s.push(payload(1), Some(&bob));
+        s.push(payload(2), Some(&carol));
+        s.admit(1).unwrap().push_covering(payload(3), std::slice::from_ref(&bob));
+        assert_eq!(s.push(payload(4), Some(&bob)), Pushed::Queued, "queued after the answer");
+        assert_eq!(s.push(payload(5), Some(&carol)), Pushed::Coalesced, "nothing covers carol");
+        assert_eq!(s.push(payload(6), Some(&bob)), Pushed::Coalesced, "the newer snapshot coalesces again");
+        let PollCheck::Ready(b) = poll(&s, 0) else { panic!() };
+        assert_eq!(eids(&b), vec![1, 2, 3, 4]);
+        let payloads: Vec<_> = b.events.iter().map(|e| e.1.clone()).collect();
+        assert_eq!(payloads, [payload(1), payload(5), payload(3), payload(6)], "bob's newest comes last");
     }
 
     #[test]

@@ -125,14 +125,25 @@ impl Gateway {
 
     /// One `userPresence` holding every queried user, cut to the caller's level; then, when any
     /// of them has raw categories the session receives, one `userRawCategories` holding those.
-    /// Each is the shared renderings copied once into an answer of its exact size.
+    /// Each answer covers the unsent snapshots of what it shows (README, "Session queues"): a
+    /// later change of a queried user is queued after it, never in front of it. Each is the shared
+    /// renderings copied once into an answer of its exact size.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
         let snapshots: Vec<_> = uris.iter().map(|uri| self.query_snapshot(uri, session)).collect();
-        let presence = snapshots.iter().map(|s| &s.presence);
-        self.answer(answers, Arc::new(EventPayload::user_presence(joined(presence))));
-        let raw = snapshots.iter().filter_map(|s| s.raw.as_ref().filter(|raw| raw.holds_raw_categories()));
-        if raw.clone().next().is_some() {
-            self.answer(answers, Arc::new(EventPayload::user_raw_categories(joined(raw))));
+        let (mut keys, mut raw_keys, mut raw) = (Vec::with_capacity(uris.len()), Vec::new(), Vec::new());
+        for (uri, snapshot) in uris.iter().zip(&snapshots) {
+            let (key, raw_key) = Gateway::snapshot_keys(session, uri);
+            keys.push(key);
+            if let Some(payload) = snapshot.raw.as_ref().filter(|raw| raw.holds_raw_categories()) {
+                raw.push(payload);
+                raw_keys.push(raw_key);
+            }
+        }
+        let presence = joined(snapshots.iter().map(|s| &s.presence));
+        self.answer_covering(answers, Arc::new(EventPayload::user_presence(presence)), &keys);
+        if !raw_keys.is_empty() {
+            let raw = EventPayload::user_raw_categories(joined(raw.iter().copied()));
+            self.answer_covering(answers, Arc::new(raw), &raw_keys);
         }
     }
 

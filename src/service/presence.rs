@@ -284,6 +284,26 @@ impl Gateway {
         crate::telemetry::record_push(answers.push(payload));
     }
 
+    /// Queues an answer that carries the state of presentities, under the keys their snapshots
+    /// coalesce under ([`Gateway::snapshot_keys`]): a later change is then queued after it.
+    pub(crate) fn answer_covering(
+        &self,
+        answers: &mut crate::hub::session::Admission<'_>,
+        payload: Arc<EventPayload>,
+        keys: &[Arc<str>],
+    ) {
+        crate::telemetry::record_push(answers.push_covering(payload, keys));
+    }
+
+    /// The coalescing keys of the snapshots of `uri` that `session` receives: its presence
+    /// snapshots and its raw-category snapshots (the `self…` keys for the session's own user).
+    pub(crate) fn snapshot_keys(session: &Session, uri: &str) -> (Arc<str>, Arc<str>) {
+        if uri == &*session.user {
+            return (SELF_KEY.clone(), SELF_RAW_KEY.clone());
+        }
+        (Arc::from(uri), raw_key(uri))
+    }
+
     /// Changes the durable part (manual state, note) of a user's presence: stored first, then
     /// applied, recalculated and fanned out. Nothing changes when the store write fails; once it is
     /// under way, the change runs to its end even if the request is abandoned.

@@ -3,7 +3,8 @@
 //! and resync keeps the queue within its bound, hands out consecutive eids, never re-sends what was
 //! acknowledged, re-sends an eid only with the same event, and drops nothing unsent without a
 //! resync burst following. The queue holds at most its bound, or a whole resync burst when the
-//! subscriptions alone exceed the bound.
+//! subscriptions alone exceed the bound. Of the events queued about a presentity (its snapshots
+//! and the query answers showing it), the last one always carries its newest state.
 
 use super::*;
 use proptest::prelude::*;
@@ -24,8 +25,11 @@ enum Ack {
 
 #[derive(Debug, Clone)]
 enum Op {
+    /// The presentity changed: a snapshot of its newest state.
     Snapshot(u8),
     State,
+    /// A query: an admitted command whose answer shows the presentity's current state.
+    Query(u8),
     Command(u8),
     Subscribe(u8),
     /// A poll; `lost` = its response never reaches the client.
@@ -48,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..KEYS).prop_map(Op::Snapshot),
         2 => Just(Op::State),
         2 => (1..=ANSWERS_PER_METHOD as u8).prop_map(Op::Command),
+        2 => (0..KEYS).prop_map(Op::Query),
         1 => (0..KEYS).prop_map(Op::Subscribe),
         3 => (ack, proptest::bool::weighted(0.2)).prop_map(|(ack, lost)| Op::Poll { ack, lost }),
         1 => Just(Op::ConcurrentPolls),
@@ -81,6 +86,10 @@ struct Model {
     bursts: Vec<usize>,
     /// eid → id of everything ever handed to a poll.
     handed_out: HashMap<u64, u64>,
+    /// The state version of each presentity (bumped by every change).
+    version: HashMap<u8, u64>,
+    /// id → (presentity, state version) of every event showing a presentity's state.
+    shows: HashMap<u64, (u8, u64)>,
     /// The largest eid handed out.
     sent_upto: u64,
     /// The client's position: the ackId of the last batch it received.
@@ -110,6 +119,29 @@ impl Model {
                 self.newest_of_key.insert(key, id);
             }
         }
+    }
+
+    /// Records that event `id` shows the current state of presentity `key`.
+    fn shows_current(&mut self, id: u64, key: u8) {
+        let version = self.version.get(&key).copied().unwrap_or(0);
+        self.shows.insert(id, (key, version));
+    }
+
+    /// Of the events queued about each presentity, the last carries its newest queued state.
+    fn check_order(&self, s: &Session) -> Result<(), TestCaseError> {
+        let mut last: HashMap<u8, (u64, u64)> = HashMap::new();
+        let mut newest: HashMap<u8, u64> = HashMap::new();
+        for q in &s.state.lock().queue {
+            if let Some(&(key, version)) = self.shows.get(&id_of(&q.payload)) {
+                last.insert(key, (q.eid, version));
+                let top = newest.entry(key).or_insert(version);
+                *top = (*top).max(version);
+            }
+        }
+        for (key, (eid, version)) in last {
+            prop_assert_eq!(version, newest[&key], "eid {} is the last about {} but not its newest state", eid, key);
+        }
+        Ok(())
     }
 
     fn ack_value(&self, ack: &Ack) -> u64 {
@@ -157,6 +189,9 @@ fn run_poll(s: &Session, model: &mut Model, step: usize, subscriptions: &[Arc<st
                     let (id, payload) = model.payload();
                     let pushed = s.push_resync(payload, key);
                     let key = key.map(|uri| key_of(uri));
+                    if let Some(key) = key {
+                        model.shows_current(id, key);
+                    }
                     model.track(pushed, id, step, key);
                 }
             }
@@ -172,9 +207,20 @@ fn check(limit: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::Snapshot(k) => {
+                *model.version.entry(*k).or_default() += 1;
                 let (id, payload) = model.payload();
+                model.shows_current(id, *k);
                 let pushed = s.push(payload, Some(&key_uri(*k)));
                 model.track(pushed, id, step, Some(*k));
+            }
+            Op::Query(k) => {
+                if let Some(mut admission) = s.admit(ANSWERS_PER_METHOD) {
+                    let (id, payload) = model.payload();
+                    model.shows_current(id, *k);
+                    prop_assert_eq!(admission.push_covering(payload, &[key_uri(*k)]), Pushed::Queued);
+                    model.track(Pushed::Queued, id, step, None);
+                    model.answers.insert(id);
+                }
             }
             Op::State => {
                 let (id, payload) = model.payload();
@@ -219,6 +265,7 @@ fn check(limit: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         let burst = subscriptions.len() * RESYNC_EVENTS_PER_SUBSCRIPTION + RESYNC_FIXED_EVENTS;
         prop_assert!(s.queue_len() <= limit.max(burst), "the bound holds for every kind of event");
+        model.check_order(&s)?;
     }
     prop_assert_eq!(s.held_polls(), 0, "every poll lease was given back");
     // The client catches up: poll with its real position until nothing is left.
