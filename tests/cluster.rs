@@ -30,16 +30,23 @@ struct Cluster {
     nodes: Vec<process::Running>,
     redis: redis::RedisServer,
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     _schema: pg::PgSchema,
 }
 
 impl Cluster {
     async fn start(count: usize) -> Cluster {
+        Cluster::start_with(count, &[]).await
+    }
+
+    /// A cluster whose nodes have these `GATEWAY_*` variables too.
+    async fn start_with(count: usize, env: &[(&str, &str)]) -> Cluster {
         let schema = pg::PgSchema::create().await;
         let redis = redis::RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("users.toml"), USERS).unwrap();
-        let mut cluster = Cluster { nodes: Vec::new(), redis, dir, _schema: schema };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut cluster = Cluster { nodes: Vec::new(), redis, dir, env, _schema: schema };
         for _ in 0..count {
             let node = cluster.spawn();
             cluster.nodes.push(node);
@@ -57,6 +64,7 @@ impl Cluster {
         let mut command = process::gateway(&["serve", "--listen", "127.0.0.1:0", "--store", &self._schema.url()]);
         command.arg("--redis").arg(self.redis.url()).arg("--users").arg(users).arg("--data-dir").arg(data);
         command.env("GATEWAY_HEARTBEAT_TTL_SECONDS", TTL.to_string()).env("GATEWAY_HOLD_SECONDS", "2");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         process::start(command)
     }
 
@@ -264,4 +272,19 @@ async fn behind_a_round_robin_balancer_every_request_finds_its_session() {
     alice.subscribe(&[BOB]).await;
     let expected = if node_holding(&cluster, bob.sid).await.is_some() { 3500 } else { OFFLINE };
     sees_within(&mut alice, Duration::from_secs(TTL) + CROSS_NODE, BOB, |s| s.availability == expected).await;
+}
+
+#[tokio::test]
+async fn the_sessions_per_user_limit_counts_every_node() {
+    let cluster = Cluster::start_with(2, &[("GATEWAY_LIMITS__SESSIONS_PER_USER", "2")]).await;
+    let _bob_there = session(cluster.base(1), "bob@example.com").await;
+    // Once Bob's session on the other node shows here, it counts here.
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    alice.subscribe(&[BOB]).await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    let bob_here = session(cluster.base(0), "bob@example.com").await;
+    let mut third = bob_here.same_login();
+    let rid = third.next_rid();
+    let reply = third.command(&format!(r#"<initiateSession rid="{rid}"/>"#)).await;
+    assert_eq!(error_code(&reply), 18101, "a third session is refused: {}", reply.body);
 }
