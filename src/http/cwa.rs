@@ -128,7 +128,7 @@ pub async fn command(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (auth, presented) = match authenticate(&gateway, &headers).await {
+    let (auth, presented) = match Box::pin(authenticate(&gateway, &headers)).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
@@ -161,7 +161,8 @@ pub async fn data_channel(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (auth, presented) = match authenticate(&gateway, &headers).await {
+    // Boxed: a ticket check may read the store, and a held poll should not keep room for that.
+    let (auth, presented) = match Box::pin(authenticate(&gateway, &headers)).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };

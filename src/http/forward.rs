@@ -56,7 +56,8 @@ pub async fn to_owner(State(forwarder): State<Arc<Forwarder>>, request: Request,
     };
     let request = Request::from_parts(parts, body);
     match address {
-        Some(address) => forwarder.pass(&address, request).await,
+        // Boxed: a held poll on this node keeps no room for the forwarding client's future.
+        Some(address) => Box::pin(forwarder.pass(&address, request)).await,
         None => next.run(request).await,
     }
 }

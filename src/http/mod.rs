@@ -64,12 +64,16 @@ fn endpoints(gateway: Arc<Gateway>) -> Router {
 }
 
 /// The command and data channels, passed to the node holding the session when that is another.
+/// Standalone there is no other node: no forwarding layer at all (a held poll would keep its future).
 fn session_endpoints(gateway: &Arc<Gateway>) -> Router<Arc<Gateway>> {
-    let forwarder = forward::Forwarder::new(gateway.clone());
-    Router::new()
+    let router = Router::new()
         .route("/cwa/MainCommandHandler.ashx", post(cwa::command))
-        .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel))
-        .route_layer(axum::middleware::from_fn_with_state(forwarder, forward::to_owner))
+        .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel));
+    if !gateway.backplane.is_shared() {
+        return router;
+    }
+    let forwarder = forward::Forwarder::new(gateway.clone());
+    router.route_layer(axum::middleware::from_fn_with_state(forwarder, forward::to_owner))
 }
 
 /// 200 when the store and the backplane answer, else 503; the body names the store's backend
