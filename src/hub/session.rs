@@ -397,6 +397,10 @@ impl Session {
         uris.iter().filter(|u| s.subscriptions.remove(*u)).cloned().collect()
     }
 
+    pub fn is_subscribed(&self, uri: &str) -> bool {
+        self.lock().subscriptions.contains(uri)
+    }
+
     pub fn subscriptions(&self) -> Vec<Arc<str>> {
         self.lock().subscriptions.iter().cloned().collect()
     }

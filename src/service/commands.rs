@@ -126,13 +126,16 @@ impl Gateway {
     /// One `userPresence` holding every queried user, cut to the caller's level; then, when any
     /// of them has raw categories the session receives, one `userRawCategories` holding those.
     /// Each answer covers the unsent snapshots of what it shows (README, "Session queues"): a
-    /// later change of a queried user is queued after it, never in front of it.
+    /// later change of a queried user is queued after it, never in front of it — also one fanned
+    /// out between rendering and queuing the answer, which is queued again after it.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
         let mut users = EventPayload::content_writer();
         let mut raw_users = EventPayload::content_writer();
         let (mut keys, mut raw_keys) = (Vec::with_capacity(uris.len()), Vec::new());
+        let mut shown = Vec::with_capacity(uris.len());
         for uri in uris {
             let snapshot = self.query_snapshot(uri, session);
+            shown.push(snapshot.version);
             let (key, raw_key) = Gateway::snapshot_keys(session, uri);
             users.fragment(&snapshot.presence.inner);
             keys.push(key);
@@ -145,6 +148,9 @@ impl Gateway {
         if !raw_keys.is_empty() {
             let raw = EventPayload::user_raw_categories(raw_users.finish_fragment());
             self.answer_covering(answers, Arc::new(raw), &raw_keys);
+        }
+        for (uri, version) in uris.iter().zip(shown) {
+            self.catch_up_after_answer(session, uri, version);
         }
     }
 
