@@ -466,20 +466,37 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
-/// In a cluster, other nodes reach this one at `advertise`; unset, the address it listens on
-/// serves when that is one address (not 0.0.0.0) over plain HTTP.
+/// In a cluster, other nodes reach this one at `advertise`; unset, the listen address serves
+/// when it is one address, and for `0.0.0.0` the address this host reaches Redis from (the
+/// interface the other nodes share with it). Not over HTTPS: nodes speak plain HTTP.
 fn default_advertise(config: &mut Config, address: std::net::SocketAddr, tls: bool) {
-    if config.redis.is_none() || config.advertise.is_some() {
-        return;
-    }
-    if address.ip().is_unspecified() || tls {
-        tracing::warn!(
+    let Some(redis) = config.redis.as_deref().filter(|_| config.advertise.is_none()) else { return };
+    let ip = match address.ip().is_unspecified() {
+        true => outward_ip(redis),
+        false => Some(address.ip()),
+    };
+    match ip.filter(|_| !tls) {
+        Some(ip) => config.advertise = Some(format!("http://{}", std::net::SocketAddr::new(ip, address.port()))),
+        None => tracing::warn!(
             "no advertise URL: other nodes cannot pass requests for this node's sessions here \
              (set advertise = \"http://HOST:PORT\", --advertise or GATEWAY_ADVERTISE)"
-        );
-    } else {
-        config.advertise = Some(format!("http://{address}"));
+        ),
     }
+}
+
+/// The local address of the route to the Redis of `url` (a UDP socket is connected, which
+/// sends nothing).
+fn outward_ip(url: &str) -> Option<std::net::IpAddr> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?.rsplit('@').next()?;
+    let target = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        authority.to_string()
+    } else {
+        format!("{authority}:6379")
+    };
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified())
 }
 
 /// Opens the configured store (running its migrations).

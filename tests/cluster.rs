@@ -30,16 +30,23 @@ struct Cluster {
     nodes: Vec<process::Running>,
     redis: redis::RedisServer,
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     _schema: pg::PgSchema,
 }
 
 impl Cluster {
     async fn start(count: usize) -> Cluster {
+        Cluster::start_with(count, &[]).await
+    }
+
+    /// A cluster whose nodes have these `GATEWAY_*` variables too.
+    async fn start_with(count: usize, env: &[(&str, &str)]) -> Cluster {
         let schema = pg::PgSchema::create().await;
         let redis = redis::RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("users.toml"), USERS).unwrap();
-        let mut cluster = Cluster { nodes: Vec::new(), redis, dir, _schema: schema };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut cluster = Cluster { nodes: Vec::new(), redis, dir, env, _schema: schema };
         for _ in 0..count {
             let node = cluster.spawn();
             cluster.nodes.push(node);
@@ -51,13 +58,27 @@ impl Cluster {
     }
 
     fn spawn(&self) -> process::Running {
-        let index = self.nodes.len();
+        self.spawn_at(self.nodes.len(), "127.0.0.1:0")
+    }
+
+    fn spawn_at(&self, index: usize, listen: &str) -> process::Running {
         let data = self.dir.path().join(format!("node{index}"));
         let users = self.dir.path().join("users.toml");
-        let mut command = process::gateway(&["serve", "--listen", "127.0.0.1:0", "--store", &self._schema.url()]);
+        let mut command = process::gateway(&["serve", "--listen", listen, "--store", &self._schema.url()]);
         command.arg("--redis").arg(self.redis.url()).arg("--users").arg(users).arg("--data-dir").arg(data);
         command.env("GATEWAY_HEARTBEAT_TTL_SECONDS", TTL.to_string()).env("GATEWAY_HOLD_SECONDS", "2");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         process::start(command)
+    }
+
+    /// Stops node `index` gracefully (SIGTERM) and starts a new one on the same address.
+    async fn restart(&mut self, index: usize) {
+        let address = self.nodes[index].base.trim_start_matches("http://").to_string();
+        self.nodes[index].terminate();
+        let status = self.nodes[index].exit_status(Duration::from_secs(15)).await;
+        assert!(status.success(), "{status}");
+        self.nodes[index] = self.spawn_at(index, &address);
+        assert!(ready_within(self.base(index), Duration::from_secs(10), true).await, "{}", self.nodes[index].log.text());
     }
 
     fn base(&self, node: usize) -> &str {
@@ -264,4 +285,61 @@ async fn behind_a_round_robin_balancer_every_request_finds_its_session() {
     alice.subscribe(&[BOB]).await;
     let expected = if node_holding(&cluster, bob.sid).await.is_some() { 3500 } else { OFFLINE };
     sees_within(&mut alice, Duration::from_secs(TTL) + CROSS_NODE, BOB, |s| s.availability == expected).await;
+}
+
+#[tokio::test]
+async fn the_sessions_per_user_limit_counts_every_node() {
+    let cluster = Cluster::start_with(2, &[("GATEWAY_LIMITS__SESSIONS_PER_USER", "2")]).await;
+    let _bob_there = session(cluster.base(1), "bob@example.com").await;
+    // Once Bob's session on the other node shows here, it counts here.
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    alice.subscribe(&[BOB]).await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    let bob_here = session(cluster.base(0), "bob@example.com").await;
+    let mut third = bob_here.same_login();
+    let rid = third.next_rid();
+    let reply = third.command(&format!(r#"<initiateSession rid="{rid}"/>"#)).await;
+    assert_eq!(error_code(&reply), 18101, "a third session is refused: {}", reply.body);
+}
+
+/// Keeps a client's session: polls (through whichever node) and, when the session is gone, starts
+/// a new one with the same ticket. True if it had to start anew.
+async fn keep_session(client: &mut Client) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = client.poll_with(client.ack, true).await;
+        match reply.status {
+            200 => return false,
+            404 => {
+                assert_eq!(error_code(&reply), 18100, "{}", reply.body);
+                client.initiate().await;
+                return true;
+            }
+            _ => assert!(Instant::now() < deadline, "no answer but {}: {}", reply.status, reply.body),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rolling_restart_keeps_clients_signed_in_and_converging() {
+    let mut cluster = Cluster::start(3).await;
+    let bases: Vec<String> = (0..3).map(|i| cluster.base(i).to_string()).collect();
+    let proxy = haproxy::HaProxy::start(&bases.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut alice = session(&proxy.base, "alice@example.com").await;
+    alice.subscribe(&[BOB]).await;
+    let mut bob = session(&proxy.base, "bob@example.com").await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    for (index, state) in [(0, 6500), (1, 3500), (2, 6500)] {
+        cluster.restart(index).await;
+        // No one signs in again: a session that was on the restarted node starts anew with its
+        // ticket (which every node accepts), anything else goes on.
+        if keep_session(&mut alice).await {
+            alice.subscribe(&[BOB]).await;
+        }
+        keep_session(&mut bob).await;
+        assert!(bob.publish_state(state).await.body.contains("requestAccepted"));
+        let seen = sees_within(&mut alice, Duration::from_secs(TTL) + CROSS_NODE, BOB, |s| s.availability == state).await;
+        assert_eq!(seen.availability, state, "after restarting node {index}");
+    }
 }

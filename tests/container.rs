@@ -169,3 +169,25 @@ fn the_replay_fails_a_step_that_needs_a_file_not_copied_yet() {
     let missing = replay_of("FROM rust AS build\nCOPY static ./static\n").unwrap_err();
     assert!(missing.contains("static is not in the build context"), "{missing}");
 }
+
+/// The cluster composition: PostgreSQL, Redis, three replicas of this image told both, and
+/// HAProxy with a configuration HAProxy itself accepts (round-robin, `/readyz` checks).
+#[test]
+fn the_cluster_composition_names_every_part_and_its_balancer_configuration_is_valid() {
+    let compose = std::fs::read_to_string(Path::new(ROOT).join("docker/compose.cluster.yml")).unwrap();
+    for part in ["image: postgres:", "image: redis:", "replicas: 3", "image: haproxy:", "dockerfile: docker/Dockerfile"] {
+        assert!(compose.contains(part), "{part} is missing");
+    }
+    for variable in ["GATEWAY_STORE: postgres://", "GATEWAY_REDIS: redis://redis:6379"] {
+        assert!(compose.contains(variable), "{variable} is missing");
+    }
+    let config = Path::new(ROOT).join("docker/haproxy.cfg");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("balance roundrobin") && text.contains("option httpchk GET /readyz"), "{text}");
+    let (ok, out) = output({
+        let mut check = Command::new("haproxy");
+        check.arg("-c").arg("-f").arg(&config);
+        check
+    });
+    assert!(ok, "haproxy -c: {out}");
+}

@@ -98,6 +98,9 @@ pub trait Backplane: Send + Sync {
     async fn publish(&self, changes: &[Published]) -> Result<(), BackplaneError>;
     /// Starts delivering every node's changes to `handler` (until the process ends).
     async fn subscribe(&self, handler: Arc<dyn ChangeHandler>) -> Result<(), BackplaneError>;
+    /// This node stops (a graceful shutdown): its sessions stop counting everywhere at once
+    /// instead of when its heartbeat lapses, and it publishes nothing more of them.
+    async fn leave(&self) -> Result<(), BackplaneError>;
     /// Where a live node is reached (its `advertise` URL); `None` when it is gone or unknown.
     async fn address_of(&self, node: &NodeId) -> Result<Option<String>, BackplaneError>;
     /// Whether the backplane answers and this node is in step with it, for `/readyz`.
@@ -144,6 +147,10 @@ impl Backplane for Standalone {
     }
 
     async fn subscribe(&self, _handler: Arc<dyn ChangeHandler>) -> Result<(), BackplaneError> {
+        Ok(())
+    }
+
+    async fn leave(&self) -> Result<(), BackplaneError> {
         Ok(())
     }
 

@@ -130,6 +130,18 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The user's sessions on every node: this node's, and the other nodes' as last published
+    /// (what `limits.sessions_per_user` counts).
+    pub(crate) fn sessions_everywhere(&self, user: &str) -> usize {
+        let local = self.hub.sessions_of(user).len();
+        let remote = |entry: Arc<super::presence::PresenceEntry>| -> usize {
+            entry.live.lock().cluster.remote.values().map(|(signed_in, _)| *signed_in as usize).sum()
+        };
+        local + self.presence_entry(user).map(remote).unwrap_or(0)
+    }
+}
+
 /// Applies one change to a presentity's inputs; true if anything changed.
 fn apply(live: &mut Live, change: LiveChange, me: &NodeId) -> bool {
     let model = &mut live.model;

@@ -198,9 +198,15 @@ impl Gateway {
         &self.decoy_hash
     }
 
-    /// Graceful shutdown: answer every held poll, record the last ticket uses, then close the store.
+    /// Graceful shutdown: answer every held poll, leave the cluster, record the last ticket uses,
+    /// then close the store.
     pub async fn shutdown(&self) {
         self.hub.begin_shutdown();
+        match tokio::time::timeout(std::time::Duration::from_secs(3), self.backplane.leave()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "leaving the cluster; this node's sessions fade with its heartbeat"),
+            Err(_) => tracing::warn!("leaving the cluster timed out; this node's sessions fade with its heartbeat"),
+        }
         if let Err(e) = self.tickets.flush().await {
             tracing::warn!(error = %e, "recording the last ticket uses");
         }

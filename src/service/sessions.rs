@@ -124,7 +124,7 @@ impl Gateway {
         login: &Login,
         request: &InitiateSession,
     ) -> Result<(StartingSession<'a>, SessionStarted)> {
-        if self.hub.sessions_of(&login.user).len() >= self.config.limits.sessions_per_user {
+        if self.sessions_everywhere(&login.user) >= self.config.limits.sessions_per_user {
             let limit = self.config.limits.sessions_per_user;
             return Err(GatewayError::LimitExceeded(format!("at most {limit} sessions per user")));
         }

@@ -59,13 +59,13 @@ if not score or tonumber(score) < now then return false end
 return redis.call('HGET', KEYS[2], ARGV[1])
 "#;
 
-/// Forgets a node whose heartbeat has lapsed (and only then). KEYS: nodes, advertise, the
-/// node's user set. ARGV: node.
+/// Forgets a node whose heartbeat has lapsed (only then, unless it is leaving). KEYS: nodes,
+/// advertise, the node's user set. ARGV: node, whether it is leaving.
 pub const FORGET_NODE_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score and tonumber(score) >= now then return 0 end
+if ARGV[2] ~= '1' and score and tonumber(score) >= now then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3])

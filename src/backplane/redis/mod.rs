@@ -55,6 +55,8 @@ pub struct RedisBackplane {
     following: AtomicBool,
     /// The last heartbeat was written.
     beating: AtomicBool,
+    /// Set once the node has left the cluster (shutting down): no heartbeat, no session counts.
+    left: AtomicBool,
     /// Wakes [`follow`] when commands fail, so a silently dead subscription is replaced too.
     suspect: Arc<tokio::sync::Notify>,
 }
@@ -83,6 +85,7 @@ impl RedisBackplane {
             keys: keys::Keys::default(),
             following: AtomicBool::new(false),
             beating: AtomicBool::new(false),
+            left: AtomicBool::new(false),
             suspect: Arc::default(),
         }))
     }
@@ -104,7 +107,9 @@ impl RedisBackplane {
             return Ok(());
         }
         let mut pipe = ::redis::pipe();
-        for published in changes {
+        let left = self.left.load(Ordering::Acquire);
+        let own = |change: &LiveChange| matches!(change, LiveChange::Sessions { node, .. } if *node == self.node);
+        for published in changes.iter().filter(|p| !(left && own(&p.change))) {
             let message = serde_json::to_string(published).map_err(|e| BackplaneError::Corrupt(e.to_string()))?;
             let (field, value) = keys::field_of(&published.change)?;
             let node_set = match &published.change {
@@ -126,6 +131,12 @@ impl RedisBackplane {
                 .arg(if node_set.is_some() { "1" } else { "0" });
         }
         self.query::<Vec<i64>>(&pipe).await.map(|_| ())
+    }
+
+    /// Leaves the cluster: no more heartbeats or session counts, and the node's counts cleared.
+    async fn leave_now(&self) -> Result<(), BackplaneError> {
+        self.left.store(true, Ordering::Release);
+        self.forget(&self.node, true).await
     }
 
     /// The current inputs and version of each of `uris`. Session counts of a node that is gone
@@ -171,6 +182,10 @@ impl Backplane for RedisBackplane {
         tokio::spawn(follow::run(self.me.clone(), handler.clone()));
         tokio::spawn(nodes::run(self.me.clone(), handler));
         Ok(())
+    }
+
+    async fn leave(&self) -> Result<(), BackplaneError> {
+        self.leave_now().await
     }
 
     async fn address_of(&self, node: &NodeId) -> Result<Option<String>, BackplaneError> {

@@ -35,6 +35,9 @@ pub(super) async fn run(backplane: Weak<RedisBackplane>, handler: Arc<dyn Change
 impl RedisBackplane {
     /// One heartbeat, and the clearing of nodes found gone.
     pub(super) async fn beat(&self, handler: &dyn ChangeHandler, first: bool) -> Result<(), BackplaneError> {
+        if self.left.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let lifetime = self.settings.heartbeat_ttl.as_millis() as u64 * 3 / 4;
         let mut pipe = ::redis::pipe();
         pipe.cmd("EVAL")
@@ -51,18 +54,21 @@ impl RedisBackplane {
             self.republish(handler, false).await?;
         }
         for node in gone {
-            self.forget(&NodeId::from(node.as_str())).await?;
+            self.forget(&NodeId::from(node.as_str()), false).await?;
         }
         Ok(())
     }
 
-    /// Removes a gone node's session counts from every presentity, then the node itself.
-    async fn forget(&self, node: &NodeId) -> Result<(), BackplaneError> {
+    /// Removes a gone node's session counts from every presentity, then the node itself (`leaving`:
+    /// this node, whose heartbeat has not lapsed).
+    pub(super) async fn forget(&self, node: &NodeId, leaving: bool) -> Result<(), BackplaneError> {
         let users_key = self.keys.node_users(node);
         let mut pipe = ::redis::pipe();
         pipe.cmd("SMEMBERS").arg(&users_key);
         let (uris,): (Vec<String>,) = self.query(&pipe).await?;
-        tracing::info!(node = %node, users = uris.len(), "a node's heartbeat lapsed; its sessions no longer count");
+        if !leaving {
+            tracing::info!(node = %node, users = uris.len(), "a node's heartbeat lapsed; its sessions no longer count");
+        }
         let gone = |uri: String| Published {
             uri: Arc::from(uri.as_str()),
             change: LiveChange::Sessions { node: node.clone(), signed_in: 0, idle: 0 },
@@ -79,6 +85,7 @@ impl RedisBackplane {
             .arg(&self.keys.advertise)
             .arg(&users_key)
             .arg(&**node)
+            .arg(if leaving { "1" } else { "0" })
             .ignore();
         self.query::<()>(&pipe).await
     }
