@@ -252,6 +252,9 @@ async fn any_node_serves_any_session_and_a_lost_node_s_sessions_are_not_found() 
     sees_within(&mut via_other, CROSS_NODE, BOB, |s| s.note == "passed on").await;
     let unknown = format!(r#"<cwaRequests sid="{}" xmlns="{NS}"><getPresence rid="1"/></cwaRequests>"#, alice.sid + 999);
     assert_eq!(error_code(&via_other.post_raw(unknown).await), 18100, "an unknown sid of a live node");
+    let oversized = format!(r#"<cwaRequests sid="{}" xmlns="{NS}">{}</cwaRequests>"#, alice.sid, " ".repeat(300 * 1024));
+    let refused = via_other.post_raw(oversized).await;
+    assert_eq!((refused.status, error_code(&refused)), (413, 18101), "{}", refused.body);
 
     drop(cluster.nodes.remove(0));
     session_not_found_within(&mut via_other, Duration::from_secs(TTL) + CROSS_NODE).await;

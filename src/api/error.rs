@@ -4,9 +4,9 @@
 //! read): [`json_errors`] turns those into the same shape.
 
 use crate::error::GatewayError;
+use crate::http::around::{After, Hook};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -78,17 +78,35 @@ impl ApiError {
 /// Middleware over the whole router: every error answer under `/api/v1` that is not already JSON
 /// is replaced by the documented JSON error for its status (headers such as `Allow` kept), and
 /// every `/api/v1` answer — they are all per caller — gets `Cache-Control: no-store`.
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    if path != "/api/v1" && !path.starts_with("/api/v1/") {
-        return next.run(request).await;
+#[derive(Clone)]
+pub struct JsonErrors;
+
+/// The method of an `/api/v1` request (`None` for any other path: its answer is left alone).
+pub struct ApiRequest(Option<Method>);
+
+impl Hook for JsonErrors {
+    type After = ApiRequest;
+
+    fn before(&self, request: &mut Request) -> ApiRequest {
+        let path = request.uri().path();
+        ApiRequest((path == "/api/v1" || path.starts_with("/api/v1/")).then(|| request.method().clone()))
     }
-    let method = request.method().clone();
-    let response = next.run(request).await;
+}
+
+impl After for ApiRequest {
+    fn after(self, response: Response) -> Response {
+        match self.0 {
+            Some(method) => json_error(&method, response),
+            None => response,
+        }
+    }
+}
+
+fn json_error(method: &Method, response: Response) -> Response {
     let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
     let mut response = if response.status().as_u16() >= 400 && !is_json {
         let (mut parts, _) = response.into_parts();
-        let mut replaced = ApiError::for_status(parts.status, &method).into_response();
+        let mut replaced = ApiError::for_status(parts.status, method).into_response();
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.headers.remove(header::CONTENT_TYPE);
         for (name, value) in &parts.headers {

@@ -214,20 +214,19 @@ pub struct EventsHeader {
 
 /// `<cwaEvents …>` holding the given events in order, one event per line (README, "Bytes on the
 /// wire").
+/// Room for the `cwaEvents` start and end tags with the longest numbers.
+const EVENTS_HEAD_LEN: usize = NS_CWA.len() + 160;
+
 pub fn cwa_events<'a>(header: EventsHeader, events: impl IntoIterator<Item = (u64, &'a EventPayload)>) -> String {
-    let (sid, ack_id) = (header.sid.to_string(), header.ack_id.to_string());
-    let (wait, timeout) = (header.poll_wait_ms.to_string(), header.session_timeout_s.to_string());
-    let head = attributes(&[
-        ("xmlns", Some(NS_CWA)),
-        ("sid", Some(&sid)),
-        ("ackId", Some(&ack_id)),
-        ("pollWaitTime", Some(&wait)),
-        ("sessionTimeout", Some(&timeout)),
-    ]);
+    use std::fmt::Write as _;
     let events: Vec<(u64, &EventPayload)> = events.into_iter().collect();
-    let mut out = String::with_capacity(head.len() + 32 + events.iter().map(|(_, p)| p.written_len()).sum::<usize>());
-    out.push_str("<cwaEvents");
-    out.push_str(head.as_str());
+    let mut out = String::with_capacity(EVENTS_HEAD_LEN + events.iter().map(|(_, p)| p.written_len()).sum::<usize>());
+    // The namespace and the numbers need no escaping.
+    let EventsHeader { sid, ack_id, poll_wait_ms, session_timeout_s } = header;
+    let _ = write!(
+        out,
+        "<cwaEvents xmlns=\"{NS_CWA}\" sid=\"{sid}\" ackId=\"{ack_id}\" pollWaitTime=\"{poll_wait_ms}\" sessionTimeout=\"{session_timeout_s}\""
+    );
     if events.is_empty() {
         out.push_str("/>");
         return out;

@@ -244,19 +244,19 @@ fn parse_uris(method: &Element, max_uris: usize) -> Result<Vec<String>, GatewayE
     if count > max_uris {
         return Err(GatewayError::LimitExceeded(format!("at most {max_uris} URIs per request")));
     }
-    let mut out: Vec<String> = Vec::with_capacity(count);
-    let mut seen: HashSet<String> = HashSet::with_capacity(count);
+    let mut normal: Vec<String> = Vec::with_capacity(count);
     for uri in uris.children_named("uri") {
         let text = uri.text.trim();
         if !is_valid_sip_uri(text) {
             return Err(GatewayError::InvalidRequest(format!("{text:?} is not a sip: URI")));
         }
-        let normal = normalize_uri(text);
-        if seen.insert(normal.clone()) {
-            out.push(normal);
-        }
+        normal.push(normalize_uri(text));
     }
-    Ok(out)
+    // The first of each URI, in order (no copies: the set borrows them).
+    let mut seen: HashSet<&str> = HashSet::with_capacity(count);
+    let first: Vec<bool> = normal.iter().map(|u| seen.insert(u.as_str())).collect();
+    drop(seen);
+    Ok(normal.into_iter().zip(first).filter_map(|(uri, first)| first.then_some(uri)).collect())
 }
 
 fn parse_publish(method: &Element) -> Result<Vec<Publication>, GatewayError> {

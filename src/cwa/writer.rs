@@ -198,6 +198,11 @@ impl XmlWriter {
         self
     }
 
+    /// Makes room for `additional` more bytes at once (fragments of a known total length).
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.out.reserve_exact(additional);
+    }
+
     pub fn finish(self) -> String {
         self.out
     }

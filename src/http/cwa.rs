@@ -173,6 +173,8 @@ pub async fn data_channel(
         Ok(query) => query,
         Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
     };
+    // A held poll keeps nothing of the request it no longer needs.
+    drop((headers, raw));
     let sid = query.sid.unwrap_or_default();
     let not_found = || xml_reply(StatusCode::NOT_FOUND, envelope::request_failed(None, &GatewayError::SessionNotFound));
     let Ok(session) = gateway.session_for(&auth.login, sid) else { return with_ticket(not_found(), &auth, &presented, cookie) };

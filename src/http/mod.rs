@@ -2,6 +2,7 @@
 //! endpoints. Handlers only translate between HTTP and the [`Gateway`]; every body they send is
 //! built by the `cwa` module.
 
+pub(crate) mod around;
 pub mod client_addr;
 pub mod conn;
 mod cwa;
@@ -11,30 +12,44 @@ pub(crate) mod ticket;
 mod web;
 
 use crate::service::Gateway;
+use around::{After, Around, Hook};
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 
-/// The whole application as an axum router.
+/// The whole application as an axum router. Its layers, outermost first: request id, tracing span
+/// and metrics (`ops`), `nosniff`, JSON errors under `/api/v1`, CORS, the cookie guard — all
+/// applied as one layer of plain tower services.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let cors = web::cors(&gateway.config.cors_origins);
-    let origins = std::sync::Arc::new(gateway.config.cors_origins.clone());
+    let origins = Arc::new(gateway.config.cors_origins.clone());
     let web_app = web::routes(&gateway.config);
-    let router = endpoints(gateway).merge(web_app).layer(axum::middleware::from_fn_with_state(origins, web::guard_cookie));
-    let router = match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
-    };
-    let router =
-        router.layer(axum::middleware::from_fn(crate::api::error::json_errors)).layer(axum::middleware::map_response(nosniff));
-    ops::observe(router)
+    let layers = tower::ServiceBuilder::new()
+        .layer(Around(Nosniff))
+        .layer(Around(crate::api::error::JsonErrors))
+        .option_layer(cors)
+        .layer(Around(web::GuardCookie(origins)));
+    ops::observe(endpoints(gateway).merge(web_app), layers)
 }
 
 /// Every response, of every endpoint, tells browsers not to guess its content type.
-async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
-    let value = axum::http::HeaderValue::from_static("nosniff");
-    response.headers_mut().insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, value);
-    response
+#[derive(Clone)]
+struct Nosniff;
+
+impl Hook for Nosniff {
+    type After = Nosniff;
+
+    fn before(&self, _: &mut axum::extract::Request) -> Nosniff {
+        Nosniff
+    }
+}
+
+impl After for Nosniff {
+    fn after(self, mut response: axum::response::Response) -> axum::response::Response {
+        let value = axum::http::HeaderValue::from_static("nosniff");
+        response.headers_mut().insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, value);
+        response
+    }
 }
 
 fn endpoints(gateway: Arc<Gateway>) -> Router {

@@ -3,40 +3,97 @@
 //! Spans name the method and path only: never headers, bodies or query strings, so tickets and
 //! passwords stay out of the logs.
 
+use super::around::{After, Around, Hook};
 use crate::service::Gateway;
 use crate::telemetry;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::Route;
 use axum::Router;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
-use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower::{Layer, Service, ServiceBuilder};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// Wraps every route with the request id, the tracing span and the HTTP metrics.
-pub fn observe(router: Router) -> Router {
+/// Wraps every route with the request id, the tracing span and the HTTP metrics, around `inner`
+/// (the gateway's own layers): one layer for the router, so that a request costs one boxed future.
+pub fn observe<L>(router: Router, inner: L) -> Router
+where
+    L: Layer<Route> + Clone + Send + Sync + 'static,
+    L::Service: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
     telemetry::install();
     let span = |request: &Request| {
         let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
         tracing::info_span!("request", id, method = %request.method(), path = request.uri().path())
     };
-    router.layer(middleware::from_fn(count)).layer(
+    router.layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(SetRequestIdLayer::x_request_id(RandomUuid))
             .layer(TraceLayer::new_for_http().make_span_with(span))
-            .layer(PropagateRequestIdLayer::x_request_id()),
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(Around(Count))
+            .layer(inner),
     )
 }
 
-async fn count(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    telemetry::http_response(route.as_deref(), response.status().as_u16(), started.elapsed());
-    response
+/// A random (version 4) UUID for a request that brings no id, from the thread's generator (no
+/// system call per request).
+#[derive(Clone, Copy)]
+struct RandomUuid;
+
+impl MakeRequestId for RandomUuid {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let text = uuid_v4(rand::random());
+        HeaderValue::from_bytes(&text).ok().map(RequestId::new)
+    }
+}
+
+/// `xxxxxxxx-xxxx-4xxx-Yxxx-xxxxxxxxxxxx` (RFC 9562 version 4, variant 10) of 16 random bytes.
+fn uuid_v4(mut bytes: [u8; 16]) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
+        }
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    out
+}
+
+/// The HTTP metrics of a request: its route, status and duration.
+#[derive(Clone)]
+struct Count;
+
+struct Counting {
+    route: Option<MatchedPath>,
+    started: Instant,
+}
+
+impl Hook for Count {
+    type After = Counting;
+
+    fn before(&self, request: &mut Request) -> Counting {
+        Counting { route: request.extensions().get::<MatchedPath>().cloned(), started: Instant::now() }
+    }
+}
+
+impl After for Counting {
+    fn after(self, response: Response) -> Response {
+        let route = self.route.as_ref().map(MatchedPath::as_str);
+        telemetry::http_response(route, response.status().as_u16(), self.started.elapsed());
+        response
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -49,5 +106,16 @@ pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
             response
         }
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics are not available in this process").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_version_4_uuids() {
+        let id = super::uuid_v4([0xff; 16]);
+        assert_eq!(std::str::from_utf8(&id).unwrap(), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let id = super::uuid_v4([0; 16]);
+        assert_eq!(std::str::from_utf8(&id).unwrap(), "00000000-0000-4000-8000-000000000000");
     }
 }

@@ -6,14 +6,14 @@
 //! `static_dir` config key serves a directory instead (development, or a customised app). CORS is
 //! off unless `cors_origins` lists origins; then exactly those may call every endpoint with
 //! credentials, read the rotating `CWA-Ticket` header and send it back. The ticket *cookie* counts
-//! only on requests from the gateway's own pages or those origins (see [`guard_cookie`]), so no
+//! only on requests from the gateway's own pages or those origins (see [`GuardCookie`]), so no
 //! other page — not even one on a sibling host of the same site — can act with it.
 
+use super::around::Hook;
 use super::ticket::TICKET_HEADER;
 use crate::config::Config;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -127,13 +127,19 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// no `CWA-Ticket` header and comes from a page that is neither the gateway's own nor one of
 /// `origins`. A cookie that browsers attach to a same-site request from another host, or to a
 /// no-CORS request (an image, a form), therefore authenticates nothing.
-pub async fn guard_cookie(State(origins): State<Arc<Vec<String>>>, mut request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    if headers.contains_key(TICKET_HEADER) || !headers.contains_key(header::COOKIE) || cookie_allowed(headers, &origins) {
-        return next.run(request).await;
+#[derive(Clone)]
+pub struct GuardCookie(pub Arc<Vec<String>>);
+
+impl Hook for GuardCookie {
+    type After = ();
+
+    fn before(&self, request: &mut Request) {
+        let headers = request.headers();
+        if headers.contains_key(TICKET_HEADER) || !headers.contains_key(header::COOKIE) || cookie_allowed(headers, &self.0) {
+            return;
+        }
+        request.headers_mut().remove(header::COOKIE);
     }
-    request.headers_mut().remove(header::COOKIE);
-    next.run(request).await
 }
 
 pub(super) fn cookie_allowed(headers: &HeaderMap, origins: &[String]) -> bool {

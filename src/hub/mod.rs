@@ -8,7 +8,7 @@ pub mod timers;
 use crate::model::sources::Timestamp;
 use parking_lot::RwLock;
 use session::{Batch, PollCheck, Session};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +23,33 @@ pub enum PollOutcome {
     Ended,
 }
 
-/// Presentity → the sessions watching it (by sid).
-type WatcherIndex = HashMap<Arc<str>, HashMap<u64, Arc<Session>>>;
+/// Presentity → the sessions watching it (a set keyed by sid).
+type WatcherIndex = HashMap<Arc<str>, HashSet<BySid>>;
+
+/// A session in a watcher set: hashed and compared by its sid, and found by it, at one pointer a
+/// member (a held session appears in one set per subscription).
+#[derive(Clone)]
+struct BySid(Arc<Session>);
+
+impl PartialEq for BySid {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.sid == other.0.sid
+    }
+}
+
+impl Eq for BySid {}
+
+impl std::hash::Hash for BySid {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.sid.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<u64> for BySid {
+    fn borrow(&self) -> &u64 {
+        &self.0.sid
+    }
+}
 
 pub struct Hub {
     sessions: RwLock<HashMap<u64, Arc<Session>>>,
@@ -99,10 +124,17 @@ impl Hub {
         Some(session)
     }
 
+    /// The same URIs, each as the one shared copy the watcher index already holds when someone
+    /// watches it (a session's subscriptions then cost no string of their own).
+    pub fn intern(&self, uris: &[Arc<str>]) -> Vec<Arc<str>> {
+        let index = self.watchers.read();
+        uris.iter().map(|uri| index.get_key_value(uri).map_or_else(|| uri.clone(), |(key, _)| key.clone())).collect()
+    }
+
     pub fn watch(&self, session: &Arc<Session>, presentities: &[Arc<str>]) {
         let mut index = self.watchers.write();
         for uri in presentities {
-            index.entry(uri.clone()).or_default().insert(session.sid, session.clone());
+            index.entry(uri.clone()).or_default().insert(BySid(session.clone()));
         }
     }
 
@@ -122,7 +154,7 @@ impl Hub {
     pub fn watch_pairs(&self) -> Vec<(Arc<str>, Arc<str>)> {
         let index = self.watchers.read();
         let mut pairs: Vec<(Arc<str>, Arc<str>)> =
-            index.iter().flat_map(|(uri, sessions)| sessions.values().map(move |s| (uri.clone(), s.user.clone()))).collect();
+            index.iter().flat_map(|(uri, sessions)| sessions.iter().map(move |s| (uri.clone(), s.0.user.clone()))).collect();
         pairs.sort();
         pairs.dedup();
         pairs
@@ -130,7 +162,7 @@ impl Hub {
 
     /// The sessions watching a presentity (a snapshot of the index).
     pub fn watchers_of(&self, uri: &str) -> Vec<Arc<Session>> {
-        self.watchers.read().get(uri).map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.watchers.read().get(uri).map(|m| m.iter().map(|s| s.0.clone()).collect()).unwrap_or_default()
     }
 
     /// Long poll: acknowledge `ack`, then return pending events at once or hold until an event

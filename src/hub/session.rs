@@ -94,7 +94,8 @@ struct SessionState {
     machine_idle: Option<bool>,
     resync_pending: bool,
     ended: bool,
-    subscriptions: HashSet<Arc<str>>,
+    /// Sorted, without spare room (a held session keeps 50 of these).
+    subscriptions: Vec<Arc<str>>,
 }
 
 /// The options a session keeps.
@@ -199,7 +200,7 @@ impl Session {
                 machine_idle: None,
                 resync_pending: false,
                 ended: false,
-                subscriptions: HashSet::new(),
+                subscriptions: Vec::new(),
             }),
             wake: Notify::new(),
         }
@@ -384,25 +385,41 @@ impl Session {
     /// Adds subscriptions up to `limit`; returns the ones newly added, or None when over the limit.
     pub fn subscribe(&self, uris: &[Arc<str>], limit: usize) -> Option<Vec<Arc<str>>> {
         let mut s = self.lock();
-        let new: Vec<Arc<str>> = uris.iter().filter(|u| !s.subscriptions.contains(*u)).cloned().collect();
+        let mut new: Vec<Arc<str>> = uris.iter().filter(|u| s.subscriptions.binary_search(u).is_err()).cloned().collect();
+        new.sort_unstable();
+        new.dedup();
         if s.subscriptions.len() + new.len() > limit {
             return None;
         }
         s.subscriptions.extend(new.iter().cloned());
+        s.subscriptions.sort_unstable();
+        s.subscriptions.shrink_to_fit();
         Some(new)
     }
 
     pub fn unsubscribe(&self, uris: &[Arc<str>]) -> Vec<Arc<str>> {
         let mut s = self.lock();
-        uris.iter().filter(|u| s.subscriptions.remove(*u)).cloned().collect()
+        let removed: Vec<Arc<str>> = uris
+            .iter()
+            .filter(|u| match s.subscriptions.binary_search(u) {
+                Ok(at) => {
+                    s.subscriptions.remove(at);
+                    true
+                }
+                Err(_) => false,
+            })
+            .cloned()
+            .collect();
+        s.subscriptions.shrink_to_fit();
+        removed
     }
 
     pub fn is_subscribed(&self, uri: &str) -> bool {
-        self.lock().subscriptions.contains(uri)
+        self.lock().subscriptions.binary_search_by(|s| (**s).cmp(uri)).is_ok()
     }
 
     pub fn subscriptions(&self) -> Vec<Arc<str>> {
-        self.lock().subscriptions.iter().cloned().collect()
+        self.lock().subscriptions.clone()
     }
 
     /// The state, locked; what the holder does to the queue is counted in [`queue_totals`].

@@ -75,8 +75,15 @@ pub fn is_valid_sip_uri(uri: &str) -> bool {
         && !user.is_empty()
         && !domain.is_empty()
         && !domain.contains('@')
-        && rest.chars().all(|c| !c.is_whitespace() && !c.is_control() && !"<>\"'&".contains(c))
+        && rest.chars().all(allowed_in_uri)
         && super::text::check(rest).is_ok()
+}
+
+fn allowed_in_uri(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '\'' | '&');
+    }
+    !c.is_whitespace() && !c.is_control()
 }
 
 /// URIs compare case-insensitively; the gateway keeps them lower-cased.

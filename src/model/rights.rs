@@ -116,13 +116,22 @@ impl Member {
 /// docs/architecture.md §2.3: an explicit Blocked entry for the watcher's URI wins; otherwise the
 /// highest matching entry; otherwise the default (Company within the enterprise, Public outside).
 pub fn effective_level(entries: &[RightsEntry], watcher: &WatcherFacts<'_>) -> AccessLevel {
+    effective_level_of(entries.iter(), watcher)
+}
+
+/// [`effective_level`] over entries from several lists (an owner's and the global ones) without
+/// gathering them first.
+pub fn effective_level_of<'e, I>(entries: I, watcher: &WatcherFacts<'_>) -> AccessLevel
+where
+    I: Iterator<Item = &'e RightsEntry> + Clone,
+{
     let explicit_block = entries
-        .iter()
+        .clone()
         .any(|e| e.level == AccessLevel::Blocked && matches!(&e.member, Member::Uri(u) if u.eq_ignore_ascii_case(watcher.uri)));
     if explicit_block {
         return AccessLevel::Blocked;
     }
-    let matching = entries.iter().filter(|e| e.member.matches(watcher)).map(|e| e.level).max();
+    let matching = entries.filter(|e| e.member.matches(watcher)).map(|e| e.level).max();
     matching.unwrap_or(if watcher.same_enterprise { AccessLevel::Company } else { AccessLevel::Public })
 }
 

@@ -38,6 +38,10 @@ impl std::error::Error for ForbiddenChar {}
 
 /// Checks one text; linear in its length.
 pub fn check(text: &str) -> Result<(), ForbiddenChar> {
+    // Printable ASCII, tab, LF and CR are allowed: most texts are nothing else.
+    if text.bytes().all(|b| (0x20..0x80).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r')) {
+        return Ok(());
+    }
     match text.chars().enumerate().find(|(_, c)| !is_xml_char(*c)) {
         None => Ok(()),
         Some((position, ch)) => Err(ForbiddenChar { ch, position }),

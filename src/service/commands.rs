@@ -127,30 +127,27 @@ impl Gateway {
     /// of them has raw categories the session receives, one `userRawCategories` holding those.
     /// Each answer covers the unsent snapshots of what it shows (README, "Session queues"): a
     /// later change of a queried user is queued after it, never in front of it — also one fanned
-    /// out between rendering and queuing the answer, which is queued again after it.
+    /// out between rendering and queuing the answer, which is queued again after it. Each is the
+    /// shared renderings copied once into an answer of its exact size.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
-        let mut users = EventPayload::content_writer();
-        let mut raw_users = EventPayload::content_writer();
-        let (mut keys, mut raw_keys) = (Vec::with_capacity(uris.len()), Vec::new());
-        let mut shown = Vec::with_capacity(uris.len());
-        for uri in uris {
-            let snapshot = self.query_snapshot(uri, session);
-            shown.push(snapshot.version);
+        let snapshots: Vec<_> = uris.iter().map(|uri| self.query_snapshot(uri, session)).collect();
+        let (mut keys, mut raw_keys, mut raw) = (Vec::with_capacity(uris.len()), Vec::new(), Vec::new());
+        for (uri, snapshot) in uris.iter().zip(&snapshots) {
             let (key, raw_key) = Gateway::snapshot_keys(session, uri);
-            users.fragment(&snapshot.presence.inner);
             keys.push(key);
-            if let Some(raw) = snapshot.raw.filter(|raw| raw.holds_raw_categories()) {
-                raw_users.fragment(&raw.inner);
+            if let Some(payload) = snapshot.raw.as_ref().filter(|raw| raw.holds_raw_categories()) {
+                raw.push(payload);
                 raw_keys.push(raw_key);
             }
         }
-        self.answer_covering(answers, Arc::new(EventPayload::user_presence(users.finish_fragment())), &keys);
+        let presence = joined(snapshots.iter().map(|s| &s.presence));
+        self.answer_covering(answers, Arc::new(EventPayload::user_presence(presence)), &keys);
         if !raw_keys.is_empty() {
-            let raw = EventPayload::user_raw_categories(raw_users.finish_fragment());
+            let raw = EventPayload::user_raw_categories(joined(raw.iter().copied()));
             self.answer_covering(answers, Arc::new(raw), &raw_keys);
         }
-        for (uri, version) in uris.iter().zip(shown) {
-            self.catch_up_after_answer(session, uri, version);
+        for (uri, snapshot) in uris.iter().zip(&snapshots) {
+            self.catch_up_after_answer(session, uri, snapshot.version);
         }
     }
 
@@ -208,6 +205,16 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// The contents of `payloads` one after the other, in a fragment allocated at its final size.
+fn joined<'a>(payloads: impl Iterator<Item = &'a Arc<EventPayload>> + Clone) -> crate::cwa::writer::Fragment {
+    let mut users = EventPayload::content_writer();
+    users.reserve_exact(payloads.clone().map(|p| p.inner.len()).sum());
+    for payload in payloads {
+        users.fragment(&payload.inner);
+    }
+    users.finish_fragment()
 }
 
 /// Every method is the user acting at this client, except ending the session and a publication

@@ -2,7 +2,7 @@
 //! store at start and kept in step with it. Answers "what level does this watcher have?".
 
 use crate::model::contact::Profile;
-use crate::model::rights::{domain_of, effective_level, AccessLevel, RightsEntry, WatcherFacts};
+use crate::model::rights::{domain_of, effective_level_of, AccessLevel, RightsEntry, WatcherFacts};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,15 +101,18 @@ impl Directory {
     /// The level `watcher` has on `owner`'s presence (docs/architecture.md §2.3): the owner's entries and the
     /// global ones count alike; an explicit block by the owner still wins.
     pub fn level(&self, owner: &str, watcher: &str) -> AccessLevel {
-        let groups = self.profile(watcher).map(|p| p.groups.clone()).unwrap_or_default();
-        let facts = WatcherFacts { uri: watcher, groups: &groups, same_enterprise: self.same_enterprise(owner, watcher) };
+        let profile = self.profile(watcher);
+        let groups = profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
+        self.level_for(owner, watcher, groups, self.same_enterprise(owner, watcher))
+    }
+
+    /// [`level`](Self::level) for a watcher whose groups and enterprise relation the caller
+    /// already has (a query asks about many owners for one watcher).
+    pub fn level_for(&self, owner: &str, watcher: &str, groups: &[String], same_enterprise: bool) -> AccessLevel {
+        let facts = WatcherFacts { uri: watcher, groups, same_enterprise };
         let rights = self.rights.read();
         let own = rights.get(owner).map(Vec::as_slice).unwrap_or(&[]);
         let global = self.global.read();
-        if global.is_empty() {
-            return effective_level(own, &facts);
-        }
-        let all: Vec<RightsEntry> = own.iter().chain(global.iter()).cloned().collect();
-        effective_level(&all, &facts)
+        effective_level_of(own.iter().chain(global.iter()), &facts)
     }
 }

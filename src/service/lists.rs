@@ -81,6 +81,7 @@ impl Gateway {
     /// subscription state is an answer of the command when `answers` is given.
     pub(crate) fn watch_uris(&self, session: &Arc<Session>, uris: &[Arc<str>], answers: Option<&mut Admission<'_>>) -> bool {
         let limit = self.config.limits.subscriptions_per_session;
+        let uris = &self.hub.intern(uris);
         let Some(new) = session.subscribe(uris, limit) else { return false };
         self.hub.watch(session, &new);
         if !uris.is_empty() {

@@ -177,10 +177,10 @@ impl Gateway {
         if uri == viewer_uri {
             return ViewKey { viewer: Viewer::Owner, same_enterprise: true };
         }
-        ViewKey {
-            viewer: Viewer::Watcher(self.directory.level(uri, viewer_uri)),
-            same_enterprise: self.directory.same_enterprise(uri, viewer_uri),
-        }
+        let profile = self.directory.profile(viewer_uri);
+        let groups = profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
+        let same_enterprise = self.directory.same_enterprise(uri, viewer_uri);
+        ViewKey { viewer: Viewer::Watcher(self.directory.level_for(uri, viewer_uri, groups, same_enterprise)), same_enterprise }
     }
 
     /// The current snapshot of `uri` for `session`: `selfPresence` / `selfRawCategories` for the

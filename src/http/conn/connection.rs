@@ -67,28 +67,48 @@ struct Incoming {
     next: Vec<u8>,
 }
 
+/// How the answer to a request is written.
+struct Answering {
+    head_request: bool,
+    version: axum::http::Version,
+    keep_alive: bool,
+    /// The body was over the limit and left unread: answer, then close.
+    unread_body: bool,
+}
+
 /// Serves one connection until it closes.
 pub async fn serve<T: Transport>(mut io: T, peer: SocketAddr, mut context: Context) {
     let mut next: Vec<u8> = Vec::new();
     let mut first_byte_deadline = Instant::now() + context.settings.header_timeout;
     let mut json_errors = false;
     loop {
-        let incoming = match read_request(&mut io, next, first_byte_deadline, &mut context, &mut json_errors).await {
-            Ok(incoming) => incoming,
-            Err(stop) => return refuse(&mut io, stop, json_errors).await,
+        // Reading and writing run boxed, and what reading produced goes out of scope before the
+        // handler's future is awaited: a connection whose request is held (a long poll) keeps a
+        // task little larger than that future.
+        let (answer, how) = {
+            let read = read_request(&mut io, std::mem::take(&mut next), first_byte_deadline, &mut context, &mut json_errors);
+            let incoming = match Box::pin(read).await {
+                Ok(incoming) => incoming,
+                Err(stop) => return Box::pin(refuse(&mut io, stop, json_errors)).await,
+            };
+            let Incoming { head, body, unread_body, next: rest } = incoming;
+            next = only_the_bytes(rest);
+            let how = Answering {
+                head_request: head.method == Method::HEAD,
+                version: head.version,
+                keep_alive: head.keep_alive,
+                unread_body,
+            };
+            let watch_hang_up = next.is_empty();
+            (call(&io, &context.app, request(head, body, peer), watch_hang_up), how)
         };
-        let Incoming { head, body, unread_body, next: rest } = incoming;
-        next = only_the_bytes(rest);
-        let head_request = head.method == Method::HEAD;
-        let (version, keep_alive) = (head.version, head.keep_alive);
-        let watch_hang_up = next.is_empty();
-        let Some(response) = call(&io, &context.app, head, body, peer, watch_hang_up).await else { return };
-        let close = !keep_alive || unread_body || *context.shutdown.borrow() || closes(&response);
+        let Some(response) = answer.await else { return };
+        let close = !how.keep_alive || how.unread_body || *context.shutdown.borrow() || closes(&response);
         let deadline = Instant::now() + context.settings.body_timeout;
-        let written = timeout_at(deadline, response::write(&mut io, response, head_request, version, close)).await;
-        match written {
+        let write = response::write(&mut io, response, how.head_request, how.version, close);
+        match Box::pin(timeout_at(deadline, write)).await {
             Ok(Ok(Written::Complete)) if !close => {}
-            Ok(Ok(_)) => return finish(&mut io).await,
+            Ok(Ok(_)) => return Box::pin(finish(&mut io)).await,
             Ok(Err(_)) => return,
             Err(_) => return telemetry::connection_timed_out("write"),
         }
@@ -111,30 +131,36 @@ fn closes(response: &axum::response::Response) -> bool {
     connection.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
 }
 
-/// Hands the request to the router. `None` when the client hung up meanwhile (the handler's
-/// future is dropped, as when a held poll's client goes away).
-async fn call<T: Transport>(
-    io: &T,
-    app: &Router,
-    head: Head,
-    body: Body,
-    peer: SocketAddr,
-    watch_hang_up: bool,
-) -> Option<axum::response::Response> {
-    use tower::ServiceExt;
+/// The request the router sees.
+fn request(head: Head, body: Body, peer: SocketAddr) -> Request<Body> {
     let mut request = Request::new(body);
     *request.method_mut() = head.method;
     *request.uri_mut() = head.uri;
     *request.version_mut() = head.version;
     *request.headers_mut() = head.headers;
     request.extensions_mut().insert(ConnectInfo(peer));
-    let answer = app.clone().oneshot(request);
-    if !watch_hang_up {
-        return Some(answer.await.unwrap_or_else(|never| match never {}));
-    }
-    tokio::select! {
-        answered = answer => Some(answered.unwrap_or_else(|never| match never {})),
-        () = transport::hung_up(io) => None,
+    request
+}
+
+/// Hands the request to the router. `None` when the client hung up meanwhile (the handler's
+/// future is dropped, as when a held poll's client goes away). The router's future is made before
+/// the returned one, which holds nothing else but the hang-up watch: a held poll's task stays small.
+fn call<'a, T: Transport>(
+    io: &'a T,
+    app: &Router,
+    request: Request<Body>,
+    watch_hang_up: bool,
+) -> impl std::future::Future<Output = Option<axum::response::Response>> + 'a {
+    // A `Router` is always ready: no `poll_ready` needed before `call`.
+    let answer = tower::Service::call(&mut app.clone(), request);
+    async move {
+        if !watch_hang_up {
+            return Some(answer.await.unwrap_or_else(|never| match never {}));
+        }
+        tokio::select! {
+            answered = answer => Some(answered.unwrap_or_else(|never| match never {})),
+            () = transport::hung_up(io) => None,
+        }
     }
 }
 

@@ -19,6 +19,21 @@ const SPECIAL_NAMES: &[&str] =
 /// Appends `name` spelled for the wire: a special spelling, or title case (`x-request-id` →
 /// `X-Request-Id`).
 pub fn push_name(out: &mut Vec<u8>, name: &str) {
+    // The names of nearly every answer, as `HeaderName` spells them (lower case).
+    let common = match name {
+        "content-type" => "Content-Type",
+        "content-length" => "Content-Length",
+        "cache-control" => "Cache-Control",
+        "x-content-type-options" => "X-Content-Type-Options",
+        "x-request-id" => "X-Request-Id",
+        "cwa-ticket" => "CWA-Ticket",
+        "set-cookie" => "Set-Cookie",
+        _ => "",
+    };
+    if !common.is_empty() {
+        out.extend_from_slice(common.as_bytes());
+        return;
+    }
     if let Some(special) = SPECIAL_NAMES.iter().find(|s| s.eq_ignore_ascii_case(name)) {
         out.extend_from_slice(special.as_bytes());
         return;
