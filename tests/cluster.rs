@@ -5,6 +5,8 @@
 //! meanwhile, then resynchronise, and what changed while Redis was away arrives. Any node serves
 //! any session (the request is passed to the node holding it), also behind a real HAProxy in
 //! plain round-robin; a lost node's sessions are not found and start anew with the same ticket.
+//! Rights and contact lists changed on one node take effect on another; a rolling restart keeps
+//! clients signed in.
 
 mod common;
 
@@ -252,6 +254,9 @@ async fn any_node_serves_any_session_and_a_lost_node_s_sessions_are_not_found() 
     sees_within(&mut via_other, CROSS_NODE, BOB, |s| s.note == "passed on").await;
     let unknown = format!(r#"<cwaRequests sid="{}" xmlns="{NS}"><getPresence rid="1"/></cwaRequests>"#, alice.sid + 999);
     assert_eq!(error_code(&via_other.post_raw(unknown).await), 18100, "an unknown sid of a live node");
+    let oversized = format!(r#"<cwaRequests sid="{}" xmlns="{NS}">{}</cwaRequests>"#, alice.sid, " ".repeat(300 * 1024));
+    let refused = via_other.post_raw(oversized).await;
+    assert_eq!((refused.status, error_code(&refused)), (413, 18101), "{}", refused.body);
 
     drop(cluster.nodes.remove(0));
     session_not_found_within(&mut via_other, Duration::from_secs(TTL) + CROSS_NODE).await;
@@ -342,4 +347,33 @@ async fn a_rolling_restart_keeps_clients_signed_in_and_converging() {
         let seen = sees_within(&mut alice, Duration::from_secs(TTL) + CROSS_NODE, BOB, |s| s.availability == state).await;
         assert_eq!(seen.availability, state, "after restarting node {index}");
     }
+}
+
+#[tokio::test]
+async fn rights_and_contact_lists_changed_on_one_node_take_effect_on_another() {
+    let cluster = Cluster::start(2).await;
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    alice.subscribe(&[BOB]).await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| !s.phones.is_empty()).await;
+    // Bob, on the other node, blocks Alice: his card disappears from her view.
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    let rid = bob.next_rid();
+    let block = format!(
+        r#"<updateContainer rid="{rid}"><container id="32000"><addMember type="uri" value="sip:alice@example.com"/></container></updateContainer>"#
+    );
+    assert!(bob.command(&block).await.body.contains("requestAccepted"));
+    let blocked = sees_within(&mut alice, Duration::from_secs(5), BOB, |s| s.phones.is_empty()).await;
+    assert_eq!(blocked.title, None, "blocked: nothing of the card is shown");
+
+    // Alice adds Carol on one node; her session on the other node gets the new list.
+    let mut alice_there = session(cluster.base(1), "alice@example.com").await;
+    alice_there.poll().await;
+    let rid = alice.next_rid();
+    let add = format!(r#"<addContact rid="{rid}"><contact uri="sip:carol@example.com" name="Carol" tag="false"/></addContact>"#);
+    assert!(alice.command(&add).await.body.contains("requestAccepted"));
+    let has_carol = |e: &Event| {
+        e.name == "contactGroup" && e.element.children_named("contact").any(|c| c.attr("uri") == Some("sip:carol@example.com"))
+    };
+    let list = tokio::time::timeout(Duration::from_secs(5), alice_there.wait_for("the contact list with Carol", has_carol));
+    list.await.expect("the change reaches the session on the other node");
 }

@@ -122,3 +122,20 @@ async fn a_query_of_an_unwatched_user_leaves_the_watched_ones_coalescing() {
     assert_eq!(names, ["userPresence", "userPresence", "requestSucceeded"], "Bob's snapshot, the answer about Carol");
     assert_eq!(notes_about(&events, BOB).into_iter().map(|n| n.1).collect::<Vec<_>>(), ["two"], "coalesced in place");
 }
+
+#[tokio::test]
+async fn a_user_subscribed_to_themself_reads_their_newest_own_state_last() {
+    let server = TestServer::start().await;
+    let mut alice = server.session("alice@example.com").await;
+    alice.poll().await;
+
+    alice.publish_note("one").await; // a selfPresence waits, unsent
+    alice.subscribe(&[ALICE]).await; // the subscription's snapshot of Alice shows "one"
+    alice.publish_note("two").await;
+    let events = alice.events_until("answers", |e| e.name == "requestSucceeded").await;
+    assert_consecutive(&events);
+    let own: Vec<String> = events.iter().filter(|e| e.name == "selfPresence").map(|e| seen(&e.element).note).collect();
+    assert_eq!(own, ["two"], "one own snapshot, coalesced to the newest state");
+    let raw = events.iter().filter(|e| e.name.ends_with("RawCategories")).count();
+    assert!(raw <= 1, "own raw categories coalesce too: {raw}");
+}

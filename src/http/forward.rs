@@ -5,6 +5,7 @@
 //! is answered here, as any unknown session: CWA 18100 / HTTP 404. Standalone, or for a request
 //! that was already forwarded once, nothing happens here.
 
+use crate::error::GatewayError;
 use crate::service::Gateway;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -45,7 +46,8 @@ pub async fn to_owner(State(forwarder): State<Arc<Forwarder>>, request: Request,
     } else {
         let limit = gateway.config.limits.body_bytes;
         let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-            return (StatusCode::PAYLOAD_TOO_LARGE, format!("the body exceeds {limit} bytes")).into_response();
+            let error = GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes"));
+            return xml(StatusCode::PAYLOAD_TOO_LARGE, crate::cwa::envelope::unusable_body(&error));
         };
         (command_sid(&bytes), Body::from(bytes))
     };
@@ -93,11 +95,15 @@ impl Forwarder {
 /// The node holding the session did not answer: retryable, like a store that did not.
 fn unavailable(address: &str, why: &str) -> Response {
     tracing::warn!(node = address, why, "cannot pass a request to the node holding its session");
-    let error = crate::error::GatewayError::StoreUnavailable;
-    let body = crate::cwa::envelope::request_failed(None, &error);
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+    let mut response =
+        xml(StatusCode::SERVICE_UNAVAILABLE, crate::cwa::envelope::request_failed(None, &GatewayError::StoreUnavailable));
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn xml(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
     response
 }
 

@@ -414,6 +414,10 @@ impl Session {
         removed
     }
 
+    pub fn is_subscribed(&self, uri: &str) -> bool {
+        self.lock().subscriptions.binary_search_by(|s| (**s).cmp(uri)).is_ok()
+    }
+
     pub fn subscriptions(&self) -> Vec<Arc<str>> {
         self.lock().subscriptions.clone()
     }

@@ -32,6 +32,8 @@ pub struct PasswordChecks {
     capacity: usize,
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
+    /// Checks handed to a blocking thread since start (they may not have begun yet).
+    admitted: Arc<AtomicUsize>,
 }
 
 impl PasswordChecks {
@@ -43,7 +45,8 @@ impl PasswordChecks {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        PasswordChecks { permits: Arc::new(Semaphore::new(capacity)), capacity, running, peak }
+        let admitted = Arc::new(AtomicUsize::new(0));
+        PasswordChecks { permits: Arc::new(Semaphore::new(capacity)), capacity, running, peak, admitted }
     }
 
     /// Verifies `password` against `hash`. The permit moves into the blocking task, so a caller
@@ -58,7 +61,15 @@ impl PasswordChecks {
             running.fetch_sub(1, Ordering::SeqCst);
             verified
         };
-        tokio::task::spawn_blocking(check).await.unwrap_or(false)
+        let handle = tokio::task::spawn_blocking(check);
+        self.admitted.fetch_add(1, Ordering::SeqCst);
+        handle.await.unwrap_or(false)
+    }
+
+    /// Checks handed to a blocking thread since start: it has grown by the time the caller first
+    /// waits for its check, however fast the check is.
+    pub fn admitted(&self) -> usize {
+        self.admitted.load(Ordering::SeqCst)
     }
 
     /// How many checks may run at once.

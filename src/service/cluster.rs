@@ -250,6 +250,7 @@ mod tests {
             last_raw: HashMap::new(),
             last_json: HashMap::new(),
             cluster: ClusterInputs::default(),
+            version: 0,
         }
     }
 

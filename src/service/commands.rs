@@ -126,8 +126,9 @@ impl Gateway {
     /// One `userPresence` holding every queried user, cut to the caller's level; then, when any
     /// of them has raw categories the session receives, one `userRawCategories` holding those.
     /// Each answer covers the unsent snapshots of what it shows (README, "Session queues"): a
-    /// later change of a queried user is queued after it, never in front of it. Each is the shared
-    /// renderings copied once into an answer of its exact size.
+    /// later change of a queried user is queued after it, never in front of it — also one fanned
+    /// out between rendering and queuing the answer, which is queued again after it. Each is the
+    /// shared renderings copied once into an answer of its exact size.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
         let snapshots: Vec<_> = uris.iter().map(|uri| self.query_snapshot(uri, session)).collect();
         let (mut keys, mut raw_keys, mut raw) = (Vec::with_capacity(uris.len()), Vec::new(), Vec::new());
@@ -144,6 +145,9 @@ impl Gateway {
         if !raw_keys.is_empty() {
             let raw = EventPayload::user_raw_categories(joined(raw.iter().copied()));
             self.answer_covering(answers, Arc::new(raw), &raw_keys);
+        }
+        for (uri, snapshot) in uris.iter().zip(&snapshots) {
+            self.catch_up_after_answer(session, uri, snapshot.version);
         }
     }
 

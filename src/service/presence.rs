@@ -1,7 +1,9 @@
 //! Live presence: each user's presentity in memory, changed under a per-user write gate (durable
 //! parts are stored before they take effect), recalculated, and fanned out. A change is rendered
 //! once per view (owner, or watcher level × source network) and the shared bytes are queued on
-//! every session that watches; a view that did not change is not sent again.
+//! every session that watches; a view that did not change is not sent again. Snapshots queued
+//! outside a fan-out (subscribe, rights change, resync burst) are queued under the same lock, so
+//! they keep the presentity's change order.
 
 use super::Gateway;
 use crate::backplane::LiveChange;
@@ -57,6 +59,10 @@ pub struct Live {
     pub last_json: HashMap<ViewKey, super::json_events::JsonView>,
     /// What other nodes hold of the user (sessions), and what this node told them.
     pub cluster: super::cluster::ClusterInputs,
+    /// Counts the fan-outs (bumped under the lock): a rendering made at one version and queued
+    /// after the lock was released is outdated if it moved (docs/architecture.md, "Order per
+    /// presentity").
+    pub version: u64,
 }
 
 pub struct PresenceEntry {
@@ -82,6 +88,7 @@ impl PresenceEntry {
             last_raw: HashMap::new(),
             last_json: HashMap::new(),
             cluster: Default::default(),
+            version: 0,
         };
         Arc::new(PresenceEntry { gate: Arc::default(), live: Mutex::new(live) })
     }
@@ -148,6 +155,8 @@ struct Rendered {
 pub(crate) struct Snapshot {
     pub presence: Arc<EventPayload>,
     pub raw: Option<Arc<EventPayload>>,
+    /// The presentity's [`Live::version`] the renderings show (0 for an unknown user).
+    pub version: u64,
 }
 
 impl Gateway {
@@ -178,17 +187,25 @@ impl Gateway {
     /// owner, `userPresence` / `userRawCategories` otherwise. Each is rendered once per view (and
     /// raw-category choice) and remembered until the state changes.
     pub(crate) fn snapshot(&self, uri: &str, session: &Session) -> Snapshot {
+        self.with_snapshot(uri, session, |snapshot| snapshot)
+    }
+
+    /// Runs `then` on the current snapshot of `uri` for `session` while the presentity is still
+    /// locked: what `then` queues is queued before any later change is fanned out.
+    fn with_snapshot<R>(&self, uri: &str, session: &Session, then: impl FnOnce(Snapshot) -> R) -> R {
         let key = self.view_key(uri, &session.user);
         let raw_key = receives_raw(session).then(|| RawViewKey { view: key, only: session.raw_categories.clone() });
         let Some(entry) = self.presence_entry(uri) else {
             let view = PresenceView::unknown(uri);
-            return Snapshot { presence: render_presence(&view, key), raw: raw_key.map(|k| render_raw(&view, &k)) };
+            let raw = raw_key.map(|k| render_raw(&view, &k));
+            return then(Snapshot { presence: render_presence(&view, key), raw, version: 0 });
         };
         let mut live = entry.live.lock();
+        let version = live.version;
         let presence = live.last_views.get(&key).cloned();
         let raw = raw_key.as_ref().and_then(|k| live.last_raw.get(k).cloned());
         if let (Some(presence), true) = (&presence, raw.is_some() == raw_key.is_some()) {
-            return Snapshot { presence: presence.clone(), raw };
+            return then(Snapshot { presence: presence.clone(), raw, version });
         }
         let view = view(&live.model, key.viewer, self.clock.now());
         let presence = presence.unwrap_or_else(|| render_presence(&view, key));
@@ -198,7 +215,7 @@ impl Gateway {
             live.last_raw.insert(k, payload.clone());
             payload
         });
-        Snapshot { presence, raw }
+        then(Snapshot { presence, raw, version })
     }
 
     /// `uri` as a `queryPresence` answer shows it to `session`: its `user` element and, when the
@@ -208,22 +225,46 @@ impl Gateway {
         if uri != &*session.user {
             return self.snapshot(uri, session);
         }
-        let view = self.view_for(uri, uri);
+        let (view, version) = match self.presence_entry(uri) {
+            Some(entry) => {
+                let live = entry.live.lock();
+                (view(&live.model, Viewer::Owner, self.clock.now()), live.version)
+            }
+            None => (PresenceView::unknown(uri), 0),
+        };
         let raw = receives_raw(session)
             .then(|| Arc::new(EventPayload::user_raw_categories(render_raw_user(&view, session.raw_categories.as_deref()))));
-        Snapshot { presence: Arc::new(EventPayload::user_presence(render_user(&view, true))), raw }
+        Snapshot { presence: Arc::new(EventPayload::user_presence(render_user(&view, true))), raw, version }
     }
 
     /// Queues a snapshot of `uri` for `session` — its `userPresence`, then its
-    /// `userRawCategories`, each coalescing with an unsent one (a full update for JSON).
+    /// `userRawCategories` (`selfPresence` / `selfRawCategories` under the `self…` keys for the
+    /// session's own user), each coalescing with an unsent one (a full update for JSON). Queued
+    /// under the presentity's lock, so it never lands after a newer fanned-out change.
     pub(crate) fn queue_snapshot(&self, session: &Session, uri: &Arc<str>) {
         if session.json.is_some() {
             return self.queue_json_full(session, uri);
         }
-        let snapshot = self.snapshot(uri, session);
-        self.push(session, snapshot.presence, Some(uri));
-        if let Some(raw) = snapshot.raw {
-            self.push(session, raw, Some(&raw_key(uri)));
+        self.queue_current(session, uri, |payload, key| self.push(session, payload, Some(key)));
+    }
+
+    /// Hands the current snapshot of `uri` with its coalescing keys to `push`, under the lock.
+    fn queue_current(&self, session: &Session, uri: &str, push: impl Fn(Arc<EventPayload>, &Arc<str>)) {
+        let (key, raw_key) = Gateway::snapshot_keys(session, uri);
+        self.with_snapshot(uri, session, |snapshot| {
+            push(snapshot.presence, &key);
+            if let Some(raw) = snapshot.raw {
+                push(raw, &raw_key);
+            }
+        });
+    }
+
+    /// After a query's answers are queued: a queried user whose changes `session` receives and who
+    /// changed since the answer was rendered gets a fresh snapshot, queued after the answer.
+    pub(crate) fn catch_up_after_answer(&self, session: &Session, uri: &str, shown: u64) {
+        let moved = self.presence_entry(uri).is_some_and(|entry| entry.live.lock().version != shown);
+        if moved && (uri == &*session.user || session.is_subscribed(uri)) {
+            self.queue_current(session, uri, |payload, key| self.push(session, payload, Some(key)));
         }
     }
 
@@ -237,11 +278,7 @@ impl Gateway {
 
     /// The user's own `selfPresence`, then their `selfRawCategories`.
     pub(crate) fn queue_self(&self, session: &Session) {
-        let snapshot = self.snapshot(&session.user, session);
-        self.push(session, snapshot.presence, Some(&SELF_KEY));
-        if let Some(raw) = snapshot.raw {
-            self.push(session, raw, Some(&SELF_RAW_KEY));
-        }
+        self.queue_current(session, &session.user, |payload, key| self.push(session, payload, Some(key)));
     }
 
     /// The full state after an overflow (README, "Session queues"): the contact list, own
@@ -254,20 +291,16 @@ impl Gateway {
         let user = &session.user;
         let subscriptions = session.subscriptions();
         let states: Vec<(&str, &str)> = subscriptions.iter().map(|u| (&**u, "subscribed")).collect();
-        let list = crate::cwa::lists::contact_group_full(&self.contact_list(user));
-        let own = self.snapshot(user, session);
-        let mut burst = vec![(Arc::new(list), None), (own.presence, Some(SELF_KEY.clone()))];
-        burst.extend(own.raw.map(|raw| (raw, Some(SELF_RAW_KEY.clone()))));
-        burst.push((Arc::new(self.containers_event(user)), None));
-        burst.push((Arc::new(self.subscribers_event(user)), None));
-        burst.push((Arc::new(EventPayload::subscription_state(&states)), None));
+        let push = |payload: Arc<EventPayload>, key: Option<&Arc<str>>| {
+            crate::telemetry::record_push(session.push_resync(payload, key));
+        };
+        push(Arc::new(crate::cwa::lists::contact_group_full(&self.contact_list(user))), None);
+        self.queue_current(session, user, |payload, key| push(payload, Some(key)));
+        push(Arc::new(self.containers_event(user)), None);
+        push(Arc::new(self.subscribers_event(user)), None);
+        push(Arc::new(EventPayload::subscription_state(&states)), None);
         for uri in &subscriptions {
-            let snapshot = self.snapshot(uri, session);
-            burst.push((snapshot.presence, Some(uri.clone())));
-            burst.extend(snapshot.raw.map(|raw| (raw, Some(raw_key(uri)))));
-        }
-        for (payload, key) in burst {
-            crate::telemetry::record_push(session.push_resync(payload, key.as_ref()));
+            self.queue_current(session, uri, |payload, key| push(payload, Some(key)));
         }
     }
 
@@ -444,6 +477,7 @@ impl Gateway {
     /// `last_raw` then hold exactly the renderings of the current state that have watchers.
     fn fan_out(&self, uri: &Arc<str>, live: &mut Live, now: Timestamp) {
         let _timer = crate::telemetry::FanOutTimer::start();
+        live.version += 1;
         let mut rendered: HashMap<ViewKey, Rendered> = HashMap::new();
         let mut raw_rendered: HashMap<RawViewKey, (Arc<EventPayload>, bool)> = HashMap::new();
         let mut key_of_user: HashMap<Arc<str>, ViewKey> = HashMap::new();

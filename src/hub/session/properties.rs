@@ -30,6 +30,10 @@ enum Op {
     State,
     /// A query: an admitted command whose answer shows the presentity's current state.
     Query(u8),
+    /// A query of a watched presentity that changes between rendering the answer and queuing it:
+    /// the change's snapshot is queued first, then the answer showing the older state, then — as
+    /// the gateway does when the presentity's version moved — a fresh snapshot.
+    RacedQuery(u8),
     Command(u8),
     Subscribe(u8),
     /// A poll; `lost` = its response never reaches the client.
@@ -53,6 +57,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::State),
         2 => (1..=ANSWERS_PER_METHOD as u8).prop_map(Op::Command),
         2 => (0..KEYS).prop_map(Op::Query),
+        1 => (0..KEYS).prop_map(Op::RacedQuery),
         1 => (0..KEYS).prop_map(Op::Subscribe),
         3 => (ack, proptest::bool::weighted(0.2)).prop_map(|(ack, lost)| Op::Poll { ack, lost }),
         1 => Just(Op::ConcurrentPolls),
@@ -199,6 +204,15 @@ fn run_poll(s: &Session, model: &mut Model, step: usize, subscriptions: &[Arc<st
     }
 }
 
+/// The presentity `key` changed: a snapshot of its newest state.
+fn snapshot(s: &Session, model: &mut Model, step: usize, key: u8) {
+    *model.version.entry(key).or_default() += 1;
+    let (id, payload) = model.payload();
+    model.shows_current(id, key);
+    let pushed = s.push(payload, Some(&key_uri(key)));
+    model.track(pushed, id, step, Some(key));
+}
+
 fn check(limit: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let options = SessionOptions { queue_limit: limit, ..SessionOptions::default() };
     let s = Session::new(1, "sip:a@x".into(), 1, options, now());
@@ -206,13 +220,7 @@ fn check(limit: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut subscriptions: Vec<Arc<str>> = Vec::new();
     for (step, op) in ops.iter().enumerate() {
         match op {
-            Op::Snapshot(k) => {
-                *model.version.entry(*k).or_default() += 1;
-                let (id, payload) = model.payload();
-                model.shows_current(id, *k);
-                let pushed = s.push(payload, Some(&key_uri(*k)));
-                model.track(pushed, id, step, Some(*k));
-            }
+            Op::Snapshot(k) => snapshot(&s, &mut model, step, *k),
             Op::Query(k) => {
                 if let Some(mut admission) = s.admit(ANSWERS_PER_METHOD) {
                     let (id, payload) = model.payload();
@@ -220,6 +228,22 @@ fn check(limit: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(admission.push_covering(payload, &[key_uri(*k)]), Pushed::Queued);
                     model.track(Pushed::Queued, id, step, None);
                     model.answers.insert(id);
+                }
+            }
+            Op::RacedQuery(k) => {
+                if let Some(mut admission) = s.admit(ANSWERS_PER_METHOD) {
+                    let shown = model.version.get(k).copied().unwrap_or(0);
+                    snapshot(&s, &mut model, step, *k);
+                    let (id, payload) = model.payload();
+                    model.shows.insert(id, (*k, shown));
+                    prop_assert_eq!(admission.push_covering(payload, &[key_uri(*k)]), Pushed::Queued);
+                    model.track(Pushed::Queued, id, step, None);
+                    model.answers.insert(id);
+                    drop(admission);
+                    let (id, payload) = model.payload();
+                    model.shows_current(id, *k);
+                    let pushed = s.push(payload, Some(&key_uri(*k)));
+                    model.track(pushed, id, step, Some(*k));
                 }
             }
             Op::State => {
