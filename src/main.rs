@@ -37,7 +37,8 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
         /// An admin token of the gateway (default: the first admin token of the configuration).
-        #[arg(long, env = "GATEWAY_ADMIN_TOKEN", global = true, hide_env_values = true)]
+        /// A token may start with `-` (a random one does, one time in 64).
+        #[arg(long, env = "GATEWAY_ADMIN_TOKEN", global = true, hide_env_values = true, allow_hyphen_values = true)]
         token: Option<String>,
         #[command(subcommand)]
         action: SessionAction,

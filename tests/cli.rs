@@ -221,3 +221,12 @@ async fn demo_prints_api_tokens_and_session_commands_list_and_end_sessions() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Random tokens (URL-safe base64, as `--demo` prints them) start with `-` one time in 64: the
+/// CLI must take such a token as the value of `--token`, not as an option of its own.
+#[test]
+fn a_token_starting_with_a_hyphen_is_taken_as_the_token() {
+    let (ok, out) = run(&["session", "list", "--listen", "127.0.0.1:1", "--timeout", "2", "--token", "-lQ2n8vJx0aZ5kS1yRt7w"]);
+    assert!(!ok, "nothing listens on port 1: {out}");
+    assert!(!out.contains("unexpected argument") && !out.contains("Usage:"), "{out}");
+}
