@@ -42,6 +42,14 @@ impl PostgresStore {
         })
     }
 
+    /// The end of every write: its last fault point, the change recorded, the commit.
+    async fn finish(&self, mut tx: Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
+        self.faults.step()?;
+        self.record(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn record(&self, tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
         let (kind, key) = change.encode();
         sqlx::query("SELECT pg_notify($1, $2)")

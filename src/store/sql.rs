@@ -36,9 +36,7 @@ macro_rules! sql_store_impl {
                 .bind(&user.password_hash)
                 .execute(&mut *tx)
                 .await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::User(user.profile.uri.clone())).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::User(user.profile.uri.clone())).await?;
                 Ok(())
             }
 
@@ -52,9 +50,7 @@ macro_rules! sql_store_impl {
                 self.faults.step()?;
                 // A new password ends every login of the user, with all of its ticket values.
                 sqlx::query("DELETE FROM logins WHERE uri = $1").bind(uri).execute(&mut *tx).await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::User(uri.to_string())).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::User(uri.to_string())).await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -62,9 +58,7 @@ macro_rules! sql_store_impl {
                 let mut tx = self.pool.begin().await?;
                 // Everything the user owns goes with the row (ON DELETE CASCADE), in this transaction.
                 let done = sqlx::query("DELETE FROM users WHERE uri = $1").bind(uri).execute(&mut *tx).await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::User(uri.to_string())).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::User(uri.to_string())).await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -108,9 +102,7 @@ macro_rules! sql_store_impl {
                 .bind(note)
                 .execute(&mut *tx)
                 .await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::Presence(uri.to_string())).await?;
                 Ok(())
             }
 
@@ -194,9 +186,7 @@ macro_rules! sql_store_impl {
                 .bind($crate::store::rows::level_column(entry.level))
                 .execute(&mut *tx)
                 .await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::GlobalRights).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::GlobalRights).await?;
                 Ok(())
             }
 
@@ -208,9 +198,7 @@ macro_rules! sql_store_impl {
                     .bind(value)
                     .execute(&mut *tx)
                     .await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::GlobalRights).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::GlobalRights).await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -287,9 +275,7 @@ macro_rules! sql_store_impl {
                 .bind(acknowledged)
                 .execute(&mut *tx)
                 .await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::Subscribers(owner.to_string())).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::Subscribers(owner.to_string())).await?;
                 Ok(())
             }
 
@@ -329,9 +315,7 @@ macro_rules! sql_store_impl {
                 .bind(&image.hash)
                 .execute(&mut *tx)
                 .await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::Image(uri.to_string())).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::Image(uri.to_string())).await?;
                 Ok(())
             }
 
@@ -359,9 +343,7 @@ macro_rules! sql_store_impl {
                     .bind(large)
                     .execute(&mut *tx)
                     .await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::Image(uri.to_string())).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::Image(uri.to_string())).await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -573,9 +555,7 @@ macro_rules! sql_store_impl {
                 .bind(expires)
                 .execute(&mut *tx)
                 .await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::Presence(uri.to_string())).await?;
                 Ok(())
             }
 
@@ -586,9 +566,7 @@ macro_rules! sql_store_impl {
                     .bind(source)
                     .execute(&mut *tx)
                     .await?;
-                self.faults.step()?;
-                self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
-                tx.commit().await?;
+                self.finish(tx, &$crate::store::Change::Presence(uri.to_string())).await?;
                 Ok(done.rows_affected() > 0)
             }
 

@@ -56,6 +56,14 @@ impl SqliteStore {
         })
     }
 
+    /// The end of every write: its last fault point, the change recorded, the commit.
+    async fn finish(&self, mut tx: Transaction<'_, Sqlite>, change: &Change) -> StoreResult<()> {
+        self.faults.step()?;
+        self.record(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn record(&self, tx: &mut Transaction<'_, Sqlite>, change: &Change) -> StoreResult<()> {
         let (kind, key) = change.encode();
         sqlx::query("INSERT INTO changes (kind, key, origin) VALUES ($1, $2, $3)")
