@@ -32,6 +32,9 @@ pub struct Config {
     /// A node that has not renewed its heartbeat in Redis for this long is gone: its sessions no
     /// longer count (seconds, 2 to 300).
     pub heartbeat_ttl_seconds: u64,
+    /// A node keeps receiving a user's changes this long after its last session watching (or of)
+    /// the user ended, or after a read of the user (seconds, 1 to 3600).
+    pub follow_linger_seconds: u64,
     /// How long an empty data-channel poll is held (seconds, below 60).
     pub hold_seconds: u64,
     /// `pollWaitTime` sent to clients (milliseconds).
@@ -230,6 +233,7 @@ impl Default for Config {
             redis: None,
             advertise: None,
             heartbeat_ttl_seconds: 15,
+            follow_linger_seconds: 30,
             hold_seconds: 25,
             poll_wait_ms: 0,
             session_timeout_seconds: 90,
@@ -370,6 +374,9 @@ impl Config {
         }
         if !(2..=300).contains(&self.heartbeat_ttl_seconds) {
             return Err("heartbeat_ttl_seconds must be between 2 and 300".into());
+        }
+        if !(1..=3600).contains(&self.follow_linger_seconds) {
+            return Err("follow_linger_seconds must be between 1 and 3600".into());
         }
         Ok(())
     }

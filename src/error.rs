@@ -36,6 +36,10 @@ pub enum GatewayError {
     /// request may be retried.
     #[error("store unavailable")]
     StoreUnavailable,
+    /// Other nodes' live presence could not be brought up to date (the cluster's Redis is away);
+    /// nothing stale was answered and the same request may be retried.
+    #[error("live presence unavailable")]
+    LiveStateUnavailable,
 }
 
 impl GatewayError {
@@ -46,7 +50,9 @@ impl GatewayError {
             GatewayError::SessionNotFound => codes::SESSION_NOT_FOUND,
             GatewayError::LimitExceeded(_) => codes::REQUEST_THROTTLED,
             GatewayError::InvalidOperation(_) => codes::INVALID_OPERATION,
-            GatewayError::Internal | GatewayError::StoreUnavailable => codes::INTERNAL_FAILURE,
+            GatewayError::Internal | GatewayError::StoreUnavailable | GatewayError::LiveStateUnavailable => {
+                codes::INTERNAL_FAILURE
+            }
         }
     }
 
@@ -73,6 +79,7 @@ impl GatewayError {
             GatewayError::Unauthenticated => "a valid CWA-Ticket is required".into(),
             GatewayError::Internal => String::new(),
             GatewayError::StoreUnavailable => "the store is unavailable; nothing was changed, try again".into(),
+            GatewayError::LiveStateUnavailable => "live presence from the other nodes is unavailable; try again".into(),
         }
     }
 
@@ -87,6 +94,7 @@ impl GatewayError {
             GatewayError::Unauthenticated => "unauthenticated",
             GatewayError::Internal => "internal",
             GatewayError::StoreUnavailable => "store_unavailable",
+            GatewayError::LiveStateUnavailable => "live_state_unavailable",
         }
     }
 

@@ -33,6 +33,8 @@ pub const CONNECTIONS_OPEN: &str = "presence_http_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "presence_http_connections_refused_total";
 pub const CONNECTIONS_TIMED_OUT: &str = "presence_http_connections_timed_out_total";
 pub const REQUESTS_REFUSED: &str = "presence_http_requests_refused_total";
+pub const BACKPLANE_MESSAGES: &str = "presence_backplane_messages_total";
+pub const BACKPLANE_FOLLOWED: &str = "presence_backplane_followed_presentities";
 
 /// Upper bounds of the latency histograms (seconds).
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -92,6 +94,8 @@ fn describe() {
         "Connections closed by a timeout, by phase (idle, head, body, write, tls_handshake)"
     );
     describe_counter!(REQUESTS_REFUSED, "Requests refused by the connection driver, by reason (malformed, bare_lf, …)");
+    describe_counter!(BACKPLANE_MESSAGES, "Presence changes received from the backplane (of presentities this node follows)");
+    describe_gauge!(BACKPLANE_FOLLOWED, "Presentities whose changes this node receives from the backplane");
 }
 
 /// Handles of the unlabelled hot-path metrics, registered once (after the recorder is installed).
@@ -187,6 +191,19 @@ pub fn request_refused(reason: &'static str) {
     counter!(REQUESTS_REFUSED, "reason" => reason).increment(1);
 }
 
+/// Counts a change received from the backplane, and passes it on.
+pub fn backplane_message(payload: &[u8]) -> &[u8] {
+    LazyLock::force(&HOT);
+    counter!(BACKPLANE_MESSAGES).increment(1);
+    payload
+}
+
+/// How many presentities the node follows now.
+pub fn backplane_followed(count: usize) {
+    LazyLock::force(&HOT);
+    gauge!(BACKPLANE_FOLLOWED).set(count as f64);
+}
+
 /// Times one fan-out until dropped.
 #[must_use = "the fan-out is timed until this guard is dropped"]
 pub struct FanOutTimer(Instant);
@@ -256,7 +273,7 @@ pub fn logon_outcome<T>(result: Result<T, GatewayError>) -> Result<T, GatewayErr
     if let Err(error) = &result {
         let reason = match error {
             GatewayError::LimitExceeded(_) => "throttled",
-            GatewayError::Internal | GatewayError::StoreUnavailable => "internal",
+            GatewayError::Internal | GatewayError::StoreUnavailable | GatewayError::LiveStateUnavailable => "internal",
             _ => "credentials",
         };
         LazyLock::force(&HOT);

@@ -130,7 +130,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::InvalidOperation(_) => StatusCode::CONFLICT,
             GatewayError::Unauthenticated => StatusCode::UNAUTHORIZED,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::StoreUnavailable | GatewayError::LiveStateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         let message = match error.detail() {
             d if d.is_empty() => error.reason().to_string(),

@@ -72,6 +72,7 @@ pub async fn get_presence(
         return Err(not_found());
     }
     let reader = reader(&caller)?;
+    gateway.fresh(&[&uri]).await?;
     read(&gateway, reader, &uri).map(Json).ok_or_else(not_found)
 }
 
@@ -138,6 +139,7 @@ pub async fn read_batch(
 ) -> Result<Json<PresenceBatch>, ApiError> {
     let reader = reader(&caller)?;
     let uris = parse_batch(&body)?;
+    gateway.fresh(&uris).await?;
     let entry = |uri: &String| read(&gateway, reader, uri).unwrap_or_else(|| pv2::presence(&PresenceView::unknown(uri)));
     Ok(Json(PresenceBatch { value: uris.iter().map(entry).collect() }))
 }

@@ -265,6 +265,7 @@ pub async fn get_source(
     let uri = path_uri(&uri)?;
     check_source_name(&source)?;
     let entry = gateway.presence_entry(&uri).ok_or_else(|| ApiError::not_found(format!("no user {uri}")))?;
+    gateway.fresh(&[&uri]).await?;
     let now = gateway.clock.now();
     let stored = entry.live.lock().model.reports.0.get(&source).cloned();
     let report = stored

@@ -1,8 +1,11 @@
 //! The backplane carries the live inputs of presence between gateway nodes (docs/architecture.md,
 //! "Several nodes"). It is a fallible, asynchronous, two-way interface: a node publishes the
 //! changes it makes ([`LiveChange`], plain serialisable data, never a rendering) and receives,
-//! through a [`ChangeHandler`], every node's changes in per-presentity order — or, whenever it may
-//! have missed one, the presentity's whole current inputs to resynchronise from.
+//! through a [`ChangeHandler`], the changes of the presentities it follows in per-presentity order
+//! — or, when it starts following one or may have missed a change, the presentity's whole current
+//! inputs to resynchronise from. A node follows what its sessions watch or are
+//! ([`ChangeHandler::interested`]) and, for a while, what it was asked to read
+//! ([`Backplane::refresh`]); changes of other presentities do not reach it.
 //!
 //! [`connect`] is the one constructor: [`Standalone`] when no Redis is configured (one node: there
 //! is nobody to tell), [`redis::RedisBackplane`] otherwise.
@@ -74,13 +77,16 @@ pub enum BackplaneError {
 
 /// What a node does with what arrives from the backplane. Called from one task, in order.
 pub trait ChangeHandler: Send + Sync {
-    /// A change, in per-presentity order (this node's own changes included).
+    /// A change of a followed presentity, in per-presentity order (this node's own changes
+    /// included).
     fn apply(&self, change: Published);
-    /// A presentity's complete inputs, after a gap or a lost connection: replace and push what
-    /// changed.
+    /// A presentity's complete inputs, when following it begins, after a gap or after a lost
+    /// connection: replace and push what changed.
     fn replace(&self, uri: &str, inputs: LiveInputs);
-    /// Every presentity this node knows, to resynchronise after a lost connection.
-    fn presentities(&self) -> Vec<Arc<str>>;
+    /// Whether a session of this node watches the presentity or belongs to its user.
+    fn interested(&self, uri: &str) -> bool;
+    /// Every presentity this node is interested in, to follow after (re)connecting.
+    fn interests(&self) -> Vec<Arc<str>>;
     /// The changes that make up this node's own contribution (its session counts, the reports and
     /// manual states it holds), to publish again when the backplane lost its data.
     fn contribution(&self) -> Vec<Published>;
@@ -96,7 +102,8 @@ pub trait Backplane: Send + Sync {
     fn is_shared(&self) -> bool;
     /// Publishes changes made on this node, in order. Changes that already hold are not sent.
     async fn publish(&self, changes: &[Published]) -> Result<(), BackplaneError>;
-    /// Starts delivering every node's changes to `handler` (until the process ends).
+    /// Starts delivering the changes of the presentities this node follows to `handler` (until
+    /// the process ends).
     async fn subscribe(&self, handler: Arc<dyn ChangeHandler>) -> Result<(), BackplaneError>;
     /// This node stops (a graceful shutdown): its sessions stop counting everywhere at once
     /// instead of when its heartbeat lapses, and it publishes nothing more of them.
@@ -105,6 +112,16 @@ pub trait Backplane: Send + Sync {
     async fn address_of(&self, node: &NodeId) -> Result<Option<String>, BackplaneError>;
     /// Whether the backplane answers and this node is in step with it, for `/readyz`.
     fn is_ready(&self) -> bool;
+    /// The node's interest in `uris` may have begun or ended: follow them (at once) or stop
+    /// following them (after a while), as [`ChangeHandler::interested`] now says.
+    fn interest_changed(&self, uris: &[Arc<str>]);
+    /// Brings the handler's inputs of `uris` up to date and keeps them so for a while (a read of
+    /// presentities no session here watches); returns once they are in step, or fails when that
+    /// cannot be done at once.
+    async fn refresh(&self, uris: &[Arc<str>]) -> Result<(), BackplaneError>;
+    /// Whether this node follows the presentity (or is starting to): its changes arrive here in
+    /// order, so other sources of its live inputs must not overtake them.
+    fn follows(&self, uri: &str) -> bool;
 }
 
 /// The backplane the configuration names: Redis when `redis` is set, else [`Standalone`]. Only
@@ -160,6 +177,16 @@ impl Backplane for Standalone {
 
     fn is_ready(&self) -> bool {
         true
+    }
+
+    fn interest_changed(&self, _uris: &[Arc<str>]) {}
+
+    async fn refresh(&self, _uris: &[Arc<str>]) -> Result<(), BackplaneError> {
+        Ok(())
+    }
+
+    fn follows(&self, _uri: &str) -> bool {
+        false
     }
 }
 

@@ -1,6 +1,8 @@
 //! The hub owns live sessions and the watcher index (presentity → watching sessions), and runs the
 //! long poll. Fan-out appends shared payloads to each watching session's queue and wakes it: no
-//! task or timer per session. Locks are short and never held across `.await`.
+//! task or timer per session. Locks are short and never held across `.await`. The hub also says
+//! when the node's interest in a presentity may have begun or ended (its first or last watcher or
+//! session of its user), so a cluster node follows exactly what it needs (docs/architecture.md §5).
 
 pub mod session;
 pub mod timers;
@@ -22,6 +24,10 @@ pub enum PollOutcome {
     Resync,
     Ended,
 }
+
+/// Told the presentities whose first watcher or session arrived or whose last one left (called
+/// after the change, outside the hub's locks).
+pub type InterestHook = Box<dyn Fn(&[Arc<str>]) + Send + Sync>;
 
 /// Presentity → the sessions watching it (a set keyed by sid).
 type WatcherIndex = HashMap<Arc<str>, HashSet<BySid>>;
@@ -57,6 +63,7 @@ pub struct Hub {
     watchers: RwLock<WatcherIndex>,
     next_sid: AtomicU64,
     shutdown: watch::Sender<bool>,
+    interest: std::sync::OnceLock<InterestHook>,
 }
 
 impl Default for Hub {
@@ -80,6 +87,7 @@ impl Hub {
             watchers: RwLock::default(),
             next_sid: AtomicU64::new(start),
             shutdown: watch::channel(false).0,
+            interest: std::sync::OnceLock::new(),
         }
     }
 
@@ -87,9 +95,43 @@ impl Hub {
         self.next_sid.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Sets what is told of interest that begins or ends (once; later calls are ignored).
+    pub fn on_interest(&self, hook: InterestHook) {
+        let _ = self.interest.set(hook);
+    }
+
+    fn tell_interest(&self, uris: &[Arc<str>]) {
+        if let (Some(hook), false) = (self.interest.get(), uris.is_empty()) {
+            hook(uris);
+        }
+    }
+
+    /// Whether a session here watches `uri` or belongs to its user.
+    pub fn is_interested(&self, uri: &str) -> bool {
+        self.by_user.read().contains_key(uri) || self.watchers.read().contains_key(uri)
+    }
+
+    /// Every presentity a session here watches or belongs to.
+    pub fn interests(&self) -> Vec<Arc<str>> {
+        let mut uris: Vec<Arc<str>> = self.by_user.read().keys().cloned().collect();
+        uris.extend(self.watchers.read().keys().cloned());
+        uris.sort_unstable();
+        uris.dedup();
+        uris
+    }
+
     pub fn insert(&self, session: Arc<Session>) {
         self.sessions.write().insert(session.sid, session.clone());
-        self.by_user.write().entry(session.user.clone()).or_default().push(session);
+        let user = session.user.clone();
+        let first = {
+            let mut by_user = self.by_user.write();
+            let list = by_user.entry(user.clone()).or_default();
+            list.push(session);
+            list.len() == 1
+        };
+        if first {
+            self.tell_interest(&[user]);
+        }
     }
 
     pub fn get(&self, sid: u64) -> Option<Arc<Session>> {
@@ -113,14 +155,19 @@ impl Hub {
         let session = self.sessions.write().remove(&sid)?;
         session.end();
         let mut by_user = self.by_user.write();
+        let mut last = false;
         if let Some(list) = by_user.get_mut(&session.user) {
             list.retain(|s| s.sid != sid);
             if list.is_empty() {
                 by_user.remove(&session.user);
+                last = true;
             }
         }
         drop(by_user);
         self.unwatch(&session, &session.subscriptions());
+        if last {
+            self.tell_interest(std::slice::from_ref(&session.user));
+        }
         Some(session)
     }
 
@@ -132,22 +179,32 @@ impl Hub {
     }
 
     pub fn watch(&self, session: &Arc<Session>, presentities: &[Arc<str>]) {
+        let mut first = Vec::new();
         let mut index = self.watchers.write();
         for uri in presentities {
-            index.entry(uri.clone()).or_default().insert(BySid(session.clone()));
+            let set = index.entry(uri.clone()).or_default();
+            if set.insert(BySid(session.clone())) && set.len() == 1 {
+                first.push(uri.clone());
+            }
         }
+        drop(index);
+        self.tell_interest(&first);
     }
 
     pub fn unwatch(&self, session: &Session, presentities: &[Arc<str>]) {
+        let mut last = Vec::new();
         let mut index = self.watchers.write();
         for uri in presentities {
             if let Some(set) = index.get_mut(uri) {
                 set.remove(&session.sid);
                 if set.is_empty() {
                     index.remove(uri);
+                    last.push(uri.clone());
                 }
             }
         }
+        drop(index);
+        self.tell_interest(&last);
     }
 
     /// Every distinct (presentity, watching user) pair (for rights changes that touch everyone).

@@ -2,7 +2,10 @@
 //! other nodes and what it does with what they tell it.
 //!
 //! Each node counts its own sessions of a user and publishes the counts when they change; the
-//! user's presence counts every live node's sessions. Manual states, notes and source reports
+//! user's presence counts every live node's sessions. A node receives the changes of the users it
+//! follows: those its sessions watch or are (the hub says when that begins or ends), and for a
+//! while those it was asked to read — a read of anyone else first brings them up to date
+//! ([`Gateway::fresh`]). Manual states, notes and source reports
 //! are published and, on a shared backplane, take effect on every node — this one included —
 //! when they come back from it, so all nodes apply them in the same order. Standalone, they take
 //! effect at once. Either way a change then settles as any other: recalculated, rendered per
@@ -15,6 +18,7 @@
 use super::presence::Live;
 use super::Gateway;
 use crate::backplane::{Backplane, ChangeHandler, LiveChange, LiveInputs, NodeId, Published};
+use crate::error::GatewayError;
 use crate::model::reports::Reports;
 use crate::model::sources::ClientActivity;
 use parking_lot::Mutex;
@@ -99,7 +103,36 @@ impl Gateway {
             return Ok(());
         }
         tokio::spawn(self.outbox.clone().run(self.backplane.clone()));
+        let backplane = self.backplane.clone();
+        self.hub.on_interest(Box::new(move |uris| backplane.interest_changed(uris)));
         self.backplane.subscribe(Arc::new(Handler { gateway: Arc::downgrade(self) })).await
+    }
+
+    /// Brings the live inputs of the users among `uris` up to date before they are read, and
+    /// keeps them so for a while (docs/architecture.md §5): at once for users this node follows;
+    /// others are followed first. Fails, rather than answer what may be stale, when the backplane
+    /// cannot do it now.
+    pub(crate) async fn fresh<S: AsRef<str>>(&self, uris: &[S]) -> Result<(), GatewayError> {
+        if !self.backplane.is_shared() {
+            return Ok(());
+        }
+        let known: Vec<Arc<str>> = {
+            let presences = self.presences.read();
+            uris.iter().filter_map(|uri| presences.get_key_value(uri.as_ref()).map(|(key, _)| key.clone())).collect()
+        };
+        if known.is_empty() {
+            return Ok(());
+        }
+        self.backplane.refresh(&known).await.map_err(|e| {
+            tracing::warn!(error = %e, users = known.len(), "cannot bring users' live presence up to date");
+            GatewayError::LiveStateUnavailable
+        })
+    }
+
+    /// [`Gateway::fresh`] before something that is corrected later anyway (a subscription: the
+    /// node follows what it watches and pushes what changed once in step): goes on without.
+    pub(crate) async fn fresh_or_later<S: AsRef<str>>(&self, uris: &[S]) {
+        let _ = self.fresh(uris).await;
     }
 
     /// Makes a change to a user's live inputs: published and applied when it comes back on a
@@ -207,8 +240,12 @@ impl ChangeHandler for Handler {
         self.with_live(uri, |live, me| replace(live, inputs, me));
     }
 
-    fn presentities(&self) -> Vec<Arc<str>> {
-        self.gateway.upgrade().map(|gw| gw.presences.read().keys().cloned().collect()).unwrap_or_default()
+    fn interested(&self, uri: &str) -> bool {
+        self.gateway.upgrade().is_some_and(|gw| gw.hub.is_interested(uri))
+    }
+
+    fn interests(&self) -> Vec<Arc<str>> {
+        self.gateway.upgrade().map(|gw| gw.hub.interests()).unwrap_or_default()
     }
 
     fn contribution(&self) -> Vec<Published> {

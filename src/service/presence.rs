@@ -412,7 +412,9 @@ impl Gateway {
                 gw.store.remove_source_report(&uri, &name).await.map_err(|e| GatewayError::store("withdrawing a report", e))?;
             let mut live = entry.live.lock();
             let live_one = live.model.reports.0.contains_key(&name);
-            if live_one {
+            // In a cluster this node may not follow the user: the backplane ignores a withdrawal
+            // of nothing.
+            if live_one || gw.backplane.is_shared() {
                 gw.live_change(&uri, &mut live, LiveChange::Report { source: name, report: None });
             }
             Ok(stored || live_one)

@@ -124,6 +124,13 @@ impl Gateway {
         login: &Login,
         request: &InitiateSession,
     ) -> Result<(StartingSession<'a>, SessionStarted)> {
+        // The user's sessions on other nodes, and the first snapshots, as they are now.
+        let mut current = vec![login.user.clone()];
+        if request.auto_subscribe_contacts {
+            let limit = self.config.limits.subscriptions_per_session;
+            current.extend(self.contact_list(&login.user).subscribed_uris().take(limit).map(Arc::from));
+        }
+        self.fresh_or_later(&current).await;
         if self.sessions_everywhere(&login.user) >= self.config.limits.sessions_per_user {
             let limit = self.config.limits.sessions_per_user;
             return Err(GatewayError::LimitExceeded(format!("at most {limit} sessions per user")));

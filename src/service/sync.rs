@@ -69,14 +69,21 @@ impl Gateway {
         let _gate = entry.gate.lock().await;
         {
             let mut live = entry.live.lock();
+            // A presentity this node follows gets its live inputs (manual state, note, reports)
+            // from the backplane, in order; what the store said a moment ago may be older by now
+            // (docs/architecture.md §5). Asked under the lock, so a follow that begins applies after.
+            let inputs = !self.backplane.follows(uri);
             let model = &live.model;
-            if model.manual == stored.manual && model.note == stored.note && model.raw == raw && model.reports == reports {
+            let same_inputs = !inputs || (model.manual == stored.manual && model.note == stored.note && model.reports == reports);
+            if model.raw == raw && same_inputs {
                 return Ok(());
             }
-            live.model.manual = stored.manual;
-            live.model.note = stored.note;
+            if inputs {
+                live.model.manual = stored.manual;
+                live.model.note = stored.note;
+                live.model.set_reports(reports);
+            }
             live.model.raw = raw;
-            live.model.set_reports(reports);
         }
         self.refresh(uri);
         Ok(())

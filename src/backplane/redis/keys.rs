@@ -6,7 +6,8 @@
 //! - `presence-gateway:advertise` — hash: node → the URL other nodes reach it at;
 //! - `presence-gateway:node:<node>:users` — set: the presentities where the node has sessions;
 //! - `presence-gateway:epoch` — a random value set once: a new one means Redis lost its data;
-//! - channel `presence-gateway:changes` — `version\n{"uri":…,"change":…}` per change.
+//! - channel `presence-gateway:c:<uri>` — `version\n{"uri":…,"change":…}` per change of the
+//!   presentity, heard by the nodes that follow it.
 
 use super::super::{BackplaneError, LiveChange, LiveInputs, NodeId};
 use std::collections::HashMap;
@@ -73,7 +74,6 @@ return 1
 "#;
 
 pub struct Keys {
-    pub channel: String,
     pub nodes: String,
     pub advertise: String,
     pub epoch: String,
@@ -81,18 +81,18 @@ pub struct Keys {
 
 impl Default for Keys {
     fn default() -> Self {
-        Keys {
-            channel: format!("{PREFIX}changes"),
-            nodes: format!("{PREFIX}nodes"),
-            advertise: format!("{PREFIX}advertise"),
-            epoch: format!("{PREFIX}epoch"),
-        }
+        Keys { nodes: format!("{PREFIX}nodes"), advertise: format!("{PREFIX}advertise"), epoch: format!("{PREFIX}epoch") }
     }
 }
 
 impl Keys {
     pub fn presentity(&self, uri: &str) -> String {
         format!("{PREFIX}p:{uri}")
+    }
+
+    /// The channel of a presentity's changes.
+    pub fn channel(&self, uri: &str) -> String {
+        format!("{PREFIX}c:{uri}")
     }
 
     pub fn node_users(&self, node: &str) -> String {

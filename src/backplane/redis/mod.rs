@@ -1,14 +1,17 @@
 //! Redis as the live-state engine of a cluster (docs/architecture.md, "Several nodes"). Per
 //! presentity one hash holds the live inputs every node needs — each node's session counts, the
 //! manual state and note, the sources' reports — and a version. A change writes its field, bumps
-//! the version and publishes `version\nchange` on one channel in a single Lua script, so the
-//! order of versions is the order of changes. [`follow`] applies what arrives in version order
-//! and re-reads a presentity on any gap; [`nodes`] keeps this node's heartbeat and clears the
-//! contributions of nodes whose heartbeat lapsed.
+//! the version and publishes `version\nchange` on the presentity's own channel in a single Lua
+//! script, so the order of versions is the order of changes, and only nodes that follow the
+//! presentity receive it. [`routing`] decides what this node follows (what its sessions watch or
+//! are, and what reads asked for lately); [`follow`] subscribes, reads, applies what arrives in
+//! version order and re-reads a presentity on any gap; [`nodes`] keeps this node's heartbeat and
+//! clears the contributions of nodes whose heartbeat lapsed.
 
 mod follow;
 mod keys;
 mod nodes;
+mod routing;
 
 use super::{Backplane, BackplaneError, ChangeHandler, LiveChange, LiveInputs, NodeId, Published};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -24,6 +27,8 @@ pub struct Settings {
     pub heartbeat_ttl: Duration,
     /// Where other nodes reach this one (recorded with the heartbeat).
     pub advertise: String,
+    /// How long a presentity stays followed after its last watcher or read here.
+    pub linger: Duration,
 }
 
 impl Settings {
@@ -31,6 +36,7 @@ impl Settings {
         Settings {
             heartbeat_ttl: Duration::from_secs(config.heartbeat_ttl_seconds),
             advertise: config.advertise.clone().unwrap_or_default(),
+            linger: Duration::from_secs(config.follow_linger_seconds),
         }
     }
 
@@ -59,6 +65,8 @@ pub struct RedisBackplane {
     left: AtomicBool,
     /// Wakes [`follow`] when commands fail, so a silently dead subscription is replaced too.
     suspect: Arc<tokio::sync::Notify>,
+    /// What this node follows, shared with [`follow`].
+    routing: Arc<routing::Routing>,
 }
 
 fn unreachable(e: ::redis::RedisError) -> BackplaneError {
@@ -81,12 +89,13 @@ impl RedisBackplane {
             node: super::new_node_id(),
             client,
             commands,
-            settings,
             keys: keys::Keys::default(),
             following: AtomicBool::new(false),
             beating: AtomicBool::new(false),
             left: AtomicBool::new(false),
             suspect: Arc::default(),
+            routing: Arc::new(routing::Routing::new(settings.linger)),
+            settings,
         }))
     }
 
@@ -124,7 +133,7 @@ impl RedisBackplane {
                 .arg(node_set.as_deref().unwrap_or(&presentity))
                 .arg(field)
                 .arg(value)
-                .arg(&self.keys.channel)
+                .arg(self.keys.channel(&published.uri))
                 .arg(message)
                 .arg(if only_new { "1" } else { "0" })
                 .arg(&*published.uri)
@@ -198,4 +207,19 @@ impl Backplane for RedisBackplane {
     fn is_ready(&self) -> bool {
         self.ready_flags()
     }
+
+    fn interest_changed(&self, uris: &[Arc<str>]) {
+        self.routing.hint(uris);
+    }
+
+    async fn refresh(&self, uris: &[Arc<str>]) -> Result<(), BackplaneError> {
+        self.routing.want(uris, REFRESH_WAIT).await
+    }
+
+    fn follows(&self, uri: &str) -> bool {
+        self.routing.follows(uri)
+    }
 }
+
+/// How long a read waits for a presentity to be followed (a subscription and a read).
+const REFRESH_WAIT: Duration = Duration::from_secs(2);

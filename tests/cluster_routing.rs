@@ -1,0 +1,278 @@
+//! Interest-based delivery between real gateway processes on one PostgreSQL schema and a Redis of
+//! the test's own (README "Several nodes"): a user's changes reach only the nodes that follow the
+//! user — where a session watches the user or is the user's own, or that read the user lately —
+//! seen through Redis's own count of subscribers of the user's channel and each node's
+//! `presence_backplane_messages_total`. A watcher that arrives later gets the current state and
+//! then every change in order; a node stops following a linger after the last watcher left; a
+//! read of a user no session on the node watches answers the user's current live state (CWA
+//! query, JSON read and batch read), and answers an error rather than a stale state while Redis
+//! is away; after a Redis restart the nodes follow again what they need.
+
+mod common;
+
+#[path = "support/pg.rs"]
+mod pg;
+#[path = "support/process.rs"]
+mod process;
+#[path = "support/redis.rs"]
+mod redis;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const BOB: &str = "sip:bob@example.com";
+const CAROL: &str = "sip:carol@example.com";
+/// How long a change may take to reach another node.
+const CROSS_NODE: Duration = Duration::from_secs(1);
+/// The nodes' linger (seconds): short, so that the end of following shows quickly.
+const LINGER: u64 = 1;
+
+struct Cluster {
+    nodes: Vec<process::Running>,
+    redis: redis::RedisServer,
+    _dir: tempfile::TempDir,
+    _schema: pg::PgSchema,
+}
+
+impl Cluster {
+    async fn start(count: usize) -> Cluster {
+        let schema = pg::PgSchema::create().await;
+        let redis = redis::RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("users.toml"), USERS).unwrap();
+        let mut nodes = Vec::new();
+        for index in 0..count {
+            let mut command = process::gateway(&["serve", "--listen", "127.0.0.1:0", "--store", &schema.url()]);
+            command.arg("--redis").arg(redis.url()).arg("--users").arg(dir.path().join("users.toml"));
+            command.arg("--data-dir").arg(dir.path().join(format!("node{index}")));
+            command.env("GATEWAY_HEARTBEAT_TTL_SECONDS", "2").env("GATEWAY_HOLD_SECONDS", "2");
+            command.env("GATEWAY_FOLLOW_LINGER_SECONDS", LINGER.to_string());
+            nodes.push(process::start(command));
+        }
+        for node in &nodes {
+            assert!(ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
+        }
+        Cluster { nodes, redis, _dir: dir, _schema: schema }
+    }
+
+    fn base(&self, node: usize) -> &str {
+        &self.nodes[node].base
+    }
+
+    /// How many connections Redis counts as subscribed to the user's channel.
+    async fn followers(&self, uri: &str) -> i64 {
+        let client = ::redis::Client::open(self.redis.url()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let channel = format!("presence-gateway:c:{uri}");
+        let (_, count): (String, i64) = ::redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel).query_async(&mut con).await.unwrap();
+        count
+    }
+
+    /// Waits (at most `limit`) until `count` nodes follow the user.
+    async fn followed_by(&self, uri: &str, count: i64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let now = self.followers(uri).await;
+            if now == count {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{uri} followed by {now} nodes, not {count}, after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The changes node `index` received from Redis so far (its metric; absent until the first).
+    async fn received(&self, index: usize) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.base(index))).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("presence_backplane_messages_total "))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+}
+
+/// Whether `/readyz` says `ready` (200) or not (503) within `limit`.
+async fn ready_within(base: &str, limit: Duration, ready: bool) -> bool {
+    let deadline = Instant::now() + limit;
+    let http = reqwest::Client::new();
+    loop {
+        let status = http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        if (status == 200) == ready {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A signed-in client with a session on `base`.
+async fn session(base: &str, user: &str) -> Client {
+    let mut client = Client::sign_in(base, user, "pw").await.unwrap_or_else(|r| panic!("{}", r.body));
+    client.initiate().await;
+    client
+}
+
+async fn sign_out(client: &mut Client) {
+    let rid = client.next_rid();
+    assert!(client.command(&format!(r#"<terminateSession rid="{rid}"/>"#)).await.body.contains("requestAccepted"));
+}
+
+/// Waits (at most `limit`) until `watcher` receives a snapshot of `uri` that satisfies `pred`.
+async fn sees_within(watcher: &mut Client, limit: Duration, uri: &str, pred: impl Fn(&Seen) -> bool) -> Seen {
+    let found = tokio::time::timeout(limit, watcher.wait_for_user(uri, |u| pred(&seen(u)))).await;
+    seen(&found.unwrap_or_else(|_| panic!("nothing seen of {uri} within {limit:?}")))
+}
+
+/// Every snapshot of `uri` the watcher receives until one shows `availability`, in order.
+async fn snapshots_until(watcher: &mut Client, uri: &str, availability: u32) -> Vec<Seen> {
+    let shows = |e: &Event| e.users().iter().any(|u| u.attr("uri") == Some(uri) && seen(u).availability == availability);
+    let events = tokio::time::timeout(CROSS_NODE, watcher.events_until(uri, |e| e.name == "userPresence" && shows(e)));
+    let events = events.await.unwrap_or_else(|_| panic!("{uri} never showed {availability}"));
+    let of_uri = |e: &Event| e.users().into_iter().filter(|u| u.attr("uri") == Some(uri)).collect::<Vec<_>>();
+    events.iter().filter(|e| e.name == "userPresence").flat_map(of_uri).map(|u| seen(&u)).collect()
+}
+
+/// The answer of a `queryPresence` of `uri` (the session does not watch it).
+async fn query(client: &mut Client, uri: &str) -> Seen {
+    let reply = client.query(&[uri]).await;
+    assert!(reply.body.contains("requestAccepted"), "{}", reply.body);
+    sees_within(client, CROSS_NODE, uri, |_| true).await
+}
+
+/// A JSON read of `uri` with the client's ticket: (status, body).
+async fn json_read(client: &Client, uri: &str) -> (u16, serde_json::Value) {
+    let url = format!("{}/api/v1/users/{uri}/presence", client.base);
+    let reply = send(client.http.get(url).header("CWA-Ticket", &client.ticket)).await;
+    (reply.status, serde_json::from_str(&reply.body).unwrap_or_else(|_| panic!("{}", reply.body)))
+}
+
+/// A JSON batch read with the client's ticket: each user's Graph availability.
+async fn batch_read(client: &Client, uris: &[&str]) -> Vec<String> {
+    let url = format!("{}/api/v1/presence/batch", client.base);
+    let body = serde_json::json!({ "ids": uris }).to_string();
+    let reply = send(client.http.post(url).header("CWA-Ticket", &client.ticket).body(body)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let value: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    value["value"].as_array().unwrap().iter().map(|p| p["availability"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_user_s_changes_reach_only_the_nodes_that_follow_the_user() {
+    let cluster = Cluster::start(2).await;
+    let _alice = session(cluster.base(0), "alice@example.com").await;
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    let mut carol = session(cluster.base(1), "carol@example.com").await;
+    carol.subscribe(&[BOB]).await;
+    sees_within(&mut carol, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    cluster.followed_by(BOB, 1, CROSS_NODE).await;
+
+    // Nobody on node 0 watches Bob: his changes reach node 1 only.
+    let before = cluster.received(0).await;
+    for state in [6500, 9500, 3500] {
+        assert!(bob.publish_state(state).await.body.contains("requestAccepted"));
+        sees_within(&mut carol, CROSS_NODE, BOB, |s| s.availability == state).await;
+    }
+    assert!(bob.publish_note("only where followed").await.body.contains("requestAccepted"));
+    sees_within(&mut carol, CROSS_NODE, BOB, |s| s.note == "only where followed").await;
+    assert_eq!(cluster.received(0).await, before, "node 0 received none of Bob's changes");
+    assert!(cluster.received(1).await > 0.0, "node 1 received them");
+    assert_eq!(cluster.followers(BOB).await, 1);
+    assert_eq!(cluster.followers("sip:alice@example.com").await, 1, "Alice's own node follows her");
+}
+
+#[tokio::test]
+async fn a_watcher_arriving_later_gets_the_current_state_then_every_change_in_order() {
+    let cluster = Cluster::start(2).await;
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    assert!(bob.publish_state(6500).await.body.contains("requestAccepted"));
+    assert!(bob.publish_note("set before anyone watched").await.body.contains("requestAccepted"));
+    cluster.followed_by(BOB, 1, CROSS_NODE).await;
+
+    alice.subscribe(&[BOB]).await;
+    let first = sees_within(&mut alice, CROSS_NODE, BOB, |_| true).await;
+    assert_eq!((first.availability, first.note.as_str()), (6500, "set before anyone watched"), "the current state first");
+    assert_eq!(cluster.followers(BOB).await, 2, "node 0 follows Bob now");
+    let before = cluster.received(0).await;
+    let mut previous = 6500;
+    for state in [3500, 9500, 15500, 3500, 6500] {
+        assert!(bob.publish_state(state).await.body.contains("requestAccepted"));
+        let shown: Vec<u32> = snapshots_until(&mut alice, BOB, state).await.iter().map(|s| s.availability).collect();
+        assert!(shown.iter().all(|a| *a == previous || *a == state), "{previous} then {state}, not {shown:?}");
+        previous = state;
+    }
+    assert!(cluster.received(0).await >= before + 5.0, "node 0 receives Bob's changes while Alice watches");
+
+    // Alice stops watching: after the linger node 0 no longer follows Bob, and receives nothing.
+    let rid = alice.next_rid();
+    let unsubscribe = format!(r#"<unsubscribePresence rid="{rid}"><uris><uri>{BOB}</uri></uris></unsubscribePresence>"#);
+    assert!(alice.command(&unsubscribe).await.body.contains("requestAccepted"));
+    cluster.followed_by(BOB, 1, Duration::from_secs(LINGER) + Duration::from_secs(3)).await;
+    let after = cluster.received(0).await;
+    assert!(bob.publish_state(9500).await.body.contains("requestAccepted"));
+    assert!(bob.publish_note("after Alice left").await.body.contains("requestAccepted"));
+    let mut carol = session(cluster.base(1), "carol@example.com").await;
+    carol.subscribe(&[BOB]).await;
+    sees_within(&mut carol, CROSS_NODE, BOB, |s| s.note == "after Alice left").await;
+    assert_eq!(cluster.received(0).await, after, "nothing of Bob reaches node 0 any more");
+}
+
+#[tokio::test]
+async fn a_read_of_a_user_nobody_watches_here_answers_the_current_live_state() {
+    let cluster = Cluster::start(2).await;
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    cluster.followed_by(BOB, 1, CROSS_NODE).await;
+
+    // Bob's only session is on node 1; node 0 reads him as online.
+    assert_eq!(query(&mut alice, BOB).await.availability, 3500);
+    let (status, read) = json_read(&alice, BOB).await;
+    assert_eq!((status, read["availability"].as_str()), (200, Some("Available")), "{read}");
+    assert_eq!(batch_read(&alice, &[BOB, CAROL]).await, ["Available", "Offline"]);
+
+    // Bob signs out there: node 0, which follows him for a while after the reads, shows it.
+    sign_out(&mut bob).await;
+    let deadline = Instant::now() + CROSS_NODE;
+    while json_read(&alice, BOB).await.1["availability"] != "Offline" {
+        assert!(Instant::now() < deadline, "node 0 still shows Bob online");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(query(&mut alice, BOB).await.availability, 0);
+
+    // Once nobody follows Bob any more, a read still answers his current state.
+    cluster.followed_by(BOB, 0, Duration::from_secs(LINGER) + Duration::from_secs(3)).await;
+    let _bob_again = session(cluster.base(1), "bob@example.com").await;
+    let _carol = session(cluster.base(1), "carol@example.com").await;
+    assert_eq!(batch_read(&alice, &[CAROL, BOB]).await, ["Available", "Available"]);
+    assert_eq!(query(&mut alice, CAROL).await.availability, 3500);
+}
+
+#[tokio::test]
+async fn while_redis_is_away_a_read_fails_rather_than_answer_stale_and_afterwards_nodes_follow_again() {
+    let mut cluster = Cluster::start(2).await;
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    alice.subscribe(&[BOB]).await;
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    let _carol = session(cluster.base(1), "carol@example.com").await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    cluster.followed_by(BOB, 2, CROSS_NODE).await;
+
+    cluster.redis.stop();
+    assert!(ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
+    // Carol is followed nowhere on node 0: nothing current to answer with.
+    let (status, body) = json_read(&alice, CAROL).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("live_state_unavailable")), "{body}");
+    let reply = alice.query(&[CAROL]).await;
+    assert_eq!(error_code(&reply), 18400, "{}", reply.body);
+
+    cluster.redis.restart();
+    for node in 0..2 {
+        assert!(ready_within(cluster.base(node), Duration::from_secs(15), true).await, "ready again");
+    }
+    cluster.followed_by(BOB, 2, CROSS_NODE).await;
+    assert!(bob.publish_state(6500).await.body.contains("requestAccepted"));
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 6500).await;
+    assert_eq!(query(&mut alice, CAROL).await.availability, 3500, "Carol's node published her session again");
+    assert_eq!(json_read(&alice, CAROL).await.1["availability"], "Available");
+}
