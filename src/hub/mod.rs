@@ -182,10 +182,11 @@ impl Hub {
         let mut first = Vec::new();
         let mut index = self.watchers.write();
         for uri in presentities {
-            let set = index.entry(uri.clone()).or_default();
-            if set.insert(BySid(session.clone())) && set.len() == 1 {
+            // Empty sets are removed, so a presentity not in the index has no watcher yet.
+            if !index.contains_key(uri) {
                 first.push(uri.clone());
             }
+            index.entry(uri.clone()).or_default().insert(BySid(session.clone()));
         }
         drop(index);
         self.tell_interest(&first);
