@@ -4,7 +4,9 @@
 //! users appear, change or go (their sessions end), rights and group rights re-filter what every
 //! watcher sees, a user's logins that ended in the store (a new password elsewhere) end here,
 //! contact lists and subscribers reach the owner's sessions, images and durable
-//! presence (manual state, note, raw categories, source reports) are recalculated and fanned out. README "Using PostgreSQL" describes the guarantee.
+//! presence (manual state, note, raw categories, source reports) are recalculated and fanned out
+//! — on a shared backplane the manual state, note and reports only through it, in its one order.
+//! README "Using PostgreSQL" describes the guarantee.
 
 use super::Gateway;
 use crate::cwa::lists;
@@ -61,22 +63,37 @@ impl Gateway {
         Ok(())
     }
 
+    /// Re-reads a user's durable presence. On a shared backplane the manual state, note and
+    /// reports are left to it: they arrive there in one order on every node, while this read may
+    /// be older than a change the backplane already brought (docs/architecture.md §5).
     async fn reload_presence(&self, uri: &str) -> StoreResult<()> {
-        let stored = self.store.presence(uri).await?.unwrap_or_default();
+        let shared = self.backplane.is_shared();
         let raw = self.store.raw_categories_of(uri).await?;
-        let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
+        let live_inputs = match shared {
+            true => None,
+            false => {
+                let stored = self.store.presence(uri).await?.unwrap_or_default();
+                let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
+                Some((stored, reports))
+            }
+        };
         let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
         let _gate = entry.gate.lock().await;
         {
             let mut live = entry.live.lock();
             let model = &live.model;
-            if model.manual == stored.manual && model.note == stored.note && model.raw == raw && model.reports == reports {
+            let same_inputs = live_inputs.as_ref().is_none_or(|(stored, reports)| {
+                model.manual == stored.manual && model.note == stored.note && model.reports == *reports
+            });
+            if same_inputs && model.raw == raw {
                 return Ok(());
             }
-            live.model.manual = stored.manual;
-            live.model.note = stored.note;
             live.model.raw = raw;
-            live.model.set_reports(reports);
+            if let Some((stored, reports)) = live_inputs {
+                live.model.manual = stored.manual;
+                live.model.note = stored.note;
+                live.model.set_reports(reports);
+            }
         }
         self.refresh(uri);
         Ok(())
