@@ -7,8 +7,8 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{parse_json, path_uri};
-use crate::hub::session::EventFilter;
 use crate::http::forward::{self, Forwarder};
+use crate::hub::session::EventFilter;
 use crate::service::json_events::{flags, StreamAt};
 use crate::service::Gateway;
 use axum::body::Bytes;

@@ -7,20 +7,20 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{path_uri, UserPath};
+use crate::http::forward::{self, Forwarder};
 use crate::service::live_sessions::SessionSummary;
 use crate::service::Gateway;
+use axum::extract::OriginalUri;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
-use chrono::{DateTime, Utc};
-use crate::http::forward::{self, Forwarder};
-use axum::extract::OriginalUri;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 use utoipa::ToSchema;
 
 /// A live session.

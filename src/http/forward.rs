@@ -8,12 +8,12 @@
 //! request for another node's session) and asks every node for its part of a cluster-wide answer
 //! ([`Forwarder::ask_api`]: the session list).
 
+use crate::api::error::ApiError;
 use crate::error::GatewayError;
 use crate::service::Gateway;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use crate::api::error::ApiError;
 use axum::body::Bytes;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -112,7 +112,8 @@ impl Forwarder {
             Ok(response) => response,
             Err(why) => {
                 tracing::warn!(node = address, why, "cannot pass a request to the node that serves it");
-                let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", "the node serving this did not answer");
+                let error =
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", "the node serving this did not answer");
                 error.into_response()
             }
         }
