@@ -7,8 +7,8 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{parse_json, path_uri};
-use crate::http::forward::{self, Forwarder};
 use crate::hub::session::EventFilter;
+use crate::request::pass::{passed, Passer};
 use crate::service::json_events::{flags, StreamAt};
 use crate::service::Gateway;
 use axum::body::Bytes;
@@ -78,7 +78,7 @@ fn user_only(caller: &Caller) -> Result<&Arc<crate::service::auth::Login>, ApiEr
 )]
 pub async fn subscribe(
     State(gateway): State<Arc<Gateway>>,
-    Extension(forwarder): Extension<Arc<Forwarder>>,
+    Extension(passer): Extension<Arc<Passer>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
@@ -93,12 +93,12 @@ pub async fn subscribe(
         return Err(ApiError::invalid_field("iEventFlagsToSubscribe", format!("only the bits of {}", flags::ALL)));
     }
     let filter = EventFilter { events, details: body.details_filter.unwrap_or(0) & flags::ALL };
-    let stream = match gateway.open_json_stream(login, forward::passed(&headers)).await? {
+    let stream = match gateway.open_json_stream(login, passed(&headers)).await? {
         StreamAt::Here(stream) => stream,
-        StreamAt::Node(address) => return Ok(forwarder.pass_api(&address, Method::POST, &uri, &headers, bytes).await),
+        StreamAt::Node(address) => return Ok(super::pass_to(&passer, &address, Method::POST, &uri, &headers, bytes).await),
         StreamAt::Nowhere => return Err(ApiError::not_found("no event stream")),
     };
-    stream.set_client(crate::http::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
+    stream.set_client(crate::request::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
     let snapshots = gateway.json_subscribe(&stream, &uris, filter).await?;
     Ok(Json(SubscribeReply { seq_presence: snapshots, event_flags: events, stream_id: stream.sid }).into_response())
 }
@@ -120,7 +120,7 @@ pub async fn subscribe(
 )]
 pub async fn unsubscribe(
     State(gateway): State<Arc<Gateway>>,
-    Extension(forwarder): Extension<Arc<Forwarder>>,
+    Extension(passer): Extension<Arc<Passer>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     caller: Caller,
@@ -129,9 +129,9 @@ pub async fn unsubscribe(
     let login = user_only(&caller)?;
     let body: UnsubscribeBody = parse_json(&bytes)?;
     let uris = checked_uris(&gateway, &body.seq_contact_ids)?;
-    match gateway.find_json_stream(login, forward::passed(&headers)).await? {
+    match gateway.find_json_stream(login, passed(&headers)).await? {
         StreamAt::Here(stream) => gateway.json_unsubscribe(&stream, &uris),
-        StreamAt::Node(address) => return Ok(forwarder.pass_api(&address, Method::DELETE, &uri, &headers, bytes).await),
+        StreamAt::Node(address) => return Ok(super::pass_to(&passer, &address, Method::DELETE, &uri, &headers, bytes).await),
         StreamAt::Nowhere => {}
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -225,7 +225,7 @@ impl EventsQuery {
 )]
 pub async fn events(
     State(gateway): State<Arc<Gateway>>,
-    Extension(forwarder): Extension<Arc<Forwarder>>,
+    Extension(passer): Extension<Arc<Passer>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     caller: Caller,
@@ -233,11 +233,11 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let login = user_only(&caller)?;
     let query = EventsQuery::parse(raw.as_deref())?;
-    let stream = match gateway.find_json_stream(login, forward::passed(&headers)).await? {
+    let stream = match gateway.find_json_stream(login, passed(&headers)).await? {
         StreamAt::Here(stream) => stream,
         // Boxed: a poll held here keeps no room for the passing client's future.
         StreamAt::Node(address) => {
-            return Ok(Box::pin(forwarder.pass_api(&address, Method::GET, &uri, &headers, Bytes::new())).await)
+            return Ok(Box::pin(super::pass_to(&passer, &address, Method::GET, &uri, &headers, Bytes::new())).await)
         }
         StreamAt::Nowhere => {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "no_subscription", "subscribe first (POST /api/v1/subscriptions)"))

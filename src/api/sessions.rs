@@ -7,7 +7,7 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{path_uri, UserPath};
-use crate::http::forward::{self, Forwarder};
+use crate::request::pass::{passed, Passer};
 use crate::service::live_sessions::SessionSummary;
 use crate::service::Gateway;
 use axum::extract::OriginalUri;
@@ -108,19 +108,19 @@ const NODE_ANSWER: Duration = Duration::from_secs(3);
 /// logged: it is gone, or will be once its heartbeat lapses.
 async fn from_other_nodes<T: DeserializeOwned>(
     gateway: &Gateway,
-    forwarder: &Forwarder,
+    passer: &Passer,
     method: Method,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Vec<T>, ApiError> {
-    if !gateway.backplane.is_shared() || forward::passed(headers) {
+    if !gateway.backplane.is_shared() || passed(headers) {
         return Ok(Vec::new());
     }
     let nodes = gateway.backplane.other_nodes().await.map_err(|e| {
         tracing::warn!(error = %e, "cannot list the cluster's nodes");
         ApiError::from(crate::error::GatewayError::StoreUnavailable)
     })?;
-    let asks = nodes.iter().map(|(_, address)| forwarder.ask_api(address, method.clone(), uri, headers, NODE_ANSWER));
+    let asks = nodes.iter().map(|(_, address)| passer.ask(address, method.clone(), uri, headers, NODE_ANSWER));
     let answers = futures_util::future::join_all(asks).await;
     let mut parts = Vec::with_capacity(nodes.len());
     for ((node, _), answer) in nodes.iter().zip(answers) {
@@ -140,13 +140,13 @@ async fn from_other_nodes<T: DeserializeOwned>(
 /// This node's sessions and every other live node's, oldest first.
 async fn everywhere(
     gateway: &Gateway,
-    forwarder: &Forwarder,
+    passer: &Passer,
     uri: &Uri,
     headers: &HeaderMap,
     user: Option<&str>,
 ) -> Result<Json<Vec<SessionBody>>, ApiError> {
     let mut all = bodies(gateway.session_summaries(user));
-    let others: Vec<Vec<SessionBody>> = from_other_nodes(gateway, forwarder, Method::GET, uri, headers).await?;
+    let others: Vec<Vec<SessionBody>> = from_other_nodes(gateway, passer, Method::GET, uri, headers).await?;
     all.extend(others.into_iter().flatten());
     all.sort_by_key(|s| (s.started, s.sid));
     Ok(Json(all))
@@ -167,13 +167,13 @@ async fn everywhere(
 )]
 pub async fn list_sessions(
     State(gateway): State<Arc<Gateway>>,
-    Extension(forwarder): Extension<Arc<Forwarder>>,
+    Extension(passer): Extension<Arc<Passer>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     caller: Caller,
 ) -> Result<Json<Vec<SessionBody>>, ApiError> {
     require_admin(&caller)?;
-    everywhere(&gateway, &forwarder, &uri, &headers, None).await
+    everywhere(&gateway, &passer, &uri, &headers, None).await
 }
 
 /// Ends one session, on whichever node holds it: its held poll is answered with
@@ -195,7 +195,7 @@ pub async fn list_sessions(
 )]
 pub async fn end_session(
     State(gateway): State<Arc<Gateway>>,
-    Extension(forwarder): Extension<Arc<Forwarder>>,
+    Extension(passer): Extension<Arc<Passer>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     caller: Caller,
@@ -204,13 +204,15 @@ pub async fn end_session(
     require_admin(&caller)?;
     let sid: u64 = sid.trim().parse().map_err(|_| ApiError::invalid_field("sid", "must be a session id (a number)"))?;
     let holder = crate::backplane::node_of_sid(sid).filter(|node| node != gateway.backplane.node());
-    if let Some(node) = holder.filter(|_| gateway.backplane.is_shared() && !forward::passed(&headers)) {
+    if let Some(node) = holder.filter(|_| gateway.backplane.is_shared() && !passed(&headers)) {
         let address = gateway.backplane.address_of(&node).await.map_err(|e| {
             tracing::warn!(error = %e, "cannot find the node holding a session");
             ApiError::from(crate::error::GatewayError::StoreUnavailable)
         })?;
         return match address {
-            Some(address) => Ok(forwarder.pass_api(&address, Method::DELETE, &uri, &headers, axum::body::Bytes::new()).await),
+            Some(address) => {
+                Ok(super::pass_to(&passer, &address, Method::DELETE, &uri, &headers, axum::body::Bytes::new()).await)
+            }
             None => Err(ApiError::not_found(format!("no live session {sid}"))),
         };
     }
@@ -237,7 +239,7 @@ pub async fn end_session(
 )]
 pub async fn list_user_sessions(
     State(gateway): State<Arc<Gateway>>,
-    Extension(forwarder): Extension<Arc<Forwarder>>,
+    Extension(passer): Extension<Arc<Passer>>,
     OriginalUri(request_uri): OriginalUri,
     headers: HeaderMap,
     caller: Caller,
@@ -245,7 +247,7 @@ pub async fn list_user_sessions(
 ) -> Result<Json<Vec<SessionBody>>, ApiError> {
     require_admin(&caller)?;
     let uri = path_uri(&uri)?;
-    everywhere(&gateway, &forwarder, &request_uri, &headers, Some(&uri)).await
+    everywhere(&gateway, &passer, &request_uri, &headers, Some(&uri)).await
 }
 
 /// Ends every live session of a user, on every live node.
@@ -265,7 +267,7 @@ pub async fn list_user_sessions(
 )]
 pub async fn end_user_sessions(
     State(gateway): State<Arc<Gateway>>,
-    Extension(forwarder): Extension<Arc<Forwarder>>,
+    Extension(passer): Extension<Arc<Passer>>,
     OriginalUri(request_uri): OriginalUri,
     headers: HeaderMap,
     caller: Caller,
@@ -274,6 +276,6 @@ pub async fn end_user_sessions(
     require_admin(&caller)?;
     let uri = path_uri(&uri)?;
     let here = gateway.end_sessions_of(&uri) as u64;
-    let others: Vec<EndedBody> = from_other_nodes(&gateway, &forwarder, Method::DELETE, &request_uri, &headers).await?;
+    let others: Vec<EndedBody> = from_other_nodes(&gateway, &passer, Method::DELETE, &request_uri, &headers).await?;
     Ok(Json(EndedBody { ended: here + others.iter().map(|o| o.ended).sum::<u64>() }))
 }

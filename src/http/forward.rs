@@ -3,46 +3,34 @@
 //! headers (the rotated ticket among them), the body as it streams — goes back unchanged. The
 //! owner authenticates the ticket itself (tickets are in the store). A sid of a node that is gone
 //! is answered here, as any unknown session: CWA 18100 / HTTP 404. Standalone, or for a request
-//! that was already forwarded once, nothing happens here. The JSON API passes requests with the
-//! same client ([`Forwarder::pass_api`]: a JSON event stream held elsewhere, an administrator's
-//! request for another node's session) and asks every node for its part of a cluster-wide answer
-//! ([`Forwarder::ask_api`]: the session list).
+//! that was already forwarded once, nothing happens here. The passing itself is
+//! [`crate::request::pass`], which the JSON API uses too.
 
-use crate::api::error::ApiError;
 use crate::error::GatewayError;
+use crate::request::pass::{self, Passer};
 use crate::service::Gateway;
 use axum::body::Body;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Marks a request one node passed to another, so it is never passed on again.
-const FORWARDED: HeaderName = HeaderName::from_static("x-presence-gateway-forwarded");
-
-/// Headers that belong to one connection and are not passed on.
-const HOP_BY_HOP: [HeaderName; 5] = [header::CONNECTION, header::HOST, header::TRANSFER_ENCODING, header::TE, header::UPGRADE];
 
 pub struct Forwarder {
     gateway: Arc<Gateway>,
-    client: Client<HttpConnector, Body>,
+    passer: Arc<Passer>,
 }
 
 impl Forwarder {
-    pub fn new(gateway: Arc<Gateway>) -> Arc<Forwarder> {
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        Arc::new(Forwarder { gateway, client })
+    pub fn new(gateway: Arc<Gateway>, passer: Arc<Passer>) -> Arc<Forwarder> {
+        Arc::new(Forwarder { gateway, passer })
     }
 }
 
 /// The middleware of the command and data channels.
 pub async fn to_owner(State(forwarder): State<Arc<Forwarder>>, request: Request, next: Next) -> Response {
     let gateway = &forwarder.gateway;
-    if !gateway.backplane.is_shared() || request.headers().contains_key(&FORWARDED) {
+    if !gateway.backplane.is_shared() || pass::passed(request.headers()) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
@@ -72,87 +60,8 @@ pub async fn to_owner(State(forwarder): State<Arc<Forwarder>>, request: Request,
 impl Forwarder {
     /// Sends `request` to the node at `address` and streams its answer back.
     async fn pass(&self, address: &str, request: Request) -> Response {
-        self.send(address, request).await.unwrap_or_else(|why| unavailable(address, &why))
+        self.passer.send(address, request).await.unwrap_or_else(|why| unavailable(address, &why))
     }
-
-    /// Sends `request`, marked as passed on, to the node at `address`; its answer as it streams.
-    async fn send(&self, address: &str, mut request: Request) -> Result<Response, String> {
-        let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let Ok(uri) = format!("{}{path}", address.trim_end_matches('/')).parse() else {
-            return Err("its address is no URL".into());
-        };
-        *request.uri_mut() = uri;
-        let headers = request.headers_mut();
-        for name in HOP_BY_HOP {
-            headers.remove(name);
-        }
-        headers.insert(FORWARDED, HeaderValue::from_static("1"));
-        let limit = self.gateway.config.hold() + Duration::from_secs(15);
-        match tokio::time::timeout(limit, self.client.request(request)).await {
-            Ok(Ok(response)) => {
-                let (mut parts, body) = response.into_parts();
-                for name in HOP_BY_HOP {
-                    parts.headers.remove(name);
-                }
-                Ok(Response::from_parts(parts, Body::new(body)))
-            }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no answer in time".into()),
-        }
-    }
-
-    /// Passes an API request (rebuilt from its method, path, headers and body) to the node at
-    /// `address`; its answer streams back. A node that does not answer: 503, retryable.
-    pub(crate) async fn pass_api(&self, address: &str, method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Response {
-        let mut request = Request::new(Body::from(body));
-        *request.method_mut() = method;
-        *request.uri_mut() = uri.clone();
-        *request.headers_mut() = headers.clone();
-        match self.send(address, request).await {
-            Ok(response) => response,
-            Err(why) => {
-                tracing::warn!(node = address, why, "cannot pass a request to the node that serves it");
-                let error =
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", "the node serving this did not answer");
-                error.into_response()
-            }
-        }
-    }
-
-    /// Asks the node at `address` the same API request (without a body) and reads the whole
-    /// answer, within `limit`: its status and body.
-    pub(crate) async fn ask_api(
-        &self,
-        address: &str,
-        method: Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        limit: Duration,
-    ) -> Result<(StatusCode, Bytes), String> {
-        let asked = async {
-            let response = self.pass_api_raw(address, method, uri, headers).await?;
-            let status = response.status();
-            let body = axum::body::to_bytes(response.into_body(), ANSWER_BYTES).await.map_err(|e| e.to_string())?;
-            Ok((status, body))
-        };
-        tokio::time::timeout(limit, asked).await.map_err(|_| "no answer in time".to_string())?
-    }
-
-    async fn pass_api_raw(&self, address: &str, method: Method, uri: &Uri, headers: &HeaderMap) -> Result<Response, String> {
-        let mut request = Request::new(Body::empty());
-        *request.method_mut() = method;
-        *request.uri_mut() = uri.clone();
-        *request.headers_mut() = headers.clone();
-        self.send(address, request).await
-    }
-}
-
-/// The most of another node's answer read whole (a session list of 100,000 sessions fits).
-const ANSWER_BYTES: usize = 64 << 20;
-
-/// Whether another node passed this request here (it is then served here, never passed on).
-pub(crate) fn passed(headers: &HeaderMap) -> bool {
-    headers.contains_key(&FORWARDED)
 }
 
 /// The node holding the session did not answer: retryable, like a store that did not.
