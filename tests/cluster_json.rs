@@ -265,6 +265,19 @@ async fn behind_round_robin_every_node_finds_a_sign_in_s_json_stream() {
     let sids: Vec<u64> = listed.body.as_array().unwrap().iter().map(|s| s["sid"].as_u64().unwrap()).collect();
     assert_eq!(sids, vec![stream], "one stream for the sign-in: {:?}", listed.body);
 
+    // Two first subscriptions of one sign-in at once, on two nodes: one stream.
+    let carol = Client::sign_in(&proxy, "carol@example.com", "pw").await.unwrap();
+    let body = || Some(json!({"seqContactIDs": [BOB]}));
+    let at = |node: usize| format!("{}/api/v1/subscriptions", cluster.base(node));
+    let (one, two) = tokio::join!(
+        call(Method::POST, at(0), Auth::Ticket(&carol.ticket), body()),
+        call(Method::POST, at(1), Auth::Ticket(&carol.ticket), body())
+    );
+    assert_eq!((one.status, two.status), (200, 200), "{one:?} {two:?}");
+    assert_eq!(one.body["streamId"], two.body["streamId"], "one stream for both");
+    let listed = call(Method::GET, format!("{proxy}/api/v1/users/{CAROL}/sessions"), Auth::Admin, None).await;
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(1), "{:?}", listed.body);
+
     // Notes set through each node in turn, read through the balancer: each arrives, once, in order.
     let mut expected = Vec::new();
     for step in 0..6 {
