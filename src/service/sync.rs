@@ -4,7 +4,9 @@
 //! users appear, change or go (their sessions end), rights and group rights re-filter what every
 //! watcher sees, a user's logins that ended in the store (a new password elsewhere) end here,
 //! contact lists and subscribers reach the owner's sessions, images and durable
-//! presence (manual state, note, raw categories, source reports) are recalculated and fanned out. README "Using PostgreSQL" describes the guarantee.
+//! presence (manual state, note, raw categories, source reports) are recalculated and fanned out
+//! — on a shared backplane the manual state, note and reports only through it, in its one order.
+//! README "Using PostgreSQL" describes the guarantee.
 
 use super::Gateway;
 use crate::cwa::lists;
@@ -61,29 +63,40 @@ impl Gateway {
         Ok(())
     }
 
+    /// Re-reads a user's durable presence. The manual state, note and reports of a presentity
+    /// this node follows on a shared backplane are left to it: they arrive there in one order on
+    /// every node, while this read may be older than a change the backplane already brought
+    /// (docs/architecture.md §5). Those of a presentity it does not follow come from the store,
+    /// so they are current when the node publishes them again to a Redis that lost its data.
     async fn reload_presence(&self, uri: &str) -> StoreResult<()> {
-        let stored = self.store.presence(uri).await?.unwrap_or_default();
         let raw = self.store.raw_categories_of(uri).await?;
-        let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
+        let live_inputs = match self.backplane.follows(uri) {
+            true => None,
+            false => {
+                let stored = self.store.presence(uri).await?.unwrap_or_default();
+                let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
+                Some((stored, reports))
+            }
+        };
         let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
         let _gate = entry.gate.lock().await;
         {
             let mut live = entry.live.lock();
-            // A presentity this node follows gets its live inputs (manual state, note, reports)
-            // from the backplane, in order; what the store said a moment ago may be older by now
-            // (docs/architecture.md §5). Asked under the lock, so a follow that begins applies after.
-            let inputs = !self.backplane.follows(uri);
+            // Asked again under the lock: a follow that began meanwhile applies after this.
+            let live_inputs = live_inputs.filter(|_| !self.backplane.follows(uri));
             let model = &live.model;
-            let same_inputs = !inputs || (model.manual == stored.manual && model.note == stored.note && model.reports == reports);
-            if model.raw == raw && same_inputs {
+            let same_inputs = live_inputs.as_ref().is_none_or(|(stored, reports)| {
+                model.manual == stored.manual && model.note == stored.note && model.reports == *reports
+            });
+            if same_inputs && model.raw == raw {
                 return Ok(());
             }
-            if inputs {
+            live.model.raw = raw;
+            if let Some((stored, reports)) = live_inputs {
                 live.model.manual = stored.manual;
                 live.model.note = stored.note;
                 live.model.set_reports(reports);
             }
-            live.model.raw = raw;
         }
         self.refresh(uri);
         Ok(())

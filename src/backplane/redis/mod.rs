@@ -6,12 +6,14 @@
 //! presentity receive it. [`routing`] decides what this node follows (what its sessions watch or
 //! are, and what reads asked for lately); [`follow`] subscribes, reads, applies what arrives in
 //! version order and re-reads a presentity on any gap; [`nodes`] keeps this node's heartbeat and
-//! clears the contributions of nodes whose heartbeat lapsed.
+//! clears the contributions of nodes whose heartbeat lapsed; [`streams`] records which node holds
+//! each sign-in's JSON event stream.
 
 mod follow;
 mod keys;
 mod nodes;
 mod routing;
+mod streams;
 
 use super::{Backplane, BackplaneError, ChangeHandler, LiveChange, LiveInputs, NodeId, Published};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -218,6 +220,23 @@ impl Backplane for RedisBackplane {
 
     fn follows(&self, uri: &str) -> bool {
         self.routing.follows(uri)
+    }
+
+    async fn other_nodes(&self) -> Result<Vec<(NodeId, String)>, BackplaneError> {
+        self.live_nodes().await
+    }
+
+    async fn json_stream_of(&self, login: u64) -> Result<Option<crate::backplane::StreamHolder>, BackplaneError> {
+        self.stream_of(login).await
+    }
+
+    async fn claim_json_stream(
+        &self,
+        login: u64,
+        sid: u64,
+        lifetime: Duration,
+    ) -> Result<crate::backplane::StreamHolder, BackplaneError> {
+        self.claim_stream(login, sid, lifetime).await
     }
 }
 
