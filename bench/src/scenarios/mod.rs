@@ -351,6 +351,7 @@ pub fn cluster_figures(cpu: &NodeCpu, deliveries: &[u64], same: Vec<u32>, cross:
     }
     let total: u64 = deliveries.iter().sum();
     if let Some(redis) = cpu.redis {
+        figures.push(("redis_cpu_seconds".into(), round3(redis).into()));
         figures.push(("redis_cpu_seconds_per_1000_deliveries".into(), round3(redis / (total as f64).max(1.0) * 1000.0).into()));
     }
     let (same, cross) = (Latencies::new(same), Latencies::new(cross));
