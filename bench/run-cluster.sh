@@ -2,7 +2,8 @@
 # The cluster measurements of BENCHMARKS.md ("Several nodes"): S3 and S2 on one standalone node
 # and across two nodes (publishers on node 1, watchers on both), a light fan-out for the latency a
 # change needs to cross nodes, and sessions held across four nodes. Runs are interleaved
-# (standalone, cluster, standalone, …) so that the machine's other load falls on both alike.
+# (standalone, cluster, standalone, …) so that the machine's other load falls on both alike; the
+# light fan-out (100 watchers, 50 changes 100 ms apart) measures latency without queueing.
 # Every node, the standalone one included, uses a PostgreSQL schema of the run's own on
 # $POSTGRES (default postgres://postgres@127.0.0.1:5432/test); the cluster a redis-server the run
 # starts. S3 runs at 200 changes/s (RATE), not S3's usual 500: on this machine a PostgreSQL store
@@ -38,7 +39,10 @@ for part in $parts; do
         s2=(fanout --watchers 10000 --changes 5 --sessions-per-user 10)
         run s2-standalone "${s2[@]}" --nodes 1
         run s2-2-nodes "${s2[@]}" --nodes 2 ;;
-      cross) run cross-2-nodes fanout --nodes 2 --watchers 100 --changes 50 --pause-ms 100 ;;
+      cross)
+        light=(fanout --watchers 100 --changes 50 --pause-ms 100)
+        run cross-standalone "${light[@]}" --nodes 1
+        run cross-2-nodes "${light[@]}" --nodes 2 ;;
       held)  [ "$i" -gt "${HELD_REPEAT:-1}" ] || run held-4-nodes idle --nodes 4 --sessions "${HELD_SESSIONS:-78000}" --steps 6 --contacts 50 --sessions-per-user 10 --idle-seconds 30 ;;
       *) echo "unknown part $part" >&2; exit 2 ;;
     esac

@@ -266,6 +266,7 @@ fn sessions_are_held_on_every_node_by_a_worker_each() {
     for n in 1..=2 {
         let (open, limit) = (figure(&r, &format!("node{n}_open_descriptors")), figure(&r, &format!("node{n}_descriptor_limit")));
         assert!(open >= 30.0 && limit > open, "node {n}: {open} open of {limit}");
+        assert!(figure(&r, &format!("node{n}_connections_open")) >= 30.0, "the held polls at least");
     }
     assert!(figure(&r, "held_polls_possible_by_descriptor_limits") > 60.0);
     figure(&r, "rss_per_session_kib");

@@ -249,6 +249,10 @@ pub async fn cluster_idle(args: &IdleArgs, s: &Setup, org: &Organisation, users:
     shared_cpu.push(("loadgen_workers_cpu_seconds".into(), round3(workers_cpu).into()));
     let descriptors: Vec<(u64, u64)> =
         s.gateways.iter().map(|g| (g.open_descriptors().unwrap_or(0), g.descriptor_limit().unwrap_or(0))).collect();
+    let mut connections_open = Vec::new();
+    for node in &s.ctx.nodes {
+        connections_open.push(open_connections(node).await?);
+    }
     let stopped = all(&mut workers, |_| "stop".into()).await?;
     for mut w in workers {
         let _ = w.child.wait().await;
@@ -278,8 +282,13 @@ pub async fn cluster_idle(args: &IdleArgs, s: &Setup, org: &Organisation, users:
     for i in 0..n {
         let node_held = last[i]["connections"].as_u64().unwrap_or(0);
         let (open, limit) = descriptors[i];
-        // Every held poll is one descriptor; the rest (listener, store, Redis, logs) stays.
-        capacity += limit.saturating_sub(open.saturating_sub(node_held));
+        // Every held poll is one descriptor and one connection; the rest (listener, store, Redis,
+        // logs; command connections) stays. The gateway takes at most its limit minus 64
+        // connections (README "Connections").
+        let by_descriptors = limit.saturating_sub(open.saturating_sub(node_held));
+        let by_connections = limit.saturating_sub(GATEWAY_RESERVE).saturating_sub(connections_open[i].saturating_sub(node_held));
+        capacity += by_descriptors.min(by_connections);
+        report.figure(&format!("node{}_connections_open", i + 1), connections_open[i]);
         report.figure(&format!("node{}_held_polls", i + 1), node_held);
         report.figure(&format!("node{}_rss_per_session_kib", i + 1), round3(fit(&per_node[i])));
         report.figure(&format!("node{}_rss_final_mib", i + 1), round3(per_node[i].last().map_or(0.0, |p| p.1)));
@@ -291,7 +300,7 @@ pub async fn cluster_idle(args: &IdleArgs, s: &Setup, org: &Organisation, users:
     report.figures(shared_cpu);
     report.figure("loadgen_worker_errors", sum(&after, "errors"));
     report.notes.push(format!(
-        "{n} nodes, one load-generator worker process per node (its own descriptor limit); node i holds the sessions of users {{i·U/{n} …}}; RSS per session is the slope of the nodes' RSS together (and of each node's) against sessions held, from the first step on; possible polls = Σ (descriptor limit − descriptors open besides the held polls)"
+        "{n} nodes, one load-generator worker process per node (its own descriptor limit); node i holds the sessions of users {{i·U/{n} …}}; RSS per session is the slope of the nodes' RSS together (and of each node's) against sessions held, from the first step on; possible polls = Σ min(descriptor limit − descriptors open besides the held polls, descriptor limit − 64 − connections open besides them)"
     ));
     let mut series = vec![Series { name: "all nodes together".into(), points: total, markers: true }];
     series.extend(per_node.into_iter().enumerate().map(|(i, points)| Series {
@@ -308,6 +317,22 @@ pub async fn cluster_idle(args: &IdleArgs, s: &Setup, org: &Organisation, users:
     };
     report.plots.push(("rss", plot.render()));
     Ok(())
+}
+
+/// Descriptors a gateway keeps free of connections: it caps them at its limit minus this.
+const GATEWAY_RESERVE: u64 = 64;
+
+/// The node's `presence_http_connections_open` (its metrics), less the connection that asks.
+async fn open_connections(node: &NodeLink) -> Result<u64> {
+    let mut conn = node.endpoint.connect(0).await?;
+    let reply = conn.send(hyper::Method::GET, "/metrics", None, None).await?;
+    let line = reply
+        .text()
+        .lines()
+        .find(|l| l.starts_with("presence_http_connections_open "))
+        .ok_or_else(|| anyhow!("no presence_http_connections_open in the node's /metrics"))?;
+    let value: f64 = line.rsplit(' ').next().unwrap_or("").parse()?;
+    Ok((value as u64).saturating_sub(1))
 }
 
 #[cfg(test)]
