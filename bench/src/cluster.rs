@@ -71,11 +71,13 @@ impl Drop for Redis {
 pub struct PgSchema {
     base: String,
     pub name: String,
+    /// Whether the nodes' connections commit without waiting for the disk.
+    pub async_commit: bool,
 }
 
 impl PgSchema {
     /// Creates `bench_<random>` on the server of `base` (postgres://USER@HOST:PORT/DATABASE).
-    pub async fn create(base: &str) -> Result<PgSchema> {
+    pub async fn create(base: &str, async_commit: bool) -> Result<PgSchema> {
         if base.contains('?') {
             bail!("--postgres {base}: give the server and database without options; the run adds its own schema");
         }
@@ -83,12 +85,14 @@ impl PgSchema {
         let name = format!("bench_{:016x}", rand::random::<u64>());
         sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await.context("creating the run's schema")?;
         let _ = conn.close().await;
-        Ok(PgSchema { base: base.to_string(), name })
+        Ok(PgSchema { base: base.to_string(), name, async_commit })
     }
 
-    /// The store URL that selects this schema.
+    /// The store URL that selects this schema (and, when asked, `synchronous_commit = off` for
+    /// the connections made with it, nobody else's).
     pub fn url(&self) -> String {
-        format!("{}?options=-c%20search_path%3D{}", self.base, self.name)
+        let commit = if self.async_commit { "%20-c%20synchronous_commit%3Doff" } else { "" };
+        format!("{}?options=-c%20search_path%3D{}{commit}", self.base, self.name)
     }
 }
 

@@ -59,6 +59,11 @@ pub struct Common {
     /// its store in its data directory.
     #[arg(long)]
     pub postgres: Option<String>,
+    /// The started nodes' PostgreSQL connections commit without waiting for the disk
+    /// (`synchronous_commit = off` for this run's connections only): for set-ups of tens of
+    /// thousands of sessions, whose subscriptions the store writes one session at a time.
+    #[arg(long)]
+    pub postgres_async_commit: bool,
     /// How many source addresses (127.0.0.2, 127.0.0.3, …) connections are spread over.
     #[arg(long, default_value_t = 8)]
     pub sources: u8,
@@ -190,8 +195,9 @@ async fn start_nodes(
         (None, _) => Some(DEFAULT_POSTGRES.to_string()),
     };
     if let Some(url) = postgres {
-        let schema = PgSchema::create(&url).await?;
-        eprintln!("store: PostgreSQL schema {} on {url} (dropped at the end)", schema.name);
+        let schema = PgSchema::create(&url, common.postgres_async_commit).await?;
+        let commit = if schema.async_commit { ", synchronous_commit off" } else { "" };
+        eprintln!("store: PostgreSQL schema {} on {url} (dropped at the end){commit}", schema.name);
         shared.schema = Some(schema);
     }
     if common.nodes > 1 {
@@ -237,12 +243,19 @@ fn gateway_binary(common: &Common) -> Result<PathBuf> {
     Ok(beside)
 }
 
-/// Runs a scenario within `--max-seconds`, then prints and saves its report.
+/// Runs a scenario within `--max-seconds`, then prints and saves its report. SIGINT or SIGTERM
+/// ends the run early, and what it started (gateways, workers, Redis, the schema) is stopped and
+/// removed as at a normal end.
 pub async fn run(common: Common, scenario: impl Future<Output = Result<Report>>) -> Result<()> {
     let bound = Duration::from_secs(common.max_seconds + 30);
-    let report = match tokio::time::timeout(bound, scenario).await {
-        Ok(report) => report?,
-        Err(_) => bail!("the run did not finish within --max-seconds"),
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let report = tokio::select! {
+        finished = tokio::time::timeout(bound, scenario) => match finished {
+            Ok(report) => report?,
+            Err(_) => bail!("the run did not finish within --max-seconds"),
+        },
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = terminate.recv() => bail!("terminated"),
     };
     report.print();
     let path = report.save(&common.out)?;
