@@ -261,6 +261,7 @@ fn sessions_are_held_on_every_node_by_a_worker_each() {
         ],
     );
     assert_eq!(figure(&r, "held_polls"), 60.0);
+    assert_eq!(figure(&r, "sessions_ended"), 0.0, "every session was polled in time");
     assert_eq!((figure(&r, "node1_held_polls"), figure(&r, "node2_held_polls")), (30.0, 30.0));
     assert_eq!(r["checks"]["sessions_checked"], 60);
     for n in 1..=2 {

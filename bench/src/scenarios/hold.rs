@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+/// Sessions a worker starts before their polls start.
+const CHUNK: usize = 500;
+
 /// Options of the worker (given by the run that starts it).
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct HoldArgs {
@@ -76,14 +79,19 @@ pub async fn worker(args: HoldArgs) -> Result<()> {
         let reply = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["start", k] => {
                 let k: usize = k.parse().context("start K")?;
-                let done = fleet.sessions.len();
-                let specs = (done..done + k)
-                    .map(|i| {
-                        let user = args.first_user + i % args.users;
-                        SessionSpec::new(user, org.contacts[user].clone())
-                    })
-                    .collect();
-                fleet.start(specs, true).await?;
+                // In chunks: a session's poll starts once its chunk has started, and a session
+                // that is not polled within the session timeout ends.
+                let end = fleet.sessions.len() + k;
+                while fleet.sessions.len() < end {
+                    let done = fleet.sessions.len();
+                    let specs = (done..end.min(done + CHUNK))
+                        .map(|i| {
+                            let user = args.first_user + i % args.users;
+                            SessionSpec::new(user, org.contacts[user].clone())
+                        })
+                        .collect();
+                    fleet.start(specs, true).await?;
+                }
                 fleet.quiesce(Duration::from_secs(1), Duration::from_secs(60)).await;
                 wait_for_connections(&counters, fleet.sessions.len(), Duration::from_secs(30)).await;
                 status(&counters)
@@ -224,10 +232,11 @@ pub async fn cluster_idle(args: &IdleArgs, s: &Setup, org: &Organisation, users:
             done.iter().sum::<usize>(),
             rss.iter().map(|r| round3(*r)).collect::<Vec<_>>()
         );
+        // RSS against the polls held (a session whose poll never came would not count).
         for (i, r) in rss.iter().enumerate() {
-            per_node[i].push((done[i] as f64, *r));
+            per_node[i].push((last[i]["connections"].as_u64().unwrap_or(0) as f64, *r));
         }
-        total.push((done.iter().sum::<usize>() as f64, rss.iter().sum()));
+        total.push((held as f64, rss.iter().sum()));
     }
     let window = super::Window::open(s);
     let workers_cpu = |workers: &[Worker]| -> f64 {
@@ -269,6 +278,7 @@ pub async fn cluster_idle(args: &IdleArgs, s: &Setup, org: &Organisation, users:
     report.figure("nodes", n as u64);
     report.figure("sessions", done.iter().sum::<usize>() as u64);
     report.figure("held_polls", held);
+    report.figure("sessions_ended", report.checks.sessions_ended);
     report.figure("signed_in_users", users as u64);
     report.figure("rss_per_session_kib", round3(fit(&total)));
     report.figure("rss_final_mib", round3(total.last().map_or(0.0, |p| p.1)));
