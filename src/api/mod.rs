@@ -6,12 +6,12 @@ mod admin;
 pub mod auth;
 pub mod error;
 mod events;
-pub mod graph;
+
 mod group_rights;
 mod images;
 pub mod openapi;
 mod presence;
-pub mod pv2;
+
 mod sessions;
 mod sources;
 mod users;
@@ -81,6 +81,24 @@ async fn limit_body(
     }
     let request = request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
     next.run(request).await
+}
+
+/// Passes a request already read to the node at `address` that serves it (docs/architecture.md
+/// §5, "Several nodes"); its answer streams back. A node that does not answer: 503, retryable.
+pub(crate) async fn pass_to(
+    passer: &crate::request::pass::Passer,
+    address: &str,
+    method: axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    passer.copy(address, method, uri, headers, body).await.unwrap_or_else(|why| {
+        tracing::warn!(node = address, why, "cannot pass a request to the node that serves it");
+        let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        error::ApiError::new(status, "node_unavailable", "the node serving this did not answer").into_response()
+    })
 }
 
 /// `{uri}`: a user.
