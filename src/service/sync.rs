@@ -4,7 +4,9 @@
 //! users appear, change or go (their sessions end), rights and group rights re-filter what every
 //! watcher sees, a user's logins that ended in the store (a new password elsewhere) end here,
 //! contact lists and subscribers reach the owner's sessions, images and durable
-//! presence (manual state, note, raw categories, source reports) are recalculated and fanned out. README "Using PostgreSQL" describes the guarantee.
+//! presence (manual state, note, raw categories, source reports) are recalculated and fanned out
+//! — in a cluster only the raw categories: the rest comes through the backplane, in order
+//! (docs/architecture.md §5). README "Using PostgreSQL" describes the guarantee.
 
 use super::Gateway;
 use crate::cwa::lists;
@@ -62,6 +64,9 @@ impl Gateway {
     }
 
     async fn reload_presence(&self, uri: &str) -> StoreResult<()> {
+        if self.backplane.is_shared() {
+            return self.reload_raw_categories(uri).await;
+        }
         let stored = self.store.presence(uri).await?.unwrap_or_default();
         let raw = self.store.raw_categories_of(uri).await?;
         let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
@@ -77,6 +82,25 @@ impl Gateway {
             live.model.note = stored.note;
             live.model.raw = raw;
             live.model.set_reports(reports);
+        }
+        self.refresh(uri);
+        Ok(())
+    }
+
+    /// In a cluster the manual state, note and reports arrive through the backplane, in the
+    /// order every node applies them (docs/architecture.md §5); a store read racing them could
+    /// put an older one back. Only the raw categories, which the backplane does not carry, come
+    /// from the store.
+    async fn reload_raw_categories(&self, uri: &str) -> StoreResult<()> {
+        let raw = self.store.raw_categories_of(uri).await?;
+        let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
+        let _gate = entry.gate.lock().await;
+        {
+            let mut live = entry.live.lock();
+            if live.model.raw == raw {
+                return Ok(());
+            }
+            live.model.raw = raw;
         }
         self.refresh(uri);
         Ok(())
