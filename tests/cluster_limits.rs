@@ -398,3 +398,46 @@ async fn when_the_claiming_node_is_killed_before_the_deadline_the_survivors_carr
     let done: Option<String> = ::redis::cmd("GET").arg(&claim).query_async(&mut cluster.redis().await).await.unwrap();
     assert_eq!(done.as_deref(), Some("done"));
 }
+
+#[tokio::test]
+async fn the_shared_counts_slow_a_user_down_except_from_known_addresses() {
+    use presence_gateway::backplane::redis::{RedisBackplane, Settings};
+    use presence_gateway::backplane::{Backplane, LogonCount};
+    let redis = redis_server::RedisServer::start();
+    let settings = Settings { heartbeat_ttl: Duration::from_secs(TTL), advertise: String::new() };
+    let counts = RedisBackplane::new(&redis.url(), settings).unwrap();
+    let policy = presence_gateway::config::LogonPolicy {
+        failures_per_user_and_address: 100,
+        failures_per_address: 100,
+        window_seconds: 300,
+        user_slowdown_after: 2,
+        user_slowdown_max_seconds: 60,
+    };
+    let count = |address: &'static str| counts.count_logon("bob", address, &policy);
+    assert_eq!(count("home").await.unwrap(), Some(LogonCount::Counted));
+    counts.logon_succeeded("bob", "home").await.unwrap();
+    for address in ["x1", "x2"] {
+        assert_eq!(count(address).await.unwrap(), Some(LogonCount::Counted));
+    }
+    // Two failures from anywhere: the next attempt from elsewhere waits 1 s, then 2 s...
+    for (n, expected) in [(3, 1000), (4, 2000)] {
+        let address = ["", "", "", "x3", "x4"][n];
+        let Some(LogonCount::Refused(wait)) = count(address).await.unwrap() else { panic!("attempt {n} passes") };
+        assert!(wait <= Duration::from_millis(expected) && wait > Duration::from_millis(expected - 500), "{n}: {wait:?}");
+        // ...but never from the address Bob signs in from.
+        assert_eq!(count("home").await.unwrap(), Some(LogonCount::Counted));
+        counts.logon_succeeded("bob", "home").await.unwrap();
+        let deadline = Instant::now() + wait + Duration::from_secs(2);
+        while count(address).await.unwrap() != Some(LogonCount::Counted) {
+            assert!(Instant::now() < deadline, "attempt {n} still refused after {wait:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Only digests were given; what Redis keeps expires by itself.
+    let mut con = ::redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("presence-gateway:logon:*").query_async(&mut con).await.unwrap();
+    for key in keys {
+        let ttl: i64 = ::redis::cmd("PTTL").arg(&key).query_async(&mut con).await.unwrap();
+        assert!(ttl > 0, "{key} expires");
+    }
+}
