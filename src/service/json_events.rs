@@ -164,18 +164,75 @@ impl Gateway {
     }
 }
 
+/// Where a sign-in's JSON event stream is (docs/architecture.md §5, "Several nodes").
+pub enum StreamAt {
+    /// On this node.
+    Here(Arc<Session>),
+    /// On another live node, reached at this address.
+    Node(String),
+    /// Nowhere: it was never started, it ended, or its node is gone.
+    Nowhere,
+}
+
 impl Gateway {
-    /// The JSON event stream of a sign-in, started on first use (it counts as one of the user's
-    /// sessions and expires like one when nobody polls it).
-    pub fn json_stream(&self, login: &crate::service::auth::Login, create: bool) -> crate::error::Result<Option<Arc<Session>>> {
+    /// This node's live JSON event stream of a sign-in.
+    pub fn json_stream(&self, login: &crate::service::auth::Login) -> Option<Arc<Session>> {
+        let sid = self.json_sessions.read().get(&login.id).copied()?;
+        self.hub.get(sid).filter(|s| !s.is_ended())
+    }
+
+    /// Where the sign-in's stream is: here, on another live node (as recorded in the backplane),
+    /// or nowhere. `passed`: the request was passed here by another node, which looked already.
+    pub async fn find_json_stream(&self, login: &crate::service::auth::Login, passed: bool) -> crate::error::Result<StreamAt> {
+        if let Some(stream) = self.json_stream(login) {
+            return Ok(StreamAt::Here(stream));
+        }
+        if passed || !self.backplane.is_shared() {
+            return Ok(StreamAt::Nowhere);
+        }
+        match self.backplane.json_stream_of(login.id).await {
+            Ok(Some(holder)) if holder.node != *self.backplane.node() => Ok(StreamAt::Node(holder.address)),
+            Ok(_) => Ok(StreamAt::Nowhere),
+            Err(e) => Err(backplane_unavailable(e)),
+        }
+    }
+
+    /// The sign-in's stream, wherever it is, started here when there is none (it counts as one
+    /// of the user's sessions and expires like one when nobody polls it). In a cluster the new
+    /// stream is recorded in the backplane; when another node recorded one first, this one ends
+    /// and that one is the answer.
+    pub async fn open_json_stream(&self, login: &crate::service::auth::Login, passed: bool) -> crate::error::Result<StreamAt> {
+        match self.find_json_stream(login, passed).await? {
+            StreamAt::Nowhere => {}
+            found => return Ok(found),
+        }
+        let (session, started) = self.start_json_stream(login)?;
+        if !self.backplane.is_shared() {
+            return Ok(StreamAt::Here(session));
+        }
+        // Ended again unless the record is this stream's, also when the request goes away here.
+        let mut unclaimed = StartedStream { gateway: self, session: started.then(|| session.clone()) };
+        let lifetime = std::time::Duration::from_secs(self.config.ticket_lifetime_seconds);
+        let holder = self.backplane.claim_json_stream(login.id, session.sid, lifetime).await.map_err(backplane_unavailable)?;
+        if holder.sid == session.sid {
+            unclaimed.session = None;
+            return Ok(StreamAt::Here(session));
+        }
+        match passed {
+            false => Ok(StreamAt::Node(holder.address)),
+            // Passed here as the holder, yet another node's stream is recorded: a race; retryable.
+            true => Err(crate::error::GatewayError::StoreUnavailable),
+        }
+    }
+
+    /// This node's stream of the sign-in, started now if there is none (and whether it was).
+    fn start_json_stream(&self, login: &crate::service::auth::Login) -> crate::error::Result<(Arc<Session>, bool)> {
         use crate::error::GatewayError;
         use crate::hub::session::SessionOptions;
-        let existing = self.json_sessions.read().get(&login.id).copied();
-        if let Some(session) = existing.and_then(|sid| self.hub.get(sid)).filter(|s| !s.is_ended()) {
-            return Ok(Some(session));
-        }
-        if !create {
-            return Ok(None);
+        let mut streams = self.json_sessions.write();
+        let existing = streams.get(&login.id).and_then(|sid| self.hub.get(*sid)).filter(|s| !s.is_ended());
+        if let Some(session) = existing {
+            return Ok((session, false));
         }
         if self.sessions_everywhere(&login.user) >= self.config.limits.sessions_per_user {
             let limit = self.config.limits.sessions_per_user;
@@ -185,10 +242,11 @@ impl Gateway {
         let options = SessionOptions { json: true, auto_subscribe_contacts: false, queue_limit, ..SessionOptions::default() };
         let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, options, self.clock.now()));
         self.hub.insert(session.clone());
-        self.json_sessions.write().insert(login.id, session.sid);
+        streams.insert(login.id, session.sid);
+        drop(streams);
         self.schedule_expiry(&session);
         self.refresh(&login.user);
-        Ok(Some(session))
+        Ok((session, true))
     }
 
     /// Subscribes a JSON stream to presentities; returns their snapshots (cut to `details`).
@@ -221,6 +279,27 @@ impl Gateway {
             uris.iter().for_each(|u| json.remove(u));
         }
     }
+}
+
+/// A stream started here whose record is not settled yet: ended when dropped while still set.
+struct StartedStream<'a> {
+    gateway: &'a Gateway,
+    session: Option<Arc<Session>>,
+}
+
+impl Drop for StartedStream<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.gateway.json_sessions.write().retain(|_, sid| *sid != session.sid);
+            self.gateway.terminate_session(&session);
+        }
+    }
+}
+
+/// The backplane did not answer: retryable, like a store that did not.
+fn backplane_unavailable(error: crate::backplane::BackplaneError) -> crate::error::GatewayError {
+    tracing::warn!(error = %error, "cannot find or record a JSON event stream in the backplane");
+    crate::error::GatewayError::StoreUnavailable
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! watcher sees, a user's logins that ended in the store (a new password elsewhere) end here,
 //! contact lists and subscribers reach the owner's sessions, images and durable
 //! presence (manual state, note, raw categories, source reports) are recalculated and fanned out
-//! — in a cluster only the raw categories: the rest comes through the backplane, in order
-//! (docs/architecture.md §5). README "Using PostgreSQL" describes the guarantee.
+//! — on a shared backplane the manual state, note and reports only through it, in its one order.
+//! README "Using PostgreSQL" describes the guarantee.
 
 use super::Gateway;
 use crate::cwa::lists;
@@ -63,44 +63,37 @@ impl Gateway {
         Ok(())
     }
 
+    /// Re-reads a user's durable presence. On a shared backplane the manual state, note and
+    /// reports are left to it: they arrive there in one order on every node, while this read may
+    /// be older than a change the backplane already brought (docs/architecture.md §5).
     async fn reload_presence(&self, uri: &str) -> StoreResult<()> {
-        if self.backplane.is_shared() {
-            return self.reload_raw_categories(uri).await;
-        }
-        let stored = self.store.presence(uri).await?.unwrap_or_default();
+        let shared = self.backplane.is_shared();
         let raw = self.store.raw_categories_of(uri).await?;
-        let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
+        let live_inputs = match shared {
+            true => None,
+            false => {
+                let stored = self.store.presence(uri).await?.unwrap_or_default();
+                let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
+                Some((stored, reports))
+            }
+        };
         let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
         let _gate = entry.gate.lock().await;
         {
             let mut live = entry.live.lock();
             let model = &live.model;
-            if model.manual == stored.manual && model.note == stored.note && model.raw == raw && model.reports == reports {
-                return Ok(());
-            }
-            live.model.manual = stored.manual;
-            live.model.note = stored.note;
-            live.model.raw = raw;
-            live.model.set_reports(reports);
-        }
-        self.refresh(uri);
-        Ok(())
-    }
-
-    /// In a cluster the manual state, note and reports arrive through the backplane, in the
-    /// order every node applies them (docs/architecture.md §5); a store read racing them could
-    /// put an older one back. Only the raw categories, which the backplane does not carry, come
-    /// from the store.
-    async fn reload_raw_categories(&self, uri: &str) -> StoreResult<()> {
-        let raw = self.store.raw_categories_of(uri).await?;
-        let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
-        let _gate = entry.gate.lock().await;
-        {
-            let mut live = entry.live.lock();
-            if live.model.raw == raw {
+            let same_inputs = live_inputs.as_ref().is_none_or(|(stored, reports)| {
+                model.manual == stored.manual && model.note == stored.note && model.reports == *reports
+            });
+            if same_inputs && model.raw == raw {
                 return Ok(());
             }
             live.model.raw = raw;
+            if let Some((stored, reports)) = live_inputs {
+                live.model.manual = stored.manual;
+                live.model.note = stored.note;
+                live.model.set_reports(reports);
+            }
         }
         self.refresh(uri);
         Ok(())

@@ -4,14 +4,16 @@
 //! the version and publishes `version\nchange` on one channel in a single Lua script, so the
 //! order of versions is the order of changes. [`follow`] applies what arrives in version order
 //! and re-reads a presentity on any gap; [`nodes`] keeps this node's heartbeat and clears the
-//! contributions of nodes whose heartbeat lapsed. [`logon`] keeps the cluster's shared counts of
-//! failed sign-ins, [`claims`] makes one node carry out each timed transition.
+//! contributions of nodes whose heartbeat lapsed; [`streams`] records which node holds each
+//! sign-in's JSON event stream. [`logon`] keeps the cluster's shared counts of failed sign-ins,
+//! [`claims`] makes one node carry out each timed transition.
 
 mod claims;
 mod follow;
 mod keys;
 mod logon;
 mod nodes;
+mod streams;
 
 pub use claims::{CLAIM_HOLD, DONE_KEPT};
 
@@ -204,6 +206,23 @@ impl Backplane for RedisBackplane {
 
     fn is_ready(&self) -> bool {
         self.ready_flags()
+    }
+
+    async fn other_nodes(&self) -> Result<Vec<(NodeId, String)>, BackplaneError> {
+        self.live_nodes().await
+    }
+
+    async fn json_stream_of(&self, login: u64) -> Result<Option<crate::backplane::StreamHolder>, BackplaneError> {
+        self.stream_of(login).await
+    }
+
+    async fn claim_json_stream(
+        &self,
+        login: u64,
+        sid: u64,
+        lifetime: Duration,
+    ) -> Result<crate::backplane::StreamHolder, BackplaneError> {
+        self.claim_stream(login, sid, lifetime).await
     }
 
     async fn count_logon(&self, user: &str, address: &str, policy: &LogonPolicy) -> Result<Option<LogonCount>, BackplaneError> {
