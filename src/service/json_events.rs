@@ -86,6 +86,13 @@ fn update_event(uri: &str, old: Option<&Map<String, Value>>, new: &Map<String, V
     Arc::new(EventPayload::json(body.to_string()))
 }
 
+/// An `asnUpdatePresenceV2` event with every section `filter` subscribes to.
+fn full_event(uri: &str, json: &Map<String, Value>, filter: EventFilter) -> Arc<EventPayload> {
+    let selected = select(json, filter.events);
+    let changed = selected.keys().map(|k| section_flag(k)).fold(0, |a, b| a | b);
+    update_event(uri, None, &selected, changed)
+}
+
 /// An `asnRemovePresence` event.
 fn removal_event(uri: &str) -> Arc<EventPayload> {
     let body = json!({"asnRemovePresence": {"u8sContactId": uri}});
@@ -95,16 +102,26 @@ fn removal_event(uri: &str) -> Arc<EventPayload> {
 impl Gateway {
     /// The current JSON rendering of `uri` for `viewer_uri`, remembered until the state changes.
     pub(crate) fn snapshot_json(&self, uri: &str, viewer_uri: &str) -> Option<JsonView> {
+        self.with_json_snapshot(uri, viewer_uri, |json| json)
+    }
+
+    /// Runs `then` on the current JSON rendering of `uri` for `viewer_uri` while the presentity is
+    /// still locked, so what `then` queues is queued before any later change's delta
+    /// (docs/architecture.md §4, "Order per presentity"). `None`: no such user.
+    fn with_json_snapshot<R>(&self, uri: &str, viewer_uri: &str, then: impl FnOnce(Option<JsonView>) -> R) -> R {
         let key = self.view_key(uri, viewer_uri);
-        let entry = self.presence_entry(uri)?;
+        let Some(entry) = self.presence_entry(uri) else { return then(None) };
         let now = self.clock.now();
         let mut live = entry.live.lock();
-        if let Some(json) = live.last_json.get(&key) {
-            return Some(json.clone());
-        }
-        let json = render_json(&live.model, key, now);
-        live.last_json.insert(key, json.clone());
-        Some(json)
+        let json = match live.last_json.get(&key) {
+            Some(json) => json.clone(),
+            None => {
+                let json = render_json(&live.model, key, now);
+                live.last_json.insert(key, json.clone());
+                json
+            }
+        };
+        then(Some(json))
     }
 
     /// A snapshot for a JSON subscription, cut to the requested details.
@@ -115,28 +132,31 @@ impl Gateway {
         }
     }
 
-    /// Queues a full update (every subscribed section) for a JSON session after a rights change.
+    /// Queues a full update (every subscribed section) for a JSON session after a rights change,
+    /// under the presentity's lock.
     pub(crate) fn queue_json_full(&self, session: &Session, uri: &Arc<str>) {
-        if let Some(event) = self.json_full_event(session, uri) {
-            self.push(session, event, None);
-        }
+        let Some(filter) = session.json.as_ref().and_then(|j| j.filter(uri)) else { return };
+        self.with_json_snapshot(uri, &session.user, |json| {
+            if let Some(json) = json {
+                self.push(session, full_event(uri, &json, filter), None);
+            }
+        });
     }
 
     /// The resync burst of a JSON session: a full update of every subscription, or its removal
-    /// when the user is gone.
+    /// when the user is gone; each queued under its presentity's lock.
     pub(crate) fn queue_json_resync(&self, session: &Session) {
+        let push = |event| crate::telemetry::record_push(session.push_resync(event, None));
         for uri in session.subscriptions() {
-            let event = self.json_full_event(session, &uri).unwrap_or_else(|| removal_event(&uri));
-            crate::telemetry::record_push(session.push_resync(event, None));
+            let Some(filter) = session.json.as_ref().and_then(|j| j.filter(&uri)) else {
+                push(removal_event(&uri));
+                continue;
+            };
+            self.with_json_snapshot(&uri, &session.user, |json| match json {
+                Some(json) => push(full_event(&uri, &json, filter)),
+                None => push(removal_event(&uri)),
+            });
         }
-    }
-
-    fn json_full_event(&self, session: &Session, uri: &Arc<str>) -> Option<Arc<EventPayload>> {
-        let filter = session.json.as_ref().and_then(|j| j.filter(uri))?;
-        let json = self.snapshot_json(uri, &session.user)?;
-        let selected = select(&json, filter.events);
-        let changed = selected.keys().map(|k| section_flag(k)).fold(0, |a, b| a | b);
-        Some(update_event(uri, None, &selected, changed))
     }
 
     /// Fan-out to JSON sessions: one delta per (view, subscribed sections).
