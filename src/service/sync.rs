@@ -153,7 +153,7 @@ impl Gateway {
         let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(*u)).collect();
         let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(*u)).collect();
         let full = Arc::new(lists::contact_group_full(&stored));
-        self.contact_lists.write().insert(owner.to_string(), stored.clone());
+        self.lists.set_contact_list(owner, stored.clone());
         for session in self.hub.sessions_of(owner) {
             self.push(&session, full.clone(), None);
             if session.auto_subscribe_contacts {
@@ -167,13 +167,7 @@ impl Gateway {
     async fn reload_subscribers(&self, owner: &str) -> StoreResult<()> {
         let _gate = self.gates.owner(owner).await;
         let stored = self.store.subscribers_of(owner).await?;
-        let changed: Vec<String> = {
-            let mut subscribers = self.subscribers.write();
-            let current = subscribers.get(owner).cloned().unwrap_or_default();
-            let changed: Vec<String> = stored.iter().filter(|s| !current.contains(s)).map(|(w, _)| w.clone()).collect();
-            subscribers.insert(owner.to_string(), stored);
-            changed
-        };
+        let changed = self.lists.replace_subscribers(owner, stored);
         if !changed.is_empty() {
             let event = Arc::new(lists::subscribers(&self.subscriber_views(owner, Some(&changed))));
             for session in self.hub.sessions_of(owner) {

@@ -49,6 +49,7 @@ impl Gateway {
         self.tickets.evict_user(uri);
         for session in self.hub.sessions_of(uri) {
             self.hub.remove(session.sid);
+            self.forget_json_stream(&session);
         }
         let gone: Arc<str> = Arc::from(uri);
         for session in self.hub.watchers_of(uri) {
@@ -63,10 +64,7 @@ impl Gateway {
         }
         self.directory.remove(uri);
         self.presences.write().remove(uri);
-        self.contact_lists.write().remove(uri);
-        let mut subscribers = self.subscribers.write();
-        subscribers.remove(uri);
-        subscribers.values_mut().for_each(|list| list.retain(|(watcher, _)| watcher != uri));
+        self.lists.remove_user(uri);
         tracing::info!(user = uri, "user deleted");
     }
 }
