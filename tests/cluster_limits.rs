@@ -404,7 +404,8 @@ async fn the_shared_counts_slow_a_user_down_except_from_known_addresses() {
     use presence_gateway::backplane::redis::{RedisBackplane, Settings};
     use presence_gateway::backplane::{Backplane, LogonCount};
     let redis = redis_server::RedisServer::start();
-    let settings = Settings { heartbeat_ttl: Duration::from_secs(TTL), advertise: String::new() };
+    let settings =
+        Settings { heartbeat_ttl: Duration::from_secs(TTL), advertise: String::new(), linger: Duration::from_secs(30) };
     let counts = RedisBackplane::new(&redis.url(), settings).unwrap();
     let policy = presence_gateway::config::LogonPolicy {
         failures_per_user_and_address: 100,

@@ -85,7 +85,14 @@ impl RedisBackplane {
             Published { uri: Arc::from(uri), change: LiveChange::Report { source: source.to_string(), report: None } };
         let message = serde_json::to_string(&withdrawal).map_err(|e| BackplaneError::Corrupt(e.to_string()))?;
         let mut pipe = ::redis::pipe();
-        pipe.cmd("EVAL").arg(WITHDRAW_SCRIPT).arg(1).arg(&presentity).arg(&field).arg(held).arg(&self.keys.channel).arg(message);
+        pipe.cmd("EVAL")
+            .arg(WITHDRAW_SCRIPT)
+            .arg(1)
+            .arg(&presentity)
+            .arg(&field)
+            .arg(held)
+            .arg(self.keys.channel(uri))
+            .arg(message);
         let (version,): (i64,) = self.query(&pipe).await?;
         Ok(version > 0)
     }
