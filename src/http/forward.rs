@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Marks a request one node passed to another, so it is never passed on again.
-const FORWARDED: HeaderName = HeaderName::from_static("x-presence-gateway-forwarded");
+pub(super) const FORWARDED: HeaderName = HeaderName::from_static("x-presence-gateway-forwarded");
 
 /// Headers that belong to one connection and are not passed on.
 const HOP_BY_HOP: [HeaderName; 5] = [header::CONNECTION, header::HOST, header::TRANSFER_ENCODING, header::TE, header::UPGRADE];

@@ -6,6 +6,7 @@ pub(crate) mod around;
 pub mod client_addr;
 pub mod conn;
 mod cwa;
+pub mod data_channel;
 mod forward;
 mod ops;
 pub(crate) mod ticket;

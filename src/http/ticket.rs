@@ -4,6 +4,7 @@
 //! cookie at all: never a page of another site (login CSRF).
 
 use crate::config::Config;
+use crate::service::tickets::TicketHash;
 use axum::http::{header, HeaderMap, HeaderValue};
 use std::net::SocketAddr;
 
@@ -43,17 +44,58 @@ impl Cookie {
     }
 }
 
+/// The `Set-Cookie` value that hands `ticket` to a browser.
+fn cookie_value(ticket: &str, Cookie { secure }: Cookie) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{TICKET_HEADER}={ticket}; Path=/; HttpOnly; SameSite=Strict{secure}")
+}
+
 /// Adds the ticket to a reply, and sets the cookie when `cookie` says so.
 pub fn attach(headers: &mut HeaderMap, ticket: &str, cookie: Option<Cookie>) {
     if let Ok(value) = HeaderValue::from_str(ticket) {
         headers.insert(TICKET_HEADER, value);
     }
-    if let Some(Cookie { secure }) = cookie {
-        let secure = if secure { "; Secure" } else { "" };
-        let cookie = format!("{TICKET_HEADER}={ticket}; Path=/; HttpOnly; SameSite=Strict{secure}");
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
+    if let Some(cookie) = cookie {
+        if let Ok(value) = HeaderValue::from_str(&cookie_value(ticket, cookie)) {
             headers.insert(header::SET_COOKIE, value);
         }
+    }
+}
+
+/// [`attach`] for an answer the connection driver writes itself: the same header lines, in the
+/// same order, as wire bytes.
+pub fn attach_lines(out: &mut Vec<u8>, ticket: &str, cookie: Option<Cookie>) {
+    let mut line = |name: &[u8], value: &str| {
+        if HeaderValue::from_str(value).is_ok() {
+            out.extend_from_slice(name);
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    };
+    line(b"CWA-Ticket: ", ticket);
+    if let Some(cookie) = cookie {
+        line(b"Set-Cookie: ", &cookie_value(ticket, cookie));
+    }
+}
+
+/// The ticket a connection last presented and its hash, so that presenting it again (every poll
+/// of a long-poll connection) costs a comparison instead of a SHA-256. Kept in memory only, for
+/// the life of the connection, and compared in constant time.
+#[derive(Default)]
+pub struct Remembered(Option<(Box<str>, TicketHash)>);
+
+impl Remembered {
+    /// The hash of `ticket`, remembered from the last time or computed (and remembered).
+    pub fn hash(&mut self, ticket: &str) -> TicketHash {
+        use subtle::ConstantTimeEq;
+        if let Some((known, hash)) = &self.0 {
+            if known.len() == ticket.len() && bool::from(known.as_bytes().ct_eq(ticket.as_bytes())) {
+                return *hash;
+            }
+        }
+        let hash = TicketHash::of(ticket);
+        self.0 = Some((ticket.into(), hash));
+        hash
     }
 }
 
