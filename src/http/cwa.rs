@@ -232,7 +232,8 @@ pub(super) async fn answer_poll(
         Ok(query) => return reply(poll_events(gateway, &auth, query).await),
         Err(error) => error,
     };
-    let status = if matches!(query, GatewayError::LimitExceeded(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+    let status =
+        if matches!(query, GatewayError::LimitExceeded(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
     reply(PollAnswer { status, body: envelope::unusable_body(&query), ticket: None })
 }
 

@@ -16,7 +16,7 @@ use crate::http::conn::head::{Framing, Head};
 use crate::http::conn::response::Prepared;
 use crate::service::Gateway;
 use crate::telemetry;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use tracing::Instrument;
 
 /// The path, and the route of its HTTP metrics.
 const PATH: &str = "/cwa/AsyncDataChannel.ashx";
-const REQUEST_ID: &str = "x-request-id";
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The data channel's own path; see the module documentation.
 pub struct DataChannel {
@@ -97,7 +97,8 @@ impl DataChannel {
 /// counts only from the gateway's own pages (or of `origins`).
 fn guard_cookie(headers: &mut HeaderMap, origins: &[String]) {
     let header = axum::http::header::COOKIE;
-    if headers.contains_key(ticket::TICKET_HEADER) || !headers.contains_key(&header) || super::web::cookie_allowed(headers, origins) {
+    if headers.contains_key(ticket::TICKET_NAME) || !headers.contains_key(&header) || super::web::cookie_allowed(headers, origins)
+    {
         return;
     }
     headers.remove(header);

@@ -210,7 +210,12 @@ impl Tickets {
 
     /// [`Tickets::authenticate`] of a ticket whose hash the caller already has (`hash` must be
     /// `TicketHash::of(ticket)`).
-    pub async fn authenticate_hashed(&self, ticket: &str, hash: TicketHash, now: Timestamp) -> StoreResult<Option<Authenticated>> {
+    pub async fn authenticate_hashed(
+        &self,
+        ticket: &str,
+        hash: TicketHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<Authenticated>> {
         let (login, rotated) = match self.cached(hash, now) {
             Cached::Dead => return Ok(None),
             Cached::Valid { login, rotated } => (login, rotated),

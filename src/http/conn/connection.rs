@@ -13,11 +13,11 @@ use super::Settings;
 use crate::http::data_channel::DataChannel;
 use crate::http::ticket::Remembered;
 use crate::telemetry;
-use futures_util::future::Either;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
+use futures_util::future::Either;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -114,7 +114,8 @@ pub async fn serve<T: Transport>(mut io: T, peer: SocketAddr, mut context: Conte
             let watch_hang_up = next.is_empty();
             let answer = match context.data_channel.as_ref().filter(|channel| !unread_body && channel.takes(&head)) {
                 Some(channel) => {
-                    let answer = channel.clone().answer(head, peer, &mut remembered);
+                    // Boxed where it is made: moved around as a pointer, not as a future.
+                    let answer = Box::pin(channel.clone().answer(head, peer, &mut remembered));
                     Either::Left(until_hang_up(&io, async move { Reply::Prepared(answer.await) }, watch_hang_up))
                 }
                 None => Either::Right(call(&io, &context.app, request(head, body, peer), watch_hang_up)),
