@@ -5,11 +5,13 @@
 //! - [`model`] — the presence model: calculated state, inputs, the aggregation rule, access levels
 //!   and views. Pure; no I/O, no wire format.
 //! - [`cwa`] — the CWA XML wire format: request parsing, category rendering, envelopes.
+//!   [`pv2`] — the JSON wire format: presence in Presence V2 names with Graph's words beside them.
 //! - [`hub`] — live sessions, their event queues and acks, the watcher index, the long poll, timers.
 //! - [`store`] — durable data behind a trait: embedded SQLite (the default) or PostgreSQL.
 //! - [`backplane`] — how live presence inputs reach other gateway nodes: standalone or Redis.
 //! - [`service`] — sign-in, sessions, commands, live presence and fan-out, seeding.
 //! - [`http`] — the axum router and the CWA handlers. [`api`] — the JSON API under `/api/v1`.
+//!   [`request`] — the ticket, client address and middleware hook both of them use.
 //! - [`config`] — every knob with its default. [`error`] — the one error type and its mappings.
 //! - [`telemetry`] — metric names, recording, Prometheus rendering. [`tls`] — HTTPS.
 //!   [`healthcheck`] — the probe behind `presence-gateway healthcheck`; [`admin_client`] — the
@@ -25,6 +27,8 @@ pub mod healthcheck;
 pub mod http;
 pub mod hub;
 pub mod model;
+pub mod pv2;
+pub mod request;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -9,7 +9,6 @@ mod process;
 
 use crate::error::GatewayError;
 use crate::hub::session::{Batch, Pushed};
-use crate::service::Gateway;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::{LazyLock, OnceLock};
@@ -292,12 +291,12 @@ pub fn http_response(route: Option<&str>, status: u16, took: Duration) {
     });
 }
 
-/// The Prometheus text exposition. `None` without a recorder. Reads counters kept up to date,
-/// never the sessions themselves.
-pub fn render(gateway: &Gateway) -> Option<String> {
+/// The Prometheus text exposition, given the hub's live session count. `None` without a
+/// recorder. Reads counters kept up to date, never the sessions themselves.
+pub fn render(sessions: usize) -> Option<String> {
     let handle = install()?;
     let (queued, longest) = crate::hub::session::queue_totals();
-    gauge!(SESSIONS).set(gateway.hub.session_count() as f64);
+    gauge!(SESSIONS).set(sessions as f64);
     gauge!(QUEUE_DEPTH).set(queued.max(0) as f64);
     gauge!(QUEUE_DEPTH_MAX).set(longest as f64);
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "profile" => if cfg!(debug_assertions) { "debug" } else { "release" })

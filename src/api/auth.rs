@@ -5,7 +5,7 @@
 
 use super::error::ApiError;
 use crate::config::ApiRole;
-use crate::http::ticket;
+use crate::request::ticket;
 use crate::service::auth::Login;
 use crate::service::Gateway;
 use axum::extract::{ConnectInfo, FromRequestParts, Request};

@@ -4,7 +4,7 @@
 //! read): [`json_errors`] turns those into the same shape.
 
 use crate::error::GatewayError;
-use crate::http::around::{After, Hook};
+use crate::request::around::{After, Hook};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -88,7 +88,7 @@ pub async fn subscribe(
     }
     let filter = EventFilter { events, details: body.details_filter.unwrap_or(0) & flags::ALL };
     let stream = gateway.json_stream(login, true)?.ok_or_else(|| ApiError::not_found("no event stream"))?;
-    stream.set_client(crate::http::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
+    stream.set_client(crate::request::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
     let snapshots = gateway.json_subscribe(&stream, &uris, filter).await?;
     Ok(Json(SubscribeReply { seq_presence: snapshots, event_flags: events }))
 }

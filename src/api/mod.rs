@@ -6,12 +6,12 @@ mod admin;
 pub mod auth;
 pub mod error;
 mod events;
-pub mod graph;
+
 mod group_rights;
 mod images;
 pub mod openapi;
 mod presence;
-pub mod pv2;
+
 mod sessions;
 mod sources;
 mod users;

@@ -50,9 +50,9 @@ impl Modify for SecuritySchemes {
             .build();
         components.add_security_scheme(BEARER, SecurityScheme::Http(bearer));
         let ticket = "The `CWA-Ticket` of a user signed in with `POST /forms/logon.html`";
-        let header = ApiKeyValue::with_description(crate::http::ticket::TICKET_HEADER, ticket);
+        let header = ApiKeyValue::with_description(crate::request::ticket::TICKET_HEADER, ticket);
         components.add_security_scheme(TICKET_HEADER, SecurityScheme::ApiKey(ApiKey::Header(header)));
-        let cookie = ApiKeyValue::with_description(crate::http::ticket::TICKET_HEADER, "The same ticket in its cookie");
+        let cookie = ApiKeyValue::with_description(crate::request::ticket::TICKET_HEADER, "The same ticket in its cookie");
         components.add_security_scheme(TICKET_COOKIE, SecurityScheme::ApiKey(ApiKey::Cookie(cookie)));
     }
 }

@@ -6,9 +6,9 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::pv2::{self, PresenceV2};
 use super::{parse_json, path_uri, SipUri, UserPath};
 use crate::model::presentity::{view, PresenceView, Viewer};
+use crate::pv2::{self, PresenceV2};
 use crate::service::Gateway;
 use axum::body::Bytes;
 use axum::extract::{Path, State};

@@ -4,10 +4,11 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::pv2::AbsentStateV2;
-use super::{parse_json, path_uri, pv2, SipUri, UserPath};
+use super::{parse_json, path_uri, SipUri, UserPath};
 use crate::model::rights::{visibility, AccessLevel, Member, RightsEntry};
 use crate::model::sources::{ManualKind, ManualState, Note, Reachability, Timestamp};
+use crate::pv2;
+use crate::pv2::AbsentStateV2;
 use crate::service::access::RightsChange;
 use crate::service::Gateway;
 use axum::body::Bytes;

@@ -1,11 +1,11 @@
 //! The three CWA endpoints: `POST /forms/logon.html`, `POST /cwa/MainCommandHandler.ashx` and the
 //! long-poll `GET /cwa/AsyncDataChannel.ashx`, with the HTTP statuses of docs/architecture.md §1.2 item 9.
 
-use super::ticket;
 use crate::cwa::envelope::{self, EventsHeader};
 use crate::cwa::requests::{parse_batch, parse_logon, parse_poll_query, PollQuery};
 use crate::cwa::xml::{self, Element, XmlLimits};
 use crate::error::GatewayError;
+use crate::request::ticket;
 use crate::service::auth::{random_token, Authenticated};
 use crate::service::sessions::LogonRefused;
 use crate::service::tickets::TicketHash;
@@ -87,7 +87,7 @@ pub async fn logon(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !ticket::sign_in_allowed(&headers, &gateway.config.cors_origins) {
+    if !super::web::sign_in_allowed(&headers, &gateway.config.cors_origins) {
         return cross_site_sign_in();
     }
     let root = match read_xml(&gateway, body).await {
@@ -98,7 +98,7 @@ pub async fn logon(
         Ok(request) => request,
         Err(error) => return bad_body(error),
     };
-    let address = super::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies);
+    let address = crate::request::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies);
     let outcome = gateway.logon(&request.user, &request.password, request.uri.as_deref(), address).await;
     let _ = crate::telemetry::logon_outcome(outcome.as_ref().map(|_| ()).map_err(LogonRefused::error));
     match outcome {
@@ -147,7 +147,7 @@ pub async fn command(
         Ok(done) => {
             // The address a session started from, for the administrators' session list.
             if let Some(session) = done.sid.and_then(|sid| gateway.hub.get(sid)) {
-                session.set_client(super::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
+                session.set_client(crate::request::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
             }
             xml_reply(StatusCode::OK, envelope::responses(done.sid, unexpected, &done.responses))
         }

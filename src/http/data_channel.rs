@@ -11,7 +11,7 @@
 //! node (the forwarding layer passes it on, README "Several nodes").
 
 use super::cwa::{answer_poll, PollAnswer, PollRequest};
-use super::ticket::{self, Remembered};
+use crate::request::ticket::{self, Remembered};
 use crate::http::conn::head::{Framing, Head};
 use crate::http::conn::response::Prepared;
 use crate::service::Gateway;

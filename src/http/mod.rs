@@ -1,19 +1,17 @@
 //! HTTP: the router, the CWA endpoints (sign-in, command channel, data channel) and operations
 //! endpoints. Handlers only translate between HTTP and the [`Gateway`]; every body they send is
-//! built by the `cwa` module.
+//! built by the `cwa` module. Request-level pieces shared with the JSON API live in
+//! [`crate::request`].
 
-pub(crate) mod around;
-pub mod client_addr;
 pub mod conn;
 mod cwa;
 pub mod data_channel;
 mod forward;
 mod ops;
-pub(crate) mod ticket;
 mod web;
 
+use crate::request::around::{After, Around, Hook};
 use crate::service::Gateway;
-use around::{After, Around, Hook};
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;

@@ -9,9 +9,9 @@
 //! only on requests from the gateway's own pages or those origins (see [`GuardCookie`]), so no
 //! other page — not even one on a sibling host of the same site — can act with it.
 
-use super::around::Hook;
-use super::ticket::TICKET_HEADER;
 use crate::config::Config;
+use crate::request::around::Hook;
+use crate::request::ticket::TICKET_HEADER;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -152,4 +152,12 @@ pub(super) fn cookie_allowed(headers: &HeaderMap, origins: &[String]) -> bool {
         // No Origin: a plain GET. Browsers say where it came from in Sec-Fetch-Site.
         None => matches!(text(HeaderName::from_static("sec-fetch-site")), None | Some("same-origin" | "none")),
     }
+}
+
+/// Whether a sign-in request may come from where it says it comes from: a client that is no
+/// browser (no `Origin`, no `Sec-Fetch-Site`), the gateway's own pages, or a page of one of
+/// `cors_origins` — the same rule that lets the ticket cookie count ([`GuardCookie`]). A page
+/// of any other site could otherwise sign the browser in as someone else.
+pub(super) fn sign_in_allowed(headers: &HeaderMap, cors_origins: &[String]) -> bool {
+    cookie_allowed(headers, cors_origins)
 }

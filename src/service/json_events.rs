@@ -4,11 +4,11 @@
 
 use super::presence::{Live, ViewKey};
 use super::Gateway;
-use crate::api::pv2;
 use crate::cwa::envelope::EventPayload;
 use crate::hub::session::{EventFilter, Session};
 use crate::model::presentity::{view, Presentity};
 use crate::model::sources::Timestamp;
+use crate::pv2;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;

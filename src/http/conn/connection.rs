@@ -11,7 +11,7 @@ use super::response::{self, Prepared, Written};
 use super::transport::{self, Transport};
 use super::Settings;
 use crate::http::data_channel::DataChannel;
-use crate::http::ticket::Remembered;
+use crate::request::ticket::Remembered;
 use crate::telemetry;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;

@@ -106,11 +106,3 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     let differences = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     a.len() == b.len() && std::hint::black_box(differences) == 0
 }
-
-/// Whether a sign-in request may come from where it says it comes from: a client that is no
-/// browser (no `Origin`, no `Sec-Fetch-Site`), the gateway's own pages, or a page of one of
-/// `cors_origins` — the same rule that lets the ticket cookie count (`web::GuardCookie`). A page
-/// of any other site could otherwise sign the browser in as someone else.
-pub fn sign_in_allowed(headers: &HeaderMap, cors_origins: &[String]) -> bool {
-    super::web::cookie_allowed(headers, cors_origins)
-}

@@ -1,16 +1,18 @@
 //! Presence as JSON with the Presence V2 (`AsnPresenceV2`) field names, beside Microsoft Graph's
-//! `availability` and `activity` ([`super::graph`]), rendered from a [`PresenceView`] — so it
+//! `availability` and `activity` ([`graph`]), rendered from a [`PresenceView`] — so it
 //! holds exactly what the caller's level allows, as the CWA side does.
 //! The output types are the schema the OpenAPI document shows; fields are declared in the byte
 //! order of their JSON names, so the output keeps its sorted key order. (`deny_unknown_fields` on
 //! these output-only types tells the schema that no other keys appear.)
 
-use super::graph::{graph_presence, GraphActivity, GraphAvailability};
+pub mod graph;
+
 use crate::model::presentity::{AppointmentView, PhoneKind, PresenceView};
 use crate::model::sources::{
     AgentState, AppointmentStatus, Call, CallService, CallState, Forward, ForwardMode, Line, LineState, ManualKind, ManualState,
     Reachability, Timestamp,
 };
+use graph::{graph_presence, GraphActivity, GraphAvailability};
 use serde::Serialize;
 use utoipa::ToSchema;
 
