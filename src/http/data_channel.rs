@@ -11,9 +11,9 @@
 //! node (the forwarding layer passes it on, README "Several nodes").
 
 use super::cwa::{answer_poll, PollAnswer, PollRequest};
-use crate::request::ticket::{self, Remembered};
 use crate::http::conn::head::{Framing, Head};
 use crate::http::conn::response::Prepared;
+use crate::request::ticket::{self, Remembered};
 use crate::service::Gateway;
 use crate::telemetry;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
