@@ -4,7 +4,7 @@
 //! remembers the hash of the ticket it last presented (`ticket::Remembered`). What it answers is
 //! what the router's handler (`cwa::data_channel`, the same `cwa::answer_poll`) and its layers
 //! answer, byte for byte: the layers' work (request id, tracing span, HTTP metrics, `nosniff`, the
-//! cookie guard) is done here in the same order (docs/architecture.md §4).
+//! cookie guard) is done here in the same order (docs/architecture.md §1.2 and §7).
 //!
 //! Requests it does not take go through the router as before: other methods and paths, a body,
 //! CORS configured (its layer decides the answer's headers), and in a cluster a sid of another
