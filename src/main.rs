@@ -632,6 +632,15 @@ fn path_segment(text: &str) -> String {
         .collect()
 }
 
+/// The node of a session: its host name, and in a cluster its number (`gw-1/3fa2c`).
+fn node_column(session: &serde_json::Value) -> String {
+    let host = session["node"].as_str().unwrap_or("-");
+    match session["nodeId"].as_str() {
+        Some(number) => format!("{host}/{number}"),
+        None => host.to_string(),
+    }
+}
+
 /// The session list as a table, one session a line.
 fn print_sessions(sessions: &serde_json::Value) {
     let column = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
@@ -647,7 +656,7 @@ fn print_sessions(sessions: &serde_json::Value) {
             "{:<10} {:<32} {:<16} {:<16} {:<5} {:<20} {:<20} {state}",
             column(&s["sid"]),
             column(&s["user"]),
-            column(&s["node"]),
+            node_column(s),
             client,
             column(&s["kind"]),
             time("started"),

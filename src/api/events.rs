@@ -1,18 +1,21 @@
 //! JSON subscriptions and the JSON event stream: `POST|DELETE /api/v1/subscriptions` and the long
 //! poll `GET /api/v1/events?after=N` — the hold, ack and no-loss rules of the CWA data channel,
-//! from the same hub: everything after `after` is (re)sent, in order, with consecutive eids.
+//! from the same hub: everything after `after` is (re)sent, in order, with consecutive eids. In a
+//! cluster a sign-in's stream lives on one node; a request reaching another is passed there
+//! (docs/architecture.md §5, "Several nodes").
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{parse_json, path_uri};
 use crate::hub::session::EventFilter;
-use crate::service::json_events::flags;
+use crate::request::pass::{passed, Passer};
+use crate::service::json_events::{flags, StreamAt};
 use crate::service::Gateway;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{OriginalUri, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -70,27 +73,34 @@ fn user_only(caller: &Caller) -> Result<&Arc<crate::service::auth::Login>, ApiEr
         (status = 403, description = "Not a signed-in user", body = ApiError),
         (status = 422, description = "A field is wrong; `field` names it", body = ApiError),
         (status = 429, description = "Too many sessions or subscriptions", body = ApiError),
+        (status = 503, description = "The node holding the event stream, or the backplane, did not answer: retry (`Retry-After`)", body = ApiError),
     )
 )]
 pub async fn subscribe(
     State(gateway): State<Arc<Gateway>>,
+    Extension(passer): Extension<Arc<Passer>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: axum::http::HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
     caller: Caller,
-    body: Bytes,
-) -> Result<Json<SubscribeReply>, ApiError> {
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
     let login = user_only(&caller)?;
-    let body: SubscribeBody = parse_json(&body)?;
+    let body: SubscribeBody = parse_json(&bytes)?;
     let uris = checked_uris(&gateway, &body.seq_contact_ids)?;
     let events = body.event_flags.unwrap_or(flags::ALL);
     if events & !flags::ALL != 0 {
         return Err(ApiError::invalid_field("iEventFlagsToSubscribe", format!("only the bits of {}", flags::ALL)));
     }
     let filter = EventFilter { events, details: body.details_filter.unwrap_or(0) & flags::ALL };
-    let stream = gateway.json_stream(login, true)?.ok_or_else(|| ApiError::not_found("no event stream"))?;
+    let stream = match gateway.open_json_stream(login, passed(&headers)).await? {
+        StreamAt::Here(stream) => stream,
+        StreamAt::Node(address) => return Ok(super::pass_to(&passer, &address, Method::POST, &uri, &headers, bytes).await),
+        StreamAt::Nowhere => return Err(ApiError::not_found("no event stream")),
+    };
     stream.set_client(crate::request::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
     let snapshots = gateway.json_subscribe(&stream, &uris, filter).await?;
-    Ok(Json(SubscribeReply { seq_presence: snapshots, event_flags: events }))
+    Ok(Json(SubscribeReply { seq_presence: snapshots, event_flags: events, stream_id: stream.sid }).into_response())
 }
 
 #[utoipa::path(
@@ -105,16 +115,26 @@ pub async fn subscribe(
         (status = 401, description = "No valid ticket", body = ApiError),
         (status = 403, description = "Not a signed-in user", body = ApiError),
         (status = 422, description = "A field is wrong; `field` names it", body = ApiError),
+        (status = 503, description = "The node holding the event stream, or the backplane, did not answer: retry (`Retry-After`)", body = ApiError),
     )
 )]
-pub async fn unsubscribe(State(gateway): State<Arc<Gateway>>, caller: Caller, body: Bytes) -> Result<StatusCode, ApiError> {
+pub async fn unsubscribe(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(passer): Extension<Arc<Passer>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    caller: Caller,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
     let login = user_only(&caller)?;
-    let body: UnsubscribeBody = parse_json(&body)?;
+    let body: UnsubscribeBody = parse_json(&bytes)?;
     let uris = checked_uris(&gateway, &body.seq_contact_ids)?;
-    if let Some(stream) = gateway.json_stream(login, false)? {
-        gateway.json_unsubscribe(&stream, &uris);
+    match gateway.find_json_stream(login, passed(&headers)).await? {
+        StreamAt::Here(stream) => gateway.json_unsubscribe(&stream, &uris),
+        StreamAt::Node(address) => return Ok(super::pass_to(&passer, &address, Method::DELETE, &uri, &headers, bytes).await),
+        StreamAt::Nowhere => {}
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The snapshots a subscription starts with.
@@ -126,6 +146,10 @@ pub(crate) struct SubscribeReply {
     seq_presence: Vec<Value>,
     #[serde(rename = "iEventFlagsToSubscribe")]
     event_flags: u32,
+    /// The event stream these subscriptions feed (its session id, as the session list shows it);
+    /// a different one later means a new stream whose eids start again at 1.
+    #[serde(rename = "streamId")]
+    stream_id: u64,
 }
 
 /// One batch of the JSON event stream.
@@ -135,6 +159,8 @@ pub(crate) struct EventsReply {
     /// The eid of the last event (or the acknowledged position when there are none).
     ack_id: u64,
     poll_wait_time: u64,
+    /// The event stream (as in the subscription's answer).
+    stream_id: u64,
     /// Each `{"eid": n, "asnUpdatePresenceV2": {...}}` or `{"eid": n, "asnRemovePresence": {...}}`.
     #[schema(value_type = Vec<Object>)]
     events: Vec<Value>,
@@ -192,18 +218,36 @@ impl EventsQuery {
         (status = 200, description = "Events after `after` (held until one arrives or the hold time ends)", body = EventsReply),
         (status = 401, description = "No valid ticket", body = ApiError),
         (status = 403, description = "Not a signed-in user", body = ApiError),
-        (status = 404, description = "No subscription yet (`no_subscription`)", body = ApiError),
+        (status = 404, description = "No subscription yet, or its stream ended or was on a node that is gone (`no_subscription`): subscribe again and read from `after=0`", body = ApiError),
         (status = 422, description = "`after` or `active` is malformed; `field` names it", body = ApiError),
+        (status = 503, description = "The node holding the event stream, or the backplane, did not answer: retry (`Retry-After`)", body = ApiError),
     )
 )]
-pub async fn events(State(gateway): State<Arc<Gateway>>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn events(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(passer): Extension<Arc<Passer>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let login = user_only(&caller)?;
     let query = EventsQuery::parse(raw.as_deref())?;
-    let Some(stream) = gateway.json_stream(login, false)? else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "no_subscription", "subscribe first (POST /api/v1/subscriptions)"));
+    let stream = match gateway.find_json_stream(login, passed(&headers)).await? {
+        StreamAt::Here(stream) => stream,
+        // Boxed: a poll held here keeps no room for the passing client's future.
+        StreamAt::Node(address) => {
+            return Ok(Box::pin(super::pass_to(&passer, &address, Method::GET, &uri, &headers, Bytes::new())).await)
+        }
+        StreamAt::Nowhere => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no_subscription", "subscribe first (POST /api/v1/subscriptions)"))
+        }
     };
     let batch = gateway.poll(&stream, query.after, query.active.unwrap_or(true)).await?;
-    let mut body = format!("{{\"ackId\":{},\"pollWaitTime\":{},\"events\":[", batch.ack_id, gateway.config.poll_wait_ms);
+    let mut body = format!(
+        "{{\"ackId\":{},\"pollWaitTime\":{},\"streamId\":{},\"events\":[",
+        batch.ack_id, gateway.config.poll_wait_ms, stream.sid
+    );
     for (i, (eid, payload)) in batch.events.iter().enumerate() {
         let inner: &str = &payload.inner;
         body.push_str(if i == 0 { "{" } else { ",{" });

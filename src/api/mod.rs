@@ -83,6 +83,24 @@ async fn limit_body(
     next.run(request).await
 }
 
+/// Passes a request already read to the node at `address` that serves it (docs/architecture.md
+/// §5, "Several nodes"); its answer streams back. A node that does not answer: 503, retryable.
+pub(crate) async fn pass_to(
+    passer: &crate::request::pass::Passer,
+    address: &str,
+    method: axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    passer.copy(address, method, uri, headers, body).await.unwrap_or_else(|why| {
+        tracing::warn!(node = address, why, "cannot pass a request to the node that serves it");
+        let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        error::ApiError::new(status, "node_unavailable", "the node serving this did not answer").into_response()
+    })
+}
+
 /// `{uri}`: a user.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]

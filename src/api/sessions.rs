@@ -1,21 +1,30 @@
 //! Live sessions for administrators (admin token): list them — all, or one user's — and end one
-//! session or all of a user's. See [`crate::service::live_sessions`] for what ending does.
+//! session or all of a user's. See [`crate::service::live_sessions`] for what ending does. In a
+//! cluster every answer is cluster-wide, through any node: lists and ending all of a user's ask
+//! every other live node for its part, ending one session is passed to the node holding it
+//! (docs/architecture.md §5, "Several nodes").
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{path_uri, UserPath};
+use crate::request::pass::{passed, Passer};
 use crate::service::live_sessions::SessionSummary;
 use crate::service::Gateway;
+use axum::extract::OriginalUri;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 use utoipa::ToSchema;
 
 /// A live session.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionBody {
     /// The session id (`sid`).
@@ -25,6 +34,11 @@ pub struct SessionBody {
     pub user: String,
     /// The gateway node the session lives on (its host name).
     pub node: String,
+    /// In a cluster, the number of the node the session lives on (as `/readyz` shows it, and the
+    /// top of its sids); left out on a gateway without Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub node_id: Option<String>,
     /// The client's address when the session started (behind trusted proxies, from `X-Forwarded-For`).
     pub client_address: Option<String>,
     /// `cwa` for a data channel, `json` for a JSON event stream.
@@ -50,6 +64,7 @@ impl From<SessionSummary> for SessionBody {
             sid: s.sid,
             user: s.user,
             node: s.node,
+            node_id: s.node_id,
             client_address: s.client.map(|a| a.to_string()),
             kind: if s.json { "json" } else { "cwa" }.to_string(),
             started: s.started,
@@ -63,7 +78,7 @@ impl From<SessionSummary> for SessionBody {
 }
 
 /// How many sessions were ended.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EndedBody {
     pub ended: u64,
 }
@@ -81,11 +96,63 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     caller.is_admin().then_some(()).ok_or_else(|| ApiError::forbidden("session administration needs an admin token"))
 }
 
-fn bodies(summaries: Vec<SessionSummary>) -> Json<Vec<SessionBody>> {
-    Json(summaries.into_iter().map(SessionBody::from).collect())
+fn bodies(summaries: Vec<SessionSummary>) -> Vec<SessionBody> {
+    summaries.into_iter().map(SessionBody::from).collect()
 }
 
-/// Every live session of this gateway, oldest first.
+/// How long another node may take to give its part of an answer.
+const NODE_ANSWER: Duration = Duration::from_secs(3);
+
+/// The same request's answer from every other live node, parsed (none standalone, or when the
+/// request was passed here by another node). A node that does not answer in time is left out and
+/// logged: it is gone, or will be once its heartbeat lapses.
+async fn from_other_nodes<T: DeserializeOwned>(
+    gateway: &Gateway,
+    passer: &Passer,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Vec<T>, ApiError> {
+    if !gateway.backplane.is_shared() || passed(headers) {
+        return Ok(Vec::new());
+    }
+    let nodes = gateway.backplane.other_nodes().await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot list the cluster's nodes");
+        ApiError::from(crate::error::GatewayError::StoreUnavailable)
+    })?;
+    let asks = nodes.iter().map(|(_, address)| passer.ask(address, method.clone(), uri, headers, NODE_ANSWER));
+    let answers = futures_util::future::join_all(asks).await;
+    let mut parts = Vec::with_capacity(nodes.len());
+    for ((node, _), answer) in nodes.iter().zip(answers) {
+        let part = match answer {
+            Ok((status, body)) if status.is_success() => serde_json::from_slice(&body).map_err(|e| e.to_string()),
+            Ok((status, _)) => Err(format!("it answered {status}")),
+            Err(why) => Err(why),
+        };
+        match part {
+            Ok(part) => parts.push(part),
+            Err(why) => tracing::warn!(node = %node, why, "a node's sessions are left out of the answer"),
+        }
+    }
+    Ok(parts)
+}
+
+/// This node's sessions and every other live node's, oldest first.
+async fn everywhere(
+    gateway: &Gateway,
+    passer: &Passer,
+    uri: &Uri,
+    headers: &HeaderMap,
+    user: Option<&str>,
+) -> Result<Json<Vec<SessionBody>>, ApiError> {
+    let mut all = bodies(gateway.session_summaries(user));
+    let others: Vec<Vec<SessionBody>> = from_other_nodes(gateway, passer, Method::GET, uri, headers).await?;
+    all.extend(others.into_iter().flatten());
+    all.sort_by_key(|s| (s.started, s.sid));
+    Ok(Json(all))
+}
+
+/// Every live session of the gateway — of every live node in a cluster — oldest first.
 #[utoipa::path(
     get,
     path = "/api/v1/sessions",
@@ -95,15 +162,22 @@ fn bodies(summaries: Vec<SessionSummary>) -> Json<Vec<SessionBody>> {
         (status = 200, description = "Live sessions", body = [SessionBody]),
         (status = 401, description = "No valid bearer token", body = ApiError),
         (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 503, description = "The backplane did not answer: retry (`Retry-After`)", body = ApiError),
     )
 )]
-pub async fn list_sessions(State(gateway): State<Arc<Gateway>>, caller: Caller) -> Result<Json<Vec<SessionBody>>, ApiError> {
+pub async fn list_sessions(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(passer): Extension<Arc<Passer>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    caller: Caller,
+) -> Result<Json<Vec<SessionBody>>, ApiError> {
     require_admin(&caller)?;
-    Ok(bodies(gateway.session_summaries(None)))
+    everywhere(&gateway, &passer, &uri, &headers, None).await
 }
 
-/// Ends one session: its held poll is answered with session-not-found, the user's presence is
-/// recalculated. The user stays signed in.
+/// Ends one session, on whichever node holds it: its held poll is answered with
+/// session-not-found, the user's presence is recalculated. The user stays signed in.
 #[utoipa::path(
     delete,
     path = "/api/v1/sessions/{sid}",
@@ -114,24 +188,41 @@ pub async fn list_sessions(State(gateway): State<Arc<Gateway>>, caller: Caller) 
         (status = 204, description = "Ended"),
         (status = 401, description = "No valid bearer token", body = ApiError),
         (status = 403, description = "Not an admin token", body = ApiError),
-        (status = 404, description = "No such live session", body = ApiError),
+        (status = 404, description = "No such live session (also: its node is gone)", body = ApiError),
         (status = 422, description = "The sid is not a number", body = ApiError),
+        (status = 503, description = "The node holding the session, or the backplane, did not answer: retry (`Retry-After`)", body = ApiError),
     )
 )]
 pub async fn end_session(
     State(gateway): State<Arc<Gateway>>,
+    Extension(passer): Extension<Arc<Passer>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
     caller: Caller,
     Path(SessionPath { sid }): Path<SessionPath>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     require_admin(&caller)?;
     let sid: u64 = sid.trim().parse().map_err(|_| ApiError::invalid_field("sid", "must be a session id (a number)"))?;
+    let holder = crate::backplane::node_of_sid(sid).filter(|node| node != gateway.backplane.node());
+    if let Some(node) = holder.filter(|_| gateway.backplane.is_shared() && !passed(&headers)) {
+        let address = gateway.backplane.address_of(&node).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot find the node holding a session");
+            ApiError::from(crate::error::GatewayError::StoreUnavailable)
+        })?;
+        return match address {
+            Some(address) => {
+                Ok(super::pass_to(&passer, &address, Method::DELETE, &uri, &headers, axum::body::Bytes::new()).await)
+            }
+            None => Err(ApiError::not_found(format!("no live session {sid}"))),
+        };
+    }
     if !gateway.end_session(sid) {
         return Err(ApiError::not_found(format!("no live session {sid}")));
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// One user's live sessions, oldest first.
+/// One user's live sessions (on every live node), oldest first.
 #[utoipa::path(
     get,
     path = "/api/v1/users/{uri}/sessions",
@@ -143,19 +234,23 @@ pub async fn end_session(
         (status = 401, description = "No valid bearer token", body = ApiError),
         (status = 403, description = "Not an admin token", body = ApiError),
         (status = 422, description = "The URI is malformed", body = ApiError),
+        (status = 503, description = "The backplane did not answer: retry (`Retry-After`)", body = ApiError),
     )
 )]
 pub async fn list_user_sessions(
     State(gateway): State<Arc<Gateway>>,
+    Extension(passer): Extension<Arc<Passer>>,
+    OriginalUri(request_uri): OriginalUri,
+    headers: HeaderMap,
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<Json<Vec<SessionBody>>, ApiError> {
     require_admin(&caller)?;
     let uri = path_uri(&uri)?;
-    Ok(bodies(gateway.session_summaries(Some(&uri))))
+    everywhere(&gateway, &passer, &request_uri, &headers, Some(&uri)).await
 }
 
-/// Ends every live session of a user.
+/// Ends every live session of a user, on every live node.
 #[utoipa::path(
     delete,
     path = "/api/v1/users/{uri}/sessions",
@@ -167,14 +262,20 @@ pub async fn list_user_sessions(
         (status = 401, description = "No valid bearer token", body = ApiError),
         (status = 403, description = "Not an admin token", body = ApiError),
         (status = 422, description = "The URI is malformed", body = ApiError),
+        (status = 503, description = "The backplane did not answer: retry (`Retry-After`)", body = ApiError),
     )
 )]
 pub async fn end_user_sessions(
     State(gateway): State<Arc<Gateway>>,
+    Extension(passer): Extension<Arc<Passer>>,
+    OriginalUri(request_uri): OriginalUri,
+    headers: HeaderMap,
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<Json<EndedBody>, ApiError> {
     require_admin(&caller)?;
     let uri = path_uri(&uri)?;
-    Ok(Json(EndedBody { ended: gateway.end_sessions_of(&uri) as u64 }))
+    let here = gateway.end_sessions_of(&uri) as u64;
+    let others: Vec<EndedBody> = from_other_nodes(&gateway, &passer, Method::DELETE, &request_uri, &headers).await?;
+    Ok(Json(EndedBody { ended: here + others.iter().map(|o| o.ended).sum::<u64>() }))
 }

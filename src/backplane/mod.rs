@@ -14,6 +14,7 @@ use crate::model::sources::{ManualState, Note};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A gateway process in the cluster: a random 20-bit number in hex, new per start (so a restarted
 /// node is a new node). The number is also the top of every session id the node hands out, so a
@@ -105,6 +106,30 @@ pub trait Backplane: Send + Sync {
     async fn address_of(&self, node: &NodeId) -> Result<Option<String>, BackplaneError>;
     /// Whether the backplane answers and this node is in step with it, for `/readyz`.
     fn is_ready(&self) -> bool;
+    /// Every live node but this one, with its address (docs/architecture.md §5, "Several nodes").
+    /// Alone: none.
+    async fn other_nodes(&self) -> Result<Vec<(NodeId, String)>, BackplaneError> {
+        Ok(Vec::new())
+    }
+    /// The JSON event stream recorded for a sign-in, when the node holding it is live.
+    /// Alone: none (the node's own map is all there is).
+    async fn json_stream_of(&self, _login: u64) -> Result<Option<StreamHolder>, BackplaneError> {
+        Ok(None)
+    }
+    /// Records this node's stream `sid` for a sign-in (for `lifetime`, the sign-in's longest
+    /// life), unless a live other node's stream is recorded: returns the stream recorded
+    /// afterwards, this one or the other. Alone: this one.
+    async fn claim_json_stream(&self, _login: u64, sid: u64, _lifetime: Duration) -> Result<StreamHolder, BackplaneError> {
+        Ok(StreamHolder { node: self.node().clone(), sid, address: String::new() })
+    }
+}
+
+/// Where a sign-in's JSON event stream lives: its node, its sid and the node's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHolder {
+    pub node: NodeId,
+    pub sid: u64,
+    pub address: String,
 }
 
 /// The backplane the configuration names: Redis when `redis` is set, else [`Standalone`]. Only

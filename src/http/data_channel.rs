@@ -53,7 +53,7 @@ impl DataChannel {
     /// (or of none): it is answered here. Else the router's forwarding layer decides.
     fn local(&self, head: &Head) -> bool {
         let backplane = &self.gateway.backplane;
-        if !backplane.is_shared() || head.headers.contains_key(&super::forward::FORWARDED) {
+        if !backplane.is_shared() || crate::request::pass::passed(&head.headers) {
             return true;
         }
         let sid = crate::cwa::requests::parse_poll_query(head.uri.query()).ok().and_then(|q| q.sid);

@@ -3,41 +3,34 @@
 //! headers (the rotated ticket among them), the body as it streams — goes back unchanged. The
 //! owner authenticates the ticket itself (tickets are in the store). A sid of a node that is gone
 //! is answered here, as any unknown session: CWA 18100 / HTTP 404. Standalone, or for a request
-//! that was already forwarded once, nothing happens here.
+//! that was already forwarded once, nothing happens here. The passing itself is
+//! [`crate::request::pass`], which the JSON API uses too.
 
 use crate::error::GatewayError;
+use crate::request::pass::{self, Passer};
 use crate::service::Gateway;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Marks a request one node passed to another, so it is never passed on again.
-pub(super) const FORWARDED: HeaderName = HeaderName::from_static("x-presence-gateway-forwarded");
-
-/// Headers that belong to one connection and are not passed on.
-const HOP_BY_HOP: [HeaderName; 5] = [header::CONNECTION, header::HOST, header::TRANSFER_ENCODING, header::TE, header::UPGRADE];
 
 pub struct Forwarder {
     gateway: Arc<Gateway>,
-    client: Client<HttpConnector, Body>,
+    passer: Arc<Passer>,
 }
 
 impl Forwarder {
-    pub fn new(gateway: Arc<Gateway>) -> Arc<Forwarder> {
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        Arc::new(Forwarder { gateway, client })
+    pub fn new(gateway: Arc<Gateway>, passer: Arc<Passer>) -> Arc<Forwarder> {
+        Arc::new(Forwarder { gateway, passer })
     }
 }
 
 /// The middleware of the command and data channels.
 pub async fn to_owner(State(forwarder): State<Arc<Forwarder>>, request: Request, next: Next) -> Response {
     let gateway = &forwarder.gateway;
-    if !gateway.backplane.is_shared() || request.headers().contains_key(&FORWARDED) {
+    if !gateway.backplane.is_shared() || pass::passed(request.headers()) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
@@ -66,29 +59,8 @@ pub async fn to_owner(State(forwarder): State<Arc<Forwarder>>, request: Request,
 
 impl Forwarder {
     /// Sends `request` to the node at `address` and streams its answer back.
-    async fn pass(&self, address: &str, mut request: Request) -> Response {
-        let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let Ok(uri) = format!("{}{path}", address.trim_end_matches('/')).parse() else {
-            return unavailable(address, "its address is no URL");
-        };
-        *request.uri_mut() = uri;
-        let headers = request.headers_mut();
-        for name in HOP_BY_HOP {
-            headers.remove(name);
-        }
-        headers.insert(FORWARDED, HeaderValue::from_static("1"));
-        let limit = self.gateway.config.hold() + Duration::from_secs(15);
-        match tokio::time::timeout(limit, self.client.request(request)).await {
-            Ok(Ok(response)) => {
-                let (mut parts, body) = response.into_parts();
-                for name in HOP_BY_HOP {
-                    parts.headers.remove(name);
-                }
-                Response::from_parts(parts, Body::new(body))
-            }
-            Ok(Err(e)) => unavailable(address, &e.to_string()),
-            Err(_) => unavailable(address, "no answer in time"),
-        }
+    async fn pass(&self, address: &str, request: Request) -> Response {
+        self.passer.send(address, request).await.unwrap_or_else(|why| unavailable(address, &why))
     }
 }
 

@@ -52,26 +52,28 @@ impl After for Nosniff {
 }
 
 fn endpoints(gateway: Arc<Gateway>) -> Router {
+    // One client for every request passed to another node (README, "Several nodes").
+    let passer = crate::request::pass::Passer::new(gateway.config.hold());
     Router::new()
         .route("/forms/logon.html", post(cwa::logon))
-        .merge(session_endpoints(&gateway))
+        .merge(session_endpoints(&gateway, &passer))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(ops::metrics))
-        .merge(crate::api::router(&gateway.config.limits))
+        .merge(crate::api::router(&gateway.config.limits).layer(axum::Extension(passer)))
         .with_state(gateway)
 }
 
 /// The command and data channels, passed to the node holding the session when that is another.
 /// Standalone there is no other node: no forwarding layer at all (a held poll would keep its future).
-fn session_endpoints(gateway: &Arc<Gateway>) -> Router<Arc<Gateway>> {
+fn session_endpoints(gateway: &Arc<Gateway>, passer: &Arc<crate::request::pass::Passer>) -> Router<Arc<Gateway>> {
     let router = Router::new()
         .route("/cwa/MainCommandHandler.ashx", post(cwa::command))
         .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel));
     if !gateway.backplane.is_shared() {
         return router;
     }
-    let forwarder = forward::Forwarder::new(gateway.clone());
+    let forwarder = forward::Forwarder::new(gateway.clone(), passer.clone());
     router.route_layer(axum::middleware::from_fn_with_state(forwarder, forward::to_owner))
 }
 

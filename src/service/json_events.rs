@@ -86,6 +86,13 @@ fn update_event(uri: &str, old: Option<&Map<String, Value>>, new: &Map<String, V
     Arc::new(EventPayload::json(body.to_string()))
 }
 
+/// An `asnUpdatePresenceV2` event with every section `filter` subscribes to.
+fn full_event(uri: &str, json: &Map<String, Value>, filter: EventFilter) -> Arc<EventPayload> {
+    let selected = select(json, filter.events);
+    let changed = selected.keys().map(|k| section_flag(k)).fold(0, |a, b| a | b);
+    update_event(uri, None, &selected, changed)
+}
+
 /// An `asnRemovePresence` event.
 fn removal_event(uri: &str) -> Arc<EventPayload> {
     let body = json!({"asnRemovePresence": {"u8sContactId": uri}});
@@ -95,16 +102,26 @@ fn removal_event(uri: &str) -> Arc<EventPayload> {
 impl Gateway {
     /// The current JSON rendering of `uri` for `viewer_uri`, remembered until the state changes.
     pub(crate) fn snapshot_json(&self, uri: &str, viewer_uri: &str) -> Option<JsonView> {
+        self.with_json_snapshot(uri, viewer_uri, |json| json)
+    }
+
+    /// Runs `then` on the current JSON rendering of `uri` for `viewer_uri` while the presentity is
+    /// still locked, so what `then` queues is queued before any later change's delta
+    /// (docs/architecture.md §4, "Order per presentity"). `None`: no such user.
+    fn with_json_snapshot<R>(&self, uri: &str, viewer_uri: &str, then: impl FnOnce(Option<JsonView>) -> R) -> R {
         let key = self.view_key(uri, viewer_uri);
-        let entry = self.presence_entry(uri)?;
+        let Some(entry) = self.presence_entry(uri) else { return then(None) };
         let now = self.clock.now();
         let mut live = entry.live.lock();
-        if let Some(json) = live.last_json.get(&key) {
-            return Some(json.clone());
-        }
-        let json = render_json(&live.model, key, now);
-        live.last_json.insert(key, json.clone());
-        Some(json)
+        let json = match live.last_json.get(&key) {
+            Some(json) => json.clone(),
+            None => {
+                let json = render_json(&live.model, key, now);
+                live.last_json.insert(key, json.clone());
+                json
+            }
+        };
+        then(Some(json))
     }
 
     /// A snapshot for a JSON subscription, cut to the requested details.
@@ -115,28 +132,31 @@ impl Gateway {
         }
     }
 
-    /// Queues a full update (every subscribed section) for a JSON session after a rights change.
+    /// Queues a full update (every subscribed section) for a JSON session after a rights change,
+    /// under the presentity's lock.
     pub(crate) fn queue_json_full(&self, session: &Session, uri: &Arc<str>) {
-        if let Some(event) = self.json_full_event(session, uri) {
-            self.push(session, event, None);
-        }
+        let Some(filter) = session.json.as_ref().and_then(|j| j.filter(uri)) else { return };
+        self.with_json_snapshot(uri, &session.user, |json| {
+            if let Some(json) = json {
+                self.push(session, full_event(uri, &json, filter), None);
+            }
+        });
     }
 
     /// The resync burst of a JSON session: a full update of every subscription, or its removal
-    /// when the user is gone.
+    /// when the user is gone; each queued under its presentity's lock.
     pub(crate) fn queue_json_resync(&self, session: &Session) {
+        let push = |event| crate::telemetry::record_push(session.push_resync(event, None));
         for uri in session.subscriptions() {
-            let event = self.json_full_event(session, &uri).unwrap_or_else(|| removal_event(&uri));
-            crate::telemetry::record_push(session.push_resync(event, None));
+            let Some(filter) = session.json.as_ref().and_then(|j| j.filter(&uri)) else {
+                push(removal_event(&uri));
+                continue;
+            };
+            self.with_json_snapshot(&uri, &session.user, |json| match json {
+                Some(json) => push(full_event(&uri, &json, filter)),
+                None => push(removal_event(&uri)),
+            });
         }
-    }
-
-    fn json_full_event(&self, session: &Session, uri: &Arc<str>) -> Option<Arc<EventPayload>> {
-        let filter = session.json.as_ref().and_then(|j| j.filter(uri))?;
-        let json = self.snapshot_json(uri, &session.user)?;
-        let selected = select(&json, filter.events);
-        let changed = selected.keys().map(|k| section_flag(k)).fold(0, |a, b| a | b);
-        Some(update_event(uri, None, &selected, changed))
     }
 
     /// Fan-out to JSON sessions: one delta per (view, subscribed sections).
@@ -164,18 +184,75 @@ impl Gateway {
     }
 }
 
+/// Where a sign-in's JSON event stream is (docs/architecture.md §5, "Several nodes").
+pub enum StreamAt {
+    /// On this node.
+    Here(Arc<Session>),
+    /// On another live node, reached at this address.
+    Node(String),
+    /// Nowhere: it was never started, it ended, or its node is gone.
+    Nowhere,
+}
+
 impl Gateway {
-    /// The JSON event stream of a sign-in, started on first use (it counts as one of the user's
-    /// sessions and expires like one when nobody polls it).
-    pub fn json_stream(&self, login: &crate::service::auth::Login, create: bool) -> crate::error::Result<Option<Arc<Session>>> {
+    /// This node's live JSON event stream of a sign-in.
+    pub fn json_stream(&self, login: &crate::service::auth::Login) -> Option<Arc<Session>> {
+        let sid = self.json_sessions.read().get(&login.id).copied()?;
+        self.hub.get(sid).filter(|s| !s.is_ended())
+    }
+
+    /// Where the sign-in's stream is: here, on another live node (as recorded in the backplane),
+    /// or nowhere. `passed`: the request was passed here by another node, which looked already.
+    pub async fn find_json_stream(&self, login: &crate::service::auth::Login, passed: bool) -> crate::error::Result<StreamAt> {
+        if let Some(stream) = self.json_stream(login) {
+            return Ok(StreamAt::Here(stream));
+        }
+        if passed || !self.backplane.is_shared() {
+            return Ok(StreamAt::Nowhere);
+        }
+        match self.backplane.json_stream_of(login.id).await {
+            Ok(Some(holder)) if holder.node != *self.backplane.node() => Ok(StreamAt::Node(holder.address)),
+            Ok(_) => Ok(StreamAt::Nowhere),
+            Err(e) => Err(backplane_unavailable(e)),
+        }
+    }
+
+    /// The sign-in's stream, wherever it is, started here when there is none (it counts as one
+    /// of the user's sessions and expires like one when nobody polls it). In a cluster the new
+    /// stream is recorded in the backplane; when another node recorded one first, this one ends
+    /// and that one is the answer.
+    pub async fn open_json_stream(&self, login: &crate::service::auth::Login, passed: bool) -> crate::error::Result<StreamAt> {
+        match self.find_json_stream(login, passed).await? {
+            StreamAt::Nowhere => {}
+            found => return Ok(found),
+        }
+        let (session, started) = self.start_json_stream(login)?;
+        if !self.backplane.is_shared() {
+            return Ok(StreamAt::Here(session));
+        }
+        // Ended again unless the record is this stream's, also when the request goes away here.
+        let mut unclaimed = StartedStream { gateway: self, session: started.then(|| session.clone()) };
+        let lifetime = std::time::Duration::from_secs(self.config.ticket_lifetime_seconds);
+        let holder = self.backplane.claim_json_stream(login.id, session.sid, lifetime).await.map_err(backplane_unavailable)?;
+        if holder.sid == session.sid {
+            unclaimed.session = None;
+            return Ok(StreamAt::Here(session));
+        }
+        match passed {
+            false => Ok(StreamAt::Node(holder.address)),
+            // Passed here as the holder, yet another node's stream is recorded: a race; retryable.
+            true => Err(crate::error::GatewayError::StoreUnavailable),
+        }
+    }
+
+    /// This node's stream of the sign-in, started now if there is none (and whether it was).
+    fn start_json_stream(&self, login: &crate::service::auth::Login) -> crate::error::Result<(Arc<Session>, bool)> {
         use crate::error::GatewayError;
         use crate::hub::session::SessionOptions;
-        let existing = self.json_sessions.read().get(&login.id).copied();
-        if let Some(session) = existing.and_then(|sid| self.hub.get(sid)).filter(|s| !s.is_ended()) {
-            return Ok(Some(session));
-        }
-        if !create {
-            return Ok(None);
+        let mut streams = self.json_sessions.write();
+        let existing = streams.get(&login.id).and_then(|sid| self.hub.get(*sid)).filter(|s| !s.is_ended());
+        if let Some(session) = existing {
+            return Ok((session, false));
         }
         if self.sessions_everywhere(&login.user) >= self.config.limits.sessions_per_user {
             let limit = self.config.limits.sessions_per_user;
@@ -185,10 +262,11 @@ impl Gateway {
         let options = SessionOptions { json: true, auto_subscribe_contacts: false, queue_limit, ..SessionOptions::default() };
         let session = Arc::new(Session::new(self.hub.allocate_sid(), login.user.clone(), login.id, options, self.clock.now()));
         self.hub.insert(session.clone());
-        self.json_sessions.write().insert(login.id, session.sid);
+        streams.insert(login.id, session.sid);
+        drop(streams);
         self.schedule_expiry(&session);
         self.refresh(&login.user);
-        Ok(Some(session))
+        Ok((session, true))
     }
 
     /// Subscribes a JSON stream to presentities; returns their snapshots (cut to `details`).
@@ -221,6 +299,27 @@ impl Gateway {
             uris.iter().for_each(|u| json.remove(u));
         }
     }
+}
+
+/// A stream started here whose record is not settled yet: ended when dropped while still set.
+struct StartedStream<'a> {
+    gateway: &'a Gateway,
+    session: Option<Arc<Session>>,
+}
+
+impl Drop for StartedStream<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.gateway.json_sessions.write().retain(|_, sid| *sid != session.sid);
+            self.gateway.terminate_session(&session);
+        }
+    }
+}
+
+/// The backplane did not answer: retryable, like a store that did not.
+fn backplane_unavailable(error: crate::backplane::BackplaneError) -> crate::error::GatewayError {
+    tracing::warn!(error = %error, "cannot find or record a JSON event stream in the backplane");
+    crate::error::GatewayError::StoreUnavailable
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ fn list_error(error: ListError) -> GatewayError {
 impl Gateway {
     /// A copy of the user's contact list (the default list when they have none yet).
     pub fn contact_list(&self, owner: &str) -> ContactList {
-        self.contact_lists.read().get(owner).cloned().unwrap_or_default()
+        self.lists.contact_list(owner)
     }
 
     /// Applies one contact-list operation for `owner`, all or nothing. Once the operation is
@@ -64,7 +64,7 @@ impl Gateway {
         let before = subscribed(&self.contact_list(owner));
         let after = subscribed(&list);
         let delta = Arc::new(lists::contact_group_delta(list.delta_num, changes));
-        self.contact_lists.write().insert(owner.to_string(), list);
+        self.lists.set_contact_list(owner, list);
         let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(u.as_str())).collect();
         let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(u.as_str())).collect();
         for session in self.hub.sessions_of(owner) {
@@ -112,8 +112,7 @@ impl Gateway {
 
     /// The user's subscribers as the `subscribers` event shows them.
     pub(crate) fn subscriber_views(&self, owner: &str, only: Option<&[String]>) -> Vec<SubscriberView> {
-        let subscribers = self.subscribers.read();
-        let list = subscribers.get(owner).map(Vec::as_slice).unwrap_or(&[]);
+        let list = self.lists.subscribers_of(owner);
         list.iter()
             .filter(|(watcher, _)| only.is_none_or(|o| o.contains(watcher)))
             .map(|(watcher, acknowledged)| SubscriberView {
@@ -153,8 +152,7 @@ impl Gateway {
 
     fn is_new_subscriber(&self, owner: &str, watcher: &str) -> bool {
         let known = self.directory.profile(owner).is_some() && self.directory.profile(watcher).is_some();
-        let already = self.subscribers.read().get(owner).is_some_and(|l| l.iter().any(|(w, _)| w == watcher));
-        known && !already && owner != watcher
+        known && !self.lists.is_subscriber(owner, watcher) && owner != watcher
     }
 
     /// Checks, stores and announces one subscriber under the owner's gate, so that concurrent
@@ -165,7 +163,7 @@ impl Gateway {
             return Ok(());
         }
         self.store.save_subscriber(owner, watcher, false).await.map_err(|e| GatewayError::store("saving a subscriber", e))?;
-        self.subscribers.write().entry(owner.to_string()).or_default().push((watcher.to_string(), false));
+        self.lists.add_subscriber(owner, watcher);
         self.announce_subscribers(owner, &[watcher.to_string()]);
         Ok(())
     }
@@ -174,7 +172,7 @@ impl Gateway {
     async fn note_subscriber(&self, owner: &str, watcher: &str) {
         let _gate = self.gates.owner(owner).await;
         if self.is_new_subscriber(owner, watcher) {
-            self.subscribers.write().entry(owner.to_string()).or_default().push((watcher.to_string(), false));
+            self.lists.add_subscriber(owner, watcher);
             self.announce_subscribers(owner, &[watcher.to_string()]);
         }
     }
@@ -189,7 +187,7 @@ impl Gateway {
     /// Marks subscribers as acknowledged (all must be subscribers) and tells every session.
     pub async fn acknowledge_subscribers(&self, owner: &str, watchers: &[String]) -> Result<()> {
         let gate = self.gates.owner(owner).await;
-        let current = self.subscribers.read().get(owner).cloned().unwrap_or_default();
+        let current = self.lists.subscribers_of(owner);
         if let Some(unknown) = watchers.iter().find(|w| !current.iter().any(|(c, _)| c == *w)) {
             return Err(GatewayError::InvalidRequest(format!("{unknown} is not a subscriber")));
         }
@@ -203,9 +201,7 @@ impl Gateway {
                     outcome = Err(GatewayError::store("saving a subscriber", e));
                     break;
                 }
-                if let Some(list) = gw.subscribers.write().get_mut(&owner) {
-                    list.iter_mut().filter(|(w, _)| *w == watcher).for_each(|(_, ack)| *ack = true);
-                }
+                gw.lists.acknowledge(&owner, &watcher);
                 done.push(watcher);
             }
             if !done.is_empty() {

@@ -16,6 +16,8 @@ pub struct SessionSummary {
     pub user: String,
     /// The gateway node the session lives on.
     pub node: String,
+    /// In a cluster, that node's number (docs/architecture.md §5).
+    pub node_id: Option<String>,
     pub client: Option<IpAddr>,
     /// A JSON event stream rather than a CWA data channel.
     pub json: bool,
@@ -63,6 +65,7 @@ impl Gateway {
             sid: session.sid,
             user: session.user.to_string(),
             node: node_name().to_string(),
+            node_id: self.backplane.is_shared().then(|| self.backplane.node().to_string()),
             client: session.client(),
             json: session.json.is_some(),
             started: session.started,

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod gates;
 pub mod images;
 pub mod json_events;
+pub mod list_book;
 pub mod lists;
 pub mod live_sessions;
 pub mod logon_limit;
@@ -53,9 +54,8 @@ pub struct Gateway {
     pub(crate) outbox: Arc<cluster::Outbox>,
     pub(crate) presences: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>>>,
     pub(crate) timers: Timers<TimerKey>,
-    pub(crate) contact_lists: RwLock<HashMap<String, crate::model::contacts::ContactList>>,
-    /// owner → (watcher, acknowledged)
-    pub(crate) subscribers: RwLock<HashMap<String, Vec<(String, bool)>>>,
+    /// Contact lists and subscribers.
+    lists: list_book::ListBook,
     /// login id → the sid of its JSON event stream
     pub(crate) json_sessions: RwLock<HashMap<u64, u64>>,
     /// Serialise one owner's contact-list, subscriber and rights writes (held across the store
@@ -95,8 +95,7 @@ impl Gateway {
             outbox: Arc::default(),
             presences: RwLock::new(HashMap::new()),
             timers: Timers::default(),
-            contact_lists: RwLock::new(HashMap::new()),
-            subscribers: RwLock::new(HashMap::new()),
+            lists: list_book::ListBook::default(),
             gates: gates::OwnerGates::default(),
             me: me.clone(),
             json_sessions: RwLock::new(HashMap::new()),
@@ -143,7 +142,7 @@ impl Gateway {
         for entry in self.store.global_rights().await? {
             self.directory.set_global_right(entry);
         }
-        *self.contact_lists.write() = self.store.contact_lists().await?.into_iter().collect();
+        let contact_lists = self.store.contact_lists().await?.into_iter().collect();
         for (uri, hash) in self.store.image_hashes().await? {
             if let Some(entry) = self.presence_entry(&uri) {
                 entry.live.lock().model.image_hash = Some(hash);
@@ -153,7 +152,7 @@ impl Gateway {
         for (owner, watcher, acknowledged) in self.store.subscribers().await? {
             subscribers.entry(owner).or_default().push((watcher, acknowledged));
         }
-        *self.subscribers.write() = subscribers;
+        self.lists.load(contact_lists, subscribers);
         let uris: Vec<Arc<str>> = self.presences.read().keys().cloned().collect();
         for uri in uris {
             self.refresh(&uri);

@@ -4,7 +4,9 @@
 //! users appear, change or go (their sessions end), rights and group rights re-filter what every
 //! watcher sees, a user's logins that ended in the store (a new password elsewhere) end here,
 //! contact lists and subscribers reach the owner's sessions, images and durable
-//! presence (manual state, note, raw categories, source reports) are recalculated and fanned out. README "Using PostgreSQL" describes the guarantee.
+//! presence (manual state, note, raw categories, source reports) are recalculated and fanned out
+//! — on a shared backplane the manual state, note and reports only through it, in its one order.
+//! README "Using PostgreSQL" describes the guarantee.
 
 use super::Gateway;
 use crate::cwa::lists;
@@ -61,22 +63,37 @@ impl Gateway {
         Ok(())
     }
 
+    /// Re-reads a user's durable presence. On a shared backplane the manual state, note and
+    /// reports are left to it: they arrive there in one order on every node, while this read may
+    /// be older than a change the backplane already brought (docs/architecture.md §5).
     async fn reload_presence(&self, uri: &str) -> StoreResult<()> {
-        let stored = self.store.presence(uri).await?.unwrap_or_default();
+        let shared = self.backplane.is_shared();
         let raw = self.store.raw_categories_of(uri).await?;
-        let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
+        let live_inputs = match shared {
+            true => None,
+            false => {
+                let stored = self.store.presence(uri).await?.unwrap_or_default();
+                let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
+                Some((stored, reports))
+            }
+        };
         let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
         let _gate = entry.gate.lock().await;
         {
             let mut live = entry.live.lock();
             let model = &live.model;
-            if model.manual == stored.manual && model.note == stored.note && model.raw == raw && model.reports == reports {
+            let same_inputs = live_inputs.as_ref().is_none_or(|(stored, reports)| {
+                model.manual == stored.manual && model.note == stored.note && model.reports == *reports
+            });
+            if same_inputs && model.raw == raw {
                 return Ok(());
             }
-            live.model.manual = stored.manual;
-            live.model.note = stored.note;
             live.model.raw = raw;
-            live.model.set_reports(reports);
+            if let Some((stored, reports)) = live_inputs {
+                live.model.manual = stored.manual;
+                live.model.note = stored.note;
+                live.model.set_reports(reports);
+            }
         }
         self.refresh(uri);
         Ok(())
@@ -136,7 +153,7 @@ impl Gateway {
         let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(*u)).collect();
         let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(*u)).collect();
         let full = Arc::new(lists::contact_group_full(&stored));
-        self.contact_lists.write().insert(owner.to_string(), stored.clone());
+        self.lists.set_contact_list(owner, stored.clone());
         for session in self.hub.sessions_of(owner) {
             self.push(&session, full.clone(), None);
             if session.auto_subscribe_contacts {
@@ -150,13 +167,7 @@ impl Gateway {
     async fn reload_subscribers(&self, owner: &str) -> StoreResult<()> {
         let _gate = self.gates.owner(owner).await;
         let stored = self.store.subscribers_of(owner).await?;
-        let changed: Vec<String> = {
-            let mut subscribers = self.subscribers.write();
-            let current = subscribers.get(owner).cloned().unwrap_or_default();
-            let changed: Vec<String> = stored.iter().filter(|s| !current.contains(s)).map(|(w, _)| w.clone()).collect();
-            subscribers.insert(owner.to_string(), stored);
-            changed
-        };
+        let changed = self.lists.replace_subscribers(owner, stored);
         if !changed.is_empty() {
             let event = Arc::new(lists::subscribers(&self.subscriber_views(owner, Some(&changed))));
             for session in self.hub.sessions_of(owner) {

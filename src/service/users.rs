@@ -63,10 +63,7 @@ impl Gateway {
         }
         self.directory.remove(uri);
         self.presences.write().remove(uri);
-        self.contact_lists.write().remove(uri);
-        let mut subscribers = self.subscribers.write();
-        subscribers.remove(uri);
-        subscribers.values_mut().for_each(|list| list.retain(|(watcher, _)| watcher != uri));
+        self.lists.remove_user(uri);
         tracing::info!(user = uri, "user deleted");
     }
 }

@@ -5,6 +5,8 @@
 //! - `presence-gateway:nodes` — sorted set: node → when its heartbeat lapses (ms, Redis's clock);
 //! - `presence-gateway:advertise` — hash: node → the URL other nodes reach it at;
 //! - `presence-gateway:node:<node>:users` — set: the presentities where the node has sessions;
+//! - `presence-gateway:json-stream:<login>` — `<node> <sid>` of a sign-in's JSON event stream
+//!   (`streams.rs`);
 //! - `presence-gateway:epoch` — a random value set once: a new one means Redis lost its data;
 //! - channel `presence-gateway:changes` — `version\n{"uri":…,"change":…}` per change.
 

@@ -4,11 +4,13 @@
 //! the version and publishes `version\nchange` on one channel in a single Lua script, so the
 //! order of versions is the order of changes. [`follow`] applies what arrives in version order
 //! and re-reads a presentity on any gap; [`nodes`] keeps this node's heartbeat and clears the
-//! contributions of nodes whose heartbeat lapsed.
+//! contributions of nodes whose heartbeat lapsed; [`streams`] records which node holds each
+//! sign-in's JSON event stream.
 
 mod follow;
 mod keys;
 mod nodes;
+mod streams;
 
 use super::{Backplane, BackplaneError, ChangeHandler, LiveChange, LiveInputs, NodeId, Published};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -197,5 +199,22 @@ impl Backplane for RedisBackplane {
 
     fn is_ready(&self) -> bool {
         self.ready_flags()
+    }
+
+    async fn other_nodes(&self) -> Result<Vec<(NodeId, String)>, BackplaneError> {
+        self.live_nodes().await
+    }
+
+    async fn json_stream_of(&self, login: u64) -> Result<Option<crate::backplane::StreamHolder>, BackplaneError> {
+        self.stream_of(login).await
+    }
+
+    async fn claim_json_stream(
+        &self,
+        login: u64,
+        sid: u64,
+        lifetime: Duration,
+    ) -> Result<crate::backplane::StreamHolder, BackplaneError> {
+        self.claim_stream(login, sid, lifetime).await
     }
 }

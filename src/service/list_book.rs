@@ -1,0 +1,92 @@
+//! The contact lists and subscriber lists the gateway holds in memory, behind a small API: who
+//! is on whose list, who subscribes to whom and whether the owner acknowledged it. Private maps,
+//! short locks, never held across `.await`. Storing, gating and announcing changes is the
+//! business of `service::lists` and `service::sync`, which call this.
+
+use crate::model::contacts::ContactList;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+
+/// A subscriber of an owner: the watcher's URI and whether the owner acknowledged them.
+pub type Subscriber = (String, bool);
+
+#[derive(Default)]
+pub struct ListBook {
+    contact_lists: RwLock<HashMap<String, ContactList>>,
+    /// owner → (watcher, acknowledged)
+    subscribers: RwLock<HashMap<String, Vec<Subscriber>>>,
+}
+
+impl ListBook {
+    /// Replaces everything (at start, from the store).
+    pub fn load(&self, lists: HashMap<String, ContactList>, subscribers: HashMap<String, Vec<Subscriber>>) {
+        *self.contact_lists.write() = lists;
+        *self.subscribers.write() = subscribers;
+    }
+
+    /// A copy of the user's contact list (the default list when they have none yet).
+    pub fn contact_list(&self, owner: &str) -> ContactList {
+        self.contact_lists.read().get(owner).cloned().unwrap_or_default()
+    }
+
+    pub fn set_contact_list(&self, owner: &str, list: ContactList) {
+        self.contact_lists.write().insert(owner.to_string(), list);
+    }
+
+    /// The owner's subscribers, in the order they subscribed.
+    pub fn subscribers_of(&self, owner: &str) -> Vec<Subscriber> {
+        self.subscribers.read().get(owner).cloned().unwrap_or_default()
+    }
+
+    pub fn is_subscriber(&self, owner: &str, watcher: &str) -> bool {
+        self.subscribers.read().get(owner).is_some_and(|l| l.iter().any(|(w, _)| w == watcher))
+    }
+
+    /// Adds a subscriber, not yet acknowledged (the caller checked it is new).
+    pub fn add_subscriber(&self, owner: &str, watcher: &str) {
+        self.subscribers.write().entry(owner.to_string()).or_default().push((watcher.to_string(), false));
+    }
+
+    pub fn acknowledge(&self, owner: &str, watcher: &str) {
+        if let Some(list) = self.subscribers.write().get_mut(owner) {
+            list.iter_mut().filter(|(w, _)| w == watcher).for_each(|(_, ack)| *ack = true);
+        }
+    }
+
+    /// Puts the owner's subscribers as stored; returns the watchers that are new or changed.
+    pub fn replace_subscribers(&self, owner: &str, stored: Vec<Subscriber>) -> Vec<String> {
+        let mut subscribers = self.subscribers.write();
+        let current = subscribers.get(owner).map(Vec::as_slice).unwrap_or(&[]);
+        let changed = stored.iter().filter(|s| !current.contains(s)).map(|(w, _)| w.clone()).collect();
+        subscribers.insert(owner.to_string(), stored);
+        changed
+    }
+
+    /// Forgets a deleted user: their list, their subscribers, and them as anyone's subscriber.
+    pub fn remove_user(&self, uri: &str) {
+        self.contact_lists.write().remove(uri);
+        let mut subscribers = self.subscribers.write();
+        subscribers.remove(uri);
+        subscribers.values_mut().for_each(|list| list.retain(|(watcher, _)| watcher != uri));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribers_are_added_acknowledged_replaced_and_forgotten() {
+        let book = ListBook::default();
+        book.add_subscriber("sip:bob@x", "sip:alice@x");
+        assert!(book.is_subscriber("sip:bob@x", "sip:alice@x"));
+        book.acknowledge("sip:bob@x", "sip:alice@x");
+        assert_eq!(book.subscribers_of("sip:bob@x"), [("sip:alice@x".to_string(), true)]);
+        let changed = book.replace_subscribers("sip:bob@x", vec![("sip:alice@x".into(), true), ("sip:carol@x".into(), false)]);
+        assert_eq!(changed, ["sip:carol@x"]);
+        book.remove_user("sip:carol@x");
+        assert_eq!(book.subscribers_of("sip:bob@x"), [("sip:alice@x".to_string(), true)]);
+        book.remove_user("sip:bob@x");
+        assert!(book.subscribers_of("sip:bob@x").is_empty());
+    }
+}
