@@ -269,6 +269,14 @@ impl Gateway {
         Ok((session, true))
     }
 
+    /// Forgets an ended JSON stream as its sign-in's stream (a later subscribe starts a new one).
+    pub(crate) fn forget_json_stream(&self, session: &Session) {
+        let mut streams = self.json_sessions.write();
+        if session.json.is_some() && streams.get(&session.login) == Some(&session.sid) {
+            streams.remove(&session.login);
+        }
+    }
+
     /// Subscribes a JSON stream to presentities; returns their snapshots (cut to `details`).
     pub async fn json_subscribe(
         &self,
@@ -310,7 +318,6 @@ struct StartedStream<'a> {
 impl Drop for StartedStream<'_> {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
-            self.gateway.json_sessions.write().retain(|_, sid| *sid != session.sid);
             self.gateway.terminate_session(&session);
         }
     }
@@ -325,6 +332,20 @@ fn backplane_unavailable(error: crate::backplane::BackplaneError) -> crate::erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_ended_stream_is_forgotten_by_its_sign_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config { data_dir: dir.path().into(), ..Default::default() };
+        let gateway = crate::build(config, Arc::new(crate::service::clock::SystemClock)).await.unwrap();
+        for id in 0..3 {
+            let login = crate::service::tickets::Login { id, user: Arc::from("sip:alice@example.com") };
+            let StreamAt::Here(stream) = gateway.open_json_stream(&login, false).await.unwrap() else { panic!("not here") };
+            gateway.terminate_session(&stream);
+        }
+        assert!(gateway.json_sessions.read().is_empty(), "ended streams stay remembered");
+        gateway.shutdown().await;
+    }
 
     #[test]
     fn changed_sections_and_selection() {

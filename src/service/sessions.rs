@@ -200,6 +200,7 @@ impl Gateway {
 
     pub fn terminate_session(&self, session: &Session) {
         if self.hub.remove(session.sid).is_some() {
+            self.forget_json_stream(session);
             tracing::info!(sid = session.sid, "session ended");
             self.refresh(&session.user);
         }

@@ -49,6 +49,7 @@ impl Gateway {
         self.tickets.evict_user(uri);
         for session in self.hub.sessions_of(uri) {
             self.hub.remove(session.sid);
+            self.forget_json_stream(&session);
         }
         let gone: Arc<str> = Arc::from(uri);
         for session in self.hub.watchers_of(uri) {
