@@ -28,6 +28,9 @@ pub enum GatewayError {
     /// Not allowed or not supported here.
     #[error("invalid operation: {0}")]
     InvalidOperation(String),
+    /// The caller may not make this change (`service::permits`).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     #[error("authentication required")]
     Unauthenticated,
     #[error("internal failure")]
@@ -45,7 +48,7 @@ impl GatewayError {
             GatewayError::InvalidRequest(_) | GatewayError::Unauthenticated => codes::INVALID_REQUEST,
             GatewayError::SessionNotFound => codes::SESSION_NOT_FOUND,
             GatewayError::LimitExceeded(_) => codes::REQUEST_THROTTLED,
-            GatewayError::InvalidOperation(_) => codes::INVALID_OPERATION,
+            GatewayError::InvalidOperation(_) | GatewayError::PermissionDenied(_) => codes::INVALID_OPERATION,
             GatewayError::Internal | GatewayError::StoreUnavailable => codes::INTERNAL_FAILURE,
         }
     }
@@ -68,7 +71,8 @@ impl GatewayError {
             GatewayError::InvalidFormat(d)
             | GatewayError::InvalidRequest(d)
             | GatewayError::LimitExceeded(d)
-            | GatewayError::InvalidOperation(d) => d.clone(),
+            | GatewayError::InvalidOperation(d)
+            | GatewayError::PermissionDenied(d) => d.clone(),
             GatewayError::SessionNotFound => "the session does not exist or has ended".into(),
             GatewayError::Unauthenticated => "a valid CWA-Ticket is required".into(),
             GatewayError::Internal => String::new(),
@@ -84,6 +88,7 @@ impl GatewayError {
             GatewayError::SessionNotFound => "session_not_found",
             GatewayError::LimitExceeded(_) => "limit_exceeded",
             GatewayError::InvalidOperation(_) => "invalid_operation",
+            GatewayError::PermissionDenied(_) => "permission_denied",
             GatewayError::Unauthenticated => "unauthenticated",
             GatewayError::Internal => "internal",
             GatewayError::StoreUnavailable => "store_unavailable",

@@ -4,6 +4,8 @@
 
 mod common;
 
+use presence_gateway::service::permits::Action;
+
 use common::*;
 use presence_gateway::config::Config;
 use presence_gateway::model::sources::{ManualKind, ManualState, Note};
@@ -169,14 +171,11 @@ async fn a_manual_state_ends_at_its_to_time_and_a_note_at_its_expiry() {
     let mut manual = ManualState::simple(ManualKind::Busy);
     manual.to = Some(now + chrono::Duration::minutes(10));
     let note = Note { text: "Back soon".into(), expires: Some(now + chrono::Duration::minutes(5)) };
-    server
-        .gateway
-        .change_presence("sip:bob@example.com", |p| {
-            p.manual = Some(manual);
-            p.note = Some(note);
-        })
-        .await
-        .unwrap();
+    let gateway = &server.gateway;
+    let bob = presence_gateway::service::permits::Actor::User("sip:bob@example.com");
+    let permit = |action| gateway.permit(&bob, action, "sip:bob@example.com").unwrap();
+    gateway.set_manual_state(&permit(Action::AbsentState), Some(manual)).await.unwrap();
+    gateway.set_note(&permit(Action::Note), Some(note)).await.unwrap();
     alice.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500 && seen(u).note == "Back soon").await;
     server.clock.advance(chrono::Duration::minutes(6));
     alice.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500 && seen(u).note.is_empty()).await;

@@ -5,7 +5,7 @@
 
 use crate::cwa::{self, CommandPool, Login};
 use crate::events::Stamp;
-use crate::fleet::LiveSession;
+use crate::fleet::{Ctx, LiveSession};
 use crate::stats::{now_us, Counters};
 use anyhow::{anyhow, Result};
 use async_trait::async_trait;
@@ -21,21 +21,21 @@ pub trait ChangeDriver: Send + Sync {
     async fn change(&self, publisher: usize, note: &str) -> Result<()>;
 }
 
-/// `publishSelfPresence` of a personal note on the publisher's own session.
+/// `publishSelfPresence` of a personal note on the publisher's own session, sent to the node
+/// that holds the session.
 pub struct CwaPublish {
-    pool: Arc<CommandPool>,
-    sessions: HashMap<usize, (Arc<Login>, u64)>,
+    sessions: HashMap<usize, (Arc<CommandPool>, Arc<Login>, u64)>,
     rid: AtomicU64,
 }
 
 impl CwaPublish {
     /// Uses the first session of each publisher found in `sessions`.
-    pub fn new(pool: Arc<CommandPool>, sessions: &[LiveSession]) -> CwaPublish {
+    pub fn new(ctx: &Ctx, sessions: &[LiveSession]) -> CwaPublish {
         let mut map = HashMap::new();
         for s in sessions {
-            map.entry(s.user).or_insert_with(|| (s.login.clone(), s.sid));
+            map.entry(s.user).or_insert_with(|| (ctx.nodes[s.node].pool.clone(), s.login.clone(), s.sid));
         }
-        CwaPublish { pool, sessions: map, rid: AtomicU64::new(1000) }
+        CwaPublish { sessions: map, rid: AtomicU64::new(1000) }
     }
 }
 
@@ -46,9 +46,9 @@ impl ChangeDriver for CwaPublish {
     }
 
     async fn change(&self, publisher: usize, note: &str) -> Result<()> {
-        let (login, sid) = self.sessions.get(&publisher).ok_or_else(|| anyhow!("publisher {publisher} has no session"))?;
+        let (pool, login, sid) = self.sessions.get(&publisher).ok_or_else(|| anyhow!("publisher {publisher} has no session"))?;
         let rid = self.rid.fetch_add(1, Ordering::Relaxed);
-        cwa::command(&self.pool, login, cwa::publish_note_body(*sid, rid, note), 1).await.map(|_| ())
+        cwa::command(pool, login, cwa::publish_note_body(*sid, rid, note), 1).await.map(|_| ())
     }
 }
 

@@ -2,7 +2,8 @@
 //! so several sessions share one login's ticket, as browser tabs do), starts every session with its
 //! subscriptions in one `initiateSession` + `subscribePresence` batch, and runs one poll task per
 //! session. Setup runs with bounded concurrency; the fleet stops on command and hands back what
-//! every session's checks found.
+//! every session's checks found. With several gateway nodes, each session is started on and
+//! polled from the node its spec names (no request is passed between nodes).
 
 use crate::client::Endpoint;
 use crate::cwa::{self, CommandPool, Login};
@@ -11,21 +12,46 @@ use crate::stats::{Counters, Waiter};
 use crate::users;
 use anyhow::{anyhow, Result};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// What every part of a run shares.
-pub struct Ctx {
+/// One gateway node as the load generator reaches it: its address, a pool of keep-alive command
+/// connections, and the deliveries its sessions have received.
+pub struct NodeLink {
     pub endpoint: Arc<Endpoint>,
     pub pool: Arc<CommandPool>,
+    pub deliveries: AtomicU64,
+}
+
+impl NodeLink {
+    pub fn new(endpoint: Endpoint, pool_size: usize) -> Arc<NodeLink> {
+        let endpoint = Arc::new(endpoint);
+        let pool = Arc::new(CommandPool::new(endpoint.clone(), pool_size));
+        Arc::new(NodeLink { endpoint, pool, deliveries: AtomicU64::new(0) })
+    }
+}
+
+/// What every part of a run shares.
+pub struct Ctx {
+    /// The first node's endpoint and pool (sign-ins, and scenarios that use one node).
+    pub endpoint: Arc<Endpoint>,
+    pub pool: Arc<CommandPool>,
+    /// Every node; `nodes[0]` is the one of `endpoint` and `pool`.
+    pub nodes: Vec<Arc<NodeLink>>,
     pub counters: Arc<Counters>,
     pub concurrency: usize,
     pub deadline: Instant,
 }
 
 impl Ctx {
+    pub fn new(nodes: Vec<Arc<NodeLink>>, counters: Arc<Counters>, concurrency: usize, deadline: Instant) -> Ctx {
+        let first = nodes.first().expect("at least one node").clone();
+        Ctx { endpoint: first.endpoint.clone(), pool: first.pool.clone(), nodes, counters, concurrency, deadline }
+    }
+
     pub fn check_deadline(&self) -> Result<()> {
         if Instant::now() >= self.deadline {
             return Err(anyhow!("the run exceeded --max-seconds"));
@@ -34,17 +60,26 @@ impl Ctx {
     }
 }
 
-/// A session to start: whose, and whom it subscribes to.
+/// A session to start: whose, whom it subscribes to, and on which node (index into `Ctx::nodes`).
 #[derive(Debug, Clone)]
 pub struct SessionSpec {
     pub user: usize,
     pub subscriptions: Vec<usize>,
+    pub node: usize,
+}
+
+impl SessionSpec {
+    /// A session on the first node.
+    pub fn new(user: usize, subscriptions: Vec<usize>) -> SessionSpec {
+        SessionSpec { user, subscriptions, node: 0 }
+    }
 }
 
 /// A started session.
 #[derive(Debug, Clone)]
 pub struct LiveSession {
     pub user: usize,
+    pub node: usize,
     pub sid: u64,
     pub login: Arc<Login>,
     pub subscriptions: Vec<usize>,
@@ -112,9 +147,11 @@ impl Fleet {
                 let _permit = permits.acquire_owned().await?;
                 ctx.check_deadline()?;
                 let uris: Vec<String> = spec.subscriptions.iter().map(|u| users::uri(*u)).collect();
-                let sid = cwa::start_session(&ctx.pool, &login, &uris).await?;
+                let node = ctx.nodes.get(spec.node).ok_or_else(|| anyhow!("no node {}", spec.node))?;
+                let sid = cwa::start_session(&node.pool, &login, &uris).await?;
                 Counters::add(&ctx.counters.sessions, 1);
-                Ok::<_, anyhow::Error>((offset, LiveSession { user: spec.user, sid, login, subscriptions: spec.subscriptions }))
+                let session = LiveSession { user: spec.user, node: spec.node, sid, login, subscriptions: spec.subscriptions };
+                Ok::<_, anyhow::Error>((offset, session))
             });
         }
         let mut started = Vec::new();
@@ -135,7 +172,8 @@ impl Fleet {
 
     fn spawn_poll(&mut self, session: &LiveSession, index: usize) {
         let task = PollTask {
-            endpoint: self.ctx.endpoint.clone(),
+            node: self.ctx.nodes[session.node].clone(),
+            node_index: session.node,
             counters: self.ctx.counters.clone(),
             waiters: self.waiters.clone(),
             login: session.login.clone(),
@@ -154,11 +192,12 @@ impl Fleet {
         let permits = Arc::new(Semaphore::new(parallel.max(1)));
         for (i, session) in self.sessions.iter().enumerate().skip(from) {
             let (ctx, permits, login, sid) = (self.ctx.clone(), permits.clone(), session.login.clone(), session.sid);
+            let node = session.node;
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await?;
                 ctx.check_deadline()?;
-                let mut conn = ctx.endpoint.connect(i).await?;
-                let mut tracker = Tracker { sid, ..Tracker::default() };
+                let mut conn = ctx.nodes[node].endpoint.connect(i).await?;
+                let mut tracker = Tracker { sid, node, ..Tracker::default() };
                 for _ in 0..2 {
                     let reply = conn
                         .send(hyper::Method::GET, &cwa::poll_path(sid, tracker.last_eid), Some(&login.ticket()), None)

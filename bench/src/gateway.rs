@@ -70,9 +70,9 @@ impl Gateway {
         Ok(Gateway { address, pid, child: None, scratch: None })
     }
 
-    /// Starts `binary serve` in `scratch` with the given users file text and settings, and waits
-    /// for the line that says where it listens.
-    pub fn start(binary: &Path, scratch: PathBuf, users: &Path, settings: &GatewaySettings) -> Result<Gateway> {
+    /// Starts `binary serve` in `scratch` with the given users file, settings and further `serve`
+    /// arguments (a shared store, a Redis), and waits for the line that says where it listens.
+    pub fn start(binary: &Path, scratch: PathBuf, users: &Path, settings: &GatewaySettings, extra: &[String]) -> Result<Gateway> {
         std::fs::create_dir_all(&scratch)?;
         let config = scratch.join("gateway.toml");
         std::fs::write(&config, settings.config_toml())?;
@@ -84,6 +84,7 @@ impl Gateway {
             .arg(scratch.join("data"))
             .arg("--config")
             .arg(&config)
+            .args(extra)
             .env("RUST_LOG", std::env::var("BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -108,6 +109,19 @@ impl Gateway {
     /// The process's current figures, when its pid is known.
     pub fn sample(&self) -> Option<ProcSample> {
         self.pid.and_then(|pid| ProcSample::read(pid).ok())
+    }
+
+    /// How many file descriptors the process has open (each held poll is one), when its pid is known.
+    pub fn open_descriptors(&self) -> Option<u64> {
+        let pid = self.pid?;
+        std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|dir| dir.count() as u64)
+    }
+
+    /// The process's soft limit of open file descriptors, when its pid is known.
+    pub fn descriptor_limit(&self) -> Option<u64> {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid?)).ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        line["Max open files".len()..].split_whitespace().next()?.parse().ok()
     }
 }
 
@@ -164,5 +178,9 @@ mod tests {
     fn reads_its_own_process() {
         let s = ProcSample::read(std::process::id()).unwrap();
         assert!(s.rss_kib > 0 && s.threads >= 1 && s.cpu_seconds >= 0.0);
+        let me = Gateway::existing("http://127.0.0.1:1", Some(std::process::id())).unwrap();
+        assert!(me.open_descriptors().unwrap() >= 3, "stdin, stdout, stderr at least");
+        let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0;
+        assert_eq!(me.descriptor_limit(), Some(limit));
     }
 }

@@ -5,9 +5,11 @@
 //! poll per session with exact `AckId` handling, drives stamped presence changes, and checks every
 //! delivered event (latency, eid gaps and duplicates per session). Each scenario is one command,
 //! bounded in time, that prints progress while it runs, then a table, and saves a JSON file and
-//! SVG plots. Server figures come from `/proc/<pid>` of the gateway.
+//! SVG plots. Server figures come from `/proc/<pid>` of the gateway. `--nodes N` runs the same
+//! scenarios across N nodes of one cluster (a PostgreSQL schema and a Redis of the run's own).
 
 mod client;
+mod cluster;
 mod cwa;
 mod driver;
 mod events;
@@ -22,7 +24,7 @@ mod svg;
 mod users;
 
 use clap::{Parser, Subcommand};
-use scenarios::{FanoutArgs, IdleArgs, QueryArgs, ReconnectArgs, SigninArgs, SteadyArgs, UsersArgs};
+use scenarios::{FanoutArgs, HoldArgs, IdleArgs, QueryArgs, ReconnectArgs, SigninArgs, SteadyArgs, UsersArgs};
 
 #[derive(Parser)]
 #[command(name = "presence-gateway-bench", version, about = "Load generator and benchmarks for presence-gateway")]
@@ -47,6 +49,9 @@ enum Command {
     Reconnect(ReconnectArgs),
     /// S6: sign-in rate (logon + initiateSession + subscribe K).
     Signin(SigninArgs),
+    /// A worker of `idle --nodes N`: holds sessions on one node as told on its standard input.
+    #[command(hide = true)]
+    Hold(HoldArgs),
     /// Medians and spreads of repeated runs' JSON files, as Markdown tables.
     Summarize {
         /// JSON files written by the scenarios.
@@ -67,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             Command::Query(args) => scenarios::run(args.common.clone(), scenarios::query::run(args)).await,
             Command::Reconnect(args) => scenarios::run(args.common.clone(), scenarios::reconnect::run(args)).await,
             Command::Signin(args) => scenarios::run(args.common.clone(), scenarios::signin::run(args)).await,
+            Command::Hold(args) => scenarios::hold::worker(args).await,
             Command::Summarize { files } => {
                 print!("{}", summary::summarize(&files)?);
                 Ok(())

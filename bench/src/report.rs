@@ -4,13 +4,13 @@
 
 use crate::session::Tracker;
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The correctness checks of a run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Checks {
     /// Events that never arrived: eid gaps plus watchers left without a publisher's last change.
     pub lost_events: u64,
@@ -45,6 +45,18 @@ impl Checks {
         }
         c.lost_events = c.eid_gaps + c.unconverged;
         c
+    }
+
+    /// Adds the checks of another part of the run (a worker process's sessions).
+    pub fn add(&mut self, other: &Checks) {
+        self.lost_events += other.lost_events;
+        self.duplicated_events += other.duplicated_events;
+        self.eid_gaps += other.eid_gaps;
+        self.unconverged += other.unconverged;
+        self.bad_ack_ids += other.bad_ack_ids;
+        self.errors += other.errors;
+        self.sessions_ended += other.sessions_ended;
+        self.sessions_checked += other.sessions_checked;
     }
 }
 

@@ -3,9 +3,9 @@
 //! delivered batch: consecutive `eid`s (gaps and duplicates are counted), `ackId` = the last eid,
 //! and for every stamped change the latency and the publisher's change number.
 
-use crate::client::Endpoint;
 use crate::cwa::{poll_path, Login};
 use crate::events::{self, Batch};
+use crate::fleet::NodeLink;
 use crate::stats::{now_us, Counters, Waiter};
 use anyhow::{bail, Result};
 use hyper::Method;
@@ -19,6 +19,8 @@ use tokio::sync::watch;
 #[derive(Debug, Default)]
 pub struct Tracker {
     pub sid: u64,
+    /// The node the session is on (index into the run's nodes).
+    pub node: usize,
     pub last_eid: u64,
     pub events: u64,
     pub responses: u64,
@@ -97,7 +99,8 @@ pub struct Signals {
 
 /// What a session task needs.
 pub struct PollTask {
-    pub endpoint: Arc<Endpoint>,
+    pub node: Arc<NodeLink>,
+    pub node_index: usize,
     pub counters: Arc<Counters>,
     pub waiters: Arc<Vec<Arc<Waiter>>>,
     pub login: Arc<Login>,
@@ -109,12 +112,12 @@ pub struct PollTask {
 impl PollTask {
     /// Polls until stopped; returns what the checks found.
     pub async fn run(mut self) -> Tracker {
-        let mut tracker = Tracker { sid: self.sid, ..Tracker::default() };
+        let mut tracker = Tracker { sid: self.sid, node: self.node_index, ..Tracker::default() };
         let mut conn = None;
         let mut backoff = Duration::from_millis(50);
         while !*self.signals.stop.borrow() {
             if conn.is_none() {
-                match self.endpoint.connect(self.index).await {
+                match self.node.endpoint.connect(self.index).await {
                     Ok(c) => {
                         self.counters.connections.fetch_add(1, Ordering::Relaxed);
                         conn = Some(c);
@@ -186,6 +189,7 @@ impl PollTask {
         Counters::add(&self.counters.nonempty_responses, u64::from(!batch.events.is_empty()));
         Counters::add(&self.counters.events, batch.events.len() as u64);
         Counters::add(&self.counters.deliveries, deliveries);
+        Counters::add(&self.node.deliveries, deliveries);
         Ok(())
     }
 }

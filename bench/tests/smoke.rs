@@ -1,7 +1,8 @@
 //! Keeps the load generator working: every scenario runs in a small smoke size against a gateway
 //! it starts itself (the real binary on 127.0.0.1), and its JSON report must carry the scenario's
-//! figures, the machine and the command, and 0 lost / 0 duplicated events. No timing is asserted:
-//! performance is measured by the benchmarks, not by tests.
+//! figures, the machine and the command, and 0 lost / 0 duplicated events; the cluster mode runs
+//! S1–S3 across two real nodes. No timing is asserted: performance is measured by the
+//! benchmarks, not by tests.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,11 @@ fn gateway() -> &'static Path {
 
 /// Runs one scenario and returns its JSON report.
 fn run(scenario: &str, args: &[&str]) -> Value {
+    run_with_output(scenario, args).0
+}
+
+/// Runs one scenario and returns its JSON report and what it printed.
+fn run_with_output(scenario: &str, args: &[&str]) -> (Value, String) {
     let out = tempfile::tempdir().unwrap();
     let mut command = bench(scenario, args);
     let output = command.arg("--out").arg(out.path()).output().expect("run the load generator");
@@ -43,7 +49,7 @@ fn run(scenario: &str, args: &[&str]) -> Value {
         let svg = std::fs::read_to_string(out.path().join(plot.as_str().unwrap())).unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
     }
-    report
+    (report, text)
 }
 
 fn bench(scenario: &str, args: &[&str]) -> Command {
@@ -177,4 +183,103 @@ fn only_loopback_targets_are_accepted() {
     let output = Command::new(BENCH).args(["fanout", "--target", "http://10.1.2.3:8080", "--watchers", "1"]).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.0/8"));
+}
+
+// The cluster mode (`--nodes N`): real gateway processes on a PostgreSQL schema of the run's own
+// (the server of the test setup, 127.0.0.1:5432 database `test`) and a redis-server the load
+// generator starts itself. Without either the runs fail; nothing is skipped.
+
+/// The schema a cluster run said it used is gone afterwards.
+fn schema_was_dropped(output: &str) {
+    let name = output
+        .lines()
+        .find_map(|l| l.strip_prefix("store: PostgreSQL schema "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no store line in:\n{output}"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let left: i64 = runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_namespace WHERE nspname = $1").bind(name).fetch_one(&mut conn).await.unwrap()
+    });
+    assert_eq!(left, 0, "schema {name} was left behind");
+}
+
+fn node_figures(r: &Value, nodes: usize) {
+    assert_eq!(figure(r, "nodes"), nodes as f64);
+    for n in 1..=nodes {
+        assert!(figure(r, &format!("node{n}_deliveries")) > 0.0, "every node's watchers got changes: {r:#}");
+        figure(r, &format!("node{n}_cpu_seconds_per_1000_deliveries"));
+    }
+    figure(r, "redis_cpu_seconds_per_1000_deliveries");
+    figure(r, "cross_node_added_p99_ms");
+}
+
+#[test]
+fn steady_changes_reach_watchers_on_both_nodes_of_a_cluster() {
+    let args = ["--nodes", "2", "--sessions", "60", "--subscriptions", "4", "--watchers-per-change", "20"];
+    let (r, output) = run_with_output("steady", &[&args[..], &["--rate", "20", "--seconds", "2", "--warmup", "1"]].concat());
+    node_figures(&r, 2);
+    assert_eq!(r["checks"]["unconverged"], 0);
+    assert!(figure(&r, "latency_same_node_samples") > 0.0 && figure(&r, "latency_cross_node_samples") > 0.0);
+    assert_eq!(
+        figure(&r, "latency_same_node_samples") + figure(&r, "latency_cross_node_samples"),
+        figure(&r, "latency_samples"),
+        "every delivery is on the publishers' node or another"
+    );
+    assert!(output.contains("backplane: redis-server on redis://127.0.0.1:"), "{output}");
+    schema_was_dropped(&output);
+}
+
+#[test]
+fn one_change_reaches_every_watcher_across_nodes() {
+    let (r, output) = run_with_output("fanout", &["--nodes", "2", "--watchers", "30", "--changes", "2", "--pause-ms", "100"]);
+    assert_eq!(figure(&r, "latency_samples"), 60.0, "every watcher on either node saw both changes once");
+    assert_eq!((figure(&r, "node1_deliveries"), figure(&r, "node2_deliveries")), (30.0, 30.0));
+    assert_eq!(figure(&r, "changes_not_reaching_everyone"), 0.0);
+    node_figures(&r, 2);
+    schema_was_dropped(&output);
+}
+
+#[test]
+fn sessions_are_held_on_every_node_by_a_worker_each() {
+    let (r, output) = run_with_output(
+        "idle",
+        &[
+            "--nodes",
+            "2",
+            "--sessions",
+            "60",
+            "--steps",
+            "2",
+            "--contacts",
+            "5",
+            "--sessions-per-user",
+            "5",
+            "--idle-seconds",
+            "1",
+        ],
+    );
+    assert_eq!(figure(&r, "held_polls"), 60.0);
+    assert_eq!(figure(&r, "sessions_ended"), 0.0, "every session was polled in time");
+    assert_eq!((figure(&r, "node1_held_polls"), figure(&r, "node2_held_polls")), (30.0, 30.0));
+    assert_eq!(r["checks"]["sessions_checked"], 60);
+    for n in 1..=2 {
+        let (open, limit) = (figure(&r, &format!("node{n}_open_descriptors")), figure(&r, &format!("node{n}_descriptor_limit")));
+        assert!(open >= 30.0 && limit > open, "node {n}: {open} open of {limit}");
+        assert!(figure(&r, &format!("node{n}_connections_open")) >= 30.0, "the held polls at least");
+    }
+    assert!(figure(&r, "held_polls_possible_by_descriptor_limits") > 60.0);
+    figure(&r, "rss_per_session_kib");
+    schema_was_dropped(&output);
+}
+
+#[test]
+fn a_cluster_without_its_store_fails_clearly() {
+    let output = bench("steady", &["--nodes", "2", "--postgres", "postgres://nobody@127.0.0.1:1/none", "--sessions", "100"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connecting to PostgreSQL at postgres://nobody@127.0.0.1:1/none"), "{stderr}");
 }

@@ -49,6 +49,16 @@ impl Caller {
         }
     }
 
+    /// Who asks, for the service's permits (`service::permits`).
+    pub fn actor(&self) -> crate::service::permits::Actor<'_> {
+        use crate::service::permits::Actor;
+        match self {
+            Caller::Token { role: ApiRole::Admin, .. } => Actor::Admin,
+            Caller::Token { .. } => Actor::Source,
+            Caller::User(login) => Actor::User(&login.user),
+        }
+    }
+
     /// Admin, or the user `uri` themself.
     pub fn is_admin_or(&self, uri: &str) -> bool {
         self.is_admin() || self.user() == Some(uri)

@@ -8,6 +8,7 @@ use super::users::{level_of, RightBody};
 use super::{path_uri, SipUri};
 use crate::model::rights::{AccessLevel, Member, RightsEntry};
 use crate::service::access::RightsChange;
+use crate::service::permits::Action;
 use crate::service::Gateway;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -99,9 +100,10 @@ pub async fn put_owner_group(
     body: Bytes,
 ) -> Result<Json<GroupEntry>, ApiError> {
     let (owner, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
+    let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
     let level = level_of(&body)?;
     let change = RightsChange::Set(RightsEntry { member: Member::Group(group.clone()), level });
-    gateway.change_rights(&owner, &[change]).await?;
+    gateway.set_rights(&permit, &[change]).await?;
     Ok(Json(entry(&owner, group, level)))
 }
 
@@ -125,9 +127,10 @@ pub async fn delete_owner_group(
     Path(OwnerGroupPath { owner, group }): Path<OwnerGroupPath>,
 ) -> Result<StatusCode, ApiError> {
     let (owner, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
+    let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
     let member = Member::Group(group);
     if let Some(current) = gateway.directory.rights_of(&owner).into_iter().find(|e| e.member == member) {
-        gateway.change_rights(&owner, &[RightsChange::Remove { member, level: current.level }]).await?;
+        gateway.set_rights(&permit, &[RightsChange::Remove { member, level: current.level }]).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::{path_uri, UserPath};
 use crate::model::rights::AccessLevel;
+use crate::service::permits::Action;
 use crate::service::Gateway;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -91,9 +92,7 @@ pub async fn put_image(
     body: Bytes,
 ) -> Result<(StatusCode, axum::Json<ImageStored>), ApiError> {
     let uri = path_uri(&uri)?;
-    if !caller.is_admin_or(&uri) {
-        return Err(ApiError::permission_denied("only the user or an admin may set the image"));
-    }
+    let permit = gateway.permit(&caller.actor(), Action::Image, &uri)?;
     let large = is_large(query)?;
     if gateway.directory.profile(&uri).is_none() {
         return Err(ApiError::not_found(format!("no user {uri}")));
@@ -118,7 +117,7 @@ pub async fn put_image(
             "the bytes are not the declared image type",
         ));
     }
-    let hash = gateway.set_image(&uri, large, &declared, body.to_vec()).await?;
+    let hash = gateway.put_image(&permit, large, &declared, body.to_vec()).await?;
     Ok((StatusCode::OK, axum::Json(ImageStored { hash })))
 }
 
@@ -204,11 +203,9 @@ pub async fn delete_image(
     query: Result<Query<SizeQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let uri = path_uri(&uri)?;
-    if !caller.is_admin_or(&uri) {
-        return Err(ApiError::permission_denied("only the user or an admin may remove the image"));
-    }
+    let permit = gateway.permit(&caller.actor(), Action::Image, &uri)?;
     let large = is_large(query)?;
-    match gateway.remove_image(&uri, large).await? {
+    match gateway.delete_image(&permit, large).await? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::not_found("no image")),
     }

@@ -5,11 +5,12 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{parse_json, path_uri, SipUri, UserPath};
-use crate::model::rights::{visibility, AccessLevel, Member, RightsEntry};
+use crate::model::rights::{AccessLevel, Member, RightsEntry};
 use crate::model::sources::{ManualKind, ManualState, Note, Reachability, Timestamp};
 use crate::pv2;
 use crate::pv2::AbsentStateV2;
 use crate::service::access::RightsChange;
+use crate::service::permits::Action;
 use crate::service::Gateway;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -62,14 +63,6 @@ fn note_text_schema() -> impl Into<RefOr<Schema>> {
     text_schema(1, crate::service::commands::MAX_NOTE_CHARS, "The note; not blank").pattern(Some(r"\S"))
 }
 
-/// Admin, the user, or a watcher at Team level or above ("may set this user's absent state").
-fn may_set_absent_state(gateway: &Gateway, caller: &Caller, uri: &str) -> bool {
-    match caller.user() {
-        Some(me) => me == uri || visibility(gateway.directory.level(uri, me)).may_set_absent_state,
-        None => caller.is_admin(),
-    }
-}
-
 /// Sets the user's manual state, as CWA's `publishSelfPresence` does.
 #[utoipa::path(
     put,
@@ -94,9 +87,7 @@ pub async fn put_absent_state(
     body: Bytes,
 ) -> Result<Json<AbsentStateV2>, ApiError> {
     let uri = known_user(&gateway, &uri)?;
-    if !may_set_absent_state(&gateway, &caller, &uri) {
-        return Err(ApiError::permission_denied("you may not set this user's absent state"));
-    }
+    let permit = gateway.permit(&caller.actor(), Action::AbsentState, &uri)?;
     let body: AbsentStateBody = parse_json(&body)?;
     if body.text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
         return Err(ApiError::invalid_field("text", format!("at most {MAX_TEXT_CHARS} characters")));
@@ -113,8 +104,7 @@ pub async fn put_absent_state(
         return Err(ApiError::invalid_field("state", "appear offline is disabled"));
     }
     let manual = ManualState { kind: body.state, text: body.text, from: body.from, to: body.to, reachability: body.reachability };
-    let stored = manual.clone();
-    gateway.change_presence(&uri, |p| p.manual = Some(stored)).await?;
+    gateway.set_manual_state(&permit, Some(manual.clone())).await?;
     Ok(Json(pv2::absent_state(&uri, &manual)))
 }
 
@@ -139,10 +129,8 @@ pub async fn delete_absent_state(
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     let uri = known_user(&gateway, &uri)?;
-    if !may_set_absent_state(&gateway, &caller, &uri) {
-        return Err(ApiError::permission_denied("you may not reset this user's absent state"));
-    }
-    gateway.change_presence(&uri, |p| p.manual = None).await?;
+    let permit = gateway.permit(&caller.actor(), Action::AbsentState, &uri)?;
+    gateway.set_manual_state(&permit, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -194,9 +182,7 @@ pub async fn put_note(
     body: Bytes,
 ) -> Result<Json<NoteV2>, ApiError> {
     let uri = known_user(&gateway, &uri)?;
-    if !caller.is_admin_or(&uri) {
-        return Err(ApiError::permission_denied("only the user or an admin may set the note"));
-    }
+    let permit = gateway.permit(&caller.actor(), Action::Note, &uri)?;
     let body: NoteBody = parse_json(&body)?;
     if body.text.trim().is_empty() || body.text.chars().count() > crate::service::commands::MAX_NOTE_CHARS {
         return Err(ApiError::invalid_field("text", format!("1 to {} characters", crate::service::commands::MAX_NOTE_CHARS)));
@@ -205,8 +191,7 @@ pub async fn put_note(
         return Err(ApiError::invalid_field("expires", "must be in the future"));
     }
     let note = Note { text: body.text, expires: body.expires };
-    let stored = note.clone();
-    gateway.change_presence(&uri, |p| p.note = Some(stored)).await?;
+    gateway.set_note(&permit, Some(note.clone())).await?;
     Ok(Json(NoteV2 { expires: note.expires, contact_id: uri, note: note.text }))
 }
 
@@ -231,10 +216,8 @@ pub async fn delete_note(
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     let uri = known_user(&gateway, &uri)?;
-    if !caller.is_admin_or(&uri) {
-        return Err(ApiError::permission_denied("only the user or an admin may clear the note"));
-    }
-    gateway.change_presence(&uri, |p| p.note = None).await?;
+    let permit = gateway.permit(&caller.actor(), Action::Note, &uri)?;
+    gateway.set_note(&permit, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -353,12 +336,10 @@ pub async fn put_right(
 ) -> Result<Json<RightsEntryV2>, ApiError> {
     let owner = known_user(&gateway, &owner)?;
     let watcher = path_uri(&watcher)?;
-    if !caller.is_admin_or(&owner) {
-        return Err(ApiError::permission_denied("only the owner or an admin may change this list"));
-    }
+    let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
     let level = level_of(&body)?;
     let entry = RightsEntry { member: Member::Uri(watcher.clone()), level };
-    gateway.change_rights(&owner, &[RightsChange::Set(entry)]).await?;
+    gateway.set_rights(&permit, &[RightsChange::Set(entry)]).await?;
     Ok(Json(RightsEntryV2 { dynamic_rights: level.pv2_value(), level, owner, watcher }))
 }
 
@@ -384,13 +365,11 @@ pub async fn delete_right(
 ) -> Result<Json<RemoveRightsResult>, ApiError> {
     let owner = known_user(&gateway, &owner)?;
     let watcher = path_uri(&watcher)?;
-    if !caller.is_admin_or(&owner) {
-        return Err(ApiError::permission_denied("only the owner or an admin may change this list"));
-    }
+    let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
     let member = Member::Uri(watcher);
     let current = gateway.directory.rights_of(&owner).into_iter().find(|e| e.member == member);
     if let Some(entry) = current {
-        gateway.change_rights(&owner, &[RightsChange::Remove { member, level: entry.level }]).await?;
+        gateway.set_rights(&permit, &[RightsChange::Remove { member, level: entry.level }]).await?;
     }
     Ok(Json(RemoveRightsResult { result: 0 }))
 }

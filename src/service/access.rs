@@ -21,7 +21,7 @@ impl Gateway {
     /// Applies rights changes for `owner`; returns the containers (levels) whose membership changed.
     /// Runs to its end even if the request is abandoned: every watcher whose level changed gets a
     /// fresh snapshot.
-    pub async fn change_rights(&self, owner: &str, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
+    pub(crate) async fn change_rights(&self, owner: &str, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
         let gate = self.gates.owner(owner).await;
         let (owner, changes) = (owner.to_string(), changes.to_vec());
         self.complete(move |gw| async move {

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 impl Gateway {
     /// Stores an image and returns its hash (to the end even if the request is abandoned).
-    pub async fn set_image(&self, uri: &str, large: bool, content_type: &str, bytes: Vec<u8>) -> Result<String> {
+    pub(crate) async fn set_image(&self, uri: &str, large: bool, content_type: &str, bytes: Vec<u8>) -> Result<String> {
         let hash = format!("{:x}", Sha256::digest(&bytes));
         let image = StoredImage { content_type: content_type.to_string(), bytes, hash: hash.clone() };
         let uri = uri.to_string();
@@ -22,7 +22,7 @@ impl Gateway {
         .await
     }
 
-    pub async fn remove_image(&self, uri: &str, large: bool) -> Result<bool> {
+    pub(crate) async fn remove_image(&self, uri: &str, large: bool) -> Result<bool> {
         let uri = uri.to_string();
         self.complete(move |gw| async move {
             let removed = gw.store.remove_image(&uri, large).await;

@@ -15,6 +15,7 @@ pub mod list_book;
 pub mod lists;
 pub mod live_sessions;
 pub mod logon_limit;
+pub mod permits;
 pub mod presence;
 pub mod search;
 pub mod seed;

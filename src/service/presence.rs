@@ -358,7 +358,7 @@ impl Gateway {
     /// Changes the durable part (manual state, note) of a user's presence: stored first, then
     /// applied, recalculated and fanned out. Nothing changes when the store write fails; once it is
     /// under way, the change runs to its end even if the request is abandoned.
-    pub async fn change_presence(&self, uri: &str, change: impl FnOnce(&mut StoredPresence)) -> Result<()> {
+    pub(crate) async fn change_presence(&self, uri: &str, change: impl FnOnce(&mut StoredPresence)) -> Result<()> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
         let gate = entry.gate.clone().lock_owned().await;
         let mut next = self.durable_presence(uri, &entry).await?;

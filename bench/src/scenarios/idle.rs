@@ -1,7 +1,8 @@
 //! S1 — idle sessions: ramps up to N sessions in steps (each with K subscriptions from the
 //! organisation's contact graph and, unless `--no-poll`, one held data-channel poll), samples the
 //! gateway's RSS after each step, fits the slope (bytes per session), then measures the gateway's
-//! CPU while everything sits idle (held polls expire and are renewed every hold time).
+//! CPU while everything sits idle (held polls expire and are renewed every hold time). Across
+//! several nodes the sessions are held by one worker process per node (`hold.rs`).
 
 use super::{parameters, setup, users_for, Common, Window};
 use crate::fleet::{Fleet, SessionSpec};
@@ -9,7 +10,7 @@ use crate::gateway::{settled_rss, GatewaySettings, ProcSample};
 use crate::report::{Checks, Report};
 use crate::svg::{Plot, Series};
 use crate::users::Organisation;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -68,22 +69,28 @@ pub async fn run(args: IdleArgs) -> Result<Report> {
     };
     let s = setup(&args.common, &org, settings).await?;
     let mut report = Report::new(if args.no_poll { "s1-idle-no-poll" } else { "s1-idle" }, parameters(&args));
+    if s.is_cluster() {
+        if args.no_poll {
+            bail!("--no-poll is for one node");
+        }
+        super::hold::cluster_idle(&args, &s, &org, users, &mut report).await?;
+        return Ok(report);
+    }
     let mut fleet = Fleet::new(s.ctx.clone(), Vec::new());
     fleet.sign_in(0..users).await?;
-    let baseline = settled_rss(&s.gateway, Duration::from_millis(300)).await.unwrap_or(0);
+    let baseline = settled_rss(s.gateway(), Duration::from_millis(300)).await.unwrap_or(0);
     let mut points = vec![(0.0, baseline as f64 / 1024.0)];
     let mut done = 0;
     for step in 1..=args.steps.max(1) {
         let target = args.sessions * step / args.steps.max(1);
-        let specs =
-            (done..target).map(|i| SessionSpec { user: i % users, subscriptions: org.contacts[i % users].clone() }).collect();
+        let specs = (done..target).map(|i| SessionSpec::new(i % users, org.contacts[i % users].clone())).collect();
         fleet.start(specs, !args.no_poll).await?;
         if args.no_poll {
             fleet.drain(done, 2000).await?;
         }
         done = target;
         fleet.quiesce(Duration::from_secs(1), Duration::from_secs(60)).await;
-        let rss = settled_rss(&s.gateway, Duration::from_millis(300)).await.unwrap_or(0);
+        let rss = settled_rss(s.gateway(), Duration::from_millis(300)).await.unwrap_or(0);
         eprintln!("{done} sessions: gateway RSS {:.1} MiB", rss as f64 / 1024.0);
         points.push((done as f64, rss as f64 / 1024.0));
     }
@@ -94,7 +101,7 @@ pub async fn run(args: IdleArgs) -> Result<Report> {
     let shared_cpu = window.shared_cpu_figures(&s);
     let renewed = crate::stats::Counters::get(&s.counters().responses) - responses_before;
     let own = ProcSample::read(std::process::id()).unwrap_or_default();
-    let end = s.sample();
+    let end = s.gateway().sample().unwrap_or_default();
     let held = s.counters().connections.load(std::sync::atomic::Ordering::Relaxed);
     let subscriptions: HashMap<u64, Vec<usize>> = HashMap::new();
     let trackers = fleet.stop().await;

@@ -89,7 +89,7 @@ pub async fn run(args: QueryArgs) -> Result<Report> {
     let s = setup(&args.common, &org, settings).await?;
     let mut report = Report::new("s4-query", parameters(&args));
     let mut fleet = Fleet::new(s.ctx.clone(), Vec::new());
-    fleet.start((0..args.connections).map(|u| SessionSpec { user: u, subscriptions: Vec::new() }).collect(), true).await?;
+    fleet.start((0..args.connections).map(|u| SessionSpec::new(u, Vec::new())).collect(), true).await?;
     fleet.quiesce(Duration::from_secs(1), Duration::from_secs(30)).await;
 
     let window = Window::open(&s);

@@ -65,15 +65,15 @@ pub async fn run(args: ReconnectArgs) -> Result<Report> {
     let mut report = Report::new("s5-reconnect", parameters(&args));
     let waiter = Waiter::new(beacon as u32);
     let mut fleet = Fleet::new(s.ctx.clone(), vec![waiter.clone()]);
-    let mut specs: Vec<SessionSpec> = (0..=publishers).map(|p| SessionSpec { user: p, subscriptions: Vec::new() }).collect();
+    let mut specs: Vec<SessionSpec> = (0..=publishers).map(|p| SessionSpec::new(p, Vec::new())).collect();
     for (j, mut subs) in layout(args.sessions, args.subscriptions, publishers).into_iter().enumerate() {
         subs.push(beacon);
-        specs.push(SessionSpec { user: publishers + 1 + j % watcher_users, subscriptions: subs });
+        specs.push(SessionSpec::new(publishers + 1 + j % watcher_users, subs));
     }
     fleet.start(specs, true).await?;
     fleet.quiesce(Duration::from_secs(1), Duration::from_secs(60)).await;
 
-    let driver = Arc::new(CwaPublish::new(s.ctx.pool.clone(), &fleet.sessions[..=publishers]));
+    let driver = Arc::new(CwaPublish::new(&s.ctx, &fleet.sessions[..=publishers]));
     let changer = Changer::new(driver.clone(), s.ctx.counters.clone(), (0..publishers).collect());
     let beacon_changer = Changer::new(driver, s.ctx.counters.clone(), vec![beacon]);
     let background = {

@@ -1,0 +1,139 @@
+//! Authorisation of changes to another user's presence, rights and picture, decided in the
+//! service: such a change needs a [`Permit`] for that user and that kind of change, and only
+//! [`Gateway::permit`] grants one — to the user themself, an administrator, or (for the absent
+//! state) a watcher the user gave Team level or above. The methods that make these changes take
+//! the permit, so no handler can forget the check. (A CWA session never names the user it
+//! changes: its commands act on the session's own user.)
+
+use super::Gateway;
+use crate::error::{GatewayError, Result};
+use crate::model::rights::{visibility, AccessLevel};
+use crate::model::sources::{ManualState, Note};
+use crate::service::access::RightsChange;
+
+/// Who asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor<'a> {
+    /// An administrator's token.
+    Admin,
+    /// An integration's token: it reports sources, it changes nobody's presence directly.
+    Source,
+    /// A signed-in user.
+    User(&'a str),
+}
+
+/// What kind of change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The manual (absent) state: the user, an admin, or a watcher at Team level or above.
+    AbsentState,
+    /// The personal note: the user or an admin.
+    Note,
+    /// The user's rights entries: the user or an admin.
+    Rights,
+    /// The user's picture: the user or an admin.
+    Image,
+}
+
+/// Leave to make one kind of change to one user. Built only by [`Gateway::permit`].
+#[derive(Debug)]
+pub struct Permit {
+    uri: String,
+    action: Action,
+}
+
+impl Permit {
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn check(&self, action: Action) -> Result<&str> {
+        match self.action == action {
+            true => Ok(&self.uri),
+            false => Err(GatewayError::internal("using a permit", format!("{:?} for {:?}", self.action, action))),
+        }
+    }
+}
+
+impl Gateway {
+    /// Leave for `actor` to make `action` on `uri`, or `PermissionDenied` saying who may.
+    pub fn permit(&self, actor: &Actor<'_>, action: Action, uri: &str) -> Result<Permit> {
+        let allowed = match (actor, action) {
+            (Actor::Admin, _) => true,
+            (Actor::Source, _) => false,
+            (Actor::User(me), _) if *me == uri => true,
+            (Actor::User(me), Action::AbsentState) => visibility(self.directory.level(uri, me)).may_set_absent_state,
+            (Actor::User(_), _) => false,
+        };
+        match allowed {
+            true => Ok(Permit { uri: uri.to_string(), action }),
+            false => Err(GatewayError::PermissionDenied(refusal(action).into())),
+        }
+    }
+
+    /// Sets (or with `None` resets) the user's manual state.
+    pub async fn set_manual_state(&self, permit: &Permit, manual: Option<ManualState>) -> Result<()> {
+        let uri = permit.check(Action::AbsentState)?;
+        self.change_presence(uri, |p| p.manual = manual).await
+    }
+
+    /// Sets (or with `None` clears) the user's personal note.
+    pub async fn set_note(&self, permit: &Permit, note: Option<Note>) -> Result<()> {
+        let uri = permit.check(Action::Note)?;
+        self.change_presence(uri, |p| p.note = note).await
+    }
+
+    /// Changes the user's rights entries; returns the levels whose membership changed.
+    pub async fn set_rights(&self, permit: &Permit, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
+        let uri = permit.check(Action::Rights)?;
+        self.change_rights(uri, changes).await
+    }
+
+    /// Stores the user's picture (normal or large) and returns its hash.
+    pub async fn put_image(&self, permit: &Permit, large: bool, content_type: &str, bytes: Vec<u8>) -> Result<String> {
+        let uri = permit.check(Action::Image)?;
+        self.set_image(uri, large, content_type, bytes).await
+    }
+
+    /// Removes the user's picture; whether there was one.
+    pub async fn delete_image(&self, permit: &Permit, large: bool) -> Result<bool> {
+        let uri = permit.check(Action::Image)?;
+        self.remove_image(uri, large).await
+    }
+}
+
+fn refusal(action: Action) -> &'static str {
+    match action {
+        Action::AbsentState => "only the user, an admin or a watcher at team level or above may change this absent state",
+        Action::Note => "only the user or an admin may change the note",
+        Action::Rights => "only the owner or an admin may change this list",
+        Action::Image => "only the user or an admin may change the image",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn permits_follow_who_asks_and_what_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config { data_dir: dir.path().into(), ..Default::default() };
+        let gateway = crate::build(config, std::sync::Arc::new(crate::service::clock::SystemClock)).await.unwrap();
+        let bob = "sip:bob@example.com";
+        for action in [Action::AbsentState, Action::Note, Action::Rights, Action::Image] {
+            assert!(gateway.permit(&Actor::Admin, action, bob).is_ok());
+            assert!(gateway.permit(&Actor::User(bob), action, bob).is_ok());
+            let source = gateway.permit(&Actor::Source, action, bob).unwrap_err();
+            assert_eq!(source.json_code(), "permission_denied");
+        }
+        // Nobody gave Alice Team level on Bob: she may not set his absent state either.
+        let alice = Actor::User("sip:alice@example.com");
+        assert!(gateway.permit(&alice, Action::AbsentState, bob).is_err());
+        assert!(gateway.permit(&alice, Action::Note, bob).is_err());
+        // A permit is for one kind of change only.
+        let note = gateway.permit(&Actor::Admin, Action::Note, bob).unwrap();
+        assert!(gateway.set_manual_state(&note, None).await.is_err());
+        gateway.shutdown().await;
+    }
+}
