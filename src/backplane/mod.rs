@@ -9,8 +9,9 @@
 
 pub mod redis;
 
+use crate::config::LogonPolicy;
 use crate::model::reports::SourceReport;
-use crate::model::sources::{ManualState, Note};
+use crate::model::sources::{ManualState, Note, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,6 +123,57 @@ pub trait Backplane: Send + Sync {
     async fn claim_json_stream(&self, _login: u64, sid: u64, _lifetime: Duration) -> Result<StreamHolder, BackplaneError> {
         Ok(StreamHolder { node: self.node().clone(), sid, address: String::new() })
     }
+
+    /// Checks a sign-in attempt against the cluster's shared counts and counts it when it may go
+    /// ahead (README "Sign-in limits"); `user` and `address` are digests. `Ok(None)`: there are
+    /// no shared counts (standalone), the node's own limiter decides.
+    async fn count_logon(
+        &self,
+        _user: &str,
+        _address: &str,
+        _policy: &LogonPolicy,
+    ) -> Result<Option<LogonCount>, BackplaneError> {
+        Ok(None)
+    }
+    /// A counted attempt had the right password: its count is taken back and the address becomes
+    /// one the user signs in from.
+    async fn logon_succeeded(&self, _user: &str, _address: &str) -> Result<(), BackplaneError> {
+        Ok(())
+    }
+    /// Claims a timed transition's cluster-wide effects for this node (docs/architecture.md §5);
+    /// `key` names the presentity, the part and the deadline. Standalone: always this node's.
+    async fn claim(&self, _key: &str) -> Result<Claim, BackplaneError> {
+        Ok(Claim::Won)
+    }
+    /// The claimed transition is carried out: nobody needs to take it over.
+    async fn claim_done(&self, _key: &str) -> Result<(), BackplaneError> {
+        Ok(())
+    }
+    /// Withdraws a source's report if the one the backplane holds has expired at `now` (a newer
+    /// one stays); true if it was withdrawn.
+    async fn withdraw_expired(&self, _uri: &str, _source: &str, _now: Timestamp) -> Result<bool, BackplaneError> {
+        Ok(false)
+    }
+}
+
+/// What the shared sign-in counts say of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogonCount {
+    /// It passed the limits and was counted.
+    Counted,
+    /// Refused: the next attempt can pass after this long.
+    Refused(std::time::Duration),
+}
+
+/// Who carries out a timed transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This node: it does the store write and publishes.
+    Won,
+    /// Another node, which has this long left to finish before anyone may take over.
+    Held(std::time::Duration),
+    /// It is done.
+    Done,
 }
 
 /// Where a sign-in's JSON event stream lives: its node, its sid and the node's address.

@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// How long an address counts as one the user signs in from.
 pub const KNOWN_FOR_DAYS: i64 = 30;
 /// Known addresses remembered per user (the most recent ones).
-const KNOWN_PER_USER: usize = 16;
+pub const KNOWN_PER_USER: usize = 16;
 /// Entries per table; past it the least recently touched entry makes room.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -163,13 +163,15 @@ impl LogonLimiter {
         if let Some(failures) = tables.users.get_mut(&attempt.user) {
             failures.count = failures.count.saturating_sub(1);
         }
-        make_room(&mut tables.known, &attempt.user, |list| list.iter().map(|(_, at)| *at).max().unwrap_or(now));
-        let list = tables.known.entry(attempt.user).or_default();
-        list.retain(|(address, _)| *address != attempt.address);
-        list.push((attempt.address, now));
-        if list.len() > KNOWN_PER_USER {
-            list.remove(0);
-        }
+        remember(&mut tables, attempt.user, attempt.address, now);
+    }
+
+    /// The user signed in from `address` (counted elsewhere: the cluster's shared counts), so it
+    /// is known here too should this node have to count on its own.
+    pub fn signed_in_from(&self, user: &str, address: IpAddr, now: Timestamp) {
+        let mut tables = self.tables.lock();
+        let user: Arc<str> = tables.known.get_key_value(user).map_or_else(|| Arc::from(user), |(k, _)| k.clone());
+        remember(&mut tables, user, limit_address(address), now);
     }
 
     /// Forgets windows that have passed, failures long ago and addresses no longer known.
@@ -186,13 +188,24 @@ impl LogonLimiter {
     }
 }
 
+/// Makes `address` one the user signs in from (the most recent [`KNOWN_PER_USER`] are kept).
+fn remember(tables: &mut Tables, user: Arc<str>, address: IpAddr, now: Timestamp) {
+    make_room(&mut tables.known, &user, |list| list.iter().map(|(_, at)| *at).max().unwrap_or(now));
+    let list = tables.known.entry(user).or_default();
+    list.retain(|(known, _)| *known != address);
+    list.push((address, now));
+    if list.len() > KNOWN_PER_USER {
+        list.remove(0);
+    }
+}
+
 fn seconds(secs: u64) -> Duration {
     Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
 }
 
 /// The address an attempt is limited under: IPv4 as it is, IPv6 by its /64 network (one host
 /// usually holds a whole /64).
-fn limit_address(address: IpAddr) -> IpAddr {
+pub fn limit_address(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => {

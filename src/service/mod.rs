@@ -20,8 +20,10 @@ pub mod presence;
 pub mod search;
 pub mod seed;
 pub mod sessions;
+pub mod shared_limits;
 pub mod sync;
 pub mod tickets;
+pub mod transitions;
 pub mod users;
 
 use crate::backplane::{Backplane, BackplaneError};

@@ -459,8 +459,12 @@ impl Gateway {
         self.timers.schedule(TimerKey::Presentity(uri), next);
     }
 
-    /// Expired manual state / note are removed from the store too (a timed transition).
+    /// Expired manual state / note are removed from the store too (a timed transition); in a
+    /// cluster by one node ([`super::transitions`]).
     pub(crate) async fn expire_presence(&self, uri: &str) {
+        if self.backplane.is_shared() {
+            return self.transition_in_cluster(uri);
+        }
         let now = self.clock.now();
         let Some(entry) = self.presence_entry(uri) else { return };
         let expired = {

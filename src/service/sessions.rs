@@ -89,8 +89,8 @@ impl Gateway {
         let uri = self.directory.resolve_logon_name(name);
         let limited_as = uri.clone().unwrap_or_else(|| format!("unknown:{}", name.trim().to_lowercase()));
         let attempt = self
-            .limiter
-            .begin(&limited_as, address, self.clock.now())
+            .begin_logon(&limited_as, address, self.clock.now())
+            .await
             .map_err(|throttled| LogonRefused::Throttled { retry_after: throttled.retry_after })?;
         let hash = match &uri {
             Some(uri) => self.store.user(uri).await.map_err(LogonRefused::store_failed)?.and_then(|u| u.password_hash),
@@ -101,7 +101,7 @@ impl Gateway {
         match uri {
             Some(uri) if verified && hash.is_some() => {
                 let now = self.clock.now();
-                self.limiter.succeeded(attempt, now);
+                self.logon_succeeded(attempt, &limited_as, address, now);
                 let auth = self.tickets.issue(Arc::from(uri.as_str()), now).await.map_err(LogonRefused::store_failed)?;
                 tracing::info!(user = %uri, "signed in");
                 Ok(SignedIn { auth, uri })

@@ -13,7 +13,7 @@
 use super::super::{BackplaneError, LiveChange, LiveInputs, NodeId};
 use std::collections::HashMap;
 
-const PREFIX: &str = "presence-gateway:";
+pub(super) const PREFIX: &str = "presence-gateway:";
 
 /// Writes one field of a presentity (or removes it, for an empty value), bumps the version and
 /// publishes the change, all at once; does nothing when the field already holds the value (or,

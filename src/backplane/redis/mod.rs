@@ -5,14 +5,21 @@
 //! order of versions is the order of changes. [`follow`] applies what arrives in version order
 //! and re-reads a presentity on any gap; [`nodes`] keeps this node's heartbeat and clears the
 //! contributions of nodes whose heartbeat lapsed; [`streams`] records which node holds each
-//! sign-in's JSON event stream.
+//! sign-in's JSON event stream. [`logon`] keeps the cluster's shared counts of failed sign-ins,
+//! [`claims`] makes one node carry out each timed transition.
 
+mod claims;
 mod follow;
 mod keys;
+mod logon;
 mod nodes;
 mod streams;
 
-use super::{Backplane, BackplaneError, ChangeHandler, LiveChange, LiveInputs, NodeId, Published};
+pub use claims::{CLAIM_HOLD, DONE_KEPT};
+
+use super::{Backplane, BackplaneError, ChangeHandler, Claim, LiveChange, LiveInputs, LogonCount, NodeId, Published};
+use crate::config::LogonPolicy;
+use crate::model::sources::Timestamp;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -216,5 +223,25 @@ impl Backplane for RedisBackplane {
         lifetime: Duration,
     ) -> Result<crate::backplane::StreamHolder, BackplaneError> {
         self.claim_stream(login, sid, lifetime).await
+    }
+
+    async fn count_logon(&self, user: &str, address: &str, policy: &LogonPolicy) -> Result<Option<LogonCount>, BackplaneError> {
+        self.begin_logon(user, address, policy).await.map(Some)
+    }
+
+    async fn logon_succeeded(&self, user: &str, address: &str) -> Result<(), BackplaneError> {
+        self.logon_success(user, address).await
+    }
+
+    async fn claim(&self, key: &str) -> Result<Claim, BackplaneError> {
+        self.claim_now(key).await
+    }
+
+    async fn claim_done(&self, key: &str) -> Result<(), BackplaneError> {
+        self.mark_done(key).await
+    }
+
+    async fn withdraw_expired(&self, uri: &str, source: &str, now: Timestamp) -> Result<bool, BackplaneError> {
+        self.withdraw(uri, source, now).await
     }
 }
