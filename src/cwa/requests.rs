@@ -459,17 +459,20 @@ pub fn parse_poll_query(raw: Option<&str>) -> Result<PollQuery, GatewayError> {
         let bad = |what: &str| {
             GatewayError::InvalidFormat(format!("{what} must be {}", if what == "UA" { "true or false" } else { "a number" }))
         };
-        match name.to_ascii_lowercase().as_str() {
-            "sid" => query.sid = Some(value.parse().map_err(|_| bad("Sid"))?),
-            "ackid" => query.ack = if value.is_empty() { 0 } else { value.parse().map_err(|_| bad("AckId"))? },
-            "ua" => {
-                query.user_active = match value.to_ascii_lowercase().as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" | "" => false,
-                    _ => return Err(bad("UA")),
-                }
-            }
-            _ => {}
+        // Names and `UA` values in any case, compared without a lower-case copy.
+        let is = |name: &str, expected: &str| name.eq_ignore_ascii_case(expected);
+        if is(name, "sid") {
+            query.sid = Some(value.parse().map_err(|_| bad("Sid"))?);
+        } else if is(name, "ackid") {
+            query.ack = if value.is_empty() { 0 } else { value.parse().map_err(|_| bad("AckId"))? };
+        } else if is(name, "ua") {
+            query.user_active = match value {
+                "1" => true,
+                "0" | "" => false,
+                _ if is(value, "true") => true,
+                _ if is(value, "false") => false,
+                _ => return Err(bad("UA")),
+            };
         }
     }
     Ok(query)

@@ -8,6 +8,7 @@ use crate::error::GatewayError;
 use crate::request::ticket;
 use crate::service::auth::{random_token, Authenticated};
 use crate::service::sessions::LogonRefused;
+use crate::service::tickets::TicketHash;
 use crate::service::Gateway;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -161,25 +162,90 @@ pub async fn data_channel(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    // Boxed: a ticket check may read the store, and a held poll should not keep room for that.
-    let (auth, presented) = match Box::pin(authenticate(&gateway, &headers)).await {
-        Ok(found) => found,
-        Err(refused) => return refused,
-    };
-    let cookie = ticket::Cookie::for_request(&gateway.config, Some(peer), &headers);
-    let query = match parse_poll_query(raw.as_deref()) {
-        Ok(PollQuery { sid: None, .. }) => {
-            return with_ticket(bad_body(GatewayError::InvalidFormat("Sid is required".into())), &auth, &presented, cookie)
-        }
-        Ok(query) => query,
-        Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
-    };
+    let request = PollRequest::read(&gateway, peer, &headers, raw.as_deref());
     // A held poll keeps nothing of the request it no longer needs.
     drop((headers, raw));
+    // Boxed: a ticket check may read the store, and a held poll should not keep room for that.
+    let presented = request.presented.as_deref().map(|t| (t, TicketHash::of(t)));
+    let auth = match presented {
+        Some((ticket, hash)) => Some(Box::pin(gateway.authenticate_hashed(ticket, hash)).await),
+        None => None,
+    };
+    answer_poll(&gateway, request, auth).await.into_response()
+}
+
+/// What a data-channel request brings, read from its head before the poll is held (the router's
+/// handler above and the connection driver's own path, `super::data_channel`, read it alike).
+pub(super) struct PollRequest {
+    pub presented: Option<String>,
+    pub cookie: ticket::Cookie,
+    pub query: Result<PollQuery, GatewayError>,
+}
+
+impl PollRequest {
+    pub fn read(gateway: &Gateway, peer: SocketAddr, headers: &HeaderMap, raw_query: Option<&str>) -> PollRequest {
+        PollRequest {
+            presented: ticket::presented(headers),
+            cookie: ticket::Cookie::for_request(&gateway.config, Some(peer), headers),
+            query: parse_poll_query(raw_query),
+        }
+    }
+}
+
+/// The answer to a data-channel request, before it is HTTP: status, body, and the ticket (with
+/// the cookie when it is new) to send back.
+pub(super) struct PollAnswer {
+    pub status: StatusCode,
+    pub body: String,
+    pub ticket: Option<(String, Option<ticket::Cookie>)>,
+}
+
+impl IntoResponse for PollAnswer {
+    fn into_response(self) -> Response {
+        let mut response = xml_reply(self.status, self.body);
+        if let Some((ticket, cookie)) = &self.ticket {
+            ticket::attach(response.headers_mut(), ticket, *cookie);
+        }
+        response
+    }
+}
+
+/// One data-channel poll (docs/architecture.md §1.2 items 5, 6 and 9), given the outcome of its
+/// ticket check (`None`: no ticket presented): 401 without a valid ticket, 503 when the store
+/// could not say, 400 for a bad query, 404 for a session that is not the login's, else the
+/// events (held until there are some, or the hold time passes).
+pub(super) async fn answer_poll(
+    gateway: &Gateway,
+    request: PollRequest,
+    auth: Option<Result<Option<Authenticated>, GatewayError>>,
+) -> PollAnswer {
+    let failed = |status, error: &GatewayError| PollAnswer { status, body: envelope::request_failed(None, error), ticket: None };
+    let (auth, presented) = match (auth, request.presented) {
+        (Some(Ok(Some(auth))), Some(presented)) => (auth, presented),
+        (Some(Err(error)), Some(_)) => return failed(StatusCode::SERVICE_UNAVAILABLE, &error),
+        _ => return failed(StatusCode::UNAUTHORIZED, &GatewayError::Unauthenticated),
+    };
+    let cookie = auth.rotated(&presented).then_some(request.cookie);
+    let reply = |answer: PollAnswer| PollAnswer { ticket: Some((auth.ticket.clone(), cookie)), ..answer };
+    let query = match request.query {
+        Ok(PollQuery { sid: None, .. }) => GatewayError::InvalidFormat("Sid is required".into()),
+        Ok(query) => return reply(poll_events(gateway, &auth, query).await),
+        Err(error) => error,
+    };
+    let status =
+        if matches!(query, GatewayError::LimitExceeded(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+    reply(PollAnswer { status, body: envelope::unusable_body(&query), ticket: None })
+}
+
+async fn poll_events(gateway: &Gateway, auth: &Authenticated, query: PollQuery) -> PollAnswer {
     let sid = query.sid.unwrap_or_default();
-    let not_found = || xml_reply(StatusCode::NOT_FOUND, envelope::request_failed(None, &GatewayError::SessionNotFound));
-    let Ok(session) = gateway.session_for(&auth.login, sid) else { return with_ticket(not_found(), &auth, &presented, cookie) };
-    let response = match gateway.poll(&session, query.ack, query.user_active).await {
+    let not_found = || PollAnswer {
+        status: StatusCode::NOT_FOUND,
+        body: envelope::request_failed(None, &GatewayError::SessionNotFound),
+        ticket: None,
+    };
+    let Ok(session) = gateway.session_for(&auth.login, sid) else { return not_found() };
+    match gateway.poll(&session, query.ack, query.user_active).await {
         Ok(batch) => {
             let header = EventsHeader {
                 sid,
@@ -187,9 +253,9 @@ pub async fn data_channel(
                 poll_wait_ms: gateway.config.poll_wait_ms,
                 session_timeout_s: gateway.config.session_timeout_seconds,
             };
-            xml_reply(StatusCode::OK, envelope::cwa_events(header, batch.events.iter().map(|(eid, p)| (*eid, &**p))))
+            let body = envelope::cwa_events(header, batch.events.iter().map(|(eid, p)| (*eid, &**p)));
+            PollAnswer { status: StatusCode::OK, body, ticket: None }
         }
         Err(_) => not_found(),
-    };
-    with_ticket(response, &auth, &presented, cookie)
+    }
 }

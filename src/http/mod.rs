@@ -5,6 +5,7 @@
 
 pub mod conn;
 mod cwa;
+pub mod data_channel;
 mod forward;
 mod ops;
 mod web;

@@ -54,7 +54,7 @@ impl MakeRequestId for RandomUuid {
 }
 
 /// `xxxxxxxx-xxxx-4xxx-Yxxx-xxxxxxxxxxxx` (RFC 9562 version 4, variant 10) of 16 random bytes.
-fn uuid_v4(mut bytes: [u8; 16]) -> [u8; 36] {
+pub(super) fn uuid_v4(mut bytes: [u8; 16]) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;

@@ -481,13 +481,13 @@ pub struct Admission<'a> {
 impl Admission<'_> {
     /// Queues an answer in a reserved place.
     pub fn push(&mut self, payload: Arc<EventPayload>) -> Pushed {
-        self.push_covering(payload, &[])
+        self.push_covering::<&str>(payload, &[])
     }
 
     /// Queues an answer that carries the state the snapshots under `keys` carry (a query's
     /// answer): unsent snapshots under those keys are sealed first, so that a newer one is queued
     /// after the answer instead of replacing an older one in front of it.
-    pub fn push_covering(&mut self, payload: Arc<EventPayload>, keys: &[Arc<str>]) -> Pushed {
+    pub fn push_covering<K: AsRef<str>>(&mut self, payload: Arc<EventPayload>, keys: &[K]) -> Pushed {
         let left = &mut self.left;
         self.session.locked_push(|s| {
             debug_assert!(*left > 0, "a command queued more answers than it reserved");
@@ -606,11 +606,11 @@ impl SessionState {
 
     /// Unsent snapshots under `keys` stop coalescing: an event about to follow them carries the
     /// same state, and a newer snapshot must come after that event. One pass over the unsent part.
-    fn seal(&mut self, keys: &[Arc<str>]) {
+    fn seal<K: AsRef<str>>(&mut self, keys: &[K]) {
         if keys.is_empty() {
             return;
         }
-        let keys: HashSet<&str> = keys.iter().map(|k| &**k).collect();
+        let keys: HashSet<&str> = keys.iter().map(AsRef::as_ref).collect();
         let sent_upto = self.sent_upto;
         for q in self.queue.iter_mut().rev().take_while(|q| q.eid > sent_upto) {
             if q.presentity.as_deref().is_some_and(|p| keys.contains(p)) {

@@ -4,14 +4,17 @@
 //! cookie at all: never a page of another site (login CSRF).
 
 use crate::config::Config;
-use axum::http::{header, HeaderMap, HeaderValue};
+use crate::service::tickets::TicketHash;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use std::net::SocketAddr;
 
 pub const TICKET_HEADER: &str = "CWA-Ticket";
+/// [`TICKET_HEADER`] as a header name (looked up without parsing the name each time).
+pub const TICKET_NAME: HeaderName = HeaderName::from_static("cwa-ticket");
 
 /// The ticket a request presents, if any.
 pub fn presented(headers: &HeaderMap) -> Option<String> {
-    if let Some(value) = headers.get(TICKET_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = headers.get(TICKET_NAME).and_then(|v| v.to_str().ok()) {
         return Some(value.trim().to_string()).filter(|t| !t.is_empty());
     }
     let cookies = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
@@ -43,16 +46,63 @@ impl Cookie {
     }
 }
 
+/// The `Set-Cookie` value that hands `ticket` to a browser.
+fn cookie_value(ticket: &str, Cookie { secure }: Cookie) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{TICKET_HEADER}={ticket}; Path=/; HttpOnly; SameSite=Strict{secure}")
+}
+
 /// Adds the ticket to a reply, and sets the cookie when `cookie` says so.
 pub fn attach(headers: &mut HeaderMap, ticket: &str, cookie: Option<Cookie>) {
     if let Ok(value) = HeaderValue::from_str(ticket) {
         headers.insert(TICKET_HEADER, value);
     }
-    if let Some(Cookie { secure }) = cookie {
-        let secure = if secure { "; Secure" } else { "" };
-        let cookie = format!("{TICKET_HEADER}={ticket}; Path=/; HttpOnly; SameSite=Strict{secure}");
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
+    if let Some(cookie) = cookie {
+        if let Ok(value) = HeaderValue::from_str(&cookie_value(ticket, cookie)) {
             headers.insert(header::SET_COOKIE, value);
         }
     }
+}
+
+/// [`attach`] for an answer the connection driver writes itself: the same header lines, in the
+/// same order, as wire bytes.
+pub fn attach_lines(out: &mut Vec<u8>, ticket: &str, cookie: Option<Cookie>) {
+    let mut line = |name: &[u8], value: &str| {
+        if HeaderValue::from_str(value).is_ok() {
+            out.extend_from_slice(name);
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    };
+    line(b"CWA-Ticket: ", ticket);
+    if let Some(cookie) = cookie {
+        line(b"Set-Cookie: ", &cookie_value(ticket, cookie));
+    }
+}
+
+/// The ticket a connection last presented and its hash, so that presenting it again (every poll
+/// of a long-poll connection) costs a comparison instead of a SHA-256. Kept in memory only, for
+/// the life of the connection, and compared in constant time.
+#[derive(Default)]
+pub struct Remembered(Option<(Box<str>, TicketHash)>);
+
+impl Remembered {
+    /// The hash of `ticket`, remembered from the last time or computed (and remembered).
+    pub fn hash(&mut self, ticket: &str) -> TicketHash {
+        if let Some((known, hash)) = &self.0 {
+            if same(known.as_bytes(), ticket.as_bytes()) {
+                return *hash;
+            }
+        }
+        let hash = TicketHash::of(ticket);
+        self.0 = Some((ticket.into(), hash));
+        hash
+    }
+}
+
+/// Whether `a` and `b` are equal, looking at every byte whatever the first difference (their
+/// length is no secret: every ticket has the same).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let differences = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    a.len() == b.len() && std::hint::black_box(differences) == 0
 }

@@ -131,11 +131,10 @@ impl Gateway {
         let snapshots: Vec<_> = uris.iter().map(|uri| self.query_snapshot(uri, session)).collect();
         let (mut keys, mut raw_keys, mut raw) = (Vec::with_capacity(uris.len()), Vec::new(), Vec::new());
         for (uri, snapshot) in uris.iter().zip(&snapshots) {
-            let (key, raw_key) = Gateway::snapshot_keys(session, uri);
-            keys.push(key);
+            keys.push(Gateway::presence_snapshot_key(session, uri));
             if let Some(payload) = snapshot.raw.as_ref().filter(|raw| raw.holds_raw_categories()) {
                 raw.push(payload);
-                raw_keys.push(raw_key);
+                raw_keys.push(Gateway::raw_snapshot_key(session, uri));
             }
         }
         let presence = joined(snapshots.iter().map(|s| &s.presence));

@@ -319,11 +319,11 @@ impl Gateway {
 
     /// Queues an answer that carries the state of presentities, under the keys their snapshots
     /// coalesce under ([`Gateway::snapshot_keys`]): a later change is then queued after it.
-    pub(crate) fn answer_covering(
+    pub(crate) fn answer_covering<K: AsRef<str>>(
         &self,
         answers: &mut crate::hub::session::Admission<'_>,
         payload: Arc<EventPayload>,
-        keys: &[Arc<str>],
+        keys: &[K],
     ) {
         crate::telemetry::record_push(answers.push_covering(payload, keys));
     }
@@ -335,6 +335,24 @@ impl Gateway {
             return (SELF_KEY.clone(), SELF_RAW_KEY.clone());
         }
         (Arc::from(uri), raw_key(uri))
+    }
+
+    /// The first of [`Gateway::snapshot_keys`], borrowed: no allocation (a query covers 20 at once).
+    pub(crate) fn presence_snapshot_key<'a>(session: &Session, uri: &'a str) -> &'a str {
+        if uri == &*session.user {
+            &SELF_KEY
+        } else {
+            uri
+        }
+    }
+
+    /// The second of [`Gateway::snapshot_keys`].
+    pub(crate) fn raw_snapshot_key(session: &Session, uri: &str) -> Arc<str> {
+        if uri == &*session.user {
+            SELF_RAW_KEY.clone()
+        } else {
+            raw_key(uri)
+        }
     }
 
     /// Changes the durable part (manual state, note) of a user's presence: stored first, then

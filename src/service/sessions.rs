@@ -3,6 +3,7 @@
 //! sessions that stopped polling.
 
 use super::auth::{Authenticated, Login};
+use super::tickets::TicketHash;
 use super::Gateway;
 use crate::cwa::envelope::SessionStarted;
 use crate::cwa::requests::InitiateSession;
@@ -116,6 +117,18 @@ impl Gateway {
     /// had to be asked and could not answer.
     pub async fn authenticate(&self, ticket: &str) -> Result<Option<Authenticated>> {
         self.tickets.authenticate(ticket, self.clock.now()).await.map_err(|e| GatewayError::store("checking a ticket", e))
+    }
+
+    /// [`Gateway::authenticate`] of a ticket whose hash is known: answered from the ticket cache
+    /// without an `.await` when it can be, else as [`Gateway::authenticate`] (boxed, so that a
+    /// caller's future keeps no room for a store read).
+    pub async fn authenticate_hashed(&self, ticket: &str, hash: TicketHash) -> Result<Option<Authenticated>> {
+        let now = self.clock.now();
+        if let Some(answer) = self.tickets.authenticate_cached(ticket, hash, now) {
+            return Ok(answer);
+        }
+        let checked = Box::pin(self.tickets.authenticate_hashed(ticket, hash, now)).await;
+        checked.map_err(|e| GatewayError::store("checking a ticket", e))
     }
 
     /// Starts a session for a login: limit check, initial state, the initial event burst.

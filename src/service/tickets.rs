@@ -205,7 +205,17 @@ impl Tickets {
     /// due for rotation. `Ok(None)` = unknown, idle for too long, or its login has ended; an error
     /// only when the store had to be read and could not be.
     pub async fn authenticate(&self, ticket: &str, now: Timestamp) -> StoreResult<Option<Authenticated>> {
-        let hash = TicketHash::of(ticket);
+        self.authenticate_hashed(ticket, TicketHash::of(ticket), now).await
+    }
+
+    /// [`Tickets::authenticate`] of a ticket whose hash the caller already has (`hash` must be
+    /// `TicketHash::of(ticket)`).
+    pub async fn authenticate_hashed(
+        &self,
+        ticket: &str,
+        hash: TicketHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<Authenticated>> {
         let (login, rotated) = match self.cached(hash, now) {
             Cached::Dead => return Ok(None),
             Cached::Valid { login, rotated } => (login, rotated),
@@ -218,6 +228,19 @@ impl Tickets {
             return Ok(Some(Authenticated { login, ticket: ticket.to_string() }));
         }
         Ok(Some(self.rotate(login, rotated, ticket, now).await))
+    }
+
+    /// The answer of [`Tickets::authenticate_hashed`] when the cache alone gives it (a known
+    /// value not due for rotation, or a dead one), without an `.await`; `None` when the store
+    /// has to be asked or a fresh value issued.
+    pub fn authenticate_cached(&self, ticket: &str, hash: TicketHash, now: Timestamp) -> Option<Option<Authenticated>> {
+        match self.cached(hash, now) {
+            Cached::Dead => Some(None),
+            Cached::Valid { login, rotated } if now - rotated < self.policy.rotation => {
+                Some(Some(Authenticated { login, ticket: ticket.to_string() }))
+            }
+            Cached::Valid { .. } | Cached::Ask { .. } => None,
+        }
     }
 
     fn cached(&self, hash: TicketHash, now: Timestamp) -> Cached {

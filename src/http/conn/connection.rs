@@ -7,14 +7,17 @@
 
 use super::chunked::ChunkedDecoder;
 use super::head::{self, Framing, Head, HeadError};
-use super::response::{self, Written};
+use super::response::{self, Prepared, Written};
 use super::transport::{self, Transport};
 use super::Settings;
+use crate::http::data_channel::DataChannel;
+use crate::request::ticket::Remembered;
 use crate::telemetry;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
+use futures_util::future::Either;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +38,8 @@ pub struct Context {
     /// Becomes `true` when the server shuts down: idle connections close, busy ones after their
     /// current answer.
     pub shutdown: watch::Receiver<bool>,
+    /// Answers data-channel polls without the router, when set.
+    pub data_channel: Option<Arc<DataChannel>>,
 }
 
 /// Why reading a request stopped.
@@ -76,11 +81,18 @@ struct Answering {
     unread_body: bool,
 }
 
+/// An answer: from the router, or made by the data channel's own path.
+enum Reply {
+    Routed(axum::response::Response),
+    Prepared(Prepared),
+}
+
 /// Serves one connection until it closes.
 pub async fn serve<T: Transport>(mut io: T, peer: SocketAddr, mut context: Context) {
     let mut next: Vec<u8> = Vec::new();
     let mut first_byte_deadline = Instant::now() + context.settings.header_timeout;
     let mut json_errors = false;
+    let mut remembered = Remembered::default();
     loop {
         // Reading and writing run boxed, and what reading produced goes out of scope before the
         // handler's future is awaited: a connection whose request is held (a long poll) keeps a
@@ -100,13 +112,33 @@ pub async fn serve<T: Transport>(mut io: T, peer: SocketAddr, mut context: Conte
                 unread_body,
             };
             let watch_hang_up = next.is_empty();
-            (call(&io, &context.app, request(head, body, peer), watch_hang_up), how)
+            let answer = match context.data_channel.as_ref().filter(|channel| !unread_body && channel.takes(&head)) {
+                Some(channel) => {
+                    // Boxed where it is made: moved around as a pointer, not as a future.
+                    let answer = Box::pin(channel.clone().answer(head, peer, &mut remembered));
+                    Either::Left(until_hang_up(&io, async move { Reply::Prepared(answer.await) }, watch_hang_up))
+                }
+                None => Either::Right(call(&io, &context.app, request(head, body, peer), watch_hang_up)),
+            };
+            (answer, how)
         };
-        let Some(response) = answer.await else { return };
-        let close = !how.keep_alive || how.unread_body || *context.shutdown.borrow() || closes(&response);
+        let Some(reply) = answer.await else { return };
+        let close = !how.keep_alive
+            || how.unread_body
+            || *context.shutdown.borrow()
+            || matches!(&reply, Reply::Routed(response) if closes(response));
         let deadline = Instant::now() + context.settings.body_timeout;
-        let write = response::write(&mut io, response, how.head_request, how.version, close);
-        match Box::pin(timeout_at(deadline, write)).await {
+        let written = match reply {
+            Reply::Routed(response) => {
+                let write = response::write(&mut io, response, how.head_request, how.version, close);
+                Box::pin(timeout_at(deadline, write)).await
+            }
+            Reply::Prepared(answer) => {
+                let write = response::write_prepared(&mut io, answer, how.version, close);
+                Box::pin(timeout_at(deadline, write)).await
+            }
+        };
+        match written {
             Ok(Ok(Written::Complete)) if !close => {}
             Ok(Ok(_)) => return Box::pin(finish(&mut io)).await,
             Ok(Err(_)) => return,
@@ -150,17 +182,25 @@ fn call<'a, T: Transport>(
     app: &Router,
     request: Request<Body>,
     watch_hang_up: bool,
-) -> impl std::future::Future<Output = Option<axum::response::Response>> + 'a {
+) -> impl std::future::Future<Output = Option<Reply>> + 'a {
     // A `Router` is always ready: no `poll_ready` needed before `call`.
     let answer = tower::Service::call(&mut app.clone(), request);
-    async move {
-        if !watch_hang_up {
-            return Some(answer.await.unwrap_or_else(|never| match never {}));
-        }
-        tokio::select! {
-            answered = answer => Some(answered.unwrap_or_else(|never| match never {})),
-            () = transport::hung_up(io) => None,
-        }
+    until_hang_up(io, async move { Reply::Routed(answer.await.unwrap_or_else(|never| match never {})) }, watch_hang_up)
+}
+
+/// `answer`, or `None` (and `answer` dropped) when the client hangs up first; with
+/// `watch_hang_up` false (bytes of a next request are already here) the answer is awaited alone.
+async fn until_hang_up<T: Transport, F: std::future::Future<Output = Reply>>(
+    io: &T,
+    answer: F,
+    watch_hang_up: bool,
+) -> Option<Reply> {
+    if !watch_hang_up {
+        return Some(answer.await);
+    }
+    tokio::select! {
+        answered = answer => Some(answered),
+        () = transport::hung_up(io) => None,
     }
 }
 

@@ -53,15 +53,25 @@ pub fn has_no_body(head_request: bool, status: StatusCode) -> bool {
 /// Serialises the status line and headers (ending with the empty line).
 fn head_bytes(parts: &Parts, version: Version, close: bool, extra: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + extra);
-    out.extend_from_slice(if version == Version::HTTP_10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("Unknown").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    status_line(&mut out, version, parts.status);
     for (name, value) in &parts.headers {
         push_header(&mut out, name, value);
     }
-    if !parts.headers.contains_key(DATE) {
+    end_head(&mut out, !parts.headers.contains_key(DATE), version, close);
+    out
+}
+
+fn status_line(out: &mut Vec<u8>, version: Version, status: StatusCode) {
+    out.extend_from_slice(if version == Version::HTTP_10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Date` (unless the answer has one), `Connection` as needed, and the empty line.
+fn end_head(out: &mut Vec<u8>, date: bool, version: Version, close: bool) {
+    if date {
         out.extend_from_slice(b"Date: ");
         out.extend_from_slice(&date::now());
         out.extend_from_slice(b"\r\n");
@@ -72,7 +82,51 @@ fn head_bytes(parts: &Parts, version: Version, close: bool, extra: usize) -> Vec
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out
+}
+
+/// An answer made without the router (the data channel's own path, `crate::http::data_channel`):
+/// its status, its header lines as wire bytes (each ending in CRLF; no `Content-Length`, `Date`
+/// or `Connection`), and its body. Written as [`write`] writes a response with the same headers.
+pub struct Prepared {
+    pub status: StatusCode,
+    pub lines: Vec<u8>,
+    pub body: String,
+}
+
+/// Writes a [`Prepared`] answer (never to a `HEAD` request, never of a status without a body) in
+/// one vectored write: the head, then the body.
+pub async fn write_prepared<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    answer: Prepared,
+    version: Version,
+    close: bool,
+) -> std::io::Result<Written> {
+    debug_assert!(!has_no_body(false, answer.status));
+    let mut head = Vec::with_capacity(answer.lines.len() + 128);
+    status_line(&mut head, version, answer.status);
+    head.extend_from_slice(&answer.lines);
+    head.extend_from_slice(b"Content-Length: ");
+    push_decimal(&mut head, answer.body.len());
+    head.extend_from_slice(b"\r\n");
+    end_head(&mut head, true, version, close);
+    write_all_vectored(io, &mut [IoSlice::new(&head), IoSlice::new(answer.body.as_bytes())]).await?;
+    io.flush().await?;
+    Ok(Written::Complete)
+}
+
+/// Appends `n` in decimal, as `HeaderValue::from(usize)` spells it, without an allocation.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn push_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
