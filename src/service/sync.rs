@@ -16,17 +16,37 @@ use crate::store::{Change, ChangeFeed, StoreResult};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
-/// Applies the feed's changes until the gateway or the feed goes away.
+/// The most notices taken from the feed at once.
+const FEED_BATCH: usize = 1024;
+
+/// Applies the feed's changes until the gateway or the feed goes away. Notices that queued up
+/// meanwhile are taken together and each distinct one is applied once: applying re-reads the
+/// current state, so a repeat adds nothing — and after a mass sign-in, where every new subscriber
+/// of a user is one notice, re-reading that user's whole list once per notice grew with the
+/// square of their subscribers.
 pub(crate) async fn follow(gateway: Weak<Gateway>, mut feed: ChangeFeed) {
-    while let Some(change) = feed.recv().await {
+    let mut batch = Vec::with_capacity(FEED_BATCH);
+    while feed.recv_many(&mut batch, FEED_BATCH).await > 0 {
         let Some(gw) = gateway.upgrade() else { return };
-        if let Err(e) = gw.apply_change(&change).await {
-            tracing::warn!(error = %e, ?change, "applying a change made by another process; re-reading everything");
-            if let Err(e) = gw.apply_change(&Change::Everything).await {
-                tracing::error!(error = %e, "re-reading the store");
+        for change in distinct(std::mem::take(&mut batch)) {
+            if let Err(e) = gw.apply_change(&change).await {
+                tracing::warn!(error = %e, ?change, "applying a change made by another process; re-reading everything");
+                if let Err(e) = gw.apply_change(&Change::Everything).await {
+                    tracing::error!(error = %e, "re-reading the store");
+                }
             }
         }
     }
+}
+
+/// The distinct changes of `batch` in the order they first appear; only `Everything` when it
+/// is among them (it re-reads all the rest).
+fn distinct(batch: Vec<Change>) -> Vec<Change> {
+    if batch.contains(&Change::Everything) {
+        return vec![Change::Everything];
+    }
+    let mut seen = HashSet::with_capacity(batch.len());
+    batch.into_iter().filter(|change| seen.insert(change.clone())).collect()
 }
 
 impl Gateway {
@@ -248,5 +268,18 @@ impl Gateway {
                 self.resend_to_watcher(owner, &watcher);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_notices_are_applied_once_each_in_first_order() {
+        let subscribers = |owner: &str| Change::Subscribers(owner.to_string());
+        let batch = vec![subscribers("a"), subscribers("a"), Change::Rights("b".into()), subscribers("a"), subscribers("c")];
+        assert_eq!(distinct(batch), [subscribers("a"), Change::Rights("b".into()), subscribers("c")]);
+        assert_eq!(distinct(vec![subscribers("a"), Change::Everything, subscribers("c")]), [Change::Everything]);
     }
 }
