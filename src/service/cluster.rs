@@ -116,10 +116,7 @@ impl Gateway {
         if !self.backplane.is_shared() {
             return Ok(());
         }
-        let known: Vec<Arc<str>> = {
-            let presences = self.presences.read();
-            uris.iter().filter_map(|uri| presences.get_key_value(uri.as_ref()).map(|(key, _)| key.clone())).collect()
-        };
+        let known = self.presences.known(uris);
         if known.is_empty() {
             return Ok(());
         }
@@ -251,7 +248,7 @@ impl ChangeHandler for Handler {
     fn contribution(&self) -> Vec<Published> {
         let Some(gateway) = self.gateway.upgrade() else { return Vec::new() };
         let node = gateway.backplane.node().clone();
-        let entries: Vec<_> = gateway.presences.read().iter().map(|(uri, entry)| (uri.clone(), entry.clone())).collect();
+        let entries = gateway.presences.entries();
         let mut out = Vec::new();
         for (uri, entry) in entries {
             let live = entry.live.lock();

@@ -17,6 +17,7 @@ pub mod live_sessions;
 pub mod logon_limit;
 pub mod permits;
 pub mod presence;
+pub mod presence_book;
 pub mod search;
 pub mod seed;
 pub mod sessions;
@@ -30,14 +31,12 @@ use crate::backplane::{Backplane, BackplaneError};
 use crate::config::Config;
 use crate::hub::timers::{TimerKey, Timers};
 use crate::hub::Hub;
-use crate::model::presentity::Presentity;
 use crate::store::{Store, StoreError};
 use auth::PasswordChecks;
 use clock::Clock;
 use directory::Directory;
 use logon_limit::LogonLimiter;
 use parking_lot::RwLock;
-use presence::PresenceEntry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tickets::{TicketPolicy, Tickets};
@@ -55,7 +54,8 @@ pub struct Gateway {
     pub backplane: Arc<dyn Backplane>,
     /// Changes to this node's live inputs not yet published.
     pub(crate) outbox: Arc<cluster::Outbox>,
-    pub(crate) presences: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>>>,
+    /// Every known user's live presence.
+    presences: presence_book::PresenceBook,
     pub(crate) timers: Timers<TimerKey>,
     /// Contact lists and subscribers.
     lists: list_book::ListBook,
@@ -96,7 +96,7 @@ impl Gateway {
             clock,
             backplane,
             outbox: Arc::default(),
-            presences: RwLock::new(HashMap::new()),
+            presences: presence_book::PresenceBook::default(),
             timers: Timers::default(),
             lists: list_book::ListBook::default(),
             gates: gates::OwnerGates::default(),
@@ -156,8 +156,7 @@ impl Gateway {
             subscribers.entry(owner).or_default().push((watcher, acknowledged));
         }
         self.lists.load(contact_lists, subscribers);
-        let uris: Vec<Arc<str>> = self.presences.read().keys().cloned().collect();
-        for uri in uris {
+        for uri in self.presences.uris() {
             self.refresh(&uri);
         }
         Ok(())
@@ -165,15 +164,8 @@ impl Gateway {
 
     /// Makes a (new or updated) profile live.
     pub fn add_user(&self, profile: Arc<crate::model::contact::Profile>) {
-        let uri: Arc<str> = Arc::from(profile.uri.as_str());
         self.directory.put_profile(profile.clone());
-        let mut presences = self.presences.write();
-        match presences.get(&uri) {
-            Some(entry) => entry.live.lock().set_profile(profile),
-            None => {
-                presences.insert(uri, PresenceEntry::new(Presentity::new(profile)));
-            }
-        }
+        self.presences.put_profile(profile);
     }
 
     pub fn idle_timeout(&self) -> chrono::Duration {

@@ -161,7 +161,7 @@ pub(crate) struct Snapshot {
 
 impl Gateway {
     pub fn presence_entry(&self, uri: &str) -> Option<Arc<PresenceEntry>> {
-        self.presences.read().get(uri).cloned()
+        self.presences.get(uri)
     }
 
     /// What `watcher` may see of `uri` now (an unknown URI yields the offline "unknown" view).

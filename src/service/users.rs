@@ -63,7 +63,7 @@ impl Gateway {
             self.push_no_raw_categories(&session, &gone);
         }
         self.directory.remove(uri);
-        self.presences.write().remove(uri);
+        self.presences.remove(uri);
         self.lists.remove_user(uri);
         tracing::info!(user = uri, "user deleted");
     }
