@@ -194,10 +194,31 @@ pub enum StreamAt {
     Nowhere,
 }
 
+/// Each sign-in's JSON event stream on this node: login id → the stream's sid. Only this module
+/// reads or changes it (a stream is started under its write lock, so one sign-in gets one).
+#[derive(Default)]
+pub struct StreamIndex {
+    by_login: parking_lot::RwLock<HashMap<u64, u64>>,
+}
+
+impl StreamIndex {
+    fn sid_of(&self, login: u64) -> Option<u64> {
+        self.by_login.read().get(&login).copied()
+    }
+
+    /// Forgets the sign-in's stream if it is still `sid`.
+    fn forget(&self, login: u64, sid: u64) {
+        let mut streams = self.by_login.write();
+        if streams.get(&login) == Some(&sid) {
+            streams.remove(&login);
+        }
+    }
+}
+
 impl Gateway {
     /// This node's live JSON event stream of a sign-in.
     pub fn json_stream(&self, login: &crate::service::auth::Login) -> Option<Arc<Session>> {
-        let sid = self.json_sessions.read().get(&login.id).copied()?;
+        let sid = self.json_streams.sid_of(login.id)?;
         self.hub.get(sid).filter(|s| !s.is_ended())
     }
 
@@ -249,7 +270,7 @@ impl Gateway {
     fn start_json_stream(&self, login: &crate::service::auth::Login) -> crate::error::Result<(Arc<Session>, bool)> {
         use crate::error::GatewayError;
         use crate::hub::session::SessionOptions;
-        let mut streams = self.json_sessions.write();
+        let mut streams = self.json_streams.by_login.write();
         let existing = streams.get(&login.id).and_then(|sid| self.hub.get(*sid)).filter(|s| !s.is_ended());
         if let Some(session) = existing {
             return Ok((session, false));
@@ -271,9 +292,8 @@ impl Gateway {
 
     /// Forgets an ended JSON stream as its sign-in's stream (a later subscribe starts a new one).
     pub(crate) fn forget_json_stream(&self, session: &Session) {
-        let mut streams = self.json_sessions.write();
-        if session.json.is_some() && streams.get(&session.login) == Some(&session.sid) {
-            streams.remove(&session.login);
+        if session.json.is_some() {
+            self.json_streams.forget(session.login, session.sid);
         }
     }
 
@@ -344,7 +364,7 @@ mod tests {
             let StreamAt::Here(stream) = gateway.open_json_stream(&login, false).await.unwrap() else { panic!("not here") };
             gateway.terminate_session(&stream);
         }
-        assert!(gateway.json_sessions.read().is_empty(), "ended streams stay remembered");
+        assert!(gateway.json_streams.by_login.read().is_empty(), "ended streams stay remembered");
         gateway.shutdown().await;
     }
 

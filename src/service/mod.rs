@@ -36,7 +36,6 @@ use auth::PasswordChecks;
 use clock::Clock;
 use directory::Directory;
 use logon_limit::LogonLimiter;
-use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tickets::{TicketPolicy, Tickets};
@@ -59,8 +58,8 @@ pub struct Gateway {
     pub(crate) timers: Timers<TimerKey>,
     /// Contact lists and subscribers.
     lists: list_book::ListBook,
-    /// login id → the sid of its JSON event stream
-    pub(crate) json_sessions: RwLock<HashMap<u64, u64>>,
+    /// Each sign-in's JSON event stream on this node.
+    json_streams: json_events::StreamIndex,
     /// Serialise one owner's contact-list, subscriber and rights writes (held across the store
     /// write); different owners write at once.
     pub(crate) gates: gates::OwnerGates,
@@ -101,7 +100,7 @@ impl Gateway {
             lists: list_book::ListBook::default(),
             gates: gates::OwnerGates::default(),
             me: me.clone(),
-            json_sessions: RwLock::new(HashMap::new()),
+            json_streams: json_events::StreamIndex::default(),
             decoy_hash,
         });
         // Follow other processes' changes from before the load, so none falls between the two.
