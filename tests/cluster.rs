@@ -54,7 +54,7 @@ impl Cluster {
             cluster.nodes.push(node);
         }
         for node in &cluster.nodes {
-            assert!(ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
+            assert!(process::ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
         }
         cluster
     }
@@ -80,27 +80,11 @@ impl Cluster {
         let status = self.nodes[index].exit_status(Duration::from_secs(15)).await;
         assert!(status.success(), "{status}");
         self.nodes[index] = self.spawn_at(index, &address);
-        assert!(ready_within(self.base(index), Duration::from_secs(10), true).await, "{}", self.nodes[index].log.text());
+        assert!(process::ready_within(self.base(index), Duration::from_secs(10), true).await, "{}", self.nodes[index].log.text());
     }
 
     fn base(&self, node: usize) -> &str {
         &self.nodes[node].base
-    }
-}
-
-/// Whether `/readyz` says `ready` (200) or not (503) within `limit`.
-async fn ready_within(base: &str, limit: Duration, ready: bool) -> bool {
-    let deadline = Instant::now() + limit;
-    let http = reqwest::Client::new();
-    loop {
-        let status = http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
-        if (status == 200) == ready {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -180,7 +164,7 @@ async fn users_of_a_killed_node_go_offline_on_the_others_within_the_heartbeat_tt
     watcher.subscribe(&["sip:carol@example.com", BOB]).await;
     let carol = sees_within(&mut watcher, CROSS_NODE, "sip:carol@example.com", |_| true).await;
     assert_eq!(carol.availability, 3500);
-    assert!(ready_within(cluster.base(0), Duration::from_secs(1), true).await);
+    assert!(process::ready_within(cluster.base(0), Duration::from_secs(1), true).await);
 }
 
 #[tokio::test]
@@ -192,13 +176,13 @@ async fn nodes_resynchronise_after_redis_restarts_empty() {
     sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
 
     cluster.redis.stop();
-    assert!(ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
+    assert!(process::ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
     assert!(readiness(cluster.base(0)).await.contains("backplane: redis (unreachable)"));
     // A change while Redis is away is stored, and reaches the other node once it is back.
     assert!(bob.publish_note("while Redis was away").await.body.contains("requestAccepted"));
     cluster.redis.restart();
     for node in 0..2 {
-        assert!(ready_within(cluster.base(node), Duration::from_secs(15), true).await, "ready again");
+        assert!(process::ready_within(cluster.base(node), Duration::from_secs(15), true).await, "ready again");
     }
     let after = sees_within(&mut alice, Duration::from_secs(10), BOB, |s| s.note == "while Redis was away").await;
     assert_eq!(after.availability, 3500, "Bob is still online: his node published his sessions again");

@@ -55,7 +55,7 @@ impl Cluster {
             cluster.nodes.push(process::start(command));
         }
         for node in &cluster.nodes {
-            assert!(ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
+            assert!(process::ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
         }
         cluster
     }
@@ -71,22 +71,6 @@ impl Cluster {
     async fn redis(&self) -> ::redis::aio::MultiplexedConnection {
         let client = ::redis::Client::open(self.redis.url()).unwrap();
         client.get_multiplexed_async_connection().await.unwrap()
-    }
-}
-
-/// Whether `/readyz` says `ready` (200) or not (503) within `limit`.
-async fn ready_within(base: &str, limit: Duration, ready: bool) -> bool {
-    let deadline = Instant::now() + limit;
-    let http = reqwest::Client::new();
-    loop {
-        let status = http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
-        if (status == 200) == ready {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -152,7 +136,7 @@ async fn failed_sign_ins_spread_over_three_nodes_are_refused_at_the_limit_as_if_
 async fn with_redis_stopped_sign_ins_are_answered_and_limited_per_node() {
     let mut cluster = Cluster::start(2, &LIMITS).await;
     cluster.redis.stop();
-    assert!(ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
+    assert!(process::ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
     // A sign-in still gets its answer at once: the right password signs in, no 503.
     let started = Instant::now();
     assert_eq!(attempt(cluster.base(0), "bob@example.com", "pw").await.0, 200);
@@ -168,7 +152,7 @@ async fn with_redis_stopped_sign_ins_are_answered_and_limited_per_node() {
     // Redis back (empty): the shared counts apply again, across the nodes.
     cluster.redis.restart();
     for node in 0..2 {
-        assert!(ready_within(cluster.base(node), Duration::from_secs(15), true).await, "ready again");
+        assert!(process::ready_within(cluster.base(node), Duration::from_secs(15), true).await, "ready again");
     }
     for n in 0..4 {
         assert_eq!(attempt(cluster.base(n % 2), "alice@example.com", "wrong").await.0, 401);

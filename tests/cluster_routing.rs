@@ -50,7 +50,7 @@ impl Cluster {
             nodes.push(process::start(command));
         }
         for node in &nodes {
-            assert!(ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
+            assert!(process::ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
         }
         Cluster { nodes, redis, _dir: dir, _schema: schema }
     }
@@ -87,22 +87,6 @@ impl Cluster {
         text.lines()
             .find_map(|line| line.strip_prefix("presence_backplane_messages_total "))
             .map_or(0.0, |value| value.trim().parse().unwrap())
-    }
-}
-
-/// Whether `/readyz` says `ready` (200) or not (503) within `limit`.
-async fn ready_within(base: &str, limit: Duration, ready: bool) -> bool {
-    let deadline = Instant::now() + limit;
-    let http = reqwest::Client::new();
-    loop {
-        let status = http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
-        if (status == 200) == ready {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -259,7 +243,7 @@ async fn while_redis_is_away_a_read_fails_rather_than_answer_stale_and_afterward
     cluster.followed_by(BOB, 2, CROSS_NODE).await;
 
     cluster.redis.stop();
-    assert!(ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
+    assert!(process::ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
     // Carol is followed nowhere on node 0: nothing current to answer with.
     let (status, body) = json_read(&alice, CAROL).await;
     assert_eq!((status, body["code"].as_str()), (503, Some("live_state_unavailable")), "{body}");
@@ -268,7 +252,7 @@ async fn while_redis_is_away_a_read_fails_rather_than_answer_stale_and_afterward
 
     cluster.redis.restart();
     for node in 0..2 {
-        assert!(ready_within(cluster.base(node), Duration::from_secs(15), true).await, "ready again");
+        assert!(process::ready_within(cluster.base(node), Duration::from_secs(15), true).await, "ready again");
     }
     cluster.followed_by(BOB, 2, CROSS_NODE).await;
     assert!(bob.publish_state(6500).await.body.contains("requestAccepted"));

@@ -124,3 +124,20 @@ pub fn output(mut command: Command) -> (bool, String) {
     let out = command.stdin(Stdio::null()).output().expect("run the command");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
 }
+
+/// Whether the gateway at `base` says on `/readyz` that it is `ready` (200) or not (503) within
+/// `limit` (polled every 50 ms).
+pub async fn ready_within(base: &str, limit: Duration, ready: bool) -> bool {
+    let deadline = Instant::now() + limit;
+    let http = reqwest::Client::new();
+    loop {
+        let status = http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        if (status == 200) == ready {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
