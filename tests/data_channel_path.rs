@@ -148,6 +148,50 @@ async fn every_data_channel_answer_is_the_routers_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn header_spellings_repeats_and_cookies_are_read_as_the_router_reads_them() {
+    let server = TestServer::start().await;
+    let routed_address = router_only(&server).await;
+    let mut alice = server.session("alice@example.com").await;
+    alice.subscribe(&["sip:bob@example.com"]).await;
+    let mut own = TcpStream::connect(address_of(&server)).await.unwrap();
+    let mut routed = TcpStream::connect(routed_address).await.unwrap();
+    let (ticket, sid) = (alice.ticket.clone(), alice.sid);
+    let query = format!("?Sid={sid}&AckId=0");
+    let status = |answer: &str| answer[9..12].to_string();
+    for (headers, expected) in [
+        // Names in any case.
+        (format!("cwa-ticket: {ticket}\r\n"), "200"),
+        (format!("CWA-TICKET: {ticket}\r\nx-request-id: Lower-Case-Name\r\n"), "200"),
+        // Repeated lines: the first ticket counts, the first request id is echoed.
+        (format!("CWA-Ticket: {ticket}\r\nCWA-Ticket: nope\r\n"), "200"),
+        (format!("CWA-Ticket: nope\r\nCWA-Ticket: {ticket}\r\n"), "401"),
+        (format!("CWA-Ticket: {ticket}\r\nX-Request-Id: first\r\nX-Request-Id: second\r\n"), "200"),
+        // A ticket header that is no visible ASCII is passed over for the cookie.
+        (format!("CWA-Ticket: caf\u{e9}\r\nCookie: CWA-Ticket={ticket}\r\n"), "200"),
+        // The ticket in the second of two cookie lines, its name in any case.
+        (format!("Cookie: a=b\r\ncookie: x=y; cwa-ticket={ticket}\r\n"), "200"),
+        (format!("Cookie: caf\u{e9}=1; CWA-Ticket=nope\r\nCookie: CWA-Ticket={ticket}\r\n"), "200"),
+        // The cookie from the gateway's own page (Origin naming the Host), and from another.
+        (format!("Origin: http://gw\r\nCookie: CWA-Ticket={ticket}\r\n"), "200"),
+        (format!("Origin: http://elsewhere.example\r\nCookie: CWA-Ticket={ticket}\r\n"), "401"),
+        (format!("Sec-Fetch-Site: same-site\r\nCookie: CWA-Ticket={ticket}\r\n"), "401"),
+        // With a ticket header the cookie guard does not apply.
+        (format!("Sec-Fetch-Site: cross-site\r\nCWA-Ticket: {ticket}\r\nCookie: CWA-Ticket=nope\r\n"), "200"),
+        // A request id that is no visible ASCII is echoed as it came.
+        (format!("CWA-Ticket: {ticket}\r\nX-Request-Id: caf\u{e9}\r\n"), "200"),
+    ] {
+        let answer = same_answer(&mut own, &mut routed, &poll(&query, &headers)).await;
+        assert_eq!(status(&answer), expected, "{headers}: {answer}");
+    }
+    // Targets that are no plain path and query go to the router on both listeners: same answers.
+    for target in [format!("/cwa/AsyncDataChannel.ashx{query}#part"), format!("http://gw/cwa/AsyncDataChannel.ashx{query}")] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: gw\r\nCWA-Ticket: {ticket}\r\n\r\n");
+        let answer = same_answer(&mut own, &mut routed, &request).await;
+        assert_eq!(status(&answer), "200", "{target}: {answer}");
+    }
+}
+
+#[tokio::test]
 async fn a_rotated_ticket_comes_with_the_same_headers_and_cookie_on_both_paths() {
     let config = Config { ticket_rotation_seconds: 60, ..test_config() };
     let server = TestServer::start_with(config, USERS).await;

@@ -1,5 +1,6 @@
 //! The connection driver's request parsers: any bytes are a request head or refused, never a
-//! panic; any bytes fed to the chunked body decoder give the same body, the same end and the same
+//! panic, and a head accepted always becomes the `http` types the router is handed (its target
+//! read as `Uri` reads it, every header line in the `HeaderMap`); any bytes fed to the chunked body decoder give the same body, the same end and the same
 //! refusal whether they arrive at once or split into reads (the first byte chooses the splits).
 #![no_main]
 
@@ -37,7 +38,14 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(at_once, pieces);
     if let Ok(Some(end)) = at_once {
-        let _ = head::parse(&rest[..end]);
+        if let Ok(parsed) = head::parse(rest[..end].to_vec()) {
+            let uri = parsed.uri().expect("an accepted target is a Uri");
+            let headers = parsed.header_map().expect("accepted header lines are a HeaderMap");
+            assert_eq!(parsed.with_lines(|lines| lines.len()), headers.len());
+            if let Some((path, query)) = parsed.path_and_query() {
+                assert_eq!((path, query), (uri.path(), uri.query()));
+            }
+        }
     }
     // Chunked bodies: the reads do not matter.
     let whole = decode(rest, rest.len());

@@ -5,6 +5,7 @@ use crate::cwa::envelope::{self, EventsHeader};
 use crate::cwa::requests::{parse_batch, parse_logon, parse_poll_query, PollQuery};
 use crate::cwa::xml::{self, Element, XmlLimits};
 use crate::error::GatewayError;
+use crate::request::headers::Headers;
 use crate::request::ticket;
 use crate::service::auth::{random_token, Authenticated};
 use crate::service::sessions::LogonRefused;
@@ -183,7 +184,7 @@ pub(super) struct PollRequest {
 }
 
 impl PollRequest {
-    pub fn read(gateway: &Gateway, peer: SocketAddr, headers: &HeaderMap, raw_query: Option<&str>) -> PollRequest {
+    pub fn read(gateway: &Gateway, peer: SocketAddr, headers: &(impl Headers + ?Sized), raw_query: Option<&str>) -> PollRequest {
         PollRequest {
             presented: ticket::presented(headers),
             cookie: ticket::Cookie::for_request(&gateway.config, Some(peer), headers),
@@ -226,15 +227,18 @@ pub(super) async fn answer_poll(
         _ => return failed(StatusCode::UNAUTHORIZED, &GatewayError::Unauthenticated),
     };
     let cookie = auth.rotated(&presented).then_some(request.cookie);
-    let reply = |answer: PollAnswer| PollAnswer { ticket: Some((auth.ticket.clone(), cookie)), ..answer };
-    let query = match request.query {
-        Ok(PollQuery { sid: None, .. }) => GatewayError::InvalidFormat("Sid is required".into()),
-        Ok(query) => return reply(poll_events(gateway, &auth, query).await),
-        Err(error) => error,
+    let answer = match request.query {
+        Ok(PollQuery { sid: None, .. }) => unusable_query(GatewayError::InvalidFormat("Sid is required".into())),
+        Ok(query) => poll_events(gateway, &auth, query).await,
+        Err(error) => unusable_query(error),
     };
+    PollAnswer { ticket: Some((auth.ticket, cookie)), ..answer }
+}
+
+fn unusable_query(error: GatewayError) -> PollAnswer {
     let status =
-        if matches!(query, GatewayError::LimitExceeded(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
-    reply(PollAnswer { status, body: envelope::unusable_body(&query), ticket: None })
+        if matches!(error, GatewayError::LimitExceeded(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+    PollAnswer { status, body: envelope::unusable_body(&error), ticket: None }
 }
 
 async fn poll_events(gateway: &Gateway, auth: &Authenticated, query: PollQuery) -> PollAnswer {

@@ -11,6 +11,7 @@
 
 use crate::config::Config;
 use crate::request::around::Hook;
+use crate::request::headers::Headers;
 use crate::request::ticket::TICKET_HEADER;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -142,15 +143,14 @@ impl Hook for GuardCookie {
     }
 }
 
-pub(super) fn cookie_allowed(headers: &HeaderMap, origins: &[String]) -> bool {
-    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-    match text(header::ORIGIN) {
+pub(super) fn cookie_allowed(headers: &(impl Headers + ?Sized), origins: &[String]) -> bool {
+    match headers.text("origin") {
         Some(origin) => {
-            let own = origin.split_once("://").map(|(_, host)| host).zip(text(header::HOST)).is_some_and(|(a, b)| a == b);
+            let own = origin.split_once("://").map(|(_, host)| host).zip(headers.text("host")).is_some_and(|(a, b)| a == b);
             own || origins.iter().any(|o| o == origin)
         }
         // No Origin: a plain GET. Browsers say where it came from in Sec-Fetch-Site.
-        None => matches!(text(HeaderName::from_static("sec-fetch-site")), None | Some("same-origin" | "none")),
+        None => matches!(headers.text("sec-fetch-site"), None | Some("same-origin" | "none")),
     }
 }
 

@@ -28,8 +28,8 @@ pub struct Passer {
 }
 
 /// Whether another node passed this request here (it is then served here, never passed on).
-pub fn passed(headers: &HeaderMap) -> bool {
-    headers.contains_key(&PASSED)
+pub fn passed(headers: &(impl super::headers::Headers + ?Sized)) -> bool {
+    headers.has(PASSED.as_str())
 }
 
 impl Passer {

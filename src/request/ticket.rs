@@ -3,21 +3,20 @@
 //! browsers, `Secure` when the browser reached the gateway over HTTPS. Also who may sign in with a
 //! cookie at all: never a page of another site (login CSRF).
 
+use super::headers::{visible_ascii, Headers};
 use crate::config::Config;
 use crate::service::tickets::TicketHash;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use std::net::SocketAddr;
 
 pub const TICKET_HEADER: &str = "CWA-Ticket";
-/// [`TICKET_HEADER`] as a header name (looked up without parsing the name each time).
-pub const TICKET_NAME: HeaderName = HeaderName::from_static("cwa-ticket");
 
 /// The ticket a request presents, if any.
-pub fn presented(headers: &HeaderMap) -> Option<String> {
-    if let Some(value) = headers.get(TICKET_NAME).and_then(|v| v.to_str().ok()) {
+pub fn presented(headers: &(impl Headers + ?Sized)) -> Option<String> {
+    if let Some(value) = headers.text("cwa-ticket") {
         return Some(value.trim().to_string()).filter(|t| !t.is_empty());
     }
-    let cookies = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+    let cookies = headers.all("cookie").filter_map(visible_ascii);
     cookies
         .flat_map(|line| line.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
@@ -35,10 +34,10 @@ pub struct Cookie {
 impl Cookie {
     /// `Secure` when the gateway serves HTTPS itself, or a trusted proxy says (with
     /// `X-Forwarded-Proto: https`) that the browser reached it over HTTPS.
-    pub fn for_request(config: &Config, peer: Option<SocketAddr>, headers: &HeaderMap) -> Cookie {
+    pub fn for_request(config: &Config, peer: Option<SocketAddr>, headers: &(impl Headers + ?Sized)) -> Cookie {
         let proxied_https = || {
             let proxy = peer.is_some_and(|peer| config.trusted_proxies.iter().any(|net| net.contains(&peer.ip())));
-            let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+            let proto = headers.text("x-forwarded-proto");
             // A chain of proxies appends; the nearest one's word is the last.
             proxy && proto.and_then(|p| p.rsplit(',').next()).is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
         };

@@ -2,7 +2,7 @@
 //! hand the request to the router, write its answer, and again while the client keeps the
 //! connection alive (within the idle timeout). Requests are handled one at a time, so pipelined
 //! requests are answered in order. Read buffers exist only while a request is being read: once it
-//! is complete the buffer is dropped (only bytes of a pipelined next request are kept), so a
+//! is handed on the buffer is dropped (only bytes of a pipelined next request are kept), so a
 //! connection whose request is held (a long poll) holds no buffer at all.
 
 use super::chunked::ChunkedDecoder;
@@ -118,7 +118,10 @@ pub async fn serve<T: Transport>(mut io: T, peer: SocketAddr, mut context: Conte
                     let answer = Box::pin(channel.clone().answer(head, peer, &mut remembered));
                     Either::Left(until_hang_up(&io, async move { Reply::Prepared(answer.await) }, watch_hang_up))
                 }
-                None => Either::Right(call(&io, &context.app, request(head, body, peer), watch_hang_up)),
+                None => match request(head, body, peer) {
+                    Ok(request) => Either::Right(call(&io, &context.app, request, watch_hang_up)),
+                    Err(error) => return Box::pin(refuse(&mut io, error.into(), json_errors)).await,
+                },
             };
             (answer, how)
         };
@@ -164,14 +167,14 @@ fn closes(response: &axum::response::Response) -> bool {
 }
 
 /// The request the router sees.
-fn request(head: Head, body: Body, peer: SocketAddr) -> Request<Body> {
+fn request(head: Head, body: Body, peer: SocketAddr) -> Result<Request<Body>, HeadError> {
     let mut request = Request::new(body);
+    *request.uri_mut() = head.uri()?;
+    *request.headers_mut() = head.header_map()?;
     *request.method_mut() = head.method;
-    *request.uri_mut() = head.uri;
     *request.version_mut() = head.version;
-    *request.headers_mut() = head.headers;
     request.extensions_mut().insert(ConnectInfo(peer));
-    request
+    Ok(request)
 }
 
 /// Hands the request to the router. `None` when the client hung up meanwhile (the handler's
@@ -219,11 +222,12 @@ async fn read_request<T: Transport>(
     let settings = context.settings.clone();
     let read = read_head(io, &mut buf, first_byte_deadline, &settings).await;
     *json_errors = targets_json_api(&buf);
-    let (head, head_len) = read?;
-    tracing::debug!(method = %head.method, path = head.uri.path(), "request head read");
-    buf.drain(..head_len);
+    // The head keeps the bytes it was read into; what follows it (a body, a next request) moves.
+    let rest = buf.split_off(read?);
+    let head = head::parse(buf)?;
+    tracing::debug!(method = %head.method, target = head.target(), "request head read");
     let deadline = Instant::now() + settings.body_timeout;
-    read_body(io, head, buf, deadline, &settings).await
+    read_body(io, head, rest, deadline, &settings).await
 }
 
 /// Whether the request line in `buf` names a path of the JSON API (whose errors are JSON).
@@ -247,13 +251,13 @@ async fn await_first_byte<T: Transport>(io: &T, deadline: Instant, context: &mut
     }
 }
 
-/// Reads until `buf` holds a complete head; returns it parsed, with its length.
+/// Reads until `buf` holds a complete head; returns its length.
 async fn read_head<T: Transport>(
     io: &mut T,
     buf: &mut Vec<u8>,
     first_byte_deadline: Instant,
     settings: &Settings,
-) -> Result<(Head, usize), Stop> {
+) -> Result<usize, Stop> {
     let mut scanned = 0;
     let mut deadline = if buf.is_empty() { first_byte_deadline } else { Instant::now() + settings.header_timeout };
     loop {
@@ -261,7 +265,7 @@ async fn read_head<T: Transport>(
             if end > settings.max_head_bytes {
                 return Err(HeadError::TooLarge.into());
             }
-            return Ok((head::parse(&buf[..end])?, end));
+            return Ok(end);
         }
         if buf.len() > settings.max_head_bytes {
             return Err(HeadError::TooLarge.into());

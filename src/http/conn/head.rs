@@ -5,11 +5,18 @@
 //! `Content-Length` never together, `Transfer-Encoding` only as exactly `chunked`, all
 //! `Content-Length` values equal and plain digits. Every check is linear in the head's length.
 
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use crate::request::headers::Headers;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use std::ops::Range;
 
 /// The most header lines one request may carry.
 pub const MAX_HEADERS: usize = 100;
+
+/// The longest header name the `http` types hold.
+const MAX_NAME: usize = (1 << 16) - 1;
+
+/// The longest request target the `http` types hold.
+const MAX_TARGET: usize = u16::MAX as usize - 1;
 
 /// Why a request head is refused; every refusal closes the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,18 +74,26 @@ pub enum Framing {
     Chunked,
 }
 
-/// A parsed request head.
+/// A parsed request head. It keeps the bytes it was parsed from, and its header lines are read
+/// from them where they are needed ([`Head::with_lines`]): the data channel's own path reads the
+/// few it needs that way, and only a request for the router becomes a `Uri` and a `HeaderMap`
+/// ([`Head::uri`], [`Head::header_map`]). [`parse`] refuses whatever those could not hold, so
+/// building them never fails for a parsed head.
 #[derive(Debug)]
 pub struct Head {
     pub method: Method,
-    pub uri: Uri,
     pub version: Version,
-    pub headers: HeaderMap,
     pub framing: Framing,
     /// Whether the client asked to keep the connection open after this request.
     pub keep_alive: bool,
     /// `Expect: 100-continue` on HTTP/1.1.
     pub expect_continue: bool,
+    /// The head as it arrived, up to and including its empty line.
+    bytes: Vec<u8>,
+    /// Where the request target lies in `bytes`.
+    target: Range<usize>,
+    /// The target is a plain path and query that `Uri` holds as it is ([`plain_target`]).
+    plain: bool,
 }
 
 /// Finds the end of a head in `buf`, scanning only from `scanned` (what earlier calls already
@@ -104,40 +119,111 @@ pub fn find_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, HeadEr
     Ok(None)
 }
 
-/// Parses a complete head (`buf` ends with its empty line, as found by [`find_end`]).
-pub fn parse(buf: &[u8]) -> Result<Head, HeadError> {
+/// Parses a complete head (`bytes` ends with its empty line, as found by [`find_end`]), keeping
+/// its bytes. Refused exactly as building the `http` types from it would refuse it: the method,
+/// the target (checked without building a `Uri` when it is a plain path and query), and header
+/// names (`httparse` accepts the same name and value bytes as `HeaderName` and `HeaderValue`;
+/// only the length of a name is left to check).
+pub fn parse(bytes: Vec<u8>) -> Result<Head, HeadError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut slots);
-    match request.parse(buf) {
+    match request.parse(&bytes) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HeadError::Malformed),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(_) => return Err(HeadError::Malformed),
     }
     let method = Method::from_bytes(request.method.unwrap_or("").as_bytes()).map_err(|_| HeadError::BadTarget)?;
-    let uri = Uri::try_from(request.path.unwrap_or("")).map_err(|_| HeadError::BadTarget)?;
-    let version = if request.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
-    let mut headers = HeaderMap::with_capacity(request.headers.len());
-    for header in request.headers.iter() {
-        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| HeadError::Malformed)?;
-        let value = HeaderValue::from_bytes(header.value).map_err(|_| HeadError::Malformed)?;
-        headers.append(name, value);
+    let target_text = request.path.unwrap_or("");
+    let plain = plain_target(target_text.as_bytes());
+    if !plain {
+        Uri::try_from(target_text).map_err(|_| HeadError::BadTarget)?;
     }
-    let framing = framing(&headers, version)?;
-    let keep_alive = keep_alive(&headers, version);
+    let target = span_of(&bytes, target_text.as_bytes());
+    let version = if request.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
+    let lines: &[httparse::Header<'_>] = request.headers;
+    if lines.iter().any(|line| line.name.is_empty() || line.name.len() > MAX_NAME) {
+        return Err(HeadError::Malformed);
+    }
+    let framing = framing(lines, version)?;
+    let keep_alive = keep_alive(lines, version);
     let expect_continue = version == Version::HTTP_11
-        && headers.get(EXPECT).is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"100-continue"));
-    Ok(Head { method, uri, version, headers, framing, keep_alive, expect_continue })
+        && lines.value("expect").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+    Ok(Head { method, version, framing, keep_alive, expect_continue, bytes, target, plain })
+}
+
+/// Where `part`, a slice of `whole`, lies in it.
+fn span_of(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// Whether `target` is an origin-form path and query of bytes that `Uri` keeps as they are: a
+/// `/`, then only characters valid unescaped in both a path and a query (no `#`, no quotes or
+/// braces, nothing outside ASCII), within `Uri`'s length.
+fn plain_target(target: &[u8]) -> bool {
+    let plain = |b: u8| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x5F | 0x61..=0x7A | 0x7C | 0x7E);
+    target.first() == Some(&b'/') && target.len() <= MAX_TARGET && target.iter().all(|&b| plain(b))
+}
+
+impl Head {
+    /// The request target as sent.
+    pub fn target(&self) -> &str {
+        std::str::from_utf8(&self.bytes[self.target.clone()]).unwrap_or("")
+    }
+
+    /// The path and the query (after the first `?`) of a plain target, as `Uri::path` and
+    /// `Uri::query` give them; `None` for any other target (an absolute URL, a fragment,
+    /// characters `Uri` treats specially).
+    pub fn path_and_query(&self) -> Option<(&str, Option<&str>)> {
+        if !self.plain {
+            return None;
+        }
+        let target = self.target();
+        Some(match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        })
+    }
+
+    /// Calls `read` with the header lines, borrowed from the head, in the order they came.
+    pub fn with_lines<R>(&self, read: impl FnOnce(&[httparse::Header<'_>]) -> R) -> R {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut slots);
+        match request.parse(&self.bytes) {
+            Ok(httparse::Status::Complete(_)) => read(request.headers),
+            // Not reached: the same bytes parsed before.
+            _ => read(&[]),
+        }
+    }
+
+    /// The target as a `Uri`, for the router.
+    pub fn uri(&self) -> Result<Uri, HeadError> {
+        Uri::try_from(self.target()).map_err(|_| HeadError::BadTarget)
+    }
+
+    /// The header lines as a `HeaderMap`, for the router.
+    pub fn header_map(&self) -> Result<HeaderMap, HeadError> {
+        self.with_lines(|lines| {
+            let mut headers = HeaderMap::with_capacity(lines.len());
+            for line in lines {
+                let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| HeadError::Malformed)?;
+                let value = HeaderValue::from_bytes(line.value).map_err(|_| HeadError::Malformed)?;
+                headers.append(name, value);
+            }
+            Ok(headers)
+        })
+    }
 }
 
 /// The body framing of RFC 9112 §6, minus everything that invites request smuggling.
-fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
-    let chunked = headers.contains_key(TRANSFER_ENCODING);
+fn framing(headers: &(impl Headers + ?Sized), version: Version) -> Result<Framing, HeadError> {
+    let chunked = headers.has("transfer-encoding");
     let length = content_length(headers)?;
     match (chunked, length) {
         (true, Some(_)) => Err(HeadError::LengthAndChunked),
         (true, None) => {
-            let mut codings = headers.get_all(TRANSFER_ENCODING).iter().flat_map(|v| v.as_bytes().split(|b| *b == b','));
+            let mut codings = headers.all("transfer-encoding").flat_map(|v| v.split(|b| *b == b','));
             let only_chunked =
                 codings.next().is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")) && codings.next().is_none();
             if only_chunked && version == Version::HTTP_11 {
@@ -152,10 +238,10 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> 
 
 /// The one `Content-Length`: every value (repeated headers, comma lists) must be the same plain
 /// number.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
+fn content_length(headers: &(impl Headers + ?Sized)) -> Result<Option<u64>, HeadError> {
     let mut found: Option<u64> = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
+    for value in headers.all("content-length") {
+        for part in value.split(|b| *b == b',') {
             let digits = part.trim_ascii();
             if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_digit) {
                 return Err(HeadError::BadContentLength);
@@ -171,13 +257,9 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
 }
 
 /// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with `keep-alive`.
-fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
+fn keep_alive(headers: &(impl Headers + ?Sized), version: Version) -> bool {
     let has = |token: &[u8]| {
-        headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        headers.all("connection").flat_map(|v| v.split(|b| *b == b',')).any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
     };
     if version == Version::HTTP_11 {
         !has(b"close")
@@ -194,15 +276,20 @@ mod tests {
         let mut scanned = 0;
         let end = find_end(text.as_bytes(), &mut scanned)?.expect("complete head");
         assert_eq!(end, text.len());
-        parse(text.as_bytes())
+        parse(text.as_bytes().to_vec())
     }
 
     #[test]
     fn a_plain_request_parses() {
         let h = head("POST /cwa/MainCommandHandler.ashx?x=1 HTTP/1.1\r\nHost: a\r\nCWA-Ticket: t\r\nContent-Length: 5\r\n\r\n")
             .unwrap();
-        assert_eq!((h.method, h.uri.path(), h.version), (Method::POST, "/cwa/MainCommandHandler.ashx", Version::HTTP_11));
-        assert_eq!(h.headers.get("cwa-ticket").unwrap(), "t");
+        assert_eq!(h.path_and_query(), Some(("/cwa/MainCommandHandler.ashx", Some("x=1"))));
+        assert_eq!(
+            (h.method.clone(), h.uri().unwrap().path(), h.version),
+            (Method::POST, "/cwa/MainCommandHandler.ashx", Version::HTTP_11)
+        );
+        assert_eq!(h.header_map().unwrap().get("cwa-ticket").unwrap(), "t");
+        assert_eq!(h.with_lines(|lines| lines.text("cwa-ticket").map(str::to_string)).as_deref(), Some("t"));
         assert_eq!((h.framing, h.keep_alive, h.expect_continue), (Framing::Length(5), true, false));
         let h = head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Length(0), true));
@@ -254,5 +341,33 @@ mod tests {
             head("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").unwrap().framing,
             Framing::Length(3)
         );
+    }
+
+    #[test]
+    fn targets_are_read_as_uri_reads_them() {
+        for (target, plain) in [
+            ("/cwa/AsyncDataChannel.ashx?Sid=1&AckId=2", Some(("/cwa/AsyncDataChannel.ashx", Some("Sid=1&AckId=2")))),
+            ("/a?", Some(("/a", Some("")))),
+            ("/a?b?c", Some(("/a", Some("b?c")))),
+            ("/", Some(("/", None))),
+            ("/a#frag", None),
+            ("/a?b#frag", None),
+            ("/a{b}", None),
+            ("/a?`", None),
+            ("http://gw/cwa/AsyncDataChannel.ashx", None),
+            ("*", None),
+        ] {
+            let h = head(&format!("GET {target} HTTP/1.1\r\n\r\n")).unwrap();
+            assert_eq!(h.path_and_query(), plain, "{target}");
+            let uri = h.uri().unwrap();
+            if let Some((path, query)) = plain {
+                assert_eq!((uri.path(), uri.query()), (path, query), "{target}");
+            }
+        }
+        for target in ["/a\"b<", "/a b", "/\u{e9}\u{ff}"] {
+            let text = format!("GET {target} HTTP/1.1\r\n\r\n");
+            let old = httparse::Request::new(&mut []).parse(text.as_bytes()).is_ok() && Uri::try_from(target).is_ok();
+            assert_eq!(head(&text).is_ok(), old, "{target}");
+        }
     }
 }

@@ -85,31 +85,36 @@ fn end_head(out: &mut Vec<u8>, date: bool, version: Version, close: bool) {
 }
 
 /// An answer made without the router (the data channel's own path, `crate::http::data_channel`):
-/// its status, its header lines as wire bytes (each ending in CRLF; no `Content-Length`, `Date`
-/// or `Connection`), and its body. Written as [`write`] writes a response with the same headers.
+/// its head so far in the buffer it is written from (begun by [`prepared_head`]: the status line,
+/// then header lines as wire bytes, each ending in CRLF; no `Content-Length`, `Date` or
+/// `Connection`), and its body. Written as [`write`] writes a response with the same headers.
 pub struct Prepared {
-    pub status: StatusCode,
-    pub lines: Vec<u8>,
+    pub head: Vec<u8>,
     pub body: String,
 }
 
-/// Writes a [`Prepared`] answer (never to a `HEAD` request, never of a status without a body) in
-/// one vectored write: the head, then the body.
+/// The head of a [`Prepared`] answer: its status line, with room for its header lines and what
+/// [`write_prepared`] adds.
+pub fn prepared_head(version: Version, status: StatusCode) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    status_line(&mut head, version, status);
+    head
+}
+
+/// Writes a [`Prepared`] answer (never to a `HEAD` request, never of a status without a body):
+/// its head is ended in its own buffer, then head and body go out in one vectored write.
 pub async fn write_prepared<W: AsyncWrite + Unpin>(
     io: &mut W,
     answer: Prepared,
     version: Version,
     close: bool,
 ) -> std::io::Result<Written> {
-    debug_assert!(!has_no_body(false, answer.status));
-    let mut head = Vec::with_capacity(answer.lines.len() + 128);
-    status_line(&mut head, version, answer.status);
-    head.extend_from_slice(&answer.lines);
+    let Prepared { mut head, body } = answer;
     head.extend_from_slice(b"Content-Length: ");
-    push_decimal(&mut head, answer.body.len());
+    push_decimal(&mut head, body.len());
     head.extend_from_slice(b"\r\n");
     end_head(&mut head, true, version, close);
-    write_all_vectored(io, &mut [IoSlice::new(&head), IoSlice::new(answer.body.as_bytes())]).await?;
+    write_all_vectored(io, &mut [IoSlice::new(&head), IoSlice::new(body.as_bytes())]).await?;
     io.flush().await?;
     Ok(Written::Complete)
 }

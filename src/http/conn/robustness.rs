@@ -1,9 +1,51 @@
 //! Property tests of the request parsers: any bytes at all are parsed or refused without a panic,
-//! and the chunked decoder's result does not depend on how the bytes were split into reads.
+//! a head is accepted exactly when the `http` types can hold it (and reads as they read it), and
+//! the chunked decoder's result does not depend on how the bytes were split into reads.
 
 use super::chunked::ChunkedDecoder;
-use super::head;
+use super::head::{self, HeadError};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use proptest::prelude::*;
+
+/// The yardstick of [`head::parse`]: `httparse`'s parse turned into the `http` types (method,
+/// target, every header line), or `None` where one of them refuses.
+fn as_http_types(bytes: &[u8]) -> Option<(Method, Uri, Vec<(HeaderName, HeaderValue)>)> {
+    let mut slots = [httparse::EMPTY_HEADER; head::MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut slots);
+    if !matches!(request.parse(bytes), Ok(httparse::Status::Complete(_))) {
+        return None;
+    }
+    let method = Method::from_bytes(request.method?.as_bytes()).ok()?;
+    let uri = Uri::try_from(request.path?).ok()?;
+    let lines = request
+        .headers
+        .iter()
+        .map(|line| Some((HeaderName::from_bytes(line.name.as_bytes()).ok()?, HeaderValue::from_bytes(line.value).ok()?)));
+    Some((method, uri, lines.collect::<Option<Vec<_>>>()?))
+}
+
+/// `head::parse` accepts `bytes` exactly when the `http` types hold them (apart from refusals of
+/// the body framing), and reads the method, target and header lines as they do.
+fn parsed_as_http_types_read(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let parsed = head::parse(bytes.to_vec());
+    let framing =
+        |e: HeadError| matches!(e, HeadError::LengthAndChunked | HeadError::BadContentLength | HeadError::BadTransferEncoding);
+    match (parsed, as_http_types(bytes)) {
+        (Ok(h), Some((method, uri, lines))) => {
+            prop_assert_eq!(&h.method, &method);
+            prop_assert_eq!(h.uri().ok(), Some(uri.clone()));
+            let map = h.header_map().map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            prop_assert_eq!(map.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<Vec<_>>(), lines);
+            if let Some((path, query)) = h.path_and_query() {
+                prop_assert_eq!((path, query), (uri.path(), uri.query()));
+            }
+        }
+        (Err(e), Some(_)) => prop_assert!(framing(e), "refused only for its framing, not {:?}", e),
+        (Ok(_), None) => prop_assert!(false, "accepted what the http types refuse"),
+        (Err(_), None) => {}
+    }
+    Ok(())
+}
 
 /// Feeds `input` to a fresh decoder in pieces cut at `cuts`; the body, how much was used, and
 /// whether it ended — or the first error.
@@ -55,7 +97,7 @@ proptest! {
         let mut scanned = 0;
         if let Ok(Some(end)) = head::find_end(&bytes, &mut scanned) {
             prop_assert!(end <= bytes.len());
-            let _ = head::parse(&bytes[..end]);
+            parsed_as_http_types_read(&bytes[..end])?;
         }
     }
 
@@ -67,10 +109,36 @@ proptest! {
         let text: String = std::iter::once("POST / HTTP/1.1".to_string()).chain(lines).map(|l| l + ending).collect::<String>() + ending;
         let mut scanned = 0;
         match head::find_end(text.as_bytes(), &mut scanned) {
-            Ok(Some(end)) => { let _ = head::parse(&text.as_bytes()[..end]); }
+            Ok(Some(end)) => parsed_as_http_types_read(&text.as_bytes()[..end])?,
             Ok(None) => prop_assert!(!text.contains("\r\n\r\n")),
             Err(e) => prop_assert_eq!(e, head::HeadError::BareLf),
         }
+    }
+
+    #[test]
+    fn heads_are_accepted_as_the_http_types_accept_them(
+        method in prop_oneof![
+            Just("GET".to_string()),
+            Just("G\u{e9}T".to_string()),
+            Just("PATCHED-A-LONG-METHOD".to_string()),
+            "[!-~]{1,8}",
+        ],
+        target in prop_oneof![
+            Just("/cwa/AsyncDataChannel.ashx?Sid=1&AckId=2".to_string()),
+            "/[!-~]{0,30}",
+            "[!-~\u{e9}]{1,30}",
+            "/[a-z?#{}\"<>`|^\u{e9}]{0,12}",
+        ],
+        lines in proptest::collection::vec(
+            ("[!-~]{0,10}", "[ -~\t\u{e9}\u{7f}\u{1}]{0,20}").prop_map(|(n, v)| format!("{n}: {v}")),
+            0..6,
+        ),
+    ) {
+        let text: String = std::iter::once(format!("{method} {target} HTTP/1.1"))
+            .chain(lines)
+            .map(|l| l + "\r\n")
+            .collect::<String>() + "\r\n";
+        parsed_as_http_types_read(text.as_bytes())?;
     }
 
     #[test]
