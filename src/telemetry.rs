@@ -282,20 +282,25 @@ pub fn logon_outcome<T>(result: Result<T, GatewayError>) -> Result<T, GatewayErr
 }
 
 /// Counts one HTTP response and its duration, labelled with the matched route (or `unmatched`).
-/// Each thread looks the handles of a route and status up once (routes and statuses are few).
+/// Each thread looks the handles of a route and status up once; routes and statuses are few, so
+/// they are found by comparing, without hashing the route on every response.
 pub fn http_response(route: Option<&str>, status: u16, took: Duration) {
     /// Per route: its duration histogram and a response counter per status.
-    type Handles = std::collections::HashMap<Box<str>, (metrics::Histogram, Vec<(u16, metrics::Counter)>)>;
+    type Handles = Vec<(Box<str>, metrics::Histogram, Vec<(u16, metrics::Counter)>)>;
     thread_local! {
         static HANDLES: std::cell::RefCell<Handles> = std::cell::RefCell::default();
     }
     LazyLock::force(&HOT);
     let route = route.unwrap_or("unmatched");
     HANDLES.with_borrow_mut(|handles| {
-        if !handles.contains_key(route) {
-            handles.insert(route.into(), (histogram!(HTTP_SECONDS, "route" => route.to_string()), Vec::new()));
-        }
-        let Some((seconds, by_status)) = handles.get_mut(route) else { return };
+        let at = match handles.iter().position(|(known, ..)| &**known == route) {
+            Some(at) => at,
+            None => {
+                handles.push((route.into(), histogram!(HTTP_SECONDS, "route" => route.to_string()), Vec::new()));
+                handles.len() - 1
+            }
+        };
+        let (_, seconds, by_status) = &mut handles[at];
         seconds.record(took.as_secs_f64());
         match by_status.iter().find(|(s, _)| *s == status) {
             Some((_, responses)) => responses.increment(1),
