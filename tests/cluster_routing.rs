@@ -260,3 +260,34 @@ async fn while_redis_is_away_a_read_fails_rather_than_answer_stale_and_afterward
     assert_eq!(query(&mut alice, CAROL).await.availability, 3500, "Carol's node published her session again");
     assert_eq!(json_read(&alice, CAROL).await.1["availability"], "Available");
 }
+
+/// How many fan-outs node `index` has made (its metric; absent until the first).
+async fn fan_outs(cluster: &Cluster, index: usize) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", cluster.base(index))).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("presence_fanout_duration_seconds_count "))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_node_that_makes_a_change_fans_it_out_once_when_it_comes_back() {
+    let cluster = Cluster::start(2).await;
+    let mut bob = session(cluster.base(0), "bob@example.com").await;
+    let mut carol = session(cluster.base(0), "carol@example.com").await;
+    let mut alice = session(cluster.base(1), "alice@example.com").await;
+    carol.subscribe(&[BOB]).await;
+    alice.subscribe(&[BOB]).await;
+    sees_within(&mut carol, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    cluster.followed_by(BOB, 2, CROSS_NODE).await;
+
+    let before = [fan_outs(&cluster, 0).await, fan_outs(&cluster, 1).await];
+    for note in ["one", "two", "three"] {
+        assert!(bob.publish_note(note).await.body.contains("requestAccepted"));
+        sees_within(&mut carol, CROSS_NODE, BOB, |s| s.note == note).await;
+        sees_within(&mut alice, CROSS_NODE, BOB, |s| s.note == note).await;
+    }
+    // Sending a change changes nothing on Bob's node yet: it settles when the change is back.
+    assert_eq!(fan_outs(&cluster, 0).await - before[0], 3.0, "one fan-out per note where Bob publishes");
+    assert_eq!(fan_outs(&cluster, 1).await - before[1], 3.0, "one fan-out per note on the other node");
+}
