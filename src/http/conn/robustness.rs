@@ -7,9 +7,12 @@ use super::head::{self, HeadError};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use proptest::prelude::*;
 
-/// The yardstick of [`head::parse`]: `httparse`'s parse turned into the `http` types (method,
-/// target, every header line), or `None` where one of them refuses.
-fn as_http_types(bytes: &[u8]) -> Option<(Method, Uri, Vec<(HeaderName, HeaderValue)>)> {
+/// A request head as the `http` types hold it: method, target, every header line.
+type HttpHead = (Method, Uri, Vec<(HeaderName, HeaderValue)>);
+
+/// The yardstick of [`head::parse`]: `httparse`'s parse turned into the `http` types, or `None`
+/// where one of them refuses.
+fn as_http_types(bytes: &[u8]) -> Option<HttpHead> {
     let mut slots = [httparse::EMPTY_HEADER; head::MAX_HEADERS];
     let mut request = httparse::Request::new(&mut slots);
     if !matches!(request.parse(bytes), Ok(httparse::Status::Complete(_))) {
