@@ -35,7 +35,7 @@ pub struct DataChannel {
 impl DataChannel {
     /// `None` when CORS is configured: its layer shapes every answer, so polls go through the router.
     pub fn new(gateway: Arc<Gateway>) -> Option<Arc<DataChannel>> {
-        if super::web::cors(&gateway.config.cors_origins).is_some() {
+        if super::web::cors(&gateway.config().cors_origins).is_some() {
             return None;
         }
         Some(Arc::new(DataChannel { gateway }))
@@ -52,12 +52,11 @@ impl DataChannel {
     /// Standalone, or the request was passed here by another node, or its sid is of this node
     /// (or of none): it is answered here. Else the router's forwarding layer decides.
     fn local(&self, head: &Head) -> bool {
-        let backplane = &self.gateway.backplane;
-        if !backplane.is_shared() || crate::request::pass::passed(&head.headers) {
+        if !self.gateway.clustered() || crate::request::pass::passed(&head.headers) {
             return true;
         }
         let sid = crate::cwa::requests::parse_poll_query(head.uri.query()).ok().and_then(|q| q.sid);
-        sid.and_then(crate::backplane::node_of_sid).is_none_or(|node| &node == backplane.node())
+        sid.and_then(|sid| self.gateway.other_holder(sid)).is_none()
     }
 
     /// Answers one poll. Everything needed is read from `head` before the returned future is
@@ -70,7 +69,7 @@ impl DataChannel {
     ) -> impl Future<Output = Prepared> + Send + 'static {
         let started = Instant::now();
         let mut headers = head.headers;
-        guard_cookie(&mut headers, &self.gateway.config.cors_origins);
+        guard_cookie(&mut headers, &self.gateway.config().cors_origins);
         let request_id = headers.get(REQUEST_ID).cloned().unwrap_or_else(new_request_id);
         let id = request_id.to_str().unwrap_or("");
         let span = tracing::info_span!("request", id, method = %Method::GET, path = PATH);
