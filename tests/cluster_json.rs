@@ -34,7 +34,7 @@ const NOTE: u64 = 32;
 struct Cluster {
     nodes: Vec<process::Running>,
     proxy: haproxy::HaProxy,
-    _redis: redis::RedisServer,
+    redis: redis::RedisServer,
     _dir: tempfile::TempDir,
     _schema: pg::PgSchema,
 }
@@ -60,7 +60,7 @@ impl Cluster {
             until(Duration::from_secs(10), "the node is ready", || async { ready(&node.base).await }).await;
         }
         let proxy = haproxy::HaProxy::start(&nodes.iter().map(|n| n.base.as_str()).collect::<Vec<_>>());
-        Cluster { nodes, proxy, _redis: redis, _dir: dir, _schema: schema }
+        Cluster { nodes, proxy, redis, _dir: dir, _schema: schema }
     }
 
     fn base(&self, node: usize) -> &str {
@@ -334,6 +334,37 @@ async fn a_lost_stream_is_not_found_and_subscribing_again_starts_anew_with_full_
     alice.until_event(Duration::from_secs(5), note_is(BOB, "after".into())).await;
     let first_of_new = alice.events.iter().rposition(|e| e["eid"] == 1);
     assert!(first_of_new.is_some_and(|at| at > 0), "the new stream counts from 1: {:?}", alice.events);
+}
+
+#[tokio::test]
+async fn after_redis_restarts_empty_every_node_finds_the_sign_in_s_stream_again() {
+    let mut cluster = Cluster::start().await;
+    let proxy = cluster.proxy.base.clone();
+    let mut alice = Reader::sign_in(&proxy, "alice@example.com").await;
+    assert_eq!(alice.subscribe(cluster.base(0), &[BOB], NOTE).await.status, 200);
+    let stream = alice.stream;
+
+    cluster.redis.restart();
+    // The stream's node records it again when it finds Redis empty: polls through the other
+    // nodes reach it (a 404 or a 503 only until then).
+    for node in [1, 2] {
+        alice.base = cluster.base(node).to_string();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = alice.poll().await;
+            if answer.status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {node} never found the stream again: {answer:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Subscribing through another node feeds the same stream, not a second one.
+    assert_eq!(alice.subscribe(cluster.base(2), &[CAROL], NOTE).await.status, 200);
+    assert_eq!(alice.stream, stream, "still the one stream");
+    alice.base = proxy;
+    set_note(cluster.base(1), CAROL, "after the restart").await;
+    alice.until_event(Duration::from_secs(5), note_is(CAROL, "after the restart".into())).await;
 }
 
 /// The sessions an admin list shows: sid → nodeId.

@@ -92,6 +92,9 @@ pub trait ChangeHandler: Send + Sync {
     /// The changes that make up this node's own contribution (its session counts, the reports and
     /// manual states it holds), to publish again when the backplane lost its data.
     fn contribution(&self) -> Vec<Published>;
+    /// The JSON event streams this node holds, to record again when the backplane lost its data
+    /// (otherwise other nodes would no longer find them).
+    fn held_streams(&self) -> Vec<HeldStream>;
 }
 
 #[async_trait::async_trait]
@@ -199,6 +202,14 @@ pub struct StreamHolder {
     pub node: NodeId,
     pub sid: u64,
     pub address: String,
+}
+
+/// A JSON event stream this node holds: its sign-in, its sid and how long its record lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldStream {
+    pub login: u64,
+    pub sid: u64,
+    pub lifetime: Duration,
 }
 
 /// The backplane the configuration names: Redis when `redis` is set, else [`Standalone`]. Only

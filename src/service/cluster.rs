@@ -17,7 +17,7 @@
 
 use super::presence::Live;
 use super::Gateway;
-use crate::backplane::{Backplane, ChangeHandler, LiveChange, LiveInputs, NodeId, Published};
+use crate::backplane::{Backplane, ChangeHandler, HeldStream, LiveChange, LiveInputs, NodeId, Published};
 use crate::error::GatewayError;
 use crate::model::reports::Reports;
 use crate::model::sources::ClientActivity;
@@ -265,6 +265,13 @@ impl ChangeHandler for Handler {
             }
         }
         out
+    }
+
+    fn held_streams(&self) -> Vec<HeldStream> {
+        let Some(gateway) = self.gateway.upgrade() else { return Vec::new() };
+        let lifetime = Duration::from_secs(gateway.config.ticket_lifetime_seconds);
+        let held = gateway.held_json_streams().into_iter();
+        held.map(|(login, sid)| HeldStream { login, sid, lifetime }).collect()
     }
 }
 

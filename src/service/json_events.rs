@@ -216,6 +216,12 @@ impl StreamIndex {
 }
 
 impl Gateway {
+    /// Every live JSON event stream of this node, as (sign-in, sid).
+    pub(crate) fn held_json_streams(&self) -> Vec<(u64, u64)> {
+        let streams: Vec<(u64, u64)> = self.json_streams.by_login.read().iter().map(|(l, s)| (*l, *s)).collect();
+        streams.into_iter().filter(|(_, sid)| self.hub.get(*sid).is_some_and(|s| !s.is_ended())).collect()
+    }
+
     /// This node's live JSON event stream of a sign-in.
     pub fn json_stream(&self, login: &crate::service::auth::Login) -> Option<Arc<Session>> {
         let sid = self.json_streams.sid_of(login.id)?;

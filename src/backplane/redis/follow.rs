@@ -203,7 +203,8 @@ impl RedisBackplane {
     }
 
     /// Publishes this node's session counts again; when Redis lost its data, also the reports
-    /// and manual states it holds (only where Redis has none, so nothing newer is overwritten).
+    /// and manual states it holds (only where Redis has none, so nothing newer is overwritten)
+    /// and the records of its JSON event streams (unless another node recorded one since).
     pub(super) async fn republish(&self, handler: &dyn ChangeHandler, everything: bool) -> Result<(), BackplaneError> {
         let (own, others): (Vec<Published>, Vec<Published>) = handler
             .contribution()
@@ -215,6 +216,12 @@ impl RedisBackplane {
         if everything {
             for chunk in others.chunks(READ_CHUNK) {
                 self.write(chunk, true).await?;
+            }
+            for stream in handler.held_streams() {
+                let holder = self.claim_stream(stream.login, stream.sid, stream.lifetime).await?;
+                if holder.sid != stream.sid {
+                    tracing::debug!(login = stream.login, "another node recorded a stream for the sign-in meanwhile");
+                }
             }
         }
         Ok(())
