@@ -12,7 +12,8 @@
 # disk (--postgres-async-commit): its 79,200 sessions write ~4 million subscription rows, one
 # session per commit, which with synchronous commits on this machine's shared disk takes over an
 # hour. Results go to bench/results/runs/cluster/<label>/.
-#   bash bench/run-cluster.sh [label]        (REPEAT=1 PARTS="steady fanout cross held" to narrow it)
+#   bash bench/run-cluster.sh [label]        (REPEAT=1 PARTS="steady fanout cross held" to narrow it;
+#   S3_EXTRA="--postgres-async-commit" adds arguments to the S3 runs, standalone and cluster alike)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 label="${1:-$(date -u +%Y%m%d)}"
@@ -35,7 +36,7 @@ for part in $parts; do
   for i in $(seq "$repeat"); do
     case "$part" in
       steady)
-        s3=(steady --sessions 10000 --subscriptions 10 --watchers-per-change 100 --rate "${RATE:-200}" --seconds 30)
+        s3=(steady --sessions 10000 --subscriptions 10 --watchers-per-change 100 --rate "${RATE:-200}" --seconds 30 ${S3_EXTRA:-})
         run s3-standalone "${s3[@]}" --nodes 1
         run s3-2-nodes "${s3[@]}" --nodes 2 ;;
       fanout)

@@ -10,6 +10,8 @@
 
 mod common;
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/haproxy.rs"]
 mod haproxy;
 #[path = "support/pg.rs"]
@@ -19,106 +21,25 @@ mod process;
 #[path = "support/redis.rs"]
 mod redis;
 
+use cluster::*;
 use common::*;
 use std::time::{Duration, Instant};
 
 const BOB: &str = "sip:bob@example.com";
-/// The heartbeat TTL of the test's nodes (seconds): short, so a lost node is noticed quickly.
-const TTL: u64 = 2;
-/// How long a change may take to reach another node.
-const CROSS_NODE: Duration = Duration::from_secs(1);
-
-struct Cluster {
-    nodes: Vec<process::Running>,
-    redis: redis::RedisServer,
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-    _schema: pg::PgSchema,
-}
-
-impl Cluster {
-    async fn start(count: usize) -> Cluster {
-        Cluster::start_with(count, &[]).await
-    }
-
-    /// A cluster whose nodes have these `GATEWAY_*` variables too.
-    async fn start_with(count: usize, env: &[(&str, &str)]) -> Cluster {
-        let schema = pg::PgSchema::create().await;
-        let redis = redis::RedisServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("users.toml"), USERS).unwrap();
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut cluster = Cluster { nodes: Vec::new(), redis, dir, env, _schema: schema };
-        for _ in 0..count {
-            let node = cluster.spawn();
-            cluster.nodes.push(node);
-        }
-        for node in &cluster.nodes {
-            assert!(process::ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
-        }
-        cluster
-    }
-
-    fn spawn(&self) -> process::Running {
-        self.spawn_at(self.nodes.len(), "127.0.0.1:0")
-    }
-
-    fn spawn_at(&self, index: usize, listen: &str) -> process::Running {
-        let data = self.dir.path().join(format!("node{index}"));
-        let users = self.dir.path().join("users.toml");
-        let mut command = process::gateway(&["serve", "--listen", listen, "--store", &self._schema.url()]);
-        command.arg("--redis").arg(self.redis.url()).arg("--users").arg(users).arg("--data-dir").arg(data);
-        command.env("GATEWAY_HEARTBEAT_TTL_SECONDS", TTL.to_string()).env("GATEWAY_HOLD_SECONDS", "2");
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        process::start(command)
-    }
-
-    /// Stops node `index` gracefully (SIGTERM) and starts a new one on the same address.
-    async fn restart(&mut self, index: usize) {
-        let address = self.nodes[index].base.trim_start_matches("http://").to_string();
-        self.nodes[index].terminate();
-        let status = self.nodes[index].exit_status(Duration::from_secs(15)).await;
-        assert!(status.success(), "{status}");
-        self.nodes[index] = self.spawn_at(index, &address);
-        assert!(process::ready_within(self.base(index), Duration::from_secs(10), true).await, "{}", self.nodes[index].log.text());
-    }
-
-    fn base(&self, node: usize) -> &str {
-        &self.nodes[node].base
-    }
-}
+/// What every node of these tests has besides the harness's settings: short held polls.
+const HOLD: [(&str, &str); 1] = [("GATEWAY_HOLD_SECONDS", "2")];
 
 /// The readiness report's text.
 async fn readiness(base: &str) -> String {
     reqwest::get(format!("{base}/readyz")).await.unwrap().text().await.unwrap()
 }
 
-/// A signed-in client with a session on `base`.
-async fn session(base: &str, user: &str) -> Client {
-    let mut client = Client::sign_in(base, user, "pw").await.unwrap_or_else(|r| panic!("{}", r.body));
-    client.initiate().await;
-    client
-}
-
-/// Waits (at most `limit`) until `watcher` receives a snapshot of `uri` that satisfies `pred`.
-async fn sees_within(watcher: &mut Client, limit: Duration, uri: &str, pred: impl Fn(&Seen) -> bool) -> Seen {
-    let started = Instant::now();
-    let found = tokio::time::timeout(limit, watcher.wait_for_user(uri, |u| pred(&seen(u)))).await;
-    let user = found.unwrap_or_else(|_| panic!("nothing seen of {uri} within {limit:?} (after {:?})", started.elapsed()));
-    seen(&user)
-}
-
 /// What a watcher sees of a user with no session anywhere.
 const OFFLINE: u32 = 0;
 
-async fn sign_out(client: &mut Client) {
-    let rid = client.next_rid();
-    assert!(client.command(&format!(r#"<terminateSession rid="{rid}"/>"#)).await.body.contains("requestAccepted"));
-}
-
 #[tokio::test]
 async fn a_change_on_one_node_reaches_watchers_on_another_within_a_second() {
-    let cluster = Cluster::start(2).await;
+    let cluster = Cluster::start(2, &HOLD).await;
     assert!(readiness(cluster.base(0)).await.contains("backplane: redis (reachable)"));
     let mut alice = session(cluster.base(0), "alice@example.com").await;
     alice.subscribe(&[BOB]).await;
@@ -147,7 +68,7 @@ async fn a_change_on_one_node_reaches_watchers_on_another_within_a_second() {
 
 #[tokio::test]
 async fn users_of_a_killed_node_go_offline_on_the_others_within_the_heartbeat_ttl() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3, &HOLD).await;
     let mut alice = session(cluster.base(0), "alice@example.com").await;
     alice.subscribe(&[BOB, "sip:carol@example.com"]).await;
     let _bob = session(cluster.base(2), "bob@example.com").await;
@@ -169,7 +90,7 @@ async fn users_of_a_killed_node_go_offline_on_the_others_within_the_heartbeat_tt
 
 #[tokio::test]
 async fn nodes_resynchronise_after_redis_restarts_empty() {
-    let mut cluster = Cluster::start(2).await;
+    let mut cluster = Cluster::start(2, &HOLD).await;
     let mut alice = session(cluster.base(0), "alice@example.com").await;
     alice.subscribe(&[BOB]).await;
     let mut bob = session(cluster.base(1), "bob@example.com").await;
@@ -225,7 +146,7 @@ async fn session_not_found_within(client: &mut Client, limit: Duration) {
 
 #[tokio::test]
 async fn any_node_serves_any_session_and_a_lost_node_s_sessions_are_not_found() {
-    let mut cluster = Cluster::start(2).await;
+    let mut cluster = Cluster::start(2, &HOLD).await;
     let alice = session(cluster.base(0), "alice@example.com").await;
     assert_eq!(node_holding(&cluster, alice.sid).await, Some(0));
     // Alice's session, spoken to through the other node: commands and polls are passed on.
@@ -253,9 +174,8 @@ async fn any_node_serves_any_session_and_a_lost_node_s_sessions_are_not_found() 
 
 #[tokio::test]
 async fn behind_a_round_robin_balancer_every_request_finds_its_session() {
-    let mut cluster = Cluster::start(3).await;
-    let bases: Vec<&str> = (0..3).map(|i| cluster.base(i)).collect();
-    let proxy = haproxy::HaProxy::start(&bases);
+    let mut cluster = Cluster::start(3, &HOLD).await;
+    let proxy = cluster.proxy();
     let mut alice = session(&proxy.base, "alice@example.com").await;
     alice.subscribe(&[BOB]).await;
     let mut bob = session(&proxy.base, "bob@example.com").await;
@@ -278,7 +198,7 @@ async fn behind_a_round_robin_balancer_every_request_finds_its_session() {
 
 #[tokio::test]
 async fn the_sessions_per_user_limit_counts_every_node() {
-    let cluster = Cluster::start_with(2, &[("GATEWAY_LIMITS__SESSIONS_PER_USER", "2")]).await;
+    let cluster = Cluster::start(2, &[HOLD[0], ("GATEWAY_LIMITS__SESSIONS_PER_USER", "2")]).await;
     let _bob_there = session(cluster.base(1), "bob@example.com").await;
     // Once Bob's session on the other node shows here, it counts here.
     let mut alice = session(cluster.base(0), "alice@example.com").await;
@@ -312,9 +232,8 @@ async fn keep_session(client: &mut Client) -> bool {
 
 #[tokio::test]
 async fn a_rolling_restart_keeps_clients_signed_in_and_converging() {
-    let mut cluster = Cluster::start(3).await;
-    let bases: Vec<String> = (0..3).map(|i| cluster.base(i).to_string()).collect();
-    let proxy = haproxy::HaProxy::start(&bases.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut cluster = Cluster::start(3, &HOLD).await;
+    let proxy = cluster.proxy();
     let mut alice = session(&proxy.base, "alice@example.com").await;
     alice.subscribe(&[BOB]).await;
     let mut bob = session(&proxy.base, "bob@example.com").await;
@@ -335,7 +254,7 @@ async fn a_rolling_restart_keeps_clients_signed_in_and_converging() {
 
 #[tokio::test]
 async fn rights_and_contact_lists_changed_on_one_node_take_effect_on_another() {
-    let cluster = Cluster::start(2).await;
+    let cluster = Cluster::start(2, &HOLD).await;
     let mut alice = session(cluster.base(0), "alice@example.com").await;
     alice.subscribe(&[BOB]).await;
     sees_within(&mut alice, CROSS_NODE, BOB, |s| !s.phones.is_empty()).await;

@@ -8,6 +8,8 @@
 
 mod common;
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/haproxy.rs"]
 mod haproxy;
 #[path = "support/pg.rs"]
@@ -17,6 +19,7 @@ mod process;
 #[path = "support/redis.rs"]
 mod redis;
 
+use cluster::{Cluster, TTL};
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -25,75 +28,23 @@ use std::time::{Duration, Instant};
 const BOB: &str = "sip:bob@example.com";
 const CAROL: &str = "sip:carol@example.com";
 const ADMIN: &str = "admin-token-0123456789";
-/// The heartbeat TTL of the test's nodes (seconds): short, so a lost node is noticed quickly.
-const TTL: u64 = 2;
 /// `iEventFlagsToSubscribe` for the note section only.
 const NOTE: u64 = 32;
 
-/// Three nodes and a round-robin HAProxy over them.
-struct Cluster {
-    nodes: Vec<process::Running>,
-    proxy: haproxy::HaProxy,
-    redis: redis::RedisServer,
-    _dir: tempfile::TempDir,
-    _schema: pg::PgSchema,
+/// Three nodes with an administrators' token and short held polls, and a round-robin HAProxy
+/// over them.
+async fn three_nodes() -> (Cluster, haproxy::HaProxy) {
+    let tokens = format!(r#"[{{ name = "ops", token = "{ADMIN}", role = "admin" }}]"#);
+    let cluster = Cluster::start(3, &[("GATEWAY_API_TOKENS", &tokens), ("GATEWAY_HOLD_SECONDS", "2")]).await;
+    let proxy = cluster.proxy();
+    (cluster, proxy)
 }
 
-impl Cluster {
-    async fn start() -> Cluster {
-        let schema = pg::PgSchema::create().await;
-        let redis = redis::RedisServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("users.toml"), USERS).unwrap();
-        let config = format!("[[api_tokens]]\nname = \"ops\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n");
-        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-        let mut nodes = Vec::new();
-        for index in 0..3 {
-            let mut command = process::gateway(&["serve", "--listen", "127.0.0.1:0", "--store", &schema.url()]);
-            command.arg("--redis").arg(redis.url()).arg("--users").arg(dir.path().join("users.toml"));
-            command.arg("--config").arg(dir.path().join("gateway.toml"));
-            command.arg("--data-dir").arg(dir.path().join(format!("node{index}")));
-            command.env("GATEWAY_HEARTBEAT_TTL_SECONDS", TTL.to_string()).env("GATEWAY_HOLD_SECONDS", "2");
-            nodes.push(process::start(command));
-        }
-        for node in &nodes {
-            until(Duration::from_secs(10), "the node is ready", || async { ready(&node.base).await }).await;
-        }
-        let proxy = haproxy::HaProxy::start(&nodes.iter().map(|n| n.base.as_str()).collect::<Vec<_>>());
-        Cluster { nodes, proxy, redis, _dir: dir, _schema: schema }
-    }
-
-    fn base(&self, node: usize) -> &str {
-        &self.nodes[node].base
-    }
-
-    /// SIGKILL: nothing of the node's shutdown runs.
-    fn kill(&mut self, node: usize) {
-        let mut child = self.nodes[node].child.take().expect("a running node");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// The number `/readyz` gives node `index` (the top of its sids, the `nodeId` of its sessions).
-    async fn number(&self, index: usize) -> String {
-        let text = reqwest::get(format!("{}/readyz", self.base(index))).await.unwrap().text().await.unwrap();
-        let line = text.lines().find_map(|l| l.strip_prefix("node: ")).unwrap_or_else(|| panic!("{text}"));
-        line.trim().to_string()
-    }
-}
-
-async fn ready(base: &str) -> bool {
-    let reply = reqwest::get(format!("{base}/readyz")).await;
-    reply.is_ok_and(|r| r.status() == 200)
-}
-
-/// Polls `condition` until it holds; panics after `limit`.
-async fn until<F: std::future::Future<Output = bool>>(limit: Duration, what: &str, condition: impl Fn() -> F) {
-    let deadline = Instant::now() + limit;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The number `/readyz` gives node `index` (the top of its sids, the `nodeId` of its sessions).
+async fn number(cluster: &Cluster, index: usize) -> String {
+    let text = reqwest::get(format!("{}/readyz", cluster.base(index))).await.unwrap().text().await.unwrap();
+    let line = text.lines().find_map(|l| l.strip_prefix("node: ")).unwrap_or_else(|| panic!("{text}"));
+    line.trim().to_string()
 }
 
 /// The number of the node that handed out `sid`, as `/readyz` writes it.
@@ -250,8 +201,8 @@ async fn set_note(base: &str, uri: &str, text: &str) {
 
 #[tokio::test]
 async fn behind_round_robin_every_node_finds_a_sign_in_s_json_stream() {
-    let cluster = Cluster::start().await;
-    let proxy = cluster.proxy.base.clone();
+    let (cluster, balancer) = three_nodes().await;
+    let proxy = balancer.base.clone();
     let mut alice = Reader::sign_in(&proxy, "alice@example.com").await;
     // Subscribing again and again through the balancer (so through every node) feeds one stream.
     let first = alice.subscribe(&proxy, &[BOB], NOTE).await;
@@ -300,12 +251,12 @@ async fn behind_round_robin_every_node_finds_a_sign_in_s_json_stream() {
 
 #[tokio::test]
 async fn a_lost_stream_is_not_found_and_subscribing_again_starts_anew_with_full_snapshots() {
-    let mut cluster = Cluster::start().await;
-    let proxy = cluster.proxy.base.clone();
+    let (mut cluster, balancer) = three_nodes().await;
+    let proxy = balancer.base.clone();
     let mut alice = Reader::sign_in(&proxy, "alice@example.com").await;
     assert_eq!(alice.subscribe(cluster.base(0), &[BOB], NOTE).await.status, 200);
     let lost = alice.stream;
-    assert_eq!(node_of(lost), cluster.number(0).await, "the stream is on the node subscribed at");
+    assert_eq!(node_of(lost), number(&cluster, 0).await, "the stream is on the node subscribed at");
     set_note(cluster.base(1), BOB, "before").await;
     alice.until_event(Duration::from_secs(5), note_is(BOB, "before".into())).await;
 
@@ -338,8 +289,8 @@ async fn a_lost_stream_is_not_found_and_subscribing_again_starts_anew_with_full_
 
 #[tokio::test]
 async fn after_redis_restarts_empty_every_node_finds_the_sign_in_s_stream_again() {
-    let mut cluster = Cluster::start().await;
-    let proxy = cluster.proxy.base.clone();
+    let (mut cluster, balancer) = three_nodes().await;
+    let proxy = balancer.base.clone();
     let mut alice = Reader::sign_in(&proxy, "alice@example.com").await;
     assert_eq!(alice.subscribe(cluster.base(0), &[BOB], NOTE).await.status, 200);
     let stream = alice.stream;
@@ -375,9 +326,9 @@ fn listed(answer: &Answer) -> std::collections::BTreeMap<u64, String> {
 
 #[tokio::test]
 async fn admins_list_every_node_s_sessions_and_end_them_through_any_node() {
-    let cluster = Cluster::start().await;
-    let proxy = cluster.proxy.base.clone();
-    let numbers = [cluster.number(0).await, cluster.number(1).await, cluster.number(2).await];
+    let (cluster, balancer) = three_nodes().await;
+    let proxy = balancer.base.clone();
+    let numbers = [number(&cluster, 0).await, number(&cluster, 1).await, number(&cluster, 2).await];
     let mut alice = Client::sign_in(cluster.base(0), "alice@example.com", "pw").await.unwrap();
     alice.initiate().await;
     let mut bob = Client::sign_in(cluster.base(1), "bob@example.com", "pw").await.unwrap();
@@ -430,8 +381,8 @@ async fn read_until(mut reader: Reader, last: String) -> Reader {
 
 #[tokio::test]
 async fn watchers_on_the_surviving_nodes_miss_nothing_and_get_nothing_twice_when_a_node_is_killed() {
-    let mut cluster = Cluster::start().await;
-    let proxy = cluster.proxy.base.clone();
+    let (mut cluster, balancer) = three_nodes().await;
+    let proxy = balancer.base.clone();
     // Watchers whose streams live on the nodes that survive, read through the balancer; one on the
     // node that is killed; Bob has a session there too.
     let mut watchers = Vec::new();

@@ -8,6 +8,8 @@
 
 mod common;
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/haproxy.rs"]
 mod haproxy;
 #[path = "support/pg.rs"]
@@ -15,63 +17,20 @@ mod pg;
 #[path = "support/process.rs"]
 mod process;
 #[path = "support/redis.rs"]
-mod redis_server;
+mod redis;
 
+use cluster::{Cluster, CROSS_NODE, TTL};
 use common::*;
 use std::time::{Duration, Instant};
 
 const BOB: &str = "sip:bob@example.com";
 const ADMIN_TOKEN: &str = "an-admin-token-for-the-cluster-tests";
-/// The heartbeat TTL of the test's nodes (seconds).
-const TTL: u64 = 2;
-/// How long a change may take to reach another node.
-const CROSS_NODE: Duration = Duration::from_secs(1);
 
-struct Cluster {
-    nodes: Vec<process::Running>,
-    redis: redis_server::RedisServer,
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-    schema: pg::PgSchema,
-}
-
-impl Cluster {
-    /// `count` nodes with these `GATEWAY_*` variables too, each ready.
-    async fn start(count: usize, env: &[(&str, &str)]) -> Cluster {
-        let schema = pg::PgSchema::create().await;
-        let redis = redis_server::RedisServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("users.toml"), USERS).unwrap();
-        let tokens = format!(r#"[{{ name = "ops", token = "{ADMIN_TOKEN}", role = "admin" }}]"#);
-        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        env.push(("GATEWAY_API_TOKENS".into(), tokens));
-        let mut cluster = Cluster { nodes: Vec::new(), redis, dir, env, schema };
-        for index in 0..count {
-            let data = cluster.dir.path().join(format!("node{index}"));
-            let mut command = process::gateway(&["serve", "--listen", "127.0.0.1:0", "--store", &cluster.schema.url()]);
-            command.arg("--redis").arg(cluster.redis.url()).arg("--users").arg(cluster.dir.path().join("users.toml"));
-            command.arg("--data-dir").arg(data).env("GATEWAY_HEARTBEAT_TTL_SECONDS", TTL.to_string());
-            command.envs(cluster.env.iter().map(|(k, v)| (k, v)));
-            cluster.nodes.push(process::start(command));
-        }
-        for node in &cluster.nodes {
-            assert!(process::ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
-        }
-        cluster
-    }
-
-    fn base(&self, node: usize) -> &str {
-        &self.nodes[node].base
-    }
-
-    fn proxy(&self) -> haproxy::HaProxy {
-        haproxy::HaProxy::start(&(0..self.nodes.len()).map(|i| self.base(i)).collect::<Vec<_>>())
-    }
-
-    async fn redis(&self) -> ::redis::aio::MultiplexedConnection {
-        let client = ::redis::Client::open(self.redis.url()).unwrap();
-        client.get_multiplexed_async_connection().await.unwrap()
-    }
+/// `count` nodes with an administrators' token and these `GATEWAY_*` variables too, each ready.
+async fn start(count: usize, env: &[(&str, &str)]) -> Cluster {
+    let tokens = format!(r#"[{{ name = "ops", token = "{ADMIN_TOKEN}", role = "admin" }}]"#);
+    let env: Vec<(&str, &str)> = env.iter().copied().chain([("GATEWAY_API_TOKENS", tokens.as_str())]).collect();
+    Cluster::start(count, &env).await
 }
 
 /// A sign-in attempt: the status, the CWA error code when refused, and `Retry-After`.
@@ -92,7 +51,7 @@ fn throttled(answer: (u16, Option<u32>, Option<u64>), window: u64) -> bool {
 
 /// Every key in Redis under `pattern`.
 async fn keys(cluster: &Cluster, pattern: &str) -> Vec<String> {
-    ::redis::cmd("KEYS").arg(pattern).query_async(&mut cluster.redis().await).await.unwrap()
+    ::redis::cmd("KEYS").arg(pattern).query_async(&mut cluster.redis_connection().await).await.unwrap()
 }
 
 const LIMITS: [(&str, &str); 4] = [
@@ -104,7 +63,7 @@ const LIMITS: [(&str, &str); 4] = [
 
 #[tokio::test]
 async fn failed_sign_ins_spread_over_three_nodes_are_refused_at_the_limit_as_if_one_node() {
-    let cluster = Cluster::start(3, &LIMITS).await;
+    let cluster = start(3, &LIMITS).await;
     let proxy = cluster.proxy();
     // Four failures of Bob from this address, round-robin over the three nodes: none counted
     // more than two of them, yet the fifth attempt is refused — with the right password too.
@@ -134,7 +93,7 @@ async fn failed_sign_ins_spread_over_three_nodes_are_refused_at_the_limit_as_if_
 
 #[tokio::test]
 async fn with_redis_stopped_sign_ins_are_answered_and_limited_per_node() {
-    let mut cluster = Cluster::start(2, &LIMITS).await;
+    let mut cluster = start(2, &LIMITS).await;
     cluster.redis.stop();
     assert!(process::ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
     // A sign-in still gets its answer at once: the right password signs in, no 503.
@@ -214,7 +173,7 @@ async fn version(cluster: &Cluster) -> u64 {
     let v: Option<u64> = ::redis::cmd("HGET")
         .arg(format!("presence-gateway:p:{BOB}"))
         .arg("v")
-        .query_async(&mut cluster.redis().await)
+        .query_async(&mut cluster.redis_connection().await)
         .await
         .unwrap();
     v.unwrap_or(0)
@@ -231,7 +190,7 @@ async fn version_becomes(cluster: &Cluster, expected: u64, limit: Duration) {
         if now > expected || Instant::now() > deadline {
             let hash: std::collections::HashMap<String, String> = ::redis::cmd("HGETALL")
                 .arg(format!("presence-gateway:p:{BOB}"))
-                .query_async(&mut cluster.redis().await)
+                .query_async(&mut cluster.redis_connection().await)
                 .await
                 .unwrap();
             panic!(
@@ -268,7 +227,7 @@ async fn dnd_on_the_phone(
     to_in: chrono::Duration,
     call_ttl: u64,
 ) -> (Cluster, haproxy::HaProxy, Vec<Client>, chrono::DateTime<chrono::Utc>) {
-    let cluster = Cluster::start(3, &[]).await;
+    let cluster = start(3, &[]).await;
     let proxy = cluster.proxy();
     let mut watchers = Vec::new();
     for node in 0..3 {
@@ -340,8 +299,11 @@ async fn timed_transitions_reach_every_watcher_once_and_are_carried_out_once() {
     assert!(chrono::Utc::now() >= to);
     // One version for the DND's end, one for the call's withdrawal, one for the marker.
     version_becomes(&cluster, before + 3, CROSS_NODE).await;
-    let hash: std::collections::HashMap<String, String> =
-        ::redis::cmd("HGETALL").arg(format!("presence-gateway:p:{BOB}")).query_async(&mut cluster.redis().await).await.unwrap();
+    let hash: std::collections::HashMap<String, String> = ::redis::cmd("HGETALL")
+        .arg(format!("presence-gateway:p:{BOB}"))
+        .query_async(&mut cluster.redis_connection().await)
+        .await
+        .unwrap();
     assert!(!hash.contains_key("r:pbx") && hash.contains_key("r:desktop"), "the expired report is withdrawn: {hash:?}");
     assert!(!hash["m"].contains("do-not-disturb") && hash["m"].contains("marker"), "{hash:?}");
     let stored = stored_presence(&cluster).await;
@@ -358,8 +320,14 @@ async fn when_the_claiming_node_is_killed_before_the_deadline_the_survivors_carr
     let node = readiness.lines().find_map(|l| l.trim().strip_prefix("node: ")).expect("the node's number").trim().to_string();
     let claim = format!("presence-gateway:claim:{BOB}:m:{}", to.timestamp_millis());
     let hold_ms = ((to - chrono::Utc::now()).num_milliseconds() + 2000).max(2000);
-    let _: () =
-        ::redis::cmd("SET").arg(&claim).arg(&node).arg("PX").arg(hold_ms).query_async(&mut cluster.redis().await).await.unwrap();
+    let _: () = ::redis::cmd("SET")
+        .arg(&claim)
+        .arg(&node)
+        .arg("PX")
+        .arg(hold_ms)
+        .query_async(&mut cluster.redis_connection().await)
+        .await
+        .unwrap();
     let before = version(&cluster).await;
     let kill_at = to - chrono::Duration::milliseconds(300);
     tokio::time::sleep((kill_at - chrono::Utc::now()).to_std().unwrap_or_default()).await;
@@ -369,7 +337,7 @@ async fn when_the_claiming_node_is_killed_before_the_deadline_the_survivors_carr
     // Past the deadline nobody stores or publishes the DND's end while the dead node's claim
     // stands.
     tokio::time::sleep((to - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(300)).await;
-    let left: i64 = ::redis::cmd("PTTL").arg(&claim).query_async(&mut cluster.redis().await).await.unwrap();
+    let left: i64 = ::redis::cmd("PTTL").arg(&claim).query_async(&mut cluster.redis_connection().await).await.unwrap();
     if left > 0 {
         assert_eq!(version(&cluster).await, before, "carried out while another node's claim stood");
         assert!(stored_presence(&cluster).await.contains("do-not-disturb"));
@@ -379,7 +347,7 @@ async fn when_the_claiming_node_is_killed_before_the_deadline_the_survivors_carr
     assert!(!stored_presence(&cluster).await.contains("do-not-disturb"));
     each_sees_each_transition_once(&mut watchers, &proxy, Duration::from_secs(10)).await;
     version_becomes(&cluster, before + 3, CROSS_NODE).await;
-    let done: Option<String> = ::redis::cmd("GET").arg(&claim).query_async(&mut cluster.redis().await).await.unwrap();
+    let done: Option<String> = ::redis::cmd("GET").arg(&claim).query_async(&mut cluster.redis_connection().await).await.unwrap();
     assert_eq!(done.as_deref(), Some("done"));
 }
 
@@ -387,7 +355,7 @@ async fn when_the_claiming_node_is_killed_before_the_deadline_the_survivors_carr
 async fn the_shared_counts_slow_a_user_down_except_from_known_addresses() {
     use presence_gateway::backplane::redis::{RedisBackplane, Settings};
     use presence_gateway::backplane::{Backplane, LogonCount};
-    let redis = redis_server::RedisServer::start();
+    let redis = redis::RedisServer::start();
     let settings =
         Settings { heartbeat_ttl: Duration::from_secs(TTL), advertise: String::new(), linger: Duration::from_secs(30) };
     let counts = RedisBackplane::new(&redis.url(), settings).unwrap();

@@ -10,6 +10,10 @@
 
 mod common;
 
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/haproxy.rs"]
+mod haproxy;
 #[path = "support/pg.rs"]
 mod pg;
 #[path = "support/process.rs"]
@@ -17,95 +21,48 @@ mod process;
 #[path = "support/redis.rs"]
 mod redis;
 
+use cluster::*;
 use common::*;
 use std::time::{Duration, Instant};
 
 const BOB: &str = "sip:bob@example.com";
 const CAROL: &str = "sip:carol@example.com";
-/// How long a change may take to reach another node.
-const CROSS_NODE: Duration = Duration::from_secs(1);
 /// The nodes' linger (seconds): short, so that the end of following shows quickly.
 const LINGER: u64 = 1;
+/// What every node of these tests has besides the harness's settings: short held polls and
+/// [`LINGER`].
+const SETTINGS: [(&str, &str); 2] = [("GATEWAY_HOLD_SECONDS", "2"), ("GATEWAY_FOLLOW_LINGER_SECONDS", "1")];
 
-struct Cluster {
-    nodes: Vec<process::Running>,
-    redis: redis::RedisServer,
-    _dir: tempfile::TempDir,
-    _schema: pg::PgSchema,
+/// How many connections Redis counts as subscribed to the user's channel.
+async fn followers(cluster: &Cluster, uri: &str) -> i64 {
+    let channel = format!("presence-gateway:c:{uri}");
+    let (_, count): (String, i64) =
+        ::redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel).query_async(&mut cluster.redis_connection().await).await.unwrap();
+    count
 }
 
-impl Cluster {
-    async fn start(count: usize) -> Cluster {
-        let schema = pg::PgSchema::create().await;
-        let redis = redis::RedisServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("users.toml"), USERS).unwrap();
-        let mut nodes = Vec::new();
-        for index in 0..count {
-            let mut command = process::gateway(&["serve", "--listen", "127.0.0.1:0", "--store", &schema.url()]);
-            command.arg("--redis").arg(redis.url()).arg("--users").arg(dir.path().join("users.toml"));
-            command.arg("--data-dir").arg(dir.path().join(format!("node{index}")));
-            command.env("GATEWAY_HEARTBEAT_TTL_SECONDS", "2").env("GATEWAY_HOLD_SECONDS", "2");
-            command.env("GATEWAY_FOLLOW_LINGER_SECONDS", LINGER.to_string());
-            nodes.push(process::start(command));
+/// Waits (at most `limit`) until `count` nodes follow the user.
+async fn followed_by(cluster: &Cluster, uri: &str, count: i64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = followers(cluster, uri).await;
+        if now == count {
+            return;
         }
-        for node in &nodes {
-            assert!(process::ready_within(&node.base, Duration::from_secs(10), true).await, "{}", node.log.text());
-        }
-        Cluster { nodes, redis, _dir: dir, _schema: schema }
-    }
-
-    fn base(&self, node: usize) -> &str {
-        &self.nodes[node].base
-    }
-
-    /// How many connections Redis counts as subscribed to the user's channel.
-    async fn followers(&self, uri: &str) -> i64 {
-        let client = ::redis::Client::open(self.redis.url()).unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        let channel = format!("presence-gateway:c:{uri}");
-        let (_, count): (String, i64) = ::redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel).query_async(&mut con).await.unwrap();
-        count
-    }
-
-    /// Waits (at most `limit`) until `count` nodes follow the user.
-    async fn followed_by(&self, uri: &str, count: i64, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let now = self.followers(uri).await;
-            if now == count {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{uri} followed by {now} nodes, not {count}, after {limit:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The changes node `index` received from Redis so far (its metric; absent until the first).
-    async fn received(&self, index: usize) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base(index))).await.unwrap().text().await.unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix("presence_backplane_messages_total "))
-            .map_or(0.0, |value| value.trim().parse().unwrap())
+        assert!(Instant::now() < deadline, "{uri} followed by {now} nodes, not {count}, after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// A signed-in client with a session on `base`.
-async fn session(base: &str, user: &str) -> Client {
-    let mut client = Client::sign_in(base, user, "pw").await.unwrap_or_else(|r| panic!("{}", r.body));
-    client.initiate().await;
-    client
+/// A counter of node `index`'s metrics (absent until its first count).
+async fn metric(cluster: &Cluster, index: usize, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", cluster.base(index))).await.unwrap().text().await.unwrap();
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')).map_or(0.0, |value| value.trim().parse().unwrap())
 }
 
-async fn sign_out(client: &mut Client) {
-    let rid = client.next_rid();
-    assert!(client.command(&format!(r#"<terminateSession rid="{rid}"/>"#)).await.body.contains("requestAccepted"));
-}
-
-/// Waits (at most `limit`) until `watcher` receives a snapshot of `uri` that satisfies `pred`.
-async fn sees_within(watcher: &mut Client, limit: Duration, uri: &str, pred: impl Fn(&Seen) -> bool) -> Seen {
-    let found = tokio::time::timeout(limit, watcher.wait_for_user(uri, |u| pred(&seen(u)))).await;
-    seen(&found.unwrap_or_else(|_| panic!("nothing seen of {uri} within {limit:?}")))
+/// The changes node `index` received from Redis so far.
+async fn received(cluster: &Cluster, index: usize) -> f64 {
+    metric(cluster, index, "presence_backplane_messages_total").await
 }
 
 /// Every snapshot of `uri` the watcher receives until one shows `availability`, in order.
@@ -143,42 +100,42 @@ async fn batch_read(client: &Client, uris: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_user_s_changes_reach_only_the_nodes_that_follow_the_user() {
-    let cluster = Cluster::start(2).await;
+    let cluster = Cluster::start(2, &SETTINGS).await;
     let _alice = session(cluster.base(0), "alice@example.com").await;
     let mut bob = session(cluster.base(1), "bob@example.com").await;
     let mut carol = session(cluster.base(1), "carol@example.com").await;
     carol.subscribe(&[BOB]).await;
     sees_within(&mut carol, CROSS_NODE, BOB, |s| s.availability == 3500).await;
-    cluster.followed_by(BOB, 1, CROSS_NODE).await;
+    followed_by(&cluster, BOB, 1, CROSS_NODE).await;
 
     // Nobody on node 0 watches Bob: his changes reach node 1 only.
-    let before = cluster.received(0).await;
+    let before = received(&cluster, 0).await;
     for state in [6500, 9500, 3500] {
         assert!(bob.publish_state(state).await.body.contains("requestAccepted"));
         sees_within(&mut carol, CROSS_NODE, BOB, |s| s.availability == state).await;
     }
     assert!(bob.publish_note("only where followed").await.body.contains("requestAccepted"));
     sees_within(&mut carol, CROSS_NODE, BOB, |s| s.note == "only where followed").await;
-    assert_eq!(cluster.received(0).await, before, "node 0 received none of Bob's changes");
-    assert!(cluster.received(1).await > 0.0, "node 1 received them");
-    assert_eq!(cluster.followers(BOB).await, 1);
-    assert_eq!(cluster.followers("sip:alice@example.com").await, 1, "Alice's own node follows her");
+    assert_eq!(received(&cluster, 0).await, before, "node 0 received none of Bob's changes");
+    assert!(received(&cluster, 1).await > 0.0, "node 1 received them");
+    assert_eq!(followers(&cluster, BOB).await, 1);
+    assert_eq!(followers(&cluster, "sip:alice@example.com").await, 1, "Alice's own node follows her");
 }
 
 #[tokio::test]
 async fn a_watcher_arriving_later_gets_the_current_state_then_every_change_in_order() {
-    let cluster = Cluster::start(2).await;
+    let cluster = Cluster::start(2, &SETTINGS).await;
     let mut alice = session(cluster.base(0), "alice@example.com").await;
     let mut bob = session(cluster.base(1), "bob@example.com").await;
     assert!(bob.publish_state(6500).await.body.contains("requestAccepted"));
     assert!(bob.publish_note("set before anyone watched").await.body.contains("requestAccepted"));
-    cluster.followed_by(BOB, 1, CROSS_NODE).await;
+    followed_by(&cluster, BOB, 1, CROSS_NODE).await;
 
     alice.subscribe(&[BOB]).await;
     let first = sees_within(&mut alice, CROSS_NODE, BOB, |_| true).await;
     assert_eq!((first.availability, first.note.as_str()), (6500, "set before anyone watched"), "the current state first");
-    assert_eq!(cluster.followers(BOB).await, 2, "node 0 follows Bob now");
-    let before = cluster.received(0).await;
+    assert_eq!(followers(&cluster, BOB).await, 2, "node 0 follows Bob now");
+    let before = received(&cluster, 0).await;
     let mut previous = 6500;
     for state in [3500, 9500, 15500, 3500, 6500] {
         assert!(bob.publish_state(state).await.body.contains("requestAccepted"));
@@ -186,28 +143,28 @@ async fn a_watcher_arriving_later_gets_the_current_state_then_every_change_in_or
         assert!(shown.iter().all(|a| *a == previous || *a == state), "{previous} then {state}, not {shown:?}");
         previous = state;
     }
-    assert!(cluster.received(0).await >= before + 5.0, "node 0 receives Bob's changes while Alice watches");
+    assert!(received(&cluster, 0).await >= before + 5.0, "node 0 receives Bob's changes while Alice watches");
 
     // Alice stops watching: after the linger node 0 no longer follows Bob, and receives nothing.
     let rid = alice.next_rid();
     let unsubscribe = format!(r#"<unsubscribePresence rid="{rid}"><uris><uri>{BOB}</uri></uris></unsubscribePresence>"#);
     assert!(alice.command(&unsubscribe).await.body.contains("requestAccepted"));
-    cluster.followed_by(BOB, 1, Duration::from_secs(LINGER) + Duration::from_secs(3)).await;
-    let after = cluster.received(0).await;
+    followed_by(&cluster, BOB, 1, Duration::from_secs(LINGER) + Duration::from_secs(3)).await;
+    let after = received(&cluster, 0).await;
     assert!(bob.publish_state(9500).await.body.contains("requestAccepted"));
     assert!(bob.publish_note("after Alice left").await.body.contains("requestAccepted"));
     let mut carol = session(cluster.base(1), "carol@example.com").await;
     carol.subscribe(&[BOB]).await;
     sees_within(&mut carol, CROSS_NODE, BOB, |s| s.note == "after Alice left").await;
-    assert_eq!(cluster.received(0).await, after, "nothing of Bob reaches node 0 any more");
+    assert_eq!(received(&cluster, 0).await, after, "nothing of Bob reaches node 0 any more");
 }
 
 #[tokio::test]
 async fn a_read_of_a_user_nobody_watches_here_answers_the_current_live_state() {
-    let cluster = Cluster::start(2).await;
+    let cluster = Cluster::start(2, &SETTINGS).await;
     let mut alice = session(cluster.base(0), "alice@example.com").await;
     let mut bob = session(cluster.base(1), "bob@example.com").await;
-    cluster.followed_by(BOB, 1, CROSS_NODE).await;
+    followed_by(&cluster, BOB, 1, CROSS_NODE).await;
 
     // Bob's only session is on node 1; node 0 reads him as online.
     assert_eq!(query(&mut alice, BOB).await.availability, 3500);
@@ -225,7 +182,7 @@ async fn a_read_of_a_user_nobody_watches_here_answers_the_current_live_state() {
     assert_eq!(query(&mut alice, BOB).await.availability, 0);
 
     // Once nobody follows Bob any more, a read still answers his current state.
-    cluster.followed_by(BOB, 0, Duration::from_secs(LINGER) + Duration::from_secs(3)).await;
+    followed_by(&cluster, BOB, 0, Duration::from_secs(LINGER) + Duration::from_secs(3)).await;
     let _bob_again = session(cluster.base(1), "bob@example.com").await;
     let _carol = session(cluster.base(1), "carol@example.com").await;
     assert_eq!(batch_read(&alice, &[CAROL, BOB]).await, ["Available", "Available"]);
@@ -234,13 +191,13 @@ async fn a_read_of_a_user_nobody_watches_here_answers_the_current_live_state() {
 
 #[tokio::test]
 async fn while_redis_is_away_a_read_fails_rather_than_answer_stale_and_afterwards_nodes_follow_again() {
-    let mut cluster = Cluster::start(2).await;
+    let mut cluster = Cluster::start(2, &SETTINGS).await;
     let mut alice = session(cluster.base(0), "alice@example.com").await;
     alice.subscribe(&[BOB]).await;
     let mut bob = session(cluster.base(1), "bob@example.com").await;
     let _carol = session(cluster.base(1), "carol@example.com").await;
     sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
-    cluster.followed_by(BOB, 2, CROSS_NODE).await;
+    followed_by(&cluster, BOB, 2, CROSS_NODE).await;
 
     cluster.redis.stop();
     assert!(process::ready_within(cluster.base(0), Duration::from_secs(10), false).await, "not ready without Redis");
@@ -254,9 +211,37 @@ async fn while_redis_is_away_a_read_fails_rather_than_answer_stale_and_afterward
     for node in 0..2 {
         assert!(process::ready_within(cluster.base(node), Duration::from_secs(15), true).await, "ready again");
     }
-    cluster.followed_by(BOB, 2, CROSS_NODE).await;
+    followed_by(&cluster, BOB, 2, CROSS_NODE).await;
     assert!(bob.publish_state(6500).await.body.contains("requestAccepted"));
     sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 6500).await;
     assert_eq!(query(&mut alice, CAROL).await.availability, 3500, "Carol's node published her session again");
     assert_eq!(json_read(&alice, CAROL).await.1["availability"], "Available");
+}
+
+/// How many fan-outs node `index` has made.
+async fn fan_outs(cluster: &Cluster, index: usize) -> f64 {
+    metric(cluster, index, "presence_fanout_duration_seconds_count").await
+}
+
+#[tokio::test]
+async fn the_node_that_makes_a_change_fans_it_out_once_when_it_comes_back() {
+    let cluster = Cluster::start(2, &SETTINGS).await;
+    let mut bob = session(cluster.base(0), "bob@example.com").await;
+    let mut carol = session(cluster.base(0), "carol@example.com").await;
+    let mut alice = session(cluster.base(1), "alice@example.com").await;
+    carol.subscribe(&[BOB]).await;
+    alice.subscribe(&[BOB]).await;
+    sees_within(&mut carol, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    followed_by(&cluster, BOB, 2, CROSS_NODE).await;
+
+    let before = [fan_outs(&cluster, 0).await, fan_outs(&cluster, 1).await];
+    for note in ["one", "two", "three"] {
+        assert!(bob.publish_note(note).await.body.contains("requestAccepted"));
+        sees_within(&mut carol, CROSS_NODE, BOB, |s| s.note == note).await;
+        sees_within(&mut alice, CROSS_NODE, BOB, |s| s.note == note).await;
+    }
+    // Sending a change changes nothing on Bob's node yet: it settles when the change is back.
+    assert_eq!(fan_outs(&cluster, 0).await - before[0], 3.0, "one fan-out per note where Bob publishes");
+    assert_eq!(fan_outs(&cluster, 1).await - before[1], 3.0, "one fan-out per note on the other node");
 }

@@ -8,8 +8,9 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::{parse_json, path_uri};
 use crate::hub::session::EventFilter;
+use crate::pv2::events::flags;
 use crate::request::pass::{passed, Passer};
-use crate::service::json_events::{flags, StreamAt};
+use crate::service::json_events::StreamAt;
 use crate::service::Gateway;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, RawQuery, State};
@@ -250,11 +251,10 @@ pub async fn events(
         gateway.config().poll_wait_ms,
         stream.sid
     );
-    for (i, (eid, payload)) in batch.events.iter().enumerate() {
-        let inner: &str = &payload.inner;
+    for (i, (eid, event)) in batch.events.iter().enumerate() {
         body.push_str(if i == 0 { "{" } else { ",{" });
-        body.push_str(&format!("\"eid\":{eid},"));
-        body.push_str(inner.strip_prefix('{').unwrap_or("}"));
+        body.push_str(&format!("\"eid\":{eid}"));
+        body.push_str(crate::pv2::events::text(event));
     }
     body.push_str("]}");
     let mut response = (StatusCode::OK, body).into_response();

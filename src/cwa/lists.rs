@@ -1,8 +1,10 @@
 //! Rendering of the contact-list and access-control events: `contactGroup` (full or delta),
-//! `containers`, `subscribers`, `searchResult` and `configuration`.
+//! `containers`, `subscribers`, `searchResult` and `configuration`. Each writes the event's
+//! children into a content writer and returns the attributes of the event element (used by
+//! [`super::events`]).
 
-use super::envelope::EventPayload;
-use super::writer::{attributes, XmlWriter};
+use super::writer::{attributes, Fragment, XmlWriter};
+use crate::hub::event::{ClientConfiguration, DirectoryEntry, SubscriberView};
 use crate::model::contacts::{Action, Change, Contact, ContactList, Group};
 use crate::model::rights::{AccessLevel, Member, RightsEntry};
 
@@ -28,31 +30,27 @@ fn write_contact(w: &mut XmlWriter, contact: &Contact, action: Option<&str>) {
 }
 
 /// The whole list (`fullList="true"`).
-pub fn contact_group_full(list: &ContactList) -> EventPayload {
-    let mut w = EventPayload::content_writer();
+pub fn contact_group_full(w: &mut XmlWriter, list: &ContactList) -> Fragment {
     for group in &list.groups {
-        write_group(&mut w, group, None);
+        write_group(w, group, None);
     }
     for contact in &list.contacts {
-        write_contact(&mut w, contact, None);
+        write_contact(w, contact, None);
     }
     let delta_num = list.delta_num.to_string();
-    let head = attributes(&[("fullList", Some("true")), ("deltaNum", Some(&delta_num))]);
-    EventPayload::new("contactGroup", head, w.finish_fragment())
+    attributes(&[("fullList", Some("true")), ("deltaNum", Some(&delta_num))])
 }
 
 /// Only what changed, each item with its `action`.
-pub fn contact_group_delta(delta_num: u64, changes: &[Change]) -> EventPayload {
-    let mut w = EventPayload::content_writer();
+pub fn contact_group_delta(w: &mut XmlWriter, delta_num: u64, changes: &[Change]) -> Fragment {
     for change in changes {
         match change {
-            Change::Group(group, action) => write_group(&mut w, group, Some(action_name(*action))),
-            Change::Contact(contact, action) => write_contact(&mut w, contact, Some(action_name(*action))),
+            Change::Group(group, action) => write_group(w, group, Some(action_name(*action))),
+            Change::Contact(contact, action) => write_contact(w, contact, Some(action_name(*action))),
         }
     }
     let delta_num = delta_num.to_string();
-    let head = attributes(&[("fullList", Some("false")), ("deltaNum", Some(&delta_num))]);
-    EventPayload::new("contactGroup", head, w.finish_fragment())
+    attributes(&[("fullList", Some("false")), ("deltaNum", Some(&delta_num))])
 }
 
 fn action_name(action: Action) -> &'static str {
@@ -92,25 +90,13 @@ fn write_container(w: &mut XmlWriter, level: AccessLevel, entries: &[RightsEntry
 }
 
 /// `containers` with the given levels' containers in full.
-pub fn containers(entries: &[RightsEntry], levels: &[AccessLevel]) -> EventPayload {
-    let mut w = EventPayload::content_writer();
+pub fn containers(w: &mut XmlWriter, entries: &[RightsEntry], levels: &[AccessLevel]) {
     for level in levels {
-        write_container(&mut w, *level, entries);
+        write_container(w, *level, entries);
     }
-    EventPayload::new("containers", Default::default(), w.finish_fragment())
 }
 
-/// One watcher as the `subscribers` event shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriberView {
-    pub uri: String,
-    pub display_name: String,
-    pub same_enterprise: bool,
-    pub acknowledged: bool,
-}
-
-pub fn subscribers(list: &[SubscriberView]) -> EventPayload {
-    let mut w = EventPayload::content_writer();
+pub fn subscribers(w: &mut XmlWriter, list: &[SubscriberView]) {
     for s in list {
         let network = if s.same_enterprise { "sameEnterprise" } else { "federated" };
         let acknowledged = s.acknowledged.to_string();
@@ -122,24 +108,9 @@ pub fn subscribers(list: &[SubscriberView]) -> EventPayload {
         ];
         w.empty("subscriber", &attrs);
     }
-    EventPayload::new("subscribers", Default::default(), w.finish_fragment())
 }
 
-/// One directory entry of a search result, already cut to what the searcher may see.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DirectoryEntry {
-    pub uri: String,
-    pub display_name: String,
-    pub email: Option<String>,
-    pub title: Option<String>,
-    pub company: Option<String>,
-    pub department: Option<String>,
-    pub office: Option<String>,
-    pub work_phone: Option<String>,
-}
-
-pub fn search_result(rid: &str, entries: &[DirectoryEntry], more_available: bool) -> EventPayload {
-    let mut w = EventPayload::content_writer();
+pub fn search_result(w: &mut XmlWriter, rid: &str, entries: &[DirectoryEntry], more_available: bool) -> Fragment {
     for e in entries {
         let attrs = [
             ("uri", Some(e.uri.as_str())),
@@ -154,25 +125,13 @@ pub fn search_result(rid: &str, entries: &[DirectoryEntry], more_available: bool
         w.empty("user", &attrs);
     }
     let (returned, more) = (entries.len().to_string(), more_available.to_string());
-    let head = attributes(&[("rid", Some(rid)), ("returned", Some(&returned)), ("moreAvailable", Some(&more))]);
-    EventPayload::new("searchResult", head, w.finish_fragment())
+    attributes(&[("rid", Some(rid)), ("returned", Some(&returned)), ("moreAvailable", Some(&more))])
 }
 
-/// Policy a client needs: appear offline allowed, default search settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientConfiguration {
-    pub enable_appear_offline: bool,
-    pub default_search_field: String,
-    pub default_search_function: String,
-    pub max_search_results: usize,
-}
-
-pub fn configuration(c: &ClientConfiguration) -> EventPayload {
-    let mut w = EventPayload::content_writer();
+pub fn configuration(w: &mut XmlWriter, c: &ClientConfiguration) {
     w.text_element("enableAppearOffline", if c.enable_appear_offline { "True" } else { "False" });
     w.text_element("defaultSearchField", &c.default_search_field);
     w.text_element("defaultSearchFunction", &c.default_search_function);
     w.text_element("maxSearchResults", &c.max_search_results.to_string());
     w.empty("imComposingTimers", &[("refreshInterval", Some("60")), ("timeout", Some("120"))]);
-    EventPayload::new("configuration", Default::default(), w.finish_fragment())
 }

@@ -1,8 +1,9 @@
 //! The CWA "Unified Communications AJAX API" wire format: parsing request bodies into typed
-//! requests, rendering presence views into `cwaCategory` XML, and the `cwaResponses` /
-//! `cwaEvents` envelopes. Nothing here knows about sessions or storage.
+//! requests, rendering the hub's events (presence views into `cwaCategory` XML, lists, answers)
+//! and the `cwaResponses` / `cwaEvents` envelopes. Nothing here knows about sessions or storage.
 
 pub mod envelope;
+pub mod events;
 pub mod lists;
 pub mod raw;
 pub mod requests;

@@ -2,7 +2,7 @@
 //! or [`escape_attr`], which escape markup and also replace each character XML 1.0 forbids
 //! (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F, U+FFFE, U+FFFF) with U+FFFD, so no rendering —
 //! even of data stored before inputs were checked — can produce a body that is not XML. Pieces
-//! rendered once and shared (event payloads) are [`Fragment`]s, which only this writer makes.
+//! rendered once and shared (parts of events) are [`Fragment`]s, which only this writer makes.
 //!
 //! Layout (README, "Bytes on the wire"): an element holding elements puts each child on its own
 //! line, indented two spaces per level; an element holding only text, or nothing, stays on one
@@ -61,11 +61,6 @@ fn escape(out: &mut String, value: &str, attribute: bool) {
 pub struct Fragment(Box<str>);
 
 impl Fragment {
-    /// The body of a JSON event (`/api/v1` stream): never part of an XML body.
-    pub(crate) fn json(body: String) -> Fragment {
-        Fragment(body.into_boxed_str())
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,9 +1,11 @@
 //! The hub owns live sessions and the watcher index (presentity → watching sessions), and runs the
-//! long poll. Fan-out appends shared payloads to each watching session's queue and wakes it: no
+//! long poll. Fan-out appends shared [`event::Event`]s — model-level data, rendered by each
+//! transport once per event — to each watching session's queue and wakes it: no
 //! task or timer per session. Locks are short and never held across `.await`. The hub also says
 //! when the node's interest in a presentity may have begun or ended (its first or last watcher or
 //! session of its user), so a cluster node follows exactly what it needs (docs/architecture.md §5).
 
+pub mod event;
 pub mod session;
 pub mod timers;
 

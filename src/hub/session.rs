@@ -16,7 +16,7 @@
 //! state: an answer that does (a query's `userPresence`) seals the unsent snapshots it covers, so
 //! the next change is queued after the answer ([`Admission::push_covering`]).
 
-use crate::cwa::envelope::EventPayload;
+use super::event::Event;
 use crate::model::sources::Timestamp;
 use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
@@ -53,7 +53,7 @@ struct Queued {
     /// The presentity a presence snapshot is about (coalescing key); `None` for other events and
     /// for a snapshot sealed by a later answer covering the same state.
     presentity: Option<Arc<str>>,
-    payload: Arc<EventPayload>,
+    payload: Arc<Event>,
 }
 
 /// What happened to a pushed event.
@@ -73,7 +73,7 @@ pub enum Pushed {
 /// A batch handed to one poll.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
-    pub events: Vec<(u64, Arc<EventPayload>)>,
+    pub events: Vec<(u64, Arc<Event>)>,
     /// `cwaEvents@ackId`: the last eid of the batch, or the acknowledged position when empty.
     pub ack_id: u64,
 }
@@ -208,13 +208,13 @@ impl Session {
 
     /// Queues a state event (a snapshot of `presentity` when given, coalescing with an unsent one)
     /// and wakes a held poll. At the bound the session resynchronises instead.
-    pub fn push(&self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
+    pub fn push(&self, payload: Arc<Event>, presentity: Option<&Arc<str>>) -> Pushed {
         self.locked_push(|s| s.push_state(payload, presentity))
     }
 
     /// Queues one event of a resync burst (the pending flag was taken; the poll asked for the
     /// burst because it fits).
-    pub fn push_resync(&self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
+    pub fn push_resync(&self, payload: Arc<Event>, presentity: Option<&Arc<str>>) -> Pushed {
         self.locked_push(|s| s.push_burst(payload, presentity))
     }
 
@@ -480,14 +480,14 @@ pub struct Admission<'a> {
 
 impl Admission<'_> {
     /// Queues an answer in a reserved place.
-    pub fn push(&mut self, payload: Arc<EventPayload>) -> Pushed {
+    pub fn push(&mut self, payload: Arc<Event>) -> Pushed {
         self.push_covering::<&str>(payload, &[])
     }
 
     /// Queues an answer that carries the state the snapshots under `keys` carry (a query's
     /// answer): unsent snapshots under those keys are sealed first, so that a newer one is queued
     /// after the answer instead of replacing an older one in front of it.
-    pub fn push_covering<K: AsRef<str>>(&mut self, payload: Arc<EventPayload>, keys: &[K]) -> Pushed {
+    pub fn push_covering<K: AsRef<str>>(&mut self, payload: Arc<Event>, keys: &[K]) -> Pushed {
         let left = &mut self.left;
         self.session.locked_push(|s| {
             debug_assert!(*left > 0, "a command queued more answers than it reserved");
@@ -591,7 +591,7 @@ impl SessionState {
         }
     }
 
-    fn coalesce(&mut self, payload: &Arc<EventPayload>, presentity: Option<&Arc<str>>) -> bool {
+    fn coalesce(&mut self, payload: &Arc<Event>, presentity: Option<&Arc<str>>) -> bool {
         let Some(key) = presentity else { return false };
         let sent_upto = self.sent_upto;
         let mut unsent = self.queue.iter_mut().rev().take_while(|q| q.eid > sent_upto);
@@ -619,7 +619,7 @@ impl SessionState {
         }
     }
 
-    fn push_state(&mut self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
+    fn push_state(&mut self, payload: Arc<Event>, presentity: Option<&Arc<str>>) -> Pushed {
         if self.resync_pending {
             return Pushed::Covered;
         }
@@ -636,7 +636,7 @@ impl SessionState {
 
     /// A burst event: started only when the burst fits (or the queue was empty), so it is never
     /// dropped or bounced by the bound.
-    fn push_burst(&mut self, payload: Arc<EventPayload>, presentity: Option<&Arc<str>>) -> Pushed {
+    fn push_burst(&mut self, payload: Arc<Event>, presentity: Option<&Arc<str>>) -> Pushed {
         if self.resync_pending {
             return Pushed::Covered;
         }
@@ -644,7 +644,7 @@ impl SessionState {
         Pushed::Queued
     }
 
-    fn append(&mut self, kind: Kind, presentity: Option<&Arc<str>>, payload: Arc<EventPayload>) {
+    fn append(&mut self, kind: Kind, presentity: Option<&Arc<str>>, payload: Arc<Event>) {
         self.last_eid += 1;
         self.queue.push_back(Queued { eid: self.last_eid, kind, presentity: presentity.cloned(), payload });
     }
@@ -685,10 +685,16 @@ mod tests {
         Utc::now()
     }
 
-    fn payload(n: u32) -> Arc<EventPayload> {
-        let mut users = EventPayload::content_writer();
-        users.empty("user", &[("n", Some(&n.to_string()))]);
-        Arc::new(EventPayload::user_presence(users.finish_fragment()))
+    fn payload(n: u32) -> Arc<Event> {
+        Event::new(crate::hub::event::EventBody::Outcome { rid: n.to_string().into(), error: None })
+    }
+
+    /// The number a test event was made with.
+    fn number(event: &Event) -> u32 {
+        match &event.body {
+            crate::hub::event::EventBody::Outcome { rid, .. } => rid.parse().expect("made by payload"),
+            _ => unreachable!("test events are outcomes"),
+        }
     }
 
     fn session_with(limit: usize) -> Session {
@@ -732,7 +738,7 @@ mod tests {
         assert_eq!(s.push(payload(3), Some(&bob)), Pushed::Coalesced);
         let PollCheck::Ready(b) = poll(&s, 0) else { panic!() };
         assert_eq!(eids(&b), vec![1, 2]);
-        assert_eq!(b.events[0].1, payload(3), "the newest snapshot replaced the older one");
+        assert_eq!(number(&b.events[0].1), 3, "the newest snapshot replaced the older one");
         // Once sent, a newer snapshot is a new event.
         assert_eq!(s.push(payload(4), Some(&bob)), Pushed::Queued);
     }
@@ -749,8 +755,8 @@ mod tests {
         assert_eq!(s.push(payload(6), Some(&bob)), Pushed::Coalesced, "the newer snapshot coalesces again");
         let PollCheck::Ready(b) = poll(&s, 0) else { panic!() };
         assert_eq!(eids(&b), vec![1, 2, 3, 4]);
-        let payloads: Vec<_> = b.events.iter().map(|e| e.1.clone()).collect();
-        assert_eq!(payloads, [payload(1), payload(5), payload(3), payload(6)], "bob's newest comes last");
+        let numbers: Vec<_> = b.events.iter().map(|e| number(&e.1)).collect();
+        assert_eq!(numbers, [1, 5, 3, 6], "bob's newest comes last");
     }
 
     #[test]
@@ -765,7 +771,7 @@ mod tests {
         assert_eq!(s.push(payload(3), Some(&users[3])), Pushed::Covered, "the pending burst covers it");
         let PollCheck::Ready(b) = poll(&s, 0) else { panic!("the burst does not fit yet: what is queued goes first") };
         assert_eq!(eids(&b), vec![1, 2], "the sent snapshot stays; the answer is renumbered");
-        assert_eq!(b.events[1].1, payload(9));
+        assert_eq!(number(&b.events[1].1), 9);
         assert!(matches!(poll(&s, 2), PollCheck::Resync), "a burst of 5 never fits in 3: it comes once the queue is empty");
     }
 

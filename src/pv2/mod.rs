@@ -5,6 +5,7 @@
 //! order of their JSON names, so the output keeps its sorted key order. (`deny_unknown_fields` on
 //! these output-only types tells the schema that no other keys appear.)
 
+pub mod events;
 pub mod graph;
 
 use crate::model::presentity::{AppointmentView, PhoneKind, PresenceView};

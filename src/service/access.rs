@@ -3,8 +3,8 @@
 //! same poll, and later fan-out uses the new level.
 
 use super::Gateway;
-use crate::cwa::lists;
 use crate::error::{GatewayError, Result};
+use crate::hub::event::{Event, EventBody};
 use crate::model::rights::{AccessLevel, Member, RightsEntry};
 use crate::store::RightsWrite;
 use std::collections::BTreeSet;
@@ -125,11 +125,12 @@ impl Gateway {
     }
 
     pub(crate) fn queue_containers(&self, session: &crate::hub::session::Session) {
-        self.push(session, Arc::new(self.containers_event(&session.user)), None);
+        self.push(session, self.containers_event(&session.user), None);
     }
 
     /// Every container of `owner` with its members.
-    pub(crate) fn containers_event(&self, owner: &str) -> crate::cwa::envelope::EventPayload {
-        lists::containers(&self.directory.rights_of(owner), &AccessLevel::ALL)
+    pub(crate) fn containers_event(&self, owner: &str) -> Arc<Event> {
+        let entries = self.directory.rights_of(owner).into();
+        Event::new(EventBody::Containers { entries, levels: AccessLevel::ALL.into() })
     }
 }

@@ -132,16 +132,16 @@ impl Gateway {
         let _ = self.fresh(uris).await;
     }
 
-    /// Makes a change to a user's live inputs: published and applied when it comes back on a
-    /// shared backplane, applied at once standalone. Settles either way (the caller may have
-    /// changed the user's sessions too).
+    /// Makes a change to a user's live inputs: on a shared backplane published, and applied and
+    /// settled when it comes back (until then nothing here has changed, so settling now would
+    /// render and compare every view for nothing); standalone applied and settled at once.
     pub(super) fn live_change(&self, uri: &str, live: &mut Live, change: LiveChange) {
         if self.backplane.is_shared() {
             self.outbox.push(&Arc::from(uri), change);
         } else {
             apply(live, change, self.backplane.node());
+            self.settle(uri, live);
         }
-        self.settle(uri, live);
     }
 
     /// All signed-in clients of the user: this node's `local` ones (published when they changed)

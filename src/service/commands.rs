@@ -4,9 +4,10 @@
 
 use super::auth::Login;
 use super::Gateway;
-use crate::cwa::envelope::{EventPayload, Response};
+use crate::cwa::envelope::Response;
 use crate::cwa::requests::{Parsed, Publication, Request, RequestBatch};
 use crate::error::{GatewayError, Result};
+use crate::hub::event::{Event, EventBody};
 use crate::hub::session::{Admission, Session, ANSWERS_PER_METHOD};
 use crate::model::sources::{ManualKind, ManualState, Note};
 use std::sync::Arc;
@@ -103,8 +104,9 @@ impl Gateway {
             Request::UpdateContainer { id, changes } => self.update_container(&session.user, id, &changes).await,
             Request::AcknowledgeSubscriber(uris) => self.acknowledge_subscribers(&session.user, &uris).await,
             Request::Search(query) => {
-                let (entries, more) = self.search_directory(&session.user, &query);
-                self.answer(answers, Arc::new(crate::cwa::lists::search_result(rid, &entries, more)));
+                let (entries, more_available) = self.search_directory(&session.user, &query);
+                let body = EventBody::SearchResult { rid: rid.into(), entries: entries.into(), more_available };
+                self.answer(answers, Event::new(body));
                 Ok(())
             }
             Request::PublishRawCategories(categories) => self.publish_raw_categories(&session.user, &categories).await,
@@ -114,7 +116,7 @@ impl Gateway {
         };
         match outcome {
             Ok(()) => {
-                self.answer(answers, Arc::new(EventPayload::request_succeeded(rid)));
+                self.answer(answers, Event::new(EventBody::Outcome { rid: rid.into(), error: None }));
                 Response::Accepted { rid: rid.to_string(), session: None }
             }
             Err(error) => Response::Failed { rid: rid.to_string(), error },
@@ -125,23 +127,22 @@ impl Gateway {
     /// of them has raw categories the session receives, one `userRawCategories` holding those.
     /// Each answer covers the unsent snapshots of what it shows (README, "Session queues"): a
     /// later change of a queried user is queued after it, never in front of it — also one fanned
-    /// out between rendering and queuing the answer, which is queued again after it. Each is the
-    /// shared renderings copied once into an answer of its exact size.
+    /// out between making and queuing the answer, which is queued again after it. Each answer
+    /// holds the users' shared snapshot events: a transport copies their renderings into it.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
         let snapshots: Vec<_> = uris.iter().map(|uri| self.query_snapshot(uri, session)).collect();
         let (mut keys, mut raw_keys, mut raw) = (Vec::with_capacity(uris.len()), Vec::new(), Vec::new());
         for (uri, snapshot) in uris.iter().zip(&snapshots) {
             keys.push(Gateway::presence_snapshot_key(session, uri));
-            if let Some(payload) = snapshot.raw.as_ref().filter(|raw| raw.holds_raw_categories()) {
-                raw.push(payload);
+            if let Some(event) = snapshot.raw.as_ref().filter(|raw| crate::cwa::events::holds_raw_categories(raw)) {
+                raw.push(event.clone());
                 raw_keys.push(Gateway::raw_snapshot_key(session, uri));
             }
         }
-        let presence = joined(snapshots.iter().map(|s| &s.presence));
-        self.answer_covering(answers, Arc::new(EventPayload::user_presence(presence)), &keys);
+        let presence = snapshots.iter().map(|s| s.presence.clone()).collect();
+        self.answer_covering(answers, Event::new(EventBody::QueryPresence(presence)), &keys);
         if !raw_keys.is_empty() {
-            let raw = EventPayload::user_raw_categories(joined(raw.iter().copied()));
-            self.answer_covering(answers, Arc::new(raw), &raw_keys);
+            self.answer_covering(answers, Event::new(EventBody::QueryRawCategories(raw.into())), &raw_keys);
         }
         for (uri, snapshot) in uris.iter().zip(&snapshots) {
             self.catch_up_after_answer(session, uri, snapshot.version);
@@ -204,16 +205,6 @@ impl Gateway {
         }
         Ok(())
     }
-}
-
-/// The contents of `payloads` one after the other, in a fragment allocated at its final size.
-fn joined<'a>(payloads: impl Iterator<Item = &'a Arc<EventPayload>> + Clone) -> crate::cwa::writer::Fragment {
-    let mut users = EventPayload::content_writer();
-    users.reserve_exact(payloads.clone().map(|p| p.inner.len()).sum());
-    for payload in payloads {
-        users.fragment(&payload.inner);
-    }
-    users.finish_fragment()
 }
 
 /// Every method is the user acting at this client, except ending the session and a publication

@@ -4,9 +4,8 @@
 //! (durable, with an acknowledged flag) and the user's sessions hear about it.
 
 use super::Gateway;
-use crate::cwa::envelope::EventPayload;
-use crate::cwa::lists::{self, SubscriberView};
 use crate::error::{GatewayError, Result};
+use crate::hub::event::{Event, EventBody, SubscriberView, SubscriptionState};
 use crate::hub::session::{Admission, Session};
 use crate::model::contacts::{Change, ContactList, ListError};
 use std::collections::BTreeSet;
@@ -63,7 +62,7 @@ impl Gateway {
         let subscribed = |l: &ContactList| -> BTreeSet<String> { l.subscribed_uris().map(str::to_string).collect() };
         let before = subscribed(&self.contact_list(owner));
         let after = subscribed(&list);
-        let delta = Arc::new(lists::contact_group_delta(list.delta_num, changes));
+        let delta = Event::new(EventBody::ContactListDelta { delta_num: list.delta_num, changes: changes.into() });
         self.lists.set_contact_list(owner, list);
         let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(u.as_str())).collect();
         let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(u.as_str())).collect();
@@ -85,8 +84,8 @@ impl Gateway {
         let Some(new) = session.subscribe(uris, limit) else { return false };
         self.hub.watch(session, &new);
         if !uris.is_empty() {
-            let states: Vec<(&str, &str)> = uris.iter().map(|u| (&**u, "subscribed")).collect();
-            self.push_or_answer(session, answers, Arc::new(EventPayload::subscription_state(&states)));
+            let states = EventBody::SubscriptionStates { uris: uris.as_slice().into(), state: SubscriptionState::Subscribed };
+            self.push_or_answer(session, answers, Event::new(states));
         }
         for uri in uris {
             self.queue_snapshot(session, uri);
@@ -98,12 +97,12 @@ impl Gateway {
         let removed = session.unsubscribe(uris);
         self.hub.unwatch(session, &removed);
         if !uris.is_empty() {
-            let states: Vec<(&str, &str)> = uris.iter().map(|u| (&**u, "terminated")).collect();
-            self.push_or_answer(session, answers, Arc::new(EventPayload::subscription_state(&states)));
+            let states = EventBody::SubscriptionStates { uris: uris.into(), state: SubscriptionState::Terminated };
+            self.push_or_answer(session, answers, Event::new(states));
         }
     }
 
-    fn push_or_answer(&self, session: &Session, answers: Option<&mut Admission<'_>>, payload: Arc<EventPayload>) {
+    fn push_or_answer(&self, session: &Session, answers: Option<&mut Admission<'_>>, payload: Arc<Event>) {
         match answers {
             Some(answers) => self.answer(answers, payload),
             None => self.push(session, payload, None),
@@ -125,12 +124,12 @@ impl Gateway {
     }
 
     pub(crate) fn queue_subscribers(&self, session: &Session) {
-        self.push(session, Arc::new(self.subscribers_event(&session.user)), None);
+        self.push(session, self.subscribers_event(&session.user), None);
     }
 
-    /// Every subscriber of `owner` as one `subscribers` event.
-    pub(crate) fn subscribers_event(&self, owner: &str) -> EventPayload {
-        lists::subscribers(&self.subscriber_views(owner, None))
+    /// Every subscriber of `owner` as one subscribers event.
+    pub(crate) fn subscribers_event(&self, owner: &str) -> Arc<Event> {
+        Event::new(EventBody::Subscribers(self.subscriber_views(owner, None).into()))
     }
 
     /// Notes that `watcher` subscribes to each of `owners`: new subscribers are stored and
@@ -178,7 +177,7 @@ impl Gateway {
     }
 
     fn announce_subscribers(&self, owner: &str, watchers: &[String]) {
-        let event = Arc::new(lists::subscribers(&self.subscriber_views(owner, Some(watchers))));
+        let event = Event::new(EventBody::Subscribers(self.subscriber_views(owner, Some(watchers)).into()));
         for session in self.hub.sessions_of(owner) {
             self.push(&session, event.clone(), None);
         }

@@ -1,16 +1,15 @@
 //! Live presence: each user's presentity in memory, changed under a per-user write gate (durable
-//! parts are stored before they take effect), recalculated, and fanned out. A change is rendered
-//! once per view (owner, or watcher level × source network) and the shared bytes are queued on
-//! every session that watches; a view that did not change is not sent again. Snapshots queued
-//! outside a fan-out (subscribe, rights change, resync burst) are queued under the same lock, so
-//! they keep the presentity's change order.
+//! parts are stored before they take effect), recalculated, and fanned out. A change makes one
+//! event per view (owner, or watcher level × source network), shared by every session that
+//! watches and rendered by each transport once; a view that did not change — as the CWA
+//! rendering shows it — is not sent again. Snapshots queued outside a fan-out (subscribe, rights
+//! change, resync burst) are queued under the same lock, so they keep the presentity's change
+//! order.
 
 use super::Gateway;
 use crate::backplane::LiveChange;
-use crate::cwa::envelope::EventPayload;
-use crate::cwa::wire::{wire_raw, wire_user};
-use crate::cwa::writer::Fragment;
 use crate::error::{GatewayError, Result};
+use crate::hub::event::{Audience, Event, EventBody, SubscriptionState};
 use crate::hub::session::Session;
 use crate::hub::timers::TimerKey;
 use crate::model::presentity::{view, PresenceView, Presentity, Viewer};
@@ -50,13 +49,13 @@ pub struct RawViewKey {
 
 pub struct Live {
     pub model: Presentity,
-    /// The current `userPresence` / `selfPresence` rendering of each view in use.
-    pub last_views: HashMap<ViewKey, Arc<EventPayload>>,
-    /// The current `userRawCategories` / `selfRawCategories` rendering of each raw view in use
-    /// (kept across profile changes: raw categories show nothing of the profile).
-    pub last_raw: HashMap<RawViewKey, Arc<EventPayload>>,
+    /// The current presence event (`userPresence` / `selfPresence`) of each view in use.
+    pub last_views: HashMap<ViewKey, Arc<Event>>,
+    /// The current raw-category event (`userRawCategories` / `selfRawCategories`) of each raw
+    /// view in use (kept across profile changes: raw categories show nothing of the profile).
+    pub last_raw: HashMap<RawViewKey, Arc<Event>>,
     /// The same for JSON subscribers (the baseline their deltas are computed from).
-    pub last_json: HashMap<ViewKey, super::json_events::JsonView>,
+    pub last_json: HashMap<ViewKey, crate::pv2::events::JsonView>,
     /// What other nodes hold of the user (sessions), and what this node told them.
     pub cluster: super::cluster::ClusterInputs,
     /// Counts the fan-outs (bumped under the lock): a rendering made at one version and queued
@@ -94,46 +93,30 @@ impl PresenceEntry {
     }
 }
 
-/// `<user …>` XML for a view, laid out as a child of a `userPresence` event.
-pub fn render_user(view: &PresenceView, same_enterprise: bool) -> Fragment {
-    let network = if same_enterprise { "sameEnterprise" } else { "federated" };
-    let mut w = EventPayload::content_writer();
-    wire_user(view, Some(network)).render(&mut w);
-    w.finish_fragment()
-}
-
-/// `<user uri>` with the raw categories of a view a session with `only` receives, laid out as a
-/// child of a `userRawCategories` event (`<user uri/>` when there are none).
-pub fn render_raw_user(view: &PresenceView, only: Option<&[String]>) -> Fragment {
-    let mut w = EventPayload::content_writer();
-    wire_raw(view, only).render(&mut w);
-    w.finish_fragment()
+/// Whom a view key's events show the presentity to.
+fn audience(key: ViewKey) -> Audience {
+    match key.viewer {
+        Viewer::Owner => Audience::Owner,
+        Viewer::Watcher(_) => Audience::Watcher { same_enterprise: key.same_enterprise },
+    }
 }
 
 /// The presence event a view key receives: `selfPresence` for the owner, `userPresence` for
-/// watchers (the well-known categories; raw categories travel in [`render_raw`]'s event).
-fn render_presence(view: &PresenceView, key: ViewKey) -> Arc<EventPayload> {
-    Arc::new(match key.viewer {
-        Viewer::Owner => {
-            let mut w = EventPayload::content_writer();
-            wire_user(view, None).render_categories(&mut w);
-            EventPayload::self_presence(w.finish_fragment())
-        }
-        Viewer::Watcher(_) => EventPayload::user_presence(render_user(view, key.same_enterprise)),
-    })
+/// watchers (the well-known categories; raw categories travel in [`raw_event`]'s event).
+fn presence_event(view: &Arc<PresenceView>, key: ViewKey) -> Arc<Event> {
+    Event::new(EventBody::Presence { view: view.clone(), audience: audience(key) })
 }
 
 /// The raw-category event a raw view receives: `selfRawCategories` for the owner,
 /// `userRawCategories` with one `user` for watchers — complete, and empty when there are none.
-fn render_raw(view: &PresenceView, key: &RawViewKey) -> Arc<EventPayload> {
-    Arc::new(match key.view.viewer {
-        Viewer::Owner => {
-            let mut w = EventPayload::content_writer();
-            wire_raw(view, key.only.as_deref()).render_categories(&mut w);
-            EventPayload::self_raw_categories(w.finish_fragment())
-        }
-        Viewer::Watcher(_) => EventPayload::user_raw_categories(render_raw_user(view, key.only.as_deref())),
-    })
+fn raw_event(view: &Arc<PresenceView>, key: &RawViewKey) -> Arc<Event> {
+    Event::new(EventBody::RawCategories { view: view.clone(), audience: audience(key.view), only: key.only.clone() })
+}
+
+/// Whether a new event of a view differs from what its sessions last received, as the CWA
+/// dialect shows it (rendered now; the rendering stays in the event and is what gets sent).
+fn changed(last: Option<&Arc<Event>>, new: &Event) -> bool {
+    last.is_none_or(|last| !crate::cwa::events::same_text(last, new))
 }
 
 /// Whether a session receives raw-category events at all: not when its `categoryEventFilter`
@@ -142,19 +125,19 @@ fn receives_raw(session: &Session) -> bool {
     session.raw_categories.as_deref().is_none_or(|names| !names.is_empty())
 }
 
-/// One view's renderings during a fan-out, and whether each differs from what its watchers last
+/// One view's events during a fan-out, and whether each differs from what its watchers last
 /// received.
 struct Rendered {
-    view: PresenceView,
-    presence: Arc<EventPayload>,
+    view: Arc<PresenceView>,
+    presence: Arc<Event>,
     presence_changed: bool,
 }
 
 /// A snapshot of one presentity for one session: its presence event and, unless the session
 /// chose no raw categories, its raw-category event.
 pub(crate) struct Snapshot {
-    pub presence: Arc<EventPayload>,
-    pub raw: Option<Arc<EventPayload>>,
+    pub presence: Arc<Event>,
+    pub raw: Option<Arc<Event>>,
     /// The presentity's [`Live::version`] the renderings show (0 for an unknown user).
     pub version: u64,
 }
@@ -184,8 +167,8 @@ impl Gateway {
     }
 
     /// The current snapshot of `uri` for `session`: `selfPresence` / `selfRawCategories` for the
-    /// owner, `userPresence` / `userRawCategories` otherwise. Each is rendered once per view (and
-    /// raw-category choice) and remembered until the state changes.
+    /// owner, `userPresence` / `userRawCategories` otherwise. Each is one event per view (and
+    /// raw-category choice), remembered until the state changes.
     pub(crate) fn snapshot(&self, uri: &str, session: &Session) -> Snapshot {
         self.with_snapshot(uri, session, |snapshot| snapshot)
     }
@@ -196,9 +179,9 @@ impl Gateway {
         let key = self.view_key(uri, &session.user);
         let raw_key = receives_raw(session).then(|| RawViewKey { view: key, only: session.raw_categories.clone() });
         let Some(entry) = self.presence_entry(uri) else {
-            let view = PresenceView::unknown(uri);
-            let raw = raw_key.map(|k| render_raw(&view, &k));
-            return then(Snapshot { presence: render_presence(&view, key), raw, version: 0 });
+            let view = Arc::new(PresenceView::unknown(uri));
+            let raw = raw_key.map(|k| raw_event(&view, &k));
+            return then(Snapshot { presence: presence_event(&view, key), raw, version: 0 });
         };
         let mut live = entry.live.lock();
         let version = live.version;
@@ -207,11 +190,11 @@ impl Gateway {
         if let (Some(presence), true) = (&presence, raw.is_some() == raw_key.is_some()) {
             return then(Snapshot { presence: presence.clone(), raw, version });
         }
-        let view = view(&live.model, key.viewer, self.clock.now());
-        let presence = presence.unwrap_or_else(|| render_presence(&view, key));
+        let view = Arc::new(view(&live.model, key.viewer, self.clock.now()));
+        let presence = presence.unwrap_or_else(|| presence_event(&view, key));
         live.last_views.insert(key, presence.clone());
         let raw = raw_key.map(|k| {
-            let payload = raw.unwrap_or_else(|| render_raw(&view, &k));
+            let payload = raw.unwrap_or_else(|| raw_event(&view, &k));
             live.last_raw.insert(k, payload.clone());
             payload
         });
@@ -220,7 +203,7 @@ impl Gateway {
 
     /// `uri` as a `queryPresence` answer shows it to `session`: its `user` element and, when the
     /// session receives raw categories, its `user` element of raw categories. A user asking about
-    /// themself gets their own view, rendered afresh.
+    /// themself gets their own view, in a fresh event.
     pub(crate) fn query_snapshot(&self, uri: &str, session: &Session) -> Snapshot {
         if uri != &*session.user {
             return self.snapshot(uri, session);
@@ -232,9 +215,11 @@ impl Gateway {
             }
             None => (PresenceView::unknown(uri), 0),
         };
-        let raw = receives_raw(session)
-            .then(|| Arc::new(EventPayload::user_raw_categories(render_raw_user(&view, session.raw_categories.as_deref()))));
-        Snapshot { presence: Arc::new(EventPayload::user_presence(render_user(&view, true))), raw, version }
+        let view = Arc::new(view);
+        let audience = Audience::Watcher { same_enterprise: true };
+        let only = session.raw_categories.clone();
+        let raw = receives_raw(session).then(|| Event::new(EventBody::RawCategories { view: view.clone(), audience, only }));
+        Snapshot { presence: Event::new(EventBody::Presence { view, audience }), raw, version }
     }
 
     /// Queues a snapshot of `uri` for `session` — its `userPresence`, then its
@@ -249,7 +234,7 @@ impl Gateway {
     }
 
     /// Hands the current snapshot of `uri` with its coalescing keys to `push`, under the lock.
-    fn queue_current(&self, session: &Session, uri: &str, push: impl Fn(Arc<EventPayload>, &Arc<str>)) {
+    fn queue_current(&self, session: &Session, uri: &str, push: impl Fn(Arc<Event>, &Arc<str>)) {
         let (key, raw_key) = Gateway::snapshot_keys(session, uri);
         self.with_snapshot(uri, session, |snapshot| {
             push(snapshot.presence, &key);
@@ -271,8 +256,9 @@ impl Gateway {
     /// Tells `session` that `uri` has no raw categories any more (a deleted user).
     pub(crate) fn push_no_raw_categories(&self, session: &Session, uri: &Arc<str>) {
         if receives_raw(session) {
-            let payload = EventPayload::user_raw_categories(render_raw_user(&PresenceView::unknown(uri), None));
-            self.push(session, Arc::new(payload), Some(&raw_key(uri)));
+            let view = Arc::new(PresenceView::unknown(uri));
+            let audience = Audience::Watcher { same_enterprise: true };
+            self.push(session, Event::new(EventBody::RawCategories { view, audience, only: None }), Some(&raw_key(uri)));
         }
     }
 
@@ -290,22 +276,22 @@ impl Gateway {
         }
         let user = &session.user;
         let subscriptions = session.subscriptions();
-        let states: Vec<(&str, &str)> = subscriptions.iter().map(|u| (&**u, "subscribed")).collect();
-        let push = |payload: Arc<EventPayload>, key: Option<&Arc<str>>| {
-            crate::telemetry::record_push(session.push_resync(payload, key));
+        let states = EventBody::SubscriptionStates { uris: subscriptions.clone().into(), state: SubscriptionState::Subscribed };
+        let push = |event: Arc<Event>, key: Option<&Arc<str>>| {
+            crate::telemetry::record_push(session.push_resync(event, key));
         };
-        push(Arc::new(crate::cwa::lists::contact_group_full(&self.contact_list(user))), None);
-        self.queue_current(session, user, |payload, key| push(payload, Some(key)));
-        push(Arc::new(self.containers_event(user)), None);
-        push(Arc::new(self.subscribers_event(user)), None);
-        push(Arc::new(EventPayload::subscription_state(&states)), None);
+        push(Event::new(EventBody::ContactList(Box::new(self.contact_list(user)))), None);
+        self.queue_current(session, user, |event, key| push(event, Some(key)));
+        push(self.containers_event(user), None);
+        push(self.subscribers_event(user), None);
+        push(Event::new(states), None);
         for uri in &subscriptions {
             self.queue_current(session, uri, |payload, key| push(payload, Some(key)));
         }
     }
 
     /// Queues a state event (README, "Session queues"); at the bound the session resynchronises.
-    pub(crate) fn push(&self, session: &Session, payload: Arc<EventPayload>, key: Option<&Arc<str>>) {
+    pub(crate) fn push(&self, session: &Session, payload: Arc<Event>, key: Option<&Arc<str>>) {
         use crate::hub::session::Pushed;
         if crate::telemetry::record_push(session.push(payload, key)) == Pushed::Resync {
             tracing::warn!(sid = session.sid, "session queue overflowed; a resync burst follows");
@@ -313,7 +299,7 @@ impl Gateway {
     }
 
     /// Queues an answer of an admitted command in a place reserved for it.
-    pub(crate) fn answer(&self, answers: &mut crate::hub::session::Admission<'_>, payload: Arc<EventPayload>) {
+    pub(crate) fn answer(&self, answers: &mut crate::hub::session::Admission<'_>, payload: Arc<Event>) {
         crate::telemetry::record_push(answers.push(payload));
     }
 
@@ -322,7 +308,7 @@ impl Gateway {
     pub(crate) fn answer_covering<K: AsRef<str>>(
         &self,
         answers: &mut crate::hub::session::Admission<'_>,
-        payload: Arc<EventPayload>,
+        payload: Arc<Event>,
         keys: &[K],
     ) {
         crate::telemetry::record_push(answers.push_covering(payload, keys));
@@ -495,15 +481,16 @@ impl Gateway {
         (ClientActivity { signed_in: sessions.len(), idle }, next_idle)
     }
 
-    /// Renders the change once per view in use and queues it on every session whose view changed:
-    /// the presence event when the well-known categories changed, the raw-category event when the
-    /// raw categories the session receives changed (README, "Raw categories"). `last_views` and
-    /// `last_raw` then hold exactly the renderings of the current state that have watchers.
+    /// Makes the change's event once per view in use and queues it on every session whose view
+    /// changed: the presence event when the well-known categories changed, the raw-category event
+    /// when the raw categories the session receives changed (README, "Raw categories"), each
+    /// compared as rendered for CWA. `last_views` and `last_raw` then hold exactly the events of
+    /// the current state that have watchers.
     fn fan_out(&self, uri: &Arc<str>, live: &mut Live, now: Timestamp) {
         let _timer = crate::telemetry::FanOutTimer::start();
         live.version += 1;
         let mut rendered: HashMap<ViewKey, Rendered> = HashMap::new();
-        let mut raw_rendered: HashMap<RawViewKey, (Arc<EventPayload>, bool)> = HashMap::new();
+        let mut raw_rendered: HashMap<RawViewKey, (Arc<Event>, bool)> = HashMap::new();
         let mut key_of_user: HashMap<Arc<str>, ViewKey> = HashMap::new();
         let mut json_sessions = Vec::new();
         let mut user_raw_key: Option<Arc<str>> = None;
@@ -515,9 +502,9 @@ impl Gateway {
                 continue;
             }
             let rendering = rendered.entry(key).or_insert_with(|| {
-                let view = view(&live.model, key.viewer, now);
-                let presence = render_presence(&view, key);
-                let presence_changed = live.last_views.get(&key) != Some(&presence);
+                let view = Arc::new(view(&live.model, key.viewer, now));
+                let presence = presence_event(&view, key);
+                let presence_changed = changed(live.last_views.get(&key), &presence);
                 Rendered { view, presence, presence_changed }
             });
             let owner = key.viewer == Viewer::Owner;
@@ -528,12 +515,12 @@ impl Gateway {
                 continue;
             }
             let raw_view = RawViewKey { view: key, only: session.raw_categories.clone() };
-            let (raw, changed) = raw_rendered.entry(raw_view).or_insert_with_key(|k| {
-                let raw = render_raw(&rendering.view, k);
-                let changed = live.last_raw.get(k) != Some(&raw);
-                (raw, changed)
+            let (raw, raw_changed) = raw_rendered.entry(raw_view).or_insert_with_key(|k| {
+                let raw = raw_event(&rendering.view, k);
+                let raw_changed = changed(live.last_raw.get(k), &raw);
+                (raw, raw_changed)
             });
-            if *changed {
+            if *raw_changed {
                 let coalesce =
                     if owner { SELF_RAW_KEY.clone() } else { user_raw_key.get_or_insert_with(|| raw_key(uri)).clone() };
                 self.push(&session, raw.clone(), Some(&coalesce));

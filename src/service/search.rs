@@ -4,8 +4,8 @@
 //! the searcher may see at their level, never presence.
 
 use super::Gateway;
-use crate::cwa::lists::DirectoryEntry;
 use crate::cwa::requests::SearchQuery;
+use crate::hub::event::DirectoryEntry;
 use crate::model::contact::Profile;
 use crate::model::rights::visibility;
 

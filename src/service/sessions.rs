@@ -8,6 +8,7 @@ use super::Gateway;
 use crate::cwa::envelope::SessionStarted;
 use crate::cwa::requests::InitiateSession;
 use crate::error::{GatewayError, Result};
+use crate::hub::event::{ClientConfiguration, Event, EventBody};
 use crate::hub::session::{Batch, Session, SessionOptions};
 use crate::hub::timers::TimerKey;
 use crate::hub::PollOutcome;
@@ -181,17 +182,17 @@ impl Gateway {
     /// configuration, then the presence of every subscribed contact.
     fn queue_initial_burst(&self, session: &Arc<Session>) {
         let list = self.contact_list(&session.user);
-        self.push(session, Arc::new(crate::cwa::lists::contact_group_full(&list)), None);
+        self.push(session, Event::new(EventBody::ContactList(Box::new(list.clone()))), None);
         self.queue_self(session);
         self.queue_containers(session);
         self.queue_subscribers(session);
-        let configuration = crate::cwa::lists::ClientConfiguration {
+        let configuration = ClientConfiguration {
             enable_appear_offline: self.config.enable_appear_offline,
             default_search_field: self.config.search_default_field.clone(),
             default_search_function: self.config.search_default_function.clone(),
             max_search_results: self.config.search_max_results,
         };
-        self.push(session, Arc::new(crate::cwa::lists::configuration(&configuration)), None);
+        self.push(session, Event::new(EventBody::Configuration(Box::new(configuration))), None);
         if session.auto_subscribe_contacts {
             let limit = self.config.limits.subscriptions_per_session;
             let contacts: Vec<Arc<str>> = list.subscribed_uris().take(limit).map(Arc::from).collect();

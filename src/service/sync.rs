@@ -9,7 +9,7 @@
 //! README "Using PostgreSQL" describes the guarantee.
 
 use super::Gateway;
-use crate::cwa::lists;
+use crate::hub::event::{Event, EventBody};
 use crate::model::reports::Reports;
 use crate::model::rights::{AccessLevel, RightsEntry};
 use crate::store::{Change, ChangeFeed, StoreResult};
@@ -175,7 +175,7 @@ impl Gateway {
         let after: BTreeSet<&str> = stored.subscribed_uris().collect();
         let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(*u)).collect();
         let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(*u)).collect();
-        let full = Arc::new(lists::contact_group_full(&stored));
+        let full = Event::new(EventBody::ContactList(Box::new(stored.clone())));
         self.lists.set_contact_list(owner, stored.clone());
         for session in self.hub.sessions_of(owner) {
             self.push(&session, full.clone(), None);
@@ -192,7 +192,7 @@ impl Gateway {
         let stored = self.store.subscribers_of(owner).await?;
         let changed = self.lists.replace_subscribers(owner, stored);
         if !changed.is_empty() {
-            let event = Arc::new(lists::subscribers(&self.subscriber_views(owner, Some(&changed))));
+            let event = Event::new(EventBody::Subscribers(self.subscriber_views(owner, Some(&changed)).into()));
             for session in self.hub.sessions_of(owner) {
                 self.push(&session, event.clone(), None);
             }
@@ -258,7 +258,8 @@ impl Gateway {
     /// snapshots to every watcher whose level changed.
     pub(crate) fn announce_rights(&self, owner: &str, before: HashMap<Arc<str>, AccessLevel>, touched: &[AccessLevel]) {
         if !touched.is_empty() {
-            let event = Arc::new(lists::containers(&self.directory.rights_of(owner), touched));
+            let (entries, levels) = (self.directory.rights_of(owner).into(), touched.into());
+            let event = Event::new(EventBody::Containers { entries, levels });
             for session in self.hub.sessions_of(owner) {
                 self.push(&session, event.clone(), None);
             }

@@ -2,10 +2,9 @@
 
 use super::mandates::{Duty, Mandate};
 use super::Gateway;
-use crate::cwa::envelope::EventPayload;
 use crate::error::{GatewayError, Result};
+use crate::hub::event::{Audience, Event, EventBody};
 use crate::model::presentity::PresenceView;
-use crate::service::presence::render_user;
 use crate::store::UserRecord;
 use std::sync::Arc;
 
@@ -55,14 +54,18 @@ impl Gateway {
             self.forget_json_stream(&session);
         }
         let gone: Arc<str> = Arc::from(uri);
+        // The final offline snapshot, one event per source network.
+        let offline = Arc::new(PresenceView::unknown(uri));
+        let offline = [false, true].map(|same_enterprise| {
+            Event::new(EventBody::Presence { view: offline.clone(), audience: Audience::Watcher { same_enterprise } })
+        });
         for session in self.hub.watchers_of(uri) {
             if session.json.is_some() {
                 self.queue_json_removal(&session, uri);
                 continue;
             }
-            let same = self.directory.same_enterprise(uri, &session.user);
-            let payload = Arc::new(EventPayload::user_presence(render_user(&PresenceView::unknown(uri), same)));
-            self.push(&session, payload, Some(&gone));
+            let same_enterprise = self.directory.same_enterprise(uri, &session.user);
+            self.push(&session, offline[usize::from(same_enterprise)].clone(), Some(&gone));
             self.push_no_raw_categories(&session, &gone);
         }
         self.directory.remove(uri);

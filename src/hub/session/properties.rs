@@ -103,14 +103,18 @@ struct Model {
     acked: u64,
 }
 
-fn id_of(payload: &EventPayload) -> u64 {
-    payload.inner.parse().expect("test payloads carry their id")
+fn id_of(payload: &Event) -> u64 {
+    match &payload.body {
+        crate::hub::event::EventBody::Outcome { rid, .. } => rid.parse().expect("test payloads carry their id"),
+        _ => unreachable!("test payloads are outcomes"),
+    }
 }
 
 impl Model {
-    fn payload(&mut self) -> (u64, Arc<EventPayload>) {
+    fn payload(&mut self) -> (u64, Arc<Event>) {
         self.next_id += 1;
-        (self.next_id, Arc::new(EventPayload::json(self.next_id.to_string())))
+        let body = crate::hub::event::EventBody::Outcome { rid: self.next_id.to_string().into(), error: None };
+        (self.next_id, Event::new(body))
     }
 
     fn track(&mut self, pushed: Pushed, id: u64, step: usize, key: Option<u8>) {
