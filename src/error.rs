@@ -31,6 +31,10 @@ pub enum GatewayError {
     /// The caller may not make this change (`service::permits`).
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The caller's role may not do this at all (a user's ticket where an admin token is needed,
+    /// a source token reading presence) (`service::permits`, `service::mandates`).
+    #[error("forbidden: {0}")]
+    RoleRequired(String),
     #[error("authentication required")]
     Unauthenticated,
     #[error("internal failure")]
@@ -52,7 +56,9 @@ impl GatewayError {
             GatewayError::InvalidRequest(_) | GatewayError::Unauthenticated => codes::INVALID_REQUEST,
             GatewayError::SessionNotFound => codes::SESSION_NOT_FOUND,
             GatewayError::LimitExceeded(_) => codes::REQUEST_THROTTLED,
-            GatewayError::InvalidOperation(_) | GatewayError::PermissionDenied(_) => codes::INVALID_OPERATION,
+            GatewayError::InvalidOperation(_) | GatewayError::PermissionDenied(_) | GatewayError::RoleRequired(_) => {
+                codes::INVALID_OPERATION
+            }
             GatewayError::Internal | GatewayError::StoreUnavailable | GatewayError::LiveStateUnavailable => {
                 codes::INTERNAL_FAILURE
             }
@@ -78,7 +84,8 @@ impl GatewayError {
             | GatewayError::InvalidRequest(d)
             | GatewayError::LimitExceeded(d)
             | GatewayError::InvalidOperation(d)
-            | GatewayError::PermissionDenied(d) => d.clone(),
+            | GatewayError::PermissionDenied(d)
+            | GatewayError::RoleRequired(d) => d.clone(),
             GatewayError::SessionNotFound => "the session does not exist or has ended".into(),
             GatewayError::Unauthenticated => "a valid CWA-Ticket is required".into(),
             GatewayError::Internal => String::new(),
@@ -96,6 +103,7 @@ impl GatewayError {
             GatewayError::LimitExceeded(_) => "limit_exceeded",
             GatewayError::InvalidOperation(_) => "invalid_operation",
             GatewayError::PermissionDenied(_) => "permission_denied",
+            GatewayError::RoleRequired(_) => "forbidden",
             GatewayError::Unauthenticated => "unauthenticated",
             GatewayError::Internal => "internal",
             GatewayError::StoreUnavailable => "store_unavailable",

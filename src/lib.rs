@@ -67,7 +67,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = http::router(gateway.clone());
-    let config = &gateway.config;
+    let config = gateway.config();
     let max_connections = http::conn::server::effective_cap(config.http.max_connections);
     if max_connections < config.http.max_connections {
         tracing::info!(max_connections, "connection cap lowered to what the descriptor limit allows");
@@ -80,7 +80,7 @@ pub async fn serve_with(
         data_channel: http::data_channel::DataChannel::new(gateway.clone()),
     };
     let hub = gateway.clone();
-    http::conn::server::run(listener, app, serving, shutdown, move || hub.hub.begin_shutdown()).await;
+    http::conn::server::run(listener, app, serving, shutdown, move || hub.begin_shutdown()).await;
     gateway.shutdown().await;
     Ok(())
 }

@@ -6,6 +6,8 @@ mod common;
 
 use common::*;
 use presence_gateway::config::{ApiRole, ApiToken, Config};
+use presence_gateway::service::mandates::{Duty, Mandate};
+use presence_gateway::service::permits::Actor;
 use serde_json::Value;
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
@@ -29,6 +31,10 @@ async fn call(server: &TestServer, method: reqwest::Method, path: &str, token: O
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn admin(server: &TestServer) -> Mandate {
+    server.gateway.mandate(&Actor::Admin, Duty::Sessions).unwrap()
 }
 
 fn find(list: &Value, sid: u64) -> &Value {
@@ -93,7 +99,7 @@ async fn ending_a_session_answers_its_held_poll_and_ending_a_users_sessions_take
     let sid = alice.sid;
     let held = tokio::spawn(async move { alice.poll_with(alice.ack, true).await });
     for _ in 0..1000 {
-        if server.gateway.session_summaries(Some("sip:alice@example.com"))[0].polling {
+        if server.gateway.session_summaries(&admin(&server), Some("sip:alice@example.com")).unwrap()[0].polling {
             break;
         }
         tokio::task::yield_now().await;

@@ -79,7 +79,7 @@ async fn a_newer_poll_completes_the_older_one_empty() {
     assert_eq!(older.status, 200);
     assert!(older.xml().children.is_empty(), "superseded poll is answered empty: {}", older.body);
     bob.publish_state(6500).await; // not watched by alice: the newer poll ends at its hold or on shutdown
-    server.gateway.hub.begin_shutdown();
+    server.gateway.begin_shutdown();
     assert_eq!(newer.await.unwrap().status, 200);
 }
 

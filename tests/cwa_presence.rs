@@ -8,6 +8,7 @@ use presence_gateway::cwa::wire::WireUser;
 use presence_gateway::cwa::writer::XmlWriter;
 use presence_gateway::cwa::xml::{parse, Element, XmlLimits};
 use presence_gateway::model::reports::{CalendarData, PhoneData, ReportData, SourceReport};
+use presence_gateway::service::permits::{Action, Actor, Permit};
 
 #[tokio::test]
 async fn sign_in_returns_ticket_sign_in_data_and_uri() {
@@ -138,7 +139,7 @@ async fn public_watchers_see_availability_without_activity_detail() {
     pat.subscribe(&["sip:bob@example.com"]).await;
     pat.wait_for_user("sip:bob@example.com", |_| true).await;
     let phone = ReportData::Phone(PhoneData { calls: vec![phone_call()], ..Default::default() });
-    server.gateway.set_source("sip:bob@example.com", "pbx", SourceReport { data: phone, expires: None }).await.unwrap();
+    server.gateway.report_source(&source_permit(&server), "pbx", SourceReport { data: phone, expires: None }).await.unwrap();
     let user = pat.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 6500).await;
     assert_eq!(seen(&user).token, "Busy", "no on-the-phone for Public");
 
@@ -146,6 +147,11 @@ async fn public_watchers_see_availability_without_activity_detail() {
     carol.query(&["sip:bob@example.com"]).await;
     let user = carol.wait_for_user("sip:bob@example.com", |_| true).await;
     assert_eq!(seen(&user).token, "on-the-phone", "Company sees the activity");
+}
+
+/// Leave to report sources about Bob, as an integration's token has.
+fn source_permit(server: &TestServer) -> Permit {
+    server.gateway.permit(&Actor::Source, Action::Sources, "sip:bob@example.com").unwrap()
 }
 
 fn phone_call() -> presence_gateway::model::sources::Call {
@@ -276,7 +282,11 @@ async fn calendar_data_is_cut_by_level_and_private_subjects_never_leave() {
     };
     let appointments = vec![meeting("now", false, -5), meeting("later", true, 60)];
     let calendar = ReportData::Calendar(CalendarData { appointments, oof_message: None });
-    server.gateway.set_source("sip:bob@example.com", "calendar", SourceReport { data: calendar, expires: None }).await.unwrap();
+    server
+        .gateway
+        .report_source(&source_permit(&server), "calendar", SourceReport { data: calendar, expires: None })
+        .await
+        .unwrap();
     let calendar_of = |user: &presence_gateway::cwa::xml::Element| {
         user.children_named("cwaCategory")
             .find(|c| c.attr("name") == Some("calendarData"))

@@ -10,6 +10,7 @@ use common::*;
 use presence_gateway::cwa::xml::Element;
 use presence_gateway::model::reports::{PhoneData, ReportData, SourceReport};
 use presence_gateway::model::sources::{Call, CallDirection, CallService, CallState, Line, LineState};
+use presence_gateway::service::permits::{Action, Actor};
 
 const BOB: &str = "sip:bob@example.com";
 /// Text with everything the escaping rules must carry: markup characters, quotes, a CDATA end,
@@ -84,7 +85,15 @@ fn assert_consecutive(events: &[Event]) {
 async fn set_line(server: &TestServer, calls: Vec<Call>) {
     let line = Line { number: "tel:+4989101".into(), state: LineState::InService, dnd: false };
     let phone = ReportData::Phone(PhoneData { lines: vec![line], calls, forwards: vec![] });
-    server.gateway.set_source(BOB, "pbx", SourceReport { data: phone, expires: None }).await.unwrap();
+    server
+        .gateway
+        .report_source(
+            &server.gateway.permit(&Actor::Source, Action::Sources, BOB).unwrap(),
+            "pbx",
+            SourceReport { data: phone, expires: None },
+        )
+        .await
+        .unwrap();
 }
 
 fn connected_call() -> Call {

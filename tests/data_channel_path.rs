@@ -21,7 +21,7 @@ async fn router_only(server: &TestServer) -> SocketAddr {
     let address = listener.local_addr().unwrap();
     let gateway = server.gateway.clone();
     let serving = Serving {
-        settings: Settings::from_config(&gateway.config),
+        settings: Settings::from_config(gateway.config()),
         tls: None,
         max_connections: 100,
         shutdown_timeout: Duration::from_secs(1),
@@ -219,7 +219,7 @@ async fn a_poll_whose_client_hangs_up_stops_counting_as_held() {
     let server = TestServer::start_with(Config { hold_seconds: 50, ..test_config() }, USERS).await;
     let mut alice = server.session("alice@example.com").await;
     alice.poll().await;
-    let session = server.gateway.hub.get(alice.sid).unwrap();
+    let session = server.gateway.live_session(alice.sid).unwrap();
     let mut stream = TcpStream::connect(address_of(&server)).await.unwrap();
     let request = poll(&format!("?Sid={}&AckId={}", alice.sid, alice.ack), &format!("CWA-Ticket: {}\r\n", alice.ticket));
     stream.write_all(request.as_bytes()).await.unwrap();

@@ -40,7 +40,7 @@ async fn a_session_whose_held_poll_is_abandoned_expires(reset: bool) {
     alice.subscribe(&["sip:bob@example.com"]).await;
     alice.poll().await;
     bob.poll().await;
-    let session = server.gateway.hub.get(bob.sid).unwrap();
+    let session = server.gateway.live_session(bob.sid).unwrap();
     assert_eq!(sessions_metric(&server.base).await, 2.0);
 
     let tcp = raw_poll(&bob).await;
@@ -54,14 +54,14 @@ async fn a_session_whose_held_poll_is_abandoned_expires(reset: bool) {
         .expect("a poll whose client hung up no longer counts as held");
 
     // Alice, whose poll is held (so her session stays), sees Bob go offline past his timeout.
-    let watcher = server.gateway.hub.get(alice.sid).unwrap();
+    let watcher = server.gateway.live_session(alice.sid).unwrap();
     let alice = tokio::spawn(async move {
         alice.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 0).await;
     });
     tokio::time::timeout(PATIENCE, watcher.until_held_polls(1)).await.expect("Alice's poll is held");
     server.clock.advance(chrono::Duration::seconds(121));
     alice.await.expect("watchers see Bob offline");
-    assert!(server.gateway.hub.get(bob.sid).is_none(), "the session ended");
+    assert!(server.gateway.live_session(bob.sid).is_none(), "the session ended");
     assert_eq!(sessions_metric(&server.base).await, 1.0, "presence_sessions fell");
     assert_eq!(error_code(&bob.poll_with(bob.ack, true).await), 18100);
 }
@@ -81,11 +81,11 @@ async fn a_session_whose_start_fails_half_way_does_not_linger() {
     let server = TestServer::start().await;
     let mut alice = server.sign_in("alice@example.com").await;
     // The session exists before its initial state is stored; the store fails that write.
-    server.gateway.store.close().await;
+    server.gateway.close_store().await;
     let reply =
         alice.command(r#"<initiateSession rid="1"><userStateAvailability>6500</userStateAvailability></initiateSession>"#).await;
     assert!(reply.body.contains("requestFailed"), "{}", reply.body);
-    assert_eq!(server.gateway.hub.session_count(), 0, "no session without a sid the client knows");
+    assert_eq!(server.gateway.session_count(), 0, "no session without a sid the client knows");
 }
 
 fn eids(reply: &Reply) -> Vec<u64> {
@@ -142,7 +142,7 @@ async fn query_answers_count_against_the_queue_bound_and_past_it_commands_are_th
     let server = TestServer::start_with(Config { limits, ..test_config() }, USERS).await;
     let mut alice = server.session("alice@example.com").await;
     let burst = alice.poll().await.len(); // sent, not yet acknowledged: still queued
-    let session = server.gateway.hub.get(alice.sid).unwrap();
+    let session = server.gateway.live_session(alice.sid).unwrap();
     // Two batches of 30 queries (two answers each) without polling in between.
     let mut accepted = Vec::new();
     for first_rid in [1, 31] {
@@ -182,7 +182,7 @@ async fn a_watcher_that_never_polls_holds_a_bounded_queue_and_resyncs() {
         bob.poll().await; // Bob reads his own answers; Alice reads nothing
         alice.query(&["sip:carol@example.com"]).await;
     }
-    let session = server.gateway.hub.get(alice.sid).unwrap();
+    let session = server.gateway.live_session(alice.sid).unwrap();
     assert!(session.queue_len() <= LIMIT, "{}", session.queue_len());
     // The client catches up: consecutive eids, and Bob's newest note arrives.
     let (mut last_eid, mut note) = (0, String::new());

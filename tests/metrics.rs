@@ -7,6 +7,8 @@ mod common;
 
 use common::*;
 use presence_gateway::config::Config;
+use presence_gateway::service::mandates::Duty;
+use presence_gateway::service::permits::Actor;
 use prometheus_parse::{Scrape, Value};
 
 async fn scrape(base: &str) -> Scrape {
@@ -42,8 +44,8 @@ async fn process_figures_build_info_and_gauges_kept_up_to_date() {
     let mut bob = server.session("bob@example.com").await;
     bob.subscribe(&["sip:alice@example.com"]).await;
     alice.publish_note("Gauges").await;
-    let queued: usize = server.gateway.hub.all_sessions().iter().map(|s| s.queue_len()).sum();
-    let longest = server.gateway.hub.all_sessions().iter().map(|s| s.queue_len()).max().unwrap();
+    let queued: usize = server.gateway.live_sessions().iter().map(|s| s.queue_len()).sum();
+    let longest = server.gateway.live_sessions().iter().map(|s| s.queue_len()).max().unwrap();
     let m = scrape(&server.base).await;
     assert_eq!(value(&m, "presence_sessions", &[]), 2.0);
     assert_eq!(value(&m, "presence_queue_depth", &[]), queued as f64, "the kept total is the real one");
@@ -62,14 +64,15 @@ async fn process_figures_build_info_and_gauges_kept_up_to_date() {
     // Ending sessions, one with events still queued: both gauges follow.
     alice.publish_note("Unread by Bob").await;
     assert!(bob_has_queued(&server, bob.sid));
-    server.gateway.end_session(bob.sid);
+    let admin = server.gateway.mandate(&Actor::Admin, Duty::Sessions).unwrap();
+    server.gateway.end_session(&admin, bob.sid).unwrap();
     let m = scrape(&server.base).await;
     assert_eq!(value(&m, "presence_sessions", &[]), 1.0);
-    let left: usize = server.gateway.hub.all_sessions().iter().map(|s| s.queue_len()).sum();
+    let left: usize = server.gateway.live_sessions().iter().map(|s| s.queue_len()).sum();
     assert_eq!(value(&m, "presence_queue_depth", &[]), left as f64, "an ended session's queue no longer counts");
     server.clock.advance(chrono::Duration::seconds(31)); // Alice stops polling: she expires
     for _ in 0..1000 {
-        if server.gateway.hub.session_count() == 0 {
+        if server.gateway.session_count() == 0 {
             break;
         }
         tokio::task::yield_now().await;
@@ -80,5 +83,5 @@ async fn process_figures_build_info_and_gauges_kept_up_to_date() {
 }
 
 fn bob_has_queued(server: &TestServer, sid: u64) -> bool {
-    server.gateway.hub.get(sid).is_some_and(|s| s.queue_len() > 0)
+    server.gateway.live_session(sid).is_some_and(|s| s.queue_len() > 0)
 }

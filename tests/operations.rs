@@ -124,7 +124,7 @@ async fn health_readiness_and_request_ids() {
     assert_eq!(missing.status(), 404);
     assert!(missing.headers().contains_key("x-request-id"));
     // Not ready once the store is closed.
-    server.gateway.store.close().await;
+    server.gateway.close_store().await;
     let not_ready = http.get(format!("{}/readyz", server.base)).send().await.unwrap();
     assert_eq!(not_ready.status(), 503);
     assert!(not_ready.text().await.unwrap().contains("store: sqlite (unreachable)"));

@@ -6,6 +6,8 @@ use super::error::ApiError;
 use super::{parse_json, path_uri, UserPath};
 use crate::model::contact::{Phones, Profile};
 use crate::service::auth::hash_password;
+use crate::service::mandates::Duty;
+use crate::service::permits::Action;
 use crate::service::Gateway;
 use crate::store::UserRecord;
 use axum::body::Bytes;
@@ -68,10 +70,6 @@ impl From<&Profile> for UserBody {
     }
 }
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    caller.is_admin().then_some(()).ok_or_else(|| ApiError::forbidden("user administration needs an admin token"))
-}
-
 /// Checks a body and turns it into a record (hashing the password, if any, with argon2id).
 async fn record_from(body: UserBody, uri: String) -> Result<UserRecord, ApiError> {
     let name = body.display_name.trim();
@@ -115,8 +113,8 @@ async fn record_from(body: UserBody, uri: String) -> Result<UserRecord, ApiError
     )
 )]
 pub async fn list_users(State(gateway): State<Arc<Gateway>>, caller: Caller) -> Result<Json<Vec<UserBody>>, ApiError> {
-    require_admin(&caller)?;
-    let mut users: Vec<UserBody> = gateway.directory.all_profiles().iter().map(|p| UserBody::from(&**p)).collect();
+    let mandate = gateway.mandate(&caller.actor(), Duty::Users)?;
+    let mut users: Vec<UserBody> = gateway.users(&mandate)?.iter().map(|p| UserBody::from(&**p)).collect();
     users.sort_by(|a, b| a.uri.cmp(&b.uri));
     Ok(Json(users))
 }
@@ -142,14 +140,14 @@ pub async fn create_user(
     caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<UserBody>), ApiError> {
-    require_admin(&caller)?;
+    let mandate = gateway.mandate(&caller.actor(), Duty::Users)?;
     let body: UserBody = parse_json(&body)?;
     let uri = path_uri(&body.uri).map_err(|_| ApiError::invalid_field("uri", "must be a sip: URI"))?;
-    if gateway.directory.profile(&uri).is_some() {
+    if gateway.user_exists(&uri) {
         return Err(ApiError::new(StatusCode::CONFLICT, "already_exists", format!("{uri} already exists")));
     }
     let record = record_from(body, uri).await?;
-    gateway.upsert_user(&record).await?;
+    gateway.upsert_user(&mandate, &record).await?;
     Ok((StatusCode::CREATED, Json(UserBody::from(&record.profile))))
 }
 
@@ -174,10 +172,8 @@ pub async fn get_user(
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<Json<UserBody>, ApiError> {
     let uri = path_uri(&uri)?;
-    if !caller.is_admin_or(&uri) {
-        return Err(ApiError::forbidden("only the user or an admin may read the whole record; use /presence"));
-    }
-    let profile = gateway.directory.profile(&uri).ok_or_else(|| ApiError::not_found(format!("no user {uri}")))?;
+    let permit = gateway.permit(&caller.actor(), Action::Record, &uri)?;
+    let profile = gateway.record(&permit)?.ok_or_else(|| ApiError::not_found(format!("no user {uri}")))?;
     Ok(Json(UserBody::from(&*profile)))
 }
 
@@ -203,14 +199,14 @@ pub async fn put_user(
     Path(UserPath { uri }): Path<UserPath>,
     body: Bytes,
 ) -> Result<Json<UserBody>, ApiError> {
-    require_admin(&caller)?;
+    let mandate = gateway.mandate(&caller.actor(), Duty::Users)?;
     let uri = path_uri(&uri)?;
     let body: UserBody = parse_json(&body)?;
     if crate::model::contact::normalize_uri(&body.uri) != uri {
         return Err(ApiError::invalid_field("uri", "must match the URI in the path"));
     }
     let record = record_from(body, uri).await?;
-    gateway.upsert_user(&record).await?;
+    gateway.upsert_user(&mandate, &record).await?;
     Ok(Json(UserBody::from(&record.profile)))
 }
 
@@ -234,9 +230,9 @@ pub async fn delete_user(
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&caller)?;
+    let mandate = gateway.mandate(&caller.actor(), Duty::Users)?;
     let uri = path_uri(&uri)?;
-    if !gateway.delete_user(&uri).await? {
+    if !gateway.delete_user(&mandate, &uri).await? {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
     Ok(StatusCode::NO_CONTENT)

@@ -26,25 +26,9 @@ pub enum Caller {
 }
 
 impl Caller {
-    pub fn is_admin(&self) -> bool {
-        matches!(self, Caller::Token { role: ApiRole::Admin, .. })
-    }
-
-    /// Admin or a source token.
-    pub fn may_report_sources(&self) -> bool {
-        matches!(self, Caller::Token { .. })
-    }
-
     pub fn login(&self) -> Option<&Arc<Login>> {
         match self {
             Caller::User(login) => Some(login),
-            Caller::Token { .. } => None,
-        }
-    }
-
-    pub fn user(&self) -> Option<&str> {
-        match self {
-            Caller::User(login) => Some(&login.user),
             Caller::Token { .. } => None,
         }
     }
@@ -57,11 +41,6 @@ impl Caller {
             Caller::Token { .. } => Actor::Source,
             Caller::User(login) => Actor::User(&login.user),
         }
-    }
-
-    /// Admin, or the user `uri` themself.
-    pub fn is_admin_or(&self, uri: &str) -> bool {
-        self.is_admin() || self.user() == Some(uri)
     }
 }
 
@@ -77,7 +56,7 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
     async fn from_request_parts(parts: &mut Parts, gateway: &Arc<Gateway>) -> Result<Self, Self::Rejection> {
         if let Some(presented) = bearer(parts) {
             let mut found = None;
-            for token in &gateway.config.api_tokens {
+            for token in &gateway.config().api_tokens {
                 if bool::from(token.token.as_bytes().ct_eq(presented.as_bytes())) {
                     found = Some(Caller::Token { name: token.name.clone(), role: token.role });
                 }
@@ -88,7 +67,7 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
         let auth = gateway.authenticate(&presented).await?.ok_or_else(ApiError::unauthenticated)?;
         if let Some(slot) = parts.extensions.get::<ReplyTicket>() {
             let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-            let cookie = ticket::Cookie::for_request(&gateway.config, peer, &parts.headers);
+            let cookie = ticket::Cookie::for_request(gateway.config(), peer, &parts.headers);
             let cookie = auth.rotated(&presented).then_some(cookie);
             *slot.0.lock() = Some(TicketForReply { value: auth.ticket.clone(), cookie });
         }

@@ -128,7 +128,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::SessionNotFound => StatusCode::NOT_FOUND,
             GatewayError::LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::InvalidOperation(_) => StatusCode::CONFLICT,
-            GatewayError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            GatewayError::PermissionDenied(_) | GatewayError::RoleRequired(_) => StatusCode::FORBIDDEN,
             GatewayError::Unauthenticated => StatusCode::UNAUTHORIZED,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::StoreUnavailable | GatewayError::LiveStateUnavailable => StatusCode::SERVICE_UNAVAILABLE,

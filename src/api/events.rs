@@ -42,8 +42,8 @@ pub(crate) struct UnsubscribeBody {
 }
 
 fn checked_uris(gateway: &Gateway, raw: &[String]) -> Result<Vec<String>, ApiError> {
-    if raw.is_empty() || raw.len() > gateway.config.limits.uris_per_query {
-        let max = gateway.config.limits.uris_per_query;
+    if raw.is_empty() || raw.len() > gateway.config().limits.uris_per_query {
+        let max = gateway.config().limits.uris_per_query;
         return Err(ApiError::invalid_field("seqContactIDs", format!("1 to {max} sip: URIs")));
     }
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
@@ -99,7 +99,7 @@ pub async fn subscribe(
         StreamAt::Node(address) => return Ok(super::pass_to(&passer, &address, Method::POST, &uri, &headers, bytes).await),
         StreamAt::Nowhere => return Err(ApiError::not_found("no event stream")),
     };
-    stream.set_client(crate::request::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
+    stream.set_client(crate::request::client_addr::client_address(peer, &headers, &gateway.config().trusted_proxies));
     let snapshots = gateway.json_subscribe(&stream, &uris, filter).await?;
     Ok(Json(SubscribeReply { seq_presence: snapshots, event_flags: events, stream_id: stream.sid }).into_response())
 }
@@ -247,7 +247,9 @@ pub async fn events(
     let batch = gateway.poll(&stream, query.after, query.active.unwrap_or(true)).await?;
     let mut body = format!(
         "{{\"ackId\":{},\"pollWaitTime\":{},\"streamId\":{},\"events\":[",
-        batch.ack_id, gateway.config.poll_wait_ms, stream.sid
+        batch.ack_id,
+        gateway.config().poll_wait_ms,
+        stream.sid
     );
     for (i, (eid, event)) in batch.events.iter().enumerate() {
         body.push_str(if i == 0 { "{" } else { ",{" });

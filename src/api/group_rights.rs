@@ -8,7 +8,8 @@ use super::users::{level_of, RightBody};
 use super::{path_uri, SipUri};
 use crate::model::rights::{AccessLevel, Member, RightsEntry};
 use crate::service::access::RightsChange;
-use crate::service::permits::Action;
+use crate::service::mandates::Duty;
+use crate::service::permits::{Action, Permit};
 use crate::service::Gateway;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -48,10 +49,6 @@ pub struct GroupEntry {
     dynamic_rights: u32,
 }
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    caller.is_admin().then_some(()).ok_or_else(|| ApiError::forbidden("group and global rights need an admin token"))
-}
-
 fn check_group(group: &str) -> Result<String, ApiError> {
     let group = group.trim();
     let ok = !group.is_empty()
@@ -61,15 +58,16 @@ fn check_group(group: &str) -> Result<String, ApiError> {
     ok.then(|| group.to_string()).ok_or_else(|| ApiError::invalid_field("group", "1 to 64 characters"))
 }
 
-/// Admin only; the owner must exist and the group be well-formed.
-fn checked_owner_group(gateway: &Gateway, caller: &Caller, owner: &str, group: &str) -> Result<(String, String), ApiError> {
-    require_admin(caller)?;
+/// The owner's permit for group entries (an admin's only); the owner must exist and the group be
+/// well-formed.
+fn checked_owner_group(gateway: &Gateway, caller: &Caller, owner: &str, group: &str) -> Result<(Permit, String), ApiError> {
     let owner = path_uri(owner)?;
     let group = check_group(group)?;
-    if gateway.directory.profile(&owner).is_none() {
+    let permit = gateway.permit(&caller.actor(), Action::GroupRights, &owner)?;
+    if !gateway.user_exists(&owner) {
         return Err(ApiError::not_found(format!("no user {owner}")));
     }
-    Ok((owner, group))
+    Ok((permit, group))
 }
 
 fn entry(owner: &str, group: String, level: AccessLevel) -> GroupEntry {
@@ -99,12 +97,11 @@ pub async fn put_owner_group(
     Path(OwnerGroupPath { owner, group }): Path<OwnerGroupPath>,
     body: Bytes,
 ) -> Result<Json<GroupEntry>, ApiError> {
-    let (owner, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
-    let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
+    let (permit, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
     let level = level_of(&body)?;
     let change = RightsChange::Set(RightsEntry { member: Member::Group(group.clone()), level });
-    gateway.set_rights(&permit, &[change]).await?;
-    Ok(Json(entry(&owner, group, level)))
+    gateway.set_group_rights(&permit, &[change]).await?;
+    Ok(Json(entry(permit.uri(), group, level)))
 }
 
 #[utoipa::path(
@@ -126,11 +123,10 @@ pub async fn delete_owner_group(
     caller: Caller,
     Path(OwnerGroupPath { owner, group }): Path<OwnerGroupPath>,
 ) -> Result<StatusCode, ApiError> {
-    let (owner, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
-    let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
+    let (permit, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
     let member = Member::Group(group);
-    if let Some(current) = gateway.directory.rights_of(&owner).into_iter().find(|e| e.member == member) {
-        gateway.set_rights(&permit, &[RightsChange::Remove { member, level: current.level }]).await?;
+    if let Some(current) = gateway.rights_entry(&permit, &member)? {
+        gateway.set_group_rights(&permit, &[RightsChange::Remove { member, level: current.level }]).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -157,10 +153,12 @@ pub async fn put_global_group(
     Path(GroupPath { group }): Path<GroupPath>,
     body: Bytes,
 ) -> Result<Json<GroupEntry>, ApiError> {
-    require_admin(&caller)?;
+    let mandate = gateway.mandate(&caller.actor(), Duty::GlobalRights)?;
     let group = check_group(&group)?;
     let level = level_of(&body)?;
-    gateway.change_global_rights(&RightsChange::Set(RightsEntry { member: Member::Group(group.clone()), level })).await?;
+    gateway
+        .change_global_rights(&mandate, &RightsChange::Set(RightsEntry { member: Member::Group(group.clone()), level }))
+        .await?;
     Ok(Json(entry("*", group, level)))
 }
 
@@ -182,8 +180,8 @@ pub async fn delete_global_group(
     caller: Caller,
     Path(GroupPath { group }): Path<GroupPath>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&caller)?;
+    let mandate = gateway.mandate(&caller.actor(), Duty::GlobalRights)?;
     let member = Member::Group(check_group(&group)?);
-    gateway.change_global_rights(&RightsChange::Remove { member, level: AccessLevel::Blocked }).await?;
+    gateway.change_global_rights(&mandate, &RightsChange::Remove { member, level: AccessLevel::Blocked }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,6 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{path_uri, UserPath};
-use crate::model::rights::AccessLevel;
 use crate::service::permits::Action;
 use crate::service::Gateway;
 use axum::body::Bytes;
@@ -94,7 +93,7 @@ pub async fn put_image(
     let uri = path_uri(&uri)?;
     let permit = gateway.permit(&caller.actor(), Action::Image, &uri)?;
     let large = is_large(query)?;
-    if gateway.directory.profile(&uri).is_none() {
+    if !gateway.user_exists(&uri) {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
     let declared = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -102,7 +101,7 @@ pub async fn put_image(
     if declared != "image/jpeg" && declared != "image/png" {
         return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send image/jpeg or image/png"));
     }
-    let limit = gateway.config.limits.image_bytes;
+    let limit = gateway.config().limits.image_bytes;
     if body.len() > limit {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -154,14 +153,7 @@ pub async fn get_image(
 ) -> Result<Response, ApiError> {
     let uri = path_uri(&uri)?;
     let large = is_large(query)?;
-    let visible = match caller.user() {
-        Some(me) => me == uri || gateway.directory.level(&uri, me) >= AccessLevel::Public,
-        None => caller.is_admin(),
-    };
-    let image = match visible {
-        true => gateway.image(&uri, large).await?,
-        false => None,
-    };
+    let image = gateway.visible_image(&caller.actor(), &uri, large).await?;
     let image = image.ok_or_else(|| ApiError::not_found("no image (eNOIMAGEFOUND)"))?;
     let etag = format!("\"{}\"", image.hash);
     let matches =

@@ -7,7 +7,7 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{parse_json, path_uri, SipUri, UserPath};
-use crate::model::presentity::{view, PresenceView, Viewer};
+use crate::model::presentity::PresenceView;
 use crate::pv2::{self, PresenceV2};
 use crate::service::Gateway;
 use axum::body::Bytes;
@@ -20,31 +20,6 @@ use utoipa::ToSchema;
 
 /// The most URIs one batch read takes (as a CWA query, and as Graph's `getPresencesByUserId`).
 pub const MAX_BATCH: usize = 650;
-
-/// Who reads: `Some(user)` reads as that user's level; `None` is an admin, who sees everything.
-/// A source token may not read presence.
-fn reader(caller: &Caller) -> Result<Option<&str>, ApiError> {
-    match caller.user() {
-        Some(me) => Ok(Some(me)),
-        None if caller.is_admin() => Ok(None),
-        None => Err(ApiError::forbidden("reading presence needs a user ticket or an admin token")),
-    }
-}
-
-/// What `reader` may see of `uri` (the user themself sees everything); `None` when no user has
-/// that URI.
-fn read(gateway: &Gateway, reader: Option<&str>, uri: &str) -> Option<PresenceV2> {
-    let entry = gateway.presence_entry(uri)?;
-    let viewer = match reader {
-        Some(me) if me != uri => Viewer::Watcher(gateway.directory.level(uri, me)),
-        _ => Viewer::Owner,
-    };
-    let view = {
-        let live = entry.live.lock();
-        view(&live.model, viewer, gateway.clock.now())
-    };
-    Some(pv2::presence(&view))
-}
 
 /// The presence of `uri` as the caller may see it (the user themself and admins see everything).
 #[utoipa::path(
@@ -68,12 +43,12 @@ pub async fn get_presence(
 ) -> Result<Json<PresenceV2>, ApiError> {
     let uri = path_uri(&uri)?;
     let not_found = || ApiError::not_found(format!("no user {uri}"));
-    if gateway.directory.profile(&uri).is_none() {
+    if !gateway.user_exists(&uri) {
         return Err(not_found());
     }
-    let reader = reader(&caller)?;
-    gateway.fresh(&[&uri]).await?;
-    read(&gateway, reader, &uri).map(Json).ok_or_else(not_found)
+    let reader = gateway.presence_reader(&caller.actor())?;
+    let read = gateway.read_presence(&reader, &[&uri]).await?.pop().flatten();
+    read.map(|view| Json(pv2::presence(&view))).ok_or_else(not_found)
 }
 
 /// The users a batch read asks for (Graph's `getPresencesByUserId` body).
@@ -137,11 +112,11 @@ pub async fn read_batch(
     caller: Caller,
     body: Bytes,
 ) -> Result<Json<PresenceBatch>, ApiError> {
-    let reader = reader(&caller)?;
+    let reader = gateway.presence_reader(&caller.actor())?;
     let uris = parse_batch(&body)?;
-    gateway.fresh(&uris).await?;
-    let entry = |uri: &String| read(&gateway, reader, uri).unwrap_or_else(|| pv2::presence(&PresenceView::unknown(uri)));
-    Ok(Json(PresenceBatch { value: uris.iter().map(entry).collect() }))
+    let views = gateway.read_presence(&reader, &uris).await?;
+    let entry = |(uri, view): (&String, Option<PresenceView>)| pv2::presence(&view.unwrap_or_else(|| PresenceView::unknown(uri)));
+    Ok(Json(PresenceBatch { value: uris.iter().zip(views).map(entry).collect() }))
 }
 
 #[cfg(test)]

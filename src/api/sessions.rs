@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::{path_uri, UserPath};
 use crate::request::pass::{passed, Passer};
 use crate::service::live_sessions::SessionSummary;
+use crate::service::mandates::{Duty, Mandate};
 use crate::service::Gateway;
 use axum::extract::OriginalUri;
 use axum::extract::{Path, State};
@@ -92,10 +93,6 @@ pub(crate) struct SessionPath {
     sid: String,
 }
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    caller.is_admin().then_some(()).ok_or_else(|| ApiError::forbidden("session administration needs an admin token"))
-}
-
 fn bodies(summaries: Vec<SessionSummary>) -> Vec<SessionBody> {
     summaries.into_iter().map(SessionBody::from).collect()
 }
@@ -113,10 +110,10 @@ async fn from_other_nodes<T: DeserializeOwned>(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Vec<T>, ApiError> {
-    if !gateway.backplane.is_shared() || passed(headers) {
+    if !gateway.clustered() || passed(headers) {
         return Ok(Vec::new());
     }
-    let nodes = gateway.backplane.other_nodes().await.map_err(|e| {
+    let nodes = gateway.other_nodes().await.map_err(|e| {
         tracing::warn!(error = %e, "cannot list the cluster's nodes");
         ApiError::from(crate::error::GatewayError::StoreUnavailable)
     })?;
@@ -140,12 +137,13 @@ async fn from_other_nodes<T: DeserializeOwned>(
 /// This node's sessions and every other live node's, oldest first.
 async fn everywhere(
     gateway: &Gateway,
+    mandate: &Mandate,
     passer: &Passer,
     uri: &Uri,
     headers: &HeaderMap,
     user: Option<&str>,
 ) -> Result<Json<Vec<SessionBody>>, ApiError> {
-    let mut all = bodies(gateway.session_summaries(user));
+    let mut all = bodies(gateway.session_summaries(mandate, user)?);
     let others: Vec<Vec<SessionBody>> = from_other_nodes(gateway, passer, Method::GET, uri, headers).await?;
     all.extend(others.into_iter().flatten());
     all.sort_by_key(|s| (s.started, s.sid));
@@ -172,8 +170,8 @@ pub async fn list_sessions(
     headers: HeaderMap,
     caller: Caller,
 ) -> Result<Json<Vec<SessionBody>>, ApiError> {
-    require_admin(&caller)?;
-    everywhere(&gateway, &passer, &uri, &headers, None).await
+    let mandate = gateway.mandate(&caller.actor(), Duty::Sessions)?;
+    everywhere(&gateway, &mandate, &passer, &uri, &headers, None).await
 }
 
 /// Ends one session, on whichever node holds it: its held poll is answered with
@@ -201,11 +199,10 @@ pub async fn end_session(
     caller: Caller,
     Path(SessionPath { sid }): Path<SessionPath>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
+    let mandate = gateway.mandate(&caller.actor(), Duty::Sessions)?;
     let sid: u64 = sid.trim().parse().map_err(|_| ApiError::invalid_field("sid", "must be a session id (a number)"))?;
-    let holder = crate::backplane::node_of_sid(sid).filter(|node| node != gateway.backplane.node());
-    if let Some(node) = holder.filter(|_| gateway.backplane.is_shared() && !passed(&headers)) {
-        let address = gateway.backplane.address_of(&node).await.map_err(|e| {
+    if let Some(node) = gateway.other_holder(sid).filter(|_| !passed(&headers)) {
+        let address = gateway.node_address(&node).await.map_err(|e| {
             tracing::warn!(error = %e, "cannot find the node holding a session");
             ApiError::from(crate::error::GatewayError::StoreUnavailable)
         })?;
@@ -216,7 +213,7 @@ pub async fn end_session(
             None => Err(ApiError::not_found(format!("no live session {sid}"))),
         };
     }
-    if !gateway.end_session(sid) {
+    if !gateway.end_session(&mandate, sid)? {
         return Err(ApiError::not_found(format!("no live session {sid}")));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -245,9 +242,9 @@ pub async fn list_user_sessions(
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<Json<Vec<SessionBody>>, ApiError> {
-    require_admin(&caller)?;
+    let mandate = gateway.mandate(&caller.actor(), Duty::Sessions)?;
     let uri = path_uri(&uri)?;
-    everywhere(&gateway, &passer, &request_uri, &headers, Some(&uri)).await
+    everywhere(&gateway, &mandate, &passer, &request_uri, &headers, Some(&uri)).await
 }
 
 /// Ends every live session of a user, on every live node.
@@ -273,9 +270,9 @@ pub async fn end_user_sessions(
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<Json<EndedBody>, ApiError> {
-    require_admin(&caller)?;
+    let mandate = gateway.mandate(&caller.actor(), Duty::Sessions)?;
     let uri = path_uri(&uri)?;
-    let here = gateway.end_sessions_of(&uri) as u64;
+    let here = gateway.end_sessions_of(&mandate, &uri)? as u64;
     let others: Vec<EndedBody> = from_other_nodes(&gateway, &passer, Method::DELETE, &request_uri, &headers).await?;
     Ok(Json(EndedBody { ended: here + others.iter().map(|o| o.ended).sum::<u64>() }))
 }

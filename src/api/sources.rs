@@ -9,6 +9,7 @@ use crate::model::reports::{
     AgentData, CalendarData, CallsData, CapabilitiesData, ComputerData, PhoneData, ReportData, SourceReport, KINDS,
 };
 use crate::model::sources::Timestamp;
+use crate::service::permits::Action;
 use crate::service::Gateway;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -190,13 +191,6 @@ fn check_source_name(name: &str) -> Result<(), ApiError> {
     ok.then_some(()).ok_or_else(|| ApiError::invalid_field("source", "1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-'"))
 }
 
-fn require_source_role(caller: &Caller) -> Result<(), ApiError> {
-    caller
-        .may_report_sources()
-        .then_some(())
-        .ok_or_else(|| ApiError::forbidden("reporting sources needs a source or admin token"))
-}
-
 /// Reports (or replaces) what the source `source` says about the user; idempotent.
 #[utoipa::path(
     put,
@@ -220,20 +214,20 @@ pub async fn put_source(
     Path(SourcePath { uri, source }): Path<SourcePath>,
     body: Bytes,
 ) -> Result<Json<SourceStored>, ApiError> {
-    require_source_role(&caller)?;
     let uri = path_uri(&uri)?;
+    let permit = gateway.permit(&caller.actor(), Action::Sources, &uri)?;
     check_source_name(&source)?;
     let (data, ttl) = parse_report(&body)?;
     data.validate().map_err(|e| ApiError::invalid_field(e.field, e.message))?;
-    let ttl = ttl.unwrap_or(gateway.config.source_ttl_seconds);
+    let ttl = ttl.unwrap_or(gateway.config().source_ttl_seconds);
     if ttl == 0 || ttl > MAX_TTL_SECONDS {
         return Err(ApiError::invalid_field("ttlSeconds", format!("must be between 1 and {MAX_TTL_SECONDS}")));
     }
-    if gateway.directory.profile(&uri).is_none() {
+    if !gateway.user_exists(&uri) {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
-    let expires = gateway.clock.now() + chrono::Duration::seconds(ttl as i64);
-    gateway.set_source(&uri, &source, SourceReport { data, expires: Some(expires) }).await?;
+    let expires = gateway.now() + chrono::Duration::seconds(ttl as i64);
+    gateway.report_source(&permit, &source, SourceReport { data, expires: Some(expires) }).await?;
     Ok(Json(SourceStored { expires: time(expires), source, user: uri }))
 }
 
@@ -261,16 +255,15 @@ pub async fn get_source(
     caller: Caller,
     Path(SourcePath { uri, source }): Path<SourcePath>,
 ) -> Result<Json<SourceRead>, ApiError> {
-    require_source_role(&caller)?;
     let uri = path_uri(&uri)?;
+    let permit = gateway.permit(&caller.actor(), Action::Sources, &uri)?;
     check_source_name(&source)?;
-    let entry = gateway.presence_entry(&uri).ok_or_else(|| ApiError::not_found(format!("no user {uri}")))?;
-    gateway.fresh(&[&uri]).await?;
-    let now = gateway.clock.now();
-    let stored = entry.live.lock().model.reports.0.get(&source).cloned();
-    let report = stored
-        .filter(|r| r.expires.is_none_or(|at| now < at))
-        .ok_or_else(|| ApiError::not_found(format!("no report from {source} for {uri}")))?;
+    if !gateway.user_exists(&uri) {
+        return Err(ApiError::not_found(format!("no user {uri}")));
+    }
+    let report = gateway.source_report(&permit, &source).await?;
+    let report = report.ok_or_else(|| ApiError::not_found(format!("no report from {source} for {uri}")))?;
+    let now = gateway.now();
     let data = serde_json::to_value(report.data.with_call_services())
         .map_err(|e| crate::error::GatewayError::internal("writing a report", e))?;
     let left = report.expires.map(|at| ((at - now).num_milliseconds().max(0) as u64).div_ceil(1000));
@@ -297,13 +290,13 @@ pub async fn delete_source(
     caller: Caller,
     Path(SourcePath { uri, source }): Path<SourcePath>,
 ) -> Result<StatusCode, ApiError> {
-    require_source_role(&caller)?;
     let uri = path_uri(&uri)?;
+    let permit = gateway.permit(&caller.actor(), Action::Sources, &uri)?;
     check_source_name(&source)?;
-    if gateway.directory.profile(&uri).is_none() {
+    if !gateway.user_exists(&uri) {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
-    gateway.remove_source(&uri, &source).await?;
+    gateway.withdraw_source(&permit, &source).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

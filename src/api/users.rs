@@ -26,7 +26,10 @@ const MAX_TEXT_CHARS: usize = 256;
 
 fn known_user(gateway: &Gateway, raw: &str) -> Result<String, ApiError> {
     let uri = path_uri(raw)?;
-    gateway.directory.profile(&uri).map(|_| uri.clone()).ok_or_else(|| ApiError::not_found(format!("no user {uri}")))
+    match gateway.user_exists(&uri) {
+        true => Ok(uri),
+        false => Err(ApiError::not_found(format!("no user {uri}"))),
+    }
 }
 
 /// The manual ("absent") state to set.
@@ -92,7 +95,7 @@ pub async fn put_absent_state(
     if body.text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
         return Err(ApiError::invalid_field("text", format!("at most {MAX_TEXT_CHARS} characters")));
     }
-    if body.to.is_some_and(|to| to <= gateway.clock.now()) {
+    if body.to.is_some_and(|to| to <= gateway.now()) {
         return Err(ApiError::invalid_field("to", "must be in the future"));
     }
     if let (Some(from), Some(to)) = (body.from, body.to) {
@@ -100,7 +103,7 @@ pub async fn put_absent_state(
             return Err(ApiError::invalid_field("to", "must be after from"));
         }
     }
-    if body.state == ManualKind::AppearOffline && !gateway.config.enable_appear_offline {
+    if body.state == ManualKind::AppearOffline && !gateway.config().enable_appear_offline {
         return Err(ApiError::invalid_field("state", "appear offline is disabled"));
     }
     let manual = ManualState { kind: body.state, text: body.text, from: body.from, to: body.to, reachability: body.reachability };
@@ -187,7 +190,7 @@ pub async fn put_note(
     if body.text.trim().is_empty() || body.text.chars().count() > crate::service::commands::MAX_NOTE_CHARS {
         return Err(ApiError::invalid_field("text", format!("1 to {} characters", crate::service::commands::MAX_NOTE_CHARS)));
     }
-    if body.expires.is_some_and(|at| at <= gateway.clock.now()) {
+    if body.expires.is_some_and(|at| at <= gateway.now()) {
         return Err(ApiError::invalid_field("expires", "must be in the future"));
     }
     let note = Note { text: body.text, expires: body.expires };
@@ -367,8 +370,7 @@ pub async fn delete_right(
     let watcher = path_uri(&watcher)?;
     let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
     let member = Member::Uri(watcher);
-    let current = gateway.directory.rights_of(&owner).into_iter().find(|e| e.member == member);
-    if let Some(entry) = current {
+    if let Some(entry) = gateway.rights_entry(&permit, &member)? {
         gateway.set_rights(&permit, &[RightsChange::Remove { member, level: entry.level }]).await?;
     }
     Ok(Json(RemoveRightsResult { result: 0 }))

@@ -46,14 +46,14 @@ fn bad_body(error: GatewayError) -> Response {
 
 /// Reads a body within the size limit and parses it as a bounded XML tree.
 async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError> {
-    let limit = gateway.config.limits.body_bytes;
+    let limit = gateway.config().limits.body_bytes;
     let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| GatewayError::InvalidFormat("the body is not UTF-8".into()))?;
     let limits = XmlLimits {
-        max_depth: gateway.config.limits.xml_depth,
-        max_elements: gateway.config.limits.xml_elements,
+        max_depth: gateway.config().limits.xml_depth,
+        max_elements: gateway.config().limits.xml_elements,
         ..XmlLimits::default()
     };
     xml::parse(text, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
@@ -88,7 +88,7 @@ pub async fn logon(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !super::web::sign_in_allowed(&headers, &gateway.config.cors_origins) {
+    if !super::web::sign_in_allowed(&headers, &gateway.config().cors_origins) {
         return cross_site_sign_in();
     }
     let root = match read_xml(&gateway, body).await {
@@ -99,13 +99,13 @@ pub async fn logon(
         Ok(request) => request,
         Err(error) => return bad_body(error),
     };
-    let address = crate::request::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies);
+    let address = crate::request::client_addr::client_address(peer, &headers, &gateway.config().trusted_proxies);
     let outcome = gateway.logon(&request.user, &request.password, request.uri.as_deref(), address).await;
     let _ = crate::telemetry::logon_outcome(outcome.as_ref().map(|_| ()).map_err(LogonRefused::error));
     match outcome {
         Ok(signed_in) => {
             let mut response = xml_reply(StatusCode::OK, envelope::logon_succeeded(&random_token(24), &signed_in.uri));
-            let cookie = ticket::Cookie::for_request(&gateway.config, Some(peer), &headers);
+            let cookie = ticket::Cookie::for_request(gateway.config(), Some(peer), &headers);
             ticket::attach(response.headers_mut(), &signed_in.auth.ticket, Some(cookie));
             response
         }
@@ -134,12 +134,12 @@ pub async fn command(
         Ok(found) => found,
         Err(refused) => return refused,
     };
-    let cookie = ticket::Cookie::for_request(&gateway.config, Some(peer), &headers);
+    let cookie = ticket::Cookie::for_request(gateway.config(), Some(peer), &headers);
     let root = match read_xml(&gateway, body).await {
         Ok(root) => root,
         Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
     };
-    let batch = match parse_batch(&root, gateway.config.limits.uris_per_query) {
+    let batch = match parse_batch(&root, gateway.config().limits.uris_per_query) {
         Ok(batch) => batch,
         Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
     };
@@ -147,8 +147,11 @@ pub async fn command(
     let response = match gateway.execute(&auth.login, batch).await {
         Ok(done) => {
             // The address a session started from, for the administrators' session list.
-            if let Some(session) = done.sid.and_then(|sid| gateway.hub.get(sid)) {
-                session.set_client(crate::request::client_addr::client_address(peer, &headers, &gateway.config.trusted_proxies));
+            if let Some(sid) = done.sid {
+                gateway.set_session_client(
+                    sid,
+                    crate::request::client_addr::client_address(peer, &headers, &gateway.config().trusted_proxies),
+                );
             }
             xml_reply(StatusCode::OK, envelope::responses(done.sid, unexpected, &done.responses))
         }
@@ -187,7 +190,7 @@ impl PollRequest {
     pub fn read(gateway: &Gateway, peer: SocketAddr, headers: &(impl Headers + ?Sized), raw_query: Option<&str>) -> PollRequest {
         PollRequest {
             presented: ticket::presented(headers),
-            cookie: ticket::Cookie::for_request(&gateway.config, Some(peer), headers),
+            cookie: ticket::Cookie::for_request(gateway.config(), Some(peer), headers),
             query: parse_poll_query(raw_query),
         }
     }
@@ -254,8 +257,8 @@ async fn poll_events(gateway: &Gateway, auth: &Authenticated, query: PollQuery) 
             let header = EventsHeader {
                 sid,
                 ack_id: batch.ack_id,
-                poll_wait_ms: gateway.config.poll_wait_ms,
-                session_timeout_s: gateway.config.session_timeout_seconds,
+                poll_wait_ms: gateway.config().poll_wait_ms,
+                session_timeout_s: gateway.config().session_timeout_seconds,
             };
             let body = envelope::cwa_events(header, batch.events.iter().map(|(eid, p)| (*eid, &**p)));
             PollAnswer { status: StatusCode::OK, body, ticket: None }

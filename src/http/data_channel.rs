@@ -36,7 +36,7 @@ pub struct DataChannel {
 impl DataChannel {
     /// `None` when CORS is configured: its layer shapes every answer, so polls go through the router.
     pub fn new(gateway: Arc<Gateway>) -> Option<Arc<DataChannel>> {
-        if super::web::cors(&gateway.config.cors_origins).is_some() {
+        if super::web::cors(&gateway.config().cors_origins).is_some() {
             return None;
         }
         Some(Arc::new(DataChannel { gateway }))
@@ -57,12 +57,11 @@ impl DataChannel {
     /// Standalone, or the request was passed here by another node, or its sid is of this node
     /// (or of none): it is answered here. Else the router's forwarding layer decides.
     fn local(&self, head: &Head, query: Option<&str>) -> bool {
-        let backplane = &self.gateway.backplane;
-        if !backplane.is_shared() || head.with_lines(|lines| crate::request::pass::passed(lines)) {
+        if !self.gateway.clustered() || head.with_lines(|lines| crate::request::pass::passed(lines)) {
             return true;
         }
         let sid = crate::cwa::requests::parse_poll_query(query).ok().and_then(|q| q.sid);
-        sid.and_then(crate::backplane::node_of_sid).is_none_or(|node| &node == backplane.node())
+        sid.and_then(|sid| self.gateway.other_holder(sid)).is_none()
     }
 
     /// Answers one poll. Everything needed is read from `head` before the returned future is
@@ -77,7 +76,7 @@ impl DataChannel {
         let query = head.path_and_query().and_then(|(_, query)| query);
         let (request, request_id) = head.with_lines(|lines| {
             let mut request = PollRequest::read(&self.gateway, peer, lines, query);
-            if cookie_refused(lines, &self.gateway.config.cors_origins) {
+            if cookie_refused(lines, &self.gateway.config().cors_origins) {
                 request.presented = None;
             }
             (request, RequestId::of(lines))

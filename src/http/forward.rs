@@ -30,23 +30,22 @@ impl Forwarder {
 /// The middleware of the command and data channels.
 pub async fn to_owner(State(forwarder): State<Arc<Forwarder>>, request: Request, next: Next) -> Response {
     let gateway = &forwarder.gateway;
-    if !gateway.backplane.is_shared() || pass::passed(request.headers()) {
+    if !gateway.clustered() || pass::passed(request.headers()) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
     let (sid, body) = if parts.method == Method::GET {
         (poll_sid(parts.uri.query()), body)
     } else {
-        let limit = gateway.config.limits.body_bytes;
+        let limit = gateway.config().limits.body_bytes;
         let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
             let error = GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes"));
             return xml(StatusCode::PAYLOAD_TOO_LARGE, crate::cwa::envelope::unusable_body(&error));
         };
         (command_sid(&bytes), Body::from(bytes))
     };
-    let owner = sid.and_then(crate::backplane::node_of_sid).filter(|node| node != gateway.backplane.node());
-    let address = match owner {
-        Some(node) => gateway.backplane.address_of(&node).await.ok().flatten(),
+    let address = match sid.and_then(|sid| gateway.other_holder(sid)) {
+        Some(node) => gateway.node_address(&node).await.ok().flatten(),
         None => None,
     };
     let request = Request::from_parts(parts, body);

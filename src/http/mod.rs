@@ -20,9 +20,9 @@ use std::sync::Arc;
 /// and metrics (`ops`), `nosniff`, JSON errors under `/api/v1`, CORS, the cookie guard — all
 /// applied as one layer of plain tower services.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let cors = web::cors(&gateway.config.cors_origins);
-    let origins = Arc::new(gateway.config.cors_origins.clone());
-    let web_app = web::routes(&gateway.config);
+    let cors = web::cors(&gateway.config().cors_origins);
+    let origins = Arc::new(gateway.config().cors_origins.clone());
+    let web_app = web::routes(gateway.config());
     let layers = tower::ServiceBuilder::new()
         .layer(Around(Nosniff))
         .layer(Around(crate::api::error::JsonErrors))
@@ -53,14 +53,14 @@ impl After for Nosniff {
 
 fn endpoints(gateway: Arc<Gateway>) -> Router {
     // One client for every request passed to another node (README, "Several nodes").
-    let passer = crate::request::pass::Passer::new(gateway.config.hold());
+    let passer = crate::request::pass::Passer::new(gateway.config().hold());
     Router::new()
         .route("/forms/logon.html", post(cwa::logon))
         .merge(session_endpoints(&gateway, &passer))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(ops::metrics))
-        .merge(crate::api::router(&gateway.config.limits).layer(axum::Extension(passer)))
+        .merge(crate::api::router(&gateway.config().limits).layer(axum::Extension(passer)))
         .with_state(gateway)
 }
 
@@ -70,7 +70,7 @@ fn session_endpoints(gateway: &Arc<Gateway>, passer: &Arc<crate::request::pass::
     let router = Router::new()
         .route("/cwa/MainCommandHandler.ashx", post(cwa::command))
         .route("/cwa/AsyncDataChannel.ashx", get(cwa::data_channel));
-    if !gateway.backplane.is_shared() {
+    if !gateway.clustered() {
         return router;
     }
     let forwarder = forward::Forwarder::new(gateway.clone(), passer.clone());
@@ -82,17 +82,20 @@ fn session_endpoints(gateway: &Arc<Gateway>, passer: &Arc<crate::request::pass::
 /// and whether each part answered (for Redis: connected, in step and beating); in a cluster also
 /// the node's number (the top of its sids).
 async fn readyz(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>) -> (axum::http::StatusCode, String) {
-    let store_ok = gateway.store.ping().await.is_ok();
-    let backplane_ok = gateway.backplane.is_ready();
+    let ready = gateway.readiness().await;
     let state = |ok: bool| if ok { "reachable" } else { "unreachable" };
-    let backend = gateway.store.describe().split("://").next().unwrap_or_default().to_string();
-    let report =
-        format!("store: {backend} ({})\nbackplane: {} ({})\n", state(store_ok), gateway.backplane.kind(), state(backplane_ok));
-    let report = match gateway.backplane.is_shared() {
-        true => format!("{report}node: {}\n", gateway.backplane.node()),
-        false => report,
+    let report = format!(
+        "store: {} ({})\nbackplane: {} ({})\n",
+        ready.store,
+        state(ready.store_ok),
+        ready.backplane,
+        state(ready.backplane_ok)
+    );
+    let report = match &ready.node {
+        Some(node) => format!("{report}node: {node}\n"),
+        None => report,
     };
-    match store_ok && backplane_ok {
+    match ready.store_ok && ready.backplane_ok {
         true => (axum::http::StatusCode::OK, format!("ready\n{report}")),
         false => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{report}")),
     }

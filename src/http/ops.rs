@@ -98,7 +98,7 @@ impl After for Counting {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
-    match telemetry::render(gateway.hub.session_count()) {
+    match telemetry::render(gateway.session_count()) {
         Some(text) => {
             let mut response = text.into_response();
             let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");

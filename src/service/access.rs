@@ -80,7 +80,8 @@ impl Gateway {
 
     /// Sets or removes an entry that applies to every owner (admin); every watcher whose level on
     /// anyone changed gets fresh snapshots at once.
-    pub async fn change_global_rights(&self, change: &RightsChange) -> Result<()> {
+    pub async fn change_global_rights(&self, mandate: &super::mandates::Mandate, change: &RightsChange) -> Result<()> {
+        mandate.check(super::mandates::Duty::GlobalRights)?;
         let gate = self.gates.everyone().await;
         let change = change.clone();
         self.complete(move |gw| async move {

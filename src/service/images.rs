@@ -35,7 +35,7 @@ impl Gateway {
         .await
     }
 
-    pub async fn image(&self, uri: &str, large: bool) -> Result<Option<StoredImage>> {
+    pub(crate) async fn image(&self, uri: &str, large: bool) -> Result<Option<StoredImage>> {
         self.store.image(uri, large).await.map_err(|e| GatewayError::store("reading an image", e))
     }
 

@@ -3,6 +3,7 @@
 //! session leaves the hub, a held poll is answered with session-not-found, and the user's presence
 //! is recalculated. The user's sign-in (ticket) stays valid; the client may start a new session.
 
+use super::mandates::{Duty, Mandate};
 use super::Gateway;
 use crate::hub::session::Session;
 use crate::model::sources::Timestamp;
@@ -48,7 +49,8 @@ pub fn node_name() -> &'static str {
 
 impl Gateway {
     /// Every live session (or `user`'s), oldest first.
-    pub fn session_summaries(&self, user: Option<&str>) -> Vec<SessionSummary> {
+    pub fn session_summaries(&self, mandate: &Mandate, user: Option<&str>) -> crate::error::Result<Vec<SessionSummary>> {
+        mandate.check(Duty::Sessions)?;
         let sessions = match user {
             Some(user) => self.hub.sessions_of(user),
             None => self.hub.all_sessions(),
@@ -56,7 +58,7 @@ impl Gateway {
         let now = self.clock.now();
         let mut summaries: Vec<SessionSummary> = sessions.iter().map(|s| self.summary(s, now)).collect();
         summaries.sort_by_key(|s| (s.started, s.sid));
-        summaries
+        Ok(summaries)
     }
 
     fn summary(&self, session: &Session, now: Timestamp) -> SessionSummary {
@@ -78,24 +80,22 @@ impl Gateway {
     }
 
     /// Ends one session; false when there is no such live session.
-    pub fn end_session(&self, sid: u64) -> bool {
-        match self.hub.get(sid) {
-            Some(session) => {
-                tracing::info!(sid, user = %session.user, "session ended by an administrator");
-                self.terminate_session(&session);
-                true
-            }
-            None => false,
-        }
+    pub fn end_session(&self, mandate: &Mandate, sid: u64) -> crate::error::Result<bool> {
+        mandate.check(Duty::Sessions)?;
+        let Some(session) = self.hub.get(sid) else { return Ok(false) };
+        tracing::info!(sid, user = %session.user, "session ended by an administrator");
+        self.terminate_session(&session);
+        Ok(true)
     }
 
     /// Ends every session of `user`; returns how many there were.
-    pub fn end_sessions_of(&self, user: &str) -> usize {
+    pub fn end_sessions_of(&self, mandate: &Mandate, user: &str) -> crate::error::Result<usize> {
+        mandate.check(Duty::Sessions)?;
         let sessions: Vec<Arc<Session>> = self.hub.sessions_of(user);
         for session in &sessions {
             tracing::info!(sid = session.sid, user, "session ended by an administrator");
             self.terminate_session(session);
         }
-        sessions.len()
+        Ok(sessions.len())
     }
 }

@@ -15,9 +15,12 @@ pub mod list_book;
 pub mod lists;
 pub mod live_sessions;
 pub mod logon_limit;
+pub mod mandates;
+pub mod node;
 pub mod permits;
 pub mod presence;
 pub mod presence_book;
+pub mod reads;
 pub mod search;
 pub mod seed;
 pub mod sessions;
@@ -40,29 +43,31 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tickets::{TicketPolicy, Tickets};
 
+/// The gateway's core. Its parts are private: the HTTP layer, tests and tools use its methods
+/// (docs/architecture.md §4, "The service's parts").
 pub struct Gateway {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub hub: Hub,
-    pub clock: Arc<dyn Clock>,
-    pub tickets: Arc<Tickets>,
-    pub limiter: LogonLimiter,
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    hub: Hub,
+    clock: Arc<dyn Clock>,
+    tickets: Arc<Tickets>,
+    limiter: LogonLimiter,
     /// Password checks, a bounded number at a time.
-    pub password_checks: PasswordChecks,
-    pub directory: Directory,
-    pub backplane: Arc<dyn Backplane>,
+    password_checks: PasswordChecks,
+    directory: Directory,
+    backplane: Arc<dyn Backplane>,
     /// Changes to this node's live inputs not yet published.
-    pub(crate) outbox: Arc<cluster::Outbox>,
+    outbox: Arc<cluster::Outbox>,
     /// Every known user's live presence.
     presences: presence_book::PresenceBook,
-    pub(crate) timers: Timers<TimerKey>,
+    timers: Timers<TimerKey>,
     /// Contact lists and subscribers.
     lists: list_book::ListBook,
     /// Each sign-in's JSON event stream on this node.
     json_streams: json_events::StreamIndex,
     /// Serialise one owner's contact-list, subscriber and rights writes (held across the store
     /// write); different owners write at once.
-    pub(crate) gates: gates::OwnerGates,
+    gates: gates::OwnerGates,
     /// This gateway, for changes that run to completion on their own task.
     me: std::sync::Weak<Gateway>,
     /// Verified against when the user is unknown, so both failures take the same time.

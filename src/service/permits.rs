@@ -1,15 +1,20 @@
-//! Authorisation of changes to another user's presence, rights and picture, decided in the
-//! service: such a change needs a [`Permit`] for that user and that kind of change, and only
-//! [`Gateway::permit`] grants one — to the user themself, an administrator, or (for the absent
-//! state) a watcher the user gave Team level or above. The methods that make these changes take
-//! the permit, so no handler can forget the check. (A CWA session never names the user it
-//! changes: its commands act on the session's own user.)
+//! Authorisation of what is done to one user — changes to their presence, rights, picture and
+//! source reports, and reading their whole record — decided in the service: it needs a [`Permit`]
+//! for that user and that kind of thing, and only [`Gateway::permit`] grants one — to the user
+//! themself, an administrator, a source token (for source reports only), or (for the absent
+//! state) a watcher the user gave Team level or above. The methods that do these things take the
+//! permit, so no handler can forget the check. (A CWA session never names the user it changes:
+//! its commands act on the session's own user.) Administration of every user is
+//! `super::mandates`; reads cut by the reader's level are `super::reads`.
 
 use super::Gateway;
 use crate::error::{GatewayError, Result};
-use crate::model::rights::{visibility, AccessLevel};
+use crate::model::contact::Profile;
+use crate::model::reports::SourceReport;
+use crate::model::rights::{visibility, AccessLevel, Member, RightsEntry};
 use crate::model::sources::{ManualState, Note};
 use crate::service::access::RightsChange;
+use std::sync::Arc;
 
 /// Who asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,12 @@ pub enum Action {
     Rights,
     /// The user's picture: the user or an admin.
     Image,
+    /// Reading the user's whole record (e-mail, phones, groups): the user or an admin.
+    Record,
+    /// The user's entries for organisational groups: an admin.
+    GroupRights,
+    /// Reports of integrations (telephony, calendar) about the user: a source or admin token.
+    Sources,
 }
 
 /// Leave to make one kind of change to one user. Built only by [`Gateway::permit`].
@@ -48,9 +59,13 @@ impl Permit {
     }
 
     fn check(&self, action: Action) -> Result<&str> {
-        match self.action == action {
+        self.check_any(&[action])
+    }
+
+    fn check_any(&self, actions: &[Action]) -> Result<&str> {
+        match actions.contains(&self.action) {
             true => Ok(&self.uri),
-            false => Err(GatewayError::internal("using a permit", format!("{:?} for {:?}", self.action, action))),
+            false => Err(GatewayError::internal("using a permit", format!("{:?} for {:?}", self.action, actions))),
         }
     }
 }
@@ -60,14 +75,16 @@ impl Gateway {
     pub fn permit(&self, actor: &Actor<'_>, action: Action, uri: &str) -> Result<Permit> {
         let allowed = match (actor, action) {
             (Actor::Admin, _) => true,
+            (Actor::Source, Action::Sources) => true,
             (Actor::Source, _) => false,
+            (Actor::User(_), Action::GroupRights | Action::Sources) => false,
             (Actor::User(me), _) if *me == uri => true,
             (Actor::User(me), Action::AbsentState) => visibility(self.directory.level(uri, me)).may_set_absent_state,
             (Actor::User(_), _) => false,
         };
         match allowed {
             true => Ok(Permit { uri: uri.to_string(), action }),
-            false => Err(GatewayError::PermissionDenied(refusal(action).into())),
+            false => Err(refusal(action)),
         }
     }
 
@@ -83,10 +100,49 @@ impl Gateway {
         self.change_presence(uri, |p| p.note = note).await
     }
 
-    /// Changes the user's rights entries; returns the levels whose membership changed.
+    /// Changes the user's rights entries for other users; returns the levels whose membership
+    /// changed.
     pub async fn set_rights(&self, permit: &Permit, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
         let uri = permit.check(Action::Rights)?;
         self.change_rights(uri, changes).await
+    }
+
+    /// Changes the user's entries for organisational groups.
+    pub async fn set_group_rights(&self, permit: &Permit, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
+        let uri = permit.check(Action::GroupRights)?;
+        self.change_rights(uri, changes).await
+    }
+
+    /// The user's own entry for `member`, if there is one (what removing it takes back).
+    pub fn rights_entry(&self, permit: &Permit, member: &Member) -> Result<Option<RightsEntry>> {
+        let uri = permit.check_any(&[Action::Rights, Action::GroupRights])?;
+        Ok(self.directory.rights_of(uri).into_iter().find(|e| &e.member == member))
+    }
+
+    /// The user's whole record; `None` when there is no such user.
+    pub fn record(&self, permit: &Permit) -> Result<Option<Arc<Profile>>> {
+        Ok(self.directory.profile(permit.check(Action::Record)?))
+    }
+
+    /// Stores what the source `name` reports about the user, replacing its last report.
+    pub async fn report_source(&self, permit: &Permit, name: &str, report: SourceReport) -> Result<()> {
+        self.set_source(permit.check(Action::Sources)?, name, report).await
+    }
+
+    /// Withdraws the source's report; whether there was one.
+    pub async fn withdraw_source(&self, permit: &Permit, name: &str) -> Result<bool> {
+        self.remove_source(permit.check(Action::Sources)?, name).await
+    }
+
+    /// What the source `name` reports about the user now (not expired), after catching up with
+    /// the cluster.
+    pub async fn source_report(&self, permit: &Permit, name: &str) -> Result<Option<SourceReport>> {
+        let uri = permit.check(Action::Sources)?;
+        let Some(entry) = self.presence_entry(uri) else { return Ok(None) };
+        self.fresh(&[uri]).await?;
+        let now = self.now();
+        let stored = entry.live.lock().model.reports.0.get(name).cloned();
+        Ok(stored.filter(|r| r.expires.is_none_or(|at| now < at)))
     }
 
     /// Stores the user's picture (normal or large) and returns its hash.
@@ -102,12 +158,19 @@ impl Gateway {
     }
 }
 
-fn refusal(action: Action) -> &'static str {
+/// Someone else's data is `PermissionDenied`; what the caller's role may not do at all (and the
+/// whole record, which only its user and admins read) is `RoleRequired`.
+fn refusal(action: Action) -> GatewayError {
+    let denied = |why: &str| GatewayError::PermissionDenied(why.into());
+    let role = |why: &str| GatewayError::RoleRequired(why.into());
     match action {
-        Action::AbsentState => "only the user, an admin or a watcher at team level or above may change this absent state",
-        Action::Note => "only the user or an admin may change the note",
-        Action::Rights => "only the owner or an admin may change this list",
-        Action::Image => "only the user or an admin may change the image",
+        Action::AbsentState => denied("only the user, an admin or a watcher at team level or above may change this absent state"),
+        Action::Note => denied("only the user or an admin may change the note"),
+        Action::Rights => denied("only the owner or an admin may change this list"),
+        Action::Image => denied("only the user or an admin may change the image"),
+        Action::Record => role("only the user or an admin may read the whole record; use /presence"),
+        Action::GroupRights => role("group and global rights need an admin token"),
+        Action::Sources => role("reporting sources needs a source or admin token"),
     }
 }
 

@@ -143,7 +143,7 @@ pub(crate) struct Snapshot {
 }
 
 impl Gateway {
-    pub fn presence_entry(&self, uri: &str) -> Option<Arc<PresenceEntry>> {
+    pub(crate) fn presence_entry(&self, uri: &str) -> Option<Arc<PresenceEntry>> {
         self.presences.get(uri)
     }
 
@@ -391,7 +391,7 @@ impl Gateway {
     /// Stores a source's report (replacing that source's previous one) with its expiry: in the
     /// store first, then applied and fanned out; withdrawn by itself at its expiry (and then
     /// swept from the store). Nothing changes when the store write fails.
-    pub async fn set_source(&self, uri: &str, name: &str, report: SourceReport) -> Result<()> {
+    pub(crate) async fn set_source(&self, uri: &str, name: &str, report: SourceReport) -> Result<()> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
         let gate = entry.gate.clone().lock_owned().await;
         let (uri, name) = (uri.to_string(), name.to_string());
@@ -406,7 +406,7 @@ impl Gateway {
     }
 
     /// Withdraws a source's report, from the store and then live; false when there was none.
-    pub async fn remove_source(&self, uri: &str, name: &str) -> Result<bool> {
+    pub(crate) async fn remove_source(&self, uri: &str, name: &str) -> Result<bool> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
         let gate = entry.gate.clone().lock_owned().await;
         let (uri, name) = (uri.to_string(), name.to_string());

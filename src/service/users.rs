@@ -1,5 +1,6 @@
 //! Creating, updating and deleting users while the gateway runs.
 
+use super::mandates::{Duty, Mandate};
 use super::Gateway;
 use crate::error::{GatewayError, Result};
 use crate::hub::event::{Audience, Event, EventBody};
@@ -10,7 +11,8 @@ use std::sync::Arc;
 impl Gateway {
     /// Stores a user (a `None` hash keeps the password) and makes the profile live; watchers see
     /// the new contact card at once. Runs to its end even if the request is abandoned.
-    pub async fn upsert_user(&self, record: &UserRecord) -> Result<()> {
+    pub async fn upsert_user(&self, mandate: &Mandate, record: &UserRecord) -> Result<()> {
+        mandate.check(Duty::Users)?;
         let record = record.clone();
         self.complete(move |gw| async move {
             gw.store.upsert_user(&record).await.map_err(|e| GatewayError::store("saving a user", e))?;
@@ -26,7 +28,8 @@ impl Gateway {
 
     /// Removes a user: their sessions and tickets end, every watcher gets a final offline
     /// snapshot, and their data goes. False when there was no such user.
-    pub async fn delete_user(&self, uri: &str) -> Result<bool> {
+    pub async fn delete_user(&self, mandate: &Mandate, uri: &str) -> Result<bool> {
+        mandate.check(Duty::Users)?;
         if self.directory.profile(uri).is_none() {
             return Ok(false);
         }
