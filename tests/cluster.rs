@@ -5,8 +5,9 @@
 //! meanwhile, then resynchronise, and what changed while Redis was away arrives. Any node serves
 //! any session (the request is passed to the node holding it), also behind a real HAProxy in
 //! plain round-robin; a lost node's sessions are not found and start anew with the same ticket.
-//! Rights and contact lists changed on one node take effect on another; a rolling restart keeps
-//! clients signed in.
+//! Rights and contact lists changed on one node take effect on another, and so do raw categories
+//! (which only the store carries) between notes (which the backplane carries); a rolling restart
+//! keeps clients signed in.
 
 mod common;
 
@@ -23,6 +24,7 @@ mod redis;
 
 use cluster::*;
 use common::*;
+use presence_gateway::cwa::xml as cwa_xml;
 use std::time::{Duration, Instant};
 
 const BOB: &str = "sip:bob@example.com";
@@ -279,4 +281,51 @@ async fn rights_and_contact_lists_changed_on_one_node_take_effect_on_another() {
     };
     let list = tokio::time::timeout(Duration::from_secs(5), alice_there.wait_for("the contact list with Carol", has_carol));
     list.await.expect("the change reaches the session on the other node");
+}
+
+/// Publishes Bob's GPS position as a raw category (Team and above see it).
+async fn publish_position(bob: &mut Client, place: &str) {
+    let rid = bob.next_rid();
+    let publish = format!(
+        r#"<publishRawCategories rid="{rid}"><rawCategory name="GPSPosition" nameSpace="urn:example:gps" instanceMask="0" container="300" expireType="user"><gps xmlns="urn:example:gps"><note>{place}</note></gps></rawCategory></publishRawCategories>"#
+    );
+    assert!(bob.command(&publish).await.body.contains("requestAccepted"));
+}
+
+/// Waits (at most `limit`) until `watcher` receives Bob's raw categories with the position `place`.
+async fn sees_position_within(watcher: &mut Client, limit: Duration, place: &str) {
+    let position = |u: &cwa_xml::Element| {
+        u.children_named("rawCategory")
+            .filter_map(|c| c.child("gps")?.child("note").map(|n| n.text.clone()))
+            .any(|text| text == place)
+    };
+    let has = |e: &Event| e.name == "userRawCategories" && e.users().iter().any(|u| u.attr("uri") == Some(BOB) && position(u));
+    let found = tokio::time::timeout(limit, watcher.wait_for(place, has)).await;
+    found.unwrap_or_else(|_| panic!("Bob's position {place} not seen within {limit:?}"));
+}
+
+#[tokio::test]
+async fn raw_categories_and_notes_published_on_one_node_reach_watchers_on_another() {
+    let cluster = Cluster::start(2, &HOLD).await;
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    alice.subscribe(&[BOB]).await;
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.availability == 3500).await;
+    // Raw categories come through the store's feed, notes through the backplane; each keeps the other.
+    publish_position(&mut bob, "in the lab").await;
+    sees_position_within(&mut alice, CROSS_NODE, "in the lab").await;
+    assert!(bob.publish_note("at the bench").await.body.contains("requestAccepted"));
+    sees_within(&mut alice, CROSS_NODE, BOB, |s| s.note == "at the bench").await;
+    publish_position(&mut bob, "in the canteen").await;
+    sees_position_within(&mut alice, CROSS_NODE, "in the canteen").await;
+    // A watcher who arrives later on the first node gets both.
+    let mut late = session(cluster.base(0), "alice@example.com").await;
+    late.subscribe(&[BOB]).await;
+    let events = late.events_until("Bob's position", |e| e.name == "userRawCategories").await;
+    let note = |e: &Event| e.name == "userPresence" && e.users().iter().any(|u| seen(u).note == "at the bench");
+    assert!(events.iter().any(note), "the note with the raw categories");
+    let raw = events.iter().find(|e| e.name == "userRawCategories").unwrap();
+    assert!(raw.users().iter().any(|u| u
+        .children_named("rawCategory")
+        .any(|c| { c.child("gps").and_then(|g| g.child("note")).is_some_and(|n| n.text == "in the canteen") })));
 }

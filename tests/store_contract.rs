@@ -59,6 +59,36 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Writes a notice as a process of the first notice format did (an origin without the
+    /// format after it), straight into the backend's feed.
+    async fn announce_as_format_one(&self, kind: &str, key: &str) {
+        match self {
+            Fixture::Sqlite { dir, .. } => {
+                let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::query("INSERT INTO changes (kind, key, origin) VALUES ($1, $2, '00000000deadbeef')")
+                    .bind(kind)
+                    .bind(key)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+            Fixture::Postgres { schema, .. } => {
+                let pool = sqlx::PgPool::connect(&schema.url()).await.unwrap();
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(format!("presence_gateway_{}", schema.name))
+                    .bind(format!("00000000deadbeef\t{kind}\t{key}"))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+        }
+    }
+}
+
 fn user(uri: &str) -> UserRecord {
     let profile = Profile {
         uri: uri.into(),
@@ -262,6 +292,34 @@ async fn changes_reach_the_other_processes_only(f: Fixture) {
     assert_eq!(next_change(&mut feed_there).await, Change::Presence("sip:new@x.test".into()));
 }
 
+async fn a_presence_notice_names_the_part_that_changed(f: Fixture) {
+    let here = f.store();
+    let there = f.reopen().await;
+    let mut feed = there.changes().await.unwrap();
+    let uri = "sip:a@x.test";
+    here.upsert_user(&user(uri)).await.unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::User(uri.into()));
+    let noted = StoredPresence { manual: None, note: Some(Note { text: "at lunch".into(), expires: None }) };
+    here.save_presence(uri, &noted).await.unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::Presence(uri.into()), "a note is a live input");
+    let category = presence_gateway::model::raw::RawCategory {
+        name: "gps".into(),
+        namespace: "urn:x".into(),
+        instance: 0,
+        level: AccessLevel::Company,
+        expire_type: "user".into(),
+        content: "<a/>".into(),
+    };
+    here.save_raw_categories(uri, &[category]).await.unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::RawCategories(uri.into()));
+    assert!(!here.remove_source_report(uri, "pbx").await.unwrap());
+    assert_eq!(next_change(&mut feed).await, Change::Presence(uri.into()), "a report is a live input");
+    // A process not yet upgraded (a rolling upgrade) announces either part as `presence`: both.
+    f.announce_as_format_one("presence", uri).await;
+    assert_eq!(next_change(&mut feed).await, Change::Presence(uri.into()));
+    assert_eq!(next_change(&mut feed).await, Change::RawCategories(uri.into()));
+}
+
 /// A moment with whole milliseconds, as the store keeps it.
 fn at(offset_seconds: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + offset_seconds * 1000).unwrap()
@@ -426,6 +484,7 @@ contract!(
     a_failure_half_way_leaves_nothing_half_written,
     concurrent_writers_lose_nothing,
     changes_reach_the_other_processes_only,
+    a_presence_notice_names_the_part_that_changed,
     logins_and_ticket_values_round_trip_and_end,
     a_login_failing_half_way_keeps_nothing,
     source_reports_keep_their_expiry,

@@ -6,6 +6,8 @@
 //! contact lists and subscribers reach the owner's sessions, images and durable
 //! presence (manual state, note, raw categories, source reports) are recalculated and fanned out
 //! — on a shared backplane the manual state, note and reports only through it, in its one order.
+//! A presence notice names the part that changed, and only that part is re-read: raw categories,
+//! or the live inputs — which need no read at all for a presentity followed on the backplane.
 //! README "Using PostgreSQL" describes the guarantee.
 
 use super::Gateway;
@@ -54,7 +56,8 @@ impl Gateway {
     pub async fn apply_change(&self, change: &Change) -> StoreResult<()> {
         match change {
             Change::User(uri) => self.reload_user(uri).await,
-            Change::Presence(uri) => self.reload_presence(uri).await,
+            Change::Presence(uri) => self.reload_live_inputs(uri).await,
+            Change::RawCategories(uri) => self.reload_raw_categories(uri).await,
             Change::Rights(owner) => self.reload_rights(owner).await,
             Change::GlobalRights => self.reload_global_rights().await,
             Change::ContactList(owner) => self.reload_contact_list(owner).await,
@@ -83,40 +86,49 @@ impl Gateway {
         Ok(())
     }
 
-    /// Re-reads a user's durable presence. The manual state, note and reports of a presentity
-    /// this node follows on a shared backplane are left to it: they arrive there in one order on
-    /// every node, while this read may be older than a change the backplane already brought
-    /// (docs/architecture.md §5). Those of a presentity it does not follow come from the store,
-    /// so they are current when the node publishes them again to a Redis that lost its data.
-    async fn reload_presence(&self, uri: &str) -> StoreResult<()> {
-        let raw = self.store.raw_categories_of(uri).await?;
-        let live_inputs = match self.backplane.follows(uri) {
-            true => None,
-            false => {
-                let stored = self.store.presence(uri).await?.unwrap_or_default();
-                let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
-                Some((stored, reports))
-            }
-        };
+    /// Re-reads a user's live inputs (manual state, note, reports) after another process wrote
+    /// one of them. Those of a presentity this node follows on a shared backplane are left to it,
+    /// with no store read at all: they arrive there in one order on every node, while this read
+    /// may be older than a change the backplane already brought (docs/architecture.md §5). Those
+    /// of a presentity it does not follow come from the store, so they are current when the node
+    /// publishes them again to a Redis that lost its data.
+    async fn reload_live_inputs(&self, uri: &str) -> StoreResult<()> {
+        if self.backplane.follows(uri) {
+            return Ok(());
+        }
+        let stored = self.store.presence(uri).await?.unwrap_or_default();
+        let reports = Reports(self.store.source_reports_of(uri, self.clock.now()).await?.into_iter().collect());
         let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
         let _gate = entry.gate.lock().await;
         {
             let mut live = entry.live.lock();
             // Asked again under the lock: a follow that began meanwhile applies after this.
-            let live_inputs = live_inputs.filter(|_| !self.backplane.follows(uri));
+            if self.backplane.follows(uri) {
+                return Ok(());
+            }
             let model = &live.model;
-            let same_inputs = live_inputs.as_ref().is_none_or(|(stored, reports)| {
-                model.manual == stored.manual && model.note == stored.note && model.reports == *reports
-            });
-            if same_inputs && model.raw == raw {
+            if model.manual == stored.manual && model.note == stored.note && model.reports == reports {
+                return Ok(());
+            }
+            live.model.manual = stored.manual;
+            live.model.note = stored.note;
+            live.model.set_reports(reports);
+        }
+        self.refresh(uri);
+        Ok(())
+    }
+
+    /// Re-reads a user's raw categories (on every node: no backplane carries them).
+    async fn reload_raw_categories(&self, uri: &str) -> StoreResult<()> {
+        let raw = self.store.raw_categories_of(uri).await?;
+        let Some(entry) = self.presence_entry(uri) else { return Ok(()) };
+        let _gate = entry.gate.lock().await;
+        {
+            let mut live = entry.live.lock();
+            if live.model.raw == raw {
                 return Ok(());
             }
             live.model.raw = raw;
-            if let Some((stored, reports)) = live_inputs {
-                live.model.manual = stored.manual;
-                live.model.note = stored.note;
-                live.model.set_reports(reports);
-            }
         }
         self.refresh(uri);
         Ok(())
@@ -222,7 +234,8 @@ impl Gateway {
         let mut owners: HashSet<String> = self.store.rights().await?.into_iter().map(|(owner, _)| owner).collect();
         for uri in &stored {
             self.reload_user(uri).await?;
-            self.reload_presence(uri).await?;
+            self.reload_raw_categories(uri).await?;
+            self.reload_live_inputs(uri).await?;
             self.reload_image(uri).await?;
             self.reload_contact_list(uri).await?;
             self.reload_subscribers(uri).await?;
@@ -282,5 +295,8 @@ mod tests {
         let batch = vec![subscribers("a"), subscribers("a"), Change::Rights("b".into()), subscribers("a"), subscribers("c")];
         assert_eq!(distinct(batch), [subscribers("a"), Change::Rights("b".into()), subscribers("c")]);
         assert_eq!(distinct(vec![subscribers("a"), Change::Everything, subscribers("c")]), [Change::Everything]);
+        // The two parts of a presence are two notices, each applied once.
+        let (inputs, raw) = (Change::Presence("a".into()), Change::RawCategories("a".into()));
+        assert_eq!(distinct(vec![inputs.clone(), raw.clone(), inputs.clone(), raw.clone()]), [inputs, raw]);
     }
 }

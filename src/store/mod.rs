@@ -66,12 +66,19 @@ pub enum RightsWrite {
 }
 
 /// What changed, as another process on the same store needs to know it to re-read that part.
+///
+/// A user's presence is announced by the part that changed, so that a process re-reads only that
+/// part (docs/architecture.md §5, "The store feed"): [`Change::Presence`] for the live inputs,
+/// [`Change::RawCategories`] for the raw categories.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Change {
     /// A user was added, changed (profile or password) or removed.
     User(String),
-    /// A user's manual state, note, raw categories or source reports.
+    /// A user's manual state, note or source reports (the inputs that also travel through a
+    /// shared backplane).
     Presence(String),
+    /// A user's raw categories.
+    RawCategories(String),
     /// An owner's rights entries.
     Rights(String),
     GlobalRights,
@@ -83,11 +90,26 @@ pub enum Change {
     Everything,
 }
 
+/// The notice format this binary writes. Each notice travels with its writer's origin (the mark
+/// that keeps a process from hearing its own writes), and the format follows the origin after a
+/// `:` — the one field processes of every version only compare with their own, so they read these
+/// notices as they always did. Format 1 (an origin without a suffix) had one `presence` notice for
+/// every part of a user's presence; format 2 names the part (`presence`: manual state, note,
+/// reports; `raw-categories`). A format-1 `presence` notice, from a process not yet upgraded during
+/// a rolling upgrade, still means every part.
+pub(crate) const NOTICE_FORMAT: u32 = 2;
+
+/// A fresh origin for a process's notices, with [`NOTICE_FORMAT`].
+pub(crate) fn new_origin() -> String {
+    format!("{:016x}:{NOTICE_FORMAT}", rand::random::<u64>())
+}
+
 impl Change {
     pub(crate) fn encode(&self) -> (&'static str, &str) {
         match self {
             Change::User(k) => ("user", k),
             Change::Presence(k) => ("presence", k),
+            Change::RawCategories(k) => ("raw-categories", k),
             Change::Rights(k) => ("rights", k),
             Change::GlobalRights => ("global-rights", ""),
             Change::ContactList(k) => ("contact-list", k),
@@ -97,18 +119,25 @@ impl Change {
         }
     }
 
-    pub(crate) fn decode(kind: &str, key: &str) -> Change {
+    /// The changes a notice written by `origin` announces: one, or for a format-1 `presence`
+    /// notice both parts of the user's presence (see [`NOTICE_FORMAT`]). A kind this binary
+    /// does not know (a newer process's) is [`Change::Everything`].
+    pub(crate) fn decode(origin: &str, kind: &str, key: &str) -> impl Iterator<Item = Change> {
         let key = key.to_string();
-        match kind {
-            "user" => Change::User(key),
-            "presence" => Change::Presence(key),
-            "rights" => Change::Rights(key),
-            "global-rights" => Change::GlobalRights,
-            "contact-list" => Change::ContactList(key),
-            "subscribers" => Change::Subscribers(key),
-            "image" => Change::Image(key),
-            _ => Change::Everything,
-        }
+        let names_the_part = origin.rsplit_once(':').and_then(|(_, format)| format.parse::<u32>().ok()).is_some_and(|f| f >= 2);
+        let (change, also) = match kind {
+            "user" => (Change::User(key), None),
+            "presence" if !names_the_part => (Change::Presence(key.clone()), Some(Change::RawCategories(key))),
+            "presence" => (Change::Presence(key), None),
+            "raw-categories" => (Change::RawCategories(key), None),
+            "rights" => (Change::Rights(key), None),
+            "global-rights" => (Change::GlobalRights, None),
+            "contact-list" => (Change::ContactList(key), None),
+            "subscribers" => (Change::Subscribers(key), None),
+            "image" => (Change::Image(key), None),
+            _ => (Change::Everything, None),
+        };
+        std::iter::once(change).chain(also)
     }
 }
 
@@ -344,6 +373,25 @@ pub trait Store: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decoded(origin: &str, kind: &str, key: &str) -> Vec<Change> {
+        Change::decode(origin, kind, key).collect()
+    }
+
+    #[test]
+    fn each_part_of_a_presence_has_its_own_notice_and_the_old_one_means_both() {
+        let uri = "sip:a@x.test".to_string();
+        let origin = new_origin();
+        for change in [Change::Presence(uri.clone()), Change::RawCategories(uri.clone()), Change::User(uri.clone())] {
+            let (kind, key) = change.encode();
+            assert_eq!(decoded(&origin, kind, key), std::slice::from_ref(&change), "{change:?} round-trips");
+        }
+        // A process of the first format (an origin without a suffix) meant every part.
+        let both = [Change::Presence(uri.clone()), Change::RawCategories(uri.clone())];
+        assert_eq!(decoded("00000000deadbeef", "presence", &uri), both);
+        assert_eq!(decoded("00000000deadbeef", "raw-categories", &uri), [Change::RawCategories(uri.clone())]);
+        assert_eq!(decoded(&origin, "a-kind-of-a-later-version", &uri), [Change::Everything]);
+    }
 
     #[test]
     fn store_urls_parse_and_never_show_a_password() {

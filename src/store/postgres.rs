@@ -37,7 +37,7 @@ impl PostgresStore {
             pool,
             description: super::StoreUrl::Postgres(url.to_string()).describe(),
             channel: format!("presence_gateway_{schema}"),
-            origin: format!("{:016x}", rand::random::<u64>()),
+            origin: super::new_origin(),
             faults: Faults::default(),
         })
     }
@@ -71,26 +71,28 @@ impl PostgresStore {
                 if pool.is_closed() || send.is_closed() {
                     return;
                 }
-                let change = match listener.try_recv().await {
+                let changes: Vec<Change> = match listener.try_recv().await {
                     Ok(Some(note)) => match note.payload().split_once('\t') {
                         Some((from, _)) if from == origin => continue,
-                        Some((_, rest)) => {
+                        Some((from, rest)) => {
                             let (kind, key) = rest.split_once('\t').unwrap_or((rest, ""));
-                            Change::decode(kind, key)
+                            Change::decode(from, kind, key).collect()
                         }
                         None => continue,
                     },
                     // The connection was lost and is being re-established: anything may have been missed.
-                    Ok(None) => Change::Everything,
+                    Ok(None) => vec![Change::Everything],
                     Err(_) if pool.is_closed() => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "listening for the store's changes");
                         tokio::time::sleep(Duration::from_millis(500)).await;
-                        Change::Everything
+                        vec![Change::Everything]
                     }
                 };
-                if send.send(change).await.is_err() {
-                    return;
+                for change in changes {
+                    if send.send(change).await.is_err() {
+                        return;
+                    }
                 }
             }
         });

@@ -377,7 +377,7 @@ macro_rules! sql_store_impl {
                     .await?;
                     self.faults.step()?;
                 }
-                self.record(&mut tx, &$crate::store::Change::Presence(uri.to_string())).await?;
+                self.record(&mut tx, &$crate::store::Change::RawCategories(uri.to_string())).await?;
                 tx.commit().await?;
                 Ok(())
             }

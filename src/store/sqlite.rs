@@ -51,7 +51,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             description: format!("sqlite://{}", path.display()),
-            origin: format!("{:016x}", rand::random::<u64>()),
+            origin: super::new_origin(),
             faults: Faults::default(),
         })
     }
@@ -130,8 +130,9 @@ async fn read_changes(pool: &SqlitePool, seen: i64, origin: &str) -> StoreResult
     }
     for row in rows {
         last = row.try_get("seq")?;
-        if row.try_get::<&str, _>("origin")? != origin {
-            changes.push(Change::decode(row.try_get("kind")?, row.try_get("key")?));
+        let from: &str = row.try_get("origin")?;
+        if from != origin {
+            changes.extend(Change::decode(from, row.try_get("kind")?, row.try_get("key")?));
         }
     }
     Ok((last, changes))

@@ -1,0 +1,300 @@
+//! Manual state, note and raw categories on gateways sharing a store, against both backends,
+//! with real gateways on 127.0.0.1:0 (no backplane): what a user publishes on one gateway reaches
+//! watchers on the other through the store's change feed, and the other gateway re-reads only the
+//! part the notice names (docs/architecture.md §5, "The store feed") — seen through a store that
+//! counts the reads of a user's presence the feed makes.
+
+mod common;
+#[path = "support/nodes.rs"]
+mod nodes;
+#[path = "support/pg.rs"]
+mod pg;
+
+use common::*;
+use nodes::{Backend, Node};
+use presence_gateway::cwa::xml::Element;
+use presence_gateway::model::contacts::ContactList;
+use presence_gateway::model::raw::RawCategory;
+use presence_gateway::model::reports::SourceReport;
+use presence_gateway::model::rights::{Member, RightsEntry};
+use presence_gateway::model::sources::Timestamp;
+use presence_gateway::store::{
+    ChangeFeed, RightsWrite, Store, StoreResult, StoredImage, StoredPresence, StoredTicket, UserRecord,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const BOB: &str = "sip:bob@example.com";
+
+/// A store that counts the per-user presence reads (the ones the change feed makes) and
+/// otherwise passes every call on.
+struct Counting {
+    inner: Arc<dyn Store>,
+    /// Reads of a user's manual state and note.
+    inputs_read: AtomicUsize,
+    /// Reads of a user's raw categories.
+    raw_read: AtomicUsize,
+}
+
+impl Counting {
+    /// (live-input reads, raw-category reads) so far.
+    fn reads(&self) -> (usize, usize) {
+        (self.inputs_read.load(Ordering::SeqCst), self.raw_read.load(Ordering::SeqCst))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Counting {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()> {
+        self.inner.upsert_user(user).await
+    }
+
+    async fn set_password(&self, uri: &str, hash: &str) -> StoreResult<bool> {
+        self.inner.set_password(uri, hash).await
+    }
+
+    async fn remove_user(&self, uri: &str) -> StoreResult<bool> {
+        self.inner.remove_user(uri).await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.inner.users().await
+    }
+
+    async fn user(&self, uri: &str) -> StoreResult<Option<UserRecord>> {
+        self.inner.user(uri).await
+    }
+
+    async fn save_presence(&self, uri: &str, presence: &StoredPresence) -> StoreResult<()> {
+        self.inner.save_presence(uri, presence).await
+    }
+
+    async fn presence(&self, uri: &str) -> StoreResult<Option<StoredPresence>> {
+        self.inputs_read.fetch_add(1, Ordering::SeqCst);
+        self.inner.presence(uri).await
+    }
+
+    async fn presences(&self) -> StoreResult<Vec<(String, StoredPresence)>> {
+        self.inner.presences().await
+    }
+
+    async fn apply_rights(&self, owner: &str, writes: &[RightsWrite]) -> StoreResult<()> {
+        self.inner.apply_rights(owner, writes).await
+    }
+
+    async fn rights(&self) -> StoreResult<Vec<(String, RightsEntry)>> {
+        self.inner.rights().await
+    }
+
+    async fn rights_of(&self, owner: &str) -> StoreResult<Vec<RightsEntry>> {
+        self.inner.rights_of(owner).await
+    }
+
+    async fn set_global_right(&self, entry: &RightsEntry) -> StoreResult<()> {
+        self.inner.set_global_right(entry).await
+    }
+
+    async fn remove_global_right(&self, member: &Member) -> StoreResult<bool> {
+        self.inner.remove_global_right(member).await
+    }
+
+    async fn global_rights(&self) -> StoreResult<Vec<RightsEntry>> {
+        self.inner.global_rights().await
+    }
+
+    async fn save_contact_list(&self, owner: &str, list: &ContactList, subscribes_to: &[String]) -> StoreResult<()> {
+        self.inner.save_contact_list(owner, list, subscribes_to).await
+    }
+
+    async fn contact_list(&self, owner: &str) -> StoreResult<Option<ContactList>> {
+        self.inner.contact_list(owner).await
+    }
+
+    async fn contact_lists(&self) -> StoreResult<Vec<(String, ContactList)>> {
+        self.inner.contact_lists().await
+    }
+
+    async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> StoreResult<()> {
+        self.inner.save_subscriber(owner, watcher, acknowledged).await
+    }
+
+    async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>> {
+        self.inner.subscribers().await
+    }
+
+    async fn subscribers_of(&self, owner: &str) -> StoreResult<Vec<(String, bool)>> {
+        self.inner.subscribers_of(owner).await
+    }
+
+    async fn save_image(&self, uri: &str, large: bool, image: &StoredImage) -> StoreResult<()> {
+        self.inner.save_image(uri, large, image).await
+    }
+
+    async fn image(&self, uri: &str, large: bool) -> StoreResult<Option<StoredImage>> {
+        self.inner.image(uri, large).await
+    }
+
+    async fn remove_image(&self, uri: &str, large: bool) -> StoreResult<bool> {
+        self.inner.remove_image(uri, large).await
+    }
+
+    async fn image_hashes(&self) -> StoreResult<Vec<(String, String)>> {
+        self.inner.image_hashes().await
+    }
+
+    async fn save_raw_categories(&self, uri: &str, categories: &[RawCategory]) -> StoreResult<()> {
+        self.inner.save_raw_categories(uri, categories).await
+    }
+
+    async fn raw_categories(&self) -> StoreResult<Vec<(String, Vec<RawCategory>)>> {
+        self.inner.raw_categories().await
+    }
+
+    async fn raw_categories_of(&self, uri: &str) -> StoreResult<Vec<RawCategory>> {
+        self.raw_read.fetch_add(1, Ordering::SeqCst);
+        self.inner.raw_categories_of(uri).await
+    }
+
+    async fn create_login(&self, user: &str, first: &[u8; 32], now: Timestamp, expires: Timestamp) -> StoreResult<u64> {
+        self.inner.create_login(user, first, now, expires).await
+    }
+
+    async fn login_ids(&self, user: &str) -> StoreResult<Vec<u64>> {
+        self.inner.login_ids(user).await
+    }
+
+    async fn ticket(&self, hash: &[u8; 32]) -> StoreResult<Option<StoredTicket>> {
+        self.inner.ticket(hash).await
+    }
+
+    async fn rotate_login(&self, login: u64, rotated: Timestamp, fresh: &[u8; 32], now: Timestamp) -> StoreResult<bool> {
+        self.inner.rotate_login(login, rotated, fresh, now).await
+    }
+
+    async fn record_ticket_uses(&self, uses: &[([u8; 32], Timestamp)]) -> StoreResult<()> {
+        self.inner.record_ticket_uses(uses).await
+    }
+
+    async fn sweep_tickets(&self, now: Timestamp, unused_since: Timestamp) -> StoreResult<u64> {
+        self.inner.sweep_tickets(now, unused_since).await
+    }
+
+    async fn save_source_report(&self, uri: &str, source: &str, report: &SourceReport) -> StoreResult<()> {
+        self.inner.save_source_report(uri, source, report).await
+    }
+
+    async fn remove_source_report(&self, uri: &str, source: &str) -> StoreResult<bool> {
+        self.inner.remove_source_report(uri, source).await
+    }
+
+    async fn source_reports(&self, now: Timestamp) -> StoreResult<Vec<(String, String, SourceReport)>> {
+        self.inner.source_reports(now).await
+    }
+
+    async fn source_reports_of(&self, uri: &str, now: Timestamp) -> StoreResult<Vec<(String, SourceReport)>> {
+        self.inner.source_reports_of(uri, now).await
+    }
+
+    async fn sweep_source_reports(&self, now: Timestamp) -> StoreResult<u64> {
+        self.inner.sweep_source_reports(now).await
+    }
+
+    async fn changes(&self) -> StoreResult<ChangeFeed> {
+        self.inner.changes().await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+async fn publish_raw(client: &mut Client, text: &str) -> Reply {
+    let rid = client.next_rid();
+    client
+        .command(&format!(
+            r#"<publishRawCategories rid="{rid}"><rawCategory name="GPSPosition" nameSpace="urn:example:gps" instanceMask="0" container="300" expireType="user"><gps xmlns="urn:example:gps" lat="48.1"><note>{text}</note></gps></rawCategory></publishRawCategories>"#
+        ))
+        .await
+}
+
+/// The text of the GPSPosition raw category in a `user` element of a `userRawCategories` event.
+fn gps_text(user: &Element) -> Option<String> {
+    let category = user.children_named("rawCategory").find(|c| c.attr("name") == Some("GPSPosition"))?;
+    Some(category.child("gps")?.child("note")?.text.clone())
+}
+
+/// Whether `event` carries Bob's raw categories with the GPS text `text`.
+fn has_raw(event: &Event, text: &str) -> bool {
+    event.name == "userRawCategories"
+        && event.users().iter().any(|u| u.attr("uri") == Some(BOB) && gps_text(u).as_deref() == Some(text))
+}
+
+/// Polls until Bob's raw categories arrive with the GPS text `text`.
+async fn sees_raw(client: &mut Client, text: &str) {
+    client.wait_for(&format!("Bob's raw categories with {text}"), |e| has_raw(e, text)).await;
+}
+
+async fn each_part_reaches_the_other_gateway_and_only_it_is_read_again(backend: Backend) {
+    let one = Node::on(&backend, test_config()).await;
+    let counting = Arc::new(Counting { inner: backend.open().await, inputs_read: 0.into(), raw_read: 0.into() });
+    let node_two = Node::start(counting.clone(), test_config()).await;
+    let two = node_two.base.clone();
+    let mut alice = Client::sign_in(&two, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    alice.subscribe(&[BOB]).await;
+    // Bob is online there (sessions are not shared without a backplane) and publishes here.
+    Client::sign_in(&two, "bob@example.com", "pw").await.unwrap().initiate().await;
+    alice.wait_for_user(BOB, |u| seen(u).availability == 3500).await;
+    let mut bob = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();
+    bob.initiate().await;
+
+    // A note: the other gateway re-reads the manual state and note, never the raw categories.
+    let before = counting.reads();
+    assert!(bob.publish_note("at the desk").await.body.contains("requestAccepted"));
+    alice.wait_for_user(BOB, |u| seen(u).note == "at the desk").await;
+    let after = counting.reads();
+    assert!(after.0 > before.0, "the note was read from the store: {before:?} → {after:?}");
+    assert_eq!(after.1, before.1, "a note change reads no raw categories: {before:?} → {after:?}");
+
+    // Raw categories: only they are re-read, and they reach the watcher there.
+    assert!(publish_raw(&mut bob, "in the lab").await.body.contains("requestAccepted"));
+    sees_raw(&mut alice, "in the lab").await;
+    let last = counting.reads();
+    assert!(last.1 > after.1, "the raw categories were read from the store: {after:?} → {last:?}");
+    assert_eq!(last.0, after.0, "a raw-category change reads no manual state or note: {after:?} → {last:?}");
+
+    // Both parts stay: a later note keeps the raw categories, and the reverse.
+    assert!(bob.publish_note("back at the desk").await.body.contains("requestAccepted"));
+    alice.wait_for_user(BOB, |u| seen(u).note == "back at the desk").await;
+    assert!(publish_raw(&mut bob, "in the canteen").await.body.contains("requestAccepted"));
+    sees_raw(&mut alice, "in the canteen").await;
+    let mut late = Client::sign_in(&two, "alice@example.com", "pw").await.unwrap();
+    late.initiate().await;
+    late.subscribe(&[BOB]).await;
+    let events = late.events_until("Bob's raw categories", |e| has_raw(e, "in the canteen")).await;
+    let note = |e: &Event| e.name == "userPresence" && e.users().iter().any(|u| seen(u).note == "back at the desk");
+    assert!(events.iter().any(note), "a new watcher there gets the note with the raw categories");
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::postgres().await).await })*
+        }
+    };
+}
+
+both_backends!(each_part_reaches_the_other_gateway_and_only_it_is_read_again);
