@@ -162,7 +162,7 @@ async fn every_row_round_trips(f: Fixture) {
     s.save_contact_list("sip:a@x.test", &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.unwrap();
     assert_eq!(s.contact_list("sip:a@x.test").await.unwrap(), Some(list_with("sip:b@x.test")));
     assert_eq!(s.subscribers_of("sip:b@x.test").await.unwrap(), vec![("sip:a@x.test".to_string(), false)]);
-    s.save_subscriber("sip:b@x.test", "sip:a@x.test", true).await.unwrap();
+    s.save_subscribers(&[("sip:b@x.test", "sip:a@x.test")], true).await.unwrap();
     assert_eq!(s.subscribers().await.unwrap(), vec![("sip:b@x.test".into(), "sip:a@x.test".into(), true)]);
 
     let image = StoredImage { content_type: "image/png".into(), bytes: vec![0, 1, 2, 255], hash: "h1".into() };
@@ -254,7 +254,7 @@ async fn concurrent_writers_lose_nothing(f: Fixture) {
             store.upsert_user(&user(&uri)).await.unwrap();
             let write = RightsWrite::Set(entry(Member::Uri(uri.clone()), AccessLevel::Team));
             store.apply_rights("sip:owner@x.test", &[write]).await.unwrap();
-            store.save_subscriber("sip:owner@x.test", &uri, i % 3 == 0).await.unwrap();
+            store.save_subscribers(&[("sip:owner@x.test", &uri)], i % 3 == 0).await.unwrap();
         }));
     }
     for task in tasks {

@@ -314,8 +314,10 @@ pub trait Store: Send + Sync {
     async fn contact_list(&self, owner: &str) -> StoreResult<Option<ContactList>>;
     async fn contact_lists(&self) -> StoreResult<Vec<(String, ContactList)>>;
 
-    /// Records that `watcher` subscribes to `owner` (and whether the owner acknowledged it).
-    async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> StoreResult<()>;
+    /// Records that each `(owner, watcher)` pair's watcher subscribes to its owner (and whether
+    /// the owner acknowledged it), all or nothing, in one transaction: a session that subscribes
+    /// to 50 users commits once, not 50 times.
+    async fn save_subscribers(&self, pairs: &[(&str, &str)], acknowledged: bool) -> StoreResult<()>;
     /// Every (owner, watcher, acknowledged).
     async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>>;
     /// (watcher, acknowledged) of one owner.

@@ -264,18 +264,27 @@ macro_rules! sql_store_impl {
                     .collect()
             }
 
-            async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> $crate::store::StoreResult<()> {
+            async fn save_subscribers(&self, pairs: &[(&str, &str)], acknowledged: bool) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO subscribers (owner, watcher, acknowledged) VALUES ($1, $2, $3)
-                     ON CONFLICT (owner, watcher) DO UPDATE SET acknowledged = excluded.acknowledged",
-                )
-                .bind(owner)
-                .bind(watcher)
-                .bind(acknowledged)
-                .execute(&mut *tx)
-                .await?;
-                self.finish(tx, &$crate::store::Change::Subscribers(owner.to_string())).await?;
+                for (owner, watcher) in pairs {
+                    sqlx::query(
+                        "INSERT INTO subscribers (owner, watcher, acknowledged) VALUES ($1, $2, $3)
+                         ON CONFLICT (owner, watcher) DO UPDATE SET acknowledged = excluded.acknowledged",
+                    )
+                    .bind(owner)
+                    .bind(watcher)
+                    .bind(acknowledged)
+                    .execute(&mut *tx)
+                    .await?;
+                    self.faults.step()?;
+                }
+                let mut owners: Vec<&str> = pairs.iter().map(|(owner, _)| *owner).collect();
+                owners.sort_unstable();
+                owners.dedup();
+                for owner in owners {
+                    self.record(&mut tx, &$crate::store::Change::Subscribers(owner.to_string())).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
