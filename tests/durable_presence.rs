@@ -118,8 +118,8 @@ impl Store for Counting {
         self.inner.contact_lists().await
     }
 
-    async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> StoreResult<()> {
-        self.inner.save_subscriber(owner, watcher, acknowledged).await
+    async fn save_subscribers(&self, pairs: &[(&str, &str)], acknowledged: bool) -> StoreResult<()> {
+        self.inner.save_subscribers(pairs, acknowledged).await
     }
 
     async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>> {
