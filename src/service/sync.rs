@@ -8,6 +8,7 @@
 //! — on a shared backplane the manual state, note and reports only through it, in its one order.
 //! README "Using PostgreSQL" describes the guarantee.
 
+use super::lists::newly_subscribed;
 use super::Gateway;
 use crate::hub::event::{Event, EventBody};
 use crate::model::reports::Reports;
@@ -171,10 +172,10 @@ impl Gateway {
         if stored == current {
             return Ok(());
         }
-        let before: BTreeSet<&str> = current.subscribed_uris().collect();
-        let after: BTreeSet<&str> = stored.subscribed_uris().collect();
-        let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(*u)).collect();
-        let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(*u)).collect();
+        let added = newly_subscribed(&current, &stored);
+        let removed = newly_subscribed(&stored, &current);
+        // The first snapshots of the new contacts show them as they are (README "Several nodes").
+        self.fresh_for_auto_subscribe(owner, &added).await;
         let full = Event::new(EventBody::ContactList(Box::new(stored.clone())));
         self.lists.set_contact_list(owner, stored.clone());
         for session in self.hub.sessions_of(owner) {
