@@ -105,3 +105,29 @@ async fn a_rights_change_failing_half_way_applies_nowhere() {
     assert!(after.iter().any(|e| e.member == Member::Uri("sip:carol@example.com".into())));
     assert!(after.iter().any(|e| e.member == Member::Domain("other.org".into())));
 }
+
+#[tokio::test]
+async fn a_subscription_whose_records_fail_half_way_records_no_subscriber() {
+    let server = start().await;
+    let mut carol = Client::sign_in(&server.base, "carol@example.com", "pw").await.unwrap();
+    carol.initiate().await;
+    let owners = ["sip:alice@example.com", "sip:bob@example.com"];
+    let recorded = || async {
+        let mut found = Vec::new();
+        for owner in owners {
+            let subscribers = server.store.subscribers_of(owner).await.unwrap();
+            found.extend(subscribers.into_iter().filter(|(w, _)| w == "sip:carol@example.com").map(|_| owner));
+        }
+        found
+    };
+
+    // The first of the two subscriber rows is written, the second fails.
+    server.store.faults.fail_after(1);
+    let reply = carol.subscribe(&owners).await;
+    assert_eq!(error_code(&reply), 18400, "{}", reply.body);
+    no_internal_text(&reply.body);
+    assert_eq!(recorded().await, Vec::<&str>::new(), "neither subscriber is stored");
+
+    assert!(carol.subscribe(&owners).await.body.contains("requestAccepted"), "the retry is applied");
+    assert_eq!(recorded().await, owners.to_vec(), "both are stored");
+}

@@ -155,13 +155,7 @@ impl Gateway {
             return Ok(());
         }
         let watcher = watcher.to_string();
-        self.complete(move |gw| async move {
-            for owner in &owners {
-                gw.record_subscriber(owner, &watcher).await?;
-            }
-            Ok(())
-        })
-        .await
+        self.complete(move |gw| async move { gw.record_subscribers(&owners, &watcher).await }).await
     }
 
     fn is_new_subscriber(&self, owner: &str, watcher: &str) -> bool {
@@ -169,16 +163,22 @@ impl Gateway {
         known && !self.lists.is_subscriber(owner, watcher) && owner != watcher
     }
 
-    /// Checks, stores and announces one subscriber under the owner's gate, so that concurrent
-    /// subscribes record it once. Callers run it on a task that completes.
-    async fn record_subscriber(&self, owner: &str, watcher: &str) -> Result<()> {
-        let _gate = self.gates.owner(owner).await;
-        if !self.is_new_subscriber(owner, watcher) {
+    /// Checks, stores and announces `watcher` as a subscriber of `owners` under their gates, so
+    /// that concurrent subscribes record each once; those not yet recorded are stored in one
+    /// transaction, all or none. Callers run it on a task that completes.
+    async fn record_subscribers(&self, owners: &[String], watcher: &str) -> Result<()> {
+        let names: Vec<&str> = owners.iter().map(String::as_str).collect();
+        let _gates = self.gates.owners(&names).await;
+        let new: Vec<(&str, &str)> =
+            names.into_iter().filter(|o| self.is_new_subscriber(o, watcher)).map(|o| (o, watcher)).collect();
+        if new.is_empty() {
             return Ok(());
         }
-        self.store.save_subscriber(owner, watcher, false).await.map_err(|e| GatewayError::store("saving a subscriber", e))?;
-        self.lists.add_subscriber(owner, watcher);
-        self.announce_subscribers(owner, &[watcher.to_string()]);
+        self.store.save_subscribers(&new, false).await.map_err(|e| GatewayError::store("saving subscribers", e))?;
+        for (owner, _) in new {
+            self.lists.add_subscriber(owner, watcher);
+            self.announce_subscribers(owner, &[watcher.to_string()]);
+        }
         Ok(())
     }
 
@@ -208,20 +208,13 @@ impl Gateway {
         let (owner, watchers) = (owner.to_string(), watchers.to_vec());
         self.complete(move |gw| async move {
             let _gate = gate;
-            let mut done = Vec::new();
-            let mut outcome = Ok(());
-            for watcher in watchers {
-                if let Err(e) = gw.store.save_subscriber(&owner, &watcher, true).await {
-                    outcome = Err(GatewayError::store("saving a subscriber", e));
-                    break;
-                }
-                gw.lists.acknowledge(&owner, &watcher);
-                done.push(watcher);
+            let pairs: Vec<(&str, &str)> = watchers.iter().map(|w| (owner.as_str(), w.as_str())).collect();
+            gw.store.save_subscribers(&pairs, true).await.map_err(|e| GatewayError::store("saving subscribers", e))?;
+            for watcher in &watchers {
+                gw.lists.acknowledge(&owner, watcher);
             }
-            if !done.is_empty() {
-                gw.announce_subscribers(&owner, &done);
-            }
-            outcome
+            gw.announce_subscribers(&owner, &watchers);
+            Ok(())
         })
         .await
     }

@@ -60,6 +60,7 @@ impl Gateway {
             Change::GlobalRights => self.reload_global_rights().await,
             Change::ContactList(owner) => self.reload_contact_list(owner).await,
             Change::Subscribers(owner) => self.reload_subscribers(owner).await,
+            Change::Subscriber(owner, watcher) => self.reload_subscriber(owner, watcher).await,
             Change::Image(uri) => self.reload_image(uri).await,
             Change::Everything => self.reload_everything().await,
         }
@@ -194,6 +195,19 @@ impl Gateway {
         let changed = self.lists.replace_subscribers(owner, stored);
         if !changed.is_empty() {
             let event = Event::new(EventBody::Subscribers(self.subscriber_views(owner, Some(&changed)).into()));
+            for session in self.hub.sessions_of(owner) {
+                self.push(&session, event.clone(), None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads one subscriber of `owner` (one row, however many subscribe to them).
+    async fn reload_subscriber(&self, owner: &str, watcher: &str) -> StoreResult<()> {
+        let _gate = self.gates.owner(owner).await;
+        let Some(acknowledged) = self.store.subscriber(owner, watcher).await? else { return Ok(()) };
+        if self.lists.set_subscriber(owner, watcher, acknowledged) {
+            let event = Event::new(EventBody::Subscribers(self.subscriber_views(owner, Some(&[watcher.to_string()])).into()));
             for session in self.hub.sessions_of(owner) {
                 self.push(&session, event.clone(), None);
             }

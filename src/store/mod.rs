@@ -76,25 +76,33 @@ pub enum Change {
     Rights(String),
     GlobalRights,
     ContactList(String),
-    /// An owner's subscribers.
+    /// An owner's subscribers (any of them; re-read whole).
     Subscribers(String),
+    /// One subscriber of an owner (owner, watcher): stored, or acknowledged. Re-read alone, so
+    /// that a user whom thousands subscribe to costs a node one row per new subscriber, not the
+    /// whole list each time.
+    Subscriber(String, String),
     Image(String),
     /// Changes may have been missed (the feed reconnected or fell behind): re-read everything.
     Everything,
 }
 
 impl Change {
-    pub(crate) fn encode(&self) -> (&'static str, &str) {
-        match self {
-            Change::User(k) => ("user", k),
-            Change::Presence(k) => ("presence", k),
-            Change::Rights(k) => ("rights", k),
+    /// The notice's kind and key (a subscriber's key is the owner and the watcher, split by a tab,
+    /// which no URI holds).
+    pub(crate) fn encode(&self) -> (&'static str, std::borrow::Cow<'_, str>) {
+        let (kind, key) = match self {
+            Change::User(k) => ("user", k.as_str()),
+            Change::Presence(k) => ("presence", k.as_str()),
+            Change::Rights(k) => ("rights", k.as_str()),
             Change::GlobalRights => ("global-rights", ""),
-            Change::ContactList(k) => ("contact-list", k),
-            Change::Subscribers(k) => ("subscribers", k),
-            Change::Image(k) => ("image", k),
+            Change::ContactList(k) => ("contact-list", k.as_str()),
+            Change::Subscribers(k) => ("subscribers", k.as_str()),
+            Change::Subscriber(owner, watcher) => return ("subscriber", format!("{owner}\t{watcher}").into()),
+            Change::Image(k) => ("image", k.as_str()),
             Change::Everything => ("everything", ""),
-        }
+        };
+        (kind, key.into())
     }
 
     pub(crate) fn decode(kind: &str, key: &str) -> Change {
@@ -106,6 +114,10 @@ impl Change {
             "global-rights" => Change::GlobalRights,
             "contact-list" => Change::ContactList(key),
             "subscribers" => Change::Subscribers(key),
+            "subscriber" => match key.split_once('\t') {
+                Some((owner, watcher)) => Change::Subscriber(owner.to_string(), watcher.to_string()),
+                None => Change::Everything,
+            },
             "image" => Change::Image(key),
             _ => Change::Everything,
         }
@@ -285,12 +297,16 @@ pub trait Store: Send + Sync {
     async fn contact_list(&self, owner: &str) -> StoreResult<Option<ContactList>>;
     async fn contact_lists(&self) -> StoreResult<Vec<(String, ContactList)>>;
 
-    /// Records that `watcher` subscribes to `owner` (and whether the owner acknowledged it).
-    async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> StoreResult<()>;
+    /// Records that each `(owner, watcher)` pair's watcher subscribes to its owner (and whether
+    /// the owner acknowledged it), all or nothing, in one transaction: a session that subscribes
+    /// to 50 users commits once, not 50 times.
+    async fn save_subscribers(&self, pairs: &[(&str, &str)], acknowledged: bool) -> StoreResult<()>;
     /// Every (owner, watcher, acknowledged).
     async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>>;
     /// (watcher, acknowledged) of one owner.
     async fn subscribers_of(&self, owner: &str) -> StoreResult<Vec<(String, bool)>>;
+    /// Whether `watcher` subscribes to `owner` (`None`: not), and whether it was acknowledged.
+    async fn subscriber(&self, owner: &str, watcher: &str) -> StoreResult<Option<bool>>;
 
     /// Stores an image of a user (`large` = the high-resolution variant).
     async fn save_image(&self, uri: &str, large: bool, image: &StoredImage) -> StoreResult<()>;

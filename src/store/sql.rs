@@ -239,7 +239,7 @@ macro_rules! sql_store_impl {
                     .execute(&mut *tx)
                     .await?;
                     self.faults.step()?;
-                    self.record(&mut tx, &$crate::store::Change::Subscribers(contact.clone())).await?;
+                    self.record(&mut tx, &$crate::store::Change::Subscriber(contact.clone(), owner.to_string())).await?;
                 }
                 self.record(&mut tx, &$crate::store::Change::ContactList(owner.to_string())).await?;
                 tx.commit().await?;
@@ -264,18 +264,22 @@ macro_rules! sql_store_impl {
                     .collect()
             }
 
-            async fn save_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> $crate::store::StoreResult<()> {
+            async fn save_subscribers(&self, pairs: &[(&str, &str)], acknowledged: bool) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO subscribers (owner, watcher, acknowledged) VALUES ($1, $2, $3)
-                     ON CONFLICT (owner, watcher) DO UPDATE SET acknowledged = excluded.acknowledged",
-                )
-                .bind(owner)
-                .bind(watcher)
-                .bind(acknowledged)
-                .execute(&mut *tx)
-                .await?;
-                self.finish(tx, &$crate::store::Change::Subscribers(owner.to_string())).await?;
+                for (owner, watcher) in pairs {
+                    sqlx::query(
+                        "INSERT INTO subscribers (owner, watcher, acknowledged) VALUES ($1, $2, $3)
+                         ON CONFLICT (owner, watcher) DO UPDATE SET acknowledged = excluded.acknowledged",
+                    )
+                    .bind(owner)
+                    .bind(watcher)
+                    .bind(acknowledged)
+                    .execute(&mut *tx)
+                    .await?;
+                    self.faults.step()?;
+                    self.record(&mut tx, &$crate::store::Change::Subscriber(owner.to_string(), watcher.to_string())).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -294,6 +298,16 @@ macro_rules! sql_store_impl {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(|r| Ok((r.try_get("watcher")?, r.try_get("acknowledged")?))).collect()
+            }
+
+            async fn subscriber(&self, owner: &str, watcher: &str) -> $crate::store::StoreResult<Option<bool>> {
+                use sqlx::Row;
+                let row = sqlx::query("SELECT acknowledged FROM subscribers WHERE owner = $1 AND watcher = $2")
+                    .bind(owner)
+                    .bind(watcher)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| r.try_get("acknowledged")).transpose().map_err(Into::into)
             }
 
             async fn save_image(
