@@ -283,6 +283,33 @@ async fn rights_and_contact_lists_changed_on_one_node_take_effect_on_another() {
     list.await.expect("the change reaches the session on the other node");
 }
 
+#[tokio::test]
+async fn a_subscriber_recorded_on_one_node_reaches_the_owner_s_sessions_on_another() {
+    let cluster = Cluster::start(2, &HOLD).await;
+    let mut bob_there = session(cluster.base(1), "bob@example.com").await;
+    bob_there.poll().await;
+    let mut carol = session(cluster.base(0), "carol@example.com").await;
+    carol.subscribe(&[BOB]).await;
+    let carol_as = |acknowledged: &'static str| {
+        move |e: &Event| {
+            e.name == "subscribers"
+                && e.element
+                    .children_named("subscriber")
+                    .any(|s| s.attr("uri") == Some("sip:carol@example.com") && s.attr("acknowledged") == Some(acknowledged))
+        }
+    };
+    let new = tokio::time::timeout(Duration::from_secs(5), bob_there.wait_for("Carol as a new subscriber", carol_as("false")));
+    new.await.expect("the subscriber stored on node 0 reaches Bob's session on node 1");
+
+    // Bob acknowledges her on node 0; his session on node 1 hears of it.
+    let mut bob_here = session(cluster.base(0), "bob@example.com").await;
+    let rid = bob_here.next_rid();
+    let ack = format!(r#"<acknowledgeSubscriber rid="{rid}"><uri>sip:carol@example.com</uri></acknowledgeSubscriber>"#);
+    assert!(bob_here.command(&ack).await.body.contains("requestAccepted"));
+    let acknowledged = tokio::time::timeout(Duration::from_secs(5), bob_there.wait_for("Carol acknowledged", carol_as("true")));
+    acknowledged.await.expect("the acknowledgement reaches the other node");
+}
+
 /// Publishes Bob's GPS position as a raw category (Team and above see it).
 async fn publish_position(bob: &mut Client, place: &str) {
     let rid = bob.next_rid();

@@ -6,7 +6,10 @@
 //! then every change in order; a node stops following a linger after the last watcher left; a
 //! read of a user no session on the node watches answers the user's current live state (CWA
 //! query, JSON read and batch read), and answers an error rather than a stale state while Redis
-//! is away; after a Redis restart the nodes follow again what they need.
+//! is away; after a Redis restart the nodes follow again what they need. A contact that an
+//! auto-subscribing session starts watching — added or subscribed to in the contact list, at the
+//! session's node, passed on to it, or by another session through the store — shows their
+//! current state in its first snapshot, also where nobody followed the contact before.
 
 mod common;
 
@@ -244,4 +247,118 @@ async fn the_node_that_makes_a_change_fans_it_out_once_when_it_comes_back() {
     // Sending a change changes nothing on Bob's node yet: it settles when the change is back.
     assert_eq!(fan_outs(&cluster, 0).await - before[0], 3.0, "one fan-out per note where Bob publishes");
     assert_eq!(fan_outs(&cluster, 1).await - before[1], 3.0, "one fan-out per note on the other node");
+}
+
+/// How Alice's `addContact` reaches node 0, where her auto-subscribed session is.
+#[derive(Debug, Clone, Copy)]
+enum Adding {
+    /// Sent for that session to node 0 itself.
+    AtItsNode,
+    /// Sent for that session to node 2, which passes it to node 0.
+    PassedOn,
+    /// Sent for another session of hers, on node 2: node 0 learns the new list from the store.
+    ByAnotherSession,
+    /// Bob is already a contact she does not subscribe to; an `updateContact` at node 0 subscribes.
+    Subscribing,
+}
+
+/// Waits (at most `limit`) until node `index`'s gauge `name` reaches `at_least`.
+async fn gauge_reaches(cluster: &Cluster, index: usize, name: &str, at_least: f64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = metric(cluster, index, name).await;
+        if now >= at_least {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node {index}'s {name} is {now}, not {at_least}, after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Alice's session on node 0 auto-subscribes to her contacts; Bob is busy through his session on
+/// node 1, which every node can see, and nobody on node 0 follows him. Alice adds Bob as a
+/// subscribed contact while a client holds her session's poll, so whatever is queued is sent at
+/// once: the first snapshot of Bob the session receives is returned.
+async fn first_snapshot_of_an_added_contact(adding: Adding) -> Seen {
+    let cluster = Cluster::start(3, &SETTINGS).await;
+    let mut alice = session(cluster.base(0), "alice@example.com").await;
+    let mut bob = session(cluster.base(1), "bob@example.com").await;
+    assert!(bob.publish_state(6500).await.body.contains("requestAccepted"));
+    // Bob's state is in Redis: a node that reads him from there (Carol's) shows it.
+    let mut carol = session(cluster.base(2), "carol@example.com").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while query(&mut carol, BOB).await.availability != 6500 {
+        assert!(Instant::now() < deadline, "node 2 never showed Bob busy");
+    }
+    let mut other_session = match adding {
+        Adding::ByAnotherSession => Some(session(cluster.base(2), "alice@example.com").await),
+        _ => None,
+    };
+    let contact = |method: &str, rid: String, subscribed: bool| {
+        let bob = format!(r#"<contact uri="{BOB}" name="Bob" subscribed="{subscribed}" tag="false"/>"#);
+        format!(r#"<{method} rid="{rid}">{bob}</{method}>"#)
+    };
+    if let Adding::Subscribing = adding {
+        let rid = alice.next_rid();
+        let reply = alice.command(&contact("addContact", rid, false)).await;
+        assert!(reply.body.contains("requestAccepted"), "{}", reply.body);
+    }
+    while !alice.poll().await.is_empty() {}
+    assert_eq!(metric(&cluster, 0, "presence_backplane_followed_presentities").await, 1.0, "node 0 follows only Alice");
+
+    let mut tab = alice.same_login();
+    (tab.sid, tab.ack) = (alice.sid, alice.ack);
+    let held = tokio::spawn(async move {
+        let events = tab.poll().await;
+        (tab, events)
+    });
+    gauge_reaches(&cluster, 0, "presence_held_polls", 1.0, Duration::from_secs(5)).await;
+
+    let mut passing = alice.same_login();
+    (passing.base, passing.sid) = (cluster.base(2).to_string(), alice.sid);
+    let sender = match adding {
+        Adding::AtItsNode | Adding::Subscribing => &mut alice,
+        Adding::PassedOn => &mut passing,
+        Adding::ByAnotherSession => other_session.as_mut().expect("her other session"),
+    };
+    let rid = sender.next_rid();
+    let method = if let Adding::Subscribing = adding { "updateContact" } else { "addContact" };
+    let reply = sender.command(&contact(method, rid, true)).await;
+    assert!(reply.body.contains("requestAccepted"), "{}", reply.body);
+
+    let (mut tab, mut events) = held.await.unwrap();
+    let of_bob = |e: &Event| -> Vec<Seen> {
+        let users = if e.name == "userPresence" { e.users() } else { Vec::new() };
+        users.iter().filter(|u| u.attr("uri") == Some(BOB)).map(seen).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !events.iter().any(|e| !of_bob(e).is_empty()) {
+        assert!(Instant::now() < deadline, "no snapshot of Bob: {events:?}");
+        events.extend(tab.poll().await);
+    }
+    events.iter().flat_map(of_bob).next().unwrap()
+}
+
+#[tokio::test]
+async fn an_added_contact_s_first_snapshot_is_current_where_the_session_is() {
+    let first = first_snapshot_of_an_added_contact(Adding::AtItsNode).await;
+    assert_eq!(first.availability, 6500, "Bob's current state first, never a stale one");
+}
+
+#[tokio::test]
+async fn an_added_contact_s_first_snapshot_is_current_when_the_command_is_passed_on() {
+    let first = first_snapshot_of_an_added_contact(Adding::PassedOn).await;
+    assert_eq!(first.availability, 6500, "Bob's current state first, never a stale one");
+}
+
+#[tokio::test]
+async fn an_added_contact_s_first_snapshot_is_current_when_the_list_comes_from_the_store() {
+    let first = first_snapshot_of_an_added_contact(Adding::ByAnotherSession).await;
+    assert_eq!(first.availability, 6500, "Bob's current state first, never a stale one");
+}
+
+#[tokio::test]
+async fn a_contact_s_first_snapshot_is_current_when_an_update_subscribes_to_them() {
+    let first = first_snapshot_of_an_added_contact(Adding::Subscribing).await;
+    assert_eq!(first.availability, 6500, "Bob's current state first, never a stale one");
 }

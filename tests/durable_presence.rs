@@ -130,6 +130,10 @@ impl Store for Counting {
         self.inner.subscribers_of(owner).await
     }
 
+    async fn subscriber(&self, owner: &str, watcher: &str) -> StoreResult<Option<bool>> {
+        self.inner.subscriber(owner, watcher).await
+    }
+
     async fn save_image(&self, uri: &str, large: bool, image: &StoredImage) -> StoreResult<()> {
         self.inner.save_image(uri, large, image).await
     }

@@ -162,7 +162,10 @@ async fn every_row_round_trips(f: Fixture) {
     s.save_contact_list("sip:a@x.test", &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.unwrap();
     assert_eq!(s.contact_list("sip:a@x.test").await.unwrap(), Some(list_with("sip:b@x.test")));
     assert_eq!(s.subscribers_of("sip:b@x.test").await.unwrap(), vec![("sip:a@x.test".to_string(), false)]);
+    assert_eq!(s.subscriber("sip:b@x.test", "sip:a@x.test").await.unwrap(), Some(false));
     s.save_subscribers(&[("sip:b@x.test", "sip:a@x.test")], true).await.unwrap();
+    assert_eq!(s.subscriber("sip:b@x.test", "sip:a@x.test").await.unwrap(), Some(true));
+    assert_eq!(s.subscriber("sip:a@x.test", "sip:b@x.test").await.unwrap(), None);
     assert_eq!(s.subscribers().await.unwrap(), vec![("sip:b@x.test".into(), "sip:a@x.test".into(), true)]);
 
     let image = StoredImage { content_type: "image/png".into(), bytes: vec![0, 1, 2, 255], hash: "h1".into() };
@@ -281,6 +284,11 @@ async fn changes_reach_the_other_processes_only(f: Fixture) {
     assert_eq!(next_change(&mut feed_here).await, Change::Rights("sip:new@x.test".into()));
     there.set_global_right(&entry(Member::Everyone, AccessLevel::Team)).await.unwrap();
     assert_eq!(next_change(&mut feed_here).await, Change::GlobalRights);
+    there.upsert_user(&user("sip:two@x.test")).await.unwrap();
+    assert_eq!(next_change(&mut feed_here).await, Change::User("sip:two@x.test".into()));
+    there.save_subscribers(&[("sip:new@x.test", "sip:two@x.test")], false).await.unwrap();
+    let one_subscriber = Change::Subscriber("sip:new@x.test".into(), "sip:two@x.test".into());
+    assert_eq!(next_change(&mut feed_here).await, one_subscriber, "a subscriber's notice names owner and watcher");
     here.save_image("sip:new@x.test", false, &StoredImage { content_type: "image/png".into(), bytes: vec![1], hash: "h".into() })
         .await
         .unwrap();

@@ -53,6 +53,24 @@ impl ListBook {
         }
     }
 
+    /// Puts one subscriber as stored (added, or its acknowledgement set); true if that changed
+    /// anything.
+    pub fn set_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> bool {
+        let mut subscribers = self.subscribers.write();
+        let list = subscribers.entry(owner.to_string()).or_default();
+        match list.iter_mut().find(|(w, _)| w == watcher) {
+            Some((_, ack)) if *ack == acknowledged => false,
+            Some((_, ack)) => {
+                *ack = acknowledged;
+                true
+            }
+            None => {
+                list.push((watcher.to_string(), acknowledged));
+                true
+            }
+        }
+    }
+
     /// Puts the owner's subscribers as stored; returns the watchers that are new or changed.
     pub fn replace_subscribers(&self, owner: &str, stored: Vec<Subscriber>) -> Vec<String> {
         let mut subscribers = self.subscribers.write();
@@ -88,5 +106,15 @@ mod tests {
         assert_eq!(book.subscribers_of("sip:bob@x"), [("sip:alice@x".to_string(), true)]);
         book.remove_user("sip:bob@x");
         assert!(book.subscribers_of("sip:bob@x").is_empty());
+    }
+
+    #[test]
+    fn one_subscriber_is_set_as_stored_and_says_whether_that_changed_anything() {
+        let book = ListBook::default();
+        assert!(book.set_subscriber("sip:bob@x", "sip:alice@x", false), "new");
+        assert!(!book.set_subscriber("sip:bob@x", "sip:alice@x", false), "the same again");
+        assert!(book.set_subscriber("sip:bob@x", "sip:alice@x", true), "acknowledged");
+        assert!(book.set_subscriber("sip:bob@x", "sip:carol@x", false));
+        assert_eq!(book.subscribers_of("sip:bob@x"), [("sip:alice@x".to_string(), true), ("sip:carol@x".to_string(), false)]);
     }
 }

@@ -11,6 +11,13 @@ use crate::model::contacts::{Change, ContactList, ListError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+/// The contacts `after` subscribes to and `before` does not.
+pub(crate) fn newly_subscribed(before: &ContactList, after: &ContactList) -> Vec<Arc<str>> {
+    let before: BTreeSet<&str> = before.subscribed_uris().collect();
+    let after: BTreeSet<&str> = after.subscribed_uris().collect();
+    after.difference(&before).map(|uri| Arc::from(*uri)).collect()
+}
+
 fn list_error(error: ListError) -> GatewayError {
     match error {
         ListError::Invalid(detail) => GatewayError::InvalidRequest(detail),
@@ -46,6 +53,8 @@ impl Gateway {
             // The list and the subscriber rows it implies are one transaction.
             let saved = gw.store.save_contact_list(&owner, &list, &subscribes_to).await;
             saved.map_err(|e| GatewayError::store("saving a contact list", e))?;
+            // After the write, so nothing it waited for lapses before the sessions watch.
+            gw.fresh_for_auto_subscribe(&owner, &newly_subscribed(&gw.contact_list(&owner), &list)).await;
             gw.apply_contact_list(&owner, list, &changes);
             drop(gate); // a subscriber is noted under the gate of the user subscribed to
             for uri in &subscribes_to {
@@ -56,16 +65,23 @@ impl Gateway {
         .await
     }
 
+    /// Before the owner's sessions that auto-subscribe start watching `added`, brings those
+    /// contacts up to date ([`Gateway::fresh_or_later`]): their first snapshot shows their current
+    /// state also when this node did not follow them yet (README "Several nodes").
+    pub(crate) async fn fresh_for_auto_subscribe(&self, owner: &str, added: &[Arc<str>]) {
+        if !added.is_empty() && self.hub.sessions_of(owner).iter().any(|s| s.auto_subscribe_contacts) {
+            self.fresh_or_later(added).await;
+        }
+    }
+
     /// Makes a stored list live: every session of the owner receives the delta, and sessions that
-    /// auto-subscribe follow its `subscribed` contacts. Returns the newly subscribed contacts.
-    fn apply_contact_list(&self, owner: &str, list: ContactList, changes: &[Change]) -> Vec<Arc<str>> {
-        let subscribed = |l: &ContactList| -> BTreeSet<String> { l.subscribed_uris().map(str::to_string).collect() };
-        let before = subscribed(&self.contact_list(owner));
-        let after = subscribed(&list);
+    /// auto-subscribe follow its `subscribed` contacts.
+    fn apply_contact_list(&self, owner: &str, list: ContactList, changes: &[Change]) {
+        let current = self.contact_list(owner);
+        let added = newly_subscribed(&current, &list);
+        let removed = newly_subscribed(&list, &current);
         let delta = Event::new(EventBody::ContactListDelta { delta_num: list.delta_num, changes: changes.into() });
         self.lists.set_contact_list(owner, list);
-        let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(u.as_str())).collect();
-        let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(u.as_str())).collect();
         for session in self.hub.sessions_of(owner) {
             self.push(&session, delta.clone(), None);
             if session.auto_subscribe_contacts {
@@ -73,7 +89,6 @@ impl Gateway {
                 self.watch_uris(&session, &added, None);
             }
         }
-        added
     }
 
     /// Subscribes a session to presentities (up to its limit) and queues their snapshots. The

@@ -10,6 +10,7 @@
 //! or the live inputs — which need no read at all for a presentity followed on the backplane.
 //! README "Using PostgreSQL" describes the guarantee.
 
+use super::lists::newly_subscribed;
 use super::Gateway;
 use crate::hub::event::{Event, EventBody};
 use crate::model::reports::Reports;
@@ -62,6 +63,7 @@ impl Gateway {
             Change::GlobalRights => self.reload_global_rights().await,
             Change::ContactList(owner) => self.reload_contact_list(owner).await,
             Change::Subscribers(owner) => self.reload_subscribers(owner).await,
+            Change::Subscriber(owner, watcher) => self.reload_subscriber(owner, watcher).await,
             Change::Image(uri) => self.reload_image(uri).await,
             Change::Everything => self.reload_everything().await,
         }
@@ -183,10 +185,10 @@ impl Gateway {
         if stored == current {
             return Ok(());
         }
-        let before: BTreeSet<&str> = current.subscribed_uris().collect();
-        let after: BTreeSet<&str> = stored.subscribed_uris().collect();
-        let added: Vec<Arc<str>> = after.difference(&before).map(|u| Arc::from(*u)).collect();
-        let removed: Vec<Arc<str>> = before.difference(&after).map(|u| Arc::from(*u)).collect();
+        let added = newly_subscribed(&current, &stored);
+        let removed = newly_subscribed(&stored, &current);
+        // The first snapshots of the new contacts show them as they are (README "Several nodes").
+        self.fresh_for_auto_subscribe(owner, &added).await;
         let full = Event::new(EventBody::ContactList(Box::new(stored.clone())));
         self.lists.set_contact_list(owner, stored.clone());
         for session in self.hub.sessions_of(owner) {
@@ -205,6 +207,19 @@ impl Gateway {
         let changed = self.lists.replace_subscribers(owner, stored);
         if !changed.is_empty() {
             let event = Event::new(EventBody::Subscribers(self.subscriber_views(owner, Some(&changed)).into()));
+            for session in self.hub.sessions_of(owner) {
+                self.push(&session, event.clone(), None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads one subscriber of `owner` (one row, however many subscribe to them).
+    async fn reload_subscriber(&self, owner: &str, watcher: &str) -> StoreResult<()> {
+        let _gate = self.gates.owner(owner).await;
+        let Some(acknowledged) = self.store.subscriber(owner, watcher).await? else { return Ok(()) };
+        if self.lists.set_subscriber(owner, watcher, acknowledged) {
+            let event = Event::new(EventBody::Subscribers(self.subscriber_views(owner, Some(&[watcher.to_string()])).into()));
             for session in self.hub.sessions_of(owner) {
                 self.push(&session, event.clone(), None);
             }

@@ -83,8 +83,12 @@ pub enum Change {
     Rights(String),
     GlobalRights,
     ContactList(String),
-    /// An owner's subscribers.
+    /// An owner's subscribers (any of them; re-read whole).
     Subscribers(String),
+    /// One subscriber of an owner (owner, watcher): stored, or acknowledged. Re-read alone, so
+    /// that a user whom thousands subscribe to costs a node one row per new subscriber, not the
+    /// whole list each time.
+    Subscriber(String, String),
     Image(String),
     /// Changes may have been missed (the feed reconnected or fell behind): re-read everything.
     Everything,
@@ -105,18 +109,22 @@ pub(crate) fn new_origin() -> String {
 }
 
 impl Change {
-    pub(crate) fn encode(&self) -> (&'static str, &str) {
-        match self {
-            Change::User(k) => ("user", k),
-            Change::Presence(k) => ("presence", k),
-            Change::RawCategories(k) => ("raw-categories", k),
-            Change::Rights(k) => ("rights", k),
+    /// The notice's kind and key (a subscriber's key is the owner and the watcher, split by a tab,
+    /// which no URI holds).
+    pub(crate) fn encode(&self) -> (&'static str, std::borrow::Cow<'_, str>) {
+        let (kind, key) = match self {
+            Change::User(k) => ("user", k.as_str()),
+            Change::Presence(k) => ("presence", k.as_str()),
+            Change::RawCategories(k) => ("raw-categories", k.as_str()),
+            Change::Rights(k) => ("rights", k.as_str()),
             Change::GlobalRights => ("global-rights", ""),
-            Change::ContactList(k) => ("contact-list", k),
-            Change::Subscribers(k) => ("subscribers", k),
-            Change::Image(k) => ("image", k),
+            Change::ContactList(k) => ("contact-list", k.as_str()),
+            Change::Subscribers(k) => ("subscribers", k.as_str()),
+            Change::Subscriber(owner, watcher) => return ("subscriber", format!("{owner}\t{watcher}").into()),
+            Change::Image(k) => ("image", k.as_str()),
             Change::Everything => ("everything", ""),
-        }
+        };
+        (kind, key.into())
     }
 
     /// The changes a notice written by `origin` announces: one, or for a format-1 `presence`
@@ -134,6 +142,10 @@ impl Change {
             "global-rights" => (Change::GlobalRights, None),
             "contact-list" => (Change::ContactList(key), None),
             "subscribers" => (Change::Subscribers(key), None),
+            "subscriber" => match key.split_once('\t') {
+                Some((owner, watcher)) => (Change::Subscriber(owner.to_string(), watcher.to_string()), None),
+                None => (Change::Everything, None),
+            },
             "image" => (Change::Image(key), None),
             _ => (Change::Everything, None),
         };
@@ -322,6 +334,8 @@ pub trait Store: Send + Sync {
     async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>>;
     /// (watcher, acknowledged) of one owner.
     async fn subscribers_of(&self, owner: &str) -> StoreResult<Vec<(String, bool)>>;
+    /// Whether `watcher` subscribes to `owner` (`None`: not), and whether it was acknowledged.
+    async fn subscriber(&self, owner: &str, watcher: &str) -> StoreResult<Option<bool>>;
 
     /// Stores an image of a user (`large` = the high-resolution variant).
     async fn save_image(&self, uri: &str, large: bool, image: &StoredImage) -> StoreResult<()>;
@@ -386,7 +400,7 @@ mod tests {
         let origin = new_origin();
         for change in [Change::Presence(uri.clone()), Change::RawCategories(uri.clone()), Change::User(uri.clone())] {
             let (kind, key) = change.encode();
-            assert_eq!(decoded(&origin, kind, key), std::slice::from_ref(&change), "{change:?} round-trips");
+            assert_eq!(decoded(&origin, kind, &key), std::slice::from_ref(&change), "{change:?} round-trips");
         }
         // A process of the first format (an origin without a suffix) meant every part.
         let both = [Change::Presence(uri.clone()), Change::RawCategories(uri.clone())];

@@ -239,7 +239,7 @@ macro_rules! sql_store_impl {
                     .execute(&mut *tx)
                     .await?;
                     self.faults.step()?;
-                    self.record(&mut tx, &$crate::store::Change::Subscribers(contact.clone())).await?;
+                    self.record(&mut tx, &$crate::store::Change::Subscriber(contact.clone(), owner.to_string())).await?;
                 }
                 self.record(&mut tx, &$crate::store::Change::ContactList(owner.to_string())).await?;
                 tx.commit().await?;
@@ -277,12 +277,7 @@ macro_rules! sql_store_impl {
                     .execute(&mut *tx)
                     .await?;
                     self.faults.step()?;
-                }
-                let mut owners: Vec<&str> = pairs.iter().map(|(owner, _)| *owner).collect();
-                owners.sort_unstable();
-                owners.dedup();
-                for owner in owners {
-                    self.record(&mut tx, &$crate::store::Change::Subscribers(owner.to_string())).await?;
+                    self.record(&mut tx, &$crate::store::Change::Subscriber(owner.to_string(), watcher.to_string())).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -303,6 +298,16 @@ macro_rules! sql_store_impl {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(|r| Ok((r.try_get("watcher")?, r.try_get("acknowledged")?))).collect()
+            }
+
+            async fn subscriber(&self, owner: &str, watcher: &str) -> $crate::store::StoreResult<Option<bool>> {
+                use sqlx::Row;
+                let row = sqlx::query("SELECT acknowledged FROM subscribers WHERE owner = $1 AND watcher = $2")
+                    .bind(owner)
+                    .bind(watcher)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| r.try_get("acknowledged")).transpose().map_err(Into::into)
             }
 
             async fn save_image(

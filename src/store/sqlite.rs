@@ -68,7 +68,7 @@ impl SqliteStore {
         let (kind, key) = change.encode();
         sqlx::query("INSERT INTO changes (kind, key, origin) VALUES ($1, $2, $3)")
             .bind(kind)
-            .bind(key)
+            .bind(key.as_ref())
             .bind(&self.origin)
             .execute(&mut **tx)
             .await?;
