@@ -6,6 +6,7 @@
 
 mod common;
 #[path = "support/nodes.rs"]
+#[macro_use]
 mod nodes;
 #[path = "support/pg.rs"]
 mod pg;
@@ -286,19 +287,6 @@ async fn each_part_reaches_the_other_gateway_and_only_it_is_read_again(backend: 
     let events = late.events_until("Bob's raw categories", |e| has_raw(e, "in the canteen")).await;
     let note = |e: &Event| e.name == "userPresence" && e.users().iter().any(|u| seen(u).note == "back at the desk");
     assert!(events.iter().any(note), "a new watcher there gets the note with the raw categories");
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::sqlite().await).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::postgres().await).await })*
-        }
-    };
 }
 
 both_backends!(each_part_reaches_the_other_gateway_and_only_it_is_read_again);

@@ -6,6 +6,7 @@
 
 mod common;
 #[path = "support/nodes.rs"]
+#[macro_use]
 mod nodes;
 #[path = "support/pg.rs"]
 mod pg;
@@ -105,19 +106,6 @@ async fn another_gateway_sees_a_report_at_once(backend: Backend) {
     alice.wait_for_user("sip:bob@example.com", |u| seen(u).token == "on-the-phone").await;
     assert_eq!(report(&one, "sip:bob@example.com", "pbx", None).await, 204);
     alice.wait_for_user("sip:bob@example.com", |u| seen(u).availability == 3500).await;
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::sqlite().await).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::postgres().await).await })*
-        }
-    };
 }
 
 both_backends!(

@@ -6,6 +6,7 @@
 
 mod common;
 #[path = "support/nodes.rs"]
+#[macro_use]
 mod nodes;
 #[path = "support/pg.rs"]
 mod pg;
@@ -121,19 +122,6 @@ where
         assert!(std::time::Instant::now() < deadline, "{what}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::sqlite().await).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::postgres().await).await })*
-        }
-    };
 }
 
 both_backends!(

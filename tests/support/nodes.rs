@@ -14,6 +14,21 @@ use presence_gateway::store::{Store, StoreUrl};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// Runs each named `async fn(Backend)` of the including test file as two tests, `sqlite::NAME`
+/// and `postgres::NAME`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::postgres().await).await })*
+        }
+    };
+}
+
 /// The store under test.
 pub enum Backend {
     Sqlite(tempfile::TempDir),
