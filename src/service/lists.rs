@@ -191,7 +191,8 @@ impl Gateway {
         }
     }
 
-    fn announce_subscribers(&self, owner: &str, watchers: &[String]) {
+    /// Tells every session of `owner` about these subscribers (new, or acknowledged).
+    pub(super) fn announce_subscribers(&self, owner: &str, watchers: &[String]) {
         let event = Event::new(EventBody::Subscribers(self.subscriber_views(owner, Some(watchers)).into()));
         for session in self.hub.sessions_of(owner) {
             self.push(&session, event.clone(), None);

@@ -206,10 +206,7 @@ impl Gateway {
         let stored = self.store.subscribers_of(owner).await?;
         let changed = self.lists.replace_subscribers(owner, stored);
         if !changed.is_empty() {
-            let event = Event::new(EventBody::Subscribers(self.subscriber_views(owner, Some(&changed)).into()));
-            for session in self.hub.sessions_of(owner) {
-                self.push(&session, event.clone(), None);
-            }
+            self.announce_subscribers(owner, &changed);
         }
         Ok(())
     }
@@ -219,10 +216,7 @@ impl Gateway {
         let _gate = self.gates.owner(owner).await;
         let Some(acknowledged) = self.store.subscriber(owner, watcher).await? else { return Ok(()) };
         if self.lists.set_subscriber(owner, watcher, acknowledged) {
-            let event = Event::new(EventBody::Subscribers(self.subscriber_views(owner, Some(&[watcher.to_string()])).into()));
-            for session in self.hub.sessions_of(owner) {
-                self.push(&session, event.clone(), None);
-            }
+            self.announce_subscribers(owner, &[watcher.to_string()]);
         }
         Ok(())
     }
