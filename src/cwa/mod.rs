@@ -2,6 +2,7 @@
 //! requests, rendering the hub's events (presence views into `cwaCategory` XML, lists, answers)
 //! and the `cwaResponses` / `cwaEvents` envelopes. Nothing here knows about sessions or storage.
 
+pub mod batch;
 pub mod envelope;
 pub mod events;
 pub mod lists;

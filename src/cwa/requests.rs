@@ -120,7 +120,9 @@ pub struct RequestBatch {
 
 const KNOWN_UNSUPPORTED: &[&str] = &["conference"];
 
-/// Reads the `cwaRequests` envelope of the command channel.
+/// Reads the `cwaRequests` envelope of the command channel from its tree. The command channel
+/// reads its bodies in one pass (`super::batch::read_batch`); this is the reference that reading
+/// is tested and fuzzed against, and what it falls back to for most methods ([`method_of`]).
 pub fn parse_batch(root: &Element, max_uris: usize) -> Result<RequestBatch, GatewayError> {
     if root.name != "cwaRequests" {
         return Err(GatewayError::InvalidFormat("the root element must be cwaRequests".into()));
@@ -132,18 +134,24 @@ pub fn parse_batch(root: &Element, max_uris: usize) -> Result<RequestBatch, Gate
     let mut unexpected = usize::from(root.namespace.as_deref() != Some(NS_CWA));
     let mut requests = Vec::with_capacity(root.children.len());
     for method in &root.children {
-        match parse_method(method, max_uris) {
-            Some(parsed) => requests.push(parsed),
-            None => {
-                unexpected += 1;
-                requests.push(Parsed::Invalid {
-                    rid: method.attr("rid").map(str::to_string),
-                    error: GatewayError::InvalidFormat(format!("unknown method {}", method.name)),
-                });
-            }
-        }
+        let (parsed, unknown) = method_of(method, max_uris);
+        requests.push(parsed);
+        unexpected += usize::from(unknown);
     }
     Ok(RequestBatch { sid, requests, unexpected_elements: unexpected })
+}
+
+/// One method element of a batch read, and whether it is an element no method has (an
+/// `unexpectedElement`).
+pub(super) fn method_of(method: &Element, max_uris: usize) -> (Parsed, bool) {
+    match parse_method(method, max_uris) {
+        Some(parsed) => (parsed, false),
+        None => {
+            let rid = method.attr("rid").map(str::to_string);
+            let error = GatewayError::InvalidFormat(format!("unknown method {}", method.name));
+            (Parsed::Invalid { rid, error }, true)
+        }
+    }
 }
 
 fn parse_method(method: &Element, max_uris: usize) -> Option<Parsed> {
@@ -237,7 +245,12 @@ fn parse_bool(text: &str) -> Result<bool, GatewayError> {
 fn parse_uris(method: &Element, max_uris: usize) -> Result<Vec<String>, GatewayError> {
     let uris =
         method.child("uris").ok_or_else(|| GatewayError::InvalidFormat(format!("{} needs a uris element", method.name)))?;
-    let count = uris.children_named("uri").count();
+    read_uris(uris.children.iter().filter(|c| c.name == "uri").map(|uri| uri.text.as_str()), max_uris)
+}
+
+/// The texts of the `uri` elements of a `uris` as [`parse_uris`] reads them.
+pub(super) fn read_uris<'a>(texts: impl Iterator<Item = &'a str> + Clone, max_uris: usize) -> Result<Vec<String>, GatewayError> {
+    let count = texts.clone().count();
     if count == 0 {
         return Err(GatewayError::InvalidFormat("uris must hold at least one uri".into()));
     }
@@ -245,8 +258,8 @@ fn parse_uris(method: &Element, max_uris: usize) -> Result<Vec<String>, GatewayE
         return Err(GatewayError::LimitExceeded(format!("at most {max_uris} URIs per request")));
     }
     let mut normal: Vec<String> = Vec::with_capacity(count);
-    for uri in uris.children_named("uri") {
-        let text = uri.text.trim();
+    for text in texts {
+        let text = text.trim();
         if !is_valid_sip_uri(text) {
             return Err(GatewayError::InvalidRequest(format!("{text:?} is not a sip: URI")));
         }

@@ -1,11 +1,13 @@
-//! A small, bounded XML tree for request bodies: quick-xml events folded into elements, with a
-//! depth limit, an element-count limit, an attribute-count limit per element, no DTDs and no
-//! entities beyond the five predefined ones and character references (so no entity expansion
+//! A small, bounded XML reader for request bodies: quick-xml events checked and handed to a
+//! [`Handler`] — the tree of [`parse`], or the typed requests of `super::batch` read in one pass —
+//! with a depth limit, an element-count limit, an attribute-count limit per element, no DTDs and
+//! no entities beyond the five predefined ones and character references (so no entity expansion
 //! attacks). Every step is linear in the input: duplicate attributes are found with a set, and an
 //! element shares its namespace with its parent instead of copying it.
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -72,55 +74,138 @@ impl Default for XmlLimits {
     }
 }
 
-/// Parses one document into its root element.
-pub fn parse(input: &str, limits: XmlLimits) -> Result<Element, XmlError> {
+/// What a read does with the document: called in document order for each element (its start,
+/// then its namespace declaration and attributes, its text and children, its end). `at` is the
+/// byte offset of the element's start tag in the input, `after` the offset just past its end.
+pub(crate) trait Handler {
+    fn open(&mut self, name: &str, at: usize);
+    /// The element's `xmlns` (default namespace) declaration.
+    fn namespace(&mut self, namespace: Cow<'_, str>);
+    /// An attribute other than a namespace declaration, by local name (prefixes such as `xsi:`
+    /// are dropped), its value unescaped.
+    fn attribute(&mut self, name: &str, value: Cow<'_, str>);
+    /// Text (or CDATA, or a resolved reference) directly inside the innermost open element.
+    fn text(&mut self, text: &str);
+    fn close(&mut self, after: usize);
+}
+
+/// Reads one document into `handler`, checking everything [`parse`] refuses, in the same order.
+pub(crate) fn read(input: &str, limits: XmlLimits, handler: &mut impl Handler) -> Result<(), XmlError> {
     let mut reader = Reader::from_str(input);
     reader.config_mut().check_end_names = true;
-    let mut stack: Vec<Element> = Vec::new();
-    let mut elements = 0usize;
-    let mut root: Option<Element> = None;
+    let (mut depth, mut elements, mut root_done) = (0usize, 0usize, false);
     loop {
+        let at = reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|_| XmlError::Malformed)?;
         match event {
-            Event::Start(_) | Event::Empty(_) if root.is_some() => return Err(XmlError::Malformed),
+            Event::Start(_) | Event::Empty(_) if root_done => return Err(XmlError::Malformed),
             Event::Start(start) => {
-                elements = check_counts(elements, stack.len() + 1, limits)?;
-                let parent_ns = stack.last().and_then(|p| p.namespace.clone());
-                stack.push(open_element(&start, parent_ns, limits.max_attributes)?);
+                elements = check_counts(elements, depth + 1, limits)?;
+                open_element(&start, at, limits.max_attributes, handler)?;
+                depth += 1;
             }
             Event::Empty(start) => {
-                elements = check_counts(elements, stack.len() + 1, limits)?;
-                let parent_ns = stack.last().and_then(|p| p.namespace.clone());
-                let element = open_element(&start, parent_ns, limits.max_attributes)?;
-                attach(&mut stack, &mut root, element);
+                elements = check_counts(elements, depth + 1, limits)?;
+                open_element(&start, at, limits.max_attributes, handler)?;
+                handler.close(reader.buffer_position() as usize);
+                root_done = depth == 0;
             }
             Event::End(_) => {
-                let element = stack.pop().ok_or(XmlError::Malformed)?;
-                attach(&mut stack, &mut root, element);
+                depth = depth.checked_sub(1).ok_or(XmlError::Malformed)?;
+                handler.close(reader.buffer_position() as usize);
+                root_done = depth == 0;
             }
             Event::Text(text) => {
                 let decoded = text.decode().map_err(|_| XmlError::Malformed)?;
-                append_text(&mut stack, &decoded)?;
+                pass_text(depth, &decoded, handler)?;
             }
             Event::CData(data) => {
                 let decoded = data.decode().map_err(|_| XmlError::Malformed)?;
-                append_text(&mut stack, &decoded)?;
+                pass_text(depth, &decoded, handler)?;
             }
             Event::GeneralRef(reference) => {
                 let name = reference.decode().map_err(|_| XmlError::Malformed)?;
                 let reference = format!("&{name};");
                 let resolved = quick_xml::escape::unescape(&reference).map_err(|_| XmlError::Malformed)?;
-                append_text(&mut stack, &resolved)?;
+                pass_text(depth, &resolved, handler)?;
             }
             Event::DocType(_) => return Err(XmlError::Dtd),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
             Event::Eof => break,
         }
     }
-    if !stack.is_empty() {
+    if depth != 0 {
         return Err(XmlError::Malformed);
     }
-    root.ok_or(XmlError::Empty)
+    if root_done {
+        Ok(())
+    } else {
+        Err(XmlError::Empty)
+    }
+}
+
+/// Parses one document into its root element.
+pub fn parse(input: &str, limits: XmlLimits) -> Result<Element, XmlError> {
+    let mut tree = TreeBuilder::new(None);
+    read(input, limits, &mut tree)?;
+    tree.root.ok_or(XmlError::Empty)
+}
+
+/// Parses a fragment of a document that is known to be one well-formed element (such as a span
+/// that [`read`] has already accepted) into that element, its namespace `inherited` unless it
+/// declares its own.
+pub(crate) fn parse_element(input: &str, limits: XmlLimits, inherited: Option<Arc<str>>) -> Result<Element, XmlError> {
+    let mut tree = TreeBuilder::new(inherited);
+    read(input, limits, &mut tree)?;
+    tree.root.ok_or(XmlError::Empty)
+}
+
+/// The [`Handler`] that folds a document (or one element of it) into an [`Element`] tree.
+pub(crate) struct TreeBuilder {
+    stack: Vec<Element>,
+    /// The namespace of the element read, before it declares its own.
+    inherited: Option<Arc<str>>,
+    /// The element once it is read to its end.
+    pub root: Option<Element>,
+}
+
+impl TreeBuilder {
+    pub fn new(inherited: Option<Arc<str>>) -> TreeBuilder {
+        TreeBuilder { stack: Vec::new(), inherited, root: None }
+    }
+}
+
+impl Handler for TreeBuilder {
+    fn open(&mut self, name: &str, _: usize) {
+        let namespace = self.stack.last().map_or_else(|| self.inherited.clone(), |p| p.namespace.clone());
+        self.stack.push(Element { name: name.to_string(), namespace, ..Element::default() });
+    }
+
+    fn namespace(&mut self, namespace: Cow<'_, str>) {
+        if let Some(element) = self.stack.last_mut() {
+            element.namespace = Some(namespace.into());
+        }
+    }
+
+    fn attribute(&mut self, name: &str, value: Cow<'_, str>) {
+        if let Some(element) = self.stack.last_mut() {
+            element.attrs.push((name.to_string(), value.into_owned()));
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        if let Some(element) = self.stack.last_mut() {
+            element.text.push_str(text);
+        }
+    }
+
+    fn close(&mut self, _: usize) {
+        let Some(element) = self.stack.pop() else { return };
+        match self.stack.last_mut() {
+            Some(parent) => parent.children.push(element),
+            None => self.root = Some(element),
+        }
+    }
 }
 
 fn check_counts(elements: usize, depth: usize, limits: XmlLimits) -> Result<usize, XmlError> {
@@ -133,50 +218,64 @@ fn check_counts(elements: usize, depth: usize, limits: XmlLimits) -> Result<usiz
     Ok(elements + 1)
 }
 
-fn append_text(stack: &mut [Element], text: &str) -> Result<(), XmlError> {
-    match stack.last_mut() {
-        Some(current) => current.text.push_str(text),
-        None if text.trim().is_empty() => {}
-        None => return Err(XmlError::Malformed),
-    }
-    Ok(())
-}
-
-fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
-    match stack.last_mut() {
-        Some(parent) => parent.children.push(element),
-        None => *root = Some(element),
+/// Text inside an element goes to the handler; outside the root only whitespace is allowed.
+fn pass_text(depth: usize, text: &str, handler: &mut impl Handler) -> Result<(), XmlError> {
+    match depth {
+        0 if text.trim().is_empty() => Ok(()),
+        0 => Err(XmlError::Malformed),
+        _ => {
+            handler.text(text);
+            Ok(())
+        }
     }
 }
 
-fn open_element(start: &BytesStart<'_>, parent_ns: Option<Arc<str>>, max_attributes: usize) -> Result<Element, XmlError> {
-    let name = std::str::from_utf8(start.local_name().as_ref()).map_err(|_| XmlError::Malformed)?.to_string();
-    let mut element = Element { name, namespace: parent_ns, ..Element::default() };
+/// Up to this many attributes, duplicates are found by comparing with each earlier one; beyond,
+/// with a set (the comparisons stay bounded, the set costs an allocation).
+const LINEAR_DUPLICATE_CHECK: usize = 8;
+
+fn open_element(start: &BytesStart<'_>, at: usize, max_attributes: usize, handler: &mut impl Handler) -> Result<(), XmlError> {
+    let name = std::str::from_utf8(start.local_name().into_inner()).map_err(|_| XmlError::Malformed)?;
+    handler.open(name, at);
     // quick-xml's own duplicate check compares each attribute with every earlier one (quadratic):
-    // it is off, and a set does the same job in linear time, after the count limit.
+    // it is off, and the check here does the same job in linear time, after the count limit.
+    let mut first: [&[u8]; LINEAR_DUPLICATE_CHECK] = [&[]; LINEAR_DUPLICATE_CHECK];
     let mut keys: HashSet<&[u8]> = HashSet::new();
+    let mut count = 0usize;
     for attr in start.attributes().with_checks(false) {
         let attr = attr.map_err(|_| XmlError::Malformed)?;
-        if keys.len() == max_attributes {
+        if count == max_attributes {
             return Err(XmlError::TooManyAttributes(max_attributes));
         }
         let key_bytes = attr.key.into_inner();
-        if !keys.insert(key_bytes) {
+        let duplicate = if count < LINEAR_DUPLICATE_CHECK {
+            first[..count].contains(&key_bytes)
+        } else {
+            if keys.is_empty() {
+                keys.extend(first);
+            }
+            !keys.insert(key_bytes)
+        };
+        if duplicate {
             return Err(XmlError::Malformed);
         }
+        if count < LINEAR_DUPLICATE_CHECK {
+            first[count] = key_bytes;
+        }
+        count += 1;
         let key = std::str::from_utf8(key_bytes).map_err(|_| XmlError::Malformed)?;
-        let value = attr.unescape_value().map_err(|_| XmlError::Malformed)?.into_owned();
+        let value = attr.unescape_value().map_err(|_| XmlError::Malformed)?;
         if key == "xmlns" {
-            element.namespace = Some(value.into());
+            handler.namespace(value);
             continue;
         }
         if key.starts_with("xmlns:") {
             continue;
         }
         let local = key.rsplit_once(':').map(|(_, l)| l).unwrap_or(key);
-        element.attrs.push((local.to_string(), value));
+        handler.attribute(local, value);
     }
-    Ok(element)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! long-poll `GET /cwa/AsyncDataChannel.ashx`, with the HTTP statuses of docs/architecture.md §1.2 item 9.
 
 use crate::cwa::envelope::{self, EventsHeader};
-use crate::cwa::requests::{parse_batch, parse_logon, parse_poll_query, PollQuery};
+use crate::cwa::batch::read_batch;
+use crate::cwa::requests::{parse_logon, parse_poll_query, PollQuery, RequestBatch};
 use crate::cwa::xml::{self, Element, XmlLimits};
 use crate::error::GatewayError;
 use crate::request::headers::Headers;
@@ -44,19 +45,36 @@ fn bad_body(error: GatewayError) -> Response {
     xml_reply(status, envelope::unusable_body(&error))
 }
 
-/// Reads a body within the size limit and parses it as a bounded XML tree.
-async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError> {
+/// Reads a body within the size limit.
+async fn read_body(gateway: &Gateway, body: Body) -> Result<bytes::Bytes, GatewayError> {
     let limit = gateway.config().limits.body_bytes;
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| GatewayError::InvalidFormat("the body is not UTF-8".into()))?;
-    let limits = XmlLimits {
+    axum::body::to_bytes(body, limit).await.map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))
+}
+
+/// A body's text: it must be UTF-8.
+fn body_text(bytes: &[u8]) -> Result<&str, GatewayError> {
+    std::str::from_utf8(bytes).map_err(|_| GatewayError::InvalidFormat("the body is not UTF-8".into()))
+}
+
+/// The XML limits of request bodies.
+fn xml_limits(gateway: &Gateway) -> XmlLimits {
+    XmlLimits {
         max_depth: gateway.config().limits.xml_depth,
         max_elements: gateway.config().limits.xml_elements,
         ..XmlLimits::default()
-    };
-    xml::parse(text, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
+    }
+}
+
+/// Reads a body within the size limit and parses it as a bounded XML tree.
+async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError> {
+    let bytes = read_body(gateway, body).await?;
+    xml::parse(body_text(&bytes)?, xml_limits(gateway)).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
+}
+
+/// Reads a command body within the size limit and its `cwaRequests` in one pass.
+async fn read_commands(gateway: &Gateway, body: Body) -> Result<RequestBatch, GatewayError> {
+    let bytes = read_body(gateway, body).await?;
+    read_batch(body_text(&bytes)?, xml_limits(gateway), gateway.config().limits.uris_per_query)
 }
 
 /// Authenticates the ticket of a request: 401 without a valid one, 503 (retryable, 18400) when
@@ -135,11 +153,7 @@ pub async fn command(
         Err(refused) => return refused,
     };
     let cookie = ticket::Cookie::for_request(gateway.config(), Some(peer), &headers);
-    let root = match read_xml(&gateway, body).await {
-        Ok(root) => root,
-        Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
-    };
-    let batch = match parse_batch(&root, gateway.config().limits.uris_per_query) {
+    let batch = match read_commands(&gateway, body).await {
         Ok(batch) => batch,
         Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
     };
