@@ -51,18 +51,29 @@ pub fn holds_raw_categories(event: &Event) -> bool {
     text(event).contains("<rawCategory")
 }
 
-/// Writes `\n  <element eid="N"…>…\n  </element>` (an event line of a `cwaEvents` body).
+/// Writes `\n  <element eid="N"…>…\n  </element>` (an event line of a `cwaEvents` body). A
+/// query's answer goes to one session once: its users' renderings are copied straight into `out`
+/// (the text [`text`] would make of it, without making it).
 pub(super) fn write(event: &Event, eid: u64, out: &mut String) {
     use std::fmt::Write as _;
     out.push_str("\n  <");
     out.push_str(element(&event.body));
     let _ = write!(out, " eid=\"{eid}\"");
-    out.push_str(text(event));
+    match &event.body {
+        EventBody::QueryPresence(users) | EventBody::QueryRawCategories(users) => {
+            write_joined(element(&event.body), users, out);
+        }
+        _ => out.push_str(text(event)),
+    }
 }
 
 /// The length of an event in a response, apart from its eid.
 pub(super) fn written_len(event: &Event) -> usize {
-    element(&event.body).len() + text(event).len() + 24
+    let text_len = match &event.body {
+        EventBody::QueryPresence(users) | EventBody::QueryRawCategories(users) => joined_len(element(&event.body), users),
+        _ => text(event).len(),
+    };
+    element(&event.body).len() + text_len + 24
 }
 
 fn render(body: &EventBody) -> Box<str> {
@@ -138,20 +149,32 @@ fn children<'a>(text: &'a str, element: &str) -> &'a str {
 }
 
 /// An answer holding the children of each event of `users` one after the other, copied from
-/// their renderings into a text allocated at its final size.
+/// their renderings into a text allocated for its final size.
 fn joined(element: &str, users: &[std::sync::Arc<Event>]) -> Box<str> {
-    let parts: Vec<&str> = users.iter().map(|user| children(text(user), self::element(&user.body))).collect();
-    let size: usize = parts.iter().map(|p| p.len()).sum();
-    if size == 0 {
-        return "/>".into();
-    }
-    let mut out = String::with_capacity(size + element.len() + 6);
+    let mut out = String::with_capacity(joined_len(element, users));
+    write_joined(element, users, &mut out);
+    out.into_boxed_str()
+}
+
+/// The children of the events of `users` in one element's rendering: `/>` when there are none.
+fn write_joined(element: &str, users: &[std::sync::Arc<Event>], out: &mut String) {
+    let start = out.len();
     out.push('>');
-    parts.iter().for_each(|part| out.push_str(part));
+    users.iter().for_each(|user| out.push_str(children(text(user), self::element(&user.body))));
+    if out.len() == start + 1 {
+        out.truncate(start);
+        out.push_str("/>");
+        return;
+    }
     out.push_str("\n  </");
     out.push_str(element);
     out.push('>');
-    out.into_boxed_str()
+}
+
+/// At least the length of what [`write_joined`] writes (each user's children are less than its
+/// rendering).
+fn joined_len(element: &str, users: &[std::sync::Arc<Event>]) -> usize {
+    users.iter().map(|user| text(user).len()).sum::<usize>() + element.len() + "></>\n  ".len()
 }
 
 #[cfg(test)]
@@ -196,5 +219,28 @@ mod tests {
         };
         assert!(!holds_raw_categories(&raw("sip:a@x")));
         assert_eq!(text(&raw("sip:a@x")), ">\n    <user uri=\"sip:a@x\"/>\n  </userRawCategories>");
+    }
+
+    #[test]
+    fn a_query_answer_is_written_as_its_text_reads_without_making_it() {
+        let presence = |uri: &str| {
+            let view = Arc::new(PresenceView::unknown(uri));
+            Event::new(EventBody::Presence { view, audience: Audience::Watcher { same_enterprise: true } })
+        };
+        let raw = |uri: &str| {
+            let view = Arc::new(PresenceView::unknown(uri));
+            Event::new(EventBody::RawCategories { view, audience: Audience::Watcher { same_enterprise: true }, only: None })
+        };
+        let answers = [
+            Event::new(EventBody::QueryPresence(Box::new([presence("sip:a@x"), presence("sip:b@x")]))),
+            Event::new(EventBody::QueryPresence(Box::new([]))),
+            Event::new(EventBody::QueryRawCategories(Box::new([raw("sip:a@x")]))),
+        ];
+        for answer in &answers {
+            let written = line(answer, 7);
+            assert!(written.len() <= written_len(answer) - 24 + " eid=\"7\"".len() + "\n  <".len());
+            let element = element(&answer.body);
+            assert_eq!(written, format!("\n  <{element} eid=\"7\"{}", text(answer)));
+        }
     }
 }
