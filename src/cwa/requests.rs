@@ -265,11 +265,16 @@ pub(super) fn read_uris<'a>(texts: impl Iterator<Item = &'a str> + Clone, max_ur
         }
         normal.push(normalize_uri(text));
     }
-    // The first of each URI, in order (no copies: the set borrows them).
-    let mut seen: HashSet<&str> = HashSet::with_capacity(count);
-    let first: Vec<bool> = normal.iter().map(|u| seen.insert(u.as_str())).collect();
+    Ok(first_of_each(normal))
+}
+
+/// The first of each URI, in order. The set is bounded by the URI limit and keyed per process
+/// (the URIs are the client's): no copies, it borrows them.
+fn first_of_each(uris: Vec<String>) -> Vec<String> {
+    let mut seen: HashSet<&str, foldhash::fast::RandomState> = HashSet::with_capacity_and_hasher(uris.len(), Default::default());
+    let first: Vec<bool> = uris.iter().map(|u| seen.insert(u.as_str())).collect();
     drop(seen);
-    Ok(normal.into_iter().zip(first).filter_map(|(uri, first)| first.then_some(uri)).collect())
+    uris.into_iter().zip(first).filter_map(|(uri, first)| first.then_some(uri)).collect()
 }
 
 fn parse_publish(method: &Element) -> Result<Vec<Publication>, GatewayError> {
@@ -624,6 +629,17 @@ mod tests {
         let ack = format!(r#"<cwaRequests><acknowledgeSubscriber rid="1">{}</acknowledgeSubscriber></cwaRequests>"#, same);
         let b = parse_batch(&parse(&ack, XmlLimits::default()).unwrap(), 2).unwrap();
         assert!(matches!(&b.requests[0], Parsed::Failed { error: GatewayError::LimitExceeded(_), .. }));
+    }
+
+    #[test]
+    fn the_first_of_each_uri_stays_in_its_place() {
+        let uris = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(first_of_each(uris("c a b a c d b c")), uris("c a b d"));
+        assert_eq!(first_of_each(uris("a")), uris("a"));
+        assert_eq!(first_of_each(uris("")), uris(""));
+        let many: Vec<String> = (0..300).map(|i| format!("sip:u{}@x", (i * 7) % 100)).collect();
+        let expected: Vec<String> = (0..100).map(|i| format!("sip:u{}@x", (i * 7) % 100)).collect();
+        assert_eq!(first_of_each(many), expected);
     }
 
     #[test]

@@ -75,8 +75,16 @@ pub fn is_valid_sip_uri(uri: &str) -> bool {
         && !user.is_empty()
         && !domain.is_empty()
         && !domain.contains('@')
-        && rest.chars().all(allowed_in_uri)
-        && super::text::check(rest).is_ok()
+        && allowed_text(rest)
+}
+
+/// Every character allowed in a URI, and the input text rule met; ASCII (nearly every URI) is
+/// checked byte by byte, and every ASCII character allowed here meets the rule.
+fn allowed_text(rest: &str) -> bool {
+    if rest.is_ascii() {
+        return rest.bytes().all(|b| allowed_in_uri(char::from(b)));
+    }
+    rest.chars().all(allowed_in_uri) && super::text::check(rest).is_ok()
 }
 
 fn allowed_in_uri(c: char) -> bool {
@@ -104,6 +112,9 @@ mod tests {
         assert!(!is_valid_sip_uri("sip:a b@example.com"));
         assert!(!is_valid_sip_uri("sip:a<b@example.com"));
         assert!(!is_valid_sip_uri("sip:a\u{FFFF}b@example.com"), "the input text rule holds for URIs too");
+        assert!(!is_valid_sip_uri("sip:a\u{1}b@example.com") && !is_valid_sip_uri("sip:a\tb@example.com"));
+        assert!(!is_valid_sip_uri("sip:a&b@example.com") && !is_valid_sip_uri("sip:a\u{7F}b@example.com"));
+        assert!(is_valid_sip_uri("sip:j\u{FC}rgen@example.com") && !is_valid_sip_uri("sip:j\u{FC}r\u{A0}gen@example.com"));
         assert!(!is_valid_sip_uri(&format!("sip:{}@example.com", "a".repeat(460))));
     }
 }
