@@ -1,16 +1,19 @@
 //! The in-memory directory: every user's profile and every owner's rights entries, loaded from the
-//! store at start and kept in step with it. Answers "what level does this watcher have?".
+//! store at start and kept in step with it. Answers "what level does this watcher have?". Its maps
+//! hold known users only (keys come from the store, not from requests; a request's URI is only
+//! looked up), hashed with a keyed hasher faster than SipHash (a query looks up a profile per URI).
 
 use crate::model::contact::Profile;
 use crate::model::rights::{domain_of, effective_level_of, AccessLevel, RightsEntry, WatcherFacts};
 use parking_lot::RwLock;
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Default)]
 pub struct Directory {
-    profiles: RwLock<HashMap<String, Arc<Profile>>>,
-    rights: RwLock<HashMap<String, Vec<RightsEntry>>>,
+    profiles: RwLock<HashMap<String, Arc<Profile>, RandomState>>,
+    rights: RwLock<HashMap<String, Vec<RightsEntry>, RandomState>>,
     /// Entries that apply to every owner.
     global: RwLock<Vec<RightsEntry>>,
     enterprise_domains: Vec<String>,

@@ -2,18 +2,21 @@
 //! exists from the moment a user is known (loaded, seeded, created, or learnt from another
 //! process) until the user is removed; its key is the one interned URI the rest of the gateway
 //! shares. The lock is short and never held across `.await`; an entry's own lock is taken by the
-//! caller, after this one is released.
+//! caller, after this one is released. The map's keys are known users (never a request's URI,
+//! which is only looked up), hashed with a keyed hasher faster than SipHash: a query looks up
+//! every URI it names.
 
 use super::presence::PresenceEntry;
 use crate::model::contact::Profile;
 use crate::model::presentity::Presentity;
 use parking_lot::RwLock;
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Default)]
 pub struct PresenceBook {
-    entries: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>>>,
+    entries: RwLock<HashMap<Arc<str>, Arc<PresenceEntry>, RandomState>>,
 }
 
 impl PresenceBook {
