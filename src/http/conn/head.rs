@@ -74,11 +74,12 @@ pub enum Framing {
     Chunked,
 }
 
-/// A parsed request head. It keeps the bytes it was parsed from, and its header lines are read
-/// from them where they are needed ([`Head::with_lines`]): the data channel's own path reads the
-/// few it needs that way, and only a request for the router becomes a `Uri` and a `HeaderMap`
-/// ([`Head::uri`], [`Head::header_map`]). [`parse`] refuses whatever those could not hold, so
-/// building them never fails for a parsed head.
+/// A parsed request head. It keeps the bytes it was parsed from and where each header line's name
+/// and value lie in them, so its lines are read where they are needed ([`Head::with_lines`])
+/// without parsing the head again: the data channel's own path reads the few it needs that way,
+/// and only a request for the router becomes a `Uri` and a `HeaderMap` ([`Head::uri`],
+/// [`Head::header_map`]). [`parse`] refuses whatever those could not hold, so building them never
+/// fails for a parsed head.
 #[derive(Debug)]
 pub struct Head {
     pub method: Method,
@@ -94,6 +95,44 @@ pub struct Head {
     target: Range<usize>,
     /// The target is a plain path and query that `Uri` holds as it is ([`plain_target`]).
     plain: bool,
+    /// Where each header line's name and value lie in `bytes`, in the order they came.
+    spans: Vec<LineSpan>,
+}
+
+/// Where one header line's name and value lie in a head's bytes.
+#[derive(Debug)]
+struct LineSpan {
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+/// The header lines of a [`Head`], borrowed from its bytes: read by name through [`Headers`].
+pub struct Lines<'a> {
+    bytes: &'a [u8],
+    spans: &'a [LineSpan],
+}
+
+impl<'a> Lines<'a> {
+    /// How many header lines the head has.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Each line's name and value, in the order they came.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let bytes = self.bytes;
+        self.spans.iter().map(move |span| (&bytes[span.name.clone()], &bytes[span.value.clone()]))
+    }
+}
+
+impl Headers for Lines<'_> {
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter().filter(move |(line, _)| line.eq_ignore_ascii_case(name.as_bytes())).map(|(_, value)| value)
+    }
 }
 
 /// Finds the end of a head in `buf`, scanning only from `scanned` (what earlier calls already
@@ -149,7 +188,11 @@ pub fn parse(bytes: Vec<u8>) -> Result<Head, HeadError> {
     let keep_alive = keep_alive(lines, version);
     let expect_continue = version == Version::HTTP_11
         && lines.value("expect").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
-    Ok(Head { method, version, framing, keep_alive, expect_continue, bytes, target, plain })
+    let spans = lines
+        .iter()
+        .map(|line| LineSpan { name: span_of(&bytes, line.name.as_bytes()), value: span_of(&bytes, line.value) })
+        .collect();
+    Ok(Head { method, version, framing, keep_alive, expect_continue, bytes, target, plain, spans })
 }
 
 /// Where `part`, a slice of `whole`, lies in it.
@@ -187,14 +230,8 @@ impl Head {
     }
 
     /// Calls `read` with the header lines, borrowed from the head, in the order they came.
-    pub fn with_lines<R>(&self, read: impl FnOnce(&[httparse::Header<'_>]) -> R) -> R {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut slots);
-        match request.parse(&self.bytes) {
-            Ok(httparse::Status::Complete(_)) => read(request.headers),
-            // Not reached: the same bytes parsed before.
-            _ => read(&[]),
-        }
+    pub fn with_lines<R>(&self, read: impl FnOnce(&Lines<'_>) -> R) -> R {
+        read(&Lines { bytes: &self.bytes, spans: &self.spans })
     }
 
     /// The target as a `Uri`, for the router.
@@ -206,9 +243,9 @@ impl Head {
     pub fn header_map(&self) -> Result<HeaderMap, HeadError> {
         self.with_lines(|lines| {
             let mut headers = HeaderMap::with_capacity(lines.len());
-            for line in lines {
-                let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| HeadError::Malformed)?;
-                let value = HeaderValue::from_bytes(line.value).map_err(|_| HeadError::Malformed)?;
+            for (name, value) in lines.iter() {
+                let name = HeaderName::from_bytes(name).map_err(|_| HeadError::Malformed)?;
+                let value = HeaderValue::from_bytes(value).map_err(|_| HeadError::Malformed)?;
                 headers.append(name, value);
             }
             Ok(headers)
