@@ -120,7 +120,7 @@ impl RequestId {
     fn of(lines: &Lines<'_>) -> RequestId {
         match lines.value("x-request-id") {
             Some(given) => RequestId::Given(given.into()),
-            None => RequestId::Made(super::ops::uuid_v4(rand::random())),
+            None => RequestId::Made(super::ops::uuid_v4(super::ops::id_bytes())),
         }
     }
 
