@@ -93,8 +93,9 @@ pub struct Head {
     bytes: Vec<u8>,
     /// Where the request target lies in `bytes`.
     target: Range<usize>,
-    /// The target is a plain path and query that `Uri` holds as it is ([`plain_target`]).
-    plain: bool,
+    /// The target is a plain path and query that `Uri` holds as it is ([`plain_target`]), with
+    /// where its first `?` is, if it has one.
+    plain: Option<Option<usize>>,
     /// Where each header line's name and value lie in `bytes`, in the order they came.
     spans: Vec<LineSpan>,
 }
@@ -131,7 +132,10 @@ impl<'a> Lines<'a> {
 
 impl Headers for Lines<'_> {
     fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter().filter(move |(line, _)| line.eq_ignore_ascii_case(name.as_bytes())).map(|(_, value)| value)
+        let (bytes, wanted) = (self.bytes, name.as_bytes());
+        // Lines of another length are passed over without looking at their bytes.
+        let named = move |span: &&LineSpan| span.name.len() == wanted.len() && bytes[span.name.clone()].eq_ignore_ascii_case(wanted);
+        self.spans.iter().filter(named).map(move |span| &bytes[span.value.clone()])
     }
 }
 
@@ -140,12 +144,10 @@ impl Headers for Lines<'_> {
 /// the head including its final empty line, or `None` (with `scanned` advanced) if it is not
 /// complete yet. A LF not preceded by CR is refused at once.
 pub fn find_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, HeadError> {
-    let start = *scanned;
-    for (offset, &byte) in buf[start..].iter().enumerate() {
-        let at = start + offset;
-        if byte != b'\n' {
-            continue;
-        }
+    let mut from = *scanned;
+    while let Some(offset) = memchr::memchr(b'\n', &buf[from..]) {
+        let at = from + offset;
+        from = at + 1;
         if at == 0 || buf[at - 1] != b'\r' {
             return Err(HeadError::BareLf);
         }
@@ -175,7 +177,7 @@ pub fn parse(bytes: Vec<u8>) -> Result<Head, HeadError> {
     let method = Method::from_bytes(request.method.unwrap_or("").as_bytes()).map_err(|_| HeadError::BadTarget)?;
     let target_text = request.path.unwrap_or("");
     let plain = plain_target(target_text.as_bytes());
-    if !plain {
+    if plain.is_none() {
         Uri::try_from(target_text).map_err(|_| HeadError::BadTarget)?;
     }
     let target = span_of(&bytes, target_text.as_bytes());
@@ -201,12 +203,24 @@ fn span_of(whole: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
+/// The bytes valid unescaped in both a path and a query (no `#`, no quotes or braces, nothing
+/// outside ASCII), as a table.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x5F | 0x61..=0x7A | 0x7C | 0x7E);
+        b += 1;
+    }
+    table
+};
+
 /// Whether `target` is an origin-form path and query of bytes that `Uri` keeps as they are: a
-/// `/`, then only characters valid unescaped in both a path and a query (no `#`, no quotes or
-/// braces, nothing outside ASCII), within `Uri`'s length.
-fn plain_target(target: &[u8]) -> bool {
-    let plain = |b: u8| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x5F | 0x61..=0x7A | 0x7C | 0x7E);
-    target.first() == Some(&b'/') && target.len() <= MAX_TARGET && target.iter().all(|&b| plain(b))
+/// `/`, then only [`PLAIN`] bytes, within `Uri`'s length. `Some` with where its first `?` is, if
+/// any; `None` when it is not plain.
+fn plain_target(target: &[u8]) -> Option<Option<usize>> {
+    let plain = target.first() == Some(&b'/') && target.len() <= MAX_TARGET && target.iter().all(|&b| PLAIN[usize::from(b)]);
+    plain.then(|| memchr::memchr(b'?', target))
 }
 
 impl Head {
@@ -219,11 +233,9 @@ impl Head {
     /// `Uri::query` give them; `None` for any other target (an absolute URL, a fragment,
     /// characters `Uri` treats specially).
     pub fn path_and_query(&self) -> Option<(&str, Option<&str>)> {
-        if !self.plain {
-            return None;
-        }
+        let question = self.plain?;
         let target = self.target();
-        Some(match target.split_once('?') {
+        Some(match question.and_then(|at| Some((target.get(..at)?, target.get(at + 1..)?))) {
             Some((path, query)) => (path, Some(query)),
             None => (target, None),
         })
