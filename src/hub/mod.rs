@@ -281,7 +281,8 @@ mod tests {
 
     fn hub_with_session() -> (Arc<Hub>, Arc<Session>) {
         let hub = Arc::new(Hub::new());
-        let session = Arc::new(Session::new(hub.allocate_sid(), "sip:a@x".into(), 1, SessionOptions::default(), chrono::Utc::now()));
+        let session =
+            Arc::new(Session::new(hub.allocate_sid(), "sip:a@x".into(), 1, SessionOptions::default(), chrono::Utc::now()));
         hub.insert(session.clone());
         (hub, session)
     }

@@ -134,7 +134,8 @@ impl Headers for Lines<'_> {
     fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         let (bytes, wanted) = (self.bytes, name.as_bytes());
         // Lines of another length are passed over without looking at their bytes.
-        let named = move |span: &&LineSpan| span.name.len() == wanted.len() && bytes[span.name.clone()].eq_ignore_ascii_case(wanted);
+        let named =
+            move |span: &&LineSpan| span.name.len() == wanted.len() && bytes[span.name.clone()].eq_ignore_ascii_case(wanted);
         self.spans.iter().filter(named).map(move |span| &bytes[span.value.clone()])
     }
 }
