@@ -15,7 +15,9 @@ use presence_gateway::model::sources::{ManualKind, ManualState, Note};
 use presence_gateway::store::faults::Faults;
 use presence_gateway::store::postgres::PostgresStore;
 use presence_gateway::store::sqlite::SqliteStore;
-use presence_gateway::store::{Change, RightsWrite, Store, StoreError, StoredImage, StoredPresence, StoredTicket, UserRecord};
+use presence_gateway::store::{
+    Change, PresenceUpdate, RightsWrite, Store, StoreError, StoredImage, StoredPresence, StoredTicket, UserRecord,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,9 +134,20 @@ async fn every_row_round_trips(f: Fixture) {
         manual: Some(ManualState { text: Some("in a meeting".into()), ..ManualState::simple(ManualKind::DoNotDisturb) }),
         note: Some(Note { text: "hello".into(), expires: None }),
     };
-    s.save_presence("sip:a@x.test", &presence).await.unwrap();
+    assert_eq!(s.update_presence("sip:a@x.test", &PresenceUpdate::whole(&presence)).await.unwrap(), presence);
     assert_eq!(s.presence("sip:a@x.test").await.unwrap(), Some(presence.clone()));
-    assert_eq!(s.presences().await.unwrap(), vec![("sip:a@x.test".to_string(), presence)]);
+    assert_eq!(s.presences().await.unwrap(), vec![("sip:a@x.test".to_string(), presence.clone())]);
+    // An update sets only the parts it names and answers the whole stand.
+    let note_only = PresenceUpdate { manual: None, note: Some(Some(Note { text: "bye".into(), expires: None })) };
+    let stands = s.update_presence("sip:a@x.test", &note_only).await.unwrap();
+    assert_eq!(stands.manual, presence.manual, "the manual state is kept");
+    assert_eq!(stands.note.as_ref().map(|n| n.text.as_str()), Some("bye"));
+    let cleared = s.update_presence("sip:a@x.test", &PresenceUpdate { manual: Some(None), note: None }).await.unwrap();
+    assert_eq!(cleared, StoredPresence { manual: None, note: stands.note.clone() }, "the manual state is cleared, the note kept");
+    assert_eq!(s.presence("sip:a@x.test").await.unwrap(), Some(cleared));
+    assert!(s.update_presence("sip:nobody@x.test", &note_only).await.is_err(), "no presence without a user");
+    assert_eq!(s.presence("sip:nobody@x.test").await.unwrap(), None);
+    s.update_presence("sip:a@x.test", &PresenceUpdate::whole(&presence)).await.unwrap();
 
     let members = [
         Member::Uri("sip:b@x.test".into()),
@@ -239,7 +252,7 @@ async fn a_failure_half_way_leaves_nothing_half_written(f: Fixture) {
     // A store that is down refuses every write until it is back.
     f.faults().fail_always();
     assert!(s.upsert_user(&user("sip:c@x.test")).await.unwrap_err().is_retryable());
-    assert!(s.save_presence("sip:a@x.test", &StoredPresence::default()).await.is_err());
+    assert!(s.update_presence("sip:a@x.test", &PresenceUpdate::whole(&StoredPresence::default())).await.is_err());
     f.faults().heal();
     assert_eq!(s.user("sip:c@x.test").await.unwrap(), None);
     s.upsert_user(&user("sip:c@x.test")).await.unwrap();
@@ -296,7 +309,7 @@ async fn changes_reach_the_other_processes_only(f: Fixture) {
     // A failed write announces nothing: the next change seen is the one after it.
     f.faults().fail_after(0);
     assert!(here.remove_user("sip:new@x.test").await.is_err());
-    here.save_presence("sip:new@x.test", &StoredPresence::default()).await.unwrap();
+    here.update_presence("sip:new@x.test", &PresenceUpdate::whole(&StoredPresence::default())).await.unwrap();
     assert_eq!(next_change(&mut feed_there).await, Change::Presence("sip:new@x.test".into()));
 }
 
@@ -308,7 +321,7 @@ async fn a_presence_notice_names_the_part_that_changed(f: Fixture) {
     here.upsert_user(&user(uri)).await.unwrap();
     assert_eq!(next_change(&mut feed).await, Change::User(uri.into()));
     let noted = StoredPresence { manual: None, note: Some(Note { text: "at lunch".into(), expires: None }) };
-    here.save_presence(uri, &noted).await.unwrap();
+    here.update_presence(uri, &PresenceUpdate::whole(&noted)).await.unwrap();
     assert_eq!(next_change(&mut feed).await, Change::Presence(uri.into()), "a note is a live input");
     let category = presence_gateway::model::raw::RawCategory {
         name: "gps".into(),

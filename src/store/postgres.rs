@@ -6,9 +6,10 @@
 //! the feed then says [`Change::Everything`].
 
 use super::faults::Faults;
-use super::sql::sql_store_impl;
+use super::rows::PresenceUpdateColumns;
+use super::sql::{sql_store_impl, upsert_presence_sql};
 use super::{Change, ChangeFeed, StoreResult};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
@@ -42,6 +43,27 @@ impl PostgresStore {
         })
     }
 
+    /// The presence upsert and its notice in one statement (one round trip, no explicit
+    /// transaction: the statement is its own, and the notice is delivered on its commit).
+    async fn update_presence_row(&self, uri: &str, columns: &PresenceUpdateColumns) -> StoreResult<PgRow> {
+        self.faults.step()?;
+        let row = sqlx::query(concat!(
+            "WITH stands AS (",
+            upsert_presence_sql!(),
+            ") SELECT stands.uri, stands.manual, stands.note FROM stands CROSS JOIN (SELECT pg_notify($6, $7)) AS announced"
+        ))
+        .bind(uri)
+        .bind(columns.set_manual)
+        .bind(&columns.manual)
+        .bind(columns.set_note)
+        .bind(&columns.note)
+        .bind(&self.channel)
+        .bind(self.notice(&Change::Presence(uri.to_string())))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
     /// The end of every write: its last fault point, the change recorded, the commit.
     async fn finish(&self, mut tx: Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
         self.faults.step()?;
@@ -50,13 +72,14 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn record(&self, tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
+    /// The text of the notice announcing `change`: this process's origin, the kind, the key.
+    fn notice(&self, change: &Change) -> String {
         let (kind, key) = change.encode();
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(&self.channel)
-            .bind(format!("{}\t{kind}\t{key}", self.origin))
-            .execute(&mut **tx)
-            .await?;
+        format!("{}\t{kind}\t{key}", self.origin)
+    }
+
+    async fn record(&self, tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(&self.channel).bind(self.notice(change)).execute(&mut **tx).await?;
         Ok(())
     }
 
