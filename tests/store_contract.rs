@@ -512,6 +512,56 @@ contract!(
     a_newer_schema_is_refused,
 );
 
+/// Pooled PostgreSQL connections the server ends (a restart, an administrator's
+/// `pg_terminate_backend`) are replaced: a write on one of them fails with the retryable error,
+/// at most once per pooled connection, and a write after that succeeds. The store signs in as a
+/// role of the test's own, so that only its connections are ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_the_server_ended_are_replaced() {
+    use sqlx::Connection;
+    let schema = pg::PgSchema::create().await;
+    let role = format!("r{}", schema.name);
+    let mut admin = sqlx::PgConnection::connect(schema.admin_url()).await.unwrap();
+    for statement in [format!("CREATE ROLE {role} LOGIN"), format!("GRANT ALL ON SCHEMA {} TO {role}", schema.name)] {
+        sqlx::query(&statement).execute(&mut admin).await.unwrap();
+    }
+    let store = PostgresStore::connect(&schema.url_as(&role)).await.unwrap();
+    store.upsert_user(&user("sip:a@x.test")).await.unwrap();
+    let note = |text: &str| PresenceUpdate { manual: None, note: Some(Some(Note { text: text.into(), expires: None })) };
+    // Several connections in the pool, all just used.
+    let updates: Vec<PresenceUpdate> = (0..4).map(|i| note(&format!("before {i}"))).collect();
+    let writes = updates.iter().map(|update| store.update_presence("sip:a@x.test", update));
+    for written in futures_util::future::join_all(writes).await {
+        written.unwrap();
+    }
+
+    let ended: Vec<bool> = sqlx::query_scalar("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1")
+        .bind(&role)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    assert!(!ended.is_empty() && ended.iter().all(|e| *e), "the store's connections were ended: {ended:?}");
+    let mut failures = 0;
+    let stands = loop {
+        match store.update_presence("sip:a@x.test", &note("after")).await {
+            Ok(stands) => break stands,
+            Err(error) => {
+                assert!(error.is_retryable(), "a connection the server ended is a retryable failure: {error}");
+                failures += 1;
+                assert!(failures <= ended.len(), "{failures} failures for {} ended connections", ended.len());
+            }
+        }
+    };
+    assert_eq!(stands.note.map(|n| n.text).as_deref(), Some("after"));
+    let stored: Option<String> =
+        sqlx::query_scalar(&format!("SELECT note FROM {}.presence", schema.name)).fetch_one(&mut admin).await.unwrap();
+    assert!(stored.is_some_and(|n| n.contains("after")), "the write that succeeded is stored");
+
+    store.close().await;
+    sqlx::query(&format!("DROP SCHEMA {} CASCADE", schema.name)).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("DROP ROLE {role}")).execute(&mut admin).await.unwrap();
+}
+
 /// A data directory made before migrations existed (tables created with IF NOT EXISTS, rights
 /// members as JSON text in the key) opens, is migrated, and reads back the same data.
 #[tokio::test]

@@ -10,9 +10,14 @@ use super::rows::PresenceUpdateColumns;
 use super::sql::{sql_store_impl, upsert_presence_sql};
 use super::{Change, ChangeFeed, StoreResult};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Connection, Postgres, Row, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
+
+/// How long a pooled connection may sit idle before it is checked with a ping when taken. One
+/// the server ended while it was in use or more recently fails its next statement with the
+/// retryable error and is replaced.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -31,7 +36,22 @@ impl PostgresStore {
     /// schema up to date.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
         let options = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(5)).connect_with(options).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            // A connection in steady use is not pinged before each statement (a round trip per
+            // write); one that sat idle for a while is, so that a restart meanwhile is noticed.
+            .test_before_acquire(false)
+            .before_acquire(|connection, taken| {
+                Box::pin(async move {
+                    if taken.idle_for >= PING_WHEN_IDLE_FOR {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(options)
+            .await?;
         super::migrate::run(&MIGRATOR, &pool).await?;
         let schema: String = sqlx::query("SELECT current_schema() AS s").fetch_one(&pool).await?.try_get("s")?;
         Ok(PostgresStore {
