@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use presence_gateway::model::sources::Note;
 use presence_gateway::store::sqlite::SqliteStore;
-use presence_gateway::store::{Store, StoredPresence};
+use presence_gateway::store::{PresenceUpdate, Store, StoredPresence};
 
 const CONTOSO: &str = r#"
 [[user]]
@@ -157,7 +157,8 @@ async fn characters_xml_forbids_in_stored_data_never_reach_the_wire() {
         let store = SqliteStore::open(dir.path()).await.unwrap();
         presence_gateway::service::seed::UsersFile::parse(USERS).unwrap().apply(&store).await.unwrap();
         let note = Note { text: "bad\u{1}note\u{0}\u{B}\u{FFFE}end\r".into(), expires: None };
-        store.save_presence("sip:bob@example.com", &StoredPresence { manual: None, note: Some(note) }).await.unwrap();
+        let noted = StoredPresence { manual: None, note: Some(note) };
+        store.update_presence("sip:bob@example.com", &PresenceUpdate::whole(&noted)).await.unwrap();
         store.close().await;
     }
     let server = TestServer::start_in(test_config(), USERS, dir).await;

@@ -2,7 +2,9 @@
 //! with real gateways on 127.0.0.1:0 (no backplane): what a user publishes on one gateway reaches
 //! watchers on the other through the store's change feed, and the other gateway re-reads only the
 //! part the notice names (docs/architecture.md §5, "The store feed") — seen through a store that
-//! counts the reads of a user's presence the feed makes.
+//! counts the reads of a user's presence the feed makes; and a change of one part made while the
+//! other gateway's change of the other part has not reached it yet keeps both — seen through a
+//! store whose change feed the test holds back.
 
 mod common;
 #[path = "support/nodes.rs"]
@@ -20,24 +22,35 @@ use presence_gateway::model::reports::SourceReport;
 use presence_gateway::model::rights::{Member, RightsEntry};
 use presence_gateway::model::sources::Timestamp;
 use presence_gateway::store::{
-    ChangeFeed, RightsWrite, Store, StoreResult, StoredImage, StoredPresence, StoredTicket, UserRecord,
+    ChangeFeed, PresenceUpdate, RightsWrite, Store, StoreResult, StoredImage, StoredPresence, StoredTicket, UserRecord,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const BOB: &str = "sip:bob@example.com";
 
-/// A store that counts the per-user presence reads (the ones the change feed makes) and
-/// otherwise passes every call on.
+/// A store that counts the per-user presence reads (the ones the change feed makes), delivers
+/// its change feed only while the test lets it, and otherwise passes every call on.
 struct Counting {
     inner: Arc<dyn Store>,
     /// Reads of a user's manual state and note.
     inputs_read: AtomicUsize,
     /// Reads of a user's raw categories.
     raw_read: AtomicUsize,
+    /// Whether the change feed delivers (true) or holds its notices back.
+    feed_open: tokio::sync::watch::Sender<bool>,
 }
 
 impl Counting {
+    fn new(inner: Arc<dyn Store>) -> Counting {
+        Counting { inner, inputs_read: 0.into(), raw_read: 0.into(), feed_open: tokio::sync::watch::Sender::new(true) }
+    }
+
+    /// Holds the change feed's notices back (false) or lets them through, in order (true).
+    fn deliver_feed(&self, open: bool) {
+        self.feed_open.send_replace(open);
+    }
+
     /// (live-input reads, raw-category reads) so far.
     fn reads(&self) -> (usize, usize) {
         (self.inputs_read.load(Ordering::SeqCst), self.raw_read.load(Ordering::SeqCst))
@@ -70,8 +83,8 @@ impl Store for Counting {
         self.inner.user(uri).await
     }
 
-    async fn save_presence(&self, uri: &str, presence: &StoredPresence) -> StoreResult<()> {
-        self.inner.save_presence(uri, presence).await
+    async fn update_presence(&self, uri: &str, update: &PresenceUpdate) -> StoreResult<StoredPresence> {
+        self.inner.update_presence(uri, update).await
     }
 
     async fn presence(&self, uri: &str) -> StoreResult<Option<StoredPresence>> {
@@ -209,7 +222,17 @@ impl Store for Counting {
     }
 
     async fn changes(&self) -> StoreResult<ChangeFeed> {
-        self.inner.changes().await
+        let mut inner = self.inner.changes().await?;
+        let mut open = self.feed_open.subscribe();
+        let (send, feed) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            while let Some(change) = inner.recv().await {
+                if open.wait_for(|open| *open).await.is_err() || send.send(change).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(feed)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -249,7 +272,7 @@ async fn sees_raw(client: &mut Client, text: &str) {
 
 async fn each_part_reaches_the_other_gateway_and_only_it_is_read_again(backend: Backend) {
     let one = Node::on(&backend, test_config()).await;
-    let counting = Arc::new(Counting { inner: backend.open().await, inputs_read: 0.into(), raw_read: 0.into() });
+    let counting = Arc::new(Counting::new(backend.open().await));
     let node_two = Node::start(counting.clone(), test_config()).await;
     let two = node_two.base.clone();
     let mut alice = Client::sign_in(&two, "alice@example.com", "pw").await.unwrap();
@@ -289,4 +312,38 @@ async fn each_part_reaches_the_other_gateway_and_only_it_is_read_again(backend: 
     assert!(events.iter().any(note), "a new watcher there gets the note with the raw categories");
 }
 
-both_backends!(each_part_reaches_the_other_gateway_and_only_it_is_read_again);
+/// Bob's note is set on one gateway; before that gateway's notice reaches the other, Bob's
+/// manual state is set there. The store keeps both, and watchers on either gateway see both.
+async fn a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another(backend: Backend) {
+    let one = Node::on(&backend, test_config()).await;
+    let counting = Arc::new(Counting::new(backend.open().await));
+    let node_two = Node::start(counting.clone(), test_config()).await;
+    let two = node_two.base.clone();
+    let mut alice = Client::sign_in(&two, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    alice.subscribe(&[BOB]).await;
+    let mut bob_there = Client::sign_in(&two, "bob@example.com", "pw").await.unwrap();
+    bob_there.initiate().await;
+    let mut bob_here = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();
+    bob_here.initiate().await;
+
+    counting.deliver_feed(false);
+    assert!(bob_here.publish_note("at the desk").await.body.contains("requestAccepted"));
+    assert!(bob_there.publish_state(6500).await.body.contains("requestAccepted"));
+    counting.deliver_feed(true);
+
+    let both = |u: &Element| seen(u).availability == 6500 && seen(u).note == "at the desk";
+    alice.wait_for_user(BOB, both).await;
+    let stored = backend.open().await.presence(BOB).await.unwrap().expect("Bob's presence is stored");
+    assert_eq!(stored.note.map(|n| n.text).as_deref(), Some("at the desk"), "the note is kept");
+    assert!(stored.manual.is_some(), "the manual state is kept");
+    let mut watcher_here = Client::sign_in(&one.base, "alice@example.com", "pw").await.unwrap();
+    watcher_here.initiate().await;
+    watcher_here.subscribe(&[BOB]).await;
+    watcher_here.wait_for_user(BOB, both).await;
+}
+
+both_backends!(
+    each_part_reaches_the_other_gateway_and_only_it_is_read_again,
+    a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another,
+);

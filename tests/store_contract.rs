@@ -15,7 +15,9 @@ use presence_gateway::model::sources::{ManualKind, ManualState, Note};
 use presence_gateway::store::faults::Faults;
 use presence_gateway::store::postgres::PostgresStore;
 use presence_gateway::store::sqlite::SqliteStore;
-use presence_gateway::store::{Change, RightsWrite, Store, StoreError, StoredImage, StoredPresence, StoredTicket, UserRecord};
+use presence_gateway::store::{
+    Change, PresenceUpdate, RightsWrite, Store, StoreError, StoredImage, StoredPresence, StoredTicket, UserRecord,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,9 +134,20 @@ async fn every_row_round_trips(f: Fixture) {
         manual: Some(ManualState { text: Some("in a meeting".into()), ..ManualState::simple(ManualKind::DoNotDisturb) }),
         note: Some(Note { text: "hello".into(), expires: None }),
     };
-    s.save_presence("sip:a@x.test", &presence).await.unwrap();
+    assert_eq!(s.update_presence("sip:a@x.test", &PresenceUpdate::whole(&presence)).await.unwrap(), presence);
     assert_eq!(s.presence("sip:a@x.test").await.unwrap(), Some(presence.clone()));
-    assert_eq!(s.presences().await.unwrap(), vec![("sip:a@x.test".to_string(), presence)]);
+    assert_eq!(s.presences().await.unwrap(), vec![("sip:a@x.test".to_string(), presence.clone())]);
+    // An update sets only the parts it names and answers the whole stand.
+    let note_only = PresenceUpdate { manual: None, note: Some(Some(Note { text: "bye".into(), expires: None })) };
+    let stands = s.update_presence("sip:a@x.test", &note_only).await.unwrap();
+    assert_eq!(stands.manual, presence.manual, "the manual state is kept");
+    assert_eq!(stands.note.as_ref().map(|n| n.text.as_str()), Some("bye"));
+    let cleared = s.update_presence("sip:a@x.test", &PresenceUpdate { manual: Some(None), note: None }).await.unwrap();
+    assert_eq!(cleared, StoredPresence { manual: None, note: stands.note.clone() }, "the manual state is cleared, the note kept");
+    assert_eq!(s.presence("sip:a@x.test").await.unwrap(), Some(cleared));
+    assert!(s.update_presence("sip:nobody@x.test", &note_only).await.is_err(), "no presence without a user");
+    assert_eq!(s.presence("sip:nobody@x.test").await.unwrap(), None);
+    s.update_presence("sip:a@x.test", &PresenceUpdate::whole(&presence)).await.unwrap();
 
     let members = [
         Member::Uri("sip:b@x.test".into()),
@@ -239,7 +252,7 @@ async fn a_failure_half_way_leaves_nothing_half_written(f: Fixture) {
     // A store that is down refuses every write until it is back.
     f.faults().fail_always();
     assert!(s.upsert_user(&user("sip:c@x.test")).await.unwrap_err().is_retryable());
-    assert!(s.save_presence("sip:a@x.test", &StoredPresence::default()).await.is_err());
+    assert!(s.update_presence("sip:a@x.test", &PresenceUpdate::whole(&StoredPresence::default())).await.is_err());
     f.faults().heal();
     assert_eq!(s.user("sip:c@x.test").await.unwrap(), None);
     s.upsert_user(&user("sip:c@x.test")).await.unwrap();
@@ -296,7 +309,7 @@ async fn changes_reach_the_other_processes_only(f: Fixture) {
     // A failed write announces nothing: the next change seen is the one after it.
     f.faults().fail_after(0);
     assert!(here.remove_user("sip:new@x.test").await.is_err());
-    here.save_presence("sip:new@x.test", &StoredPresence::default()).await.unwrap();
+    here.update_presence("sip:new@x.test", &PresenceUpdate::whole(&StoredPresence::default())).await.unwrap();
     assert_eq!(next_change(&mut feed_there).await, Change::Presence("sip:new@x.test".into()));
 }
 
@@ -308,7 +321,7 @@ async fn a_presence_notice_names_the_part_that_changed(f: Fixture) {
     here.upsert_user(&user(uri)).await.unwrap();
     assert_eq!(next_change(&mut feed).await, Change::User(uri.into()));
     let noted = StoredPresence { manual: None, note: Some(Note { text: "at lunch".into(), expires: None }) };
-    here.save_presence(uri, &noted).await.unwrap();
+    here.update_presence(uri, &PresenceUpdate::whole(&noted)).await.unwrap();
     assert_eq!(next_change(&mut feed).await, Change::Presence(uri.into()), "a note is a live input");
     let category = presence_gateway::model::raw::RawCategory {
         name: "gps".into(),
@@ -498,6 +511,56 @@ contract!(
     source_reports_keep_their_expiry,
     a_newer_schema_is_refused,
 );
+
+/// Pooled PostgreSQL connections the server ends (a restart, an administrator's
+/// `pg_terminate_backend`) are replaced: a write on one of them fails with the retryable error,
+/// at most once per pooled connection, and a write after that succeeds. The store signs in as a
+/// role of the test's own, so that only its connections are ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_the_server_ended_are_replaced() {
+    use sqlx::Connection;
+    let schema = pg::PgSchema::create().await;
+    let role = format!("r{}", schema.name);
+    let mut admin = sqlx::PgConnection::connect(schema.admin_url()).await.unwrap();
+    for statement in [format!("CREATE ROLE {role} LOGIN"), format!("GRANT ALL ON SCHEMA {} TO {role}", schema.name)] {
+        sqlx::query(&statement).execute(&mut admin).await.unwrap();
+    }
+    let store = PostgresStore::connect(&schema.url_as(&role)).await.unwrap();
+    store.upsert_user(&user("sip:a@x.test")).await.unwrap();
+    let note = |text: &str| PresenceUpdate { manual: None, note: Some(Some(Note { text: text.into(), expires: None })) };
+    // Several connections in the pool, all just used.
+    let updates: Vec<PresenceUpdate> = (0..4).map(|i| note(&format!("before {i}"))).collect();
+    let writes = updates.iter().map(|update| store.update_presence("sip:a@x.test", update));
+    for written in futures_util::future::join_all(writes).await {
+        written.unwrap();
+    }
+
+    let ended: Vec<bool> = sqlx::query_scalar("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1")
+        .bind(&role)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    assert!(!ended.is_empty() && ended.iter().all(|e| *e), "the store's connections were ended: {ended:?}");
+    let mut failures = 0;
+    let stands = loop {
+        match store.update_presence("sip:a@x.test", &note("after")).await {
+            Ok(stands) => break stands,
+            Err(error) => {
+                assert!(error.is_retryable(), "a connection the server ended is a retryable failure: {error}");
+                failures += 1;
+                assert!(failures <= ended.len(), "{failures} failures for {} ended connections", ended.len());
+            }
+        }
+    };
+    assert_eq!(stands.note.map(|n| n.text).as_deref(), Some("after"));
+    let stored: Option<String> =
+        sqlx::query_scalar(&format!("SELECT note FROM {}.presence", schema.name)).fetch_one(&mut admin).await.unwrap();
+    assert!(stored.is_some_and(|n| n.contains("after")), "the write that succeeded is stored");
+
+    store.close().await;
+    sqlx::query(&format!("DROP SCHEMA {} CASCADE", schema.name)).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("DROP ROLE {role}")).execute(&mut admin).await.unwrap();
+}
 
 /// A data directory made before migrations existed (tables created with IF NOT EXISTS, rights
 /// members as JSON text in the key) opens, is migrated, and reads back the same data.

@@ -12,7 +12,7 @@
 //! node (the forwarding layer passes it on, README "Several nodes").
 
 use super::cwa::{answer_poll, PollAnswer, PollRequest};
-use crate::http::conn::head::{Framing, Head};
+use crate::http::conn::head::{Framing, Head, Lines};
 use crate::http::conn::response::{self, Prepared};
 use crate::request::headers::{visible_ascii, Headers};
 use crate::request::ticket::{self, Remembered};
@@ -105,7 +105,7 @@ impl DataChannel {
 /// What the `GuardCookie` layer does (`web::GuardCookie`): a cookie without a `CWA-Ticket` header
 /// counts only from the gateway's own pages (or of `origins`). `true` when it does not count, and
 /// so no ticket is presented.
-fn cookie_refused(lines: &[httparse::Header<'_>], origins: &[String]) -> bool {
+fn cookie_refused(lines: &Lines<'_>, origins: &[String]) -> bool {
     !lines.has("cwa-ticket") && lines.has("cookie") && !super::web::cookie_allowed(lines, origins)
 }
 
@@ -117,10 +117,10 @@ enum RequestId {
 }
 
 impl RequestId {
-    fn of(lines: &[httparse::Header<'_>]) -> RequestId {
+    fn of(lines: &Lines<'_>) -> RequestId {
         match lines.value("x-request-id") {
             Some(given) => RequestId::Given(given.into()),
-            None => RequestId::Made(super::ops::uuid_v4(rand::random())),
+            None => RequestId::Made(super::ops::uuid_v4(super::ops::id_bytes())),
         }
     }
 

@@ -13,10 +13,9 @@ use crate::model::sources::Timestamp;
 use parking_lot::RwLock;
 use session::{Batch, PollCheck, Session};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// How a poll ended.
 #[derive(Debug)]
@@ -64,7 +63,8 @@ pub struct Hub {
     by_user: RwLock<HashMap<Arc<str>, Vec<Arc<Session>>>>,
     watchers: RwLock<WatcherIndex>,
     next_sid: AtomicU64,
-    shutdown: watch::Sender<bool>,
+    /// Set once graceful shutdown begins.
+    shutting_down: AtomicBool,
     interest: std::sync::OnceLock<InterestHook>,
 }
 
@@ -88,7 +88,7 @@ impl Hub {
             by_user: RwLock::default(),
             watchers: RwLock::default(),
             next_sid: AtomicU64::new(start),
-            shutdown: watch::channel(false).0,
+            shutting_down: AtomicBool::new(false),
             interest: std::sync::OnceLock::new(),
         }
     }
@@ -240,9 +240,12 @@ impl Hub {
         self.wait_for_events(session, lease.generation(), hold).await
     }
 
+    /// Shutdown needs no watch of its own per poll: [`Hub::begin_shutdown`] sets its flag before it
+    /// wakes every session, and a poll enables its wake-up before it reads the flag, so a poll
+    /// either sees the flag or is woken after it was set. The hold's timer is made once per poll.
     async fn wait_for_events(&self, session: &Session, generation: u64, hold: Duration) -> PollOutcome {
-        let deadline = tokio::time::Instant::now() + hold;
-        let mut shutdown = self.shutdown.subscribe();
+        let held = tokio::time::sleep(hold);
+        tokio::pin!(held);
         loop {
             let woken = session.woken();
             tokio::pin!(woken);
@@ -251,22 +254,72 @@ impl Hub {
                 PollCheck::Ready(batch) | PollCheck::Superseded(batch) => return PollOutcome::Batch(batch),
                 PollCheck::Resync => return PollOutcome::Resync,
                 PollCheck::Ended => return PollOutcome::Ended,
-                PollCheck::Wait if *shutdown.borrow() => return PollOutcome::Batch(session.batch_now()),
+                PollCheck::Wait if self.shutting_down.load(Ordering::SeqCst) => return PollOutcome::Batch(session.batch_now()),
                 PollCheck::Wait => {}
             }
             tokio::select! {
                 _ = &mut woken => {}
-                _ = tokio::time::sleep_until(deadline) => return PollOutcome::Batch(session.batch_now()),
-                _ = shutdown.changed() => {}
+                _ = &mut held => return PollOutcome::Batch(session.batch_now()),
             }
         }
     }
 
-    /// Answers every held poll at once (graceful shutdown).
+    /// Answers every held poll at once (graceful shutdown): the flag first, then every session is
+    /// woken (see [`Hub::wait_for_events`]).
     pub fn begin_shutdown(&self) {
-        self.shutdown.send_replace(true);
+        self.shutting_down.store(true, Ordering::SeqCst);
         for session in self.all_sessions() {
             session.nudge();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use session::SessionOptions;
+
+    fn hub_with_session() -> (Arc<Hub>, Arc<Session>) {
+        let hub = Arc::new(Hub::new());
+        let session =
+            Arc::new(Session::new(hub.allocate_sid(), "sip:a@x".into(), 1, SessionOptions::default(), chrono::Utc::now()));
+        hub.insert(session.clone());
+        (hub, session)
+    }
+
+    fn held(hub: &Arc<Hub>, session: &Arc<Session>, hold: Duration) -> tokio::task::JoinHandle<PollOutcome> {
+        let (hub, session) = (hub.clone(), session.clone());
+        tokio::spawn(async move { hub.poll(&session, 0, hold, &chrono::Utc::now).await })
+    }
+
+    /// Yields until the poll is held.
+    async fn until_held(session: &Session) {
+        while session.held_polls() == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_poll_ends_when_its_hold_does_though_woken_meanwhile() {
+        let (hub, session) = hub_with_session();
+        let started = std::time::Instant::now();
+        let poll = held(&hub, &session, Duration::from_millis(300));
+        until_held(&session).await;
+        session.nudge();
+        let outcome = poll.await.unwrap();
+        assert!(matches!(outcome, PollOutcome::Batch(ref b) if b.events.is_empty()), "{outcome:?}");
+        assert!(started.elapsed() >= Duration::from_millis(300), "a wake-up without events does not end the hold");
+    }
+
+    #[tokio::test]
+    async fn shutdown_answers_held_polls_and_later_ones_at_once() {
+        let (hub, session) = hub_with_session();
+        let started = std::time::Instant::now();
+        let poll = held(&hub, &session, Duration::from_secs(60));
+        until_held(&session).await;
+        hub.begin_shutdown();
+        assert!(matches!(poll.await.unwrap(), PollOutcome::Batch(_)));
+        assert!(matches!(held(&hub, &session, Duration::from_secs(60)).await.unwrap(), PollOutcome::Batch(_)));
+        assert!(started.elapsed() < Duration::from_secs(30), "answered at shutdown, not at the end of the hold");
     }
 }

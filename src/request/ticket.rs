@@ -37,9 +37,9 @@ impl Cookie {
     pub fn for_request(config: &Config, peer: Option<SocketAddr>, headers: &(impl Headers + ?Sized)) -> Cookie {
         let proxied_https = || {
             let proxy = peer.is_some_and(|peer| config.trusted_proxies.iter().any(|net| net.contains(&peer.ip())));
-            let proto = headers.text("x-forwarded-proto");
-            // A chain of proxies appends; the nearest one's word is the last.
-            proxy && proto.and_then(|p| p.rsplit(',').next()).is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+            // A chain of proxies appends; the nearest one's word is the last. Read only from a proxy.
+            let proto = || headers.text("x-forwarded-proto");
+            proxy && proto().and_then(|p| p.rsplit(',').next()).is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
         };
         Cookie { secure: config.tls_cert.is_some() || proxied_https() }
     }

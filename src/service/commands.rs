@@ -10,6 +10,7 @@ use crate::error::{GatewayError, Result};
 use crate::hub::event::{Event, EventBody};
 use crate::hub::session::{Admission, Session, ANSWERS_PER_METHOD};
 use crate::model::sources::{ManualKind, ManualState, Note};
+use crate::store::PresenceUpdate;
 use std::sync::Arc;
 
 /// The longest personal note accepted (characters).
@@ -189,15 +190,8 @@ impl Gateway {
             }
         }
         if manual.is_some() || note.is_some() {
-            self.change_presence(&session.user, |p| {
-                if let Some(state) = manual {
-                    p.manual = Some(state);
-                }
-                if let Some(text) = note {
-                    p.note = (!text.is_empty()).then_some(Note { text, expires: None });
-                }
-            })
-            .await?;
+            let note = note.map(|text| (!text.is_empty()).then_some(Note { text, expires: None }));
+            self.change_presence(&session.user, PresenceUpdate { manual: manual.map(Some), note }).await?;
         }
         if let Some(idle) = machine_idle {
             session.set_machine_idle(idle, self.clock.now());

@@ -16,7 +16,7 @@ use crate::model::presentity::{view, PresenceView, Presentity, Viewer};
 use crate::model::raw::RawCategory;
 use crate::model::reports::SourceReport;
 use crate::model::sources::{ClientActivity, Timestamp};
-use crate::store::StoredPresence;
+use crate::store::{PresenceUpdate, StoredPresence};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -341,28 +341,48 @@ impl Gateway {
         }
     }
 
-    /// Changes the durable part (manual state, note) of a user's presence: stored first, then
-    /// applied, recalculated and fanned out. Nothing changes when the store write fails; once it is
-    /// under way, the change runs to its end even if the request is abandoned.
-    pub(crate) async fn change_presence(&self, uri: &str, change: impl FnOnce(&mut StoredPresence)) -> Result<()> {
+    /// Changes the durable part (manual state, note) of a user's presence: the parts `update`
+    /// sets are stored first, in one step that keeps the others as stored, and the presence as it
+    /// then stands is applied, recalculated and fanned out. Nothing changes when the store write
+    /// fails; once it is under way, the change runs to its end even if the request is abandoned.
+    pub(crate) async fn change_presence(&self, uri: &str, update: PresenceUpdate) -> Result<StoredPresence> {
         let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
         let gate = entry.gate.clone().lock_owned().await;
-        let mut next = self.durable_presence(uri, &entry).await?;
-        change(&mut next);
+        self.store_presence(uri, entry, gate, update).await
+    }
+
+    /// Clears the manual state and note of a user where they are over at `now` (a timed
+    /// transition), starting from the durable stand; returns the presence as it then stands.
+    pub(crate) async fn end_presence(&self, uri: &str, now: Timestamp) -> Result<StoredPresence> {
+        let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
+        let gate = entry.gate.clone().lock_owned().await;
+        let current = self.durable_presence(uri, &entry).await?;
+        self.store_presence(uri, entry, gate, PresenceUpdate::ended(&current, now)).await
+    }
+
+    /// The store write of a presence change under the user's gate, and what follows it.
+    async fn store_presence(
+        &self,
+        uri: &str,
+        entry: Arc<PresenceEntry>,
+        gate: tokio::sync::OwnedMutexGuard<()>,
+        update: PresenceUpdate,
+    ) -> Result<StoredPresence> {
         let uri = uri.to_string();
         self.complete(move |gw| async move {
             let _gate = gate;
-            gw.store.save_presence(&uri, &next).await.map_err(|e| GatewayError::store("saving presence", e))?;
+            let stands = gw.store.update_presence(&uri, &update).await.map_err(|e| GatewayError::store("saving presence", e))?;
             let mut live = entry.live.lock();
-            gw.live_change(&uri, &mut live, LiveChange::Manual { manual: next.manual, note: next.note });
-            Ok(())
+            let change = LiveChange::Manual { manual: stands.manual.clone(), note: stands.note.clone() };
+            gw.live_change(&uri, &mut live, change);
+            Ok(stands)
         })
         .await
     }
 
-    /// The manual state and note a change starts from: in memory standalone; in a cluster the
-    /// store's, since in memory they change only when they come back from the backplane and the
-    /// node's previous change may still be on its way.
+    /// The manual state and note a timed transition starts from: in memory standalone; in a
+    /// cluster the store's, since in memory they change only when they come back from the
+    /// backplane and the node's previous change may still be on its way.
     async fn durable_presence(&self, uri: &str, entry: &PresenceEntry) -> Result<StoredPresence> {
         if self.backplane.is_shared() {
             let stored = self.store.presence(uri).await.map_err(|e| GatewayError::store("reading presence", e))?;
@@ -461,11 +481,7 @@ impl Gateway {
             probe.drop_expired(now)
         };
         if expired {
-            let result = self.change_presence(uri, |p| {
-                p.manual = p.manual.take().filter(|m| !m.has_ended(now));
-                p.note = p.note.take().filter(|n| n.is_active(now));
-            });
-            if result.await.is_err() {
+            if self.end_presence(uri, now).await.is_err() {
                 tracing::warn!(uri, "could not store an expiry; retrying at the next transition");
             }
         } else {

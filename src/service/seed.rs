@@ -13,7 +13,7 @@ use crate::model::sources::{
     Appointment, AppointmentStatus, Call, CallDirection, CallService, CallState, ComputerState, Line, LineState, ManualKind,
     ManualState, Note, Reachability,
 };
-use crate::store::{RightsWrite, Store, StoredPresence, UserRecord};
+use crate::store::{PresenceUpdate, RightsWrite, Store, StoredPresence, UserRecord};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -310,7 +310,7 @@ pub async fn seed_demo(store: &dyn Store) -> Result<(), String> {
     }
     let stored: HashSet<String> = store.presences().await.map_err(|e| e.to_string())?.into_iter().map(|(uri, _)| uri).collect();
     for (uri, presence) in demo_presences().into_iter().filter(|(uri, _)| !stored.contains(uri)) {
-        store.save_presence(&uri, &presence).await.map_err(|e| e.to_string())?;
+        store.update_presence(&uri, &PresenceUpdate::whole(&presence)).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

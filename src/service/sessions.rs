@@ -13,6 +13,7 @@ use crate::hub::session::{Batch, Session, SessionOptions};
 use crate::hub::timers::TimerKey;
 use crate::hub::PollOutcome;
 use crate::model::sources::{ManualKind, ManualState};
+use crate::store::PresenceUpdate;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -169,7 +170,8 @@ impl Gateway {
         match request.availability {
             // "Online" at start means automatic presence; any other choice is a manual state.
             Some(kind) if kind != ManualKind::Available => {
-                self.change_presence(&login.user, |p| p.manual = Some(ManualState::simple(kind))).await?;
+                let update = PresenceUpdate { manual: Some(Some(ManualState::simple(kind))), note: None };
+                self.change_presence(&login.user, update).await?;
             }
             _ => self.refresh(&login.user),
         }

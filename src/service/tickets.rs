@@ -67,8 +67,20 @@ impl Authenticated {
 }
 
 /// SHA-256 of a ticket value: what is kept instead of the value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TicketHash(pub [u8; 32]);
+
+/// The cache's maps hash only the first 8 bytes of the digest, with the maps' own keyed hasher
+/// (`RandomState`): as unpredictable a choice of bucket as all 32 bytes give (tickets are the
+/// client's, but finding two whose digests share 8 bytes takes 2^32 hashes and flooding a
+/// bucket far more), hashing 8 bytes per lookup instead of 40. Equality still compares all 32.
+impl std::hash::Hash for TicketHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
 
 impl TicketHash {
     pub fn of(ticket: &str) -> TicketHash {

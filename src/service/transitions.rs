@@ -19,7 +19,6 @@ use crate::error::{GatewayError, Result};
 use crate::model::presentity::Presentity;
 use crate::model::reports::SourceReport;
 use crate::model::sources::Timestamp;
-use crate::store::StoredPresence;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -89,13 +88,7 @@ impl Gateway {
     /// Removes an ended manual state and an expired note from the store and publishes the result.
     async fn end_manual(&self, uri: &str, publish_now: bool) -> Result<()> {
         let now = self.clock.now();
-        let mut result = StoredPresence::default();
-        self.change_presence(uri, |p| {
-            p.manual = p.manual.take().filter(|m| !m.has_ended(now));
-            p.note = p.note.take().filter(|n| n.is_active(now));
-            result = p.clone();
-        })
-        .await?;
+        let result = self.end_presence(uri, now).await?;
         if publish_now {
             let change = LiveChange::Manual { manual: result.manual, note: result.note };
             let published = self.backplane.publish(&[Published { uri: Arc::from(uri), change }]).await;

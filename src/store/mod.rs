@@ -44,6 +44,30 @@ pub struct StoredPresence {
     pub note: Option<Note>,
 }
 
+/// A change to some parts of a user's stored presence: each part is either kept as stored
+/// (`None`) or set (`Some`, with `Some(None)` clearing it). Applied in one step by the store, so
+/// two processes changing different parts at once both keep theirs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PresenceUpdate {
+    pub manual: Option<Option<ManualState>>,
+    pub note: Option<Option<Note>>,
+}
+
+impl PresenceUpdate {
+    /// Sets both parts to `presence`.
+    pub fn whole(presence: &StoredPresence) -> PresenceUpdate {
+        PresenceUpdate { manual: Some(presence.manual.clone()), note: Some(presence.note.clone()) }
+    }
+
+    /// Clears the parts of `current` that are over at `now`: a manual state that has ended, a
+    /// note that has expired; keeps the rest.
+    pub fn ended(current: &StoredPresence, now: Timestamp) -> PresenceUpdate {
+        let manual = current.manual.as_ref().filter(|m| m.has_ended(now)).map(|_| None);
+        let note = current.note.as_ref().filter(|n| !n.is_active(now)).map(|_| None);
+        PresenceUpdate { manual, note }
+    }
+}
+
 /// A ticket value as kept, found by the SHA-256 of the ticket (the ticket itself is never
 /// stored), with what is kept of its login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,7 +331,9 @@ pub trait Store: Send + Sync {
     async fn users(&self) -> StoreResult<Vec<UserRecord>>;
     async fn user(&self, uri: &str) -> StoreResult<Option<UserRecord>>;
 
-    async fn save_presence(&self, uri: &str, presence: &StoredPresence) -> StoreResult<()>;
+    /// Changes the parts of the user's presence `update` sets and keeps the others as stored, in
+    /// one step; returns the presence as it then stands.
+    async fn update_presence(&self, uri: &str, update: &PresenceUpdate) -> StoreResult<StoredPresence>;
     async fn presence(&self, uri: &str) -> StoreResult<Option<StoredPresence>>;
     async fn presences(&self) -> StoreResult<Vec<(String, StoredPresence)>>;
 

@@ -6,12 +6,18 @@
 //! the feed then says [`Change::Everything`].
 
 use super::faults::Faults;
-use super::sql::sql_store_impl;
+use super::rows::PresenceUpdateColumns;
+use super::sql::{sql_store_impl, upsert_presence_sql};
 use super::{Change, ChangeFeed, StoreResult};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, Row, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
+
+/// How long a pooled connection may sit idle before it is checked with a ping when taken. One
+/// the server ended while it was in use or more recently fails its next statement with the
+/// retryable error and is replaced.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -30,7 +36,22 @@ impl PostgresStore {
     /// schema up to date.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
         let options = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(5)).connect_with(options).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            // A connection in steady use is not pinged before each statement (a round trip per
+            // write); one that sat idle for a while is, so that a restart meanwhile is noticed.
+            .test_before_acquire(false)
+            .before_acquire(|connection, taken| {
+                Box::pin(async move {
+                    if taken.idle_for >= PING_WHEN_IDLE_FOR {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(options)
+            .await?;
         super::migrate::run(&MIGRATOR, &pool).await?;
         let schema: String = sqlx::query("SELECT current_schema() AS s").fetch_one(&pool).await?.try_get("s")?;
         Ok(PostgresStore {
@@ -42,6 +63,27 @@ impl PostgresStore {
         })
     }
 
+    /// The presence upsert and its notice in one statement (one round trip, no explicit
+    /// transaction: the statement is its own, and the notice is delivered on its commit).
+    async fn update_presence_row(&self, uri: &str, columns: &PresenceUpdateColumns) -> StoreResult<PgRow> {
+        self.faults.step()?;
+        let row = sqlx::query(concat!(
+            "WITH stands AS (",
+            upsert_presence_sql!(),
+            ") SELECT stands.uri, stands.manual, stands.note FROM stands CROSS JOIN (SELECT pg_notify($6, $7)) AS announced"
+        ))
+        .bind(uri)
+        .bind(columns.set_manual)
+        .bind(&columns.manual)
+        .bind(columns.set_note)
+        .bind(&columns.note)
+        .bind(&self.channel)
+        .bind(self.notice(&Change::Presence(uri.to_string())))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
     /// The end of every write: its last fault point, the change recorded, the commit.
     async fn finish(&self, mut tx: Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
         self.faults.step()?;
@@ -50,13 +92,14 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn record(&self, tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
+    /// The text of the notice announcing `change`: this process's origin, the kind, the key.
+    fn notice(&self, change: &Change) -> String {
         let (kind, key) = change.encode();
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(&self.channel)
-            .bind(format!("{}\t{kind}\t{key}", self.origin))
-            .execute(&mut **tx)
-            .await?;
+        format!("{}\t{kind}\t{key}", self.origin)
+    }
+
+    async fn record(&self, tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(&self.channel).bind(self.notice(change)).execute(&mut **tx).await?;
         Ok(())
     }
 

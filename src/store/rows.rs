@@ -210,6 +210,26 @@ struct NoteDoc {
     expires: Option<Timestamp>,
 }
 
+/// A [`PresenceUpdate`](super::PresenceUpdate) as the parameters of the presence upsert: for each
+/// part whether it is set, and its column value.
+pub struct PresenceUpdateColumns {
+    pub set_manual: bool,
+    pub manual: Option<String>,
+    pub set_note: bool,
+    pub note: Option<String>,
+}
+
+impl PresenceUpdateColumns {
+    pub fn of(update: &super::PresenceUpdate) -> StoreResult<PresenceUpdateColumns> {
+        Ok(PresenceUpdateColumns {
+            set_manual: update.manual.is_some(),
+            manual: update.manual.as_ref().and_then(Option::as_ref).map(manual_to_column).transpose()?,
+            set_note: update.note.is_some(),
+            note: update.note.as_ref().and_then(Option::as_ref).map(note_to_column).transpose()?,
+        })
+    }
+}
+
 pub fn note_to_column(n: &Note) -> StoreResult<String> {
     Ok(serde_json::to_string(&NoteDoc { text: n.text.clone(), expires: n.expires })?)
 }

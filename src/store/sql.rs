@@ -5,6 +5,20 @@
 //! `description`, and the inherent methods `record(&mut tx, &Change)` (announce a change inside
 //! the writing transaction) and `follow_changes()`.
 
+/// The statement of [`Store::update_presence`](super::Store::update_presence) both backends run
+/// (a backend wraps it to announce the change): `$1` the user, `$2`/`$3` whether to set the manual
+/// state and its column, `$4`/`$5` the same for the note; it returns the row as it then stands.
+macro_rules! upsert_presence_sql {
+    () => {
+        "INSERT INTO presence (uri, manual, note) VALUES ($1, $3, $5)
+         ON CONFLICT (uri) DO UPDATE SET
+             manual = CASE WHEN $2 THEN excluded.manual ELSE presence.manual END,
+             note = CASE WHEN $4 THEN excluded.note ELSE presence.note END
+         RETURNING uri, manual, note"
+    };
+}
+pub(super) use upsert_presence_sql;
+
 macro_rules! sql_store_impl {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
@@ -88,22 +102,14 @@ macro_rules! sql_store_impl {
                 }))
             }
 
-            async fn save_presence(&self, uri: &str, presence: &$crate::store::StoredPresence) -> $crate::store::StoreResult<()> {
-                use $crate::store::rows::{manual_to_column, note_to_column};
-                let manual = presence.manual.as_ref().map(manual_to_column).transpose()?;
-                let note = presence.note.as_ref().map(note_to_column).transpose()?;
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO presence (uri, manual, note) VALUES ($1, $2, $3)
-                     ON CONFLICT (uri) DO UPDATE SET manual = excluded.manual, note = excluded.note",
-                )
-                .bind(uri)
-                .bind(manual)
-                .bind(note)
-                .execute(&mut *tx)
-                .await?;
-                self.finish(tx, &$crate::store::Change::Presence(uri.to_string())).await?;
-                Ok(())
+            async fn update_presence(
+                &self,
+                uri: &str,
+                update: &$crate::store::PresenceUpdate,
+            ) -> $crate::store::StoreResult<$crate::store::StoredPresence> {
+                let columns = $crate::store::rows::PresenceUpdateColumns::of(update)?;
+                let row = self.update_presence_row(uri, &columns).await?;
+                Ok(presence_from_row(&row)?.1)
             }
 
             async fn presence(&self, uri: &str) -> $crate::store::StoreResult<Option<$crate::store::StoredPresence>> {

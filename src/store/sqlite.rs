@@ -4,9 +4,10 @@
 //! rows other processes wrote (a few times a second; entries older than an hour are pruned).
 
 use super::faults::Faults;
-use super::sql::sql_store_impl;
+use super::rows::PresenceUpdateColumns;
+use super::sql::{sql_store_impl, upsert_presence_sql};
 use super::{Change, ChangeFeed, StoreError, StoreResult};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 use std::path::Path;
 use std::time::Duration;
@@ -57,6 +58,21 @@ impl SqliteStore {
     }
 
     /// The end of every write: its last fault point, the change recorded, the commit.
+    /// The presence upsert and its change row, in one transaction.
+    async fn update_presence_row(&self, uri: &str, columns: &PresenceUpdateColumns) -> StoreResult<SqliteRow> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(upsert_presence_sql!())
+            .bind(uri)
+            .bind(columns.set_manual)
+            .bind(&columns.manual)
+            .bind(columns.set_note)
+            .bind(&columns.note)
+            .fetch_one(&mut *tx)
+            .await?;
+        self.finish(tx, &Change::Presence(uri.to_string())).await?;
+        Ok(row)
+    }
+
     async fn finish(&self, mut tx: Transaction<'_, Sqlite>, change: &Change) -> StoreResult<()> {
         self.faults.step()?;
         self.record(&mut tx, change).await?;

@@ -33,6 +33,18 @@ impl PgSchema {
     pub fn url(&self) -> String {
         format!("{}?options=-c%20search_path%3D{}", self.base, self.name)
     }
+
+    /// The server's URL as its superuser (no schema selected).
+    pub fn admin_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The store URL that selects this schema, signed in as `role`.
+    pub fn url_as(&self, role: &str) -> String {
+        let (scheme, rest) = self.base.split_once("://").unwrap();
+        let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{role}@{host}?options=-c%20search_path%3D{}", self.name)
+    }
 }
 
 impl Drop for PgSchema {

@@ -271,6 +271,18 @@ async fn read_head<T: Transport>(
             return Err(HeadError::TooLarge.into());
         }
         let had_bytes = !buf.is_empty();
+        if !had_bytes {
+            // A request's first bytes have usually arrived by now: taken without a read buffer.
+            match transport::read_ready(io, buf) {
+                Ok(0) => return Err(Stop::Quiet),
+                Ok(_) => {
+                    deadline = Instant::now() + settings.header_timeout;
+                    continue;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(Stop::Broken),
+            }
+        }
         buf.reserve(READ_CHUNK);
         let phase = if had_bytes { "head" } else { "idle" };
         match timeout_at(deadline, io.read_buf(buf)).await {

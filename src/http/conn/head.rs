@@ -74,11 +74,12 @@ pub enum Framing {
     Chunked,
 }
 
-/// A parsed request head. It keeps the bytes it was parsed from, and its header lines are read
-/// from them where they are needed ([`Head::with_lines`]): the data channel's own path reads the
-/// few it needs that way, and only a request for the router becomes a `Uri` and a `HeaderMap`
-/// ([`Head::uri`], [`Head::header_map`]). [`parse`] refuses whatever those could not hold, so
-/// building them never fails for a parsed head.
+/// A parsed request head. It keeps the bytes it was parsed from and where each header line's name
+/// and value lie in them, so its lines are read where they are needed ([`Head::with_lines`])
+/// without parsing the head again: the data channel's own path reads the few it needs that way,
+/// and only a request for the router becomes a `Uri` and a `HeaderMap` ([`Head::uri`],
+/// [`Head::header_map`]). [`parse`] refuses whatever those could not hold, so building them never
+/// fails for a parsed head.
 #[derive(Debug)]
 pub struct Head {
     pub method: Method,
@@ -92,8 +93,51 @@ pub struct Head {
     bytes: Vec<u8>,
     /// Where the request target lies in `bytes`.
     target: Range<usize>,
-    /// The target is a plain path and query that `Uri` holds as it is ([`plain_target`]).
-    plain: bool,
+    /// The target is a plain path and query that `Uri` holds as it is ([`plain_target`]), with
+    /// where its first `?` is, if it has one.
+    plain: Option<Option<usize>>,
+    /// Where each header line's name and value lie in `bytes`, in the order they came.
+    spans: Vec<LineSpan>,
+}
+
+/// Where one header line's name and value lie in a head's bytes.
+#[derive(Debug)]
+struct LineSpan {
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+/// The header lines of a [`Head`], borrowed from its bytes: read by name through [`Headers`].
+pub struct Lines<'a> {
+    bytes: &'a [u8],
+    spans: &'a [LineSpan],
+}
+
+impl<'a> Lines<'a> {
+    /// How many header lines the head has.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Each line's name and value, in the order they came.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let bytes = self.bytes;
+        self.spans.iter().map(move |span| (&bytes[span.name.clone()], &bytes[span.value.clone()]))
+    }
+}
+
+impl Headers for Lines<'_> {
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (bytes, wanted) = (self.bytes, name.as_bytes());
+        // Lines of another length are passed over without looking at their bytes.
+        let named =
+            move |span: &&LineSpan| span.name.len() == wanted.len() && bytes[span.name.clone()].eq_ignore_ascii_case(wanted);
+        self.spans.iter().filter(named).map(move |span| &bytes[span.value.clone()])
+    }
 }
 
 /// Finds the end of a head in `buf`, scanning only from `scanned` (what earlier calls already
@@ -101,12 +145,10 @@ pub struct Head {
 /// the head including its final empty line, or `None` (with `scanned` advanced) if it is not
 /// complete yet. A LF not preceded by CR is refused at once.
 pub fn find_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, HeadError> {
-    let start = *scanned;
-    for (offset, &byte) in buf[start..].iter().enumerate() {
-        let at = start + offset;
-        if byte != b'\n' {
-            continue;
-        }
+    let mut from = *scanned;
+    while let Some(offset) = memchr::memchr(b'\n', &buf[from..]) {
+        let at = from + offset;
+        from = at + 1;
         if at == 0 || buf[at - 1] != b'\r' {
             return Err(HeadError::BareLf);
         }
@@ -136,7 +178,7 @@ pub fn parse(bytes: Vec<u8>) -> Result<Head, HeadError> {
     let method = Method::from_bytes(request.method.unwrap_or("").as_bytes()).map_err(|_| HeadError::BadTarget)?;
     let target_text = request.path.unwrap_or("");
     let plain = plain_target(target_text.as_bytes());
-    if !plain {
+    if plain.is_none() {
         Uri::try_from(target_text).map_err(|_| HeadError::BadTarget)?;
     }
     let target = span_of(&bytes, target_text.as_bytes());
@@ -149,7 +191,11 @@ pub fn parse(bytes: Vec<u8>) -> Result<Head, HeadError> {
     let keep_alive = keep_alive(lines, version);
     let expect_continue = version == Version::HTTP_11
         && lines.value("expect").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
-    Ok(Head { method, version, framing, keep_alive, expect_continue, bytes, target, plain })
+    let spans = lines
+        .iter()
+        .map(|line| LineSpan { name: span_of(&bytes, line.name.as_bytes()), value: span_of(&bytes, line.value) })
+        .collect();
+    Ok(Head { method, version, framing, keep_alive, expect_continue, bytes, target, plain, spans })
 }
 
 /// Where `part`, a slice of `whole`, lies in it.
@@ -158,12 +204,24 @@ fn span_of(whole: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
+/// The bytes valid unescaped in both a path and a query (no `#`, no quotes or braces, nothing
+/// outside ASCII), as a table.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x5F | 0x61..=0x7A | 0x7C | 0x7E);
+        b += 1;
+    }
+    table
+};
+
 /// Whether `target` is an origin-form path and query of bytes that `Uri` keeps as they are: a
-/// `/`, then only characters valid unescaped in both a path and a query (no `#`, no quotes or
-/// braces, nothing outside ASCII), within `Uri`'s length.
-fn plain_target(target: &[u8]) -> bool {
-    let plain = |b: u8| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x5F | 0x61..=0x7A | 0x7C | 0x7E);
-    target.first() == Some(&b'/') && target.len() <= MAX_TARGET && target.iter().all(|&b| plain(b))
+/// `/`, then only [`PLAIN`] bytes, within `Uri`'s length. `Some` with where its first `?` is, if
+/// any; `None` when it is not plain.
+fn plain_target(target: &[u8]) -> Option<Option<usize>> {
+    let plain = target.first() == Some(&b'/') && target.len() <= MAX_TARGET && target.iter().all(|&b| PLAIN[usize::from(b)]);
+    plain.then(|| memchr::memchr(b'?', target))
 }
 
 impl Head {
@@ -176,25 +234,17 @@ impl Head {
     /// `Uri::query` give them; `None` for any other target (an absolute URL, a fragment,
     /// characters `Uri` treats specially).
     pub fn path_and_query(&self) -> Option<(&str, Option<&str>)> {
-        if !self.plain {
-            return None;
-        }
+        let question = self.plain?;
         let target = self.target();
-        Some(match target.split_once('?') {
+        Some(match question.and_then(|at| Some((target.get(..at)?, target.get(at + 1..)?))) {
             Some((path, query)) => (path, Some(query)),
             None => (target, None),
         })
     }
 
     /// Calls `read` with the header lines, borrowed from the head, in the order they came.
-    pub fn with_lines<R>(&self, read: impl FnOnce(&[httparse::Header<'_>]) -> R) -> R {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut slots);
-        match request.parse(&self.bytes) {
-            Ok(httparse::Status::Complete(_)) => read(request.headers),
-            // Not reached: the same bytes parsed before.
-            _ => read(&[]),
-        }
+    pub fn with_lines<R>(&self, read: impl FnOnce(&Lines<'_>) -> R) -> R {
+        read(&Lines { bytes: &self.bytes, spans: &self.spans })
     }
 
     /// The target as a `Uri`, for the router.
@@ -206,9 +256,9 @@ impl Head {
     pub fn header_map(&self) -> Result<HeaderMap, HeadError> {
         self.with_lines(|lines| {
             let mut headers = HeaderMap::with_capacity(lines.len());
-            for line in lines {
-                let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| HeadError::Malformed)?;
-                let value = HeaderValue::from_bytes(line.value).map_err(|_| HeadError::Malformed)?;
+            for (name, value) in lines.iter() {
+                let name = HeaderName::from_bytes(name).map_err(|_| HeadError::Malformed)?;
+                let value = HeaderValue::from_bytes(value).map_err(|_| HeadError::Malformed)?;
                 headers.append(name, value);
             }
             Ok(headers)

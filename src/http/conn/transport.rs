@@ -35,6 +35,24 @@ impl Transport for TlsStream<TcpStream> {
     }
 }
 
+/// The most bytes [`read_ready`] takes in one read (a typical request head fits several times).
+const READY_CHUNK: usize = 2048;
+
+/// Reads what has already arrived on plain TCP without waiting, through a buffer on the stack, and
+/// appends it to `out` in an allocation of exactly its size, so that reading a small request
+/// allocates no room it does not use. `WouldBlock` when nothing has arrived (or on TLS, whose
+/// reads go through its own buffers); `Ok(0)` at the end of the stream.
+pub fn read_ready<T: Transport>(io: &T, out: &mut Vec<u8>) -> std::io::Result<usize> {
+    if io.buffers_reads() {
+        return Err(std::io::ErrorKind::WouldBlock.into());
+    }
+    let mut chunk = [0u8; READY_CHUNK];
+    let n = io.socket().try_read(&mut chunk)?;
+    out.reserve_exact(n);
+    out.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
 /// Waits until a read would find bytes, without a buffer (plain TCP); at once for TLS.
 pub async fn readable<T: Transport>(io: &T) -> std::io::Result<()> {
     if io.buffers_reads() {
