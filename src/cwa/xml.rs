@@ -234,35 +234,49 @@ fn pass_text(depth: usize, text: &str, handler: &mut impl Handler) -> Result<(),
 /// with a set (the comparisons stay bounded, the set costs an allocation).
 const LINEAR_DUPLICATE_CHECK: usize = 8;
 
+/// The attribute names of one start tag so far: compared one by one up to
+/// [`LINEAR_DUPLICATE_CHECK`], in a set beyond.
+struct SeenKeys<'a> {
+    first: [&'a [u8]; LINEAR_DUPLICATE_CHECK],
+    count: usize,
+    set: HashSet<&'a [u8]>,
+}
+
+impl<'a> SeenKeys<'a> {
+    /// `false` when `key` was seen before.
+    fn insert(&mut self, key: &'a [u8]) -> bool {
+        let new = if self.count < LINEAR_DUPLICATE_CHECK {
+            let new = !self.first[..self.count].contains(&key);
+            if new {
+                self.first[self.count] = key;
+            }
+            new
+        } else {
+            if self.set.is_empty() {
+                self.set.extend(self.first);
+            }
+            self.set.insert(key)
+        };
+        self.count += usize::from(new);
+        new
+    }
+}
+
 fn open_element(start: &BytesStart<'_>, at: usize, max_attributes: usize, handler: &mut impl Handler) -> Result<(), XmlError> {
     let name = std::str::from_utf8(start.local_name().into_inner()).map_err(|_| XmlError::Malformed)?;
     handler.open(name, at);
     // quick-xml's own duplicate check compares each attribute with every earlier one (quadratic):
-    // it is off, and the check here does the same job in linear time, after the count limit.
-    let mut first: [&[u8]; LINEAR_DUPLICATE_CHECK] = [&[]; LINEAR_DUPLICATE_CHECK];
-    let mut keys: HashSet<&[u8]> = HashSet::new();
-    let mut count = 0usize;
+    // it is off, and `SeenKeys` does the same job in linear time, after the count limit.
+    let mut seen = SeenKeys { first: [&[]; LINEAR_DUPLICATE_CHECK], count: 0, set: HashSet::new() };
     for attr in start.attributes().with_checks(false) {
         let attr = attr.map_err(|_| XmlError::Malformed)?;
-        if count == max_attributes {
+        if seen.count == max_attributes {
             return Err(XmlError::TooManyAttributes(max_attributes));
         }
         let key_bytes = attr.key.into_inner();
-        let duplicate = if count < LINEAR_DUPLICATE_CHECK {
-            first[..count].contains(&key_bytes)
-        } else {
-            if keys.is_empty() {
-                keys.extend(first);
-            }
-            !keys.insert(key_bytes)
-        };
-        if duplicate {
+        if !seen.insert(key_bytes) {
             return Err(XmlError::Malformed);
         }
-        if count < LINEAR_DUPLICATE_CHECK {
-            first[count] = key_bytes;
-        }
-        count += 1;
         let key = std::str::from_utf8(key_bytes).map_err(|_| XmlError::Malformed)?;
         let value = attr.unescape_value().map_err(|_| XmlError::Malformed)?;
         if key == "xmlns" {

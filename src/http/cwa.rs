@@ -1,8 +1,8 @@
 //! The three CWA endpoints: `POST /forms/logon.html`, `POST /cwa/MainCommandHandler.ashx` and the
 //! long-poll `GET /cwa/AsyncDataChannel.ashx`, with the HTTP statuses of docs/architecture.md §1.2 item 9.
 
-use crate::cwa::envelope::{self, EventsHeader};
 use crate::cwa::batch::read_batch;
+use crate::cwa::envelope::{self, EventsHeader};
 use crate::cwa::requests::{parse_logon, parse_poll_query, PollQuery, RequestBatch};
 use crate::cwa::xml::{self, Element, XmlLimits};
 use crate::error::GatewayError;

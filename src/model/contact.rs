@@ -71,11 +71,7 @@ pub const MAX_URI_BYTES: usize = 454;
 pub fn is_valid_sip_uri(uri: &str) -> bool {
     let Some(rest) = uri.strip_prefix("sip:") else { return false };
     let Some((user, domain)) = rest.split_once('@') else { return false };
-    uri.len() <= MAX_URI_BYTES
-        && !user.is_empty()
-        && !domain.is_empty()
-        && !domain.contains('@')
-        && allowed_text(rest)
+    uri.len() <= MAX_URI_BYTES && !user.is_empty() && !domain.is_empty() && !domain.contains('@') && allowed_text(rest)
 }
 
 /// Every character allowed in a URI, and the input text rule met; ASCII (nearly every URI) is

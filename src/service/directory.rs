@@ -5,8 +5,8 @@
 
 use crate::model::contact::Profile;
 use crate::model::rights::{domain_of, effective_level_of, AccessLevel, RightsEntry, WatcherFacts};
-use parking_lot::RwLock;
 use foldhash::fast::RandomState;
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 

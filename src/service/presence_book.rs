@@ -9,8 +9,8 @@
 use super::presence::PresenceEntry;
 use crate::model::contact::Profile;
 use crate::model::presentity::Presentity;
-use parking_lot::RwLock;
 use foldhash::fast::RandomState;
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 
