@@ -137,8 +137,13 @@ pub async fn serve<T: Transport>(mut io: T, peer: SocketAddr, mut context: Conte
                 Box::pin(timeout_at(deadline, write)).await
             }
             Reply::Prepared(answer) => {
-                let write = response::write_prepared(&mut io, answer, how.version, close);
-                Box::pin(timeout_at(deadline, write)).await
+                // Usually the socket takes a whole answer at once: then no write is awaited.
+                let answer = answer.finish(how.version, close);
+                match transport::write_ready(&io, &answer.slices(0)) {
+                    Ok(n) if n == answer.len() => Ok(Ok(Written::Complete)),
+                    Ok(n) => Box::pin(timeout_at(deadline, response::write_rest(&mut io, answer, n))).await,
+                    Err(error) => Ok(Err(error)),
+                }
             }
         };
         match written {

@@ -109,12 +109,42 @@ pub async fn write_prepared<W: AsyncWrite + Unpin>(
     version: Version,
     close: bool,
 ) -> std::io::Result<Written> {
-    let Prepared { mut head, body } = answer;
-    head.extend_from_slice(b"Content-Length: ");
-    push_decimal(&mut head, body.len());
-    head.extend_from_slice(b"\r\n");
-    end_head(&mut head, true, version, close);
-    write_all_vectored(io, &mut [IoSlice::new(&head), IoSlice::new(body.as_bytes())]).await?;
+    let answer = answer.finish(version, close);
+    write_rest(io, answer, 0).await
+}
+
+impl Prepared {
+    /// Ends the head (`Content-Length`, `Date`, `Connection` as needed, the empty line): the
+    /// answer is then its wire bytes, head and body.
+    pub fn finish(mut self, version: Version, close: bool) -> Prepared {
+        self.head.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut self.head, self.body.len());
+        self.head.extend_from_slice(b"\r\n");
+        end_head(&mut self.head, true, version, close);
+        self
+    }
+
+    /// The finished answer's length on the wire.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The finished answer's bytes from `written` on, as slices for a vectored write.
+    pub fn slices(&self, written: usize) -> [IoSlice<'_>; 2] {
+        let (head, body) = (self.head.as_slice(), self.body.as_bytes());
+        let in_head = written.min(head.len());
+        let in_body = (written - in_head).min(body.len());
+        [IoSlice::new(&head[in_head..]), IoSlice::new(&body[in_body..])]
+    }
+}
+
+/// Writes what is left of a finished answer after its first `written` bytes.
+pub async fn write_rest<W: AsyncWrite + Unpin>(io: &mut W, answer: Prepared, written: usize) -> std::io::Result<Written> {
+    write_all_vectored(io, &mut answer.slices(written)).await?;
     io.flush().await?;
     Ok(Written::Complete)
 }
@@ -314,6 +344,31 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nCWA-Ticket: t1\r\nContent-Length: 5\r\nDate: "), "{text}");
         assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_finished_answer_reads_the_same_from_any_point() {
+        let answer = || {
+            let mut head = prepared_head(Version::HTTP_11, StatusCode::OK);
+            head.extend_from_slice(b"Content-Type: text/xml\r\n");
+            Prepared { head, body: "<a/>".to_string() }
+        };
+        let mut whole = Vec::new();
+        write_prepared(&mut whole, answer(), Version::HTTP_11, false).await.unwrap();
+        let text = String::from_utf8(whole.clone()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 4\r\nDate: "), "{text}");
+        assert!(text.ends_with("GMT\r\n\r\n<a/>"), "{text}");
+        let finished = answer().finish(Version::HTTP_11, false);
+        let bytes = |from: usize| -> Vec<u8> { finished.slices(from).iter().flat_map(|s| s.to_vec()).collect() };
+        let full = bytes(0);
+        assert_eq!((finished.len(), full.len()), (whole.len(), whole.len()));
+        for from in 0..=full.len() {
+            assert_eq!(bytes(from), full[from..], "{from}");
+        }
+        let mut rest = Vec::new();
+        write_rest(&mut rest, answer().finish(Version::HTTP_11, true), 5).await.unwrap();
+        let text = String::from_utf8(rest).unwrap();
+        assert!(text.starts_with("1.1 200 OK\r\n") && text.contains("Connection: close\r\n\r\n<a/>"), "{text}");
     }
 
     /// A body of unknown length that yields its parts one by one.

@@ -53,6 +53,18 @@ pub fn read_ready<T: Transport>(io: &T, out: &mut Vec<u8>) -> std::io::Result<us
     Ok(n)
 }
 
+/// Writes what the socket takes now, without waiting (plain TCP; nothing on TLS, whose writes go
+/// through its own buffers): the number of bytes written, 0 when the socket takes none now.
+pub fn write_ready<T: Transport>(io: &T, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+    if io.buffers_reads() {
+        return Ok(0);
+    }
+    match io.socket().try_write_vectored(slices) {
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+        written => written,
+    }
+}
+
 /// Waits until a read would find bytes, without a buffer (plain TCP); at once for TLS.
 pub async fn readable<T: Transport>(io: &T) -> std::io::Result<()> {
     if io.buffers_reads() {
