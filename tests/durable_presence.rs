@@ -270,14 +270,21 @@ async fn sees_raw(client: &mut Client, text: &str) {
     client.wait_for(&format!("Bob's raw categories with {text}"), |e| has_raw(e, text)).await;
 }
 
-async fn each_part_reaches_the_other_gateway_and_only_it_is_read_again(backend: Backend) {
-    let one = Node::on(&backend, test_config()).await;
+/// Two gateways on `backend`, the second on a [`Counting`] store, and Alice's session on the
+/// second, subscribed to Bob.
+async fn two_gateways_alice_watching_bob_on_the_second(backend: &Backend) -> (Node, Node, Arc<Counting>, Client) {
+    let one = Node::on(backend, test_config()).await;
     let counting = Arc::new(Counting::new(backend.open().await));
-    let node_two = Node::start(counting.clone(), test_config()).await;
-    let two = node_two.base.clone();
-    let mut alice = Client::sign_in(&two, "alice@example.com", "pw").await.unwrap();
+    let two = Node::start(counting.clone(), test_config()).await;
+    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
     alice.initiate().await;
     alice.subscribe(&[BOB]).await;
+    (one, two, counting, alice)
+}
+
+async fn each_part_reaches_the_other_gateway_and_only_it_is_read_again(backend: Backend) {
+    let (one, node_two, counting, mut alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
+    let two = node_two.base.clone();
     // Bob is online there (sessions are not shared without a backplane) and publishes here.
     Client::sign_in(&two, "bob@example.com", "pw").await.unwrap().initiate().await;
     alice.wait_for_user(BOB, |u| seen(u).availability == 3500).await;
@@ -315,13 +322,8 @@ async fn each_part_reaches_the_other_gateway_and_only_it_is_read_again(backend: 
 /// Bob's note is set on one gateway; before that gateway's notice reaches the other, Bob's
 /// manual state is set there. The store keeps both, and watchers on either gateway see both.
 async fn a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another(backend: Backend) {
-    let one = Node::on(&backend, test_config()).await;
-    let counting = Arc::new(Counting::new(backend.open().await));
-    let node_two = Node::start(counting.clone(), test_config()).await;
+    let (one, node_two, counting, mut alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
     let two = node_two.base.clone();
-    let mut alice = Client::sign_in(&two, "alice@example.com", "pw").await.unwrap();
-    alice.initiate().await;
-    alice.subscribe(&[BOB]).await;
     let mut bob_there = Client::sign_in(&two, "bob@example.com", "pw").await.unwrap();
     bob_there.initiate().await;
     let mut bob_here = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();

@@ -341,21 +341,32 @@ impl Gateway {
         }
     }
 
+    /// The presence entry of a known user (else the request is invalid).
+    fn known_entry(&self, uri: &str) -> Result<Arc<PresenceEntry>> {
+        self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))
+    }
+
+    /// The presence entry of a known user with its gate taken, held until the change is done
+    /// (owned, so the rest of a change can complete on a task of its own).
+    async fn gated_entry(&self, uri: &str) -> Result<(Arc<PresenceEntry>, tokio::sync::OwnedMutexGuard<()>)> {
+        let entry = self.known_entry(uri)?;
+        let gate = entry.gate.clone().lock_owned().await;
+        Ok((entry, gate))
+    }
+
     /// Changes the durable part (manual state, note) of a user's presence: the parts `update`
     /// sets are stored first, in one step that keeps the others as stored, and the presence as it
     /// then stands is applied, recalculated and fanned out. Nothing changes when the store write
     /// fails; once it is under way, the change runs to its end even if the request is abandoned.
     pub(crate) async fn change_presence(&self, uri: &str, update: PresenceUpdate) -> Result<StoredPresence> {
-        let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
-        let gate = entry.gate.clone().lock_owned().await;
+        let (entry, gate) = self.gated_entry(uri).await?;
         self.store_presence(uri, entry, gate, update).await
     }
 
     /// Clears the manual state and note of a user where they are over at `now` (a timed
     /// transition), starting from the durable stand; returns the presence as it then stands.
     pub(crate) async fn end_presence(&self, uri: &str, now: Timestamp) -> Result<StoredPresence> {
-        let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
-        let gate = entry.gate.clone().lock_owned().await;
+        let (entry, gate) = self.gated_entry(uri).await?;
         let current = self.durable_presence(uri, &entry).await?;
         self.store_presence(uri, entry, gate, PresenceUpdate::ended(&current, now)).await
     }
@@ -395,7 +406,7 @@ impl Gateway {
     /// Applies a `publishRawCategories` (README, "Raw categories"): stored first, then applied and
     /// fanned out like any presence change. Nothing changes when the limit or the store refuses.
     pub async fn publish_raw_categories(&self, uri: &str, published: &[RawCategory]) -> Result<()> {
-        let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
+        let entry = self.known_entry(uri)?;
         let _gate = entry.gate.lock().await;
         let current = entry.live.lock().model.raw.clone();
         let next = crate::model::raw::apply(&current, published).ok_or_else(|| {
@@ -412,8 +423,7 @@ impl Gateway {
     /// store first, then applied and fanned out; withdrawn by itself at its expiry (and then
     /// swept from the store). Nothing changes when the store write fails.
     pub(crate) async fn set_source(&self, uri: &str, name: &str, report: SourceReport) -> Result<()> {
-        let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
-        let gate = entry.gate.clone().lock_owned().await;
+        let (entry, gate) = self.gated_entry(uri).await?;
         let (uri, name) = (uri.to_string(), name.to_string());
         self.complete(move |gw| async move {
             let _gate = gate;
@@ -427,8 +437,7 @@ impl Gateway {
 
     /// Withdraws a source's report, from the store and then live; false when there was none.
     pub(crate) async fn remove_source(&self, uri: &str, name: &str) -> Result<bool> {
-        let entry = self.presence_entry(uri).ok_or_else(|| GatewayError::InvalidRequest(format!("unknown user {uri}")))?;
-        let gate = entry.gate.clone().lock_owned().await;
+        let (entry, gate) = self.gated_entry(uri).await?;
         let (uri, name) = (uri.to_string(), name.to_string());
         self.complete(move |gw| async move {
             let _gate = gate;
