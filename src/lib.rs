@@ -77,7 +77,7 @@ pub async fn serve_with(
         tls,
         max_connections,
         shutdown_timeout: config.shutdown_timeout(),
-        data_channel: http::data_channel::DataChannel::new(gateway.clone()),
+        channels: http::channels::Channels::new(gateway.clone()),
     };
     let hub = gateway.clone();
     http::conn::server::run(listener, app, serving, shutdown, move || hub.begin_shutdown()).await;

@@ -27,28 +27,23 @@ fn xml_reply(status: StatusCode, body: String) -> Response {
     response
 }
 
-/// Puts the ticket on a reply, and a new one also into the cookie.
-fn with_ticket(mut response: Response, auth: &Authenticated, presented: &str, cookie: ticket::Cookie) -> Response {
-    ticket::attach(response.headers_mut(), &auth.ticket, auth.rotated(presented).then_some(cookie));
-    response
-}
-
-fn unauthenticated() -> Response {
-    xml_reply(StatusCode::UNAUTHORIZED, envelope::request_failed(None, &GatewayError::Unauthenticated))
-}
-
-fn bad_body(error: GatewayError) -> Response {
-    let status = match error {
-        GatewayError::LimitExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    xml_reply(status, envelope::unusable_body(&error))
-}
-
 /// Reads a body within the size limit.
 async fn read_body(gateway: &Gateway, body: Body) -> Result<bytes::Bytes, GatewayError> {
     let limit = gateway.config().limits.body_bytes;
-    axum::body::to_bytes(body, limit).await.map_err(|_| GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes")))
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large(limit))
+}
+
+/// A body the connection driver read whole, held to the same limit as [`read_body`].
+pub(super) fn body_within_limit(gateway: &Gateway, body: bytes::Bytes) -> Result<bytes::Bytes, GatewayError> {
+    let limit = gateway.config().limits.body_bytes;
+    if body.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(body)
+}
+
+fn too_large(limit: usize) -> GatewayError {
+    GatewayError::LimitExceeded(format!("the body exceeds {limit} bytes"))
 }
 
 /// A body's text: it must be UTF-8.
@@ -69,23 +64,6 @@ fn xml_limits(gateway: &Gateway) -> XmlLimits {
 async fn read_xml(gateway: &Gateway, body: Body) -> Result<Element, GatewayError> {
     let bytes = read_body(gateway, body).await?;
     xml::parse(body_text(&bytes)?, xml_limits(gateway)).map_err(|e| GatewayError::InvalidFormat(e.to_string()))
-}
-
-/// Reads a command body within the size limit and its `cwaRequests` in one pass.
-async fn read_commands(gateway: &Gateway, body: Body) -> Result<RequestBatch, GatewayError> {
-    let bytes = read_body(gateway, body).await?;
-    read_batch(body_text(&bytes)?, xml_limits(gateway), gateway.config().limits.uris_per_query)
-}
-
-/// Authenticates the ticket of a request: 401 without a valid one, 503 (retryable, 18400) when
-/// the store had to be asked and could not answer.
-async fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Result<(Authenticated, String), Response> {
-    let presented = ticket::presented(headers).ok_or_else(unauthenticated)?;
-    match gateway.authenticate(&presented).await {
-        Ok(Some(auth)) => Ok((auth, presented)),
-        Ok(None) => Err(unauthenticated()),
-        Err(error) => Err(xml_reply(StatusCode::SERVICE_UNAVAILABLE, envelope::request_failed(None, &error))),
-    }
 }
 
 fn cross_site_sign_in() -> Response {
@@ -111,11 +89,11 @@ pub async fn logon(
     }
     let root = match read_xml(&gateway, body).await {
         Ok(root) => root,
-        Err(error) => return bad_body(error),
+        Err(error) => return ChannelAnswer::unusable(error).into_response(),
     };
     let request = match parse_logon(&root) {
         Ok(request) => request,
-        Err(error) => return bad_body(error),
+        Err(error) => return ChannelAnswer::unusable(error).into_response(),
     };
     let address = crate::request::client_addr::client_address(peer, &headers, &gateway.config().trusted_proxies);
     let outcome = gateway.logon(&request.user, &request.password, request.uri.as_deref(), address).await;
@@ -148,30 +126,93 @@ pub async fn command(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (auth, presented) = match Box::pin(authenticate(&gateway, &headers)).await {
-        Ok(found) => found,
+    let request = CommandRequest::read(&gateway, peer, &headers);
+    drop(headers);
+    let body = read_body(&gateway, body).await;
+    let hash = request.presented.as_deref().map(TicketHash::of);
+    let auth = match (request.presented.as_deref(), hash) {
+        (Some(ticket), Some(hash)) => Some(Box::pin(gateway.authenticate_hashed(ticket, hash)).await),
+        _ => None,
+    };
+    answer_command(&gateway, request, auth, body).await.into_response()
+}
+
+/// What a command-channel request brings besides its body, read from its head (the router's
+/// handler above and the connection driver's own path, `super::channels`, read it alike).
+pub(super) struct CommandRequest {
+    pub presented: Option<String>,
+    pub cookie: ticket::Cookie,
+    /// The client's address, for the administrators' session list (behind trusted proxies, the
+    /// address they name).
+    pub client: std::net::IpAddr,
+}
+
+impl CommandRequest {
+    pub fn read(gateway: &Gateway, peer: SocketAddr, headers: &(impl Headers + ?Sized)) -> CommandRequest {
+        let config = gateway.config();
+        CommandRequest {
+            presented: ticket::presented(headers),
+            cookie: ticket::Cookie::for_request(config, Some(peer), headers),
+            client: crate::request::client_addr::client_address(peer, headers, &config.trusted_proxies),
+        }
+    }
+}
+
+/// The login a request's ticket check found, with the cookie to set when the ticket rotated; or
+/// the answer when there is none: 401 without a valid ticket, 503 when the store could not say.
+fn signed_in(
+    auth: Option<Result<Option<Authenticated>, GatewayError>>,
+    presented: Option<String>,
+    cookie: ticket::Cookie,
+) -> Result<(Authenticated, Option<ticket::Cookie>), ChannelAnswer> {
+    match (auth, presented) {
+        (Some(Ok(Some(auth))), Some(presented)) => {
+            let cookie = auth.rotated(&presented).then_some(cookie);
+            Ok((auth, cookie))
+        }
+        (Some(Err(error)), Some(_)) => Err(ChannelAnswer::failed(StatusCode::SERVICE_UNAVAILABLE, &error)),
+        _ => Err(ChannelAnswer::failed(StatusCode::UNAUTHORIZED, &GatewayError::Unauthenticated)),
+    }
+}
+
+/// One command batch (docs/architecture.md §1.2 items 4 and 9), given the outcome of its ticket
+/// check (`None`: no ticket presented) and its body (or why it could not be read): 401 without a
+/// valid ticket, 503 when the store could not say, 400 / 413 for a body that is not a batch, 404
+/// when the batch names no session of the login, else the batch's responses.
+pub(super) async fn answer_command(
+    gateway: &Gateway,
+    request: CommandRequest,
+    auth: Option<Result<Option<Authenticated>, GatewayError>>,
+    body: Result<bytes::Bytes, GatewayError>,
+) -> ChannelAnswer {
+    let (auth, cookie) = match signed_in(auth, request.presented, request.cookie) {
+        Ok(signed_in) => signed_in,
         Err(refused) => return refused,
     };
-    let cookie = ticket::Cookie::for_request(gateway.config(), Some(peer), &headers);
-    let batch = match read_commands(&gateway, body).await {
-        Ok(batch) => batch,
-        Err(error) => return with_ticket(bad_body(error), &auth, &presented, cookie),
+    let batch = body.and_then(|bytes| {
+        let limits = &gateway.config().limits;
+        read_batch(body_text(&bytes)?, xml_limits(gateway), limits.uris_per_query)
+    });
+    let answer = match batch {
+        Ok(batch) => execute(gateway, &auth, batch, request.client).await,
+        Err(error) => ChannelAnswer::unusable(error),
     };
+    ChannelAnswer { ticket: Some((auth.ticket, cookie)), ..answer }
+}
+
+async fn execute(gateway: &Gateway, auth: &Authenticated, batch: RequestBatch, client: std::net::IpAddr) -> ChannelAnswer {
     let unexpected = batch.unexpected_elements;
-    let response = match gateway.execute(&auth.login, batch).await {
+    match gateway.execute(&auth.login, batch).await {
         Ok(done) => {
             // The address a session started from, for the administrators' session list.
             if let Some(sid) = done.sid {
-                gateway.set_session_client(
-                    sid,
-                    crate::request::client_addr::client_address(peer, &headers, &gateway.config().trusted_proxies),
-                );
+                gateway.set_session_client(sid, client);
             }
-            xml_reply(StatusCode::OK, envelope::responses(done.sid, unexpected, &done.responses))
+            let body = envelope::responses(done.sid, unexpected, &done.responses);
+            ChannelAnswer { status: StatusCode::OK, body, ticket: None }
         }
-        Err(error) => xml_reply(StatusCode::NOT_FOUND, envelope::request_failed(None, &error)),
-    };
-    with_ticket(response, &auth, &presented, cookie)
+        Err(error) => ChannelAnswer::failed(StatusCode::NOT_FOUND, &error),
+    }
 }
 
 pub async fn data_channel(
@@ -210,15 +251,29 @@ impl PollRequest {
     }
 }
 
-/// The answer to a data-channel request, before it is HTTP: status, body, and the ticket (with
-/// the cookie when it is new) to send back.
-pub(super) struct PollAnswer {
+/// The answer to a command- or data-channel request, before it is HTTP: status, body, and the
+/// ticket (with the cookie when it is new) to send back.
+pub(super) struct ChannelAnswer {
     pub status: StatusCode,
     pub body: String,
     pub ticket: Option<(String, Option<ticket::Cookie>)>,
 }
 
-impl IntoResponse for PollAnswer {
+impl ChannelAnswer {
+    /// The request failed with `error`, told as a CWA `requestFailed`.
+    fn failed(status: StatusCode, error: &GatewayError) -> ChannelAnswer {
+        ChannelAnswer { status, body: envelope::request_failed(None, error), ticket: None }
+    }
+
+    /// The request's body or query could not be used: 413 when it is too large, else 400.
+    fn unusable(error: GatewayError) -> ChannelAnswer {
+        let status =
+            if matches!(error, GatewayError::LimitExceeded(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+        ChannelAnswer { status, body: envelope::unusable_body(&error), ticket: None }
+    }
+}
+
+impl IntoResponse for ChannelAnswer {
     fn into_response(self) -> Response {
         let mut response = xml_reply(self.status, self.body);
         if let Some((ticket, cookie)) = &self.ticket {
@@ -236,31 +291,22 @@ pub(super) async fn answer_poll(
     gateway: &Gateway,
     request: PollRequest,
     auth: Option<Result<Option<Authenticated>, GatewayError>>,
-) -> PollAnswer {
-    let failed = |status, error: &GatewayError| PollAnswer { status, body: envelope::request_failed(None, error), ticket: None };
-    let (auth, presented) = match (auth, request.presented) {
-        (Some(Ok(Some(auth))), Some(presented)) => (auth, presented),
-        (Some(Err(error)), Some(_)) => return failed(StatusCode::SERVICE_UNAVAILABLE, &error),
-        _ => return failed(StatusCode::UNAUTHORIZED, &GatewayError::Unauthenticated),
+) -> ChannelAnswer {
+    let (auth, cookie) = match signed_in(auth, request.presented, request.cookie) {
+        Ok(signed_in) => signed_in,
+        Err(refused) => return refused,
     };
-    let cookie = auth.rotated(&presented).then_some(request.cookie);
     let answer = match request.query {
-        Ok(PollQuery { sid: None, .. }) => unusable_query(GatewayError::InvalidFormat("Sid is required".into())),
+        Ok(PollQuery { sid: None, .. }) => ChannelAnswer::unusable(GatewayError::InvalidFormat("Sid is required".into())),
         Ok(query) => poll_events(gateway, &auth, query).await,
-        Err(error) => unusable_query(error),
+        Err(error) => ChannelAnswer::unusable(error),
     };
-    PollAnswer { ticket: Some((auth.ticket, cookie)), ..answer }
+    ChannelAnswer { ticket: Some((auth.ticket, cookie)), ..answer }
 }
 
-fn unusable_query(error: GatewayError) -> PollAnswer {
-    let status =
-        if matches!(error, GatewayError::LimitExceeded(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
-    PollAnswer { status, body: envelope::unusable_body(&error), ticket: None }
-}
-
-async fn poll_events(gateway: &Gateway, auth: &Authenticated, query: PollQuery) -> PollAnswer {
+async fn poll_events(gateway: &Gateway, auth: &Authenticated, query: PollQuery) -> ChannelAnswer {
     let sid = query.sid.unwrap_or_default();
-    let not_found = || PollAnswer {
+    let not_found = || ChannelAnswer {
         status: StatusCode::NOT_FOUND,
         body: envelope::request_failed(None, &GatewayError::SessionNotFound),
         ticket: None,
@@ -275,7 +321,7 @@ async fn poll_events(gateway: &Gateway, auth: &Authenticated, query: PollQuery) 
                 session_timeout_s: gateway.config().session_timeout_seconds,
             };
             let body = envelope::cwa_events(header, batch.events.iter().map(|(eid, p)| (*eid, &**p)));
-            PollAnswer { status: StatusCode::OK, body, ticket: None }
+            ChannelAnswer { status: StatusCode::OK, body, ticket: None }
         }
         Err(_) => not_found(),
     }

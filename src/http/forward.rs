@@ -79,13 +79,13 @@ fn xml(status: StatusCode, body: String) -> Response {
 }
 
 /// The `Sid` of a data-channel query.
-fn poll_sid(query: Option<&str>) -> Option<u64> {
+pub(super) fn poll_sid(query: Option<&str>) -> Option<u64> {
     crate::cwa::requests::parse_poll_query(query).ok()?.sid
 }
 
 /// The `sid` attribute of a command batch's `<cwaRequests …>` start tag, found by one scan of
 /// that tag (the handler parses the whole body).
-fn command_sid(body: &[u8]) -> Option<u64> {
+pub(super) fn command_sid(body: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(body).ok()?;
     let start = text.find("<cwaRequests")?;
     let tag = &text[start..];

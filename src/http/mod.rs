@@ -3,9 +3,9 @@
 //! built by the `cwa` module. Request-level pieces shared with the JSON API live in
 //! [`crate::request`].
 
+pub mod channels;
 pub mod conn;
 mod cwa;
-pub mod data_channel;
 mod forward;
 mod ops;
 mod web;

@@ -4,20 +4,19 @@
 //! skipping trusted proxies, and the first address that is not one is the client. Anyone else's
 //! `X-Forwarded-For` is ignored, so a client cannot choose the address it is limited under.
 
+use super::headers::{visible_ascii, Headers};
 use crate::config::{canonical, ProxyNet};
-use axum::http::HeaderMap;
 use std::net::{IpAddr, SocketAddr};
 
-pub fn client_address(peer: SocketAddr, headers: &HeaderMap, trusted: &[ProxyNet]) -> IpAddr {
+pub fn client_address(peer: SocketAddr, headers: &(impl Headers + ?Sized), trusted: &[ProxyNet]) -> IpAddr {
     let peer = canonical(peer.ip());
     let is_trusted = |address: &IpAddr| trusted.iter().any(|net| net.contains(address));
     if !is_trusted(&peer) {
         return peer;
     }
     let hops: Option<Vec<IpAddr>> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .all("x-forwarded-for")
+        .flat_map(|value| visible_ascii(value).unwrap_or("").split(','))
         .map(|hop| parse_hop(hop.trim()))
         .collect();
     let Some(hops) = hops.filter(|h| !h.is_empty()) else { return peer };
@@ -33,6 +32,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderMap;
 
     fn headers(xff: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();

@@ -10,7 +10,7 @@ use super::head::{self, Framing, Head, HeadError};
 use super::response::{self, Prepared, Written};
 use super::transport::{self, Transport};
 use super::Settings;
-use crate::http::data_channel::DataChannel;
+use crate::http::channels::Channels;
 use crate::request::ticket::Remembered;
 use crate::telemetry;
 use axum::body::{Body, Bytes};
@@ -38,8 +38,8 @@ pub struct Context {
     /// Becomes `true` when the server shuts down: idle connections close, busy ones after their
     /// current answer.
     pub shutdown: watch::Receiver<bool>,
-    /// Answers data-channel polls without the router, when set.
-    pub data_channel: Option<Arc<DataChannel>>,
+    /// Answers command batches and data-channel polls without the router, when set.
+    pub channels: Option<Arc<Channels>>,
 }
 
 /// Why reading a request stopped.
@@ -65,7 +65,8 @@ impl From<HeadError> for Stop {
 /// A request read completely, and what follows it.
 struct Incoming {
     head: Head,
-    body: Body,
+    /// The whole body (empty when the request has none, or when it is left unread).
+    body: Bytes,
     /// The body was over the limit and left unread: answer, then close.
     unread_body: bool,
     /// Bytes already read of the next request (pipelining).
@@ -81,7 +82,7 @@ struct Answering {
     unread_body: bool,
 }
 
-/// An answer: from the router, or made by the data channel's own path.
+/// An answer: from the router, or made by the channels' own path.
 enum Reply {
     Routed(axum::response::Response),
     Prepared(Prepared),
@@ -112,13 +113,15 @@ pub async fn serve<T: Transport>(mut io: T, peer: SocketAddr, mut context: Conte
                 unread_body,
             };
             let watch_hang_up = next.is_empty();
-            let answer = match context.data_channel.as_ref().filter(|channel| !unread_body && channel.takes(&head)) {
-                Some(channel) => {
+            let own_path = context.channels.as_ref().filter(|_| !unread_body);
+            let taken = own_path.and_then(|channels| channels.takes(&head, &body).map(|channel| (channels, channel)));
+            let answer = match taken {
+                Some((channels, channel)) => {
                     // Boxed where it is made: moved around as a pointer, not as a future.
-                    let answer = Box::pin(channel.clone().answer(head, peer, &mut remembered));
+                    let answer = channels.clone().answer(channel, head, body, peer, &mut remembered);
                     Either::Left(until_hang_up(&io, async move { Reply::Prepared(answer.await) }, watch_hang_up))
                 }
-                None => match request(head, body, peer) {
+                None => match request(head, routed_body(body, unread_body), peer) {
                     Ok(request) => Either::Right(call(&io, &context.app, request, watch_hang_up)),
                     Err(error) => return Box::pin(refuse(&mut io, error.into(), json_errors)).await,
                 },
@@ -164,6 +167,14 @@ fn only_the_bytes(mut next: Vec<u8>) -> Vec<u8> {
     }
     next.shrink_to_fit();
     next
+}
+
+/// The body the router's handler reads: a body over the limit fails as axum's limits fail.
+fn routed_body(body: Bytes, unread: bool) -> Body {
+    if unread {
+        return too_large();
+    }
+    Body::from(body)
 }
 
 fn closes(response: &axum::response::Response) -> bool {
@@ -310,13 +321,13 @@ async fn read_body<T: Transport>(
 ) -> Result<Incoming, Stop> {
     let limit = settings.max_body_bytes;
     match head.framing {
-        Framing::Length(0) => Ok(Incoming { head, body: Body::empty(), unread_body: false, next: buf }),
-        Framing::Length(n) if n > limit as u64 => Ok(Incoming { head, body: too_large(), unread_body: true, next: Vec::new() }),
+        Framing::Length(0) => Ok(Incoming { head, body: Bytes::new(), unread_body: false, next: buf }),
+        Framing::Length(n) if n > limit as u64 => Ok(Incoming { head, body: Bytes::new(), unread_body: true, next: Vec::new() }),
         Framing::Length(n) => {
             let n = n as usize;
             if buf.len() >= n {
                 let next = buf.split_off(n);
-                return Ok(Incoming { head, body: Body::from(buf), unread_body: false, next });
+                return Ok(Incoming { head, body: Bytes::from(buf), unread_body: false, next });
             }
             if head.expect_continue && buf.is_empty() {
                 continue_(io).await?;
@@ -327,7 +338,7 @@ async fn read_body<T: Transport>(
                 let mut room = bytes::BufMut::limit(&mut buf, missing);
                 read_some(io, &mut room, deadline).await?;
             }
-            Ok(Incoming { head, body: Body::from(buf), unread_body: false, next: Vec::new() })
+            Ok(Incoming { head, body: Bytes::from(buf), unread_body: false, next: Vec::new() })
         }
         Framing::Chunked => {
             if head.expect_continue && buf.is_empty() {
@@ -354,11 +365,11 @@ async fn read_chunked<T: Transport>(
             label: "chunked",
         })?;
         if body.len() > limit {
-            return Ok(Incoming { head, body: too_large(), unread_body: true, next: Vec::new() });
+            return Ok(Incoming { head, body: Bytes::new(), unread_body: true, next: Vec::new() });
         }
         if decoder.is_done() {
             let next = buf.split_off(used);
-            return Ok(Incoming { head, body: Body::from(body), unread_body: false, next });
+            return Ok(Incoming { head, body: Bytes::from(body), unread_body: false, next });
         }
         buf.clear();
         buf.reserve(READ_CHUNK);

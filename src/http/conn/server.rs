@@ -6,7 +6,7 @@
 
 use super::connection::{self, Context};
 use super::Settings;
-use crate::http::data_channel::DataChannel;
+use crate::http::channels::Channels;
 use crate::telemetry;
 use axum::Router;
 use std::future::Future;
@@ -28,9 +28,9 @@ pub struct Serving {
     pub max_connections: usize,
     /// How long in-flight requests may take to finish once shutdown has begun.
     pub shutdown_timeout: Duration,
-    /// The data channel's own path (`crate::http::data_channel`); `None`: every request goes
-    /// through the router.
-    pub data_channel: Option<Arc<DataChannel>>,
+    /// The command and data channels' own path (`crate::http::channels`); `None`: every request
+    /// goes through the router.
+    pub channels: Option<Arc<Channels>>,
 }
 
 /// What an over-cap connection is told before it is closed.
@@ -47,8 +47,7 @@ pub async fn run(
     begin_shutdown: impl FnOnce(),
 ) {
     let (stopping, stop_signal) = watch::channel(false);
-    let context =
-        Context { app, settings: Arc::new(serving.settings), shutdown: stop_signal, data_channel: serving.data_channel };
+    let context = Context { app, settings: Arc::new(serving.settings), shutdown: stop_signal, channels: serving.channels };
     let acceptor = serving.tls.map(TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(serving.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
     let mut connections = JoinSet::new();

@@ -1,8 +1,9 @@
-//! The data channel's own path in the connection driver answers exactly what the router's
-//! handler and its layers answer: the same gateway is served on two listeners, one with the path
-//! and one without, and every kind of data-channel answer (events, held and empty, each error,
-//! the cookie guard, a rotated ticket with its cookie, HTTP/1.0, a client's request id) is
-//! compared byte for byte over raw TCP, only `Date` and generated request ids set aside.
+//! The command and data channels' own path in the connection driver answers exactly what the
+//! router's handlers and their layers answer: the same gateway is served on two listeners, one
+//! with the path and one without, and every kind of answer (events, held and empty, command
+//! responses, each error, the cookie guard, a rotated ticket with its cookie, HTTP/1.0, chunked and
+//! oversized bodies, a client's request id) is compared byte for byte over raw TCP, only `Date`
+//! and generated request ids set aside.
 
 mod common;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The same gateway, served by the driver without the data channel's own path.
+/// The same gateway, served by the driver without the channels' own path.
 async fn router_only(server: &TestServer) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -25,7 +26,7 @@ async fn router_only(server: &TestServer) -> SocketAddr {
         tls: None,
         max_connections: 100,
         shutdown_timeout: Duration::from_secs(1),
-        data_channel: None,
+        channels: None,
     };
     let app = presence_gateway::http::router(gateway);
     tokio::spawn(run(listener, app, serving, std::future::pending(), || {}));
@@ -145,6 +146,55 @@ async fn every_data_channel_answer_is_the_routers_byte_for_byte() {
     for stream in [&mut own, &mut routed] {
         assert_eq!(stream.read(&mut [0u8; 16]).await.unwrap(), 0, "closed after the answer");
     }
+}
+
+fn command(body: &str, headers: &str) -> String {
+    let length = body.len();
+    format!("POST /cwa/MainCommandHandler.ashx HTTP/1.1\r\nHost: gw\r\nContent-Length: {length}\r\n{headers}\r\n{body}")
+}
+
+fn batch(sid: u64, requests: &str) -> String {
+    format!(r#"<cwaRequests sid="{sid}" xmlns="{NS}">{requests}</cwaRequests>"#)
+}
+
+#[tokio::test]
+async fn every_command_channel_answer_is_the_routers_byte_for_byte() {
+    let server = TestServer::start().await;
+    let routed_address = router_only(&server).await;
+    let alice = server.session("alice@example.com").await;
+    let mut own = TcpStream::connect(address_of(&server)).await.unwrap();
+    let mut routed = TcpStream::connect(routed_address).await.unwrap();
+    let ticket = format!("CWA-Ticket: {}\r\n", alice.ticket);
+    let query = batch(alice.sid, r#"<queryPresence rid="7"><uri>sip:bob@example.com</uri></queryPresence>"#);
+    let oversized = batch(alice.sid, &format!("<!--{}-->", "x".repeat(300 * 1024)));
+    let cookie = format!("Cookie: CWA-Ticket={}\r\n", alice.ticket);
+    for (body, headers, status) in [
+        (query.clone(), ticket.clone(), 200),
+        (query.clone(), format!("{ticket}X-Request-Id: cmd-1\r\n"), 200),
+        (query.clone(), cookie.clone(), 200),
+        (batch(alice.sid, r#"<noSuchThing rid="8"/>"#), ticket.clone(), 200),
+        (query.clone(), String::new(), 401),
+        (query.clone(), "CWA-Ticket: nope\r\n".to_string(), 401),
+        (query.clone(), format!("{cookie}Sec-Fetch-Site: cross-site\r\n"), 401),
+        ("<cwaRequests".to_string(), ticket.clone(), 400),
+        (String::new(), ticket.clone(), 400),
+        (batch(999_999, r#"<queryPresence rid="9"><uri>sip:bob@example.com</uri></queryPresence>"#), ticket.clone(), 404),
+        // Over the command limit, within what the driver reads (the image limit): 413, kept alive.
+        (oversized, ticket.clone(), 413),
+    ] {
+        let answer = same_answer(&mut own, &mut routed, &command(&body, &headers)).await;
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{headers}: {answer}");
+    }
+    // A chunked body, a query string, HTTP/1.0.
+    let chunked = format!(
+        "POST /cwa/MainCommandHandler.ashx?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n{ticket}\r\n{:x}\r\n{query}\r\n0\r\n\r\n",
+        query.len()
+    );
+    let answer = same_answer(&mut own, &mut routed, &chunked).await;
+    assert!(answer.starts_with("HTTP/1.1 200 ") && answer.contains("<cwaResponses"), "{answer}");
+    let old = format!("POST /cwa/MainCommandHandler.ashx HTTP/1.0\r\nContent-Length: {}\r\n{ticket}\r\n{query}", query.len());
+    let answer = same_answer(&mut own, &mut routed, &old).await;
+    assert!(answer.starts_with("HTTP/1.0 200 ") && answer.contains("\r\nConnection: close\r\n"), "{answer}");
 }
 
 #[tokio::test]
