@@ -131,7 +131,8 @@ impl Gateway {
     /// out between making and queuing the answer, which is queued again after it. Each answer
     /// holds the users' shared snapshot events: a transport copies their renderings into it.
     fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
-        let snapshots: Vec<_> = uris.iter().map(|uri| self.query_snapshot(uri, session)).collect();
+        let watcher = self.directory.watcher(&session.user);
+        let snapshots: Vec<_> = uris.iter().map(|uri| self.query_snapshot(uri, session, &watcher)).collect();
         let (mut keys, mut raw_keys, mut raw) = (Vec::with_capacity(uris.len()), Vec::new(), Vec::new());
         for (uri, snapshot) in uris.iter().zip(&snapshots) {
             keys.push(Gateway::presence_snapshot_key(session, uri));

@@ -104,18 +104,36 @@ impl Directory {
     /// The level `watcher` has on `owner`'s presence (docs/architecture.md §2.3): the owner's entries and the
     /// global ones count alike; an explicit block by the owner still wins.
     pub fn level(&self, owner: &str, watcher: &str) -> AccessLevel {
-        let profile = self.profile(watcher);
-        let groups = profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
-        self.level_for(owner, watcher, groups, self.same_enterprise(owner, watcher))
+        self.level_of(owner, &self.watcher(watcher)).0
     }
 
-    /// [`level`](Self::level) for a watcher whose groups and enterprise relation the caller
-    /// already has (a query asks about many owners for one watcher).
-    pub fn level_for(&self, owner: &str, watcher: &str, groups: &[String], same_enterprise: bool) -> AccessLevel {
-        let facts = WatcherFacts { uri: watcher, groups, same_enterprise };
+    /// `uri` as the level rules see a watcher, read once for a watcher who looks at many owners
+    /// (a query).
+    pub fn watcher<'a>(&self, uri: &'a str) -> Watcher<'a> {
+        Watcher { uri, profile: self.profile(uri) }
+    }
+
+    /// [`level`](Self::level) of a watcher read by [`watcher`](Self::watcher), with whether the
+    /// two are of the same enterprise.
+    pub fn level_of(&self, owner: &str, watcher: &Watcher<'_>) -> (AccessLevel, bool) {
+        let same_enterprise = self.same_enterprise(owner, watcher.uri);
+        let groups = watcher.profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
+        let facts = WatcherFacts { uri: watcher.uri, groups, same_enterprise };
         let rights = self.rights.read();
         let own = rights.get(owner).map(Vec::as_slice).unwrap_or(&[]);
         let global = self.global.read();
-        effective_level_of(own.iter().chain(global.iter()), &facts)
+        (effective_level_of(own.iter().chain(global.iter()), &facts), same_enterprise)
+    }
+}
+
+/// A watcher's part of the level rules: its URI and profile (its groups).
+pub struct Watcher<'a> {
+    uri: &'a str,
+    profile: Option<Arc<Profile>>,
+}
+
+impl Watcher<'_> {
+    pub fn uri(&self) -> &str {
+        self.uri
     }
 }

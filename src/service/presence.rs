@@ -6,6 +6,7 @@
 //! change, resync burst) are queued under the same lock, so they keep the presentity's change
 //! order.
 
+use super::directory::Watcher;
 use super::Gateway;
 use crate::backplane::LiveChange;
 use crate::error::{GatewayError, Result};
@@ -157,26 +158,26 @@ impl Gateway {
 
     /// The rendering key of `viewer_uri` looking at `uri`.
     pub(crate) fn view_key(&self, uri: &str, viewer_uri: &str) -> ViewKey {
-        if uri == viewer_uri {
-            return ViewKey { viewer: Viewer::Owner, same_enterprise: true };
-        }
-        let profile = self.directory.profile(viewer_uri);
-        let groups = profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
-        let same_enterprise = self.directory.same_enterprise(uri, viewer_uri);
-        ViewKey { viewer: Viewer::Watcher(self.directory.level_for(uri, viewer_uri, groups, same_enterprise)), same_enterprise }
+        self.view_key_of(uri, &self.directory.watcher(viewer_uri))
     }
 
-    /// The current snapshot of `uri` for `session`: `selfPresence` / `selfRawCategories` for the
-    /// owner, `userPresence` / `userRawCategories` otherwise. Each is one event per view (and
-    /// raw-category choice), remembered until the state changes.
-    pub(crate) fn snapshot(&self, uri: &str, session: &Session) -> Snapshot {
-        self.with_snapshot(uri, session, |snapshot| snapshot)
+    /// [`Gateway::view_key`] of a watcher already read from the directory.
+    fn view_key_of(&self, uri: &str, watcher: &Watcher<'_>) -> ViewKey {
+        if uri == watcher.uri() {
+            return ViewKey { viewer: Viewer::Owner, same_enterprise: true };
+        }
+        let (level, same_enterprise) = self.directory.level_of(uri, watcher);
+        ViewKey { viewer: Viewer::Watcher(level), same_enterprise }
     }
 
     /// Runs `then` on the current snapshot of `uri` for `session` while the presentity is still
-    /// locked: what `then` queues is queued before any later change is fanned out.
-    fn with_snapshot<R>(&self, uri: &str, session: &Session, then: impl FnOnce(Snapshot) -> R) -> R {
-        let key = self.view_key(uri, &session.user);
+    /// locked: what `then` queues is queued before any later change is fanned out. A snapshot is
+    /// `selfPresence` / `selfRawCategories` for the owner, `userPresence` / `userRawCategories`
+    /// otherwise; each is one event per view (and raw-category choice), remembered until the
+    /// state changes.
+    /// `watcher` is the session's user as the directory reads it.
+    fn with_snapshot<R>(&self, uri: &str, session: &Session, watcher: &Watcher<'_>, then: impl FnOnce(Snapshot) -> R) -> R {
+        let key = self.view_key_of(uri, watcher);
         let raw_key = receives_raw(session).then(|| RawViewKey { view: key, only: session.raw_categories.clone() });
         let Some(entry) = self.presence_entry(uri) else {
             let view = Arc::new(PresenceView::unknown(uri));
@@ -203,10 +204,11 @@ impl Gateway {
 
     /// `uri` as a `queryPresence` answer shows it to `session`: its `user` element and, when the
     /// session receives raw categories, its `user` element of raw categories. A user asking about
-    /// themself gets their own view, in a fresh event.
-    pub(crate) fn query_snapshot(&self, uri: &str, session: &Session) -> Snapshot {
+    /// themself gets their own view, in a fresh event. `watcher` is the session's user as the
+    /// directory reads it (once for all the URIs of a query).
+    pub(crate) fn query_snapshot(&self, uri: &str, session: &Session, watcher: &Watcher<'_>) -> Snapshot {
         if uri != &*session.user {
-            return self.snapshot(uri, session);
+            return self.with_snapshot(uri, session, watcher, |snapshot| snapshot);
         }
         let (view, version) = match self.presence_entry(uri) {
             Some(entry) => {
@@ -236,7 +238,7 @@ impl Gateway {
     /// Hands the current snapshot of `uri` with its coalescing keys to `push`, under the lock.
     fn queue_current(&self, session: &Session, uri: &str, push: impl Fn(Arc<Event>, &Arc<str>)) {
         let (key, raw_key) = Gateway::snapshot_keys(session, uri);
-        self.with_snapshot(uri, session, |snapshot| {
+        self.with_snapshot(uri, session, &self.directory.watcher(&session.user), |snapshot| {
             push(snapshot.presence, &key);
             if let Some(raw) = snapshot.raw {
                 push(raw, &raw_key);
