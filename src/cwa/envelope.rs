@@ -118,22 +118,31 @@ pub struct EventsHeader {
 /// Room for the `cwaEvents` start and end tags with the longest numbers.
 const EVENTS_HEAD_LEN: usize = NS_CWA.len() + 160;
 
-pub fn cwa_events<'a>(header: EventsHeader, items: impl IntoIterator<Item = (u64, &'a Event)>) -> String {
-    use std::fmt::Write as _;
-    let list: Vec<(u64, &Event)> = items.into_iter().collect();
-    let mut out = String::with_capacity(EVENTS_HEAD_LEN + list.iter().map(|(_, e)| events::written_len(e)).sum::<usize>());
+pub fn cwa_events<'a, I>(header: EventsHeader, items: I) -> String
+where
+    I: IntoIterator<Item = (u64, &'a Event)>,
+    I::IntoIter: Clone,
+{
+    let items = items.into_iter();
+    let mut out = String::with_capacity(EVENTS_HEAD_LEN + items.clone().map(|(_, e)| events::written_len(e)).sum::<usize>());
     // The namespace and the numbers need no escaping.
     let EventsHeader { sid, ack_id, poll_wait_ms, session_timeout_s } = header;
-    let _ = write!(
-        out,
-        "<cwaEvents xmlns=\"{NS_CWA}\" sid=\"{sid}\" ackId=\"{ack_id}\" pollWaitTime=\"{poll_wait_ms}\" sessionTimeout=\"{session_timeout_s}\""
-    );
-    if list.is_empty() {
+    out.push_str("<cwaEvents xmlns=\"");
+    out.push_str(NS_CWA);
+    for (name, value) in [("\" sid=\"", sid), ("\" ackId=\"", ack_id), ("\" pollWaitTime=\"", poll_wait_ms)] {
+        out.push_str(name);
+        out.push_str(itoa::Buffer::new().format(value));
+    }
+    out.push_str("\" sessionTimeout=\"");
+    out.push_str(itoa::Buffer::new().format(session_timeout_s));
+    out.push('"');
+    let mut items = items.peekable();
+    if items.peek().is_none() {
         out.push_str("/>");
         return out;
     }
     out.push('>');
-    for (eid, event) in list {
+    for (eid, event) in items {
         events::write(event, eid, &mut out);
     }
     out.push_str("\n</cwaEvents>");

@@ -55,10 +55,11 @@ pub fn holds_raw_categories(event: &Event) -> bool {
 /// query's answer goes to one session once: its users' renderings are copied straight into `out`
 /// (the text [`text`] would make of it, without making it).
 pub(super) fn write(event: &Event, eid: u64, out: &mut String) {
-    use std::fmt::Write as _;
     out.push_str("\n  <");
     out.push_str(element(&event.body));
-    let _ = write!(out, " eid=\"{eid}\"");
+    out.push_str(" eid=\"");
+    out.push_str(itoa::Buffer::new().format(eid));
+    out.push('"');
     match &event.body {
         EventBody::QueryPresence(users) | EventBody::QueryRawCategories(users) => {
             write_joined(element(&event.body), users, out);

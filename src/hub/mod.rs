@@ -10,9 +10,9 @@ pub mod session;
 pub mod timers;
 
 use crate::model::sources::Timestamp;
+use foldhash::{HashMap, HashSet};
 use parking_lot::RwLock;
 use session::{Batch, PollCheck, Session};
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,8 +18,9 @@
 
 use super::event::Event;
 use crate::model::sources::Timestamp;
+use foldhash::HashSet;
 use parking_lot::Mutex;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::Notify;
 

@@ -70,22 +70,53 @@ pub const MAX_URI_BYTES: usize = 454;
 /// markup characters; at most [`MAX_URI_BYTES`] (the CWA limit).
 pub fn is_valid_sip_uri(uri: &str) -> bool {
     let Some(rest) = uri.strip_prefix("sip:") else { return false };
+    if uri.len() > MAX_URI_BYTES {
+        return false;
+    }
+    if rest.is_ascii() {
+        return ascii_uri_rest(rest.as_bytes());
+    }
     let Some((user, domain)) = rest.split_once('@') else { return false };
-    uri.len() <= MAX_URI_BYTES && !user.is_empty() && !domain.is_empty() && !domain.contains('@') && allowed_text(rest)
+    !user.is_empty() && !domain.is_empty() && !domain.contains('@') && allowed_text(rest)
 }
 
-/// Every character allowed in a URI, and the input text rule met; ASCII (nearly every URI) is
-/// checked byte by byte, and every ASCII character allowed here meets the rule.
-fn allowed_text(rest: &str) -> bool {
-    if rest.is_ascii() {
-        return rest.bytes().all(|b| allowed_in_uri(char::from(b)));
+/// Bytes an ASCII URI may hold: visible ASCII but markup characters.
+const ALLOWED_ASCII: [bool; 128] = {
+    let mut allowed = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        allowed[b] = (b as u8).is_ascii_graphic() && !matches!(b as u8, b'<' | b'>' | b'"' | b'\'' | b'&');
+        b += 1;
     }
+    allowed
+};
+
+/// An ASCII URI after `sip:`, in one pass: allowed bytes only, and exactly one `@` with
+/// something on both sides (every ASCII character allowed here meets the input text rule).
+fn ascii_uri_rest(rest: &[u8]) -> bool {
+    let mut at = None;
+    for (i, &b) in rest.iter().enumerate() {
+        if !ALLOWED_ASCII[usize::from(b & 0x7f)] {
+            return false;
+        }
+        if b == b'@' {
+            if at.is_some() {
+                return false;
+            }
+            at = Some(i);
+        }
+    }
+    at.is_some_and(|i| i > 0 && i + 1 < rest.len())
+}
+
+/// Every character allowed in a URI, and the input text rule met.
+fn allowed_text(rest: &str) -> bool {
     rest.chars().all(allowed_in_uri) && super::text::check(rest).is_ok()
 }
 
 fn allowed_in_uri(c: char) -> bool {
     if c.is_ascii() {
-        return c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '\'' | '&');
+        return usize::try_from(u32::from(c)).is_ok_and(|i| ALLOWED_ASCII[i]);
     }
     !c.is_whitespace() && !c.is_control()
 }
@@ -98,6 +129,26 @@ pub fn normalize_uri(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The rule as first written, character by character: what the one-pass check must agree with.
+    fn reference(uri: &str) -> bool {
+        let Some(rest) = uri.strip_prefix("sip:") else { return false };
+        let Some((user, domain)) = rest.split_once('@') else { return false };
+        uri.len() <= MAX_URI_BYTES
+            && !user.is_empty()
+            && !domain.is_empty()
+            && !domain.contains('@')
+            && rest.chars().all(allowed_in_uri)
+            && crate::model::text::check(rest).is_ok()
+    }
+
+    proptest! {
+        #[test]
+        fn the_one_pass_check_agrees_with_the_rule(uri in "(sip:)?[a-z@<& .\\x00-\\x7f\u{e9}\u{2028}]{0,12}") {
+            prop_assert_eq!(is_valid_sip_uri(&uri), reference(&uri), "{:?}", uri);
+        }
+    }
 
     #[test]
     fn sip_uri_validation() {

@@ -96,7 +96,11 @@ pub struct WatcherFacts<'a> {
 /// The domain part of a `sip:` URI, lower-cased.
 pub fn domain_of(uri: &str) -> &str {
     let bare = uri.strip_prefix("sip:").unwrap_or(uri);
-    bare.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+    // A byte search: `@` is ASCII, so what follows it starts on a character boundary.
+    match bare.bytes().rposition(|b| b == b'@') {
+        Some(at) => &bare[at + 1..],
+        None => "",
+    }
 }
 
 impl Member {

@@ -287,9 +287,9 @@ mod tests {
         let model = Presentity::new(profile);
         Live {
             model,
-            last_views: HashMap::new(),
-            last_raw: HashMap::new(),
-            last_json: HashMap::new(),
+            last_views: Default::default(),
+            last_raw: Default::default(),
+            last_json: Default::default(),
             cluster: ClusterInputs::default(),
             version: 0,
         }

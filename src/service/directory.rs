@@ -110,13 +110,15 @@ impl Directory {
     /// `uri` as the level rules see a watcher, read once for a watcher who looks at many owners
     /// (a query).
     pub fn watcher<'a>(&self, uri: &'a str) -> Watcher<'a> {
-        Watcher { uri, profile: self.profile(uri) }
+        let domain = domain_of(uri);
+        Watcher { uri, profile: self.profile(uri), domain, enterprise: self.is_enterprise(domain) }
     }
 
     /// [`level`](Self::level) of a watcher read by [`watcher`](Self::watcher), with whether the
     /// two are of the same enterprise.
     pub fn level_of(&self, owner: &str, watcher: &Watcher<'_>) -> (AccessLevel, bool) {
-        let same_enterprise = self.same_enterprise(owner, watcher.uri);
+        let domain = domain_of(owner);
+        let same_enterprise = domain.eq_ignore_ascii_case(watcher.domain) || (watcher.enterprise && self.is_enterprise(domain));
         let groups = watcher.profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
         let facts = WatcherFacts { uri: watcher.uri, groups, same_enterprise };
         let rights = self.rights.read();
@@ -126,10 +128,13 @@ impl Directory {
     }
 }
 
-/// A watcher's part of the level rules: its URI and profile (its groups).
+/// A watcher's part of the level rules: its URI, profile (its groups) and domain.
 pub struct Watcher<'a> {
     uri: &'a str,
     profile: Option<Arc<Profile>>,
+    domain: &'a str,
+    /// The domain is one of the enterprise's.
+    enterprise: bool,
 }
 
 impl Watcher<'_> {

@@ -10,8 +10,8 @@ use crate::hub::session::{EventFilter, Session};
 use crate::model::presentity::{view, Presentity};
 use crate::model::sources::Timestamp;
 use crate::pv2::events::{changed_sections, full_sections, json_presence, select, update, JsonView};
+use foldhash::{HashMap, HashMapExt};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The full JSON presence of a presentity for a view key.

@@ -18,8 +18,8 @@ use crate::model::raw::RawCategory;
 use crate::model::reports::SourceReport;
 use crate::model::sources::{ClientActivity, Timestamp};
 use crate::store::{PresenceUpdate, StoredPresence};
+use foldhash::{HashMap, HashMapExt};
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 /// The coalescing key of `selfPresence` events (one per session).
