@@ -129,7 +129,10 @@ impl Gateway {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ProcSample {
     pub rss_kib: u64,
+    /// User and system time together.
     pub cpu_seconds: f64,
+    /// System time alone: the kernel's work for the process (its system calls, TCP).
+    pub kernel_seconds: f64,
     pub threads: u64,
 }
 
@@ -144,8 +147,13 @@ impl ProcSample {
         // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
         let after = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or_else(|| anyhow!("bad stat"))?;
         let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).unwrap_or(&"0").parse::<u64>()? + fields.get(12).unwrap_or(&"0").parse::<u64>()?;
-        Ok(ProcSample { rss_kib: field("VmRSS:")?, cpu_seconds: ticks as f64 / clock_ticks(), threads: field("Threads:")? })
+        let (user, system) = (fields.get(11).unwrap_or(&"0").parse::<u64>()?, fields.get(12).unwrap_or(&"0").parse::<u64>()?);
+        Ok(ProcSample {
+            rss_kib: field("VmRSS:")?,
+            cpu_seconds: (user + system) as f64 / clock_ticks(),
+            kernel_seconds: system as f64 / clock_ticks(),
+            threads: field("Threads:")?,
+        })
     }
 }
 

@@ -150,6 +150,11 @@ impl Setup {
         self.gateways.iter().map(|g| g.sample().map_or(0.0, |s| s.cpu_seconds)).collect()
     }
 
+    /// The system (kernel) part of [`Setup::node_cpu`], all nodes together.
+    pub fn kernel_cpu(&self) -> f64 {
+        self.gateways.iter().map(|g| g.sample().map_or(0.0, |s| s.kernel_seconds)).sum()
+    }
+
     pub fn is_cluster(&self) -> bool {
         self.gateways.len() > 1
     }
@@ -279,6 +284,7 @@ pub struct NodeCpu {
 pub struct Window {
     started: Instant,
     cpu: Vec<f64>,
+    kernel_cpu: f64,
     redis_cpu: f64,
     own_cpu: f64,
     machine_cpu: f64,
@@ -302,6 +308,7 @@ impl Window {
         Window {
             started: Instant::now(),
             cpu: setup.node_cpu(),
+            kernel_cpu: setup.kernel_cpu(),
             redis_cpu: setup.shared.redis_cpu_seconds().unwrap_or(0.0),
             own_cpu: own_cpu(),
             machine_cpu: machine_cpu(),
@@ -328,14 +335,19 @@ impl Window {
         setup.shared.redis_cpu_seconds().map(|now| (now - self.redis_cpu).max(0.0))
     }
 
-    /// Figures for the report: the load generator's CPU seconds, and the CPU seconds other
-    /// processes on the machine used meanwhile (a busy machine makes a run noisy; PostgreSQL's
-    /// are among them).
+    /// Figures for the report: the share of the gateway's CPU time spent in the kernel (system
+    /// time: its system calls and their TCP work), the load generator's CPU seconds, and the CPU
+    /// seconds other processes on the machine used meanwhile (a busy machine makes a run noisy;
+    /// PostgreSQL's are among them).
     pub fn shared_cpu_figures(&self, setup: &Setup) -> Vec<(String, serde_json::Value)> {
         let own = (own_cpu() - self.own_cpu).max(0.0);
-        let server: f64 = self.node_cpu(setup).iter().sum::<f64>() + self.redis_cpu(setup).unwrap_or(0.0);
+        let nodes: f64 = self.node_cpu(setup).iter().sum();
+        let kernel = (setup.kernel_cpu() - self.kernel_cpu).max(0.0);
+        let server = nodes + self.redis_cpu(setup).unwrap_or(0.0);
         let others = (machine_cpu() - self.machine_cpu - own - server).max(0.0);
+        let kernel_share = if nodes > 0.0 { kernel / nodes * 100.0 } else { 0.0 };
         vec![
+            ("server_kernel_cpu_percent_of_server_cpu".into(), crate::stats::round3(kernel_share).into()),
             ("loadgen_cpu_seconds".into(), crate::stats::round3(own).into()),
             ("other_processes_cpu_seconds".into(), crate::stats::round3(others).into()),
         ]
