@@ -10,6 +10,8 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The TCP socket underneath.
     fn socket(&self) -> &TcpStream;
 
+    fn socket_mut(&mut self) -> &mut TcpStream;
+
     /// Whether the transport keeps read bytes of its own (TLS records already decrypted): then
     /// the socket's readiness says nothing about whether a request is waiting.
     fn buffers_reads(&self) -> bool;
@@ -17,6 +19,10 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 
 impl Transport for TcpStream {
     fn socket(&self) -> &TcpStream {
+        self
+    }
+
+    fn socket_mut(&mut self) -> &mut TcpStream {
         self
     }
 
@@ -28,6 +34,10 @@ impl Transport for TcpStream {
 impl Transport for TlsStream<TcpStream> {
     fn socket(&self) -> &TcpStream {
         self.get_ref().0
+    }
+
+    fn socket_mut(&mut self) -> &mut TcpStream {
+        self.get_mut().0
     }
 
     fn buffers_reads(&self) -> bool {
@@ -42,15 +52,29 @@ const READY_CHUNK: usize = 2048;
 /// appends it to `out` in an allocation of exactly its size, so that reading a small request
 /// allocates no room it does not use. `WouldBlock` when nothing has arrived (or on TLS, whose
 /// reads go through its own buffers); `Ok(0)` at the end of the stream.
-pub fn read_ready<T: Transport>(io: &T, out: &mut Vec<u8>) -> std::io::Result<usize> {
+///
+/// The read goes through the socket's `poll_read` (with a waker that does nothing: a caller that
+/// gets `WouldBlock` goes on to await a read, which registers its own): a read that does not fill
+/// the buffer shows the socket drained, and `poll_read` then forgets the socket's readiness, so
+/// that the hang-up watch of a held poll and the wait for the next request wait for the next
+/// readiness event instead of trying a read that finds nothing (`try_read` keeps the readiness
+/// until a read fails with `WouldBlock`: one wasted system call per request).
+pub fn read_ready<T: Transport>(io: &mut T, out: &mut Vec<u8>) -> std::io::Result<usize> {
     if io.buffers_reads() {
         return Err(std::io::ErrorKind::WouldBlock.into());
     }
     let mut chunk = [0u8; READY_CHUNK];
-    let n = io.socket().try_read(&mut chunk)?;
-    out.reserve_exact(n);
-    out.extend_from_slice(&chunk[..n]);
-    Ok(n)
+    let mut room = tokio::io::ReadBuf::new(&mut chunk);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(io.socket_mut()).poll_read(&mut context, &mut room) {
+        std::task::Poll::Ready(Ok(())) => {}
+        std::task::Poll::Ready(Err(error)) => return Err(error),
+        std::task::Poll::Pending => return Err(std::io::ErrorKind::WouldBlock.into()),
+    }
+    let read = room.filled();
+    out.reserve_exact(read.len());
+    out.extend_from_slice(read);
+    Ok(read.len())
 }
 
 /// Writes what the socket takes now, without waiting (plain TCP; nothing on TLS, whose writes go
