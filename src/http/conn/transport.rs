@@ -107,3 +107,32 @@ pub async fn hung_up<T: Transport>(io: &T) {
         Ok(_) => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_read_that_drains_the_socket_waits_for_the_next_bytes_without_trying_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let request = b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n";
+        client.write_all(request).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < request.len() {
+            server.readable().await.unwrap();
+            let _ = read_ready(&mut server, &mut got);
+        }
+        assert_eq!(got, request);
+        // Drained: the socket is not taken for readable (a read now would only fail) ...
+        assert!(server.readable().now_or_never().is_none(), "the readiness of the bytes read is forgotten");
+        // ... until more bytes come.
+        client.write_all(b"G").await.unwrap();
+        server.readable().await.unwrap();
+        assert_eq!(read_ready(&mut server, &mut got).unwrap(), 1);
+    }
+}
