@@ -15,10 +15,13 @@
 //! forwarding layer passes it on, README "Several nodes").
 
 use super::cwa::{answer_command, answer_poll, body_within_limit, ChannelAnswer, CommandRequest, PollRequest};
+use crate::error::GatewayError;
 use crate::http::conn::head::{Framing, Head, Lines};
 use crate::http::conn::response::{self, Prepared};
 use crate::request::headers::{visible_ascii, Headers};
 use crate::request::ticket::{self, Remembered};
+use crate::service::auth::Authenticated;
+use crate::service::tickets::TicketHash;
 use crate::service::Gateway;
 use crate::telemetry;
 use axum::body::Bytes;
@@ -111,10 +114,7 @@ impl Channels {
         let hash = request.presented.as_deref().map(|t| remembered.hash(t));
         async move {
             tracing::debug!(target: "tower_http::trace::on_request", "started processing request");
-            let auth = match (request.presented.as_deref(), hash) {
-                (Some(ticket), Some(hash)) => Some(self.gateway.authenticate_hashed(ticket, hash).await),
-                _ => None,
-            };
+            let auth = check_ticket(&self.gateway, request.presented.as_deref(), hash).await;
             let answer = answer_poll(&self.gateway, request, auth).await;
             finish(answer, DATA_CHANNEL, started, version, &request_id)
         }
@@ -137,14 +137,23 @@ impl Channels {
         async move {
             tracing::debug!(target: "tower_http::trace::on_request", "started processing request");
             let body = body_within_limit(&self.gateway, body);
-            let auth = match (request.presented.as_deref(), hash) {
-                (Some(ticket), Some(hash)) => Some(self.gateway.authenticate_hashed(ticket, hash).await),
-                _ => None,
-            };
+            let auth = check_ticket(&self.gateway, request.presented.as_deref(), hash).await;
             let answer = answer_command(&self.gateway, request, auth, body).await;
             finish(answer, COMMAND_CHANNEL, started, version, &request_id)
         }
         .instrument(span)
+    }
+}
+
+/// The ticket check of a request (`hash`: the presented ticket's), `None` when it presents none.
+async fn check_ticket(
+    gateway: &Gateway,
+    presented: Option<&str>,
+    hash: Option<TicketHash>,
+) -> Option<Result<Option<Authenticated>, GatewayError>> {
+    match (presented, hash) {
+        (Some(ticket), Some(hash)) => Some(gateway.authenticate_hashed(ticket, hash).await),
+        _ => None,
     }
 }
 
