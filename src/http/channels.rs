@@ -14,14 +14,11 @@
 //! (its layer decides the answer's headers), and in a cluster a sid of another node (the
 //! forwarding layer passes it on, README "Several nodes").
 
-use super::cwa::{answer_command, answer_poll, body_within_limit, ChannelAnswer, CommandRequest, PollRequest};
-use crate::error::GatewayError;
+use super::cwa::{answer_command, answer_poll, body_within_limit, check_ticket, ChannelAnswer, CommandRequest, PollRequest};
 use crate::http::conn::head::{Framing, Head, Lines};
 use crate::http::conn::response::{self, Prepared};
 use crate::request::headers::{visible_ascii, Headers};
 use crate::request::ticket::{self, Remembered};
-use crate::service::auth::Authenticated;
-use crate::service::tickets::TicketHash;
 use crate::service::Gateway;
 use crate::telemetry;
 use axum::body::Bytes;
@@ -142,18 +139,6 @@ impl Channels {
             finish(answer, COMMAND_CHANNEL, started, version, &request_id)
         }
         .instrument(span)
-    }
-}
-
-/// The ticket check of a request (`hash`: the presented ticket's), `None` when it presents none.
-async fn check_ticket(
-    gateway: &Gateway,
-    presented: Option<&str>,
-    hash: Option<TicketHash>,
-) -> Option<Result<Option<Authenticated>, GatewayError>> {
-    match (presented, hash) {
-        (Some(ticket), Some(hash)) => Some(gateway.authenticate_hashed(ticket, hash).await),
-        _ => None,
     }
 }
 

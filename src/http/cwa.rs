@@ -130,10 +130,7 @@ pub async fn command(
     drop(headers);
     let body = read_body(&gateway, body).await;
     let hash = request.presented.as_deref().map(TicketHash::of);
-    let auth = match (request.presented.as_deref(), hash) {
-        (Some(ticket), Some(hash)) => Some(Box::pin(gateway.authenticate_hashed(ticket, hash)).await),
-        _ => None,
-    };
+    let auth = Box::pin(check_ticket(&gateway, request.presented.as_deref(), hash)).await;
     answer_command(&gateway, request, auth, body).await.into_response()
 }
 
@@ -225,12 +222,21 @@ pub async fn data_channel(
     // A held poll keeps nothing of the request it no longer needs.
     drop((headers, raw));
     // Boxed: a ticket check may read the store, and a held poll should not keep room for that.
-    let presented = request.presented.as_deref().map(|t| (t, TicketHash::of(t)));
-    let auth = match presented {
-        Some((ticket, hash)) => Some(Box::pin(gateway.authenticate_hashed(ticket, hash)).await),
-        None => None,
-    };
+    let hash = request.presented.as_deref().map(TicketHash::of);
+    let auth = Box::pin(check_ticket(&gateway, request.presented.as_deref(), hash)).await;
     answer_poll(&gateway, request, auth).await.into_response()
+}
+
+/// The ticket check of a request (`hash`: the presented ticket's), `None` when it presents none.
+pub(super) async fn check_ticket(
+    gateway: &Gateway,
+    presented: Option<&str>,
+    hash: Option<TicketHash>,
+) -> Option<Result<Option<Authenticated>, GatewayError>> {
+    match (presented, hash) {
+        (Some(ticket), Some(hash)) => Some(gateway.authenticate_hashed(ticket, hash).await),
+        _ => None,
+    }
 }
 
 /// What a data-channel request brings, read from its head before the poll is held (the router's
