@@ -104,9 +104,8 @@ impl Channels {
     ) -> impl Future<Output = Prepared> + Send + 'static {
         let query = head.path_and_query().and_then(|(_, query)| query);
         let mut request = head.with_lines(|lines| PollRequest::read(&self.gateway, peer, lines, query));
-        let origins = &self.gateway.config().cors_origins;
         let Observed { started, version, request_id, span } =
-            observe(&head, origins, Method::GET, DATA_CHANNEL, &mut request.presented);
+            self.observe(&head, Method::GET, DATA_CHANNEL, &mut request.presented);
         drop(head);
         let hash = request.presented.as_deref().map(|t| remembered.hash(t));
         async move {
@@ -126,9 +125,8 @@ impl Channels {
         remembered: &mut Remembered,
     ) -> impl Future<Output = Prepared> + Send + 'static {
         let mut request = head.with_lines(|lines| CommandRequest::read(&self.gateway, peer, lines));
-        let origins = &self.gateway.config().cors_origins;
         let Observed { started, version, request_id, span } =
-            observe(&head, origins, Method::POST, COMMAND_CHANNEL, &mut request.presented);
+            self.observe(&head, Method::POST, COMMAND_CHANNEL, &mut request.presented);
         drop(head);
         let hash = request.presented.as_deref().map(|t| remembered.hash(t));
         async move {
@@ -140,6 +138,21 @@ impl Channels {
         }
         .instrument(span)
     }
+
+    /// The outer layers' work before the handler: the clock starts, the request id is taken or
+    /// made, the tracing span opens, and the cookie guard drops a ticket cookie that does not count.
+    fn observe(&self, head: &Head, method: Method, path: &'static str, presented: &mut Option<String>) -> Observed {
+        let started = Instant::now();
+        let request_id = head.with_lines(|lines| {
+            if cookie_refused(lines, &self.gateway.config().cors_origins) {
+                *presented = None;
+            }
+            RequestId::of(lines)
+        });
+        let id = visible_ascii(request_id.as_bytes()).unwrap_or("");
+        let span = tracing::info_span!("request", id, method = %method, path);
+        Observed { started, version: head.version, request_id, span }
+    }
 }
 
 /// What the router's outer layers note of a request before its handler runs.
@@ -148,22 +161,6 @@ struct Observed {
     version: Version,
     request_id: RequestId,
     span: tracing::Span,
-}
-
-/// The outer layers' work before the handler: the clock starts, the request id is taken or made,
-/// the tracing span opens, and the cookie guard drops a ticket cookie that does not count
-/// (`origins`: the configured CORS origins).
-fn observe(head: &Head, origins: &[String], method: Method, path: &'static str, presented: &mut Option<String>) -> Observed {
-    let started = Instant::now();
-    let request_id = head.with_lines(|lines| {
-        if cookie_refused(lines, origins) {
-            *presented = None;
-        }
-        RequestId::of(lines)
-    });
-    let id = visible_ascii(request_id.as_bytes()).unwrap_or("");
-    let span = tracing::info_span!("request", id, method = %method, path);
-    Observed { started, version: head.version, request_id, span }
 }
 
 /// The outer layers' work after the handler: metrics and the tracing layer's closing events;

@@ -93,8 +93,18 @@ impl Directory {
 
     /// Whether two users belong to the same enterprise.
     pub fn same_enterprise(&self, owner: &str, watcher: &str) -> bool {
-        let (a, b) = (domain_of(owner), domain_of(watcher));
-        a.eq_ignore_ascii_case(b) || (self.is_enterprise(a) && self.is_enterprise(b))
+        self.same_enterprise_as(owner, &self.domain(watcher))
+    }
+
+    /// The rule of [`same_enterprise`](Self::same_enterprise) against a watcher's domain read before.
+    fn same_enterprise_as(&self, owner: &str, watcher: &Domain<'_>) -> bool {
+        let domain = domain_of(owner);
+        domain.eq_ignore_ascii_case(watcher.name) || (watcher.enterprise && self.is_enterprise(domain))
+    }
+
+    fn domain<'a>(&self, uri: &'a str) -> Domain<'a> {
+        let name = domain_of(uri);
+        Domain { name, enterprise: self.is_enterprise(name) }
     }
 
     fn is_enterprise(&self, domain: &str) -> bool {
@@ -110,15 +120,13 @@ impl Directory {
     /// `uri` as the level rules see a watcher, read once for a watcher who looks at many owners
     /// (a query).
     pub fn watcher<'a>(&self, uri: &'a str) -> Watcher<'a> {
-        let domain = domain_of(uri);
-        Watcher { uri, profile: self.profile(uri), domain, enterprise: self.is_enterprise(domain) }
+        Watcher { uri, profile: self.profile(uri), domain: self.domain(uri) }
     }
 
     /// [`level`](Self::level) of a watcher read by [`watcher`](Self::watcher), with whether the
     /// two are of the same enterprise.
     pub fn level_of(&self, owner: &str, watcher: &Watcher<'_>) -> (AccessLevel, bool) {
-        let domain = domain_of(owner);
-        let same_enterprise = domain.eq_ignore_ascii_case(watcher.domain) || (watcher.enterprise && self.is_enterprise(domain));
+        let same_enterprise = self.same_enterprise_as(owner, &watcher.domain);
         let groups = watcher.profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
         let facts = WatcherFacts { uri: watcher.uri, groups, same_enterprise };
         let rights = self.rights.read();
@@ -132,8 +140,12 @@ impl Directory {
 pub struct Watcher<'a> {
     uri: &'a str,
     profile: Option<Arc<Profile>>,
-    domain: &'a str,
-    /// The domain is one of the enterprise's.
+    domain: Domain<'a>,
+}
+
+/// A user's domain, and whether it is one of the enterprise's.
+struct Domain<'a> {
+    name: &'a str,
     enterprise: bool,
 }
 
