@@ -154,3 +154,37 @@ impl Watcher<'_> {
         self.uri
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::rights::Member;
+
+    fn directory() -> Directory {
+        Directory::new(&["Corp.example".to_string(), "branch.example".to_string()])
+    }
+
+    #[test]
+    fn the_enterprise_is_one_domain_or_all_the_enterprise_domains() {
+        let d = directory();
+        assert!(d.same_enterprise("sip:a@other.example", "sip:b@OTHER.example"), "the same domain, in any case");
+        assert!(d.same_enterprise("sip:a@corp.example", "sip:b@Branch.example"), "two enterprise domains");
+        assert!(!d.same_enterprise("sip:a@corp.example", "sip:b@other.example"), "an enterprise domain and another");
+        assert!(!d.same_enterprise("sip:a@other.example", "sip:b@third.example"));
+    }
+
+    #[test]
+    fn a_watcher_read_once_gets_the_levels_and_enterprise_relation_read_each_time() {
+        let d = directory();
+        let block = RightsEntry { member: Member::Uri("sip:w@branch.example".into()), level: AccessLevel::Blocked };
+        d.set_right("sip:blocker@other.example", block);
+        let watcher = d.watcher("sip:w@branch.example");
+        for owner in ["sip:a@corp.example", "sip:b@other.example", "sip:c@branch.example", "sip:blocker@other.example"] {
+            let expected = (d.level(owner, "sip:w@branch.example"), d.same_enterprise(owner, "sip:w@branch.example"));
+            assert_eq!(d.level_of(owner, &watcher), expected, "{owner}");
+        }
+        assert_eq!(d.level_of("sip:a@corp.example", &watcher), (AccessLevel::Company, true));
+        assert_eq!(d.level_of("sip:b@other.example", &watcher), (AccessLevel::Public, false));
+        assert_eq!(d.level_of("sip:blocker@other.example", &watcher).0, AccessLevel::Blocked);
+    }
+}
