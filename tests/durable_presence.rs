@@ -21,6 +21,7 @@ use presence_gateway::model::raw::RawCategory;
 use presence_gateway::model::reports::SourceReport;
 use presence_gateway::model::rights::{Member, RightsEntry};
 use presence_gateway::model::sources::Timestamp;
+use presence_gateway::service::clock::Clock;
 use presence_gateway::store::{
     ChangeFeed, PresenceUpdate, RightsWrite, Store, StoreResult, StoredImage, StoredPresence, StoredTicket, UserRecord,
 };
@@ -345,7 +346,43 @@ async fn a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another(b
     watcher_here.wait_for_user(BOB, both).await;
 }
 
+/// Bob's note ends at a set time. Before it does, Bob writes a new note on one gateway, and that
+/// gateway's notice has not reached the other when the old note's time comes there. The other
+/// gateway's end of the old note must not clear the new one: the store keeps the new note, and the
+/// watcher there is shown it.
+async fn a_timed_end_on_one_gateway_keeps_a_note_written_on_another_since(backend: Backend) {
+    let (one, node_two, counting, mut alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
+    let two = node_two.base.clone();
+    let mut bob_there = Client::sign_in(&two, "bob@example.com", "pw").await.unwrap();
+    bob_there.initiate().await;
+    let mut bob_here = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();
+    bob_here.initiate().await;
+
+    let expires = (node_two.clock.now() + chrono::Duration::seconds(10)).to_rfc3339();
+    let timed = bob_there
+        .http
+        .put(format!("{two}/api/v1/users/{BOB}/note"))
+        .header("CWA-Ticket", &bob_there.ticket)
+        .json(&serde_json::json!({"text": "in a meeting", "expires": expires}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(timed.status(), 200);
+    alice.wait_for_user(BOB, |u| seen(u).note == "in a meeting").await;
+
+    counting.deliver_feed(false);
+    assert!(bob_here.publish_note("back at the desk").await.body.contains("requestAccepted"));
+    node_two.clock.advance(chrono::Duration::seconds(11));
+    let shown = alice.wait_for_user(BOB, |u| seen(u).note != "in a meeting").await;
+
+    let stored = backend.open().await.presence(BOB).await.unwrap().expect("Bob's presence is stored");
+    assert_eq!(stored.note.map(|n| n.text).as_deref(), Some("back at the desk"), "the newer note is kept");
+    assert_eq!(seen(&shown).note, "back at the desk", "the watcher there is shown the note that stands");
+    counting.deliver_feed(true);
+}
+
 both_backends!(
     each_part_reaches_the_other_gateway_and_only_it_is_read_again,
     a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another,
+    a_timed_end_on_one_gateway_keeps_a_note_written_on_another_since,
 );

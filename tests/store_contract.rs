@@ -138,11 +138,12 @@ async fn every_row_round_trips(f: Fixture) {
     assert_eq!(s.presence("sip:a@x.test").await.unwrap(), Some(presence.clone()));
     assert_eq!(s.presences().await.unwrap(), vec![("sip:a@x.test".to_string(), presence.clone())]);
     // An update sets only the parts it names and answers the whole stand.
-    let note_only = PresenceUpdate { manual: None, note: Some(Some(Note { text: "bye".into(), expires: None })) };
+    let note_only = PresenceUpdate { manual: None, note: Some(Some(Note { text: "bye".into(), expires: None })), only_if: None };
     let stands = s.update_presence("sip:a@x.test", &note_only).await.unwrap();
     assert_eq!(stands.manual, presence.manual, "the manual state is kept");
     assert_eq!(stands.note.as_ref().map(|n| n.text.as_str()), Some("bye"));
-    let cleared = s.update_presence("sip:a@x.test", &PresenceUpdate { manual: Some(None), note: None }).await.unwrap();
+    let cleared =
+        s.update_presence("sip:a@x.test", &PresenceUpdate { manual: Some(None), note: None, only_if: None }).await.unwrap();
     assert_eq!(cleared, StoredPresence { manual: None, note: stands.note.clone() }, "the manual state is cleared, the note kept");
     assert_eq!(s.presence("sip:a@x.test").await.unwrap(), Some(cleared));
     assert!(s.update_presence("sip:nobody@x.test", &note_only).await.is_err(), "no presence without a user");
@@ -311,6 +312,35 @@ async fn changes_reach_the_other_processes_only(f: Fixture) {
     assert!(here.remove_user("sip:new@x.test").await.is_err());
     here.update_presence("sip:new@x.test", &PresenceUpdate::whole(&StoredPresence::default())).await.unwrap();
     assert_eq!(next_change(&mut feed_there).await, Change::Presence("sip:new@x.test".into()));
+}
+
+/// A conditional update sets a part only where the store still holds what the caller read, so a
+/// timed end read before another process's change does not clear that change; an unconditional
+/// part of the same update and the parts not named are unaffected by the condition.
+async fn a_conditional_update_keeps_a_part_changed_since_it_was_read(f: Fixture) {
+    let s = f.store();
+    let uri = "sip:a@x.test";
+    s.upsert_user(&user(uri)).await.unwrap();
+    let until = chrono::Utc::now();
+    let timed = StoredPresence {
+        manual: Some(ManualState { to: Some(until), ..ManualState::simple(ManualKind::Busy) }),
+        note: Some(Note { text: "in a meeting".into(), expires: Some(until) }),
+    };
+    s.update_presence(uri, &PresenceUpdate::whole(&timed)).await.unwrap();
+    let ended = PresenceUpdate::ended(&timed, until + chrono::Duration::seconds(1));
+    assert_eq!((ended.manual.clone(), ended.note.clone()), (Some(None), Some(None)), "both parts are over");
+
+    // The note changed since it was read: it stays; the manual state, unchanged, is cleared.
+    let newer = Note { text: "back at the desk".into(), expires: None };
+    s.update_presence(uri, &PresenceUpdate { manual: None, note: Some(Some(newer.clone())), only_if: None }).await.unwrap();
+    let stands = s.update_presence(uri, &ended).await.unwrap();
+    assert_eq!(stands, StoredPresence { manual: None, note: Some(newer.clone()) });
+    assert_eq!(s.presence(uri).await.unwrap(), Some(stands));
+
+    // Unchanged since read: cleared, including a part read as absent that is still absent.
+    let read = s.presence(uri).await.unwrap().unwrap();
+    let clear_both = PresenceUpdate { manual: Some(None), note: Some(None), only_if: Some(read) };
+    assert_eq!(s.update_presence(uri, &clear_both).await.unwrap(), StoredPresence::default());
 }
 
 async fn a_presence_notice_names_the_part_that_changed(f: Fixture) {
@@ -506,6 +536,7 @@ contract!(
     concurrent_writers_lose_nothing,
     changes_reach_the_other_processes_only,
     a_presence_notice_names_the_part_that_changed,
+    a_conditional_update_keeps_a_part_changed_since_it_was_read,
     logins_and_ticket_values_round_trip_and_end,
     a_login_failing_half_way_keeps_nothing,
     source_reports_keep_their_expiry,
@@ -527,7 +558,8 @@ async fn postgres_connections_the_server_ended_are_replaced() {
     }
     let store = PostgresStore::connect(&schema.url_as(&role)).await.unwrap();
     store.upsert_user(&user("sip:a@x.test")).await.unwrap();
-    let note = |text: &str| PresenceUpdate { manual: None, note: Some(Some(Note { text: text.into(), expires: None })) };
+    let note =
+        |text: &str| PresenceUpdate { manual: None, note: Some(Some(Note { text: text.into(), expires: None })), only_if: None };
     // Several connections in the pool, all just used.
     let updates: Vec<PresenceUpdate> = (0..4).map(|i| note(&format!("before {i}"))).collect();
     let writes = updates.iter().map(|update| store.update_presence("sip:a@x.test", update));

@@ -192,7 +192,7 @@ impl Gateway {
         }
         if manual.is_some() || note.is_some() {
             let note = note.map(|text| (!text.is_empty()).then_some(Note { text, expires: None }));
-            self.change_presence(&session.user, PresenceUpdate { manual: manual.map(Some), note }).await?;
+            self.change_presence(&session.user, PresenceUpdate { manual: manual.map(Some), note, only_if: None }).await?;
         }
         if let Some(idle) = machine_idle {
             session.set_machine_idle(idle, self.clock.now());

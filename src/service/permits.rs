@@ -92,13 +92,13 @@ impl Gateway {
     /// Sets (or with `None` resets) the user's manual state.
     pub async fn set_manual_state(&self, permit: &Permit, manual: Option<ManualState>) -> Result<()> {
         let uri = permit.check(Action::AbsentState)?;
-        self.change_presence(uri, PresenceUpdate { manual: Some(manual), note: None }).await.map(drop)
+        self.change_presence(uri, PresenceUpdate { manual: Some(manual), note: None, only_if: None }).await.map(drop)
     }
 
     /// Sets (or with `None` clears) the user's personal note.
     pub async fn set_note(&self, permit: &Permit, note: Option<Note>) -> Result<()> {
         let uri = permit.check(Action::Note)?;
-        self.change_presence(uri, PresenceUpdate { manual: None, note: Some(note) }).await.map(drop)
+        self.change_presence(uri, PresenceUpdate { manual: None, note: Some(note), only_if: None }).await.map(drop)
     }
 
     /// Changes the user's rights entries for other users; returns the levels whose membership

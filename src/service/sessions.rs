@@ -170,7 +170,7 @@ impl Gateway {
         match request.availability {
             // "Online" at start means automatic presence; any other choice is a manual state.
             Some(kind) if kind != ManualKind::Available => {
-                let update = PresenceUpdate { manual: Some(Some(ManualState::simple(kind))), note: None };
+                let update = PresenceUpdate { manual: Some(Some(ManualState::simple(kind))), note: None, only_if: None };
                 self.change_presence(&login.user, update).await?;
             }
             _ => self.refresh(&login.user),

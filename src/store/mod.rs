@@ -51,20 +51,24 @@ pub struct StoredPresence {
 pub struct PresenceUpdate {
     pub manual: Option<Option<ManualState>>,
     pub note: Option<Option<Note>>,
+    /// When given, a part is set only where the store still holds the value this has for it (a
+    /// compare-and-set in the same step): a part someone changed since it was read is kept.
+    pub only_if: Option<StoredPresence>,
 }
 
 impl PresenceUpdate {
     /// Sets both parts to `presence`.
     pub fn whole(presence: &StoredPresence) -> PresenceUpdate {
-        PresenceUpdate { manual: Some(presence.manual.clone()), note: Some(presence.note.clone()) }
+        PresenceUpdate { manual: Some(presence.manual.clone()), note: Some(presence.note.clone()), only_if: None }
     }
 
     /// Clears the parts of `current` that are over at `now`: a manual state that has ended, a
-    /// note that has expired; keeps the rest.
+    /// note that has expired; keeps the rest, and keeps a part that no longer stands as in
+    /// `current` (another process set a new one since `current` was read).
     pub fn ended(current: &StoredPresence, now: Timestamp) -> PresenceUpdate {
         let manual = current.manual.as_ref().filter(|m| m.has_ended(now)).map(|_| None);
         let note = current.note.as_ref().filter(|n| !n.is_active(now)).map(|_| None);
-        PresenceUpdate { manual, note }
+        PresenceUpdate { manual, note, only_if: Some(current.clone()) }
     }
 }
 

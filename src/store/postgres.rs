@@ -70,13 +70,16 @@ impl PostgresStore {
         let row = sqlx::query(concat!(
             "WITH stands AS (",
             upsert_presence_sql!(),
-            ") SELECT stands.uri, stands.manual, stands.note FROM stands CROSS JOIN (SELECT pg_notify($6, $7)) AS announced"
+            ") SELECT stands.uri, stands.manual, stands.note FROM stands CROSS JOIN (SELECT pg_notify($9, $10)) AS announced"
         ))
         .bind(uri)
         .bind(columns.set_manual)
         .bind(&columns.manual)
         .bind(columns.set_note)
         .bind(&columns.note)
+        .bind(columns.conditional)
+        .bind(&columns.expected_manual)
+        .bind(&columns.expected_note)
         .bind(&self.channel)
         .bind(self.notice(&Change::Presence(uri.to_string())))
         .fetch_one(&self.pool)

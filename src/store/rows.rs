@@ -217,15 +217,24 @@ pub struct PresenceUpdateColumns {
     pub manual: Option<String>,
     pub set_note: bool,
     pub note: Option<String>,
+    /// Whether the parts set must still hold `expected_manual` / `expected_note` (as written by
+    /// this module, which writes a value the same way every time).
+    pub conditional: bool,
+    pub expected_manual: Option<String>,
+    pub expected_note: Option<String>,
 }
 
 impl PresenceUpdateColumns {
     pub fn of(update: &super::PresenceUpdate) -> StoreResult<PresenceUpdateColumns> {
+        let expected = update.only_if.as_ref();
         Ok(PresenceUpdateColumns {
             set_manual: update.manual.is_some(),
             manual: update.manual.as_ref().and_then(Option::as_ref).map(manual_to_column).transpose()?,
             set_note: update.note.is_some(),
             note: update.note.as_ref().and_then(Option::as_ref).map(note_to_column).transpose()?,
+            conditional: expected.is_some(),
+            expected_manual: expected.and_then(|p| p.manual.as_ref()).map(manual_to_column).transpose()?,
+            expected_note: expected.and_then(|p| p.note.as_ref()).map(note_to_column).transpose()?,
         })
     }
 }

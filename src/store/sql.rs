@@ -7,13 +7,17 @@
 
 /// The statement of [`Store::update_presence`](super::Store::update_presence) both backends run
 /// (a backend wraps it to announce the change): `$1` the user, `$2`/`$3` whether to set the manual
-/// state and its column, `$4`/`$5` the same for the note; it returns the row as it then stands.
+/// state and its column, `$4`/`$5` the same for the note, `$6` whether a part is set only where
+/// it still holds the expected column (`$7` the manual state's, `$8` the note's); it returns the
+/// row as it then stands.
 macro_rules! upsert_presence_sql {
     () => {
         "INSERT INTO presence (uri, manual, note) VALUES ($1, $3, $5)
          ON CONFLICT (uri) DO UPDATE SET
-             manual = CASE WHEN $2 THEN excluded.manual ELSE presence.manual END,
-             note = CASE WHEN $4 THEN excluded.note ELSE presence.note END
+             manual = CASE WHEN $2 AND (NOT $6 OR presence.manual IS NOT DISTINCT FROM $7)
+                 THEN excluded.manual ELSE presence.manual END,
+             note = CASE WHEN $4 AND (NOT $6 OR presence.note IS NOT DISTINCT FROM $8)
+                 THEN excluded.note ELSE presence.note END
          RETURNING uri, manual, note"
     };
 }

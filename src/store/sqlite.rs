@@ -67,6 +67,9 @@ impl SqliteStore {
             .bind(&columns.manual)
             .bind(columns.set_note)
             .bind(&columns.note)
+            .bind(columns.conditional)
+            .bind(&columns.expected_manual)
+            .bind(&columns.expected_note)
             .fetch_one(&mut *tx)
             .await?;
         self.finish(tx, &Change::Presence(uri.to_string())).await?;
