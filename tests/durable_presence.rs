@@ -165,8 +165,8 @@ impl Store for Counting {
         self.inner.image_hashes().await
     }
 
-    async fn save_raw_categories(&self, uri: &str, categories: &[RawCategory]) -> StoreResult<()> {
-        self.inner.save_raw_categories(uri, categories).await
+    async fn save_raw_categories(&self, uri: &str, expected: &[RawCategory], categories: &[RawCategory]) -> StoreResult<bool> {
+        self.inner.save_raw_categories(uri, expected, categories).await
     }
 
     async fn raw_categories(&self) -> StoreResult<Vec<(String, Vec<RawCategory>)>> {
@@ -246,10 +246,15 @@ impl Store for Counting {
 }
 
 async fn publish_raw(client: &mut Client, text: &str) -> Reply {
+    publish_raw_named(client, "GPSPosition", text).await
+}
+
+/// Publishes the raw category `name` (in the GPS namespace) with the GPS text `text`.
+async fn publish_raw_named(client: &mut Client, name: &str, text: &str) -> Reply {
     let rid = client.next_rid();
     client
         .command(&format!(
-            r#"<publishRawCategories rid="{rid}"><rawCategory name="GPSPosition" nameSpace="urn:example:gps" instanceMask="0" container="300" expireType="user"><gps xmlns="urn:example:gps" lat="48.1"><note>{text}</note></gps></rawCategory></publishRawCategories>"#
+            r#"<publishRawCategories rid="{rid}"><rawCategory name="{name}" nameSpace="urn:example:gps" instanceMask="0" container="300" expireType="user"><gps xmlns="urn:example:gps" lat="48.1"><note>{text}</note></gps></rawCategory></publishRawCategories>"#
         ))
         .await
 }
@@ -381,8 +386,30 @@ async fn a_timed_end_on_one_gateway_keeps_a_note_written_on_another_since(backen
     counting.deliver_feed(true);
 }
 
+/// Bob publishes one raw category on one gateway; before that gateway's notice reaches the
+/// other, he publishes another raw category there. The store keeps both: a publication is applied
+/// to the raw categories the store holds, not to a gateway's copy that lags behind.
+async fn raw_categories_published_on_two_gateways_at_once_are_both_kept(backend: Backend) {
+    let (one, node_two, counting, _alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
+    let mut bob_there = Client::sign_in(&node_two.base, "bob@example.com", "pw").await.unwrap();
+    bob_there.initiate().await;
+    let mut bob_here = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();
+    bob_here.initiate().await;
+
+    counting.deliver_feed(false);
+    assert!(publish_raw_named(&mut bob_here, "GPSPosition", "in the lab").await.body.contains("requestAccepted"));
+    assert!(publish_raw_named(&mut bob_there, "DeskPosition", "at the desk").await.body.contains("requestAccepted"));
+    counting.deliver_feed(true);
+
+    let stored = backend.open().await.raw_categories_of(BOB).await.unwrap();
+    let mut names: Vec<&str> = stored.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["DeskPosition", "GPSPosition"], "both publications are kept");
+}
+
 both_backends!(
     each_part_reaches_the_other_gateway_and_only_it_is_read_again,
     a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another,
     a_timed_end_on_one_gateway_keeps_a_note_written_on_another_since,
+    raw_categories_published_on_two_gateways_at_once_are_both_kept,
 );

@@ -198,9 +198,14 @@ async fn every_row_round_trips(f: Fixture) {
         expire_type: "user".into(),
         content: "<a/>".into(),
     };
-    s.save_raw_categories("sip:a@x.test", &[raw("z", 1), raw("a", 0)]).await.unwrap();
+    assert!(s.save_raw_categories("sip:a@x.test", &[], &[raw("z", 1), raw("a", 0)]).await.unwrap());
     assert_eq!(s.raw_categories_of("sip:a@x.test").await.unwrap(), vec![raw("z", 1), raw("a", 0)], "in published order");
     assert_eq!(s.raw_categories().await.unwrap().len(), 1);
+    // A write expecting what is no longer there (another process wrote since the read) writes nothing.
+    let stale = [raw("z", 1)];
+    assert!(!s.save_raw_categories("sip:a@x.test", &stale, &[raw("b", 0)]).await.unwrap(), "refused");
+    assert!(!s.save_raw_categories("sip:a@x.test", &[raw("a", 0), raw("z", 1)], &[]).await.unwrap(), "order counts");
+    assert_eq!(s.raw_categories_of("sip:a@x.test").await.unwrap(), vec![raw("z", 1), raw("a", 0)], "kept");
 
     // Removing a user removes everything they own, and their place in others' subscribers.
     assert!(s.remove_user("sip:a@x.test").await.unwrap());
@@ -280,6 +285,38 @@ async fn concurrent_writers_lose_nothing(f: Fixture) {
     assert_eq!(s.users().await.unwrap().len(), 25);
     assert_eq!(s.rights_of("sip:owner@x.test").await.unwrap().len(), 24);
     assert_eq!(s.subscribers_of("sip:owner@x.test").await.unwrap().len(), 24);
+
+    // Raw categories written by read, add one, write-if-unchanged (again on a refusal), from
+    // both processes at once: every one is kept.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = if i % 2 == 0 { s.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            let category = raw_category(&format!("c{i}"));
+            loop {
+                let read = store.raw_categories_of("sip:owner@x.test").await.unwrap();
+                let next: Vec<_> = read.iter().cloned().chain([category.clone()]).collect();
+                if store.save_raw_categories("sip:owner@x.test", &read, &next).await.unwrap() {
+                    break;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(s.raw_categories_of("sip:owner@x.test").await.unwrap().len(), 12);
+}
+
+fn raw_category(name: &str) -> presence_gateway::model::raw::RawCategory {
+    presence_gateway::model::raw::RawCategory {
+        name: name.into(),
+        namespace: "urn:x".into(),
+        instance: 0,
+        level: AccessLevel::Company,
+        expire_type: "user".into(),
+        content: "<a/>".into(),
+    }
 }
 
 /// Waits (bounded) for the next change on a feed.
@@ -361,7 +398,7 @@ async fn a_presence_notice_names_the_part_that_changed(f: Fixture) {
         expire_type: "user".into(),
         content: "<a/>".into(),
     };
-    here.save_raw_categories(uri, &[category]).await.unwrap();
+    assert!(here.save_raw_categories(uri, &[], &[category]).await.unwrap());
     assert_eq!(next_change(&mut feed).await, Change::RawCategories(uri.into()));
     assert!(!here.remove_source_report(uri, "pbx").await.unwrap());
     assert_eq!(next_change(&mut feed).await, Change::Presence(uri.into()), "a report is a live input");

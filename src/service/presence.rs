@@ -24,6 +24,10 @@ use std::sync::{Arc, LazyLock};
 
 /// The coalescing key of `selfPresence` events (one per session).
 static SELF_KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("\u{0}self"));
+/// How many times a raw-category publication is applied to what the store holds before giving up,
+/// when other gateways keep changing the user's raw categories between its read and its write.
+const RAW_WRITE_ATTEMPTS: usize = 4;
+
 /// The coalescing key of `selfRawCategories` events (one per session).
 static SELF_RAW_KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("\u{0}selfRaw"));
 
@@ -407,18 +411,35 @@ impl Gateway {
 
     /// Applies a `publishRawCategories` (README, "Raw categories"): stored first, then applied and
     /// fanned out like any presence change. Nothing changes when the limit or the store refuses.
+    ///
+    /// The publication is applied to the raw categories the store holds: the copy in memory is
+    /// tried first, and where another gateway changed them since (its notice still on the way)
+    /// the store refuses that write and the publication is applied again to what it holds. Runs to
+    /// its end once started, like every change.
     pub async fn publish_raw_categories(&self, uri: &str, published: &[RawCategory]) -> Result<()> {
-        let entry = self.known_entry(uri)?;
-        let _gate = entry.gate.lock().await;
-        let current = entry.live.lock().model.raw.clone();
-        let next = crate::model::raw::apply(&current, published).ok_or_else(|| {
-            GatewayError::LimitExceeded(format!("at most {} raw categories per user", crate::model::raw::MAX_PER_USER))
-        })?;
-        self.store.save_raw_categories(uri, &next).await.map_err(|e| GatewayError::store("saving raw categories", e))?;
-        let mut live = entry.live.lock();
-        live.model.raw = next;
-        self.settle(uri, &mut live);
-        Ok(())
+        let (entry, gate) = self.gated_entry(uri).await?;
+        let (uri, published) = (uri.to_string(), published.to_vec());
+        self.complete(move |gw| async move {
+            let _gate = gate;
+            let mut current = entry.live.lock().model.raw.clone();
+            for _ in 0..RAW_WRITE_ATTEMPTS {
+                let next = crate::model::raw::apply(&current, &published).ok_or_else(|| {
+                    GatewayError::LimitExceeded(format!("at most {} raw categories per user", crate::model::raw::MAX_PER_USER))
+                })?;
+                let saved = gw.store.save_raw_categories(&uri, &current, &next).await;
+                if saved.map_err(|e| GatewayError::store("saving raw categories", e))? {
+                    let mut live = entry.live.lock();
+                    live.model.raw = next;
+                    gw.settle(&uri, &mut live);
+                    return Ok(());
+                }
+                let stored = gw.store.raw_categories_of(&uri).await;
+                current = stored.map_err(|e| GatewayError::store("reading raw categories", e))?;
+            }
+            tracing::warn!(uri, "raw categories kept changing elsewhere while a publication was written");
+            Err(GatewayError::StoreUnavailable)
+        })
+        .await
     }
 
     /// Stores a source's report (replacing that source's previous one) with its expiry: in the

@@ -374,8 +374,16 @@ pub trait Store: Send + Sync {
     /// (uri, hash) of every small image, to know the hashes at start.
     async fn image_hashes(&self) -> StoreResult<Vec<(String, String)>>;
 
-    /// Replaces a user's raw categories with `categories` (in this order), in one transaction.
-    async fn save_raw_categories(&self, uri: &str, categories: &[crate::model::raw::RawCategory]) -> StoreResult<()>;
+    /// Replaces a user's raw categories with `categories` (in this order) if the store still holds
+    /// `expected` (in that order), in one transaction no other writer of the user's rows can
+    /// interleave with; `false`, writing nothing, when it holds others (another process changed
+    /// them since they were read).
+    async fn save_raw_categories(
+        &self,
+        uri: &str,
+        expected: &[crate::model::raw::RawCategory],
+        categories: &[crate::model::raw::RawCategory],
+    ) -> StoreResult<bool>;
     /// Every user's raw categories.
     async fn raw_categories(&self) -> StoreResult<Vec<(String, Vec<crate::model::raw::RawCategory>)>>;
     async fn raw_categories_of(&self, uri: &str) -> StoreResult<Vec<crate::model::raw::RawCategory>>;

@@ -87,6 +87,14 @@ impl PostgresStore {
         Ok(row)
     }
 
+    /// A transaction holding the user's row locked (`FOR UPDATE`): another such transaction for
+    /// the same user waits until this one ends, so what it reads stays as read until it commits.
+    async fn begin_writing_user(&self, uri: &str) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM users WHERE uri = $1 FOR UPDATE").bind(uri).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
     /// The end of every write: its last fault point, the change recorded, the commit.
     async fn finish(&self, mut tx: Transaction<'_, Postgres>, change: &Change) -> StoreResult<()> {
         self.faults.step()?;

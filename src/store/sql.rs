@@ -3,7 +3,9 @@
 //! implementation is written once and expanded for each backend's pool type. A backend brings:
 //! `pool`, `faults` ([`Faults`](super::faults::Faults), checked after each statement of a write),
 //! `description`, and the inherent methods `record(&mut tx, &Change)` (announce a change inside
-//! the writing transaction) and `follow_changes()`.
+//! the writing transaction), `begin_writing_user(uri)` (a transaction that other writers of the
+//! user's rows wait for, so that what it reads stays as read until it commits) and
+//! `follow_changes()`.
 
 /// The statement of [`Store::update_presence`](super::Store::update_presence) both backends run
 /// (a backend wraps it to announce the change): `$1` the user, `$2`/`$3` whether to set the manual
@@ -383,9 +385,22 @@ macro_rules! sql_store_impl {
             async fn save_raw_categories(
                 &self,
                 uri: &str,
+                expected: &[$crate::model::raw::RawCategory],
                 categories: &[$crate::model::raw::RawCategory],
-            ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+            ) -> $crate::store::StoreResult<bool> {
+                use sqlx::Row;
+                let mut tx = self.begin_writing_user(uri).await?;
+                let rows = sqlx::query("SELECT category FROM raw_categories WHERE owner = $1 ORDER BY position")
+                    .bind(uri)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let stored = rows
+                    .iter()
+                    .map(|r| $crate::store::rows::raw_category_from_column(r.try_get("category")?))
+                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
+                if stored != expected {
+                    return Ok(false);
+                }
                 sqlx::query("DELETE FROM raw_categories WHERE owner = $1").bind(uri).execute(&mut *tx).await?;
                 self.faults.step()?;
                 for (position, category) in categories.iter().enumerate() {
@@ -403,7 +418,7 @@ macro_rules! sql_store_impl {
                 }
                 self.record(&mut tx, &$crate::store::Change::RawCategories(uri.to_string())).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn raw_categories(&self) -> $crate::store::StoreResult<Vec<(String, Vec<$crate::model::raw::RawCategory>)>> {

@@ -76,6 +76,13 @@ impl SqliteStore {
         Ok(row)
     }
 
+    /// A transaction holding the database's write lock from its start (`BEGIN IMMEDIATE`): what it
+    /// reads cannot change before it commits, and a deferred one could not write after reading
+    /// once another connection had written.
+    async fn begin_writing_user(&self, _uri: &str) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     async fn finish(&self, mut tx: Transaction<'_, Sqlite>, change: &Change) -> StoreResult<()> {
         self.faults.step()?;
         self.record(&mut tx, change).await?;
