@@ -121,8 +121,14 @@ impl Store for Counting {
         self.inner.global_rights().await
     }
 
-    async fn save_contact_list(&self, owner: &str, list: &ContactList, subscribes_to: &[String]) -> StoreResult<()> {
-        self.inner.save_contact_list(owner, list, subscribes_to).await
+    async fn save_contact_list(
+        &self,
+        owner: &str,
+        expected: Option<&ContactList>,
+        list: &ContactList,
+        subscribes_to: &[String],
+    ) -> StoreResult<bool> {
+        self.inner.save_contact_list(owner, expected, list, subscribes_to).await
     }
 
     async fn contact_list(&self, owner: &str) -> StoreResult<Option<ContactList>> {
@@ -407,9 +413,35 @@ async fn raw_categories_published_on_two_gateways_at_once_are_both_kept(backend:
     assert_eq!(names, ["DeskPosition", "GPSPosition"], "both publications are kept");
 }
 
+/// Bob adds a group on one gateway; before that gateway's notice reaches the other, he adds
+/// another group there. The stored list keeps both, and his session there is shown both.
+async fn contact_lists_changed_on_two_gateways_at_once_keep_both_changes(backend: Backend) {
+    let (one, node_two, counting, _alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
+    let mut bob_there = Client::sign_in(&node_two.base, "bob@example.com", "pw").await.unwrap();
+    bob_there.initiate().await;
+    let mut bob_here = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();
+    bob_here.initiate().await;
+    let add_group = |rid: String, name: &str| format!(r#"<addGroup rid="{rid}"><group name="{name}"/></addGroup>"#);
+
+    counting.deliver_feed(false);
+    let rid = bob_here.next_rid();
+    assert!(bob_here.command(&add_group(rid, "Lab")).await.body.contains("requestAccepted"));
+    let rid = bob_there.next_rid();
+    assert!(bob_there.command(&add_group(rid, "Desk")).await.body.contains("requestAccepted"));
+    counting.deliver_feed(true);
+
+    let stored = backend.open().await.contact_list(BOB).await.unwrap().expect("Bob's list is stored");
+    let mut names: Vec<&str> = stored.groups.iter().map(|g| g.name.as_str()).collect();
+    names.sort_unstable();
+    assert!(names.contains(&"Lab") && names.contains(&"Desk"), "both groups are kept: {names:?}");
+    let ids: std::collections::BTreeSet<u32> = stored.groups.iter().map(|g| g.id).collect();
+    assert_eq!(ids.len(), stored.groups.len(), "every group has an id of its own");
+}
+
 both_backends!(
     each_part_reaches_the_other_gateway_and_only_it_is_read_again,
     a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another,
     a_timed_end_on_one_gateway_keeps_a_note_written_on_another_since,
     raw_categories_published_on_two_gateways_at_once_are_both_kept,
+    contact_lists_changed_on_two_gateways_at_once_keep_both_changes,
 );

@@ -173,8 +173,19 @@ async fn every_row_round_trips(f: Fixture) {
     assert!(s.remove_global_right(&Member::Group("r-and-d".into())).await.unwrap());
     assert!(s.global_rights().await.unwrap().is_empty());
 
-    s.save_contact_list("sip:a@x.test", &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.unwrap();
+    // A list written only if the store holds the one it was made from: none stored is the default.
+    s.upsert_user(&user("sip:c@x.test")).await.unwrap();
+    let default = ContactList::default();
+    assert!(s
+        .save_contact_list("sip:a@x.test", Some(&default), &list_with("sip:b@x.test"), &["sip:b@x.test".into()])
+        .await
+        .unwrap());
     assert_eq!(s.contact_list("sip:a@x.test").await.unwrap(), Some(list_with("sip:b@x.test")));
+    let (other, subscribes) = (list_with("sip:c@x.test"), ["sip:c@x.test".to_string()]);
+    let refused = s.save_contact_list("sip:a@x.test", Some(&default), &other, &subscribes).await.unwrap();
+    assert!(!refused, "the store holds another list than the one expected");
+    assert_eq!(s.contact_list("sip:a@x.test").await.unwrap(), Some(list_with("sip:b@x.test")), "nothing written");
+    assert!(s.subscribers_of("sip:c@x.test").await.unwrap().is_empty(), "nor its subscriber rows");
     assert_eq!(s.subscribers_of("sip:b@x.test").await.unwrap(), vec![("sip:a@x.test".to_string(), false)]);
     assert_eq!(s.subscriber("sip:b@x.test", "sip:a@x.test").await.unwrap(), Some(false));
     s.save_subscribers(&[("sip:b@x.test", "sip:a@x.test")], true).await.unwrap();
@@ -242,12 +253,12 @@ async fn a_failure_half_way_leaves_nothing_half_written(f: Fixture) {
 
     // A contact list and the subscriber row it implies.
     f.faults().fail_after(1);
-    assert!(s.save_contact_list("sip:a@x.test", &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.is_err());
+    assert!(s.save_contact_list("sip:a@x.test", None, &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.is_err());
     assert_eq!(s.contact_list("sip:a@x.test").await.unwrap(), None);
     assert!(s.subscribers().await.unwrap().is_empty());
 
     // Removing a user with everything they own.
-    s.save_contact_list("sip:a@x.test", &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.unwrap();
+    s.save_contact_list("sip:a@x.test", None, &list_with("sip:b@x.test"), &["sip:b@x.test".into()]).await.unwrap();
     f.faults().fail_after(0);
     assert!(s.remove_user("sip:a@x.test").await.unwrap_err().is_retryable());
     assert!(s.user("sip:a@x.test").await.unwrap().is_some());

@@ -3,6 +3,7 @@
 //! list's `subscribed` contacts. Whoever subscribes to a user becomes that user's subscriber
 //! (durable, with an acknowledged flag) and the user's sessions hear about it.
 
+use super::gates::OwnerGate;
 use super::Gateway;
 use crate::error::{GatewayError, Result};
 use crate::hub::event::{Event, EventBody, SubscriberView, SubscriptionState};
@@ -10,6 +11,17 @@ use crate::hub::session::{Admission, Session};
 use crate::model::contacts::{Change, ContactList, ListError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+
+/// How many times a contact-list operation is applied to the list the store holds before giving
+/// up, when other nodes keep changing the list between its read and its write.
+const LIST_WRITE_ATTEMPTS: usize = 4;
+
+/// How a contact-list write ended.
+enum ListWrite {
+    Done,
+    /// The store held another list; it is live now, and the owner's gate is handed back.
+    Stale(OwnerGate),
+}
 
 /// The contacts `after` subscribes to and `before` does not.
 pub(crate) fn newly_subscribed(before: &ContactList, after: &ContactList) -> Vec<Arc<str>> {
@@ -34,35 +46,62 @@ impl Gateway {
 
     /// Applies one contact-list operation for `owner`, all or nothing. Once the operation is
     /// valid, storing and applying it run to their end even if the request is abandoned.
+    ///
+    /// The operation is applied to the list the store holds: this node's copy is tried first, and
+    /// where another node changed the list since (its notice still on the way) the store refuses
+    /// the write, the stored list is made live here, and the operation is applied to it again.
     pub async fn change_contact_list(
         &self,
         owner: &str,
-        op: impl FnOnce(&mut ContactList) -> Result<Vec<Change>, ListError>,
+        op: impl Fn(&mut ContactList) -> Result<Vec<Change>, ListError>,
     ) -> Result<()> {
-        let gate = self.gates.owner(owner).await;
-        let mut list = self.contact_list(owner);
-        let changes = op(&mut list).map_err(list_error)?;
-        let owner = owner.to_string();
-        self.complete(move |gw| async move {
-            let known: BTreeSet<String> = gw.contact_list(&owner).subscribed_uris().map(str::to_string).collect();
-            let subscribes_to: Vec<String> = list
-                .subscribed_uris()
-                .filter(|uri| !known.contains(*uri) && gw.is_new_subscriber(uri, &owner))
-                .map(str::to_string)
-                .collect();
-            // The list and the subscriber rows it implies are one transaction.
-            let saved = gw.store.save_contact_list(&owner, &list, &subscribes_to).await;
-            saved.map_err(|e| GatewayError::store("saving a contact list", e))?;
-            // After the write, so nothing it waited for lapses before the sessions watch.
-            gw.fresh_for_auto_subscribe(&owner, &newly_subscribed(&gw.contact_list(&owner), &list)).await;
-            gw.apply_contact_list(&owner, list, &changes);
-            drop(gate); // a subscriber is noted under the gate of the user subscribed to
-            for uri in &subscribes_to {
-                gw.note_subscriber(uri, &owner).await;
+        let mut gate = self.gates.owner(owner).await;
+        for _ in 0..LIST_WRITE_ATTEMPTS {
+            let read = self.contact_list(owner);
+            let mut list = read.clone();
+            let changes = op(&mut list).map_err(list_error)?;
+            let owner = owner.to_string();
+            match self.complete(move |gw| gw.store_contact_list(owner, read, list, changes, gate)).await? {
+                ListWrite::Done => return Ok(()),
+                ListWrite::Stale(held) => gate = held,
             }
-            Ok(())
-        })
-        .await
+        }
+        tracing::warn!(owner, "a contact list kept changing elsewhere while a change was written");
+        Err(GatewayError::StoreUnavailable)
+    }
+
+    /// Stores `list` (made from `read`) with the subscriber rows it implies and makes it live;
+    /// when the store holds another list than `read`, makes that one live instead and hands the
+    /// gate back for another attempt.
+    async fn store_contact_list(
+        self: Arc<Self>,
+        owner: String,
+        read: ContactList,
+        list: ContactList,
+        changes: Vec<Change>,
+        gate: OwnerGate,
+    ) -> Result<ListWrite> {
+        let known: BTreeSet<&str> = read.subscribed_uris().collect();
+        let subscribes_to: Vec<String> = list
+            .subscribed_uris()
+            .filter(|uri| !known.contains(*uri) && self.is_new_subscriber(uri, &owner))
+            .map(str::to_string)
+            .collect();
+        // The list and the subscriber rows it implies are one transaction.
+        let saved = self.store.save_contact_list(&owner, Some(&read), &list, &subscribes_to).await;
+        if !saved.map_err(|e| GatewayError::store("saving a contact list", e))? {
+            let applied = self.apply_stored_contact_list(&owner).await;
+            applied.map_err(|e| GatewayError::store("reading a contact list", e))?;
+            return Ok(ListWrite::Stale(gate));
+        }
+        // After the write, so nothing it waited for lapses before the sessions watch.
+        self.fresh_for_auto_subscribe(&owner, &newly_subscribed(&read, &list)).await;
+        self.apply_contact_list(&owner, list, &changes);
+        drop(gate); // a subscriber is noted under the gate of the user subscribed to
+        for uri in &subscribes_to {
+            self.note_subscriber(uri, &owner).await;
+        }
+        Ok(ListWrite::Done)
     }
 
     /// Before the owner's sessions that auto-subscribe start watching `added`, brings those

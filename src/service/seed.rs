@@ -306,7 +306,7 @@ pub async fn seed_demo(store: &dyn Store) -> Result<(), String> {
     let listed: HashSet<String> =
         store.contact_lists().await.map_err(|e| e.to_string())?.into_iter().map(|(owner, _)| owner).collect();
     for (owner, list) in demo_contact_lists().into_iter().filter(|(owner, _)| !listed.contains(owner)) {
-        store.save_contact_list(&owner, &list, &[]).await.map_err(|e| e.to_string())?;
+        store.save_contact_list(&owner, None, &list, &[]).await.map_err(|e| e.to_string())?;
     }
     let stored: HashSet<String> = store.presences().await.map_err(|e| e.to_string())?.into_iter().map(|(uri, _)| uri).collect();
     for (uri, presence) in demo_presences().into_iter().filter(|(uri, _)| !stored.contains(uri)) {

@@ -180,6 +180,12 @@ impl Gateway {
 
     async fn reload_contact_list(&self, owner: &str) -> StoreResult<()> {
         let _gate = self.gates.owner(owner).await;
+        self.apply_stored_contact_list(owner).await
+    }
+
+    /// Reads the owner's list from the store and makes it live where it differs from this node's:
+    /// the owner's sessions receive it whole. The caller holds the owner's gate.
+    pub(super) async fn apply_stored_contact_list(&self, owner: &str) -> StoreResult<()> {
         let stored = self.store.contact_list(owner).await?.unwrap_or_default();
         let current = self.contact_list(owner);
         if stored == current {

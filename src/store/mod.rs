@@ -351,8 +351,17 @@ pub trait Store: Send + Sync {
     async fn global_rights(&self) -> StoreResult<Vec<RightsEntry>>;
 
     /// Saves the owner's list and, in the same transaction, records the owner as a (not yet
-    /// acknowledged) subscriber of each of `subscribes_to` that does not have them yet.
-    async fn save_contact_list(&self, owner: &str, list: &ContactList, subscribes_to: &[String]) -> StoreResult<()>;
+    /// acknowledged) subscriber of each of `subscribes_to` that does not have them yet. With
+    /// `expected`, only if the store still holds that list (none stored counts as the default
+    /// list), checked in a transaction no other writer of the owner's rows can interleave with;
+    /// `false`, writing nothing, when it holds another.
+    async fn save_contact_list(
+        &self,
+        owner: &str,
+        expected: Option<&ContactList>,
+        list: &ContactList,
+        subscribes_to: &[String],
+    ) -> StoreResult<bool>;
     async fn contact_list(&self, owner: &str) -> StoreResult<Option<ContactList>>;
     async fn contact_lists(&self) -> StoreResult<Vec<(String, ContactList)>>;
 

@@ -225,11 +225,23 @@ macro_rules! sql_store_impl {
             async fn save_contact_list(
                 &self,
                 owner: &str,
+                expected: Option<&$crate::model::contacts::ContactList>,
                 list: &$crate::model::contacts::ContactList,
                 subscribes_to: &[String],
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::store::StoreResult<bool> {
+                use sqlx::Row;
                 let text = $crate::store::rows::contact_list_to_column(list)?;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_writing_user(owner).await?;
+                if let Some(expected) = expected {
+                    let row = sqlx::query("SELECT list FROM contact_lists WHERE owner = $1")
+                        .bind(owner)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let stored = row.map(|r| $crate::store::rows::contact_list_from_column(r.try_get("list")?)).transpose()?;
+                    if stored.unwrap_or_default() != *expected {
+                        return Ok(false);
+                    }
+                }
                 sqlx::query(
                     "INSERT INTO contact_lists (owner, list) VALUES ($1, $2)
                      ON CONFLICT (owner) DO UPDATE SET list = excluded.list",
@@ -255,7 +267,7 @@ macro_rules! sql_store_impl {
                 }
                 self.record(&mut tx, &$crate::store::Change::ContactList(owner.to_string())).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn contact_list(
