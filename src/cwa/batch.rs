@@ -277,7 +277,7 @@ mod tests {
 
     /// The tree-based reading this one must agree with.
     fn reference(input: &str, limits: XmlLimits, max_uris: usize) -> Result<RequestBatch, GatewayError> {
-        let root = xml::parse(input, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))?;
+        let root = xml::parse_general(input, limits).map_err(|e| GatewayError::InvalidFormat(e.to_string()))?;
         parse_batch(&root, max_uris)
     }
 

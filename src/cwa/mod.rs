@@ -6,6 +6,7 @@ pub mod batch;
 pub mod envelope;
 pub mod events;
 pub mod lists;
+mod plain_xml;
 pub mod raw;
 pub mod requests;
 pub mod wire;
