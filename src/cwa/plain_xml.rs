@@ -5,11 +5,13 @@
 //! fraction of its cost. Anything else — a reference, a comment, CDATA, a processing instruction,
 //! a prefixed name, single quotes, a carriage return or control character, a limit reached, a
 //! fault of any kind — is not plain: the scan gives up before the handler hears anything, and the
-//! general reader reads the document (and finds the fault, if there is one). A first scan checks
-//! that the document is plain, a second makes the calls; each is linear in the input.
+//! general reader reads the document (and finds the fault, if there is one). The scan notes what
+//! it finds as [`Token`]s (spans of the input, no copies), which the handler hears once the whole
+//! document has proved plain; it is linear in the input.
 
 use super::xml::{Handler, XmlLimits};
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// Attributes per element a plain start tag may have (duplicates are found by comparing with each
 /// earlier one); a tag with more is read by the general reader.
@@ -18,76 +20,60 @@ const MAX_PLAIN_ATTRIBUTES: usize = 8;
 /// Reads `input` into `handler` if the document is plain, and then `true`; `false`, the handler
 /// not called at all, if it is not.
 pub(crate) fn read(input: &str, limits: XmlLimits, handler: &mut impl Handler) -> bool {
-    if scan(input, limits, &mut Check).is_none() {
+    let mut tokens = Vec::with_capacity(input.len() / 12);
+    if scan(input, limits, &mut tokens).is_none() {
         return false;
     }
-    let read = scan(input, limits, &mut Calls(handler));
-    debug_assert!(read.is_some(), "a plain document scanned differently the second time");
+    for token in tokens {
+        match token {
+            Token::Open { name } => handler.open(&input[name.clone()], name.start - 1),
+            Token::Attribute { name, value } if &input[name.clone()] == "xmlns" => {
+                handler.namespace(Cow::Borrowed(&input[value]));
+            }
+            Token::Attribute { name, value } => handler.attribute(&input[name], Cow::Borrowed(&input[value])),
+            Token::Text(text) => handler.text(&input[text]),
+            Token::Close { after } => handler.close(after),
+        }
+    }
     true
 }
 
-/// What a scan does with what it finds.
-trait Sink {
-    fn open(&mut self, name: &str, at: usize);
-    fn attribute(&mut self, name: &str, value: &str);
-    fn text(&mut self, text: &str);
-    fn close(&mut self, after: usize);
+/// What the scan found, in document order: spans of the input.
+enum Token {
+    /// A start tag (its `<` just before the name).
+    Open {
+        name: Range<usize>,
+    },
+    Attribute {
+        name: Range<usize>,
+        value: Range<usize>,
+    },
+    /// Text directly inside the innermost open element.
+    Text(Range<usize>),
+    /// An end tag or the end of an empty element; the offset just past it.
+    Close {
+        after: usize,
+    },
 }
 
-/// The first scan: only whether the document is plain.
-struct Check;
-
-impl Sink for Check {
-    fn open(&mut self, _: &str, _: usize) {}
-    fn attribute(&mut self, _: &str, _: &str) {}
-    fn text(&mut self, _: &str) {}
-    fn close(&mut self, _: usize) {}
-}
-
-/// The second scan: the handler's calls, as the general reader makes them.
-struct Calls<'h, H>(&'h mut H);
-
-impl<H: Handler> Sink for Calls<'_, H> {
-    fn open(&mut self, name: &str, at: usize) {
-        self.0.open(name, at);
-    }
-
-    fn attribute(&mut self, name: &str, value: &str) {
-        if name == "xmlns" {
-            self.0.namespace(Cow::Borrowed(value));
-        } else {
-            self.0.attribute(name, Cow::Borrowed(value));
-        }
-    }
-
-    fn text(&mut self, text: &str) {
-        self.0.text(text);
-    }
-
-    fn close(&mut self, after: usize) {
-        self.0.close(after);
-    }
-}
-
-/// Scans the whole document; `None` as soon as it is not plain.
-fn scan(input: &str, limits: XmlLimits, sink: &mut impl Sink) -> Option<()> {
+/// Scans the whole document into `tokens`; `None` as soon as it is not plain.
+fn scan(input: &str, limits: XmlLimits, tokens: &mut Vec<Token>) -> Option<()> {
     let bytes = input.as_bytes();
     let mut pos = declaration_end(bytes)?;
-    let mut open: Vec<&str> = Vec::new();
+    let mut open: Vec<Range<usize>> = Vec::with_capacity(limits.max_depth.min(32));
     let (mut elements, mut root_done) = (0usize, false);
     loop {
-        let next = memchr::memchr(b'<', &bytes[pos..]).map_or(bytes.len(), |offset| pos + offset);
+        let (next, plain) = text_end(bytes, pos);
         if next > pos {
-            let text = &input[pos..next];
             if open.is_empty() {
-                if !text.bytes().all(is_space) {
+                if !all_space(&bytes[pos..next]) {
                     return None;
                 }
             } else {
-                if !text.bytes().all(is_plain_text) {
+                if !plain {
                     return None;
                 }
-                sink.text(text);
+                tokens.push(Token::Text(pos..next));
             }
         }
         if next == bytes.len() {
@@ -98,11 +84,12 @@ fn scan(input: &str, limits: XmlLimits, sink: &mut impl Sink) -> Option<()> {
             Some(b'/') => {
                 let name_end = name_end(bytes, pos + 2)?;
                 let end = skip_space(bytes, name_end);
-                if bytes.get(end) != Some(&b'>') || open.pop()? != &input[pos + 2..name_end] {
+                let matches = open.pop().is_some_and(|name| bytes[name] == bytes[pos + 2..name_end]);
+                if bytes.get(end) != Some(&b'>') || !matches {
                     return None;
                 }
                 pos = end + 1;
-                sink.close(pos);
+                tokens.push(Token::Close { after: pos });
                 root_done = open.is_empty();
             }
             Some(&first) if is_name_start(first) => {
@@ -110,13 +97,12 @@ fn scan(input: &str, limits: XmlLimits, sink: &mut impl Sink) -> Option<()> {
                     return None;
                 }
                 elements += 1;
-                let name_end = name_end(bytes, pos + 1)?;
-                let name = &input[pos + 1..name_end];
-                sink.open(name, pos);
-                let (end, empty) = attributes(input, name_end, limits.max_attributes, sink)?;
+                let name = pos + 1..name_end(bytes, pos + 1)?;
+                tokens.push(Token::Open { name: name.clone() });
+                let (end, empty) = attributes(bytes, name.end, limits.max_attributes, tokens)?;
                 pos = end;
                 if empty {
-                    sink.close(pos);
+                    tokens.push(Token::Close { after: pos });
                     root_done = open.is_empty();
                 } else {
                     open.push(name);
@@ -140,11 +126,10 @@ fn declaration_end(bytes: &[u8]) -> Option<usize> {
     plain.then_some(b"<?xml ".len() + length + 2)
 }
 
-/// The attributes of a start tag whose name ends at `pos`, passed to `sink` in their order; where
-/// the tag ends, and whether it is an empty element (`/>`).
-fn attributes(input: &str, mut pos: usize, max_attributes: usize, sink: &mut impl Sink) -> Option<(usize, bool)> {
-    let bytes = input.as_bytes();
-    let mut seen: [&str; MAX_PLAIN_ATTRIBUTES] = [""; MAX_PLAIN_ATTRIBUTES];
+/// The attributes of a start tag whose name ends at `pos`, noted in their order; where the tag
+/// ends, and whether it is an empty element (`/>`).
+fn attributes(bytes: &[u8], mut pos: usize, max_attributes: usize, tokens: &mut Vec<Token>) -> Option<(usize, bool)> {
+    let mut seen: [&[u8]; MAX_PLAIN_ATTRIBUTES] = [b""; MAX_PLAIN_ATTRIBUTES];
     let mut count = 0;
     loop {
         let at = skip_space(bytes, pos);
@@ -152,21 +137,24 @@ fn attributes(input: &str, mut pos: usize, max_attributes: usize, sink: &mut imp
             Some(b'>') => return Some((at + 1, false)),
             Some(b'/') => return (bytes.get(at + 1) == Some(&b'>')).then_some((at + 2, true)),
             Some(&first) if is_name_start(first) && at > pos => {
-                let name_end = name_end(bytes, at)?;
-                let name = &input[at..name_end];
-                if bytes.get(name_end..name_end + 2) != Some(b"=\"") {
+                let name = at..name_end(bytes, at)?;
+                if bytes.get(name.end..name.end + 2) != Some(b"=\"") {
                     return None;
                 }
-                let value_start = name_end + 2;
-                let value_end = value_start + memchr::memchr(b'"', &bytes[value_start..])?;
-                let value = &input[value_start..value_end];
-                let duplicate = seen[..count].contains(&name);
-                if count == max_attributes || count == MAX_PLAIN_ATTRIBUTES || duplicate || !value.bytes().all(is_plain_value) {
+                let value_start = name.end + 2;
+                let value = value_start..value_start + memchr::memchr(b'"', &bytes[value_start..])?;
+                let name_bytes = &bytes[name.clone()];
+                let duplicate = seen[..count].contains(&name_bytes);
+                if count == max_attributes
+                    || count == MAX_PLAIN_ATTRIBUTES
+                    || duplicate
+                    || !all_plain_value(&bytes[value.clone()])
+                {
                     return None;
                 }
-                (seen[count], count) = (name, count + 1);
-                sink.attribute(name, value);
-                pos = value_end + 1;
+                (seen[count], count) = (name_bytes, count + 1);
+                pos = value.end + 1;
+                tokens.push(Token::Attribute { name, value });
             }
             _ => return None,
         }
@@ -198,15 +186,40 @@ fn is_name_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
-/// Text inside an element: anything but references, `>`, carriage returns and control characters
-/// (which XML normalises or refuses; the general reader decides).
-fn is_plain_text(b: u8) -> bool {
-    (b >= 0x20 || b == b'\t' || b == b'\n') && b != b'&' && b != b'>'
+/// Where the text starting at `pos` ends (the next `<`, or the end of the input), and whether it
+/// is plain text: anything but references, `>`, carriage returns and control characters (which
+/// XML normalises or refuses; the general reader decides). One look at each byte.
+fn text_end(bytes: &[u8], pos: usize) -> (usize, bool) {
+    let mut bad = false;
+    for (offset, &b) in bytes[pos..].iter().enumerate() {
+        if b == b'<' {
+            return (pos + offset, !bad);
+        }
+        bad |= NOT_PLAIN_TEXT[usize::from(b)];
+    }
+    (bytes.len(), !bad)
 }
 
+/// The bytes [`text_end`] finds not plain.
+static NOT_PLAIN_TEXT: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b != b'\t' as usize && b != b'\n' as usize;
+        b += 1;
+    }
+    table[b'&' as usize] = true;
+    table[b'>' as usize] = true;
+    table
+};
+
 /// An attribute value: as text, and no whitespace but spaces (XML normalises the others) and no `<`.
-fn is_plain_value(b: u8) -> bool {
-    b >= 0x20 && !matches!(b, b'&' | b'>' | b'<')
+fn all_plain_value(value: &[u8]) -> bool {
+    !value.iter().fold(false, |bad, &b| bad | (b < 0x20) | (b == b'&') | (b == b'>') | (b == b'<'))
+}
+
+fn all_space(text: &[u8]) -> bool {
+    text.iter().all(|&b| is_space(b))
 }
 
 #[cfg(test)]
