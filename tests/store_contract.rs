@@ -319,6 +319,35 @@ async fn concurrent_writers_lose_nothing(f: Fixture) {
     assert_eq!(s.raw_categories_of("sip:owner@x.test").await.unwrap().len(), 12);
 }
 
+/// Two users add each other at the same moment, from two processes, many times: each list write
+/// locks its owner and writes a subscriber row naming the other, and neither waits for the other's
+/// lock (no deadlock, no error).
+async fn users_adding_each_other_at_once_both_succeed(f: Fixture) {
+    let here = f.store();
+    let there = f.reopen().await;
+    let users: Vec<String> = (0..8).map(|i| format!("sip:m{i}@x.test")).collect();
+    for uri in &users {
+        here.upsert_user(&user(uri)).await.unwrap();
+    }
+    for round in 0..25 {
+        let mut tasks = Vec::new();
+        for pair in users.chunks(2) {
+            for (store, owner, other) in [(here.clone(), &pair[0], &pair[1]), (there.clone(), &pair[1], &pair[0])] {
+                let (owner, other) = (owner.clone(), other.clone());
+                tasks.push(tokio::spawn(async move {
+                    let list = list_with(&other);
+                    let subscribes = [other.clone()];
+                    let expected = (round > 0).then(|| list.clone());
+                    store.save_contact_list(&owner, expected.as_ref(), &list, &subscribes).await
+                }));
+            }
+        }
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap(), "round {round}: both writes succeed");
+        }
+    }
+}
+
 fn raw_category(name: &str) -> presence_gateway::model::raw::RawCategory {
     presence_gateway::model::raw::RawCategory {
         name: name.into(),
@@ -582,6 +611,7 @@ contract!(
     every_row_round_trips,
     a_failure_half_way_leaves_nothing_half_written,
     concurrent_writers_lose_nothing,
+    users_adding_each_other_at_once_both_succeed,
     changes_reach_the_other_processes_only,
     a_presence_notice_names_the_part_that_changed,
     a_conditional_update_keeps_a_part_changed_since_it_was_read,

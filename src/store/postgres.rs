@@ -87,11 +87,14 @@ impl PostgresStore {
         Ok(row)
     }
 
-    /// A transaction holding the user's row locked (`FOR UPDATE`): another such transaction for
-    /// the same user waits until this one ends, so what it reads stays as read until it commits.
+    /// A transaction holding the user's row locked (`FOR NO KEY UPDATE`): another such transaction
+    /// for the same user waits until this one ends, so what it reads stays as read until it
+    /// commits. Rows of others that refer to the user (a subscriber row written by another user's
+    /// list) only take a key-share lock, which this one does not block: two users adding each
+    /// other at once do not wait for each other.
     async fn begin_writing_user(&self, uri: &str) -> StoreResult<Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT 1 FROM users WHERE uri = $1 FOR UPDATE").bind(uri).execute(&mut *tx).await?;
+        sqlx::query("SELECT 1 FROM users WHERE uri = $1 FOR NO KEY UPDATE").bind(uri).execute(&mut *tx).await?;
         Ok(tx)
     }
 
