@@ -22,12 +22,12 @@ use foldhash::{HashMap, HashMapExt};
 use parking_lot::Mutex;
 use std::sync::{Arc, LazyLock};
 
-/// The coalescing key of `selfPresence` events (one per session).
-static SELF_KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("\u{0}self"));
 /// How many times a raw-category publication is applied to what the store holds before giving up,
 /// when other gateways keep changing the user's raw categories between its read and its write.
 const RAW_WRITE_ATTEMPTS: usize = 4;
 
+/// The coalescing key of `selfPresence` events (one per session).
+static SELF_KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("\u{0}self"));
 /// The coalescing key of `selfRawCategories` events (one per session).
 static SELF_RAW_KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("\u{0}selfRaw"));
 
