@@ -282,6 +282,13 @@ async fn sees_raw(client: &mut Client, text: &str) {
     client.wait_for(&format!("Bob's raw categories with {text}"), |e| has_raw(e, text)).await;
 }
 
+/// A session of Bob's on the gateway at `base` (sessions are not shared without a backplane).
+async fn signed_in_bob(base: &str) -> Client {
+    let mut bob = Client::sign_in(base, "bob@example.com", "pw").await.unwrap();
+    bob.initiate().await;
+    bob
+}
+
 /// Two gateways on `backend`, the second on a [`Counting`] store, and Alice's session on the
 /// second, subscribed to Bob.
 async fn two_gateways_alice_watching_bob_on_the_second(backend: &Backend) -> (Node, Node, Arc<Counting>, Client) {
@@ -336,10 +343,7 @@ async fn each_part_reaches_the_other_gateway_and_only_it_is_read_again(backend: 
 async fn a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another(backend: Backend) {
     let (one, node_two, counting, mut alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
     let two = node_two.base.clone();
-    let mut bob_there = Client::sign_in(&two, "bob@example.com", "pw").await.unwrap();
-    bob_there.initiate().await;
-    let mut bob_here = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();
-    bob_here.initiate().await;
+    let (mut bob_there, mut bob_here) = (signed_in_bob(&two).await, signed_in_bob(&one.base).await);
 
     counting.deliver_feed(false);
     assert!(bob_here.publish_note("at the desk").await.body.contains("requestAccepted"));
@@ -364,10 +368,7 @@ async fn a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another(b
 async fn a_timed_end_on_one_gateway_keeps_a_note_written_on_another_since(backend: Backend) {
     let (one, node_two, counting, mut alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
     let two = node_two.base.clone();
-    let mut bob_there = Client::sign_in(&two, "bob@example.com", "pw").await.unwrap();
-    bob_there.initiate().await;
-    let mut bob_here = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();
-    bob_here.initiate().await;
+    let (bob_there, mut bob_here) = (signed_in_bob(&two).await, signed_in_bob(&one.base).await);
 
     let expires = (node_two.clock.now() + chrono::Duration::seconds(10)).to_rfc3339();
     let timed = bob_there
@@ -397,10 +398,7 @@ async fn a_timed_end_on_one_gateway_keeps_a_note_written_on_another_since(backen
 /// to the raw categories the store holds, not to a gateway's copy that lags behind.
 async fn raw_categories_published_on_two_gateways_at_once_are_both_kept(backend: Backend) {
     let (one, node_two, counting, _alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
-    let mut bob_there = Client::sign_in(&node_two.base, "bob@example.com", "pw").await.unwrap();
-    bob_there.initiate().await;
-    let mut bob_here = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();
-    bob_here.initiate().await;
+    let (mut bob_there, mut bob_here) = (signed_in_bob(&node_two.base).await, signed_in_bob(&one.base).await);
 
     counting.deliver_feed(false);
     assert!(publish_raw_named(&mut bob_here, "GPSPosition", "in the lab").await.body.contains("requestAccepted"));
@@ -417,10 +415,7 @@ async fn raw_categories_published_on_two_gateways_at_once_are_both_kept(backend:
 /// another group there. The stored list keeps both, and his session there is shown both.
 async fn contact_lists_changed_on_two_gateways_at_once_keep_both_changes(backend: Backend) {
     let (one, node_two, counting, _alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
-    let mut bob_there = Client::sign_in(&node_two.base, "bob@example.com", "pw").await.unwrap();
-    bob_there.initiate().await;
-    let mut bob_here = Client::sign_in(&one.base, "bob@example.com", "pw").await.unwrap();
-    bob_here.initiate().await;
+    let (mut bob_there, mut bob_here) = (signed_in_bob(&node_two.base).await, signed_in_bob(&one.base).await);
     let add_group = |rid: String, name: &str| format!(r#"<addGroup rid="{rid}"><group name="{name}"/></addGroup>"#);
 
     counting.deliver_feed(false);
