@@ -17,12 +17,16 @@ use std::ops::Range;
 /// earlier one); a tag with more is read by the general reader.
 const MAX_PLAIN_ATTRIBUTES: usize = 8;
 
+/// Tokens reserved before a scan: enough for a query of 650 URIs without growing.
+const MAX_RESERVED_TOKENS: usize = 2048;
+
 /// Reads `input` into `handler` if the document is plain, and then `true`; `false`, the handler
 /// not called at all, if it is not.
 pub(crate) fn read(input: &str, limits: XmlLimits, handler: &mut impl Handler) -> bool {
     // A query's `<uri>` elements make about one token per 10 bytes; room for one per 8 means the
-    // one allocation is rarely grown.
-    let mut tokens = Vec::with_capacity(input.len() / 8);
+    // one allocation is rarely grown. Bounded, so that a large body (which the element limit or
+    // the first non-plain byte may soon end) does not reserve several times its size up front.
+    let mut tokens = Vec::with_capacity((input.len() / 8).min(MAX_RESERVED_TOKENS));
     if scan(input, limits, &mut tokens).is_none() {
         return false;
     }

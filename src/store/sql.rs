@@ -27,6 +27,38 @@ pub(super) use upsert_presence_sql;
 
 macro_rules! sql_store_impl {
     ($store:ty, $db:ty) => {
+        impl $store {
+            /// The owner's contact list, read through `executor`: the pool, or a writing transaction
+            /// that checks what it is about to replace.
+            async fn contact_list_via<'c, E>(
+                executor: E,
+                owner: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::model::contacts::ContactList>>
+            where
+                E: sqlx::Executor<'c, Database = $db>,
+            {
+                use sqlx::Row;
+                let row = sqlx::query("SELECT list FROM contact_lists WHERE owner = $1").bind(owner).fetch_optional(executor).await?;
+                row.map(|r| $crate::store::rows::contact_list_from_column(r.try_get("list")?)).transpose()
+            }
+
+            /// A user's raw categories in their order, read through `executor` (as above).
+            async fn raw_categories_via<'c, E>(
+                executor: E,
+                uri: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::model::raw::RawCategory>>
+            where
+                E: sqlx::Executor<'c, Database = $db>,
+            {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT category FROM raw_categories WHERE owner = $1 ORDER BY position")
+                    .bind(uri)
+                    .fetch_all(executor)
+                    .await?;
+                rows.iter().map(|r| $crate::store::rows::raw_category_from_column(r.try_get("category")?)).collect()
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn describe(&self) -> String {
@@ -229,16 +261,10 @@ macro_rules! sql_store_impl {
                 list: &$crate::model::contacts::ContactList,
                 subscribes_to: &[String],
             ) -> $crate::store::StoreResult<bool> {
-                use sqlx::Row;
                 let text = $crate::store::rows::contact_list_to_column(list)?;
                 let mut tx = self.begin_writing_user(owner).await?;
                 if let Some(expected) = expected {
-                    let row = sqlx::query("SELECT list FROM contact_lists WHERE owner = $1")
-                        .bind(owner)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let stored = row.map(|r| $crate::store::rows::contact_list_from_column(r.try_get("list")?)).transpose()?;
-                    if stored.unwrap_or_default() != *expected {
+                    if Self::contact_list_via(&mut *tx, owner).await?.unwrap_or_default() != *expected {
                         return Ok(false);
                     }
                 }
@@ -274,10 +300,7 @@ macro_rules! sql_store_impl {
                 &self,
                 owner: &str,
             ) -> $crate::store::StoreResult<Option<$crate::model::contacts::ContactList>> {
-                use sqlx::Row;
-                let row =
-                    sqlx::query("SELECT list FROM contact_lists WHERE owner = $1").bind(owner).fetch_optional(&self.pool).await?;
-                row.map(|r| $crate::store::rows::contact_list_from_column(r.try_get("list")?)).transpose()
+                Self::contact_list_via(&self.pool, owner).await
             }
 
             async fn contact_lists(&self) -> $crate::store::StoreResult<Vec<(String, $crate::model::contacts::ContactList)>> {
@@ -400,17 +423,8 @@ macro_rules! sql_store_impl {
                 expected: &[$crate::model::raw::RawCategory],
                 categories: &[$crate::model::raw::RawCategory],
             ) -> $crate::store::StoreResult<bool> {
-                use sqlx::Row;
                 let mut tx = self.begin_writing_user(uri).await?;
-                let rows = sqlx::query("SELECT category FROM raw_categories WHERE owner = $1 ORDER BY position")
-                    .bind(uri)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let stored = rows
-                    .iter()
-                    .map(|r| $crate::store::rows::raw_category_from_column(r.try_get("category")?))
-                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
-                if stored != expected {
+                if Self::raw_categories_via(&mut *tx, uri).await? != expected {
                     return Ok(false);
                 }
                 sqlx::query("DELETE FROM raw_categories WHERE owner = $1").bind(uri).execute(&mut *tx).await?;
@@ -451,12 +465,7 @@ macro_rules! sql_store_impl {
             }
 
             async fn raw_categories_of(&self, uri: &str) -> $crate::store::StoreResult<Vec<$crate::model::raw::RawCategory>> {
-                use sqlx::Row;
-                let rows = sqlx::query("SELECT category FROM raw_categories WHERE owner = $1 ORDER BY position")
-                    .bind(uri)
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.iter().map(|r| $crate::store::rows::raw_category_from_column(r.try_get("category")?)).collect()
+                Self::raw_categories_via(&self.pool, uri).await
             }
 
             async fn create_login(
