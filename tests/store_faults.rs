@@ -131,3 +131,58 @@ async fn a_subscription_whose_records_fail_half_way_records_no_subscriber() {
     assert!(carol.subscribe(&owners).await.body.contains("requestAccepted"), "the retry is applied");
     assert_eq!(recorded().await, owners.to_vec(), "both are stored");
 }
+
+#[tokio::test]
+async fn a_raw_category_publication_failing_half_way_stores_none_of_it() {
+    let server = start().await;
+    let mut bob = Client::sign_in(&server.base, "bob@example.com", "pw").await.unwrap();
+    bob.initiate().await;
+    let category = |name: &str| {
+        format!(
+            r#"<rawCategory name="{name}" nameSpace="urn:example:gps" instanceMask="0" container="300" expireType="user"><gps xmlns="urn:example:gps" lat="48.1"/></rawCategory>"#
+        )
+    };
+    let both = format!("{}{}", category("GPSPosition"), category("DeskPosition"));
+    let publish = |rid: String| format!(r#"<publishRawCategories rid="{rid}">{both}</publishRawCategories>"#);
+
+    // The old rows are deleted and the first category written; the second fails.
+    server.store.faults.fail_after(2);
+    let rid = bob.next_rid();
+    let reply = bob.command(&publish(rid)).await;
+    assert_eq!(error_code(&reply), 18400, "{}", reply.body);
+    no_internal_text(&reply.body);
+    assert!(server.store.raw_categories_of("sip:bob@example.com").await.unwrap().is_empty(), "nothing stored");
+
+    let rid = bob.next_rid();
+    assert!(bob.command(&publish(rid)).await.body.contains("requestAccepted"), "the retry is applied");
+    let names: Vec<String> =
+        server.store.raw_categories_of("sip:bob@example.com").await.unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["GPSPosition", "DeskPosition"]);
+}
+
+#[tokio::test]
+async fn a_contact_list_change_failing_half_way_changes_nothing() {
+    let server = start().await;
+    let mut alice = Client::sign_in(&server.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    let before = server.store.contact_list("sip:alice@example.com").await.unwrap();
+
+    // The list is written, then the subscriber row it implies fails.
+    server.store.faults.fail_after(1);
+    let add = |rid: String| {
+        format!(
+            r#"<addContact rid="{rid}"><contact uri="sip:bob@example.com" name="Bob" subscribed="true" tag="false"/></addContact>"#
+        )
+    };
+    let rid = alice.next_rid();
+    let reply = alice.command(&add(rid)).await;
+    assert_eq!(error_code(&reply), 18400, "{}", reply.body);
+    no_internal_text(&reply.body);
+    assert_eq!(server.store.contact_list("sip:alice@example.com").await.unwrap(), before, "the list is as it was");
+    assert!(server.store.subscribers_of("sip:bob@example.com").await.unwrap().is_empty(), "no subscriber row");
+
+    let rid = alice.next_rid();
+    assert!(alice.command(&add(rid)).await.body.contains("requestAccepted"), "the retry is applied");
+    let list = server.store.contact_list("sip:alice@example.com").await.unwrap().expect("a list is stored");
+    assert!(list.contacts.iter().any(|c| c.uri == "sip:bob@example.com"));
+}
