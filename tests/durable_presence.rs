@@ -19,7 +19,7 @@ use presence_gateway::cwa::xml::Element;
 use presence_gateway::model::contacts::ContactList;
 use presence_gateway::model::raw::RawCategory;
 use presence_gateway::model::reports::SourceReport;
-use presence_gateway::model::rights::{Member, RightsEntry};
+use presence_gateway::model::rights::{AccessLevel, Member, RightsEntry};
 use presence_gateway::model::sources::Timestamp;
 use presence_gateway::service::clock::Clock;
 use presence_gateway::store::{
@@ -97,7 +97,7 @@ impl Store for Counting {
         self.inner.presences().await
     }
 
-    async fn apply_rights(&self, owner: &str, writes: &[RightsWrite]) -> StoreResult<()> {
+    async fn apply_rights(&self, owner: &str, writes: &[RightsWrite]) -> StoreResult<Vec<RightsEntry>> {
         self.inner.apply_rights(owner, writes).await
     }
 
@@ -433,10 +433,42 @@ async fn contact_lists_changed_on_two_gateways_at_once_keep_both_changes(backend
     assert_eq!(ids.len(), stored.groups.len(), "every group has an id of its own");
 }
 
+/// Bob blocks Alice on one gateway; before that gateway's notice reaches the other, he takes her
+/// out of the blocked container there. The other gateway's copy does not hold the entry yet, but
+/// the store does: the removal is made there all the same, and both gateways end without it.
+async fn a_rights_entry_removed_on_one_gateway_before_its_addition_reached_it_is_removed(backend: Backend) {
+    let (one, node_two, counting, _alice) = two_gateways_alice_watching_bob_on_the_second(&backend).await;
+    let (mut bob_there, mut bob_here) = (signed_in_bob(&node_two.base).await, signed_in_bob(&one.base).await);
+    let blocked = |rid: String, verb: &str| {
+        format!(
+            r#"<updateContainer rid="{rid}"><container id="32000"><{verb} type="uri" value="sip:alice@example.com"/></container></updateContainer>"#
+        )
+    };
+    let alice_blocked = |entries: &[RightsEntry]| {
+        entries.iter().any(|e| e.member == Member::Uri("sip:alice@example.com".into()) && e.level == AccessLevel::Blocked)
+    };
+
+    counting.deliver_feed(false);
+    let rid = bob_here.next_rid();
+    assert!(bob_here.command(&blocked(rid, "addMember")).await.body.contains("requestAccepted"));
+    let rid = bob_there.next_rid();
+    assert!(bob_there.command(&blocked(rid, "deleteMember")).await.body.contains("requestAccepted"));
+    let stored = backend.open().await.rights_of(BOB).await.unwrap();
+    assert!(!alice_blocked(&stored), "the removal reached the store: {stored:?}");
+    counting.deliver_feed(true);
+
+    // The gateway that added her hears of the removal and shows Alice's session there Bob again.
+    let mut alice_here = Client::sign_in(&one.base, "alice@example.com", "pw").await.unwrap();
+    alice_here.initiate().await;
+    alice_here.subscribe(&[BOB]).await;
+    alice_here.wait_for_user(BOB, |u| seen(u).availability > 0).await;
+}
+
 both_backends!(
     each_part_reaches_the_other_gateway_and_only_it_is_read_again,
     a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another,
     a_timed_end_on_one_gateway_keeps_a_note_written_on_another_since,
     raw_categories_published_on_two_gateways_at_once_are_both_kept,
     contact_lists_changed_on_two_gateways_at_once_keep_both_changes,
+    a_rights_entry_removed_on_one_gateway_before_its_addition_reached_it_is_removed,
 );

@@ -242,7 +242,7 @@ async fn a_failure_half_way_leaves_nothing_half_written(f: Fixture) {
     f.faults().fail_after(1);
     let writes = [
         RightsWrite::Set(entry(Member::Uri("sip:b@x.test".into()), AccessLevel::Personal)),
-        RightsWrite::Remove(Member::Everyone),
+        RightsWrite::Remove { member: Member::Everyone, level: AccessLevel::Public },
         RightsWrite::Set(entry(Member::Domain("y.test".into()), AccessLevel::Blocked)),
     ];
     let error = s.apply_rights("sip:a@x.test", &writes).await.unwrap_err();
@@ -317,6 +317,32 @@ async fn concurrent_writers_lose_nothing(f: Fixture) {
         task.await.unwrap();
     }
     assert_eq!(s.raw_categories_of("sip:owner@x.test").await.unwrap().len(), 12);
+}
+
+/// A removal names the level it takes the member out of: an entry the store holds at another level
+/// stays (another process moved the member meanwhile), and each write returns the owner's entries
+/// as they then stand, its own writes included.
+async fn a_rights_removal_takes_the_member_out_of_that_level_only(f: Fixture) {
+    let s = f.store();
+    s.upsert_user(&user("sip:a@x.test")).await.unwrap();
+    let (bob, carol) = (Member::Uri("sip:b@x.test".into()), Member::Uri("sip:c@x.test".into()));
+    let set = |member: &Member, level| RightsWrite::Set(entry(member.clone(), level));
+    let stored =
+        s.apply_rights("sip:a@x.test", &[set(&bob, AccessLevel::Team), set(&carol, AccessLevel::Blocked)]).await.unwrap();
+    assert_eq!(stored, s.rights_of("sip:a@x.test").await.unwrap(), "the entries as they then stand");
+    assert_eq!(stored.len(), 2);
+
+    let remove = |member: &Member, level| RightsWrite::Remove { member: member.clone(), level };
+    let stored = s
+        .apply_rights("sip:a@x.test", &[remove(&bob, AccessLevel::Personal), remove(&carol, AccessLevel::Blocked)])
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![entry(bob.clone(), AccessLevel::Team)], "Bob is not at Personal, so he stays at Team");
+
+    // Within one call the writes apply in order.
+    let stored =
+        s.apply_rights("sip:a@x.test", &[set(&carol, AccessLevel::Public), remove(&carol, AccessLevel::Public)]).await.unwrap();
+    assert_eq!(stored, vec![entry(bob, AccessLevel::Team)]);
 }
 
 /// Two users add each other at the same moment, from two processes, many times: each list write
@@ -612,6 +638,7 @@ contract!(
     a_failure_half_way_leaves_nothing_half_written,
     concurrent_writers_lose_nothing,
     users_adding_each_other_at_once_both_succeed,
+    a_rights_removal_takes_the_member_out_of_that_level_only,
     changes_reach_the_other_processes_only,
     a_presence_notice_names_the_part_that_changed,
     a_conditional_update_keeps_a_part_changed_since_it_was_read,
@@ -714,7 +741,9 @@ async fn a_data_directory_from_before_migrations_is_migrated() {
     assert_eq!(s.subscribers().await.unwrap(), vec![("sip:a@x.test".into(), "sip:b@x.test".into(), true)]);
     assert_eq!(s.image_hashes().await.unwrap(), vec![("sip:a@x.test".to_string(), "h".to_string())]);
     // New writes use the new rows, and opening again changes nothing.
-    s.apply_rights("sip:a@x.test", &[RightsWrite::Remove(Member::SameEnterprise)]).await.unwrap();
+    s.apply_rights("sip:a@x.test", &[RightsWrite::Remove { member: Member::SameEnterprise, level: AccessLevel::Blocked }])
+        .await
+        .unwrap();
     s.close().await;
     let s = SqliteStore::open(dir.path()).await.unwrap();
     assert_eq!(s.rights_of("sip:a@x.test").await.unwrap().len(), 1);

@@ -2,6 +2,7 @@
 //! change take effect at once — every watcher whose level changed gets a fresh snapshot in the
 //! same poll, and later fan-out uses the new level.
 
+use super::sync::changed_levels;
 use super::Gateway;
 use crate::error::{GatewayError, Result};
 use crate::hub::event::{Event, EventBody};
@@ -31,48 +32,32 @@ impl Gateway {
         .await
     }
 
-    /// All of the changes or none: the writes they amount to are one store transaction, then the
-    /// same writes are made in memory and announced.
+    /// All of the changes or none: the writes they amount to are one store transaction, decided
+    /// by what the store holds (a removal takes the member out of the level only if the store has
+    /// them there, whatever this node's copy says: another node's change may not have reached it
+    /// yet); the owner's entries as the store then holds them become this node's, and are
+    /// announced. Returns the levels whose membership the changes named or that moved here.
     async fn apply_rights(&self, owner: &str, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
         let before = self.watcher_levels(owner);
         let current = self.directory.rights_of(owner);
         let mut touched = BTreeSet::new();
-        let mut writes = Vec::new();
-        for change in changes {
-            match change {
+        let writes: Vec<RightsWrite> = changes
+            .iter()
+            .map(|change| match change {
                 RightsChange::Set(entry) => {
-                    if let Some(old) = current.iter().find(|e| e.member == entry.member) {
-                        touched.insert(old.level);
-                    }
+                    touched.extend(current.iter().find(|e| e.member == entry.member).map(|old| old.level));
                     touched.insert(entry.level);
-                    writes.push(RightsWrite::Set(entry.clone()));
+                    RightsWrite::Set(entry.clone())
                 }
-                RightsChange::Remove { member, level } => {
-                    // Present at that level after the writes so far?
-                    let now_at_level = |w: &RightsWrite| match w {
-                        RightsWrite::Set(e) => (e.member == *member).then_some(e.level == *level),
-                        RightsWrite::Remove(m) => (m == member).then_some(false),
-                    };
-                    let present = match writes.iter().rev().find_map(now_at_level) {
-                        Some(present) => present,
-                        None => current.iter().any(|e| &e.member == member && e.level == *level),
-                    };
-                    if present {
-                        touched.insert(*level);
-                        writes.push(RightsWrite::Remove(member.clone()));
-                    }
-                }
-            }
+                RightsChange::Remove { member, level } => RightsWrite::Remove { member: member.clone(), level: *level },
+            })
+            .collect();
+        if writes.is_empty() {
+            return Ok(Vec::new());
         }
-        if !writes.is_empty() {
-            self.store.apply_rights(owner, &writes).await.map_err(|e| GatewayError::store("saving rights", e))?;
-        }
-        for write in &writes {
-            match write {
-                RightsWrite::Set(entry) => self.directory.set_right(owner, entry.clone()),
-                RightsWrite::Remove(member) => self.directory.remove_right(owner, member),
-            }
-        }
+        let stored = self.store.apply_rights(owner, &writes).await.map_err(|e| GatewayError::store("saving rights", e))?;
+        touched.extend(changed_levels(&current, &stored));
+        self.directory.replace_rights(owner, stored);
         let touched: Vec<AccessLevel> = touched.into_iter().collect();
         self.announce_rights(owner, before, &touched);
         Ok(touched)

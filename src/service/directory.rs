@@ -67,9 +67,13 @@ impl Directory {
         list.push(entry);
     }
 
-    pub fn remove_right(&self, owner: &str, member: &crate::model::rights::Member) {
-        if let Some(list) = self.rights.write().get_mut(owner) {
-            list.retain(|e| &e.member != member);
+    /// Makes `entries` the owner's entries (as the store holds them), in one step.
+    pub fn replace_rights(&self, owner: &str, entries: Vec<RightsEntry>) {
+        let mut rights = self.rights.write();
+        if entries.is_empty() {
+            rights.remove(owner);
+        } else {
+            rights.insert(owner.to_string(), entries);
         }
     }
 

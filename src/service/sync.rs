@@ -145,12 +145,7 @@ impl Gateway {
             return Ok(());
         }
         let before = self.watcher_levels(owner);
-        for entry in &current {
-            self.directory.remove_right(owner, &entry.member);
-        }
-        for entry in stored {
-            self.directory.set_right(owner, entry);
-        }
+        self.directory.replace_rights(owner, stored);
         self.announce_rights(owner, before, &touched);
         Ok(())
     }
@@ -264,7 +259,7 @@ impl Gateway {
 }
 
 /// The levels whose membership differs between two sets of entries.
-fn changed_levels(current: &[RightsEntry], stored: &[RightsEntry]) -> Vec<AccessLevel> {
+pub(crate) fn changed_levels(current: &[RightsEntry], stored: &[RightsEntry]) -> Vec<AccessLevel> {
     let mut touched = BTreeSet::new();
     for entry in current.iter().filter(|e| !stored.contains(e)) {
         touched.insert(entry.level);

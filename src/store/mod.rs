@@ -16,7 +16,7 @@ pub mod sqlite;
 use crate::model::contact::Profile;
 use crate::model::contacts::ContactList;
 use crate::model::reports::SourceReport;
-use crate::model::rights::{Member, RightsEntry};
+use crate::model::rights::{AccessLevel, Member, RightsEntry};
 use crate::model::sources::{ManualState, Note, Timestamp};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
@@ -89,8 +89,10 @@ pub struct StoredTicket {
 /// One write to an owner's rights entries, applied with the others of its call all or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RightsWrite {
+    /// Puts the member at the entry's level (a member has one level per owner).
     Set(RightsEntry),
-    Remove(Member),
+    /// Takes the member out of `level`: removes their entry if, in the store, it is at that level.
+    Remove { member: Member, level: AccessLevel },
 }
 
 /// What changed, as another process on the same store needs to know it to re-read that part.
@@ -341,8 +343,10 @@ pub trait Store: Send + Sync {
     async fn presence(&self, uri: &str) -> StoreResult<Option<StoredPresence>>;
     async fn presences(&self) -> StoreResult<Vec<(String, StoredPresence)>>;
 
-    /// Applies writes to the owner's entries (a member has one level per owner), all or nothing.
-    async fn apply_rights(&self, owner: &str, writes: &[RightsWrite]) -> StoreResult<()>;
+    /// Applies writes to the owner's entries (a member has one level per owner), all or nothing,
+    /// in a transaction no other writer of the owner's rows can interleave with; returns the
+    /// owner's entries as they then stand (what every process will hold once it hears of it).
+    async fn apply_rights(&self, owner: &str, writes: &[RightsWrite]) -> StoreResult<Vec<RightsEntry>>;
     async fn rights(&self) -> StoreResult<Vec<(String, RightsEntry)>>;
     async fn rights_of(&self, owner: &str) -> StoreResult<Vec<RightsEntry>>;
     /// Entries that apply to every owner (set by an admin), e.g. "group r-and-d sees all at Team".

@@ -57,6 +57,23 @@ macro_rules! sql_store_impl {
                     .await?;
                 rows.iter().map(|r| $crate::store::rows::raw_category_from_column(r.try_get("category")?)).collect()
             }
+
+            /// The owner's rights entries, read through `executor` (as above).
+            async fn rights_of_via<'c, E>(
+                executor: E,
+                owner: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::model::rights::RightsEntry>>
+            where
+                E: sqlx::Executor<'c, Database = $db>,
+            {
+                let rows = sqlx::query(
+                    "SELECT member_kind, member_value, level FROM rights WHERE owner = $1 ORDER BY member_kind, member_value",
+                )
+                .bind(owner)
+                .fetch_all(executor)
+                .await?;
+                rows.iter().map(entry_from_row).collect()
+            }
         }
 
         #[async_trait::async_trait]
@@ -163,9 +180,13 @@ macro_rules! sql_store_impl {
                 rows.iter().map(presence_from_row).collect()
             }
 
-            async fn apply_rights(&self, owner: &str, writes: &[$crate::store::RightsWrite]) -> $crate::store::StoreResult<()> {
+            async fn apply_rights(
+                &self,
+                owner: &str,
+                writes: &[$crate::store::RightsWrite],
+            ) -> $crate::store::StoreResult<Vec<$crate::model::rights::RightsEntry>> {
                 use $crate::store::rows::{level_column, member_columns};
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_writing_user(owner).await?;
                 for write in writes {
                     match write {
                         $crate::store::RightsWrite::Set(entry) => {
@@ -181,21 +202,25 @@ macro_rules! sql_store_impl {
                             .execute(&mut *tx)
                             .await?;
                         }
-                        $crate::store::RightsWrite::Remove(member) => {
+                        $crate::store::RightsWrite::Remove { member, level } => {
                             let (kind, value) = member_columns(member);
-                            sqlx::query("DELETE FROM rights WHERE owner = $1 AND member_kind = $2 AND member_value = $3")
-                                .bind(owner)
-                                .bind(kind)
-                                .bind(value)
-                                .execute(&mut *tx)
-                                .await?;
+                            sqlx::query(
+                                "DELETE FROM rights WHERE owner = $1 AND member_kind = $2 AND member_value = $3 AND level = $4",
+                            )
+                            .bind(owner)
+                            .bind(kind)
+                            .bind(value)
+                            .bind(level_column(*level))
+                            .execute(&mut *tx)
+                            .await?;
                         }
                     }
                     self.faults.step()?;
                 }
+                let entries = Self::rights_of_via(&mut *tx, owner).await?;
                 self.record(&mut tx, &$crate::store::Change::Rights(owner.to_string())).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(entries)
             }
 
             async fn rights(&self) -> $crate::store::StoreResult<Vec<(String, $crate::model::rights::RightsEntry)>> {
@@ -209,13 +234,7 @@ macro_rules! sql_store_impl {
             }
 
             async fn rights_of(&self, owner: &str) -> $crate::store::StoreResult<Vec<$crate::model::rights::RightsEntry>> {
-                let rows = sqlx::query(
-                    "SELECT member_kind, member_value, level FROM rights WHERE owner = $1 ORDER BY member_kind, member_value",
-                )
-                .bind(owner)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(entry_from_row).collect()
+                Self::rights_of_via(&self.pool, owner).await
             }
 
             async fn set_global_right(&self, entry: &$crate::model::rights::RightsEntry) -> $crate::store::StoreResult<()> {
