@@ -15,6 +15,7 @@ mod pg;
 
 use common::*;
 use nodes::{Backend, Node};
+use presence_gateway::config::{ApiRole, ApiToken, Config};
 use presence_gateway::cwa::xml::Element;
 use presence_gateway::model::contacts::ContactList;
 use presence_gateway::model::raw::RawCategory;
@@ -66,6 +67,10 @@ impl Store for Counting {
 
     async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()> {
         self.inner.upsert_user(user).await
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        self.inner.create_user(user).await
     }
 
     async fn set_password(&self, uri: &str, hash: &str) -> StoreResult<bool> {
@@ -464,6 +469,32 @@ async fn a_rights_entry_removed_on_one_gateway_before_its_addition_reached_it_is
     alice_here.wait_for_user(BOB, |u| seen(u).availability > 0).await;
 }
 
+/// An admin creates Zoe on one gateway; before that gateway's notice reaches the other, the
+/// same user is created there — refused (409), her password stays — and then deleted there — she
+/// is gone from the store. Whether a user exists is the store's to say, not a gateway's copy.
+async fn a_user_created_on_one_gateway_exists_on_the_other_before_its_notice(backend: Backend) {
+    const ADMIN: &str = "admin-token-0123456789";
+    let tokens = vec![ApiToken { name: "ops".into(), token: ADMIN.into(), role: ApiRole::Admin }];
+    let config = Config { api_tokens: tokens, ..test_config() };
+    let one = Node::on(&backend, config.clone()).await;
+    let counting = Arc::new(Counting::new(backend.open().await));
+    let two = Node::start(counting.clone(), config).await;
+    let http = reqwest::Client::new();
+    let zoe = |password: &str| serde_json::json!({"uri": "sip:zoe@example.com", "displayName": "Zoe", "password": password});
+    let create =
+        |base: &str, password: &str| http.post(format!("{base}/api/v1/users")).bearer_auth(ADMIN).json(&zoe(password)).send();
+
+    counting.deliver_feed(false);
+    assert_eq!(create(&one.base, "zoe-pass").await.unwrap().status(), 201);
+    assert_eq!(create(&two.base, "other-pass").await.unwrap().status(), 409, "she exists in the store");
+    assert!(Client::sign_in(&one.base, "zoe@example.com", "zoe-pass").await.is_ok(), "her password stays");
+
+    let deleted = http.delete(format!("{}/api/v1/users/sip:zoe@example.com", two.base)).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(deleted.status(), 204, "the store had her");
+    assert!(backend.open().await.user("sip:zoe@example.com").await.unwrap().is_none(), "she is gone from the store");
+    counting.deliver_feed(true);
+}
+
 both_backends!(
     each_part_reaches_the_other_gateway_and_only_it_is_read_again,
     a_part_changed_on_one_gateway_keeps_the_other_part_changed_on_another,
@@ -471,4 +502,5 @@ both_backends!(
     raw_categories_published_on_two_gateways_at_once_are_both_kept,
     contact_lists_changed_on_two_gateways_at_once_keep_both_changes,
     a_rights_entry_removed_on_one_gateway_before_its_addition_reached_it_is_removed,
+    a_user_created_on_one_gateway_exists_on_the_other_before_its_notice,
 );

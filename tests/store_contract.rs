@@ -345,6 +345,17 @@ async fn a_rights_removal_takes_the_member_out_of_that_level_only(f: Fixture) {
     assert_eq!(stored, vec![entry(bob, AccessLevel::Team)]);
 }
 
+/// Creating a user the store holds already — from this process or another — writes nothing.
+async fn creating_a_user_that_exists_changes_nothing(f: Fixture) {
+    let (here, there) = (f.store(), f.reopen().await);
+    assert!(here.create_user(&user("sip:n@x.test")).await.unwrap());
+    let mut again = user("sip:n@x.test");
+    again.profile.display_name = "Someone else".into();
+    again.password_hash = Some("another hash".into());
+    assert!(!there.create_user(&again).await.unwrap(), "the other process is told she exists");
+    assert_eq!(here.user("sip:n@x.test").await.unwrap(), Some(user("sip:n@x.test")), "her record stays as created");
+}
+
 /// Two users add each other at the same moment, from two processes, many times: each list write
 /// locks its owner and writes a subscriber row naming the other, and neither waits for the other's
 /// lock (no deadlock, no error).
@@ -639,6 +650,7 @@ contract!(
     concurrent_writers_lose_nothing,
     users_adding_each_other_at_once_both_succeed,
     a_rights_removal_takes_the_member_out_of_that_level_only,
+    creating_a_user_that_exists_changes_nothing,
     changes_reach_the_other_processes_only,
     a_presence_notice_names_the_part_that_changed,
     a_conditional_update_keeps_a_part_changed_since_it_was_read,

@@ -143,11 +143,11 @@ pub async fn create_user(
     let mandate = gateway.mandate(&caller.actor(), Duty::Users)?;
     let body: UserBody = parse_json(&body)?;
     let uri = path_uri(&body.uri).map_err(|_| ApiError::invalid_field("uri", "must be a sip: URI"))?;
-    if gateway.user_exists(&uri) {
+    let record = record_from(body, uri).await?;
+    if !gateway.create_user(&mandate, &record).await? {
+        let uri = &record.profile.uri;
         return Err(ApiError::new(StatusCode::CONFLICT, "already_exists", format!("{uri} already exists")));
     }
-    let record = record_from(body, uri).await?;
-    gateway.upsert_user(&mandate, &record).await?;
     Ok((StatusCode::CREATED, Json(UserBody::from(&record.profile))))
 }
 

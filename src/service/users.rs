@@ -16,23 +16,41 @@ impl Gateway {
         let record = record.clone();
         self.complete(move |gw| async move {
             gw.store.upsert_user(&record).await.map_err(|e| GatewayError::store("saving a user", e))?;
-            gw.add_user(Arc::new(record.profile.clone()));
-            if record.password_hash.is_some() {
-                gw.tickets.evict_user(&record.profile.uri);
-            }
-            gw.refresh(&record.profile.uri);
+            gw.make_user_live(&record);
             Ok(())
         })
         .await
     }
 
+    /// Stores a new user and makes them live, as [`Gateway::upsert_user`]; `false`, changing
+    /// nothing, when the store holds a user with that URI (created on another node, perhaps, whose
+    /// notice has not reached this one).
+    pub async fn create_user(&self, mandate: &Mandate, record: &UserRecord) -> Result<bool> {
+        mandate.check(Duty::Users)?;
+        let record = record.clone();
+        self.complete(move |gw| async move {
+            if !gw.store.create_user(&record).await.map_err(|e| GatewayError::store("saving a user", e))? {
+                return Ok(false);
+            }
+            gw.make_user_live(&record);
+            Ok(true)
+        })
+        .await
+    }
+
+    fn make_user_live(&self, record: &UserRecord) {
+        self.add_user(Arc::new(record.profile.clone()));
+        if record.password_hash.is_some() {
+            self.tickets.evict_user(&record.profile.uri);
+        }
+        self.refresh(&record.profile.uri);
+    }
+
     /// Removes a user: their sessions and tickets end, every watcher gets a final offline
-    /// snapshot, and their data goes. False when there was no such user.
+    /// snapshot, and their data goes. False when the store had no such user (this node's copy
+    /// does not decide: the user may have been created on another node a moment ago).
     pub async fn delete_user(&self, mandate: &Mandate, uri: &str) -> Result<bool> {
         mandate.check(Duty::Users)?;
-        if self.directory.profile(uri).is_none() {
-            return Ok(false);
-        }
         let gate = self.gates.everyone().await;
         let uri = uri.to_string();
         self.complete(move |gw| async move {

@@ -330,6 +330,9 @@ pub trait Store: Send + Sync {
 
     /// Creates or updates a user; a `None` hash keeps the stored one.
     async fn upsert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Creates a user who does not exist yet; `false`, writing nothing, when one with that URI
+    /// is stored (whether or not this process has heard of them).
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<bool>;
     async fn set_password(&self, uri: &str, hash: &str) -> StoreResult<bool>;
     /// Removes the user and everything they own (presence, rights, lists, images, subscribers) in
     /// one transaction; false when there was no such user.

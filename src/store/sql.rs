@@ -109,6 +109,24 @@ macro_rules! sql_store_impl {
                 Ok(())
             }
 
+            async fn create_user(&self, user: &$crate::store::UserRecord) -> $crate::store::StoreResult<bool> {
+                let profile = $crate::store::rows::profile_to_column(&user.profile)?;
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO users (uri, profile, password_hash) VALUES ($1, $2, $3) ON CONFLICT (uri) DO NOTHING",
+                )
+                .bind(&user.profile.uri)
+                .bind(profile)
+                .bind(&user.password_hash)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                self.finish(tx, &$crate::store::Change::User(user.profile.uri.clone())).await?;
+                Ok(true)
+            }
+
             async fn set_password(&self, uri: &str, hash: &str) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE uri = $1")
