@@ -47,12 +47,6 @@ impl ListBook {
         self.subscribers.write().entry(owner.to_string()).or_default().push((watcher.to_string(), false));
     }
 
-    pub fn acknowledge(&self, owner: &str, watcher: &str) {
-        if let Some(list) = self.subscribers.write().get_mut(owner) {
-            list.iter_mut().filter(|(w, _)| w == watcher).for_each(|(_, ack)| *ack = true);
-        }
-    }
-
     /// Puts one subscriber as stored (added, or its acknowledgement set); true if that changed
     /// anything.
     pub fn set_subscriber(&self, owner: &str, watcher: &str, acknowledged: bool) -> bool {
@@ -98,7 +92,7 @@ mod tests {
         let book = ListBook::default();
         book.add_subscriber("sip:bob@x", "sip:alice@x");
         assert!(book.is_subscriber("sip:bob@x", "sip:alice@x"));
-        book.acknowledge("sip:bob@x", "sip:alice@x");
+        assert!(book.set_subscriber("sip:bob@x", "sip:alice@x", true));
         assert_eq!(book.subscribers_of("sip:bob@x"), [("sip:alice@x".to_string(), true)]);
         let changed = book.replace_subscribers("sip:bob@x", vec![("sip:alice@x".into(), true), ("sip:carol@x".into(), false)]);
         assert_eq!(changed, ["sip:carol@x"]);

@@ -238,12 +238,16 @@ impl Gateway {
         }
     }
 
-    /// Marks subscribers as acknowledged (all must be subscribers) and tells every session.
+    /// Marks subscribers as acknowledged (all must be subscribers) and tells every session. One
+    /// this node has not heard of is looked up in the store: another node may have recorded them
+    /// a moment ago.
     pub async fn acknowledge_subscribers(&self, owner: &str, watchers: &[String]) -> Result<()> {
         let gate = self.gates.owner(owner).await;
-        let current = self.lists.subscribers_of(owner);
-        if let Some(unknown) = watchers.iter().find(|w| !current.iter().any(|(c, _)| c == *w)) {
-            return Err(GatewayError::InvalidRequest(format!("{unknown} is not a subscriber")));
+        for watcher in watchers.iter().filter(|w| !self.lists.is_subscriber(owner, w)) {
+            let stored = self.store.subscriber(owner, watcher).await;
+            if stored.map_err(|e| GatewayError::store("reading subscribers", e))?.is_none() {
+                return Err(GatewayError::InvalidRequest(format!("{watcher} is not a subscriber")));
+            }
         }
         let (owner, watchers) = (owner.to_string(), watchers.to_vec());
         self.complete(move |gw| async move {
@@ -251,7 +255,7 @@ impl Gateway {
             let pairs: Vec<(&str, &str)> = watchers.iter().map(|w| (owner.as_str(), w.as_str())).collect();
             gw.store.save_subscribers(&pairs, true).await.map_err(|e| GatewayError::store("saving subscribers", e))?;
             for watcher in &watchers {
-                gw.lists.acknowledge(&owner, watcher);
+                gw.lists.set_subscriber(&owner, watcher, true);
             }
             gw.announce_subscribers(&owner, &watchers);
             Ok(())

@@ -374,7 +374,9 @@ pub trait Store: Send + Sync {
 
     /// Records that each `(owner, watcher)` pair's watcher subscribes to its owner (and whether
     /// the owner acknowledged it), all or nothing, in one transaction: a session that subscribes
-    /// to 50 users commits once, not 50 times.
+    /// to 50 users commits once, not 50 times. An acknowledgement is never taken back: recording
+    /// a pair as not acknowledged keeps one the store holds (made on another process, perhaps,
+    /// whose notice has not reached this one).
     async fn save_subscribers(&self, pairs: &[(&str, &str)], acknowledged: bool) -> StoreResult<()>;
     /// Every (owner, watcher, acknowledged).
     async fn subscribers(&self) -> StoreResult<Vec<(String, String, bool)>>;

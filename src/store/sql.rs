@@ -353,7 +353,8 @@ macro_rules! sql_store_impl {
                 for (owner, watcher) in pairs {
                     sqlx::query(
                         "INSERT INTO subscribers (owner, watcher, acknowledged) VALUES ($1, $2, $3)
-                         ON CONFLICT (owner, watcher) DO UPDATE SET acknowledged = excluded.acknowledged",
+                         ON CONFLICT (owner, watcher) DO UPDATE
+                             SET acknowledged = subscribers.acknowledged OR excluded.acknowledged",
                     )
                     .bind(owner)
                     .bind(watcher)
