@@ -103,6 +103,13 @@ impl UrisKind {
     }
 }
 
+/// Room reserved for the `uri` texts of a method: at most what is left of the body (texts are
+/// never longer than their markup), and at most this, so that one method reserves little however
+/// long the body is; longer texts grow the buffer.
+const MAX_RESERVED_TEXT: usize = 4096;
+/// `<uri>x</uri>`: a method has no more `uri` texts than what is left of the body over this.
+const SHORTEST_URI_ELEMENT: usize = 12;
+
 /// The depths of a method's `uris` child and of a `uri` in it.
 const URIS_DEPTH: usize = 3;
 const URI_DEPTH: usize = 4;
@@ -214,8 +221,8 @@ impl Handler for BatchReader<'_> {
                         uris_seen: false,
                         uris_open: false,
                         uri_open: false,
-                        texts: String::new(),
-                        spans: Vec::new(),
+                        texts: String::with_capacity((self.input.len() - at).min(MAX_RESERVED_TEXT)),
+                        spans: Vec::with_capacity(((self.input.len() - at) / SHORTEST_URI_ELEMENT).min(self.max_uris)),
                     }),
                     None => Method::Tree(TreeBuilder::new(self.namespace.clone())),
                 };

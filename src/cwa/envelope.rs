@@ -37,15 +37,13 @@ pub enum Response {
 
 /// `<cwaResponses sid requestProcessed unexpectedElement>…</cwaResponses>`.
 pub fn responses(sid: Option<u64>, unexpected: usize, items: &[Response]) -> String {
-    let sid = sid.map(|s| s.to_string());
-    let processed = items.len().to_string();
-    let unexpected = unexpected.to_string();
+    let [mut sid_text, mut processed, mut unexpected_text] = [itoa::Buffer::new(); 3];
     let mut w = XmlWriter::new();
     let attrs = [
         ("xmlns", Some(NS_CWA)),
-        ("sid", sid.as_deref()),
-        ("requestProcessed", Some(processed.as_str())),
-        ("unexpectedElement", Some(unexpected.as_str())),
+        ("sid", sid.map(|sid| sid_text.format(sid))),
+        ("requestProcessed", Some(processed.format(items.len()))),
+        ("unexpectedElement", Some(unexpected_text.format(unexpected))),
     ];
     w.open("cwaResponses", &attrs);
     for item in items {

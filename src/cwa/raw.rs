@@ -110,9 +110,9 @@ fn write_element(w: &mut XmlWriter, element: &Element, parent_ns: Option<&str>, 
         return;
     }
     if top {
-        w.open_inline(&element.name, &attrs);
+        w.open_inline(element.name.clone(), &attrs);
     } else {
-        w.open(&element.name, &attrs);
+        w.open(element.name.clone(), &attrs);
     }
     if element.children.is_empty() {
         w.text(&element.text);

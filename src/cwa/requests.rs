@@ -263,7 +263,8 @@ pub(super) fn read_uris<'a>(texts: impl Iterator<Item = &'a str> + Clone, max_ur
         if !is_valid_sip_uri(text) {
             return Err(GatewayError::InvalidRequest(format!("{text:?} is not a sip: URI")));
         }
-        normal.push(normalize_uri(text));
+        // Trimmed already: lower-cased as `normalize_uri` would.
+        normal.push(text.to_ascii_lowercase());
     }
     Ok(first_of_each(normal))
 }

@@ -9,6 +9,7 @@
 //! line; inside an inline region (a `note` payload, the contact card's `identity`, raw category
 //! content) nothing is broken, as in the reference examples.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// The replacement for characters XML 1.0 does not allow.
@@ -83,7 +84,8 @@ pub fn attributes(attrs: &[(&str, Option<&str>)]) -> Fragment {
 
 #[derive(Debug)]
 struct Open {
-    name: String,
+    /// A literal name, or a name read from a stored document (raw categories).
+    name: Cow<'static, str>,
     has_children: bool,
     inline: bool,
 }
@@ -123,16 +125,17 @@ impl XmlWriter {
     }
 
     /// `<name a="v"…>`; `None` attribute values are left out.
-    pub fn open(&mut self, name: &str, attrs: &[(&str, Option<&str>)]) -> &mut Self {
-        self.start(name, attrs);
+    pub fn open(&mut self, name: impl Into<Cow<'static, str>>, attrs: &[(&str, Option<&str>)]) -> &mut Self {
+        let name = name.into();
+        self.start(&name, attrs);
         self.out.push('>');
         let inline = self.in_inline_region();
-        self.open.push(Open { name: name.to_string(), has_children: false, inline });
+        self.open.push(Open { name, has_children: false, inline });
         self
     }
 
     /// Like [`open`](Self::open), but everything up to the matching close stays on this line.
-    pub fn open_inline(&mut self, name: &str, attrs: &[(&str, Option<&str>)]) -> &mut Self {
+    pub fn open_inline(&mut self, name: impl Into<Cow<'static, str>>, attrs: &[(&str, Option<&str>)]) -> &mut Self {
         self.open(name, attrs);
         self.inline_from = self.inline_from.min(self.open.len());
         if let Some(open) = self.open.last_mut() {

@@ -147,7 +147,7 @@ impl Gateway {
             self.answer_covering(answers, Event::new(EventBody::QueryRawCategories(raw.into())), &raw_keys);
         }
         for (uri, snapshot) in uris.iter().zip(&snapshots) {
-            self.catch_up_after_answer(session, uri, snapshot.version);
+            self.catch_up_after_answer(session, uri, snapshot);
         }
     }
 

@@ -145,6 +145,9 @@ pub(crate) struct Snapshot {
     pub raw: Option<Arc<Event>>,
     /// The presentity's [`Live::version`] the renderings show (0 for an unknown user).
     pub version: u64,
+    /// The presentity they were read from (none for an unknown user), to see later whether it
+    /// moved on without looking it up again.
+    pub entry: Option<Arc<PresenceEntry>>,
 }
 
 impl Gateway {
@@ -186,14 +189,14 @@ impl Gateway {
         let Some(entry) = self.presence_entry(uri) else {
             let view = Arc::new(PresenceView::unknown(uri));
             let raw = raw_key.map(|k| raw_event(&view, &k));
-            return then(Snapshot { presence: presence_event(&view, key), raw, version: 0 });
+            return then(Snapshot { presence: presence_event(&view, key), raw, version: 0, entry: None });
         };
         let mut live = entry.live.lock();
         let version = live.version;
         let presence = live.last_views.get(&key).cloned();
         let raw = raw_key.as_ref().and_then(|k| live.last_raw.get(k).cloned());
         if let (Some(presence), true) = (&presence, raw.is_some() == raw_key.is_some()) {
-            return then(Snapshot { presence: presence.clone(), raw, version });
+            return then(Snapshot { presence: presence.clone(), raw, version, entry: Some(entry.clone()) });
         }
         let view = Arc::new(view(&live.model, key.viewer, self.clock.now()));
         let presence = presence.unwrap_or_else(|| presence_event(&view, key));
@@ -203,7 +206,7 @@ impl Gateway {
             live.last_raw.insert(k, payload.clone());
             payload
         });
-        then(Snapshot { presence, raw, version })
+        then(Snapshot { presence, raw, version, entry: Some(entry.clone()) })
     }
 
     /// `uri` as a `queryPresence` answer shows it to `session`: its `user` element and, when the
@@ -214,7 +217,8 @@ impl Gateway {
         if uri != &*session.user {
             return self.with_snapshot(uri, session, watcher, |snapshot| snapshot);
         }
-        let (view, version) = match self.presence_entry(uri) {
+        let entry = self.presence_entry(uri);
+        let (view, version) = match &entry {
             Some(entry) => {
                 let live = entry.live.lock();
                 (view(&live.model, Viewer::Owner, self.clock.now()), live.version)
@@ -225,7 +229,7 @@ impl Gateway {
         let audience = Audience::Watcher { same_enterprise: true };
         let only = session.raw_categories.clone();
         let raw = receives_raw(session).then(|| Event::new(EventBody::RawCategories { view: view.clone(), audience, only }));
-        Snapshot { presence: Event::new(EventBody::Presence { view, audience }), raw, version }
+        Snapshot { presence: Event::new(EventBody::Presence { view, audience }), raw, version, entry }
     }
 
     /// Queues a snapshot of `uri` for `session` — its `userPresence`, then its
@@ -252,8 +256,8 @@ impl Gateway {
 
     /// After a query's answers are queued: a queried user whose changes `session` receives and who
     /// changed since the answer was rendered gets a fresh snapshot, queued after the answer.
-    pub(crate) fn catch_up_after_answer(&self, session: &Session, uri: &str, shown: u64) {
-        let moved = self.presence_entry(uri).is_some_and(|entry| entry.live.lock().version != shown);
+    pub(crate) fn catch_up_after_answer(&self, session: &Session, uri: &str, shown: &Snapshot) {
+        let moved = shown.entry.as_ref().is_some_and(|entry| entry.live.lock().version != shown.version);
         if moved && (uri == &*session.user || session.is_subscribed(uri)) {
             self.queue_current(session, uri, |payload, key| self.push(session, payload, Some(key)));
         }
