@@ -158,6 +158,11 @@ impl UrisMethod {
 }
 
 impl BatchReader<'_> {
+    /// The bytes of the body from `at` on.
+    fn left_after(&self, at: usize) -> usize {
+        self.input.len().saturating_sub(at)
+    }
+
     fn finish(self) -> Result<RequestBatch, GatewayError> {
         if !self.root_is_batch {
             return Err(GatewayError::InvalidFormat("the root element must be cwaRequests".into()));
@@ -221,8 +226,8 @@ impl Handler for BatchReader<'_> {
                         uris_seen: false,
                         uris_open: false,
                         uri_open: false,
-                        texts: String::with_capacity((self.input.len() - at).min(MAX_RESERVED_TEXT)),
-                        spans: Vec::with_capacity(((self.input.len() - at) / SHORTEST_URI_ELEMENT).min(self.max_uris)),
+                        texts: String::with_capacity(self.left_after(at).min(MAX_RESERVED_TEXT)),
+                        spans: Vec::with_capacity((self.left_after(at) / SHORTEST_URI_ELEMENT).min(self.max_uris)),
                     }),
                     None => Method::Tree(TreeBuilder::new(self.namespace.clone())),
                 };
