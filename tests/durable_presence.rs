@@ -495,25 +495,39 @@ async fn a_user_created_on_one_gateway_exists_on_the_other_before_its_notice(bac
     counting.deliver_feed(true);
 }
 
+/// Two gateways on `backend`, the second on a [`Counting`] store whose feed is held back: it
+/// hears nothing of what the first one stores until the test lets the feed through.
+async fn two_gateways_the_second_not_hearing_the_first(backend: &Backend) -> (Node, Node, Arc<Counting>) {
+    let one = Node::on(backend, test_config()).await;
+    let counting = Arc::new(Counting::new(backend.open().await));
+    let two = Node::start(counting.clone(), test_config()).await;
+    counting.deliver_feed(false);
+    (one, two, counting)
+}
+
+/// A session of Carol's on the gateway at `base`, subscribed to Bob.
+async fn carol_subscribes_to_bob(base: &str) -> Client {
+    let mut carol = Client::sign_in(base, "carol@example.com", "pw").await.unwrap();
+    carol.initiate().await;
+    assert!(carol.subscribe(&[BOB]).await.body.contains("requestAccepted"));
+    carol
+}
+
+async fn acknowledge(owner: &mut Client, subscriber: &str) -> Reply {
+    let rid = owner.next_rid();
+    owner.command(&format!(r#"<acknowledgeSubscriber rid="{rid}"><uri>{subscriber}</uri></acknowledgeSubscriber>"#)).await
+}
+
 /// Carol subscribes to Bob on one gateway and Bob acknowledges her there; before those notices
 /// reach the other gateway, Carol subscribes to Bob there too. Her second subscription does not
 /// take Bob's acknowledgement back.
 async fn a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since(backend: Backend) {
-    let one = Node::on(&backend, test_config()).await;
-    let counting = Arc::new(Counting::new(backend.open().await));
-    let two = Node::start(counting.clone(), test_config()).await;
-    counting.deliver_feed(false);
-    let mut carol_here = Client::sign_in(&one.base, "carol@example.com", "pw").await.unwrap();
-    carol_here.initiate().await;
-    assert!(carol_here.subscribe(&[BOB]).await.body.contains("requestAccepted"));
+    let (one, two, counting) = two_gateways_the_second_not_hearing_the_first(&backend).await;
+    carol_subscribes_to_bob(&one.base).await;
     let mut bob = signed_in_bob(&one.base).await;
-    let rid = bob.next_rid();
-    let ack = format!(r#"<acknowledgeSubscriber rid="{rid}"><uri>sip:carol@example.com</uri></acknowledgeSubscriber>"#);
-    assert!(bob.command(&ack).await.body.contains("requestAccepted"));
+    assert!(acknowledge(&mut bob, "sip:carol@example.com").await.body.contains("requestAccepted"));
 
-    let mut carol_there = Client::sign_in(&two.base, "carol@example.com", "pw").await.unwrap();
-    carol_there.initiate().await;
-    assert!(carol_there.subscribe(&[BOB]).await.body.contains("requestAccepted"));
+    carol_subscribes_to_bob(&two.base).await;
     let stored = backend.open().await.subscriber(BOB, "sip:carol@example.com").await.unwrap();
     assert_eq!(stored, Some(true), "Bob's acknowledgement stays");
     counting.deliver_feed(true);
@@ -522,24 +536,16 @@ async fn a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since(
 /// Carol subscribes to Bob on one gateway; before that notice reaches the other gateway, Bob
 /// acknowledges her there: she is a subscriber (the store says so), and the acknowledgement is kept.
 async fn a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once(backend: Backend) {
-    let one = Node::on(&backend, test_config()).await;
-    let counting = Arc::new(Counting::new(backend.open().await));
-    let two = Node::start(counting.clone(), test_config()).await;
-    counting.deliver_feed(false);
-    let mut carol = Client::sign_in(&one.base, "carol@example.com", "pw").await.unwrap();
-    carol.initiate().await;
-    assert!(carol.subscribe(&[BOB]).await.body.contains("requestAccepted"));
+    let (one, two, counting) = two_gateways_the_second_not_hearing_the_first(&backend).await;
+    carol_subscribes_to_bob(&one.base).await;
 
     let mut bob_there = signed_in_bob(&two.base).await;
-    let rid = bob_there.next_rid();
-    let ack = format!(r#"<acknowledgeSubscriber rid="{rid}"><uri>sip:carol@example.com</uri></acknowledgeSubscriber>"#);
-    let reply = bob_there.command(&ack).await;
+    let reply = acknowledge(&mut bob_there, "sip:carol@example.com").await;
     assert!(reply.body.contains("requestAccepted"), "{}", reply.body);
     let stored = backend.open().await.subscriber(BOB, "sip:carol@example.com").await.unwrap();
     assert_eq!(stored, Some(true));
-    let rid = bob_there.next_rid();
-    let stranger = format!(r#"<acknowledgeSubscriber rid="{rid}"><uri>sip:alice@example.com</uri></acknowledgeSubscriber>"#);
-    assert!(bob_there.command(&stranger).await.body.contains("requestFailed"), "one who never subscribed is refused");
+    let stranger = acknowledge(&mut bob_there, "sip:alice@example.com").await;
+    assert!(stranger.body.contains("requestFailed"), "one who never subscribed is refused");
     counting.deliver_feed(true);
 }
 
