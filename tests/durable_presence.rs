@@ -469,13 +469,58 @@ async fn a_rights_entry_removed_on_one_gateway_before_its_addition_reached_it_is
     alice_here.wait_for_user(BOB, |u| seen(u).availability > 0).await;
 }
 
+const ADMIN: &str = "admin-token-0123456789";
+
+/// The test configuration with an admin token ([`ADMIN`]) for the JSON API.
+fn with_admin_token() -> Config {
+    let tokens = vec![ApiToken { name: "ops".into(), token: ADMIN.into(), role: ApiRole::Admin }];
+    Config { api_tokens: tokens, ..test_config() }
+}
+
+/// An admin blocks Alice for Bob on one gateway (she was at Team) and gives his group r-and-d an
+/// entry; before that gateway's notices reach the other, both entries are removed there through
+/// the JSON API (which removes an entry at whatever level it is): the other gateway's copy has
+/// Alice at Team and no group entry, the store has Alice blocked and the group's entry, and both go.
+async fn entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice(backend: Backend) {
+    let one = Node::on(&backend, with_admin_token()).await;
+    let counting = Arc::new(Counting::new(backend.open().await));
+    let two = Node::start(counting.clone(), with_admin_token()).await;
+    counting.deliver_feed(false);
+    let http = reqwest::Client::new();
+    let rights = format!("{}/api/v1/users/{BOB}/rights/sip:alice@example.com", one.base);
+    let set = http.put(rights).bearer_auth(ADMIN).json(&serde_json::json!({"level": "blocked"})).send().await.unwrap();
+    assert_eq!(set.status(), 200, "{}", set.text().await.unwrap());
+    let group = format!("{}/api/v1/users/{BOB}/group-rights/r-and-d", one.base);
+    let set = http.put(group).bearer_auth(ADMIN).json(&serde_json::json!({"level": "team"})).send().await.unwrap();
+    assert!(set.status().is_success(), "{}", set.text().await.unwrap());
+    let added = |entries: &[RightsEntry]| {
+        entries
+            .iter()
+            .filter(|e| {
+                matches!(&e.member, Member::Uri(u) if u == "sip:alice@example.com") || e.member == Member::Group("r-and-d".into())
+            })
+            .count()
+    };
+    assert_eq!(added(&backend.open().await.rights_of(BOB).await.unwrap()), 2, "both entries are stored");
+
+    // The group first: a removal refreshes the gateway's copy from the store, which would show it
+    // the other entry.
+    let removed = http.delete(format!("{}/api/v1/users/{BOB}/group-rights/r-and-d", two.base)).bearer_auth(ADMIN).send();
+    assert_eq!(removed.await.unwrap().status(), 204);
+    let stored = backend.open().await.rights_of(BOB).await.unwrap();
+    assert!(!stored.iter().any(|e| e.member == Member::Group("r-and-d".into())), "the group's entry is gone: {stored:?}");
+    let removed = http.delete(format!("{}/api/v1/users/{BOB}/rights/sip:alice@example.com", two.base)).bearer_auth(ADMIN).send();
+    assert_eq!(removed.await.unwrap().status(), 200);
+    let stored = backend.open().await.rights_of(BOB).await.unwrap();
+    assert_eq!(added(&stored), 0, "both entries are gone from the store: {stored:?}");
+    counting.deliver_feed(true);
+}
+
 /// An admin creates Zoe on one gateway; before that gateway's notice reaches the other, the
 /// same user is created there — refused (409), her password stays — and then deleted there — she
 /// is gone from the store. Whether a user exists is the store's to say, not a gateway's copy.
 async fn a_user_created_on_one_gateway_exists_on_the_other_before_its_notice(backend: Backend) {
-    const ADMIN: &str = "admin-token-0123456789";
-    let tokens = vec![ApiToken { name: "ops".into(), token: ADMIN.into(), role: ApiRole::Admin }];
-    let config = Config { api_tokens: tokens, ..test_config() };
+    let config = with_admin_token();
     let one = Node::on(&backend, config.clone()).await;
     let counting = Arc::new(Counting::new(backend.open().await));
     let two = Node::start(counting.clone(), config).await;
@@ -557,6 +602,7 @@ both_backends!(
     contact_lists_changed_on_two_gateways_at_once_keep_both_changes,
     a_rights_entry_removed_on_one_gateway_before_its_addition_reached_it_is_removed,
     a_user_created_on_one_gateway_exists_on_the_other_before_its_notice,
+    entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice,
     a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since,
     a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once,
 );

@@ -242,7 +242,7 @@ async fn a_failure_half_way_leaves_nothing_half_written(f: Fixture) {
     f.faults().fail_after(1);
     let writes = [
         RightsWrite::Set(entry(Member::Uri("sip:b@x.test".into()), AccessLevel::Personal)),
-        RightsWrite::Remove { member: Member::Everyone, level: AccessLevel::Public },
+        RightsWrite::Remove { member: Member::Everyone, level: Some(AccessLevel::Public) },
         RightsWrite::Set(entry(Member::Domain("y.test".into()), AccessLevel::Blocked)),
     ];
     let error = s.apply_rights("sip:a@x.test", &writes).await.unwrap_err();
@@ -319,9 +319,10 @@ async fn concurrent_writers_lose_nothing(f: Fixture) {
     assert_eq!(s.raw_categories_of("sip:owner@x.test").await.unwrap().len(), 12);
 }
 
-/// A removal names the level it takes the member out of: an entry the store holds at another level
-/// stays (another process moved the member meanwhile), and each write returns the owner's entries
-/// as they then stand, its own writes included.
+/// A removal that names a level takes the member out of that level only: an entry the store holds
+/// at another level stays (another process moved the member meanwhile); one without a level
+/// removes the entry at any level. Each write returns the owner's entries as they then stand, its
+/// own writes included.
 async fn a_rights_removal_takes_the_member_out_of_that_level_only(f: Fixture) {
     let s = f.store();
     s.upsert_user(&user("sip:a@x.test")).await.unwrap();
@@ -334,15 +335,21 @@ async fn a_rights_removal_takes_the_member_out_of_that_level_only(f: Fixture) {
 
     let remove = |member: &Member, level| RightsWrite::Remove { member: member.clone(), level };
     let stored = s
-        .apply_rights("sip:a@x.test", &[remove(&bob, AccessLevel::Personal), remove(&carol, AccessLevel::Blocked)])
+        .apply_rights("sip:a@x.test", &[remove(&bob, Some(AccessLevel::Personal)), remove(&carol, Some(AccessLevel::Blocked))])
         .await
         .unwrap();
     assert_eq!(stored, vec![entry(bob.clone(), AccessLevel::Team)], "Bob is not at Personal, so he stays at Team");
 
     // Within one call the writes apply in order.
-    let stored =
-        s.apply_rights("sip:a@x.test", &[set(&carol, AccessLevel::Public), remove(&carol, AccessLevel::Public)]).await.unwrap();
-    assert_eq!(stored, vec![entry(bob, AccessLevel::Team)]);
+    let stored = s
+        .apply_rights("sip:a@x.test", &[set(&carol, AccessLevel::Public), remove(&carol, Some(AccessLevel::Public))])
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![entry(bob.clone(), AccessLevel::Team)]);
+
+    // Without a level, the entry goes at whatever level it is.
+    let stored = s.apply_rights("sip:a@x.test", &[remove(&bob, None)]).await.unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
 }
 
 /// Creating a user the store holds already — from this process or another — writes nothing.
@@ -753,7 +760,7 @@ async fn a_data_directory_from_before_migrations_is_migrated() {
     assert_eq!(s.subscribers().await.unwrap(), vec![("sip:a@x.test".into(), "sip:b@x.test".into(), true)]);
     assert_eq!(s.image_hashes().await.unwrap(), vec![("sip:a@x.test".to_string(), "h".to_string())]);
     // New writes use the new rows, and opening again changes nothing.
-    s.apply_rights("sip:a@x.test", &[RightsWrite::Remove { member: Member::SameEnterprise, level: AccessLevel::Blocked }])
+    s.apply_rights("sip:a@x.test", &[RightsWrite::Remove { member: Member::SameEnterprise, level: Some(AccessLevel::Blocked) }])
         .await
         .unwrap();
     s.close().await;

@@ -125,9 +125,8 @@ pub async fn delete_owner_group(
 ) -> Result<StatusCode, ApiError> {
     let (permit, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
     let member = Member::Group(group);
-    if let Some(current) = gateway.rights_entry(&permit, &member)? {
-        gateway.set_group_rights(&permit, &[RightsChange::Remove { member, level: current.level }]).await?;
-    }
+    // Whatever this node's copy holds: the entry may have been set on another node a moment ago.
+    gateway.set_group_rights(&permit, &[RightsChange::Remove { member, level: None }]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -182,6 +181,6 @@ pub async fn delete_global_group(
 ) -> Result<StatusCode, ApiError> {
     let mandate = gateway.mandate(&caller.actor(), Duty::GlobalRights)?;
     let member = Member::Group(check_group(&group)?);
-    gateway.change_global_rights(&mandate, &RightsChange::Remove { member, level: AccessLevel::Blocked }).await?;
+    gateway.change_global_rights(&mandate, &RightsChange::Remove { member, level: None }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -370,8 +370,7 @@ pub async fn delete_right(
     let watcher = path_uri(&watcher)?;
     let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
     let member = Member::Uri(watcher);
-    if let Some(entry) = gateway.rights_entry(&permit, &member)? {
-        gateway.set_rights(&permit, &[RightsChange::Remove { member, level: entry.level }]).await?;
-    }
+    // Whatever this node's copy holds: the entry may have been set on another node a moment ago.
+    gateway.set_rights(&permit, &[RightsChange::Remove { member, level: None }]).await?;
     Ok(Json(RemoveRightsResult { result: 0 }))
 }

@@ -11,11 +11,12 @@ use crate::store::RightsWrite;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-/// One change to an owner's entries: set `member` to `level`, or remove it from `level`.
+/// One change to an owner's entries: set `member` to `level`, or remove it from `level` (from
+/// whatever level it is at, without one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RightsChange {
     Set(RightsEntry),
-    Remove { member: Member, level: AccessLevel },
+    Remove { member: Member, level: Option<AccessLevel> },
 }
 
 impl Gateway {
@@ -103,7 +104,7 @@ impl Gateway {
             .iter()
             .map(|c| match c.add {
                 true => RightsChange::Set(RightsEntry { member: c.member.clone(), level }),
-                false => RightsChange::Remove { member: c.member.clone(), level },
+                false => RightsChange::Remove { member: c.member.clone(), level: Some(level) },
             })
             .collect();
         self.change_rights(owner, &changes).await.map(|_| ())

@@ -11,7 +11,7 @@ use super::Gateway;
 use crate::error::{GatewayError, Result};
 use crate::model::contact::Profile;
 use crate::model::reports::SourceReport;
-use crate::model::rights::{visibility, AccessLevel, Member, RightsEntry};
+use crate::model::rights::{visibility, AccessLevel};
 use crate::model::sources::{ManualState, Note};
 use crate::service::access::RightsChange;
 use crate::store::PresenceUpdate;
@@ -112,12 +112,6 @@ impl Gateway {
     pub async fn set_group_rights(&self, permit: &Permit, changes: &[RightsChange]) -> Result<Vec<AccessLevel>> {
         let uri = permit.check(Action::GroupRights)?;
         self.change_rights(uri, changes).await
-    }
-
-    /// The user's own entry for `member`, if there is one (what removing it takes back).
-    pub fn rights_entry(&self, permit: &Permit, member: &Member) -> Result<Option<RightsEntry>> {
-        let uri = permit.check_any(&[Action::Rights, Action::GroupRights])?;
-        Ok(self.directory.rights_of(uri).into_iter().find(|e| &e.member == member))
     }
 
     /// The user's whole record; `None` when there is no such user.

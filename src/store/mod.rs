@@ -91,8 +91,9 @@ pub struct StoredTicket {
 pub enum RightsWrite {
     /// Puts the member at the entry's level (a member has one level per owner).
     Set(RightsEntry),
-    /// Takes the member out of `level`: removes their entry if, in the store, it is at that level.
-    Remove { member: Member, level: AccessLevel },
+    /// Removes the member's entry: with a level, only if the store has it at that level (taking
+    /// the member out of one container); without, at whatever level it is.
+    Remove { member: Member, level: Option<AccessLevel> },
 }
 
 /// What changed, as another process on the same store needs to know it to re-read that part.

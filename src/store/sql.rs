@@ -222,15 +222,21 @@ macro_rules! sql_store_impl {
                         }
                         $crate::store::RightsWrite::Remove { member, level } => {
                             let (kind, value) = member_columns(member);
-                            sqlx::query(
-                                "DELETE FROM rights WHERE owner = $1 AND member_kind = $2 AND member_value = $3 AND level = $4",
-                            )
-                            .bind(owner)
-                            .bind(kind)
-                            .bind(value)
-                            .bind(level_column(*level))
-                            .execute(&mut *tx)
-                            .await?;
+                            let delete = match level {
+                                Some(level) => sqlx::query(
+                                    "DELETE FROM rights
+                                     WHERE owner = $1 AND member_kind = $2 AND member_value = $3 AND level = $4",
+                                )
+                                .bind(owner)
+                                .bind(kind)
+                                .bind(value)
+                                .bind(level_column(*level)),
+                                None => sqlx::query("DELETE FROM rights WHERE owner = $1 AND member_kind = $2 AND member_value = $3")
+                                    .bind(owner)
+                                    .bind(kind)
+                                    .bind(value),
+                            };
+                            delete.execute(&mut *tx).await?;
                         }
                     }
                     self.faults.step()?;
