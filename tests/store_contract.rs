@@ -266,6 +266,12 @@ async fn a_failure_half_way_leaves_nothing_half_written(f: Fixture) {
     assert!(s.contact_list("sip:a@x.test").await.unwrap().is_some());
     assert_eq!(s.subscribers().await.unwrap().len(), 1);
 
+    // Creating a user: the notice after the insert fails, and neither is kept.
+    f.faults().fail_after(0);
+    assert!(s.create_user(&user("sip:new@x.test")).await.unwrap_err().is_retryable());
+    assert_eq!(s.user("sip:new@x.test").await.unwrap(), None);
+    assert!(s.create_user(&user("sip:new@x.test")).await.unwrap(), "the retry creates her");
+
     // A store that is down refuses every write until it is back.
     f.faults().fail_always();
     assert!(s.upsert_user(&user("sip:c@x.test")).await.unwrap_err().is_retryable());
