@@ -540,6 +540,43 @@ async fn a_user_created_on_one_gateway_exists_on_the_other_before_its_notice(bac
     counting.deliver_feed(true);
 }
 
+/// An admin creates Zoe on one gateway; before that notice reaches the other gateway, an
+/// integration sets her absent state and her note there, reads her record and her presence, and
+/// gives her group rights: the store, not that gateway's copy, says she exists.
+async fn a_user_created_on_one_gateway_can_be_used_on_the_other_before_its_notice(backend: Backend) {
+    let config = with_admin_token();
+    let one = Node::on(&backend, config.clone()).await;
+    let counting = Arc::new(Counting::new(backend.open().await));
+    let two = Node::start(counting.clone(), config).await;
+    let http = reqwest::Client::new();
+    counting.deliver_feed(false);
+    let zoe = serde_json::json!({"uri": "sip:zoe@example.com", "displayName": "Zoe", "password": "zoe-pass"});
+    let created = http.post(format!("{}/api/v1/users", one.base)).bearer_auth(ADMIN).json(&zoe).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+
+    let user = format!("{}/api/v1/users/sip:zoe@example.com", two.base);
+    let away = serde_json::json!({"state": "away", "text": "at the dentist"});
+    let set = http.put(format!("{user}/absent-state")).bearer_auth(ADMIN).json(&away).send().await.unwrap();
+    assert_eq!(set.status(), 200, "{}", set.text().await.unwrap());
+    let note = serde_json::json!({"text": "back at two"});
+    let set = http.put(format!("{user}/note")).bearer_auth(ADMIN).json(&note).send().await.unwrap();
+    assert_eq!(set.status(), 200, "{}", set.text().await.unwrap());
+    let group = http.put(format!("{user}/group-rights/r-and-d")).bearer_auth(ADMIN).json(&serde_json::json!({"level": "team"}));
+    let set = group.send().await.unwrap();
+    assert!(set.status().is_success(), "{}", set.text().await.unwrap());
+    let record = http.get(&user).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(record.status(), 200, "{}", record.text().await.unwrap());
+    assert!(record.text().await.unwrap().contains("Zoe"));
+    let presence = http.get(format!("{user}/presence")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(presence.status(), 200);
+    let presence = presence.text().await.unwrap();
+    assert!(presence.contains("at the dentist") && presence.contains("back at two"), "{presence}");
+
+    let unknown = http.put(format!("{}/api/v1/users/sip:nobody@example.com/absent-state", two.base)).bearer_auth(ADMIN);
+    assert_eq!(unknown.json(&away).send().await.unwrap().status(), 404, "the store has no such user either");
+    counting.deliver_feed(true);
+}
+
 /// Two gateways on `backend`, the second on a [`Counting`] store whose feed is held back: it
 /// hears nothing of what the first one stores until the test lets the feed through.
 async fn two_gateways_the_second_not_hearing_the_first(backend: &Backend) -> (Node, Node, Arc<Counting>) {
@@ -602,6 +639,7 @@ both_backends!(
     contact_lists_changed_on_two_gateways_at_once_keep_both_changes,
     a_rights_entry_removed_on_one_gateway_before_its_addition_reached_it_is_removed,
     a_user_created_on_one_gateway_exists_on_the_other_before_its_notice,
+    a_user_created_on_one_gateway_can_be_used_on_the_other_before_its_notice,
     entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice,
     a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since,
     a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once,

@@ -60,11 +60,11 @@ fn check_group(group: &str) -> Result<String, ApiError> {
 
 /// The owner's permit for group entries (an admin's only); the owner must exist and the group be
 /// well-formed.
-fn checked_owner_group(gateway: &Gateway, caller: &Caller, owner: &str, group: &str) -> Result<(Permit, String), ApiError> {
+async fn checked_owner_group(gateway: &Gateway, caller: &Caller, owner: &str, group: &str) -> Result<(Permit, String), ApiError> {
     let owner = path_uri(owner)?;
     let group = check_group(group)?;
     let permit = gateway.permit(&caller.actor(), Action::GroupRights, &owner)?;
-    if !gateway.user_exists(&owner) {
+    if !gateway.user_known(&owner).await? {
         return Err(ApiError::not_found(format!("no user {owner}")));
     }
     Ok((permit, group))
@@ -97,7 +97,7 @@ pub async fn put_owner_group(
     Path(OwnerGroupPath { owner, group }): Path<OwnerGroupPath>,
     body: Bytes,
 ) -> Result<Json<GroupEntry>, ApiError> {
-    let (permit, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
+    let (permit, group) = checked_owner_group(&gateway, &caller, &owner, &group).await?;
     let level = level_of(&body)?;
     let change = RightsChange::Set(RightsEntry { member: Member::Group(group.clone()), level });
     gateway.set_group_rights(&permit, &[change]).await?;
@@ -123,7 +123,7 @@ pub async fn delete_owner_group(
     caller: Caller,
     Path(OwnerGroupPath { owner, group }): Path<OwnerGroupPath>,
 ) -> Result<StatusCode, ApiError> {
-    let (permit, group) = checked_owner_group(&gateway, &caller, &owner, &group)?;
+    let (permit, group) = checked_owner_group(&gateway, &caller, &owner, &group).await?;
     let member = Member::Group(group);
     // Whatever this node's copy holds: the entry may have been set on another node a moment ago.
     gateway.set_group_rights(&permit, &[RightsChange::Remove { member, level: None }]).await?;

@@ -93,7 +93,7 @@ pub async fn put_image(
     let uri = path_uri(&uri)?;
     let permit = gateway.permit(&caller.actor(), Action::Image, &uri)?;
     let large = is_large(query)?;
-    if !gateway.user_exists(&uri) {
+    if !gateway.user_known(&uri).await? {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
     let declared = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -43,7 +43,7 @@ pub async fn get_presence(
 ) -> Result<Json<PresenceV2>, ApiError> {
     let uri = path_uri(&uri)?;
     let not_found = || ApiError::not_found(format!("no user {uri}"));
-    if !gateway.user_exists(&uri) {
+    if !gateway.user_known(&uri).await? {
         return Err(not_found());
     }
     let reader = gateway.presence_reader(&caller.actor())?;

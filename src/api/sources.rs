@@ -223,7 +223,7 @@ pub async fn put_source(
     if ttl == 0 || ttl > MAX_TTL_SECONDS {
         return Err(ApiError::invalid_field("ttlSeconds", format!("must be between 1 and {MAX_TTL_SECONDS}")));
     }
-    if !gateway.user_exists(&uri) {
+    if !gateway.user_known(&uri).await? {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
     let expires = gateway.now() + chrono::Duration::seconds(ttl as i64);
@@ -258,7 +258,7 @@ pub async fn get_source(
     let uri = path_uri(&uri)?;
     let permit = gateway.permit(&caller.actor(), Action::Sources, &uri)?;
     check_source_name(&source)?;
-    if !gateway.user_exists(&uri) {
+    if !gateway.user_known(&uri).await? {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
     let report = gateway.source_report(&permit, &source).await?;
@@ -293,7 +293,7 @@ pub async fn delete_source(
     let uri = path_uri(&uri)?;
     let permit = gateway.permit(&caller.actor(), Action::Sources, &uri)?;
     check_source_name(&source)?;
-    if !gateway.user_exists(&uri) {
+    if !gateway.user_known(&uri).await? {
         return Err(ApiError::not_found(format!("no user {uri}")));
     }
     gateway.withdraw_source(&permit, &source).await?;

@@ -24,9 +24,10 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 const MAX_TEXT_CHARS: usize = 256;
 
-fn known_user(gateway: &Gateway, raw: &str) -> Result<String, ApiError> {
+/// The user of a path: 404 when no user has that URI (the store decides, `Gateway::user_known`).
+async fn known_user(gateway: &Gateway, raw: &str) -> Result<String, ApiError> {
     let uri = path_uri(raw)?;
-    match gateway.user_exists(&uri) {
+    match gateway.user_known(&uri).await? {
         true => Ok(uri),
         false => Err(ApiError::not_found(format!("no user {uri}"))),
     }
@@ -89,7 +90,7 @@ pub async fn put_absent_state(
     Path(UserPath { uri }): Path<UserPath>,
     body: Bytes,
 ) -> Result<Json<AbsentStateV2>, ApiError> {
-    let uri = known_user(&gateway, &uri)?;
+    let uri = known_user(&gateway, &uri).await?;
     let permit = gateway.permit(&caller.actor(), Action::AbsentState, &uri)?;
     let body: AbsentStateBody = parse_json(&body)?;
     if body.text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
@@ -131,7 +132,7 @@ pub async fn delete_absent_state(
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    let uri = known_user(&gateway, &uri)?;
+    let uri = known_user(&gateway, &uri).await?;
     let permit = gateway.permit(&caller.actor(), Action::AbsentState, &uri)?;
     gateway.set_manual_state(&permit, None).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -184,7 +185,7 @@ pub async fn put_note(
     Path(UserPath { uri }): Path<UserPath>,
     body: Bytes,
 ) -> Result<Json<NoteV2>, ApiError> {
-    let uri = known_user(&gateway, &uri)?;
+    let uri = known_user(&gateway, &uri).await?;
     let permit = gateway.permit(&caller.actor(), Action::Note, &uri)?;
     let body: NoteBody = parse_json(&body)?;
     if body.text.trim().is_empty() || body.text.chars().count() > crate::service::commands::MAX_NOTE_CHARS {
@@ -218,7 +219,7 @@ pub async fn delete_note(
     caller: Caller,
     Path(UserPath { uri }): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    let uri = known_user(&gateway, &uri)?;
+    let uri = known_user(&gateway, &uri).await?;
     let permit = gateway.permit(&caller.actor(), Action::Note, &uri)?;
     gateway.set_note(&permit, None).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -337,7 +338,7 @@ pub async fn put_right(
     Path(RightPath { owner, watcher }): Path<RightPath>,
     body: Bytes,
 ) -> Result<Json<RightsEntryV2>, ApiError> {
-    let owner = known_user(&gateway, &owner)?;
+    let owner = known_user(&gateway, &owner).await?;
     let watcher = path_uri(&watcher)?;
     let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
     let level = level_of(&body)?;
@@ -366,7 +367,7 @@ pub async fn delete_right(
     caller: Caller,
     Path(RightPath { owner, watcher }): Path<RightPath>,
 ) -> Result<Json<RemoveRightsResult>, ApiError> {
-    let owner = known_user(&gateway, &owner)?;
+    let owner = known_user(&gateway, &owner).await?;
     let watcher = path_uri(&watcher)?;
     let permit = gateway.permit(&caller.actor(), Action::Rights, &owner)?;
     let member = Member::Uri(watcher);

@@ -79,11 +79,13 @@ impl Gateway {
                 self.refresh(uri);
             }
             Some(_) => {}
-            None if self.directory.profile(uri).is_some() => {
+            None => {
+                // Checked under every gate: `Gateway::user_known` may be making the user live.
                 let _gate = self.gates.everyone().await;
-                self.forget_user(uri);
+                if self.directory.profile(uri).is_some() {
+                    self.forget_user(uri);
+                }
             }
-            None => {}
         }
         Ok(())
     }

@@ -38,6 +38,25 @@ impl Gateway {
         .await
     }
 
+    /// Whether a user has this URI: this node's copy says so, or else the store does (the user may
+    /// have been created on another node a moment ago, its notice still on its way), and then the
+    /// user is made live here at once, as the notice would (docs/architecture.md §5). The store is
+    /// read under the user's gate: the feed takes every gate before it forgets a removed user, so a
+    /// removal cannot be applied between this read and the user being made live.
+    pub async fn user_known(&self, uri: &str) -> Result<bool> {
+        if self.user_exists(uri) {
+            return Ok(true);
+        }
+        let _gate = self.gates.owner(uri).await;
+        let stored = self.store.user(uri).await.map_err(|e| GatewayError::store("reading a user", e))?;
+        let Some(record) = stored else { return Ok(false) };
+        if !self.user_exists(uri) {
+            self.add_user(Arc::new(record.profile));
+            self.refresh(uri);
+        }
+        Ok(true)
+    }
+
     fn make_user_live(&self, record: &UserRecord) {
         self.add_user(Arc::new(record.profile.clone()));
         if record.password_hash.is_some() {
