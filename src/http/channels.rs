@@ -149,8 +149,8 @@ impl Channels {
             }
             RequestId::of(lines)
         });
-        let id = visible_ascii(request_id.as_bytes()).unwrap_or("");
-        let span = tracing::info_span!("request", id, method = %method, path);
+        // The id is read only when the span is recorded (the macro evaluates its fields then).
+        let span = tracing::info_span!("request", id = request_id.as_str(), method = %method, path);
         Observed { started, version: head.version, request_id, span }
     }
 }
@@ -191,6 +191,14 @@ impl RequestId {
         match lines.value("x-request-id") {
             Some(given) => RequestId::Given(given.into()),
             None => RequestId::Made(super::ops::uuid_v4(super::ops::id_bytes())),
+        }
+    }
+
+    /// The id as text; a client's id only if it is visible ASCII ("" otherwise).
+    fn as_str(&self) -> &str {
+        match self {
+            RequestId::Given(given) => visible_ascii(given).unwrap_or(""),
+            RequestId::Made(made) => std::str::from_utf8(made).unwrap_or(""),
         }
     }
 

@@ -42,7 +42,8 @@ impl Headers for [httparse::Header<'_>] {
 
 /// `value` as text if every byte is visible ASCII or a tab, as `HeaderValue::to_str` reads it.
 pub fn visible_ascii(value: &[u8]) -> Option<&str> {
-    let visible = value.iter().all(|&b| (32..127).contains(&b) || b == b'\t');
+    // Every byte is looked at (no early exit), so the check runs over whole words at a time.
+    let visible = value.iter().fold(true, |visible, &b| visible & ((b.wrapping_sub(32) < 95) | (b == b'\t')));
     visible.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
@@ -70,5 +71,15 @@ mod tests {
         }
         assert_eq!(lines.value("cookie"), Some(&b"a=1"[..]));
         assert_eq!(lines.text("x-id"), None, "not visible ASCII");
+    }
+
+    #[test]
+    fn visible_ascii_takes_the_bytes_header_value_to_str_takes() {
+        for byte in 0..=255u8 {
+            for value in [vec![byte], [b"ticket-".as_slice(), &[byte], b"-value-long-enough-for-whole-words"].concat()] {
+                let by_http = HeaderValue::from_bytes(&value).ok().and_then(|v| v.to_str().ok().map(str::to_string));
+                assert_eq!(visible_ascii(&value).map(str::to_string), by_http, "byte {byte:#04x}");
+            }
+        }
     }
 }

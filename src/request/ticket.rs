@@ -67,7 +67,7 @@ pub fn attach(headers: &mut HeaderMap, ticket: &str, cookie: Option<Cookie>) {
 /// same order, as wire bytes.
 pub fn attach_lines(out: &mut Vec<u8>, ticket: &str, cookie: Option<Cookie>) {
     let mut line = |name: &[u8], value: &str| {
-        if HeaderValue::from_str(value).is_ok() {
+        if header_value_ok(value.as_bytes()) {
             out.extend_from_slice(name);
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -77,6 +77,12 @@ pub fn attach_lines(out: &mut Vec<u8>, ticket: &str, cookie: Option<Cookie>) {
     if let Some(cookie) = cookie {
         line(b"Set-Cookie: ", &cookie_value(ticket, cookie));
     }
+}
+
+/// Whether `HeaderValue::from_str` takes `value` (every byte at least a space but DEL, or a tab),
+/// checked over whole words at a time (no early exit).
+fn header_value_ok(value: &[u8]) -> bool {
+    value.iter().fold(true, |ok, &b| ok & (((b >= 32) & (b != 127)) | (b == b'\t')))
 }
 
 /// The ticket a connection last presented and its hash, so that presenting it again (every poll
@@ -104,4 +110,16 @@ impl Remembered {
 fn same(a: &[u8], b: &[u8]) -> bool {
     let differences = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     a.len() == b.len() && std::hint::black_box(differences) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_value_ok_takes_what_header_value_takes() {
+        for byte in 0..=255u8 {
+            let value = [b"ticket-".as_slice(), &[byte], b"-long-enough-for-whole-words"].concat();
+            let by_http = axum::http::HeaderValue::from_bytes(&value).is_ok();
+            assert_eq!(super::header_value_ok(&value), by_http, "byte {byte:#04x}");
+        }
+    }
 }
