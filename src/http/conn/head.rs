@@ -167,9 +167,11 @@ pub fn find_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, HeadEr
 /// names (`httparse` accepts the same name and value bytes as `HeaderName` and `HeaderValue`;
 /// only the length of a name is left to check).
 pub fn parse(bytes: Vec<u8>) -> Result<Head, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut slots);
-    match request.parse(&bytes) {
+    // Slots httparse fills as it parses, left uninitialised until then (100 empty ones cost more
+    // to write than a short head costs to parse).
+    let mut slots = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(&bytes, &mut slots) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HeadError::Malformed),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
