@@ -81,16 +81,17 @@ pub(super) fn uuid_v4(mut bytes: [u8; 16]) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut out = [b'-'; 36];
-    let mut at = 0;
-    for (i, byte) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
-        out[at] = HEX[usize::from(byte >> 4)];
-        out[at + 1] = HEX[usize::from(byte & 0x0f)];
-        at += 2;
+    let mut hex = [0u8; 32];
+    for (digits, byte) in hex.chunks_exact_mut(2).zip(bytes) {
+        digits[0] = HEX[usize::from(byte >> 4)];
+        digits[1] = HEX[usize::from(byte & 0x0f)];
     }
+    let mut out = [b'-'; 36];
+    out[..8].copy_from_slice(&hex[..8]);
+    out[9..13].copy_from_slice(&hex[8..12]);
+    out[14..18].copy_from_slice(&hex[12..16]);
+    out[19..23].copy_from_slice(&hex[16..20]);
+    out[24..].copy_from_slice(&hex[20..]);
     out
 }
 
@@ -140,6 +141,8 @@ mod tests {
         assert_eq!(std::str::from_utf8(&id).unwrap(), "ffffffff-ffff-4fff-bfff-ffffffffffff");
         let id = super::uuid_v4([0; 16]);
         assert_eq!(std::str::from_utf8(&id).unwrap(), "00000000-0000-4000-8000-000000000000");
+        let id = super::uuid_v4(std::array::from_fn(|i| i as u8 * 17));
+        assert_eq!(std::str::from_utf8(&id).unwrap(), "00112233-4455-4677-8899-aabbccddeeff");
         let made: std::collections::HashSet<[u8; 16]> = (0..1000).map(|_| super::id_bytes()).collect();
         assert_eq!(made.len(), 1000, "ids do not repeat");
     }
