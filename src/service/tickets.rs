@@ -29,10 +29,10 @@ use crate::model::sources::Timestamp;
 use crate::store::{Store, StoreResult};
 use base64::Engine;
 use chrono::Duration;
+use foldhash::{HashMap, HashSet};
 use parking_lot::Mutex;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
 /// How often recorded uses are written to the store.
@@ -70,10 +70,11 @@ impl Authenticated {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TicketHash(pub [u8; 32]);
 
-/// The cache's maps hash only the first 8 bytes of the digest, with the maps' own keyed hasher
-/// (`RandomState`): as unpredictable a choice of bucket as all 32 bytes give (tickets are the
-/// client's, but finding two whose digests share 8 bytes takes 2^32 hashes and flooding a
-/// bucket far more), hashing 8 bytes per lookup instead of 40. Equality still compares all 32.
+/// The cache's maps hash only the first 8 bytes of the digest, with the maps' own hasher seeded at
+/// random per map (`foldhash`): as unpredictable a choice of bucket as all 32 bytes give (tickets
+/// are the client's, but a digest's bytes are not theirs to choose: finding two whose digests
+/// share 8 bytes takes 2^32 hashes, and flooding a bucket whose seed they do not know far more),
+/// hashing 8 bytes per lookup instead of 40. Equality still compares all 32.
 impl std::hash::Hash for TicketHash {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         let mut first = [0u8; 8];
@@ -135,6 +136,18 @@ struct CachedValue {
     recorded: Timestamp,
 }
 
+impl CachedValue {
+    /// Notes a use of the value (`hash`) at `now`, and queues it for the store in `uses` when the
+    /// last one recorded is `every` old.
+    fn used(&mut self, hash: TicketHash, now: Timestamp, every: Duration, uses: &mut HashMap<TicketHash, Timestamp>) {
+        self.last_used = self.last_used.max(now);
+        if now - self.recorded >= every {
+            self.recorded = now;
+            uses.insert(hash, now);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Cache {
     logins: HashMap<u64, CachedLogin>,
@@ -163,11 +176,8 @@ impl Cache {
 
     /// Records a use; queues it for the store when the recorded one is old enough.
     fn used(&mut self, hash: TicketHash, now: Timestamp, every: Duration) {
-        let Some(value) = self.values.get_mut(&hash) else { return };
-        value.last_used = value.last_used.max(now);
-        if now - value.recorded >= every {
-            value.recorded = now;
-            self.uses.insert(hash, now);
+        if let Some(value) = self.values.get_mut(&hash) {
+            value.used(hash, now, every, &mut self.uses);
         }
     }
 }
@@ -256,12 +266,13 @@ impl Tickets {
     }
 
     fn cached(&self, hash: TicketHash, now: Timestamp) -> Cached {
-        let mut cache = self.cache.lock();
+        let mut guard = self.cache.lock();
+        let cache = &mut *guard;
         if cache.dead.contains(&hash) {
             return Cached::Dead;
         }
         let generation = cache.generation;
-        let Some(value) = cache.values.get(&hash) else { return Cached::Ask { generation } };
+        let Some(value) = cache.values.get_mut(&hash) else { return Cached::Ask { generation } };
         let (id, last_used) = (value.login, value.last_used);
         let Some(login) = cache.logins.get(&id) else {
             cache.values.remove(&hash);
@@ -277,9 +288,9 @@ impl Tickets {
             cache.values.remove(&hash);
             return Cached::Ask { generation };
         }
-        let found = Cached::Valid { login: login.login.clone(), rotated: login.rotated };
-        cache.used(hash, now, self.policy.recorded_every());
-        found
+        // The value found is the one whose use is noted: no second lookup.
+        value.used(hash, now, self.policy.recorded_every(), &mut cache.uses);
+        Cached::Valid { login: login.login.clone(), rotated: login.rotated }
     }
 
     /// Reads a value from the store and caches it.
