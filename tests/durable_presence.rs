@@ -482,10 +482,7 @@ fn with_admin_token() -> Config {
 /// the JSON API (which removes an entry at whatever level it is): the other gateway's copy has
 /// Alice at Team and no group entry, the store has Alice blocked and the group's entry, and both go.
 async fn entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice(backend: Backend) {
-    let one = Node::on(&backend, with_admin_token()).await;
-    let counting = Arc::new(Counting::new(backend.open().await));
-    let two = Node::start(counting.clone(), with_admin_token()).await;
-    counting.deliver_feed(false);
+    let (one, two, counting) = two_gateways_of(&backend, with_admin_token()).await;
     let http = reqwest::Client::new();
     let rights = format!("{}/api/v1/users/{BOB}/rights/sip:alice@example.com", one.base);
     let set = http.put(rights).bearer_auth(ADMIN).json(&serde_json::json!({"level": "blocked"})).send().await.unwrap();
@@ -520,16 +517,12 @@ async fn entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_b
 /// same user is created there — refused (409), her password stays — and then deleted there — she
 /// is gone from the store. Whether a user exists is the store's to say, not a gateway's copy.
 async fn a_user_created_on_one_gateway_exists_on_the_other_before_its_notice(backend: Backend) {
-    let config = with_admin_token();
-    let one = Node::on(&backend, config.clone()).await;
-    let counting = Arc::new(Counting::new(backend.open().await));
-    let two = Node::start(counting.clone(), config).await;
+    let (one, two, counting) = two_gateways_of(&backend, with_admin_token()).await;
     let http = reqwest::Client::new();
     let zoe = |password: &str| serde_json::json!({"uri": "sip:zoe@example.com", "displayName": "Zoe", "password": password});
     let create =
         |base: &str, password: &str| http.post(format!("{base}/api/v1/users")).bearer_auth(ADMIN).json(&zoe(password)).send();
 
-    counting.deliver_feed(false);
     assert_eq!(create(&one.base, "zoe-pass").await.unwrap().status(), 201);
     assert_eq!(create(&two.base, "other-pass").await.unwrap().status(), 409, "she exists in the store");
     assert!(Client::sign_in(&one.base, "zoe@example.com", "zoe-pass").await.is_ok(), "her password stays");
@@ -544,12 +537,8 @@ async fn a_user_created_on_one_gateway_exists_on_the_other_before_its_notice(bac
 /// integration sets her absent state and her note there, reads her record and her presence, and
 /// gives her group rights: the store, not that gateway's copy, says she exists.
 async fn a_user_created_on_one_gateway_can_be_used_on_the_other_before_its_notice(backend: Backend) {
-    let config = with_admin_token();
-    let one = Node::on(&backend, config.clone()).await;
-    let counting = Arc::new(Counting::new(backend.open().await));
-    let two = Node::start(counting.clone(), config).await;
+    let (one, two, counting) = two_gateways_of(&backend, with_admin_token()).await;
     let http = reqwest::Client::new();
-    counting.deliver_feed(false);
     let zoe = serde_json::json!({"uri": "sip:zoe@example.com", "displayName": "Zoe", "password": "zoe-pass"});
     let created = http.post(format!("{}/api/v1/users", one.base)).bearer_auth(ADMIN).json(&zoe).send().await.unwrap();
     assert_eq!(created.status(), 201);
@@ -580,9 +569,14 @@ async fn a_user_created_on_one_gateway_can_be_used_on_the_other_before_its_notic
 /// Two gateways on `backend`, the second on a [`Counting`] store whose feed is held back: it
 /// hears nothing of what the first one stores until the test lets the feed through.
 async fn two_gateways_the_second_not_hearing_the_first(backend: &Backend) -> (Node, Node, Arc<Counting>) {
-    let one = Node::on(backend, test_config()).await;
+    two_gateways_of(backend, test_config()).await
+}
+
+/// [`two_gateways_the_second_not_hearing_the_first`], both with `config`.
+async fn two_gateways_of(backend: &Backend, config: Config) -> (Node, Node, Arc<Counting>) {
+    let one = Node::on(backend, config.clone()).await;
     let counting = Arc::new(Counting::new(backend.open().await));
-    let two = Node::start(counting.clone(), test_config()).await;
+    let two = Node::start(counting.clone(), config).await;
     counting.deliver_feed(false);
     (one, two, counting)
 }
