@@ -173,6 +173,7 @@ pub async fn get_user(
 ) -> Result<Json<UserBody>, ApiError> {
     let uri = path_uri(&uri)?;
     let permit = gateway.permit(&caller.actor(), Action::Record, &uri)?;
+    // A user created on another node a moment ago is made live here first.
     gateway.user_known(&uri).await?;
     let profile = gateway.record(&permit)?.ok_or_else(|| ApiError::not_found(format!("no user {uri}")))?;
     Ok(Json(UserBody::from(&*profile)))
