@@ -74,10 +74,7 @@ impl Gateway {
         let live = self.store.login_ids(uri).await?;
         self.tickets.keep_logins(uri, &live);
         match self.store.user(uri).await? {
-            Some(record) if self.directory.profile(uri).as_deref() != Some(&record.profile) => {
-                self.add_user(Arc::new(record.profile));
-                self.refresh(uri);
-            }
+            Some(record) if self.directory.profile(uri).as_deref() != Some(&record.profile) => self.show_profile(record.profile),
             Some(_) => {}
             None => {
                 // Checked under every gate: `Gateway::user_known` may be making the user live.

@@ -4,6 +4,7 @@ use super::mandates::{Duty, Mandate};
 use super::Gateway;
 use crate::error::{GatewayError, Result};
 use crate::hub::event::{Audience, Event, EventBody};
+use crate::model::contact::Profile;
 use crate::model::presentity::PresenceView;
 use crate::store::UserRecord;
 use std::sync::Arc;
@@ -51,18 +52,23 @@ impl Gateway {
         let stored = self.store.user(uri).await.map_err(|e| GatewayError::store("reading a user", e))?;
         let Some(record) = stored else { return Ok(false) };
         if !self.user_exists(uri) {
-            self.add_user(Arc::new(record.profile));
-            self.refresh(uri);
+            self.show_profile(record.profile);
         }
         Ok(true)
     }
 
     fn make_user_live(&self, record: &UserRecord) {
-        self.add_user(Arc::new(record.profile.clone()));
         if record.password_hash.is_some() {
             self.tickets.evict_user(&record.profile.uri);
         }
-        self.refresh(&record.profile.uri);
+        self.show_profile(record.profile.clone());
+    }
+
+    /// Makes a stored profile (new or changed) this node's, and shows it to every watcher.
+    pub(crate) fn show_profile(&self, profile: Profile) {
+        let uri = profile.uri.clone();
+        self.add_user(Arc::new(profile));
+        self.refresh(&uri);
     }
 
     /// Removes a user: their sessions and tickets end, every watcher gets a final offline
