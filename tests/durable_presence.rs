@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const BOB: &str = "sip:bob@example.com";
+const ZOE: &str = "sip:zoe@example.com";
 
 /// A store that counts the per-user presence reads (the ones the change feed makes), delivers
 /// its change feed only while the test lets it, and otherwise passes every call on.
@@ -87,6 +88,10 @@ impl Store for Counting {
 
     async fn user(&self, uri: &str) -> StoreResult<Option<UserRecord>> {
         self.inner.user(uri).await
+    }
+
+    async fn users_among(&self, uris: &[&str]) -> StoreResult<Vec<String>> {
+        self.inner.users_among(uris).await
     }
 
     async fn update_presence(&self, uri: &str, update: &PresenceUpdate) -> StoreResult<StoredPresence> {
@@ -566,6 +571,47 @@ async fn a_user_created_on_one_gateway_can_be_used_on_the_other_before_its_notic
     counting.deliver_feed(true);
 }
 
+/// An admin creates Zoe, sets her note and blocks Alice on one gateway; before those notices reach the other
+/// gateway, a batch read, a CWA query and a CWA subscription there see her as stored (her block
+/// of Alice included), and Carol's subscription and Alice's contact-list entry make them Zoe's
+/// subscribers.
+async fn a_user_created_on_one_gateway_is_read_and_watched_on_the_other_before_its_notice(backend: Backend) {
+    let (one, two, counting) = two_gateways_of(&backend, with_admin_token()).await;
+    let http = reqwest::Client::new();
+    let zoe = serde_json::json!({"uri": ZOE, "displayName": "Zoe", "password": "zoe-pass"});
+    let created = http.post(format!("{}/api/v1/users", one.base)).bearer_auth(ADMIN).json(&zoe).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let note = serde_json::json!({"text": "in Lisbon"});
+    let set = http.put(format!("{}/api/v1/users/{ZOE}/note", one.base)).bearer_auth(ADMIN).json(&note).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+    let block = http.put(format!("{}/api/v1/users/{ZOE}/rights/sip:alice@example.com", one.base)).bearer_auth(ADMIN);
+    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+
+    let ids = serde_json::json!({"ids": [ZOE, "sip:nobody@example.com"]});
+    let batch = http.post(format!("{}/api/v1/presence/batch", two.base)).bearer_auth(ADMIN).json(&ids).send().await.unwrap();
+    assert_eq!(batch.status(), 200);
+    let batch: serde_json::Value = batch.json().await.unwrap();
+    assert_eq!(batch["value"][0]["asnCustomNote"]["u8sNote"], "in Lisbon", "{batch}");
+
+    let mut carol = Client::sign_in(&two.base, "carol@example.com", "pw").await.unwrap();
+    carol.initiate().await;
+    carol.query(&[ZOE]).await;
+    assert_eq!(seen(&carol.wait_for_user(ZOE, |_| true).await).note, "in Lisbon");
+    assert!(carol.subscribe(&[ZOE]).await.body.contains("requestAccepted"));
+    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    let rid = alice.next_rid();
+    let add = format!(r#"<addContact rid="{rid}"><contact uri="{ZOE}" name="Zoe" subscribed="true" tag="false"/></addContact>"#);
+    assert!(alice.command(&add).await.body.contains("requestAccepted"));
+    alice.query(&[ZOE]).await;
+    assert_eq!(seen(&alice.wait_for_user(ZOE, |_| true).await).note, "", "Zoe blocked Alice");
+
+    let store = backend.open().await;
+    assert_eq!(store.subscriber(ZOE, "sip:carol@example.com").await.unwrap(), Some(false), "Carol subscribed");
+    assert_eq!(store.subscriber(ZOE, "sip:alice@example.com").await.unwrap(), Some(false), "Alice listed her");
+    counting.deliver_feed(true);
+}
+
 /// Two gateways on `backend`, the second on a [`Counting`] store whose feed is held back: it
 /// hears nothing of what the first one stores until the test lets the feed through.
 async fn two_gateways_the_second_not_hearing_the_first(backend: &Backend) -> (Node, Node, Arc<Counting>) {
@@ -634,6 +680,7 @@ both_backends!(
     a_rights_entry_removed_on_one_gateway_before_its_addition_reached_it_is_removed,
     a_user_created_on_one_gateway_exists_on_the_other_before_its_notice,
     a_user_created_on_one_gateway_can_be_used_on_the_other_before_its_notice,
+    a_user_created_on_one_gateway_is_read_and_watched_on_the_other_before_its_notice,
     entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice,
     a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since,
     a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once,

@@ -369,6 +369,25 @@ async fn creating_a_user_that_exists_changes_nothing(f: Fixture) {
     assert_eq!(here.user("sip:n@x.test").await.unwrap(), Some(user("sip:n@x.test")), "her record stays as created");
 }
 
+/// Which of many URIs name stored users is answered whole past one statement's share of them;
+/// a URI with SQL in it is only a value.
+async fn users_among_many_uris_are_all_found(f: Fixture) {
+    let s = f.store();
+    for uri in ["sip:a@x.test", "sip:b@x.test", "sip:z@x.test"] {
+        s.upsert_user(&user(uri)).await.unwrap();
+    }
+    assert!(s.users_among(&[]).await.unwrap().is_empty());
+    let absent: Vec<String> = (0..2_400).map(|i| format!("sip:nobody{i}@x.test")).collect();
+    let mut asked: Vec<&str> = absent.iter().map(String::as_str).collect();
+    asked.insert(5, "sip:a@x.test");
+    asked.insert(1_500, "sip:z@x.test");
+    asked.extend(["sip:a@x.test", "sip:x@x.test' OR '1'='1"]);
+    let mut found = s.users_among(&asked).await.unwrap();
+    found.sort_unstable();
+    found.dedup();
+    assert_eq!(found, ["sip:a@x.test", "sip:z@x.test"]);
+}
+
 /// Two users add each other at the same moment, from two processes, many times: each list write
 /// locks its owner and writes a subscriber row naming the other, and neither waits for the other's
 /// lock (no deadlock, no error).
@@ -664,6 +683,7 @@ contract!(
     users_adding_each_other_at_once_both_succeed,
     a_rights_removal_takes_the_member_out_of_that_level_only,
     creating_a_user_that_exists_changes_nothing,
+    users_among_many_uris_are_all_found,
     changes_reach_the_other_processes_only,
     a_presence_notice_names_the_part_that_changed,
     a_conditional_update_keeps_a_part_changed_since_it_was_read,

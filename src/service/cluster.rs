@@ -126,6 +126,21 @@ impl Gateway {
         })
     }
 
+    /// [`Gateway::fresh`], after making live the users among `uris` that the store has and this
+    /// node had not heard of yet ([`Gateway::learn_users`]): what a read or a subscription of a
+    /// user created on another node a moment ago needs. Not under a gate.
+    pub(crate) async fn known_and_fresh<S: AsRef<str>>(&self, uris: &[S]) -> Result<(), GatewayError> {
+        self.learn_users(uris).await?;
+        self.fresh(uris).await
+    }
+
+    /// [`Gateway::known_and_fresh`] before something that is corrected later anyway: goes on
+    /// without what failed.
+    pub(crate) async fn known_and_fresh_or_later<S: AsRef<str>>(&self, uris: &[S]) {
+        let _ = self.learn_users(uris).await; // a store failure is logged where it happens
+        self.fresh_or_later(uris).await;
+    }
+
     /// [`Gateway::fresh`] before something that is corrected later anyway (a subscription: the
     /// node follows what it watches and pushes what changed once in step): goes on without.
     pub(crate) async fn fresh_or_later<S: AsRef<str>>(&self, uris: &[S]) {

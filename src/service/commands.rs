@@ -86,7 +86,7 @@ impl Gateway {
                 Ok(())
             }
             // Users no session here watches are brought up to date first (README "Several nodes").
-            Request::QueryPresence(uris) => self.fresh(&uris).await.map(|()| self.query(session, answers, &uris)),
+            Request::QueryPresence(uris) => self.known_and_fresh(&uris).await.map(|()| self.query(session, answers, &uris)),
             Request::SubscribePresence(uris) => self.subscribe(session, answers, &uris).await,
             Request::UnsubscribePresence(uris) => {
                 self.unsubscribe(session, answers, &uris);
@@ -154,7 +154,7 @@ impl Gateway {
     async fn subscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[String]) -> Result<()> {
         let arcs: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
         // The first snapshot shows the current state, also of users this node did not follow.
-        self.fresh_or_later(&arcs).await;
+        self.known_and_fresh_or_later(&arcs).await;
         if !self.watch_uris(session, &arcs, Some(answers)) {
             let limit = self.config.limits.subscriptions_per_session;
             return Err(GatewayError::LimitExceeded(format!("at most {limit} subscriptions per session")));

@@ -249,7 +249,7 @@ impl Gateway {
         for uri in &arcs {
             json.set(uri.clone(), filter);
         }
-        self.fresh_or_later(&arcs).await;
+        self.known_and_fresh_or_later(&arcs).await;
         self.hub.watch(session, &new);
         let snapshots = uris.iter().map(|uri| self.json_snapshot(uri, &session.user, filter.details)).collect();
         self.record_subscriptions(&session.user, uris).await?;

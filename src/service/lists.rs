@@ -94,14 +94,27 @@ impl Gateway {
             applied.map_err(|e| GatewayError::store("reading a contact list", e))?;
             return Ok(ListWrite::Stale(gate));
         }
+        let added = newly_subscribed(&read, &list);
         // After the write, so nothing it waited for lapses before the sessions watch.
-        self.fresh_for_auto_subscribe(&owner, &newly_subscribed(&read, &list)).await;
+        self.fresh_for_auto_subscribe(&owner, &added).await;
         self.apply_contact_list(&owner, list, &changes);
         drop(gate); // a subscriber is noted under the gate of the user subscribed to
         for uri in &subscribes_to {
             self.note_subscriber(uri, &owner).await;
         }
+        self.record_contacts_learnt(&owner, &added).await;
         Ok(ListWrite::Done)
+    }
+
+    /// Records `owner` as a subscriber of the contacts among `added` that this node had not heard
+    /// of when the list was stored but the store has (created on another node a moment ago): once
+    /// learnt, as a subscription would. The list is stored already; a failure here is logged.
+    async fn record_contacts_learnt(&self, owner: &str, added: &[Arc<str>]) {
+        if self.learn_users(added).await.is_err() {
+            return;
+        }
+        let added: Vec<String> = added.iter().map(|uri| uri.to_string()).collect();
+        let _ = self.record_subscriptions(owner, &added).await;
     }
 
     /// Before the owner's sessions that auto-subscribe start watching `added`, brings those

@@ -30,6 +30,16 @@ impl PresenceBook {
         uris.iter().filter_map(|uri| entries.get_key_value(uri.as_ref()).map(|(key, _)| key.clone())).collect()
     }
 
+    /// Those of `uris` that are not known users (each once).
+    pub fn unknown<'u, S: AsRef<str>>(&self, uris: &'u [S]) -> Vec<&'u str> {
+        let entries = self.entries.read();
+        let mut unknown: Vec<&str> = uris.iter().map(AsRef::as_ref).filter(|uri| !entries.contains_key(*uri)).collect();
+        drop(entries);
+        unknown.sort_unstable();
+        unknown.dedup();
+        unknown
+    }
+
     /// Every known user's URI.
     pub fn uris(&self) -> Vec<Arc<str>> {
         self.entries.read().keys().cloned().collect()

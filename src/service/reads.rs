@@ -35,7 +35,7 @@ impl Gateway {
     /// Each of `uris`' presence as `reader` may see it (`None` for a URI that names no user),
     /// after catching up with the cluster.
     pub async fn read_presence<S: AsRef<str>>(&self, reader: &PresenceReader, uris: &[S]) -> Result<Vec<Option<PresenceView>>> {
-        self.fresh(uris).await?;
+        self.known_and_fresh(uris).await?;
         let now = self.now();
         let one = |uri: &str| {
             let entry = self.presence_entry(uri)?;

@@ -145,7 +145,7 @@ impl Gateway {
             let limit = self.config.limits.subscriptions_per_session;
             current.extend(self.contact_list(&login.user).subscribed_uris().take(limit).map(Arc::from));
         }
-        self.fresh_or_later(&current).await;
+        self.known_and_fresh_or_later(&current).await;
         if self.sessions_everywhere(&login.user) >= self.config.limits.sessions_per_user {
             let limit = self.config.limits.sessions_per_user;
             return Err(GatewayError::LimitExceeded(format!("at most {limit} sessions per user")));

@@ -69,6 +69,19 @@ impl Gateway {
         }
     }
 
+    /// Reads what the store holds of a user beyond the profile (live inputs, raw categories,
+    /// rights, contact list, subscribers, picture), as the notices that follow a new user's would:
+    /// for a user made live before those notices arrive ([`Gateway::user_known`]). Applying the
+    /// notices later changes nothing more.
+    pub(super) async fn load_rest_of_user(&self, uri: &str) -> StoreResult<()> {
+        self.reload_live_inputs(uri).await?;
+        self.reload_raw_categories(uri).await?;
+        self.reload_rights(uri).await?;
+        self.reload_contact_list(uri).await?;
+        self.reload_subscribers(uri).await?;
+        self.reload_image(uri).await
+    }
+
     async fn reload_user(&self, uri: &str) -> StoreResult<()> {
         // A new password or the removal ended the user's logins in the store: here too.
         let live = self.store.login_ids(uri).await?;

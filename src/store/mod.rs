@@ -340,6 +340,9 @@ pub trait Store: Send + Sync {
     async fn remove_user(&self, uri: &str) -> StoreResult<bool>;
     async fn users(&self) -> StoreResult<Vec<UserRecord>>;
     async fn user(&self, uri: &str) -> StoreResult<Option<UserRecord>>;
+    /// Those of `uris` that name a stored user (in no particular order), read in a few
+    /// statements however many are asked for.
+    async fn users_among(&self, uris: &[&str]) -> StoreResult<Vec<String>>;
 
     /// Changes the parts of the user's presence `update` sets and keeps the others as stored, in
     /// one step; returns the presence as it then stands.

@@ -25,6 +25,10 @@ macro_rules! upsert_presence_sql {
 }
 pub(super) use upsert_presence_sql;
 
+/// The most URIs one `IN (…)` list binds: far below either backend's limit on parameters
+/// (SQLite's 32,766, PostgreSQL's 65,535), large enough that a batch read is one statement.
+pub(super) const URIS_PER_STATEMENT: usize = 1000;
+
 macro_rules! sql_store_impl {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -173,6 +177,23 @@ macro_rules! sql_store_impl {
                     profile: $crate::store::rows::profile_from_column(row.try_get("profile")?)?,
                     password_hash: row.try_get("password_hash")?,
                 }))
+            }
+
+            async fn users_among(&self, uris: &[&str]) -> $crate::store::StoreResult<Vec<String>> {
+                use sqlx::Row;
+                let mut found = Vec::new();
+                for chunk in uris.chunks($crate::store::sql::URIS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new("SELECT uri FROM users WHERE uri IN (");
+                    let mut list = query.separated(", ");
+                    for uri in chunk {
+                        list.push_bind(*uri);
+                    }
+                    query.push(")");
+                    for row in query.build().fetch_all(&self.pool).await? {
+                        found.push(row.try_get("uri")?);
+                    }
+                }
+                Ok(found)
             }
 
             async fn update_presence(
