@@ -6,7 +6,7 @@
 //! of those with anything to refuse, is read as a tree of its own element (a refused one from its
 //! bytes again, so every method is read at most twice: still linear).
 
-use super::requests::{method_of, read_uris, Parsed, Request, RequestBatch};
+use super::requests::{method_of, read_uris, Parsed, Request, RequestBatch, UriList};
 use super::xml::{self, Handler, TreeBuilder, XmlLimits};
 use super::NS_CWA;
 use crate::error::GatewayError;
@@ -94,7 +94,7 @@ impl UrisKind {
         }
     }
 
-    fn request(self, uris: Vec<String>) -> Request {
+    fn request(self, uris: UriList) -> Request {
         match self {
             UrisKind::Query => Request::QueryPresence(uris),
             UrisKind::Subscribe => Request::SubscribePresence(uris),
@@ -306,7 +306,7 @@ mod tests {
         let uris = "<uri>sip:A@x.org</uri><uri> sip:b@x.org </uri><uri>sip:a@x.org</uri>";
         let input = doc(&format!(r#"<queryPresence rid="4"><uris>{uris}</uris></queryPresence>"#));
         let batch = read_batch(&input, XmlLimits::default(), 650).unwrap();
-        let expected = Request::QueryPresence(vec!["sip:a@x.org".into(), "sip:b@x.org".into()]);
+        let expected = Request::QueryPresence(["sip:a@x.org", "sip:b@x.org"].into_iter().collect());
         assert_eq!(batch.requests, [Parsed::Ok { rid: "4".into(), request: expected }]);
         assert_eq!((batch.sid, batch.unexpected_elements), (Some(3), 0));
         agree(&input, XmlLimits::default(), 650);

@@ -60,13 +60,84 @@ pub struct SearchQuery {
     pub all: bool,
 }
 
+/// The URIs a `queryPresence`, `subscribePresence` or `unSubscribePresence` names, as read:
+/// trimmed, lower-cased, the first of each in order. Held as one text with the span of each URI,
+/// so that a request of many URIs costs two buffers, not one per URI.
+#[derive(Clone, Default)]
+pub struct UriList {
+    text: String,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl UriList {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        self.spans.iter().map(|span| &self.text[span.clone()])
+    }
+
+    /// The URIs as a slice to lend (one buffer of pointers).
+    pub fn to_strs(&self) -> Vec<&str> {
+        self.iter().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Appends `uri` as given.
+    fn push(&mut self, uri: &str) {
+        let start = self.text.len();
+        self.text.push_str(uri);
+        self.spans.push(start..self.text.len());
+    }
+
+    /// Keeps the first of each URI, in order. The set is bounded by the URI limit and keyed per
+    /// process (the URIs are the client's); it borrows them.
+    fn keep_first_of_each(&mut self) {
+        let text = &self.text;
+        let mut seen: HashSet<&str, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(self.spans.len(), Default::default());
+        self.spans.retain(|span| seen.insert(&text[span.clone()]));
+    }
+}
+
+impl<'a> FromIterator<&'a str> for UriList {
+    /// The URIs as given, each kept (what a test expects a request to read as).
+    fn from_iter<I: IntoIterator<Item = &'a str>>(uris: I) -> UriList {
+        let mut list = UriList::default();
+        for uri in uris {
+            list.push(uri);
+        }
+        list
+    }
+}
+
+/// Lists are equal when they name the same URIs in the same order (whatever their text holds
+/// besides: a repeated URI's bytes stay in it).
+impl PartialEq for UriList {
+    fn eq(&self, other: &UriList) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for UriList {}
+
+impl std::fmt::Debug for UriList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     InitiateSession(InitiateSession),
     TerminateSession,
-    QueryPresence(Vec<String>),
-    SubscribePresence(Vec<String>),
-    UnsubscribePresence(Vec<String>),
+    QueryPresence(UriList),
+    SubscribePresence(UriList),
+    UnsubscribePresence(UriList),
     PublishSelfPresence(Vec<Publication>),
     AddGroup {
         name: String,
@@ -242,40 +313,34 @@ fn parse_bool(text: &str) -> Result<bool, GatewayError> {
 
 /// `uris/uri` children: 1..=max (counted as sent, before anything else is done with them), each a
 /// `sip:` URI; duplicates collapse, in order of first appearance.
-fn parse_uris(method: &Element, max_uris: usize) -> Result<Vec<String>, GatewayError> {
+fn parse_uris(method: &Element, max_uris: usize) -> Result<UriList, GatewayError> {
     let uris =
         method.child("uris").ok_or_else(|| GatewayError::InvalidFormat(format!("{} needs a uris element", method.name)))?;
     read_uris(uris.children.iter().filter(|c| c.name == "uri").map(|uri| uri.text.as_str()), max_uris)
 }
 
 /// The texts of the `uri` elements of a `uris` as [`parse_uris`] reads them.
-pub(super) fn read_uris<'a>(texts: impl Iterator<Item = &'a str> + Clone, max_uris: usize) -> Result<Vec<String>, GatewayError> {
-    let count = texts.clone().count();
+pub(super) fn read_uris<'a>(texts: impl Iterator<Item = &'a str> + Clone, max_uris: usize) -> Result<UriList, GatewayError> {
+    let (count, length) = texts.clone().fold((0, 0), |(count, length), text| (count + 1, length + text.len()));
     if count == 0 {
         return Err(GatewayError::InvalidFormat("uris must hold at least one uri".into()));
     }
     if count > max_uris {
         return Err(GatewayError::LimitExceeded(format!("at most {max_uris} URIs per request")));
     }
-    let mut normal: Vec<String> = Vec::with_capacity(count);
+    let mut list = UriList { text: String::with_capacity(length), spans: Vec::with_capacity(count) };
     for text in texts {
         let text = text.trim();
         if !is_valid_sip_uri(text) {
             return Err(GatewayError::InvalidRequest(format!("{text:?} is not a sip: URI")));
         }
         // Trimmed already: lower-cased as `normalize_uri` would.
-        normal.push(text.to_ascii_lowercase());
+        let start = list.text.len();
+        list.push(text);
+        list.text[start..].make_ascii_lowercase();
     }
-    Ok(first_of_each(normal))
-}
-
-/// The first of each URI, in order. The set is bounded by the URI limit and keyed per process
-/// (the URIs are the client's): no copies, it borrows them.
-fn first_of_each(uris: Vec<String>) -> Vec<String> {
-    let mut seen: HashSet<&str, foldhash::fast::RandomState> = HashSet::with_capacity_and_hasher(uris.len(), Default::default());
-    let first: Vec<bool> = uris.iter().map(|u| seen.insert(u.as_str())).collect();
-    drop(seen);
-    uris.into_iter().zip(first).filter_map(|(uri, first)| first.then_some(uri)).collect()
+    list.keep_first_of_each();
+    Ok(list)
 }
 
 fn parse_publish(method: &Element) -> Result<Vec<Publication>, GatewayError> {
@@ -533,7 +598,10 @@ mod tests {
         ));
         assert_eq!(b.sid, Some(7));
         assert_eq!(b.unexpected_elements, 0);
-        assert_eq!(b.requests[0], Parsed::Ok { rid: "1".into(), request: Request::QueryPresence(vec!["sip:a@x.org".into()]) });
+        assert_eq!(
+            b.requests[0],
+            Parsed::Ok { rid: "1".into(), request: Request::QueryPresence(UriList::from_iter(["sip:a@x.org"])) }
+        );
         assert_eq!(b.requests[1], Parsed::Ok { rid: "2".into(), request: Request::TerminateSession });
     }
 
@@ -646,7 +714,7 @@ mod tests {
         assert!(matches!(limit(&invalid_beyond_limit, 2), Parsed::Failed { error: GatewayError::LimitExceeded(_), .. }));
         let mixed = "<uri>sip:B@x.org</uri><uri>sip:a@x.org</uri><uri>sip:b@x.org</uri><uri>sip:c@x.org</uri>";
         let Parsed::Ok { request: Request::QueryPresence(uris), .. } = limit(mixed, 650) else { panic!() };
-        assert_eq!(uris, ["sip:b@x.org", "sip:a@x.org", "sip:c@x.org"]);
+        assert_eq!(uris.to_strs(), ["sip:b@x.org", "sip:a@x.org", "sip:c@x.org"]);
         let ack = format!(r#"<cwaRequests><acknowledgeSubscriber rid="1">{}</acknowledgeSubscriber></cwaRequests>"#, same);
         let b = parse_batch(&parse(&ack, XmlLimits::default()).unwrap(), 2).unwrap();
         assert!(matches!(&b.requests[0], Parsed::Failed { error: GatewayError::LimitExceeded(_), .. }));
@@ -654,13 +722,19 @@ mod tests {
 
     #[test]
     fn the_first_of_each_uri_stays_in_its_place() {
-        let uris = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-        assert_eq!(first_of_each(uris("c a b a c d b c")), uris("c a b d"));
-        assert_eq!(first_of_each(uris("a")), uris("a"));
-        assert_eq!(first_of_each(uris("")), uris(""));
+        let first = |s: &str| {
+            let mut list: UriList = s.split_whitespace().collect();
+            list.keep_first_of_each();
+            list
+        };
+        let uris = |s: &str| s.split_whitespace().collect::<UriList>();
+        assert_eq!(first("c a b a c d b c"), uris("c a b d"));
+        assert_eq!(first("c a b a c d b c").to_strs(), ["c", "a", "b", "d"]);
+        assert_eq!(first("a"), uris("a"));
+        assert_eq!(first(""), uris(""));
         let many: Vec<String> = (0..300).map(|i| format!("sip:u{}@x", (i * 7) % 100)).collect();
         let expected: Vec<String> = (0..100).map(|i| format!("sip:u{}@x", (i * 7) % 100)).collect();
-        assert_eq!(first_of_each(many), expected);
+        assert_eq!(first(&many.join(" ")), expected.iter().map(String::as_str).collect());
     }
 
     #[test]

@@ -86,10 +86,13 @@ impl Gateway {
                 Ok(())
             }
             // Users no session here watches are brought up to date first (README "Several nodes").
-            Request::QueryPresence(uris) => self.known_and_fresh(&uris).await.map(|()| self.query(session, answers, &uris)),
-            Request::SubscribePresence(uris) => self.subscribe(session, answers, &uris).await,
+            Request::QueryPresence(uris) => {
+                let uris = uris.to_strs();
+                self.known_and_fresh(&uris).await.map(|()| self.query(session, answers, &uris))
+            }
+            Request::SubscribePresence(uris) => self.subscribe(session, answers, &uris.to_strs()).await,
             Request::UnsubscribePresence(uris) => {
-                self.unsubscribe(session, answers, &uris);
+                self.unsubscribe(session, answers, &uris.to_strs());
                 Ok(())
             }
             Request::PublishSelfPresence(publications) => self.publish(session, publications).await,
@@ -130,7 +133,7 @@ impl Gateway {
     /// later change of a queried user is queued after it, never in front of it — also one fanned
     /// out between making and queuing the answer, which is queued again after it. Each answer
     /// holds the users' shared snapshot events: a transport copies their renderings into it.
-    fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[String]) {
+    fn query(&self, session: &Session, answers: &mut Admission<'_>, uris: &[&str]) {
         let watcher = self.directory.watcher(&session.user);
         let snapshots: Vec<_> = uris.iter().map(|uri| self.query_snapshot(uri, session, &watcher)).collect();
         let (mut keys, mut raw_keys, mut raw) = (Vec::with_capacity(uris.len()), Vec::new(), Vec::new());
@@ -151,8 +154,8 @@ impl Gateway {
         }
     }
 
-    async fn subscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[String]) -> Result<()> {
-        let arcs: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
+    async fn subscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[&str]) -> Result<()> {
+        let arcs: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(*u)).collect();
         // The first snapshot shows the current state, also of users this node did not follow.
         self.known_and_fresh_or_later(&arcs).await;
         if !self.watch_uris(session, &arcs, Some(answers)) {
@@ -162,8 +165,8 @@ impl Gateway {
         self.record_subscriptions(&session.user, uris).await
     }
 
-    fn unsubscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[String]) {
-        let uris: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(u.as_str())).collect();
+    fn unsubscribe(&self, session: &Arc<Session>, answers: &mut Admission<'_>, uris: &[&str]) {
+        let uris: Vec<Arc<str>> = uris.iter().map(|u| Arc::from(*u)).collect();
         self.unwatch_uris(session, &uris, Some(answers));
     }
 

@@ -113,8 +113,7 @@ impl Gateway {
         if self.learn_users(added).await.is_err() {
             return;
         }
-        let added: Vec<String> = added.iter().map(|uri| uri.to_string()).collect();
-        let _ = self.record_subscriptions(owner, &added).await;
+        let _ = self.record_subscriptions(owner, added).await;
     }
 
     /// Before the owner's sessions that auto-subscribe start watching `added`, brings those
@@ -201,8 +200,9 @@ impl Gateway {
 
     /// Notes that `watcher` subscribes to each of `owners`: new subscribers are stored and
     /// announced, to the end even if the request is abandoned.
-    pub(crate) async fn record_subscriptions(&self, watcher: &str, owners: &[String]) -> Result<()> {
-        let owners: Vec<String> = owners.iter().filter(|o| self.is_new_subscriber(o, watcher)).cloned().collect();
+    pub(crate) async fn record_subscriptions<S: AsRef<str>>(&self, watcher: &str, owners: &[S]) -> Result<()> {
+        let owners: Vec<String> =
+            owners.iter().map(AsRef::as_ref).filter(|o| self.is_new_subscriber(o, watcher)).map(str::to_string).collect();
         if owners.is_empty() {
             return Ok(());
         }
