@@ -72,7 +72,6 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 }
 
 fn describe() {
-    describe_gauge!(SESSIONS, "Live sessions");
     describe_gauge!(HELD_POLLS, "Data-channel polls in progress (held or being answered)");
     describe_gauge!(QUEUE_DEPTH, "Unacknowledged events queued over all sessions");
     describe_gauge!(QUEUE_DEPTH_MAX, "The longest session queue seen since the previous scrape");
@@ -314,16 +313,19 @@ pub fn http_response(route: Option<&str>, status: u16, took: Duration) {
 }
 
 /// The Prometheus text exposition, given the hub's live session count. `None` without a
-/// recorder. Reads counters kept up to date, never the sessions themselves.
+/// recorder. Reads counters kept up to date, never the sessions themselves. The session count is
+/// the calling gateway's own, written beside the recorder's text rather than into the recorder:
+/// the recorder is the process's, and gateways sharing a process (tests) must not read each
+/// other's count between setting it and rendering.
 pub fn render(sessions: usize) -> Option<String> {
     let handle = install()?;
     let (queued, longest) = crate::hub::session::queue_totals();
-    gauge!(SESSIONS).set(sessions as f64);
     gauge!(QUEUE_DEPTH).set(queued.max(0) as f64);
     gauge!(QUEUE_DEPTH_MAX).set(longest as f64);
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "profile" => if cfg!(debug_assertions) { "debug" } else { "release" })
         .set(1.0);
     LazyLock::force(&HOT);
     handle.run_upkeep();
-    Some(handle.render() + &process::render(&process::read()))
+    let own = format!("# HELP {SESSIONS} Live sessions\n# TYPE {SESSIONS} gauge\n{SESSIONS} {sessions}\n");
+    Some(handle.render() + &own + &process::render(&process::read()))
 }

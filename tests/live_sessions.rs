@@ -30,6 +30,24 @@ async fn sessions_metric(base: &str) -> f64 {
     line["presence_sessions ".len()..].trim().parse().unwrap()
 }
 
+/// Two gateways in one process (as in these tests) scraped at the same time: each one's
+/// `presence_sessions` is its own count, every time (the recorder is the process's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_gateway_reports_its_own_session_count_while_another_is_scraped() {
+    let busy = TestServer::start_with(test_config(), USERS).await;
+    let quiet = TestServer::start_with(test_config(), USERS).await;
+    let (_alice, _bob) = (busy.session("alice@example.com").await, busy.session("bob@example.com").await);
+    let scrape_many = |base: String, expected: f64| async move {
+        for _ in 0..150 {
+            assert_eq!(sessions_metric(&base).await, expected, "{base}");
+        }
+    };
+    let busy_scrapes = tokio::spawn(scrape_many(busy.base.clone(), 2.0));
+    let quiet_scrapes = tokio::spawn(scrape_many(quiet.base.clone(), 0.0));
+    busy_scrapes.await.unwrap();
+    quiet_scrapes.await.unwrap();
+}
+
 /// Bob's tab holds a poll, then goes away mid-poll, either by a reset or by an orderly close.
 async fn a_session_whose_held_poll_is_abandoned_expires(reset: bool) {
     // A long hold: only the hang-up, not the end of the hold, may end Bob's poll.
