@@ -110,10 +110,9 @@ impl Gateway {
     /// of when the list was stored but the store has (created on another node a moment ago): once
     /// learnt, as a subscription would. The list is stored already; a failure here is logged.
     async fn record_contacts_learnt(&self, owner: &str, added: &[Arc<str>]) {
-        if self.learn_users(added).await.is_err() {
-            return;
+        if let Ok(learnt) = self.learn_users(added).await {
+            let _ = self.record_subscriptions(owner, &learnt).await;
         }
-        let _ = self.record_subscriptions(owner, added).await;
     }
 
     /// Before the owner's sessions that auto-subscribe start watching `added`, brings those

@@ -64,17 +64,17 @@ impl Gateway {
     /// Makes live here those of `uris` this node's copy lacks but the store has (created on
     /// another node a moment ago), as [`Gateway::user_known`] does for one: a URI no user has
     /// costs one statement for all of them, a stored user one more read under their gate.
-    /// Callers hold no gate.
-    pub(crate) async fn learn_users<S: AsRef<str>>(&self, uris: &[S]) -> Result<()> {
+    /// Callers hold no gate. Returns the users the store had (now live here).
+    pub(crate) async fn learn_users<S: AsRef<str>>(&self, uris: &[S]) -> Result<Vec<String>> {
         let unknown = self.presences.unknown(uris);
         if unknown.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let stored = self.store.users_among(&unknown).await.map_err(|e| GatewayError::store("reading users", e))?;
-        for uri in stored {
-            self.user_known(&uri).await?;
+        for uri in &stored {
+            self.user_known(uri).await?;
         }
-        Ok(())
+        Ok(stored)
     }
 
     fn make_user_live(&self, record: &UserRecord) {
