@@ -24,7 +24,7 @@ use presence_gateway::model::rights::{AccessLevel, Member, RightsEntry};
 use presence_gateway::model::sources::Timestamp;
 use presence_gateway::service::clock::Clock;
 use presence_gateway::store::{
-    ChangeFeed, PresenceUpdate, RightsWrite, Store, StoreResult, StoredImage, StoredPresence, StoredTicket, UserRecord,
+    Change, ChangeFeed, PresenceUpdate, RightsWrite, Store, StoreResult, StoredImage, StoredPresence, StoredTicket, UserRecord,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,11 +42,44 @@ struct Counting {
     raw_read: AtomicUsize,
     /// Whether the change feed delivers (true) or holds its notices back.
     feed_open: tokio::sync::watch::Sender<bool>,
+    /// The next read of this owner's rights waits until the test releases it.
+    held_rights: std::sync::Mutex<Option<HeldRead>>,
+    /// Puts a notice into the gateway's feed past the hold (set once the gateway opened it).
+    feed_injector: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Change>>>,
+}
+
+/// A read the test holds: `reached` is told when it starts, and it goes on once `release` is.
+struct HeldRead {
+    owner: String,
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 impl Counting {
     fn new(inner: Arc<dyn Store>) -> Counting {
-        Counting { inner, inputs_read: 0.into(), raw_read: 0.into(), feed_open: tokio::sync::watch::Sender::new(true) }
+        Counting {
+            inner,
+            inputs_read: 0.into(),
+            raw_read: 0.into(),
+            feed_open: tokio::sync::watch::Sender::new(true),
+            held_rights: std::sync::Mutex::new(None),
+            feed_injector: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The feed tells the gateway it may have missed notices (as after a lost connection): the
+    /// gateway re-reads everything, while the notices themselves stay held back.
+    fn feed_says_everything(&self) {
+        let injector = self.feed_injector.lock().unwrap().clone().expect("the gateway opened the feed");
+        injector.try_send(Change::Everything).unwrap();
+    }
+
+    /// Holds the next read of `owner`'s rights; returns (told when it starts, to release it).
+    fn hold_next_rights_read(&self, owner: &str) -> (Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>) {
+        let (reached, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+        let held = HeldRead { owner: owner.to_string(), reached: reached.clone(), release: release.clone() };
+        *self.held_rights.lock().unwrap() = Some(held);
+        (reached, release)
     }
 
     /// Holds the change feed's notices back (false) or lets them through, in order (true).
@@ -116,6 +149,11 @@ impl Store for Counting {
     }
 
     async fn rights_of(&self, owner: &str) -> StoreResult<Vec<RightsEntry>> {
+        let held = self.held_rights.lock().unwrap().take_if(|held| held.owner == owner);
+        if let Some(held) = held {
+            held.reached.notify_one();
+            held.release.notified().await;
+        }
         self.inner.rights_of(owner).await
     }
 
@@ -242,6 +280,7 @@ impl Store for Counting {
         let mut inner = self.inner.changes().await?;
         let mut open = self.feed_open.subscribe();
         let (send, feed) = tokio::sync::mpsc::channel(1024);
+        *self.feed_injector.lock().unwrap() = Some(send.clone());
         tokio::spawn(async move {
             while let Some(change) = inner.recv().await {
                 if open.wait_for(|open| *open).await.is_err() || send.send(change).await.is_err() {
@@ -612,6 +651,67 @@ async fn a_user_created_on_one_gateway_is_read_and_watched_on_the_other_before_i
     counting.deliver_feed(true);
 }
 
+/// A user created on one gateway, who blocked Alice and set a note, is being read in on the other
+/// (a batch read asked for her) when Alice asks about her there: Alice never sees the note,
+/// however far that read has got — who may see what is in place before the user can be seen.
+async fn a_blocked_watcher_sees_nothing_of_a_user_another_request_is_reading_in(backend: Backend) {
+    let (one, two, counting) = two_gateways_of(&backend, with_admin_token()).await;
+    let http = reqwest::Client::new();
+    let zoe = serde_json::json!({"uri": ZOE, "displayName": "Zoe", "password": "zoe-pass"});
+    let created = http.post(format!("{}/api/v1/users", one.base)).bearer_auth(ADMIN).json(&zoe).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let note = serde_json::json!({"text": "in Lisbon"});
+    let set = http.put(format!("{}/api/v1/users/{ZOE}/note", one.base)).bearer_auth(ADMIN).json(&note).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+    let block = http.put(format!("{}/api/v1/users/{ZOE}/rights/sip:alice@example.com", one.base)).bearer_auth(ADMIN);
+    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+
+    let (reached, release) = counting.hold_next_rights_read(ZOE);
+    let batch_read = tokio::spawn({
+        let (http, url) = (http.clone(), format!("{}/api/v1/presence/batch", two.base));
+        async move { http.post(url).bearer_auth(ADMIN).json(&serde_json::json!({"ids": [ZOE]})).send().await.unwrap() }
+    });
+    reached.notified().await;
+    alice.query(&[ZOE]).await;
+    assert_eq!(seen(&alice.wait_for_user(ZOE, |_| true).await).note, "", "Zoe blocked Alice");
+
+    release.notify_one();
+    let batch: serde_json::Value = batch_read.await.unwrap().json().await.unwrap();
+    assert_eq!(batch["value"][0]["asnCustomNote"]["u8sNote"], "in Lisbon", "{batch}");
+    counting.deliver_feed(true);
+}
+
+/// While a gateway's feed missed notices, Bob blocked Alice and then set a note. The gateway
+/// re-reads everything; whenever Alice asks meanwhile, she never sees the note: the rights are read
+/// before the presence they decide on.
+async fn a_gateway_re_reading_everything_never_shows_a_note_to_whom_its_owner_blocked(backend: Backend) {
+    let (one, two, counting) = two_gateways_of(&backend, with_admin_token()).await;
+    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    let carol = carol_subscribes_to_bob(&two.base).await;
+    let http = reqwest::Client::new();
+    let block = http.put(format!("{}/api/v1/users/{BOB}/rights/sip:alice@example.com", one.base)).bearer_auth(ADMIN);
+    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+    let note = serde_json::json!({"text": "interviewing"});
+    let set = http.put(format!("{}/api/v1/users/{BOB}/note", one.base)).bearer_auth(ADMIN).json(&note).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+
+    let (reached, release) = counting.hold_next_rights_read(BOB);
+    counting.feed_says_everything();
+    reached.notified().await;
+    alice.query(&[BOB]).await;
+    assert_eq!(seen(&alice.wait_for_user(BOB, |_| true).await).note, "", "Bob blocked Alice before his note");
+
+    release.notify_one();
+    let mut carol = carol;
+    assert_eq!(seen(&carol.wait_for_user(BOB, |u| seen(u).note == "interviewing").await).note, "interviewing");
+    alice.query(&[BOB]).await;
+    assert_eq!(seen(&alice.wait_for_user(BOB, |_| true).await).note, "", "still blocked once everything is read");
+    counting.deliver_feed(true);
+}
+
 /// Two gateways on `backend`, the second on a [`Counting`] store whose feed is held back: it
 /// hears nothing of what the first one stores until the test lets the feed through.
 async fn two_gateways_the_second_not_hearing_the_first(backend: &Backend) -> (Node, Node, Arc<Counting>) {
@@ -681,6 +781,8 @@ both_backends!(
     a_user_created_on_one_gateway_exists_on_the_other_before_its_notice,
     a_user_created_on_one_gateway_can_be_used_on_the_other_before_its_notice,
     a_user_created_on_one_gateway_is_read_and_watched_on_the_other_before_its_notice,
+    a_blocked_watcher_sees_nothing_of_a_user_another_request_is_reading_in,
+    a_gateway_re_reading_everything_never_shows_a_note_to_whom_its_owner_blocked,
     entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice,
     a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since,
     a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once,

@@ -253,7 +253,14 @@ impl Gateway {
                 self.reload_user(&profile.uri).await?;
             }
         }
+        // Who may see what first: presence read below is then never shown at a level that was
+        // given up meanwhile (a note set after a block, both missed, never reaches the blocked).
         let mut owners: HashSet<String> = self.store.rights().await?.into_iter().map(|(owner, _)| owner).collect();
+        owners.extend(stored.iter().cloned());
+        for owner in owners {
+            self.reload_rights(&owner).await?;
+        }
+        self.reload_global_rights().await?;
         for uri in &stored {
             self.reload_user(uri).await?;
             self.reload_raw_categories(uri).await?;
@@ -261,12 +268,8 @@ impl Gateway {
             self.reload_image(uri).await?;
             self.reload_contact_list(uri).await?;
             self.reload_subscribers(uri).await?;
-            owners.insert(uri.clone());
         }
-        for owner in owners {
-            self.reload_rights(&owner).await?;
-        }
-        self.reload_global_rights().await
+        Ok(())
     }
 }
 

@@ -42,18 +42,25 @@ impl Gateway {
     /// Whether a user has this URI: this node's copy says so, or else the store does (the user may
     /// have been created on another node a moment ago, its notice still on its way), and then the
     /// user is made live here at once, with everything the store holds of them, as the user's
-    /// notices would (docs/architecture.md §5). The profile is read under the user's gate: the
-    /// feed takes every gate before it forgets a removed user, so a removal cannot be applied
-    /// between this read and the user being made live.
+    /// notices would (docs/architecture.md §5). The user's rights are in place before the user can
+    /// be seen: a request that finds the user live meanwhile (another request reading the same user
+    /// in) never shows them at a watcher's default level to one they blocked. The profile is read
+    /// under the user's gate: the feed takes every gate before it forgets a removed user, so a
+    /// removal cannot be applied between this read and the user being made live.
     pub async fn user_known(&self, uri: &str) -> Result<bool> {
         if self.user_exists(uri) {
             return Ok(true);
         }
+        let rights = self.store.rights_of(uri).await.map_err(|e| GatewayError::store("reading a user's rights", e))?;
         let gate = self.gates.owner(uri).await;
         let stored = self.store.user(uri).await.map_err(|e| GatewayError::store("reading a user", e))?;
         let Some(record) = stored else { return Ok(false) };
         if self.user_exists(uri) {
             return Ok(true);
+        }
+        // Rights written here meanwhile (under this gate) are newer than the ones read above.
+        if self.directory.rights_of(uri).is_empty() {
+            self.directory.replace_rights(uri, rights);
         }
         self.show_profile(record.profile);
         drop(gate); // the rest is read under the gates its parts are written under
