@@ -64,12 +64,12 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
             return found.ok_or_else(ApiError::unauthenticated);
         }
         let presented = ticket::presented(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        let auth = gateway.authenticate(&presented).await?.ok_or_else(ApiError::unauthenticated)?;
+        let auth = gateway.authenticate(presented).await?.ok_or_else(ApiError::unauthenticated)?;
         if let Some(slot) = parts.extensions.get::<ReplyTicket>() {
             let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
             let cookie = ticket::Cookie::for_request(gateway.config(), peer, &parts.headers);
-            let cookie = auth.rotated(&presented).then_some(cookie);
-            *slot.0.lock() = Some(TicketForReply { value: auth.ticket.clone(), cookie });
+            let cookie = auth.rotated.then_some(cookie);
+            *slot.0.lock() = Some(TicketForReply { value: auth.ticket, cookie });
         }
         Ok(Caller::User(auth.login))
     }

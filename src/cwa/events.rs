@@ -8,7 +8,7 @@
 use super::envelope::write_error;
 use super::lists;
 use super::wire::{wire_raw, wire_user};
-use super::writer::{attributes, Fragment, XmlWriter};
+use super::writer::{attributes, escape_attr, Fragment, XmlWriter};
 use crate::hub::event::{Audience, Dialect, Event, EventBody, SubscriptionState};
 
 /// The depth of an event's children in a `cwaEvents` body (`cwaEvents` 0, the event 1).
@@ -64,14 +64,25 @@ pub(super) fn write(event: &Event, eid: u64, out: &mut String) {
         EventBody::QueryPresence(users) | EventBody::QueryRawCategories(users) => {
             write_joined(element(&event.body), users, out);
         }
+        EventBody::Outcome { rid, error: None } => write_succeeded(rid, out),
         _ => out.push_str(text(event)),
     }
+}
+
+/// ` rid="…"/>`: a method's success goes to one session once, so it is written straight into the
+/// answer (the text [`text`] would make of it, without making it).
+fn write_succeeded(rid: &str, out: &mut String) {
+    out.push_str(" rid=\"");
+    escape_attr(out, rid);
+    out.push_str("\"/>");
 }
 
 /// The length of an event in a response, apart from its eid.
 pub(super) fn written_len(event: &Event) -> usize {
     let text_len = match &event.body {
         EventBody::QueryPresence(users) | EventBody::QueryRawCategories(users) => joined_len(element(&event.body), users),
+        // An escaped character takes at most six bytes (`&quot;`).
+        EventBody::Outcome { rid, error: None } => rid.len() * 6 + " rid=\"\"/>".len(),
         _ => text(event).len(),
     };
     element(&event.body).len() + text_len + 24
@@ -200,6 +211,16 @@ mod tests {
             line(&failed, 12),
             "\n  <requestFailed eid=\"12\" rid=\"3\">\n    <error code=\"18400\" subCode=\"0\" reason=\"Internal Failure\" detail=\"\"/>\n  </requestFailed>"
         );
+    }
+
+    #[test]
+    fn a_success_is_written_as_its_text_reads_without_making_it() {
+        for rid in ["2", "", "a&b\"<c>\t\u{1}", "\"\"\"\""] {
+            let done = Event::new(EventBody::Outcome { rid: rid.into(), error: None });
+            let written = line(&done, 4);
+            assert_eq!(written, format!("\n  <requestSucceeded eid=\"4\"{}", text(&done)));
+            assert!(written.len() <= written_len(&done) - 24 + " eid=\"4\"".len() + "\n  <".len());
+        }
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl Channels {
         let hash = request.presented.as_deref().map(|t| remembered.hash(t));
         async move {
             tracing::debug!(target: "tower_http::trace::on_request", "started processing request");
-            let auth = check_ticket(&self.gateway, request.presented.as_deref(), hash).await;
+            let auth = check_ticket(&self.gateway, request.presented.take(), hash).await;
             let answer = answer_poll(&self.gateway, request, auth).await;
             finish(answer, DATA_CHANNEL, started, version, &request_id)
         }
@@ -132,7 +132,7 @@ impl Channels {
         async move {
             tracing::debug!(target: "tower_http::trace::on_request", "started processing request");
             let body = body_within_limit(&self.gateway, body);
-            let auth = check_ticket(&self.gateway, request.presented.as_deref(), hash).await;
+            let auth = check_ticket(&self.gateway, request.presented.take(), hash).await;
             let answer = answer_command(&self.gateway, request, auth, body).await;
             finish(answer, COMMAND_CHANNEL, started, version, &request_id)
         }

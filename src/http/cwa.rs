@@ -126,11 +126,11 @@ pub async fn command(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request = CommandRequest::read(&gateway, peer, &headers);
+    let mut request = CommandRequest::read(&gateway, peer, &headers);
     drop(headers);
     let body = read_body(&gateway, body).await;
     let hash = request.presented.as_deref().map(TicketHash::of);
-    let auth = Box::pin(check_ticket(&gateway, request.presented.as_deref(), hash)).await;
+    let auth = Box::pin(check_ticket(&gateway, request.presented.take(), hash)).await;
     answer_command(&gateway, request, auth, body).await.into_response()
 }
 
@@ -159,15 +159,14 @@ impl CommandRequest {
 /// the answer when there is none: 401 without a valid ticket, 503 when the store could not say.
 fn signed_in(
     auth: Option<Result<Option<Authenticated>, GatewayError>>,
-    presented: Option<String>,
     cookie: ticket::Cookie,
 ) -> Result<(Authenticated, Option<ticket::Cookie>), ChannelAnswer> {
-    match (auth, presented) {
-        (Some(Ok(Some(auth))), Some(presented)) => {
-            let cookie = auth.rotated(&presented).then_some(cookie);
+    match auth {
+        Some(Ok(Some(auth))) => {
+            let cookie = auth.rotated.then_some(cookie);
             Ok((auth, cookie))
         }
-        (Some(Err(error)), Some(_)) => Err(ChannelAnswer::failed(StatusCode::SERVICE_UNAVAILABLE, &error)),
+        Some(Err(error)) => Err(ChannelAnswer::failed(StatusCode::SERVICE_UNAVAILABLE, &error)),
         _ => Err(ChannelAnswer::failed(StatusCode::UNAUTHORIZED, &GatewayError::Unauthenticated)),
     }
 }
@@ -182,7 +181,7 @@ pub(super) async fn answer_command(
     auth: Option<Result<Option<Authenticated>, GatewayError>>,
     body: Result<bytes::Bytes, GatewayError>,
 ) -> ChannelAnswer {
-    let (auth, cookie) = match signed_in(auth, request.presented, request.cookie) {
+    let (auth, cookie) = match signed_in(auth, request.cookie) {
         Ok(signed_in) => signed_in,
         Err(refused) => return refused,
     };
@@ -218,19 +217,20 @@ pub async fn data_channel(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let request = PollRequest::read(&gateway, peer, &headers, raw.as_deref());
+    let mut request = PollRequest::read(&gateway, peer, &headers, raw.as_deref());
     // A held poll keeps nothing of the request it no longer needs.
     drop((headers, raw));
     // Boxed: a ticket check may read the store, and a held poll should not keep room for that.
     let hash = request.presented.as_deref().map(TicketHash::of);
-    let auth = Box::pin(check_ticket(&gateway, request.presented.as_deref(), hash)).await;
+    let auth = Box::pin(check_ticket(&gateway, request.presented.take(), hash)).await;
     answer_poll(&gateway, request, auth).await.into_response()
 }
 
 /// The ticket check of a request (`hash`: the presented ticket's), `None` when it presents none.
+/// The presented ticket moves into the login found, which sends it back.
 pub(super) async fn check_ticket(
     gateway: &Gateway,
-    presented: Option<&str>,
+    presented: Option<String>,
     hash: Option<TicketHash>,
 ) -> Option<Result<Option<Authenticated>, GatewayError>> {
     match (presented, hash) {
@@ -298,7 +298,7 @@ pub(super) async fn answer_poll(
     request: PollRequest,
     auth: Option<Result<Option<Authenticated>, GatewayError>>,
 ) -> ChannelAnswer {
-    let (auth, cookie) = match signed_in(auth, request.presented, request.cookie) {
+    let (auth, cookie) = match signed_in(auth, request.cookie) {
         Ok(signed_in) => signed_in,
         Err(refused) => return refused,
     };

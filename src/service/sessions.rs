@@ -117,18 +117,19 @@ impl Gateway {
 
     /// The login a ticket belongs to (`Ok(None)`: not a valid ticket); fails only when the store
     /// had to be asked and could not answer.
-    pub async fn authenticate(&self, ticket: &str) -> Result<Option<Authenticated>> {
+    pub async fn authenticate(&self, ticket: String) -> Result<Option<Authenticated>> {
         self.tickets.authenticate(ticket, self.clock.now()).await.map_err(|e| GatewayError::store("checking a ticket", e))
     }
 
     /// [`Gateway::authenticate`] of a ticket whose hash is known: answered from the ticket cache
     /// without an `.await` when it can be, else as [`Gateway::authenticate`] (boxed, so that a
     /// caller's future keeps no room for a store read).
-    pub async fn authenticate_hashed(&self, ticket: &str, hash: TicketHash) -> Result<Option<Authenticated>> {
+    pub async fn authenticate_hashed(&self, ticket: String, hash: TicketHash) -> Result<Option<Authenticated>> {
         let now = self.clock.now();
-        if let Some(answer) = self.tickets.authenticate_cached(ticket, hash, now) {
-            return Ok(answer);
-        }
+        let ticket = match self.tickets.authenticate_cached(ticket, hash, now) {
+            Ok(answer) => return Ok(answer),
+            Err(ticket) => ticket,
+        };
         let checked = Box::pin(self.tickets.authenticate_hashed(ticket, hash, now)).await;
         checked.map_err(|e| GatewayError::store("checking a ticket", e))
     }

@@ -55,15 +55,11 @@ pub struct Login {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub login: Arc<Login>,
-    /// The ticket to send back: the presented one, or a fresh one after rotation.
+    /// The ticket to send back: the presented one (moved here, not copied), or a fresh one.
     pub ticket: String,
-}
-
-impl Authenticated {
-    /// Whether [`Authenticated::ticket`] is a value the client has not seen yet.
-    pub fn rotated(&self, presented: &str) -> bool {
-        self.ticket != presented
-    }
+    /// Whether [`Authenticated::ticket`] is a value the client has not seen yet (sign-in,
+    /// rotation).
+    pub rotated: bool,
 }
 
 /// SHA-256 of a ticket value: what is kept instead of the value.
@@ -220,21 +216,22 @@ impl Tickets {
             cache.logins.insert(id, CachedLogin { login: login.clone(), expires, rotated: now });
             cache.values.insert(hash, CachedValue { login: id, last_used: now, recorded: now });
         }
-        Ok(Authenticated { login, ticket })
+        Ok(Authenticated { login, ticket, rotated: true })
     }
 
     /// Checks a ticket and records its use; issues a fresh value when the login's newest one is
     /// due for rotation. `Ok(None)` = unknown, idle for too long, or its login has ended; an error
     /// only when the store had to be read and could not be.
-    pub async fn authenticate(&self, ticket: &str, now: Timestamp) -> StoreResult<Option<Authenticated>> {
-        self.authenticate_hashed(ticket, TicketHash::of(ticket), now).await
+    pub async fn authenticate(&self, ticket: String, now: Timestamp) -> StoreResult<Option<Authenticated>> {
+        let hash = TicketHash::of(&ticket);
+        self.authenticate_hashed(ticket, hash, now).await
     }
 
     /// [`Tickets::authenticate`] of a ticket whose hash the caller already has (`hash` must be
     /// `TicketHash::of(ticket)`).
     pub async fn authenticate_hashed(
         &self,
-        ticket: &str,
+        ticket: String,
         hash: TicketHash,
         now: Timestamp,
     ) -> StoreResult<Option<Authenticated>> {
@@ -247,21 +244,21 @@ impl Tickets {
             },
         };
         if now - rotated < self.policy.rotation {
-            return Ok(Some(Authenticated { login, ticket: ticket.to_string() }));
+            return Ok(Some(Authenticated { login, ticket, rotated: false }));
         }
         Ok(Some(self.rotate(login, rotated, ticket, now).await))
     }
 
     /// The answer of [`Tickets::authenticate_hashed`] when the cache alone gives it (a known
-    /// value not due for rotation, or a dead one), without an `.await`; `None` when the store
-    /// has to be asked or a fresh value issued.
-    pub fn authenticate_cached(&self, ticket: &str, hash: TicketHash, now: Timestamp) -> Option<Option<Authenticated>> {
+    /// value not due for rotation, or a dead one), without an `.await`; `Err` gives the ticket
+    /// back when the store has to be asked or a fresh value issued.
+    pub fn authenticate_cached(&self, ticket: String, hash: TicketHash, now: Timestamp) -> Result<Option<Authenticated>, String> {
         match self.cached(hash, now) {
-            Cached::Dead => Some(None),
+            Cached::Dead => Ok(None),
             Cached::Valid { login, rotated } if now - rotated < self.policy.rotation => {
-                Some(Some(Authenticated { login, ticket: ticket.to_string() }))
+                Ok(Some(Authenticated { login, ticket, rotated: false }))
             }
-            Cached::Valid { .. } | Cached::Ask { .. } => None,
+            Cached::Valid { .. } | Cached::Ask { .. } => Err(ticket),
         }
     }
 
@@ -326,7 +323,7 @@ impl Tickets {
     /// Issues a fresh value for a login due for rotation. Should another process have rotated it
     /// first, or the store fail, the presented ticket is answered (it is valid) and the client
     /// gets a fresh one on a later use.
-    async fn rotate(&self, login: Arc<Login>, rotated: Timestamp, presented: &str, now: Timestamp) -> Authenticated {
+    async fn rotate(&self, login: Arc<Login>, rotated: Timestamp, presented: String, now: Timestamp) -> Authenticated {
         let fresh = random_token(32);
         let hash = TicketHash::of(&fresh);
         let outcome = self.store.rotate_login(login.id, rotated, &hash.0, now).await;
@@ -338,18 +335,18 @@ impl Tickets {
                     cached.rotated = now;
                     cache.values.insert(hash, CachedValue { login: login.id, last_used: now, recorded: now });
                 }
-                Authenticated { login, ticket: fresh }
+                Authenticated { login, ticket: fresh, rotated: true }
             }
             Ok(false) => {
                 // Rotated elsewhere (or ended): no second value this period from here.
                 if let Some(cached) = known {
                     cached.rotated = now;
                 }
-                Authenticated { login, ticket: presented.to_string() }
+                Authenticated { login, ticket: presented, rotated: false }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "rotating a ticket; the presented one is answered");
-                Authenticated { login, ticket: presented.to_string() }
+                Authenticated { login, ticket: presented, rotated: false }
             }
         }
     }
@@ -464,7 +461,7 @@ mod tests {
     }
 
     async fn check(tickets: &Tickets, ticket: &str, at: Timestamp) -> Option<Authenticated> {
-        tickets.authenticate(ticket, at).await.unwrap()
+        tickets.authenticate(ticket.to_string(), at).await.unwrap()
     }
 
     #[tokio::test]
@@ -476,7 +473,7 @@ mod tests {
         let same = check(&tickets, &first.ticket, t0 + Duration::seconds(30)).await.unwrap();
         assert_eq!(same.ticket, first.ticket);
         let rotated = check(&tickets, &first.ticket, t0 + Duration::seconds(61)).await.unwrap();
-        assert!(rotated.rotated(&first.ticket));
+        assert!(rotated.rotated);
         assert_eq!(rotated.login.id, first.login.id);
         let kept = check(&tickets, &first.ticket, t0 + Duration::seconds(90)).await.unwrap();
         assert_eq!(kept.ticket, first.ticket, "no new value before the next rotation is due");
@@ -484,7 +481,7 @@ mod tests {
         // a fresh value, which this client ignores.
         for minutes in [5, 14, 23] {
             let again = check(&tickets, &first.ticket, t0 + Duration::minutes(minutes)).await.unwrap();
-            assert!(again.rotated(&first.ticket));
+            assert!(again.rotated);
         }
         let idle_past_grace = t0 + Duration::minutes(23);
         assert!(check(&tickets, &rotated.ticket, idle_past_grace).await.is_none(), "idle for over 10 minutes");
