@@ -123,7 +123,7 @@ mod tests {
             let mut bytes = bytes;
             // Mostly printable texts with a few others, so that both answers come up often.
             for (i, b) in bytes.iter_mut().enumerate() {
-                if (i as u8 + fill) % 4 != 0 { *b = 0x20 + *b % 0x60; }
+                if !(i as u8 + fill).is_multiple_of(4) { *b = 0x20 + *b % 0x60; }
             }
             proptest::prop_assert_eq!(printable_ascii(&bytes), bytes.iter().all(|&b| is_printable(b)));
         }
