@@ -13,7 +13,6 @@ use crate::model::rights::Member;
 use crate::model::sources::ManualKind;
 use crate::model::text;
 use std::collections::HashSet;
-use std::hash::BuildHasher;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logon {
@@ -61,10 +60,6 @@ pub struct SearchQuery {
     pub all: bool,
 }
 
-/// Lists of up to this many URIs are de-duplicated by comparing hashes pairwise (about 500
-/// comparisons of two numbers at most), longer ones through a set.
-const PAIRWISE_UP_TO: usize = 32;
-
 /// The URIs a `queryPresence`, `subscribePresence` or `unSubscribePresence` names, as read:
 /// trimmed, lower-cased, the first of each in order. Held as one text with the span of each URI,
 /// so that a request of many URIs costs two buffers, not one per URI.
@@ -99,26 +94,10 @@ impl UriList {
         self.spans.push(start..self.text.len());
     }
 
-    /// Keeps the first of each URI, in order. A short list compares each URI's hash with those
-    /// kept before it (no set to build, and a whole URI compared only when the hashes match); a
-    /// longer one goes through a set bounded by the URI limit and keyed per process (the URIs are
-    /// the client's), which borrows them.
+    /// Keeps the first of each URI, in order. The set is bounded by the URI limit and keyed per
+    /// process (the URIs are the client's); it borrows them.
     fn keep_first_of_each(&mut self) {
         let text = &self.text;
-        if self.spans.len() <= PAIRWISE_UP_TO {
-            let hasher = foldhash::fast::FixedState::default();
-            let mut kept: Vec<(u64, &str)> = Vec::with_capacity(self.spans.len());
-            self.spans.retain(|span| {
-                let uri = &text[span.clone()];
-                let hash = hasher.hash_one(uri);
-                let first = !kept.iter().any(|&(h, k)| h == hash && k == uri);
-                if first {
-                    kept.push((hash, uri));
-                }
-                first
-            });
-            return;
-        }
         let mut seen: HashSet<&str, foldhash::fast::RandomState> =
             HashSet::with_capacity_and_hasher(self.spans.len(), Default::default());
         self.spans.retain(|span| seen.insert(&text[span.clone()]));
@@ -753,8 +732,6 @@ mod tests {
         assert_eq!(first("c a b a c d b c").to_strs(), ["c", "a", "b", "d"]);
         assert_eq!(first("a"), uris("a"));
         assert_eq!(first(""), uris(""));
-        let short: Vec<String> = (0..PAIRWISE_UP_TO).map(|i| format!("sip:u{}@x", (i * 7) % 10)).collect();
-        assert_eq!(first(&short.join(" ")).to_strs(), (0..10).map(|i| format!("sip:u{}@x", (i * 7) % 10)).collect::<Vec<_>>());
         let many: Vec<String> = (0..300).map(|i| format!("sip:u{}@x", (i * 7) % 100)).collect();
         let expected: Vec<String> = (0..100).map(|i| format!("sip:u{}@x", (i * 7) % 100)).collect();
         assert_eq!(first(&many.join(" ")), expected.iter().map(String::as_str).collect());
