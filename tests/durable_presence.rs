@@ -610,6 +610,18 @@ async fn a_user_created_on_one_gateway_can_be_used_on_the_other_before_its_notic
     counting.deliver_feed(true);
 }
 
+/// Through the admin API at `base`: Zoe is created, notes "in Lisbon" and blocks Alice.
+async fn zoe_in_lisbon_blocking_alice(http: &reqwest::Client, base: &str) {
+    let zoe = serde_json::json!({"uri": ZOE, "displayName": "Zoe", "password": "zoe-pass"});
+    let created = http.post(format!("{base}/api/v1/users")).bearer_auth(ADMIN).json(&zoe).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let note = serde_json::json!({"text": "in Lisbon"});
+    let set = http.put(format!("{base}/api/v1/users/{ZOE}/note")).bearer_auth(ADMIN).json(&note).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+    let block = http.put(format!("{base}/api/v1/users/{ZOE}/rights/sip:alice@example.com")).bearer_auth(ADMIN);
+    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+}
+
 /// An admin creates Zoe, sets her note and blocks Alice on one gateway; before those notices reach the other
 /// gateway, a batch read, a CWA query and a CWA subscription there see her as stored (her block
 /// of Alice included), and Carol's subscription and Alice's contact-list entry make them Zoe's
@@ -617,14 +629,7 @@ async fn a_user_created_on_one_gateway_can_be_used_on_the_other_before_its_notic
 async fn a_user_created_on_one_gateway_is_read_and_watched_on_the_other_before_its_notice(backend: Backend) {
     let (one, two, counting) = two_gateways_of(&backend, with_admin_token()).await;
     let http = reqwest::Client::new();
-    let zoe = serde_json::json!({"uri": ZOE, "displayName": "Zoe", "password": "zoe-pass"});
-    let created = http.post(format!("{}/api/v1/users", one.base)).bearer_auth(ADMIN).json(&zoe).send().await.unwrap();
-    assert_eq!(created.status(), 201);
-    let note = serde_json::json!({"text": "in Lisbon"});
-    let set = http.put(format!("{}/api/v1/users/{ZOE}/note", one.base)).bearer_auth(ADMIN).json(&note).send().await.unwrap();
-    assert_eq!(set.status(), 200);
-    let block = http.put(format!("{}/api/v1/users/{ZOE}/rights/sip:alice@example.com", one.base)).bearer_auth(ADMIN);
-    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+    zoe_in_lisbon_blocking_alice(&http, &one.base).await;
 
     let ids = serde_json::json!({"ids": [ZOE, "sip:nobody@example.com"]});
     let batch = http.post(format!("{}/api/v1/presence/batch", two.base)).bearer_auth(ADMIN).json(&ids).send().await.unwrap();
@@ -657,14 +662,7 @@ async fn a_user_created_on_one_gateway_is_read_and_watched_on_the_other_before_i
 async fn a_blocked_watcher_sees_nothing_of_a_user_another_request_is_reading_in(backend: Backend) {
     let (one, two, counting) = two_gateways_of(&backend, with_admin_token()).await;
     let http = reqwest::Client::new();
-    let zoe = serde_json::json!({"uri": ZOE, "displayName": "Zoe", "password": "zoe-pass"});
-    let created = http.post(format!("{}/api/v1/users", one.base)).bearer_auth(ADMIN).json(&zoe).send().await.unwrap();
-    assert_eq!(created.status(), 201);
-    let note = serde_json::json!({"text": "in Lisbon"});
-    let set = http.put(format!("{}/api/v1/users/{ZOE}/note", one.base)).bearer_auth(ADMIN).json(&note).send().await.unwrap();
-    assert_eq!(set.status(), 200);
-    let block = http.put(format!("{}/api/v1/users/{ZOE}/rights/sip:alice@example.com", one.base)).bearer_auth(ADMIN);
-    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+    zoe_in_lisbon_blocking_alice(&http, &one.base).await;
     let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
     alice.initiate().await;
 
