@@ -24,7 +24,8 @@ use presence_gateway::model::rights::{AccessLevel, Member, RightsEntry};
 use presence_gateway::model::sources::Timestamp;
 use presence_gateway::service::clock::Clock;
 use presence_gateway::store::{
-    Change, ChangeFeed, PresenceUpdate, RightsWrite, Store, StoreResult, StoredImage, StoredPresence, StoredTicket, UserRecord,
+    Change, ChangeFeed, PresenceUpdate, RightsWrite, Store, StoreError, StoreResult, StoredImage, StoredPresence, StoredTicket,
+    UserRecord,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,8 @@ struct Counting {
     feed_open: tokio::sync::watch::Sender<bool>,
     /// The next read of this owner's rights waits until the test releases it.
     held_rights: std::sync::Mutex<Option<HeldRead>>,
+    /// The next read of this owner's rights fails as an unreachable store would.
+    failing_rights: std::sync::Mutex<Option<String>>,
     /// Puts a notice into the gateway's feed past the hold (set once the gateway opened it).
     feed_injector: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Change>>>,
 }
@@ -63,8 +66,14 @@ impl Counting {
             raw_read: 0.into(),
             feed_open: tokio::sync::watch::Sender::new(true),
             held_rights: std::sync::Mutex::new(None),
+            failing_rights: std::sync::Mutex::new(None),
             feed_injector: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The next read of `owner`'s rights fails (the store went away half-way through a read-in).
+    fn fail_next_rights_read(&self, owner: &str) {
+        *self.failing_rights.lock().unwrap() = Some(owner.to_string());
     }
 
     /// The feed tells the gateway it may have missed notices (as after a lost connection): the
@@ -149,6 +158,9 @@ impl Store for Counting {
     }
 
     async fn rights_of(&self, owner: &str) -> StoreResult<Vec<RightsEntry>> {
+        if self.failing_rights.lock().unwrap().take_if(|failing| failing == owner).is_some() {
+            return Err(StoreError::Unavailable("the test took the store away".into()));
+        }
         let held = self.held_rights.lock().unwrap().take_if(|held| held.owner == owner);
         if let Some(held) = held {
             held.reached.notify_one();
@@ -681,6 +693,30 @@ async fn a_blocked_watcher_sees_nothing_of_a_user_another_request_is_reading_in(
     counting.deliver_feed(true);
 }
 
+/// The store fails while the other gateway reads a new user in (at her rights): the read answers
+/// 503 and the user is not made live half-way — the next read reads her in whole, and Alice, whom
+/// she blocked, still sees nothing.
+async fn a_store_failing_while_a_user_is_read_in_leaves_nothing_half_made(backend: Backend) {
+    let (one, two, counting) = two_gateways_of(&backend, with_admin_token()).await;
+    let http = reqwest::Client::new();
+    zoe_in_lisbon_blocking_alice(&http, &one.base).await;
+    let read = |http: reqwest::Client, base: String| async move {
+        let ids = serde_json::json!({"ids": [ZOE]});
+        http.post(format!("{base}/api/v1/presence/batch")).bearer_auth(ADMIN).json(&ids).send().await.unwrap()
+    };
+
+    counting.fail_next_rights_read(ZOE);
+    let failed = read(http.clone(), two.base.clone()).await;
+    assert_eq!(failed.status(), 503);
+    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    alice.query(&[ZOE]).await;
+    assert_eq!(seen(&alice.wait_for_user(ZOE, |_| true).await).note, "", "Zoe blocked Alice");
+    let batch: serde_json::Value = read(http, two.base.clone()).await.json().await.unwrap();
+    assert_eq!(batch["value"][0]["asnCustomNote"]["u8sNote"], "in Lisbon", "{batch}");
+    counting.deliver_feed(true);
+}
+
 /// While a gateway's feed missed notices, Bob blocked Alice and then set a note. The gateway
 /// re-reads everything; whenever Alice asks meanwhile, she never sees the note: the rights are read
 /// before the presence they decide on.
@@ -781,6 +817,7 @@ both_backends!(
     a_user_created_on_one_gateway_is_read_and_watched_on_the_other_before_its_notice,
     a_blocked_watcher_sees_nothing_of_a_user_another_request_is_reading_in,
     a_gateway_re_reading_everything_never_shows_a_note_to_whom_its_owner_blocked,
+    a_store_failing_while_a_user_is_read_in_leaves_nothing_half_made,
     entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice,
     a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since,
     a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once,
