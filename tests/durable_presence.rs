@@ -1,10 +1,12 @@
 //! Manual state, note and raw categories on gateways sharing a store, against both backends,
-//! with real gateways on 127.0.0.1:0 (no backplane): what a user publishes on one gateway reaches
-//! watchers on the other through the store's change feed, and the other gateway re-reads only the
-//! part the notice names (docs/architecture.md §5, "The store feed") — seen through a store that
-//! counts the reads of a user's presence the feed makes; and a change of one part made while the
-//! other gateway's change of the other part has not reached it yet keeps both — seen through a
-//! store whose change feed the test holds back.
+//! with real gateways on 127.0.0.1:0 (no backplane unless a test names one): what a user publishes
+//! on one gateway reaches watchers on the other through the store's change feed, and the other
+//! gateway re-reads only the part the notice names (docs/architecture.md §5, "The store feed") —
+//! seen through a store that counts the reads of a user's presence the feed makes; and a change of
+//! one part made while the other gateway's change of the other part has not reached it yet keeps
+//! both — seen through a store whose change feed the test holds back. On a shared Redis backplane
+//! as well, rights written on one gateway take effect on the other before a note set after them,
+//! even while that gateway's store notices are held back.
 
 mod common;
 #[path = "support/nodes.rs"]
@@ -12,6 +14,10 @@ mod common;
 mod nodes;
 #[path = "support/pg.rs"]
 mod pg;
+#[path = "support/process.rs"]
+mod process;
+#[path = "support/redis.rs"]
+mod redis;
 
 use common::*;
 use nodes::{Backend, Node};
@@ -725,12 +731,7 @@ async fn a_gateway_re_reading_everything_never_shows_a_note_to_whom_its_owner_bl
     let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
     alice.initiate().await;
     let carol = carol_subscribes_to_bob(&two.base).await;
-    let http = reqwest::Client::new();
-    let block = http.put(format!("{}/api/v1/users/{BOB}/rights/sip:alice@example.com", one.base)).bearer_auth(ADMIN);
-    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
-    let note = serde_json::json!({"text": "interviewing"});
-    let set = http.put(format!("{}/api/v1/users/{BOB}/note", one.base)).bearer_auth(ADMIN).json(&note).send().await.unwrap();
-    assert_eq!(set.status(), 200);
+    bob_blocks_alice_then_sets_a_note(&one.base).await;
 
     let (reached, release) = counting.hold_next_rights_read(BOB);
     counting.feed_says_everything();
@@ -743,6 +744,85 @@ async fn a_gateway_re_reading_everything_never_shows_a_note_to_whom_its_owner_bl
     assert_eq!(seen(&carol.wait_for_user(BOB, |u| seen(u).note == "interviewing").await).note, "interviewing");
     alice.query(&[BOB]).await;
     assert_eq!(seen(&alice.wait_for_user(BOB, |_| true).await).note, "", "still blocked once everything is read");
+    counting.deliver_feed(true);
+}
+
+/// An admin blocks Alice for Bob on the gateway at `base`, then sets Bob's note "interviewing".
+async fn bob_blocks_alice_then_sets_a_note(base: &str) {
+    let http = reqwest::Client::new();
+    let block = http.put(format!("{base}/api/v1/users/{BOB}/rights/sip:alice@example.com")).bearer_auth(ADMIN);
+    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+    let note = serde_json::json!({"text": "interviewing"});
+    let set = http.put(format!("{base}/api/v1/users/{BOB}/note")).bearer_auth(ADMIN).json(&note).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+}
+
+/// Two gateways on `backend` and one Redis backplane, both ready, the second's store feed held
+/// back: rights reach it only through the backplane (or a read of its own), notes and states
+/// through the backplane as always.
+async fn two_gateways_on_a_backplane(backend: &Backend) -> (Node, Node, Arc<Counting>, redis::RedisServer) {
+    let redis = redis::RedisServer::start();
+    let config = Config { redis: Some(redis.url()), ..with_admin_token() };
+    let (one, two, counting) = two_gateways_of(backend, config).await;
+    for node in [&one, &two] {
+        assert!(process::ready_within(&node.base, std::time::Duration::from_secs(10), true).await, "{} not ready", node.base);
+    }
+    (one, two, counting, redis)
+}
+
+/// On a shared backplane Bob blocks Alice on one gateway and then sets a note; the other gateway's
+/// store feed has not brought the block (it lags), while the note comes through the backplane.
+/// Alice, watching Bob there, never sees the note: the block travels in Bob's backplane order ahead
+/// of it, and that gateway reads Bob's rights before it applies what follows.
+async fn a_note_set_after_a_block_never_reaches_the_blocked_watcher_on_another_node(backend: Backend) {
+    let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
+    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    assert!(alice.subscribe(&[BOB]).await.body.contains("requestAccepted"));
+    alice.wait_for_user(BOB, |_| true).await;
+    let mut carol = carol_subscribes_to_bob(&two.base).await;
+
+    bob_blocks_alice_then_sets_a_note(&one.base).await;
+    carol.wait_for_user(BOB, |u| seen(u).note == "interviewing").await;
+    alice.query(&[BOB]).await;
+    assert_eq!(seen(&alice.wait_for_user(BOB, |_| true).await).note, "", "Bob blocked Alice before his note");
+    alice.query(&[BOB]).await;
+    assert_eq!(seen(&alice.wait_for_user(BOB, |_| true).await).note, "");
+    counting.deliver_feed(true);
+}
+
+/// As above, with the other gateway's store failing at its first read of Bob's rights: the read is
+/// made again before the note is applied, and Alice never sees it.
+async fn a_store_failing_once_at_a_rights_read_the_backplane_asked_for_is_read_again(backend: Backend) {
+    let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
+    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    assert!(alice.subscribe(&[BOB]).await.body.contains("requestAccepted"));
+    alice.wait_for_user(BOB, |_| true).await;
+    let mut carol = carol_subscribes_to_bob(&two.base).await;
+
+    counting.fail_next_rights_read(BOB);
+    bob_blocks_alice_then_sets_a_note(&one.base).await;
+    carol.wait_for_user(BOB, |u| seen(u).note == "interviewing").await;
+    alice.query(&[BOB]).await;
+    assert_eq!(seen(&alice.wait_for_user(BOB, |_| true).await).note, "", "Bob blocked Alice before his note");
+    counting.deliver_feed(true);
+}
+
+/// As above, but nobody on the other gateway watched Bob: Alice reads him there afterwards, the
+/// gateway starts following him, and it reads his rights before it shows what the backplane holds.
+async fn a_gateway_starting_to_follow_a_user_reads_their_rights_before_their_note(backend: Backend) {
+    let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
+    bob_blocks_alice_then_sets_a_note(&one.base).await;
+
+    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    alice.query(&[BOB]).await;
+    assert_eq!(seen(&alice.wait_for_user(BOB, |_| true).await).note, "", "Bob blocked Alice before his note");
+    let mut carol = Client::sign_in(&two.base, "carol@example.com", "pw").await.unwrap();
+    carol.initiate().await;
+    carol.query(&[BOB]).await;
+    assert_eq!(seen(&carol.wait_for_user(BOB, |_| true).await).note, "interviewing", "the note is there for others");
     counting.deliver_feed(true);
 }
 
@@ -818,6 +898,9 @@ both_backends!(
     a_blocked_watcher_sees_nothing_of_a_user_another_request_is_reading_in,
     a_gateway_re_reading_everything_never_shows_a_note_to_whom_its_owner_blocked,
     a_store_failing_while_a_user_is_read_in_leaves_nothing_half_made,
+    a_note_set_after_a_block_never_reaches_the_blocked_watcher_on_another_node,
+    a_gateway_starting_to_follow_a_user_reads_their_rights_before_their_note,
+    a_store_failing_once_at_a_rights_read_the_backplane_asked_for_is_read_again,
     entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice,
     a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since,
     a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once,

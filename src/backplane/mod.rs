@@ -48,6 +48,10 @@ pub enum LiveChange {
     Manual { manual: Option<ManualState>, note: Option<Note> },
     /// A source's report, or (`None`) its withdrawal.
     Report { source: String, report: Option<SourceReport> },
+    /// The owner's rights entries changed in the store, written by `node`; `token` tells this
+    /// change from every other. Carried in the presentity's order so that a node that did not
+    /// write them reads them before it applies what follows (a note set after a block).
+    Rights { node: NodeId, token: u64 },
 }
 
 /// A change and the presentity it is about.
@@ -65,6 +69,8 @@ pub struct LiveInputs {
     /// The manual state and note, when the backplane has them (else the store's stand).
     pub manual: Option<(Option<ManualState>, Option<Note>)>,
     pub reports: BTreeMap<String, SourceReport>,
+    /// The token of the last [`LiveChange::Rights`] published, if any.
+    pub rights: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +83,16 @@ pub enum BackplaneError {
     Address(String),
 }
 
-/// What a node does with what arrives from the backplane. Called from one task, in order.
+/// What a node does with what arrives from the backplane. Called from one task, in order: what
+/// follows waits until a call has returned.
+#[async_trait::async_trait]
 pub trait ChangeHandler: Send + Sync {
     /// A change of a followed presentity, in per-presentity order (this node's own changes
     /// included).
-    fn apply(&self, change: Published);
+    async fn apply(&self, change: Published);
     /// A presentity's complete inputs, when following it begins, after a gap or after a lost
     /// connection: replace and push what changed.
-    fn replace(&self, uri: &str, inputs: LiveInputs);
+    async fn replace(&self, uri: &str, inputs: LiveInputs);
     /// Whether a session of this node watches the presentity or belongs to its user.
     fn interested(&self, uri: &str) -> bool;
     /// Every presentity this node is interested in, to follow after (re)connecting.

@@ -56,11 +56,18 @@ impl Gateway {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
+        let seen = self.directory.rights_stamp(owner);
         let stored = self.store.apply_rights(owner, &writes).await.map_err(|e| GatewayError::store("saving rights", e))?;
         touched.extend(changed_levels(&current, &stored));
-        self.directory.replace_rights(owner, stored);
         let touched: Vec<AccessLevel> = touched.into_iter().collect();
-        self.announce_rights(owner, before, &touched);
+        if self.directory.replace_rights_if(owner, seen, stored).is_ok() {
+            self.announce_rights(owner, before, &touched);
+        } else {
+            // A read of the store's entries was installed during the write: read them again.
+            let reread = self.read_rights(owner).await;
+            reread.map_err(|e| GatewayError::store("reading rights", e))?;
+        }
+        self.rights_written(owner);
         Ok(touched)
     }
 

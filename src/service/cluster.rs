@@ -13,7 +13,14 @@
 //!
 //! Changes wait in an [`Outbox`] keyed by presentity and part, so a newer change of the same part
 //! replaces one not yet sent (it is bounded by users × parts) and nothing is lost while the
-//! backplane is unreachable: one task sends them, retrying with a back-off.
+//! backplane is unreachable: one task sends them, in the order they were made, retrying with a
+//! back-off.
+//!
+//! Rights travel through the store, but a change of them is also published, as a marker in the
+//! presentity's order: a node that did not write them reads them from the store before it applies
+//! anything that follows, and reads them when it starts following a presentity whose rights
+//! changed since it last read them — so a note set after a block never reaches the blocked
+//! watcher on a node whose store notices lag (docs/architecture.md §5, "Rights on several nodes").
 
 use super::presence::Live;
 use super::Gateway;
@@ -33,6 +40,8 @@ pub struct ClusterInputs {
     remote: BTreeMap<NodeId, (u32, u32)>,
     /// This node's counts as last published.
     published: (u32, u32),
+    /// The token of the last rights change of the presentity this node has read.
+    rights: Option<u64>,
 }
 
 /// The most changes sent at once.
@@ -41,27 +50,72 @@ const BATCH: usize = 512;
 /// Changes not yet sent, keyed by (presentity, part).
 #[derive(Default)]
 pub struct Outbox {
-    pending: Mutex<HashMap<(Arc<str>, String), LiveChange>>,
+    pending: Mutex<Pending>,
     wake: tokio::sync::Notify,
+}
+
+type Part = (Arc<str>, String);
+
+/// The changes not yet sent and the order they go out in (by the place each took in it).
+#[derive(Default)]
+struct Pending {
+    changes: HashMap<Part, (u64, LiveChange)>,
+    order: BTreeMap<u64, Part>,
+    next: u64,
+}
+
+impl Pending {
+    /// Queues `change` at `place`, over a change of the same part not yet sent. A change takes
+    /// the later of the two places, so it never goes out ahead of a change made before it — but a
+    /// rights marker keeps the earlier: the reads it asks for only get newer, and what was made
+    /// after the first marker must not go out ahead of it.
+    fn queue(&mut self, key: Part, change: LiveChange, place: u64) {
+        let rights = matches!(change, LiveChange::Rights { .. });
+        let place = match self.changes.get(&key) {
+            Some((queued, _)) if rights => place.min(*queued),
+            _ => place,
+        };
+        if let Some((queued, _)) = self.changes.insert(key.clone(), (place, change)) {
+            self.order.remove(&queued);
+        }
+        self.order.insert(place, key);
+    }
 }
 
 impl Outbox {
     fn push(&self, uri: &Arc<str>, change: LiveChange) {
-        self.pending.lock().insert((uri.clone(), part_of(&change)), change);
+        let mut pending = self.pending.lock();
+        pending.next += 1;
+        let place = pending.next;
+        pending.queue((uri.clone(), part_of(&change)), change, place);
+        drop(pending);
         self.wake.notify_one();
     }
 
-    fn take(&self) -> Vec<Published> {
+    /// The first changes in order, with their places.
+    fn take(&self) -> Vec<(u64, Published)> {
         let mut pending = self.pending.lock();
-        let keys: Vec<(Arc<str>, String)> = pending.keys().take(BATCH).cloned().collect();
-        keys.into_iter().filter_map(|key| pending.remove(&key).map(|change| Published { uri: key.0, change })).collect()
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            let Some((place, key)) = pending.order.pop_first() else { break };
+            if let Some((_, change)) = pending.changes.remove(&key) {
+                batch.push((place, Published { uri: key.0, change }));
+            }
+        }
+        batch
     }
 
-    /// Puts back what could not be sent, unless a newer change of the same part came meanwhile.
-    fn put_back(&self, batch: Vec<Published>) {
+    /// Puts back what could not be sent, in its place, unless a newer change of the same part
+    /// came meanwhile (a rights marker then takes the earlier place of the two).
+    fn put_back(&self, batch: Vec<(u64, Published)>) {
         let mut pending = self.pending.lock();
-        for Published { uri, change } in batch {
-            pending.entry((uri, part_of(&change))).or_insert(change);
+        for (place, Published { uri, change }) in batch {
+            let key = (uri, part_of(&change));
+            let newer = pending.changes.contains_key(&key);
+            if !newer || matches!(change, LiveChange::Rights { .. }) {
+                let change = if newer { pending.changes[&key].1.clone() } else { change };
+                pending.queue(key, change, place);
+            }
         }
     }
 
@@ -69,16 +123,17 @@ impl Outbox {
     async fn run(self: Arc<Self>, backplane: Arc<dyn Backplane>) {
         let mut retry = Duration::from_millis(100);
         loop {
-            let batch = self.take();
-            if batch.is_empty() {
+            let taken = self.take();
+            if taken.is_empty() {
                 self.wake.notified().await;
                 continue;
             }
+            let (places, batch): (Vec<u64>, Vec<Published>) = taken.into_iter().unzip();
             match backplane.publish(&batch).await {
                 Ok(()) => retry = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!(error = %e, changes = batch.len(), "cannot publish presence changes; retrying");
-                    self.put_back(batch);
+                    self.put_back(places.into_iter().zip(batch).collect());
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(Duration::from_secs(5));
                 }
@@ -93,6 +148,7 @@ fn part_of(change: &LiveChange) -> String {
         LiveChange::Sessions { node, .. } => format!("s:{node}"),
         LiveChange::Manual { .. } => "m".into(),
         LiveChange::Report { source, .. } => format!("r:{source}"),
+        LiveChange::Rights { .. } => "g".into(),
     }
 }
 
@@ -159,6 +215,15 @@ impl Gateway {
         }
     }
 
+    /// After this node wrote `owner`'s rights: on a shared backplane, the marker that makes every
+    /// other node read them before it applies what the owner's presentity does next.
+    pub(super) fn rights_written(&self, owner: &str) {
+        if self.backplane.is_shared() {
+            let change = LiveChange::Rights { node: self.backplane.node().clone(), token: rand::random() };
+            self.outbox.push(&Arc::from(owner), change);
+        }
+    }
+
     /// All signed-in clients of the user: this node's `local` ones (published when they changed)
     /// and every other live node's.
     pub(super) fn cluster_clients(&self, uri: &str, live: &mut Live, local: ClientActivity) -> ClientActivity {
@@ -207,6 +272,7 @@ fn apply(live: &mut Live, change: LiveChange, me: &NodeId) -> bool {
             true
         }
         LiveChange::Report { source, report: None } => model.remove_report(&source),
+        LiveChange::Rights { .. } => false,
     }
 }
 
@@ -243,12 +309,62 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// Reads the owner's rights from the store unless this node holds those of the rights change
+    /// `token` names already: it wrote them (`written_here`) or read them since. What the
+    /// backplane brings next waits meanwhile — at most [`RIGHTS_READ_LIMIT`]: should the store
+    /// fail, it goes on with the rights this node holds.
+    async fn read_rights_of(&self, owner: &str, token: u64, written_here: bool) {
+        let Some(gateway) = self.gateway.upgrade() else { return };
+        let Some(entry) = gateway.presence_entry(owner) else { return };
+        if entry.live.lock().cluster.rights == Some(token) {
+            return;
+        }
+        if !written_here && !read_rights_within(&gateway, owner, RIGHTS_READ_LIMIT).await {
+            return;
+        }
+        entry.live.lock().cluster.rights = Some(token);
+    }
+}
+
+/// How long the backplane's changes wait for a read of an owner's rights.
+const RIGHTS_READ_LIMIT: Duration = Duration::from_secs(2);
+
+/// [`Gateway::read_rights`], made again after a failure until `limit` has passed; whether it
+/// was made.
+async fn read_rights_within(gateway: &Gateway, owner: &str, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let error = match tokio::time::timeout_at(deadline, gateway.read_rights(owner)).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the store did not answer in time".to_string(),
+        };
+        if tokio::time::Instant::now() + pause >= deadline {
+            tracing::warn!(%error, owner, "cannot read an owner's rights changed on another node; going on with those held");
+            return false;
+        }
+        tracing::debug!(%error, owner, "reading an owner's rights changed on another node; trying again");
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+}
+
+#[async_trait::async_trait]
 impl ChangeHandler for Handler {
-    fn apply(&self, published: Published) {
+    async fn apply(&self, published: Published) {
+        if let LiveChange::Rights { node, token } = &published.change {
+            let written_here = self.gateway.upgrade().is_some_and(|gw| gw.backplane.node() == node);
+            return self.read_rights_of(&published.uri, *token, written_here).await;
+        }
         self.with_live(&published.uri, |live, me| apply(live, published.change, me));
     }
 
-    fn replace(&self, uri: &str, inputs: LiveInputs) {
+    async fn replace(&self, uri: &str, inputs: LiveInputs) {
+        if let Some(token) = inputs.rights {
+            self.read_rights_of(uri, token, false).await;
+        }
         self.with_live(uri, |live, me| replace(live, inputs, me));
     }
 
@@ -342,11 +458,36 @@ mod tests {
         outbox.push(&uri, LiveChange::Report { source: "phone".into(), report: None });
         let batch = outbox.take();
         assert_eq!(batch.len(), 2);
-        assert!(batch.iter().any(|p| p.change == manual(ManualKind::Away)));
+        assert!(batch.iter().any(|(_, p)| p.change == manual(ManualKind::Away)));
         outbox.push(&uri, manual(ManualKind::DoNotDisturb));
         outbox.put_back(batch);
         let again = outbox.take();
         assert_eq!(again.len(), 2, "what failed goes back");
-        assert!(again.iter().any(|p| p.change == manual(ManualKind::DoNotDisturb)), "but never over a newer change");
+        assert!(again.iter().any(|(_, p)| p.change == manual(ManualKind::DoNotDisturb)), "but never over a newer change");
+    }
+
+    #[test]
+    fn nothing_made_after_a_rights_change_goes_out_ahead_of_it() {
+        let outbox = Outbox::default();
+        let uri: Arc<str> = Arc::from("sip:bob@x.org");
+        let rights = |token| LiveChange::Rights { node: Arc::from("me"), token };
+        let note = |text: &str| LiveChange::Manual {
+            manual: None,
+            note: Some(crate::model::sources::Note { text: text.into(), expires: None }),
+        };
+        let kinds = |batch: &[(u64, Published)]| -> Vec<LiveChange> { batch.iter().map(|(_, p)| p.change.clone()).collect() };
+        outbox.push(&uri, note("before"));
+        outbox.push(&uri, rights(1));
+        outbox.push(&uri, note("after"));
+        outbox.push(&uri, rights(2));
+        assert_eq!(kinds(&outbox.take()), [rights(2), note("after")], "the newest marker, in the first one's place");
+
+        outbox.push(&uri, rights(3));
+        outbox.push(&uri, note("later"));
+        let failed = outbox.take();
+        outbox.push(&uri, rights(4));
+        outbox.push(&uri, note("latest"));
+        outbox.put_back(failed);
+        assert_eq!(kinds(&outbox.take()), [rights(4), note("latest")], "put back: the marker keeps the earlier place");
     }
 }

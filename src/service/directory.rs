@@ -13,10 +13,41 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct Directory {
     profiles: RwLock<HashMap<String, Arc<Profile>, RandomState>>,
-    rights: RwLock<HashMap<String, Vec<RightsEntry>, RandomState>>,
+    rights: RwLock<RightsTable>,
     /// Entries that apply to every owner.
     global: RwLock<Vec<RightsEntry>>,
     enterprise_domains: Vec<String>,
+}
+
+/// Every owner's rights entries, each stamped with the install that made them this node's.
+#[derive(Default)]
+struct RightsTable {
+    by_owner: HashMap<String, OwnerRights, RandomState>,
+    /// Installs so far: the next one's stamp.
+    installs: u64,
+}
+
+/// One owner's entries. Kept when they become empty (only a removed user's go), so that a stamp
+/// never comes back: [`Directory::replace_rights_if`] compares them.
+#[derive(Default)]
+struct OwnerRights {
+    entries: Vec<RightsEntry>,
+    stamp: RightsStamp,
+}
+
+/// Which install of an owner's entries this node holds (0: none yet). A read of the store's
+/// entries that began at one stamp is installed only if it is still the stamp when it ends.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RightsStamp(u64);
+
+impl RightsTable {
+    fn install(&mut self, owner: &str, entries: Vec<RightsEntry>) -> Vec<RightsEntry> {
+        self.installs += 1;
+        let stamp = RightsStamp(self.installs);
+        let current = self.by_owner.entry(owner.to_string()).or_default();
+        current.stamp = stamp;
+        std::mem::replace(&mut current.entries, entries)
+    }
 }
 
 impl Directory {
@@ -37,7 +68,7 @@ impl Directory {
 
     pub fn remove(&self, uri: &str) {
         self.profiles.write().remove(uri);
-        self.rights.write().remove(uri);
+        self.rights.write().by_owner.remove(uri);
     }
 
     pub fn all_profiles(&self) -> Vec<Arc<Profile>> {
@@ -62,19 +93,38 @@ impl Directory {
 
     pub fn set_right(&self, owner: &str, entry: RightsEntry) {
         let mut rights = self.rights.write();
-        let list = rights.entry(owner.to_string()).or_default();
+        let mut list = rights.by_owner.get(owner).map(|r| r.entries.clone()).unwrap_or_default();
         list.retain(|e| e.member != entry.member);
         list.push(entry);
+        rights.install(owner, list);
     }
 
     /// Makes `entries` the owner's entries (as the store holds them), in one step.
     pub fn replace_rights(&self, owner: &str, entries: Vec<RightsEntry>) {
+        self.rights.write().install(owner, entries);
+    }
+
+    /// The stamp of the owner's entries as this node holds them now: take it before reading the
+    /// store's, to install what was read with [`replace_rights_if`](Self::replace_rights_if).
+    pub fn rights_stamp(&self, owner: &str) -> RightsStamp {
+        self.rights.read().by_owner.get(owner).map(|r| r.stamp).unwrap_or_default()
+    }
+
+    /// Makes `entries` the owner's entries if nothing was installed since `seen` (an install made
+    /// meanwhile may hold a later state of the store than a read that began before it): the
+    /// entries replaced, or `entries` back when something was.
+    pub fn replace_rights_if(
+        &self,
+        owner: &str,
+        seen: RightsStamp,
+        entries: Vec<RightsEntry>,
+    ) -> Result<Vec<RightsEntry>, Vec<RightsEntry>> {
         let mut rights = self.rights.write();
-        if entries.is_empty() {
-            rights.remove(owner);
-        } else {
-            rights.insert(owner.to_string(), entries);
+        let current = rights.by_owner.get(owner).map(|r| r.stamp).unwrap_or_default();
+        if current != seen {
+            return Err(entries);
         }
+        Ok(rights.install(owner, entries))
     }
 
     pub fn set_global_right(&self, entry: RightsEntry) {
@@ -92,7 +142,7 @@ impl Directory {
     }
 
     pub fn rights_of(&self, owner: &str) -> Vec<RightsEntry> {
-        self.rights.read().get(owner).cloned().unwrap_or_default()
+        self.rights.read().by_owner.get(owner).map(|r| r.entries.clone()).unwrap_or_default()
     }
 
     /// Whether two users belong to the same enterprise.
@@ -134,7 +184,7 @@ impl Directory {
         let groups = watcher.profile.as_deref().map_or(&[][..], |p| p.groups.as_slice());
         let facts = WatcherFacts { uri: watcher.uri, groups, same_enterprise };
         let rights = self.rights.read();
-        let own = rights.get(owner).map(Vec::as_slice).unwrap_or(&[]);
+        let own = rights.by_owner.get(owner).map_or(&[][..], |r| r.entries.as_slice());
         let global = self.global.read();
         (effective_level_of(own.iter().chain(global.iter()), &facts), same_enterprise)
     }
@@ -196,5 +246,22 @@ mod tests {
         assert_eq!(d.level_of("sip:a@corp.example", &watcher), (AccessLevel::Company, true));
         assert_eq!(d.level_of("sip:b@other.example", &watcher), (AccessLevel::Public, false));
         assert_eq!(d.level_of("sip:blocker@other.example", &watcher).0, AccessLevel::Blocked);
+    }
+
+    #[test]
+    fn a_read_begun_before_another_install_is_not_installed() {
+        let d = directory();
+        let owner = "sip:o@corp.example";
+        let entry = |level| RightsEntry { member: Member::Uri("sip:w@corp.example".into()), level };
+        let seen = d.rights_stamp(owner);
+        assert_eq!(d.replace_rights_if(owner, seen, vec![entry(AccessLevel::Team)]), Ok(vec![]));
+        let read_begins = d.rights_stamp(owner);
+        d.replace_rights(owner, vec![]);
+        assert_eq!(d.replace_rights_if(owner, read_begins, vec![entry(AccessLevel::Team)]), Err(vec![entry(AccessLevel::Team)]));
+        assert!(d.rights_of(owner).is_empty(), "the later install stands");
+        let emptied = d.rights_stamp(owner);
+        assert_ne!(emptied, RightsStamp::default(), "emptied entries keep their stamp");
+        assert!(d.replace_rights_if(owner, emptied, vec![entry(AccessLevel::Blocked)]).is_ok());
+        assert_eq!(d.level(owner, "sip:w@corp.example"), AccessLevel::Blocked);
     }
 }

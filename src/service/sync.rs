@@ -21,6 +21,8 @@ use std::sync::{Arc, Weak};
 
 /// The most notices taken from the feed at once.
 const FEED_BATCH: usize = 1024;
+/// How often a read of an owner's rights is made again when other installs overtake it.
+const RIGHTS_READ_ATTEMPTS: usize = 4;
 
 /// Applies the feed's changes until the gateway or the feed goes away. Notices that queued up
 /// meanwhile are taken together and each distinct one is applied once: applying re-reads the
@@ -150,15 +152,29 @@ impl Gateway {
 
     async fn reload_rights(&self, owner: &str) -> StoreResult<()> {
         let _gate = self.gates.owner(owner).await;
-        let stored = self.store.rights_of(owner).await?;
-        let current = self.directory.rights_of(owner);
-        let touched = changed_levels(&current, &stored);
-        if touched.is_empty() {
-            return Ok(());
+        self.read_rights(owner).await
+    }
+
+    /// Reads the owner's entries from the store and makes them this node's, announcing what
+    /// changed. Needs no gate: a read overtaken by another install of the owner's entries (a read
+    /// of its own, begun later, or this node's write) may be older than what that install holds,
+    /// so it is not installed but made again — the entries this node holds only ever move forward
+    /// in the store's history (docs/architecture.md §5, "Rights on several nodes").
+    pub(crate) async fn read_rights(&self, owner: &str) -> StoreResult<()> {
+        for _ in 0..RIGHTS_READ_ATTEMPTS {
+            let seen = self.directory.rights_stamp(owner);
+            let before = self.watcher_levels(owner);
+            let stored = self.store.rights_of(owner).await?;
+            let touched = changed_levels(&self.directory.rights_of(owner), &stored);
+            if touched.is_empty() {
+                return Ok(());
+            }
+            if self.directory.replace_rights_if(owner, seen, stored).is_ok() {
+                self.announce_rights(owner, before, &touched);
+                return Ok(());
+            }
         }
-        let before = self.watcher_levels(owner);
-        self.directory.replace_rights(owner, stored);
-        self.announce_rights(owner, before, &touched);
+        tracing::warn!(owner, "an owner's rights kept changing while they were read; the next notice brings them");
         Ok(())
     }
 

@@ -51,6 +51,7 @@ impl Gateway {
         if self.user_exists(uri) {
             return Ok(true);
         }
+        let seen = self.directory.rights_stamp(uri);
         let rights = self.store.rights_of(uri).await.map_err(|e| GatewayError::store("reading a user's rights", e))?;
         let gate = self.gates.owner(uri).await;
         let stored = self.store.user(uri).await.map_err(|e| GatewayError::store("reading a user", e))?;
@@ -58,10 +59,8 @@ impl Gateway {
         if self.user_exists(uri) {
             return Ok(true);
         }
-        // Rights written here meanwhile (under this gate) are newer than the ones read above.
-        if self.directory.rights_of(uri).is_empty() {
-            self.directory.replace_rights(uri, rights);
-        }
+        // Rights installed here meanwhile may be newer than the ones read above: those stand.
+        let _ = self.directory.replace_rights_if(uri, seen, rights);
         self.show_profile(record.profile);
         drop(gate); // the rest is read under the gates its parts are written under
         self.load_rest_of_user(uri).await.map_err(|e| GatewayError::store("reading a user's data", e))?;

@@ -94,7 +94,7 @@ async fn reconcile(redis: &RedisBackplane, handler: &dyn ChangeHandler, sink: &m
         within(sink.subscribe(&channels)).await?;
         let mut read = Vec::with_capacity(chunk.len());
         for (uri, (version, inputs)) in chunk.iter().zip(redis.read(chunk).await?) {
-            handler.replace(uri, inputs);
+            handler.replace(uri, inputs).await;
             read.push((uri.clone(), version));
         }
         redis.routing.followed(read);
@@ -178,7 +178,7 @@ async fn receive(
     match routing.receive(&published.uri, version) {
         Received::Skip => Ok(()),
         Received::Apply => {
-            handler.apply(published);
+            handler.apply(published).await;
             Ok(())
         }
         Received::Gap(known) => {
@@ -186,7 +186,7 @@ async fn receive(
             let uri = published.uri;
             let (read, inputs) = redis.read(std::slice::from_ref(&uri)).await?.pop().unwrap_or_default();
             routing.reread(&uri, read.max(version));
-            handler.replace(&uri, inputs);
+            handler.replace(&uri, inputs).await;
             Ok(())
         }
     }

@@ -1,7 +1,8 @@
 //! Where the cluster's live state lives in Redis, and the scripts that change it atomically.
 //!
 //! - `presence-gateway:p:<uri>` — hash: `v` (version), `s:<node>` (`signed-in idle`), `m` (the
-//!   manual state and note, JSON), `r:<source>` (a report, JSON);
+//!   manual state and note, JSON), `r:<source>` (a report, JSON), `g` (the token of the owner's
+//!   last rights change);
 //! - `presence-gateway:nodes` — sorted set: node → when its heartbeat lapses (ms, Redis's clock);
 //! - `presence-gateway:advertise` — hash: node → the URL other nodes reach it at;
 //! - `presence-gateway:node:<node>:users` — set: the presentities where the node has sessions;
@@ -110,8 +111,12 @@ pub fn field_of(change: &LiveChange) -> Result<(String, String), BackplaneError>
         LiveChange::Manual { manual, note } => ("m".into(), json(&(manual, note))?),
         LiveChange::Report { source, report: None } => (format!("r:{source}"), String::new()),
         LiveChange::Report { source, report: Some(report) } => (format!("r:{source}"), json(report)?),
+        LiveChange::Rights { token, .. } => (RIGHTS_FIELD.into(), token.to_string()),
     })
 }
+
+/// The field of the token of an owner's last rights change.
+const RIGHTS_FIELD: &str = "g";
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, BackplaneError> {
     serde_json::to_string(value).map_err(|e| BackplaneError::Corrupt(e.to_string()))
@@ -125,6 +130,8 @@ pub fn inputs_of(hash: HashMap<String, String>) -> Result<(u64, LiveInputs), Bac
     for (field, value) in &hash {
         if field == "v" {
             version = value.parse().map_err(|_| corrupt(field))?;
+        } else if field == RIGHTS_FIELD {
+            inputs.rights = Some(value.parse().map_err(|_| corrupt(field))?);
         } else if field == "m" {
             inputs.manual = Some(serde_json::from_str(value).map_err(|_| corrupt(field))?);
         } else if let Some(source) = field.strip_prefix("r:") {
@@ -160,8 +167,14 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-        let (version, inputs) = inputs_of(hash).unwrap();
+        let (version, inputs) = inputs_of(hash.clone()).unwrap();
         assert_eq!(version, 7);
+        assert_eq!(inputs.rights, None);
+        let mut with_rights = hash;
+        with_rights.insert("g".into(), "42".into());
+        assert_eq!(inputs_of(with_rights).unwrap().1.rights, Some(42));
+        let rights = LiveChange::Rights { node: NodeId::from("n1"), token: 42 };
+        assert_eq!(field_of(&rights).unwrap(), ("g".to_string(), "42".to_string()));
         let sessions: Vec<(NodeId, (u32, u32))> = inputs.sessions.into_iter().collect();
         assert_eq!(sessions, vec![(NodeId::from("n1"), (2, 1)), (NodeId::from("n2"), (1, 0))]);
         assert!(inputs.manual.unwrap().0.is_some());
