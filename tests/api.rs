@@ -679,6 +679,35 @@ async fn json_subscription_errors() {
     assert_eq!(empty.status, 422);
 }
 
+/// A watcher's groups decide their level wherever the global or an owner's entries name a group:
+/// when an admin changes them, the watcher's sessions get fresh snapshots at the new level at
+/// once, as for any other change of rights.
+#[tokio::test]
+async fn a_watcher_moved_into_or_out_of_a_group_sees_at_the_new_level_at_once() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let _bob = server.session("bob@example.com").await;
+    let entry = json!({"level": "personal"});
+    let global = api.call(reqwest::Method::PUT, "/api/v1/group-rights/board", Auth::Bearer(ADMIN_TOKEN), Some(entry)).await;
+    assert_eq!(global.status, 200, "{:?}", global.body);
+    let mut carol = server.session("carol@example.com").await;
+    carol.subscribe(&["sip:bob@example.com"]).await;
+    let before = seen(&carol.wait_for_user("sip:bob@example.com", |_| true).await).phones;
+    assert!(before.len() < 3, "{before:?}");
+
+    let regroup = |groups: &[&str]| {
+        let user = json!({"uri": "sip:carol@example.com", "displayName": "Carol Chen", "groups": groups});
+        api.call(reqwest::Method::PUT, "/api/v1/users/sip:carol@example.com", Auth::Bearer(ADMIN_TOKEN), Some(user))
+    };
+    assert_eq!(regroup(&["board"]).await.status, 200);
+    let limit = std::time::Duration::from_secs(5);
+    let raised = tokio::time::timeout(limit, carol.wait_for_user("sip:bob@example.com", |u| seen(u).phones.len() == 3)).await;
+    assert!(raised.is_ok(), "joining the board raised Carol to Personal on Bob at once");
+    assert_eq!(regroup(&[]).await.status, 200);
+    let lowered = tokio::time::timeout(limit, carol.wait_for_user("sip:bob@example.com", |u| seen(u).phones == before)).await;
+    assert!(lowered.is_ok(), "leaving it took her back at once");
+}
+
 #[tokio::test]
 async fn group_and_global_rights_entries_are_admin_only_and_take_effect_at_once() {
     let server = server().await;

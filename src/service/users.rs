@@ -90,11 +90,29 @@ impl Gateway {
         self.show_profile(record.profile.clone());
     }
 
-    /// Makes a stored profile (new or changed) this node's, and shows it to every watcher.
+    /// Makes a stored profile (new or changed) this node's, and shows it to every watcher. When
+    /// the user's groups changed, so may the user's level wherever the global or an owner's
+    /// entries name a group: the user's sessions get fresh snapshots of every presentity they
+    /// watch whose level for them changed, as after any change of rights.
     pub(crate) fn show_profile(&self, profile: Profile) {
         let uri = profile.uri.clone();
+        let regrouped = self.directory.profile(&uri).is_some_and(|old| old.groups != profile.groups);
+        let before = if regrouped { self.levels_as_watcher(&uri) } else { Vec::new() };
         self.add_user(Arc::new(profile));
         self.refresh(&uri);
+        for (owner, level) in before {
+            if self.directory.level(&owner, &uri) != level {
+                self.resend_to_watcher(&owner, &uri);
+            }
+        }
+    }
+
+    /// The level `watcher` has on each presentity their sessions watch.
+    fn levels_as_watcher(&self, watcher: &str) -> Vec<(Arc<str>, crate::model::rights::AccessLevel)> {
+        let mut watched: Vec<Arc<str>> = self.hub.sessions_of(watcher).iter().flat_map(|s| s.subscriptions()).collect();
+        watched.sort_unstable();
+        watched.dedup();
+        watched.into_iter().map(|owner| (owner.clone(), self.directory.level(&owner, watcher))).collect()
     }
 
     /// Removes a user: their sessions and tickets end, every watcher gets a final offline
