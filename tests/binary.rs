@@ -170,7 +170,8 @@ async fn signs_in_soon(base: &str, user: &str, password: &str, expected: bool) -
 }
 
 /// A user added, changed and removed with the CLI while the gateway runs can (and then cannot)
-/// sign in at once, and a watcher on the running gateway sees the new name.
+/// sign in at once, a watcher who subscribed before the user existed becomes their subscriber,
+/// and a watcher on the running gateway sees the new name.
 async fn cli_changes_reach_a_running_gateway(extra: &[String]) {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.toml");
@@ -178,14 +179,20 @@ async fn cli_changes_reach_a_running_gateway(extra: &[String]) {
     let data = dir.path().join("data");
     let (_gateway, base) = spawn_gateway_with(&data, &users, extra);
     assert!(Client::sign_in(&base, "zed@example.com", "zed-pass").await.is_err());
+    let mut alice = Client::sign_in(&base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    alice.subscribe(&["sip:zed@example.com"]).await;
 
     let (ok, out) = user_cli(&data, extra, &["add", "sip:zed@example.com", "--name", "Zed"], "zed-pass\n");
     assert!(ok, "{out}");
     assert!(signs_in_soon(&base, "zed@example.com", "zed-pass", true).await, "a user added by the CLI signs in at once");
-    let mut alice = Client::sign_in(&base, "alice@example.com", "pw").await.unwrap();
-    alice.initiate().await;
-    alice.subscribe(&["sip:zed@example.com"]).await;
-    alice.wait_for_user("sip:zed@example.com", |_| true).await;
+    alice.wait_for_user("sip:zed@example.com", |u| format!("{u:?}").contains("Zed")).await;
+    let mut zed = Client::sign_in(&base, "zed@example.com", "zed-pass").await.unwrap();
+    zed.initiate().await;
+    let listed = |e: &Event| {
+        e.name == "subscribers" && e.element.children_named("subscriber").any(|s| s.attr("uri") == Some("sip:alice@example.com"))
+    };
+    zed.wait_for("Alice among Zed's subscribers", listed).await;
 
     let (ok, out) = user_cli(&data, extra, &["add", "sip:zed@example.com", "--name", "Zed Renamed"], "zed-pass\n");
     assert!(ok, "{out}");

@@ -336,3 +336,37 @@ async fn lists_containers_and_acknowledgements_survive_a_restart() {
     let subscribers = events.iter().find(|e| e.name == "subscribers").unwrap();
     assert_eq!(subscribers.element.child("subscriber").unwrap().attr("acknowledged"), Some("true"));
 }
+
+/// Alice keeps Zoe on her contact list (subscribed) and Carol subscribes to her before Zoe has an
+/// account; once an admin creates Zoe, both are her subscribers — her first sign-in lists them.
+#[tokio::test]
+async fn who_listed_or_watched_a_user_before_the_account_existed_becomes_their_subscriber() {
+    use presence_gateway::config::{ApiRole, ApiToken, Config};
+    let tokens = vec![ApiToken { name: "ops".into(), token: "admin-token-0123456789".into(), role: ApiRole::Admin }];
+    let server = TestServer::start_with(Config { api_tokens: tokens, ..test_config() }, USERS).await;
+    let mut alice = server.session("alice@example.com").await;
+    let add = |rid: &str| {
+        format!(
+            r#"<addContact rid="{rid}"><contact uri="sip:zoe@example.com" name="Zoe" subscribed="true" tag="false"/></addContact>"#
+        )
+    };
+    assert!(accepted(&rid_command(&mut alice, add).await));
+    let mut carol = server.session("carol@example.com").await;
+    assert!(accepted(&carol.subscribe(&["sip:zoe@example.com"]).await));
+
+    let zoe = serde_json::json!({"uri": "sip:zoe@example.com", "displayName": "Zoe", "password": "pw"});
+    let created = reqwest::Client::new()
+        .post(format!("{}/api/v1/users", server.base))
+        .bearer_auth("admin-token-0123456789")
+        .json(&zoe)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let mut zoe = server.session("zoe@example.com").await;
+    let events = zoe.poll().await;
+    let subscribers = events.iter().find(|e| e.name == "subscribers").expect("the subscribers event");
+    let mut uris: Vec<&str> = subscribers.element.children_named("subscriber").filter_map(|s| s.attr("uri")).collect();
+    uris.sort_unstable();
+    assert_eq!(uris, ["sip:alice@example.com", "sip:carol@example.com"]);
+}

@@ -33,6 +33,12 @@ impl ListBook {
         self.contact_lists.write().insert(owner.to_string(), list);
     }
 
+    /// The owners whose contact list has `uri` as a subscribed entry.
+    pub fn listing_subscribed(&self, uri: &str) -> Vec<String> {
+        let lists = self.contact_lists.read();
+        lists.iter().filter(|(_, list)| list.subscribed_uris().any(|u| u == uri)).map(|(owner, _)| owner.clone()).collect()
+    }
+
     /// The owner's subscribers, in the order they subscribed.
     pub fn subscribers_of(&self, owner: &str) -> Vec<Subscriber> {
         self.subscribers.read().get(owner).cloned().unwrap_or_default()

@@ -209,6 +209,21 @@ impl Gateway {
         self.complete(move |gw| async move { gw.record_subscribers(&owners, &watcher).await }).await
     }
 
+    /// A user became known here (created, or heard of from the store): whoever has them on their
+    /// contact list, subscribed, or watches them in a session already, becomes their subscriber,
+    /// as on subscribing now. Failures are logged: the next subscription records them again.
+    pub(crate) async fn subscribers_of_new_user(&self, uri: &str) {
+        let mut watchers = self.lists.listing_subscribed(uri);
+        watchers.extend(self.hub.watchers_of(uri).iter().map(|session| session.user.to_string()));
+        watchers.sort_unstable();
+        watchers.dedup();
+        for watcher in watchers {
+            if let Err(e) = self.record_subscriptions(&watcher, &[uri]).await {
+                tracing::warn!(error = %e, user = uri, watcher, "recording a subscriber of a new user");
+            }
+        }
+    }
+
     fn is_new_subscriber(&self, owner: &str, watcher: &str) -> bool {
         let known = self.directory.profile(owner).is_some() && self.directory.profile(watcher).is_some();
         known && !self.lists.is_subscriber(owner, watcher) && owner != watcher

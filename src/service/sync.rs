@@ -89,6 +89,10 @@ impl Gateway {
         let live = self.store.login_ids(uri).await?;
         self.tickets.keep_logins(uri, &live);
         match self.store.user(uri).await? {
+            Some(record) if self.directory.profile(uri).is_none() => {
+                self.show_profile(record.profile);
+                self.subscribers_of_new_user(uri).await;
+            }
             Some(record) if self.directory.profile(uri).as_deref() != Some(&record.profile) => self.show_profile(record.profile),
             Some(_) => {}
             None => {

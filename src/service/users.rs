@@ -17,7 +17,11 @@ impl Gateway {
         let record = record.clone();
         self.complete(move |gw| async move {
             gw.store.upsert_user(&record).await.map_err(|e| GatewayError::store("saving a user", e))?;
+            let new = gw.directory.profile(&record.profile.uri).is_none();
             gw.make_user_live(&record);
+            if new {
+                gw.subscribers_of_new_user(&record.profile.uri).await;
+            }
             Ok(())
         })
         .await
@@ -34,6 +38,7 @@ impl Gateway {
                 return Ok(false);
             }
             gw.make_user_live(&record);
+            gw.subscribers_of_new_user(&record.profile.uri).await;
             Ok(true)
         })
         .await
@@ -64,6 +69,7 @@ impl Gateway {
         self.show_profile(record.profile);
         drop(gate); // the rest is read under the gates its parts are written under
         self.load_rest_of_user(uri).await.map_err(|e| GatewayError::store("reading a user's data", e))?;
+        self.subscribers_of_new_user(uri).await;
         Ok(true)
     }
 
