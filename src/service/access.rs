@@ -58,6 +58,7 @@ impl Gateway {
         }
         let seen = self.directory.rights_stamp(owner);
         let stored = self.store.apply_rights(owner, &writes).await.map_err(|e| GatewayError::store("saving rights", e))?;
+        self.rights_written(owner);
         touched.extend(changed_levels(&current, &stored));
         let touched: Vec<AccessLevel> = touched.into_iter().collect();
         if self.directory.replace_rights_if(owner, seen, stored).is_ok() {
@@ -67,7 +68,6 @@ impl Gateway {
             let reread = self.read_rights(owner).await;
             reread.map_err(|e| GatewayError::store("reading rights", e))?;
         }
-        self.rights_written(owner);
         Ok(touched)
     }
 
