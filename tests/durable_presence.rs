@@ -809,6 +809,31 @@ async fn a_store_failing_once_at_a_rights_read_the_backplane_asked_for_is_read_a
     counting.deliver_feed(true);
 }
 
+/// As above for an entry that applies to every owner: an admin blocks Alice's group everywhere on
+/// one gateway, then sets Carol's note; Alice, watching Carol on the other gateway (whose store
+/// notices lag), never sees it, while Bob there does.
+async fn a_note_set_after_a_global_block_never_reaches_the_blocked_watcher_on_another_node(backend: Backend) {
+    const CAROL: &str = "sip:carol@example.com";
+    let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
+    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    assert!(alice.subscribe(&[CAROL]).await.body.contains("requestAccepted"));
+    alice.wait_for_user(CAROL, |_| true).await;
+    let mut bob = signed_in_bob(&two.base).await;
+    assert!(bob.subscribe(&[CAROL]).await.body.contains("requestAccepted"));
+
+    let http = reqwest::Client::new();
+    let block = http.put(format!("{}/api/v1/group-rights/r-and-d", one.base)).bearer_auth(ADMIN);
+    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+    let note = serde_json::json!({"text": "on leave"});
+    let set = http.put(format!("{}/api/v1/users/{CAROL}/note", one.base)).bearer_auth(ADMIN).json(&note).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+    bob.wait_for_user(CAROL, |u| seen(u).note == "on leave").await;
+    alice.query(&[CAROL]).await;
+    assert_eq!(seen(&alice.wait_for_user(CAROL, |_| true).await).note, "", "Alice's group was blocked before the note");
+    counting.deliver_feed(true);
+}
+
 /// As above, but nobody on the other gateway watched Bob: Alice reads him there afterwards, the
 /// gateway starts following him, and it reads his rights before it shows what the backplane holds.
 async fn a_gateway_starting_to_follow_a_user_reads_their_rights_before_their_note(backend: Backend) {
@@ -901,6 +926,7 @@ both_backends!(
     a_note_set_after_a_block_never_reaches_the_blocked_watcher_on_another_node,
     a_gateway_starting_to_follow_a_user_reads_their_rights_before_their_note,
     a_store_failing_once_at_a_rights_read_the_backplane_asked_for_is_read_again,
+    a_note_set_after_a_global_block_never_reaches_the_blocked_watcher_on_another_node,
     entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice,
     a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since,
     a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once,

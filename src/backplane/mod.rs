@@ -52,7 +52,13 @@ pub enum LiveChange {
     /// change from every other. Carried in the presentity's order so that a node that did not
     /// write them reads them before it applies what follows (a note set after a block).
     Rights { node: NodeId, token: u64 },
+    /// The entries that apply to every owner changed in the store, written by `node`. Published
+    /// as about [`EVERY_OWNER`], on a channel every node hears, ahead of every change made after it.
+    GlobalRights { node: NodeId, token: u64 },
 }
+
+/// What a [`LiveChange::GlobalRights`] is published about.
+pub const EVERY_OWNER: &str = "*";
 
 /// A change and the presentity it is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +99,9 @@ pub trait ChangeHandler: Send + Sync {
     /// A presentity's complete inputs, when following it begins, after a gap or after a lost
     /// connection: replace and push what changed.
     async fn replace(&self, uri: &str, inputs: LiveInputs);
+    /// The global entries may have changed unseen (the backplane's connection was lost): read
+    /// them before anything that follows.
+    async fn reread_global_rights(&self);
     /// Whether a session of this node watches the presentity or belongs to its user.
     fn interested(&self, uri: &str) -> bool;
     /// Every presentity this node is interested in, to follow after (re)connecting.

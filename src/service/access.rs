@@ -84,11 +84,13 @@ impl Gateway {
             match &change {
                 RightsChange::Set(entry) => {
                     gw.store.set_global_right(entry).await.map_err(|e| GatewayError::store("saving a global right", e))?;
+                    gw.global_rights_written();
                     gw.directory.set_global_right(entry.clone());
                 }
                 RightsChange::Remove { member, .. } => {
                     let removed = gw.store.remove_global_right(member).await;
                     removed.map_err(|e| GatewayError::store("removing a global right", e))?;
+                    gw.global_rights_written();
                     gw.directory.remove_global_right(member);
                 }
             }

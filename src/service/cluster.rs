@@ -70,7 +70,7 @@ impl Pending {
     /// rights marker keeps the earlier: the reads it asks for only get newer, and what was made
     /// after the first marker must not go out ahead of it.
     fn queue(&mut self, key: Part, change: LiveChange, place: u64) {
-        let rights = matches!(change, LiveChange::Rights { .. });
+        let rights = is_rights_marker(&change);
         let place = match self.changes.get(&key) {
             Some((queued, _)) if rights => place.min(*queued),
             _ => place,
@@ -112,7 +112,7 @@ impl Outbox {
         for (place, Published { uri, change }) in batch {
             let key = (uri, part_of(&change));
             let newer = pending.changes.contains_key(&key);
-            if !newer || matches!(change, LiveChange::Rights { .. }) {
+            if !newer || is_rights_marker(&change) {
                 let change = if newer { pending.changes[&key].1.clone() } else { change };
                 pending.queue(key, change, place);
             }
@@ -142,6 +142,10 @@ impl Outbox {
     }
 }
 
+fn is_rights_marker(change: &LiveChange) -> bool {
+    matches!(change, LiveChange::Rights { .. } | LiveChange::GlobalRights { .. })
+}
+
 /// Which part of a presentity a change sets.
 fn part_of(change: &LiveChange) -> String {
     match change {
@@ -149,6 +153,7 @@ fn part_of(change: &LiveChange) -> String {
         LiveChange::Manual { .. } => "m".into(),
         LiveChange::Report { source, .. } => format!("r:{source}"),
         LiveChange::Rights { .. } => "g".into(),
+        LiveChange::GlobalRights { .. } => "G".into(),
     }
 }
 
@@ -224,6 +229,15 @@ impl Gateway {
         }
     }
 
+    /// After this node wrote a global entry: on a shared backplane, the marker that makes every
+    /// other node read the global entries before it applies what any presentity does next.
+    pub(super) fn global_rights_written(&self) {
+        if self.backplane.is_shared() {
+            let change = LiveChange::GlobalRights { node: self.backplane.node().clone(), token: rand::random() };
+            self.outbox.push(&Arc::from(crate::backplane::EVERY_OWNER), change);
+        }
+    }
+
     /// All signed-in clients of the user: this node's `local` ones (published when they changed)
     /// and every other live node's.
     pub(super) fn cluster_clients(&self, uri: &str, live: &mut Live, local: ClientActivity) -> ClientActivity {
@@ -272,7 +286,7 @@ fn apply(live: &mut Live, change: LiveChange, me: &NodeId) -> bool {
             true
         }
         LiveChange::Report { source, report: None } => model.remove_report(&source),
-        LiveChange::Rights { .. } => false,
+        LiveChange::Rights { .. } | LiveChange::GlobalRights { .. } => false,
     }
 }
 
@@ -320,7 +334,7 @@ impl Handler {
         if entry.live.lock().cluster.rights == Some(token) {
             return;
         }
-        if !written_here && !read_rights_within(&gateway, owner, RIGHTS_READ_LIMIT).await {
+        if !written_here && !read_rights_within(owner, RIGHTS_READ_LIMIT, || gateway.read_rights(owner)).await {
             return;
         }
         entry.live.lock().cluster.rights = Some(token);
@@ -330,22 +344,26 @@ impl Handler {
 /// How long the backplane's changes wait for a read of an owner's rights.
 const RIGHTS_READ_LIMIT: Duration = Duration::from_secs(2);
 
-/// [`Gateway::read_rights`], made again after a failure until `limit` has passed; whether it
-/// was made.
-async fn read_rights_within(gateway: &Gateway, owner: &str, limit: Duration) -> bool {
+/// A read of rights (`whose`: an owner's, or the global ones), made again after a failure until
+/// `limit` has passed; whether it was made.
+async fn read_rights_within<F, Fut>(whose: &str, limit: Duration, read: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = crate::store::StoreResult<()>>,
+{
     let deadline = tokio::time::Instant::now() + limit;
     let mut pause = Duration::from_millis(20);
     loop {
-        let error = match tokio::time::timeout_at(deadline, gateway.read_rights(owner)).await {
+        let error = match tokio::time::timeout_at(deadline, read()).await {
             Ok(Ok(())) => return true,
             Ok(Err(e)) => e.to_string(),
             Err(_) => "the store did not answer in time".to_string(),
         };
         if tokio::time::Instant::now() + pause >= deadline {
-            tracing::warn!(%error, owner, "cannot read an owner's rights changed on another node; going on with those held");
+            tracing::warn!(%error, whose, "cannot read rights changed on another node; going on with those held");
             return false;
         }
-        tracing::debug!(%error, owner, "reading an owner's rights changed on another node; trying again");
+        tracing::debug!(%error, whose, "reading rights changed on another node; trying again");
         tokio::time::sleep(pause).await;
         pause *= 2;
     }
@@ -354,9 +372,12 @@ async fn read_rights_within(gateway: &Gateway, owner: &str, limit: Duration) -> 
 #[async_trait::async_trait]
 impl ChangeHandler for Handler {
     async fn apply(&self, published: Published) {
-        if let LiveChange::Rights { node, token } = &published.change {
-            let written_here = self.gateway.upgrade().is_some_and(|gw| gw.backplane.node() == node);
-            return self.read_rights_of(&published.uri, *token, written_here).await;
+        let written_here = |node: &NodeId| self.gateway.upgrade().is_some_and(|gw| gw.backplane.node() == node);
+        match &published.change {
+            LiveChange::Rights { node, token } => return self.read_rights_of(&published.uri, *token, written_here(node)).await,
+            LiveChange::GlobalRights { node, .. } if written_here(node) => return,
+            LiveChange::GlobalRights { .. } => return self.reread_global_rights().await,
+            _ => {}
         }
         self.with_live(&published.uri, |live, me| apply(live, published.change, me));
     }
@@ -366,6 +387,11 @@ impl ChangeHandler for Handler {
             self.read_rights_of(uri, token, false).await;
         }
         self.with_live(uri, |live, me| replace(live, inputs, me));
+    }
+
+    async fn reread_global_rights(&self) {
+        let Some(gateway) = self.gateway.upgrade() else { return };
+        read_rights_within("global", RIGHTS_READ_LIMIT, || gateway.read_global_rights()).await;
     }
 
     fn interested(&self, uri: &str) -> bool {

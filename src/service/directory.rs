@@ -15,7 +15,7 @@ pub struct Directory {
     profiles: RwLock<HashMap<String, Arc<Profile>, RandomState>>,
     rights: RwLock<RightsTable>,
     /// Entries that apply to every owner.
-    global: RwLock<Vec<RightsEntry>>,
+    global: RwLock<OwnerRights>,
     enterprise_domains: Vec<String>,
 }
 
@@ -129,16 +129,36 @@ impl Directory {
 
     pub fn set_global_right(&self, entry: RightsEntry) {
         let mut global = self.global.write();
-        global.retain(|e| e.member != entry.member);
-        global.push(entry);
+        global.entries.retain(|e| e.member != entry.member);
+        global.entries.push(entry);
+        global.stamp.0 += 1;
     }
 
     pub fn remove_global_right(&self, member: &crate::model::rights::Member) {
-        self.global.write().retain(|e| &e.member != member);
+        let mut global = self.global.write();
+        global.entries.retain(|e| &e.member != member);
+        global.stamp.0 += 1;
     }
 
     pub fn global_rights(&self) -> Vec<RightsEntry> {
-        self.global.read().clone()
+        self.global.read().entries.clone()
+    }
+
+    /// The stamp of the global entries, as [`rights_stamp`](Self::rights_stamp) for an owner's.
+    pub fn global_stamp(&self) -> RightsStamp {
+        self.global.read().stamp
+    }
+
+    /// Makes `entries` the global entries, all at once, if nothing changed them since `seen`;
+    /// `entries` back when something did.
+    pub fn replace_global_rights_if(&self, seen: RightsStamp, entries: Vec<RightsEntry>) -> Result<(), Vec<RightsEntry>> {
+        let mut global = self.global.write();
+        if global.stamp != seen {
+            return Err(entries);
+        }
+        global.entries = entries;
+        global.stamp.0 += 1;
+        Ok(())
     }
 
     pub fn rights_of(&self, owner: &str) -> Vec<RightsEntry> {
@@ -186,7 +206,7 @@ impl Directory {
         let rights = self.rights.read();
         let own = rights.by_owner.get(owner).map_or(&[][..], |r| r.entries.as_slice());
         let global = self.global.read();
-        (effective_level_of(own.iter().chain(global.iter()), &facts), same_enterprise)
+        (effective_level_of(own.iter().chain(global.entries.iter()), &facts), same_enterprise)
     }
 }
 
@@ -263,5 +283,12 @@ mod tests {
         assert_ne!(emptied, RightsStamp::default(), "emptied entries keep their stamp");
         assert!(d.replace_rights_if(owner, emptied, vec![entry(AccessLevel::Blocked)]).is_ok());
         assert_eq!(d.level(owner, "sip:w@corp.example"), AccessLevel::Blocked);
+
+        let global_read_begins = d.global_stamp();
+        d.set_global_right(RightsEntry { member: Member::Group("board".into()), level: AccessLevel::Team });
+        assert!(d.replace_global_rights_if(global_read_begins, vec![]).is_err(), "a global entry set meanwhile stands");
+        assert_eq!(d.global_rights().len(), 1);
+        assert!(d.replace_global_rights_if(d.global_stamp(), vec![]).is_ok());
+        assert!(d.global_rights().is_empty());
     }
 }

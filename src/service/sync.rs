@@ -184,24 +184,31 @@ impl Gateway {
 
     async fn reload_global_rights(&self) -> StoreResult<()> {
         let _gate = self.gates.everyone().await;
-        let stored = self.store.global_rights().await?;
-        let current = self.directory.global_rights();
-        if changed_levels(&current, &stored).is_empty() {
-            return Ok(());
-        }
-        let pairs = self.hub.watch_pairs();
-        let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| self.directory.level(owner, watcher)).collect();
-        for entry in &current {
-            self.directory.remove_global_right(&entry.member);
-        }
-        for entry in stored {
-            self.directory.set_global_right(entry);
-        }
-        for ((owner, watcher), level) in pairs.iter().zip(before) {
-            if self.directory.level(owner, watcher) != level {
-                self.resend_to_watcher(owner, watcher);
+        self.read_global_rights().await
+    }
+
+    /// Reads the global entries from the store and makes them this node's in one step; every
+    /// watcher whose level on anyone changed gets fresh snapshots. Needs no gate, as
+    /// [`Gateway::read_rights`].
+    pub(crate) async fn read_global_rights(&self) -> StoreResult<()> {
+        for _ in 0..RIGHTS_READ_ATTEMPTS {
+            let seen = self.directory.global_stamp();
+            let pairs = self.hub.watch_pairs();
+            let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| self.directory.level(owner, watcher)).collect();
+            let stored = self.store.global_rights().await?;
+            if changed_levels(&self.directory.global_rights(), &stored).is_empty() {
+                return Ok(());
+            }
+            if self.directory.replace_global_rights_if(seen, stored).is_ok() {
+                for ((owner, watcher), level) in pairs.iter().zip(before) {
+                    if self.directory.level(owner, watcher) != level {
+                        self.resend_to_watcher(owner, watcher);
+                    }
+                }
+                return Ok(());
             }
         }
+        tracing::warn!("the global rights kept changing while they were read; the next notice brings them");
         Ok(())
     }
 

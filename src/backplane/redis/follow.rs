@@ -77,6 +77,9 @@ async fn connect(
     redis.republish(handler, lost).await?;
     *epoch = Some(current);
     redis.routing.hint(&handler.interests());
+    // Global rights changed while no message could arrive are read before any presentity is.
+    within(session.sink.subscribe(&redis.keys.levels)).await?;
+    handler.reread_global_rights().await;
     reconcile(redis, handler, &mut session.sink).await?;
     redis.routing.connected();
     redis.following.store(true, Ordering::Release);
@@ -175,6 +178,10 @@ async fn receive(
     version: u64,
     published: Published,
 ) -> Result<(), BackplaneError> {
+    if let LiveChange::GlobalRights { .. } = published.change {
+        handler.apply(published).await;
+        return Ok(());
+    }
     match routing.receive(&published.uri, version) {
         Received::Skip => Ok(()),
         Received::Apply => {

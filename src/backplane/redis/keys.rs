@@ -10,7 +10,10 @@
 //!   (`streams.rs`);
 //! - `presence-gateway:epoch` — a random value set once: a new one means Redis lost its data;
 //! - channel `presence-gateway:c:<uri>` — `version\n{"uri":…,"change":…}` per change of the
-//!   presentity, heard by the nodes that follow it.
+//!   presentity, heard by the nodes that follow it;
+//! - channel `presence-gateway:levels` — `0\n{"uri":"*","change":…}` when the global rights
+//!   changed, heard by every node (one connection carries it and every presentity's channel, so
+//!   it arrives ahead of every change published after it).
 
 use super::super::{BackplaneError, LiveChange, LiveInputs, NodeId};
 use std::collections::HashMap;
@@ -80,11 +83,18 @@ pub struct Keys {
     pub nodes: String,
     pub advertise: String,
     pub epoch: String,
+    /// The channel of global rights changes.
+    pub levels: String,
 }
 
 impl Default for Keys {
     fn default() -> Self {
-        Keys { nodes: format!("{PREFIX}nodes"), advertise: format!("{PREFIX}advertise"), epoch: format!("{PREFIX}epoch") }
+        Keys {
+            nodes: format!("{PREFIX}nodes"),
+            advertise: format!("{PREFIX}advertise"),
+            epoch: format!("{PREFIX}epoch"),
+            levels: format!("{PREFIX}levels"),
+        }
     }
 }
 
@@ -112,6 +122,7 @@ pub fn field_of(change: &LiveChange) -> Result<(String, String), BackplaneError>
         LiveChange::Report { source, report: None } => (format!("r:{source}"), String::new()),
         LiveChange::Report { source, report: Some(report) } => (format!("r:{source}"), json(report)?),
         LiveChange::Rights { token, .. } => (RIGHTS_FIELD.into(), token.to_string()),
+        LiveChange::GlobalRights { .. } => return Err(BackplaneError::Corrupt("global rights are no presentity's field".into())),
     })
 }
 

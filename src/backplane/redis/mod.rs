@@ -129,6 +129,10 @@ impl RedisBackplane {
         let own = |change: &LiveChange| matches!(change, LiveChange::Sessions { node, .. } if *node == self.node);
         for published in changes.iter().filter(|p| !(left && own(&p.change))) {
             let message = serde_json::to_string(published).map_err(|e| BackplaneError::Corrupt(e.to_string()))?;
+            if let LiveChange::GlobalRights { .. } = published.change {
+                pipe.cmd("PUBLISH").arg(&self.keys.levels).arg(format!("0\n{message}"));
+                continue;
+            }
             let (field, value) = keys::field_of(&published.change)?;
             let node_set = match &published.change {
                 LiveChange::Sessions { node, .. } => Some(self.keys.node_users(node)),
