@@ -757,6 +757,15 @@ async fn bob_blocks_alice_then_sets_a_note(base: &str) {
     assert_eq!(set.status(), 200);
 }
 
+/// Alice's session on the gateway at `base`, watching `whom` (their first snapshot taken).
+async fn alice_watching(base: &str, whom: &str) -> Client {
+    let mut alice = Client::sign_in(base, "alice@example.com", "pw").await.unwrap();
+    alice.initiate().await;
+    assert!(alice.subscribe(&[whom]).await.body.contains("requestAccepted"));
+    alice.wait_for_user(whom, |_| true).await;
+    alice
+}
+
 /// Two gateways on `backend` and one Redis backplane, both ready, the second's store feed held
 /// back: rights reach it only through the backplane (or a read of its own), notes and states
 /// through the backplane as always.
@@ -776,10 +785,7 @@ async fn two_gateways_on_a_backplane(backend: &Backend) -> (Node, Node, Arc<Coun
 /// of it, and that gateway reads Bob's rights before it applies what follows.
 async fn a_note_set_after_a_block_never_reaches_the_blocked_watcher_on_another_node(backend: Backend) {
     let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
-    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
-    alice.initiate().await;
-    assert!(alice.subscribe(&[BOB]).await.body.contains("requestAccepted"));
-    alice.wait_for_user(BOB, |_| true).await;
+    let mut alice = alice_watching(&two.base, BOB).await;
     let mut carol = carol_subscribes_to_bob(&two.base).await;
 
     bob_blocks_alice_then_sets_a_note(&one.base).await;
@@ -795,10 +801,7 @@ async fn a_note_set_after_a_block_never_reaches_the_blocked_watcher_on_another_n
 /// made again before the note is applied, and Alice never sees it.
 async fn a_store_failing_once_at_a_rights_read_the_backplane_asked_for_is_read_again(backend: Backend) {
     let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
-    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
-    alice.initiate().await;
-    assert!(alice.subscribe(&[BOB]).await.body.contains("requestAccepted"));
-    alice.wait_for_user(BOB, |_| true).await;
+    let mut alice = alice_watching(&two.base, BOB).await;
     let mut carol = carol_subscribes_to_bob(&two.base).await;
 
     counting.fail_next_rights_read(BOB);
@@ -815,10 +818,7 @@ async fn a_store_failing_once_at_a_rights_read_the_backplane_asked_for_is_read_a
 async fn a_note_set_after_a_global_block_never_reaches_the_blocked_watcher_on_another_node(backend: Backend) {
     const CAROL: &str = "sip:carol@example.com";
     let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
-    let mut alice = Client::sign_in(&two.base, "alice@example.com", "pw").await.unwrap();
-    alice.initiate().await;
-    assert!(alice.subscribe(&[CAROL]).await.body.contains("requestAccepted"));
-    alice.wait_for_user(CAROL, |_| true).await;
+    let mut alice = alice_watching(&two.base, CAROL).await;
     let mut bob = signed_in_bob(&two.base).await;
     assert!(bob.subscribe(&[CAROL]).await.body.contains("requestAccepted"));
 
