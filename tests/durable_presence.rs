@@ -834,6 +834,30 @@ async fn a_note_set_after_a_global_block_never_reaches_the_blocked_watcher_on_an
     counting.deliver_feed(true);
 }
 
+/// As above for a watcher's groups: an admin blocks the board everywhere, puts Carol on the board
+/// and sets Bob's note, all on one gateway; Carol, watching Bob on the other gateway (whose store
+/// notices lag), never sees the note, while Alice there does.
+async fn a_note_set_after_a_watcher_joined_a_blocked_group_never_reaches_them_on_another_node(backend: Backend) {
+    let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
+    let mut alice = alice_watching(&two.base, BOB).await;
+    let mut carol = carol_subscribes_to_bob(&two.base).await;
+    carol.wait_for_user(BOB, |_| true).await;
+
+    let http = reqwest::Client::new();
+    let block = http.put(format!("{}/api/v1/group-rights/board", one.base)).bearer_auth(ADMIN);
+    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+    let board = serde_json::json!({"uri": "sip:carol@example.com", "displayName": "Carol Chen", "groups": ["board"]});
+    let put = http.put(format!("{}/api/v1/users/sip:carol@example.com", one.base)).bearer_auth(ADMIN).json(&board);
+    assert_eq!(put.send().await.unwrap().status(), 200);
+    let note = serde_json::json!({"text": "interviewing"});
+    let set = http.put(format!("{}/api/v1/users/{BOB}/note", one.base)).bearer_auth(ADMIN).json(&note).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+    alice.wait_for_user(BOB, |u| seen(u).note == "interviewing").await;
+    carol.query(&[BOB]).await;
+    assert_eq!(seen(&carol.wait_for_user(BOB, |_| true).await).note, "", "Carol joined a blocked group before the note");
+    counting.deliver_feed(true);
+}
+
 /// As above, but nobody on the other gateway watched Bob: Alice reads him there afterwards, the
 /// gateway starts following him, and it reads his rights before it shows what the backplane holds.
 async fn a_gateway_starting_to_follow_a_user_reads_their_rights_before_their_note(backend: Backend) {
@@ -927,6 +951,7 @@ both_backends!(
     a_gateway_starting_to_follow_a_user_reads_their_rights_before_their_note,
     a_store_failing_once_at_a_rights_read_the_backplane_asked_for_is_read_again,
     a_note_set_after_a_global_block_never_reaches_the_blocked_watcher_on_another_node,
+    a_note_set_after_a_watcher_joined_a_blocked_group_never_reaches_them_on_another_node,
     entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice,
     a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since,
     a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once,

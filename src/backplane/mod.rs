@@ -55,6 +55,18 @@ pub enum LiveChange {
     /// The entries that apply to every owner changed in the store, written by `node`. Published
     /// as about [`EVERY_OWNER`], on a channel every node hears, ahead of every change made after it.
     GlobalRights { node: NodeId, token: u64 },
+    /// The user's profile changed in the store, written by `node`: their groups, and so their
+    /// level wherever a group entry names one, may have. Published on the same channel as
+    /// [`LiveChange::GlobalRights`], for the same reason.
+    Profile { node: NodeId, token: u64 },
+}
+
+impl LiveChange {
+    /// A change published on the channel every node hears (global rights, a profile), not on a
+    /// presentity's.
+    pub fn is_levels_change(&self) -> bool {
+        matches!(self, LiveChange::GlobalRights { .. } | LiveChange::Profile { .. })
+    }
 }
 
 /// What a [`LiveChange::GlobalRights`] is published about.

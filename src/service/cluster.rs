@@ -143,7 +143,7 @@ impl Outbox {
 }
 
 fn is_rights_marker(change: &LiveChange) -> bool {
-    matches!(change, LiveChange::Rights { .. } | LiveChange::GlobalRights { .. })
+    matches!(change, LiveChange::Rights { .. }) || change.is_levels_change()
 }
 
 /// Which part of a presentity a change sets.
@@ -154,6 +154,7 @@ fn part_of(change: &LiveChange) -> String {
         LiveChange::Report { source, .. } => format!("r:{source}"),
         LiveChange::Rights { .. } => "g".into(),
         LiveChange::GlobalRights { .. } => "G".into(),
+        LiveChange::Profile { .. } => "P".into(),
     }
 }
 
@@ -229,6 +230,15 @@ impl Gateway {
         }
     }
 
+    /// After this node changed a user's stored profile: on a shared backplane, the marker that
+    /// makes every other node read it before it applies what any presentity does next.
+    pub(super) fn profile_written(&self, uri: &str) {
+        if self.backplane.is_shared() {
+            let change = LiveChange::Profile { node: self.backplane.node().clone(), token: rand::random() };
+            self.outbox.push(&Arc::from(uri), change);
+        }
+    }
+
     /// After this node wrote a global entry: on a shared backplane, the marker that makes every
     /// other node read the global entries before it applies what any presentity does next.
     pub(super) fn global_rights_written(&self) {
@@ -286,7 +296,7 @@ fn apply(live: &mut Live, change: LiveChange, me: &NodeId) -> bool {
             true
         }
         LiveChange::Report { source, report: None } => model.remove_report(&source),
-        LiveChange::Rights { .. } | LiveChange::GlobalRights { .. } => false,
+        LiveChange::Rights { .. } | LiveChange::GlobalRights { .. } | LiveChange::Profile { .. } => false,
     }
 }
 
@@ -339,6 +349,13 @@ impl Handler {
         }
         entry.live.lock().cluster.rights = Some(token);
     }
+
+    /// Reads a user's profile again (a change on another node may have moved their groups),
+    /// as [`Handler::read_rights_of`] reads rights.
+    async fn reread_profile(&self, uri: &str) {
+        let Some(gateway) = self.gateway.upgrade() else { return };
+        read_rights_within(uri, RIGHTS_READ_LIMIT, || gateway.read_profile(uri)).await;
+    }
 }
 
 /// How long the backplane's changes wait for a read of an owner's rights.
@@ -375,8 +392,9 @@ impl ChangeHandler for Handler {
         let written_here = |node: &NodeId| self.gateway.upgrade().is_some_and(|gw| gw.backplane.node() == node);
         match &published.change {
             LiveChange::Rights { node, token } => return self.read_rights_of(&published.uri, *token, written_here(node)).await,
-            LiveChange::GlobalRights { node, .. } if written_here(node) => return,
+            LiveChange::GlobalRights { node, .. } | LiveChange::Profile { node, .. } if written_here(node) => return,
             LiveChange::GlobalRights { .. } => return self.reread_global_rights().await,
+            LiveChange::Profile { .. } => return self.reread_profile(&published.uri).await,
             _ => {}
         }
         self.with_live(&published.uri, |live, me| apply(live, published.change, me));

@@ -18,6 +18,9 @@ impl Gateway {
         self.complete(move |gw| async move {
             gw.store.upsert_user(&record).await.map_err(|e| GatewayError::store("saving a user", e))?;
             let new = gw.directory.profile(&record.profile.uri).is_none();
+            if !new {
+                gw.profile_written(&record.profile.uri);
+            }
             gw.make_user_live(&record);
             if new {
                 gw.subscribers_of_new_user(&record.profile.uri).await;
@@ -111,6 +114,18 @@ impl Gateway {
                 self.resend_to_watcher(&owner, &uri);
             }
         }
+    }
+
+    /// Reads a known user's profile from the store again and shows it if it changed (a removed
+    /// or new user is the store feed's to apply).
+    pub(crate) async fn read_profile(&self, uri: &str) -> crate::store::StoreResult<()> {
+        if let Some(record) = self.store.user(uri).await? {
+            let known = self.directory.profile(uri);
+            if known.as_deref().is_some_and(|profile| *profile != record.profile) {
+                self.show_profile(record.profile);
+            }
+        }
+        Ok(())
     }
 
     /// The level `watcher` has on each presentity their sessions watch.

@@ -178,7 +178,7 @@ async fn receive(
     version: u64,
     published: Published,
 ) -> Result<(), BackplaneError> {
-    if let LiveChange::GlobalRights { .. } = published.change {
+    if published.change.is_levels_change() {
         handler.apply(published).await;
         return Ok(());
     }

@@ -11,8 +11,8 @@
 //! - `presence-gateway:epoch` — a random value set once: a new one means Redis lost its data;
 //! - channel `presence-gateway:c:<uri>` — `version\n{"uri":…,"change":…}` per change of the
 //!   presentity, heard by the nodes that follow it;
-//! - channel `presence-gateway:levels` — `0\n{"uri":"*","change":…}` when the global rights
-//!   changed, heard by every node (one connection carries it and every presentity's channel, so
+//! - channel `presence-gateway:levels` — `0\n{"uri":…,"change":…}` when the global rights
+//!   (`uri` `*`) or a user's profile changed, heard by every node (one connection carries it and every presentity's channel, so
 //!   it arrives ahead of every change published after it).
 
 use super::super::{BackplaneError, LiveChange, LiveInputs, NodeId};
@@ -122,7 +122,9 @@ pub fn field_of(change: &LiveChange) -> Result<(String, String), BackplaneError>
         LiveChange::Report { source, report: None } => (format!("r:{source}"), String::new()),
         LiveChange::Report { source, report: Some(report) } => (format!("r:{source}"), json(report)?),
         LiveChange::Rights { token, .. } => (RIGHTS_FIELD.into(), token.to_string()),
-        LiveChange::GlobalRights { .. } => return Err(BackplaneError::Corrupt("global rights are no presentity's field".into())),
+        LiveChange::GlobalRights { .. } | LiveChange::Profile { .. } => {
+            return Err(BackplaneError::Corrupt("levels changes are no presentity's field".into()))
+        }
     })
 }
 

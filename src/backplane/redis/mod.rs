@@ -129,7 +129,7 @@ impl RedisBackplane {
         let own = |change: &LiveChange| matches!(change, LiveChange::Sessions { node, .. } if *node == self.node);
         for published in changes.iter().filter(|p| !(left && own(&p.change))) {
             let message = serde_json::to_string(published).map_err(|e| BackplaneError::Corrupt(e.to_string()))?;
-            if let LiveChange::GlobalRights { .. } = published.change {
+            if published.change.is_levels_change() {
                 pipe.cmd("PUBLISH").arg(&self.keys.levels).arg(format!("0\n{message}"));
                 continue;
             }
