@@ -211,17 +211,29 @@ impl Gateway {
 
     /// A user became known here (created, or heard of from the store): whoever has them on their
     /// contact list, subscribed, or watches them in a session already, becomes their subscriber,
-    /// as on subscribing now. Failures are logged: the next subscription records them again.
+    /// as on subscribing now — to the end even if the request that found the user is abandoned
+    /// (nothing would find them new again). Failures are logged: the next subscription records
+    /// them again.
     pub(crate) async fn subscribers_of_new_user(&self, uri: &str) {
         let mut watchers = self.lists.listing_subscribed(uri);
         watchers.extend(self.hub.watchers_of(uri).iter().map(|session| session.user.to_string()));
+        watchers.retain(|watcher| self.is_new_subscriber(uri, watcher));
+        if watchers.is_empty() {
+            return;
+        }
         watchers.sort_unstable();
         watchers.dedup();
-        for watcher in watchers {
-            if let Err(e) = self.record_subscriptions(&watcher, &[uri]).await {
-                tracing::warn!(error = %e, user = uri, watcher, "recording a subscriber of a new user");
-            }
-        }
+        let owners = [uri.to_string()];
+        let _ = self
+            .complete(move |gw| async move {
+                for watcher in watchers {
+                    if let Err(e) = gw.record_subscribers(&owners, &watcher).await {
+                        tracing::warn!(error = %e, user = owners[0], watcher, "recording a subscriber of a new user");
+                    }
+                }
+                Ok(())
+            })
+            .await;
     }
 
     fn is_new_subscriber(&self, owner: &str, watcher: &str) -> bool {
