@@ -167,7 +167,8 @@ impl Gateway {
         tokio::spawn(self.outbox.clone().run(self.backplane.clone()));
         let backplane = self.backplane.clone();
         self.hub.on_interest(Box::new(move |uris| backplane.interest_changed(uris)));
-        self.backplane.subscribe(Arc::new(Handler { gateway: Arc::downgrade(self) })).await
+        let handler = Handler { gateway: Arc::downgrade(self), store: StoreHealth::default() };
+        self.backplane.subscribe(Arc::new(handler)).await
     }
 
     /// Brings the live inputs of the users among `uris` up to date before they are read, and
@@ -320,6 +321,7 @@ fn replace(live: &mut Live, inputs: LiveInputs, me: &NodeId) -> bool {
 /// What the backplane delivers, applied to the gateway.
 struct Handler {
     gateway: Weak<Gateway>,
+    store: StoreHealth,
 }
 
 impl Handler {
@@ -344,7 +346,7 @@ impl Handler {
         if entry.live.lock().cluster.rights == Some(token) {
             return;
         }
-        if !written_here && !read_rights_within(owner, RIGHTS_READ_LIMIT, || gateway.read_rights(owner)).await {
+        if !written_here && !self.read_within(owner, || gateway.read_rights(owner)).await {
             return;
         }
         entry.live.lock().cluster.rights = Some(token);
@@ -354,37 +356,65 @@ impl Handler {
     /// as [`Handler::read_rights_of`] reads rights.
     async fn reread_profile(&self, uri: &str) {
         let Some(gateway) = self.gateway.upgrade() else { return };
-        read_rights_within(uri, RIGHTS_READ_LIMIT, || gateway.read_profile(uri)).await;
+        self.read_within(uri, || gateway.read_profile(uri)).await;
+    }
+
+    /// A read of rights (`whose`: an owner's, the global ones, a watcher's profile), made again
+    /// after a failure until [`RIGHTS_READ_LIMIT`] has passed; whether it was made. Not tried at
+    /// all for a while after one gave up ([`StoreHealth`]).
+    async fn read_within<F, Fut>(&self, whose: &str, read: F) -> bool
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = crate::store::StoreResult<()>>,
+    {
+        if !self.store.may_try(tokio::time::Instant::now()) {
+            tracing::debug!(whose, "the store failed a moment ago; going on with the rights held");
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + RIGHTS_READ_LIMIT;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let error = match tokio::time::timeout_at(deadline, read()).await {
+                Ok(Ok(())) => return true,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the store did not answer in time".to_string(),
+            };
+            let now = tokio::time::Instant::now();
+            if now + pause >= deadline {
+                tracing::warn!(%error, whose, "cannot read rights changed on another node; going on with those held");
+                self.store.gave_up(now);
+                return false;
+            }
+            tracing::debug!(%error, whose, "reading rights changed on another node; trying again");
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+}
+
+/// After a read of rights gave up, how long the next ones are not tried: a backplane that brings
+/// many presentities in (a reconnection) must not wait [`RIGHTS_READ_LIMIT`] for each in turn
+/// while the store is failing.
+const STORE_REST: Duration = Duration::from_secs(5);
+
+/// Whether reads of rights are tried now.
+#[derive(Default)]
+struct StoreHealth {
+    failing_until: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl StoreHealth {
+    fn may_try(&self, now: tokio::time::Instant) -> bool {
+        self.failing_until.lock().is_none_or(|until| now >= until)
+    }
+
+    fn gave_up(&self, now: tokio::time::Instant) {
+        *self.failing_until.lock() = Some(now + STORE_REST);
     }
 }
 
 /// How long the backplane's changes wait for a read of an owner's rights.
 const RIGHTS_READ_LIMIT: Duration = Duration::from_secs(2);
-
-/// A read of rights (`whose`: an owner's, or the global ones), made again after a failure until
-/// `limit` has passed; whether it was made.
-async fn read_rights_within<F, Fut>(whose: &str, limit: Duration, read: F) -> bool
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = crate::store::StoreResult<()>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut pause = Duration::from_millis(20);
-    loop {
-        let error = match tokio::time::timeout_at(deadline, read()).await {
-            Ok(Ok(())) => return true,
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "the store did not answer in time".to_string(),
-        };
-        if tokio::time::Instant::now() + pause >= deadline {
-            tracing::warn!(%error, whose, "cannot read rights changed on another node; going on with those held");
-            return false;
-        }
-        tracing::debug!(%error, whose, "reading rights changed on another node; trying again");
-        tokio::time::sleep(pause).await;
-        pause *= 2;
-    }
-}
 
 #[async_trait::async_trait]
 impl ChangeHandler for Handler {
@@ -409,7 +439,7 @@ impl ChangeHandler for Handler {
 
     async fn reread_global_rights(&self) {
         let Some(gateway) = self.gateway.upgrade() else { return };
-        read_rights_within("global", RIGHTS_READ_LIMIT, || gateway.read_global_rights()).await;
+        self.read_within("global", || gateway.read_global_rights()).await;
     }
 
     fn interested(&self, uri: &str) -> bool {
@@ -508,6 +538,16 @@ mod tests {
         let again = outbox.take();
         assert_eq!(again.len(), 2, "what failed goes back");
         assert!(again.iter().any(|(_, p)| p.change == manual(ManualKind::DoNotDisturb)), "but never over a newer change");
+    }
+
+    #[test]
+    fn reads_of_rights_rest_a_while_after_one_gave_up() {
+        let health = StoreHealth::default();
+        let now = tokio::time::Instant::now();
+        assert!(health.may_try(now));
+        health.gave_up(now);
+        assert!(!health.may_try(now + STORE_REST / 2), "the next presentities go on at once");
+        assert!(health.may_try(now + STORE_REST), "then the store is tried again");
     }
 
     #[test]
