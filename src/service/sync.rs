@@ -167,12 +167,13 @@ impl Gateway {
     pub(crate) async fn read_rights(&self, owner: &str) -> StoreResult<()> {
         for _ in 0..RIGHTS_READ_ATTEMPTS {
             let seen = self.directory.rights_stamp(owner);
-            let before = self.watcher_levels(owner);
             let stored = self.store.rights_of(owner).await?;
             let touched = changed_levels(&self.directory.rights_of(owner), &stored);
             if touched.is_empty() {
                 return Ok(());
             }
+            // The levels as they stand at `seen` (if anything was installed since, nothing is now).
+            let before = self.watcher_levels(owner);
             if self.directory.replace_rights_if(owner, seen, stored).is_ok() {
                 self.announce_rights(owner, before, &touched);
                 return Ok(());
@@ -193,12 +194,13 @@ impl Gateway {
     pub(crate) async fn read_global_rights(&self) -> StoreResult<()> {
         for _ in 0..RIGHTS_READ_ATTEMPTS {
             let seen = self.directory.global_stamp();
-            let pairs = self.hub.watch_pairs();
-            let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| self.directory.level(owner, watcher)).collect();
             let stored = self.store.global_rights().await?;
             if changed_levels(&self.directory.global_rights(), &stored).is_empty() {
                 return Ok(());
             }
+            // Every watcher's levels as they stand at `seen`, only when something changed.
+            let pairs = self.hub.watch_pairs();
+            let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| self.directory.level(owner, watcher)).collect();
             if self.directory.replace_global_rights_if(seen, stored).is_ok() {
                 for ((owner, watcher), level) in pairs.iter().zip(before) {
                     if self.directory.level(owner, watcher) != level {
