@@ -79,8 +79,7 @@ impl Gateway {
         let change = change.clone();
         self.complete(move |gw| async move {
             let _gate = gate;
-            let pairs = gw.hub.watch_pairs();
-            let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| gw.directory.level(owner, watcher)).collect();
+            let before = gw.pair_levels(gw.hub.watch_pairs());
             match &change {
                 RightsChange::Set(entry) => {
                     gw.store.set_global_right(entry).await.map_err(|e| GatewayError::store("saving a global right", e))?;
@@ -94,11 +93,7 @@ impl Gateway {
                     gw.directory.remove_global_right(member);
                 }
             }
-            for ((owner, watcher), level) in pairs.iter().zip(before) {
-                if gw.directory.level(owner, watcher) != level {
-                    gw.resend_to_watcher(owner, watcher);
-                }
-            }
+            gw.resend_where_levels_moved(before);
             Ok(())
         })
         .await

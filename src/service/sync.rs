@@ -19,6 +19,9 @@ use crate::store::{Change, ChangeFeed, StoreResult};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
+/// A presentity, a user watching it, and the level the user has on it.
+pub(crate) type PairLevel = (Arc<str>, Arc<str>, AccessLevel);
+
 /// The most notices taken from the feed at once.
 const FEED_BATCH: usize = 1024;
 /// How often a read of an owner's rights is made again when other installs overtake it.
@@ -199,14 +202,9 @@ impl Gateway {
                 return Ok(());
             }
             // Every watcher's levels as they stand at `seen`, only when something changed.
-            let pairs = self.hub.watch_pairs();
-            let before: Vec<AccessLevel> = pairs.iter().map(|(owner, watcher)| self.directory.level(owner, watcher)).collect();
+            let before = self.pair_levels(self.hub.watch_pairs());
             if self.directory.replace_global_rights_if(seen, stored).is_ok() {
-                for ((owner, watcher), level) in pairs.iter().zip(before) {
-                    if self.directory.level(owner, watcher) != level {
-                        self.resend_to_watcher(owner, watcher);
-                    }
-                }
+                self.resend_where_levels_moved(before);
                 return Ok(());
             }
         }
@@ -319,6 +317,27 @@ impl Gateway {
     pub(crate) fn watcher_levels(&self, owner: &str) -> HashMap<Arc<str>, AccessLevel> {
         let watchers: BTreeSet<Arc<str>> = self.hub.watchers_of(owner).iter().map(|s| s.user.clone()).collect();
         watchers.into_iter().map(|w| (w.clone(), self.directory.level(owner, &w))).collect()
+    }
+
+    /// The level each (presentity, watching user) pair has now, to compare with after a change
+    /// that may move many of them ([`Gateway::resend_where_levels_moved`]).
+    pub(crate) fn pair_levels(&self, pairs: Vec<(Arc<str>, Arc<str>)>) -> Vec<PairLevel> {
+        pairs
+            .into_iter()
+            .map(|(owner, watcher)| {
+                let level = self.directory.level(&owner, &watcher);
+                (owner, watcher, level)
+            })
+            .collect()
+    }
+
+    /// Fresh snapshots to every watcher whose level on a presentity is no longer the one noted.
+    pub(crate) fn resend_where_levels_moved(&self, before: Vec<PairLevel>) {
+        for (owner, watcher, level) in before {
+            if self.directory.level(&owner, &watcher) != level {
+                self.resend_to_watcher(&owner, &watcher);
+            }
+        }
     }
 
     /// After the owner's entries changed: the `containers` event to the owner's sessions, fresh

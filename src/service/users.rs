@@ -106,14 +106,10 @@ impl Gateway {
     pub(crate) fn show_profile(&self, profile: Profile) {
         let uri = profile.uri.clone();
         let regrouped = self.directory.profile(&uri).is_some_and(|old| old.groups != profile.groups);
-        let before = if regrouped { self.levels_as_watcher(&uri) } else { Vec::new() };
+        let before = if regrouped { self.pair_levels(self.watched_by(&uri)) } else { Vec::new() };
         self.add_user(Arc::new(profile));
         self.refresh(&uri);
-        for (owner, level) in before {
-            if self.directory.level(&owner, &uri) != level {
-                self.resend_to_watcher(&owner, &uri);
-            }
-        }
+        self.resend_where_levels_moved(before);
     }
 
     /// Reads a known user's profile from the store again and shows it if it changed (a removed
@@ -128,12 +124,13 @@ impl Gateway {
         Ok(())
     }
 
-    /// The level `watcher` has on each presentity their sessions watch.
-    fn levels_as_watcher(&self, watcher: &str) -> Vec<(Arc<str>, crate::model::rights::AccessLevel)> {
+    /// Each presentity `watcher`'s sessions watch, paired with the watcher.
+    fn watched_by(&self, watcher: &str) -> Vec<(Arc<str>, Arc<str>)> {
         let mut watched: Vec<Arc<str>> = self.hub.sessions_of(watcher).iter().flat_map(|s| s.subscriptions()).collect();
         watched.sort_unstable();
         watched.dedup();
-        watched.into_iter().map(|owner| (owner.clone(), self.directory.level(&owner, watcher))).collect()
+        let watcher: Arc<str> = Arc::from(watcher);
+        watched.into_iter().map(|owner| (owner, watcher.clone())).collect()
     }
 
     /// Removes a user: their sessions and tickets end, every watcher gets a final offline
