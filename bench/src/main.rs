@@ -14,6 +14,7 @@ mod cwa;
 mod driver;
 mod events;
 mod fleet;
+mod floor;
 mod gateway;
 mod report;
 mod scenarios;
@@ -52,6 +53,11 @@ enum Command {
     /// A worker of `idle --nodes N`: holds sessions on one node as told on its standard input.
     #[command(hide = true)]
     Hold(HoldArgs),
+    /// The floor under S2: a bare long-poll server's cost per delivery (BENCHMARKS.md).
+    Floor(floor::FloorArgs),
+    /// The server of `floor`.
+    #[command(hide = true)]
+    FloorServer,
     /// Medians and spreads of repeated runs' JSON files, as Markdown tables.
     Summarize {
         /// JSON files written by the scenarios.
@@ -73,6 +79,8 @@ fn main() -> anyhow::Result<()> {
             Command::Reconnect(args) => scenarios::run(args.common.clone(), scenarios::reconnect::run(args)).await,
             Command::Signin(args) => scenarios::run(args.common.clone(), scenarios::signin::run(args)).await,
             Command::Hold(args) => scenarios::hold::worker(args).await,
+            Command::Floor(args) => floor::run(args).await,
+            Command::FloorServer => floor::serve().await,
             Command::Summarize { files } => {
                 print!("{}", summary::summarize(&files)?);
                 Ok(())

@@ -40,6 +40,20 @@ fn release_gateway() -> PathBuf {
     path
 }
 
+/// The release load generator, whose `floor-server` is measured (a debug build's instructions
+/// would say nothing of the floor), built here when missing or stale.
+fn release_bench() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "-p", "presence-gateway-bench", "--bin", "presence-gateway-bench"])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building the release load generator failed");
+    let target = Path::new(BENCH).parent().and_then(Path::parent).expect("target directory");
+    let path = target.join("release").join(format!("presence-gateway-bench{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.is_file(), "no release load generator at {}", path.display());
+    path
+}
+
 /// Runs one scenario with the gateway under callgrind; returns its report and the gateway's total
 /// instruction count.
 fn measured_run(dir: &Path, gateway: &Path, tag: &str, scenario: &str, args: &[&str]) -> (Value, u64) {
@@ -133,6 +147,25 @@ fn s4_instructions_per_query(dir: &Path, gateway: &Path) -> f64 {
     (long - short) / (long_queries - short_queries)
 }
 
+/// The floor under S2 (`presence-gateway-bench floor`, BENCHMARKS.md "The floor under a
+/// delivery"): a bare long-poll server's instructions per delivery, the same pair of runs as S2.
+fn floor_instructions_per_delivery(dir: &Path, bench: &Path) -> f64 {
+    let run = |tag: &str, changes: &str| {
+        let profile = dir.join(format!("callgrind.{tag}.out"));
+        let prefix = format!("valgrind --tool=callgrind --callgrind-out-file={}", profile.display());
+        let output = Command::new(bench)
+            .args(["floor", "--watchers", "500", "--pause-ms", "200", "--changes", changes, "--server-prefix", &prefix])
+            .output()
+            .expect("run the floor");
+        let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "the floor under callgrind failed:\n{text}");
+        total_instructions(&profile) as f64
+    };
+    let short = run("floor-short", "2");
+    let long = run("floor-long", "6");
+    (long - short) / 2000.0
+}
+
 #[test]
 fn instructions_per_delivery_and_per_query_stay_near_the_recorded_figures() {
     if !valgrind_available() {
@@ -144,12 +177,17 @@ fn instructions_per_delivery_and_per_query_stay_near_the_recorded_figures() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("INSTRUCTIONS_PROFILE_DIR").map_or_else(|| scratch.path().to_path_buf(), PathBuf::from);
     std::fs::create_dir_all(&dir).unwrap();
+    let s2 = s2_instructions_per_delivery(&dir, &gateway).round();
+    let floor = floor_instructions_per_delivery(&dir, &release_bench()).round();
     let measured = serde_json::json!({
         "how": "user-space instructions (callgrind Ir) of the release gateway; bench/tests/instructions.rs, BENCHMARKS.md",
-        "s2_instructions_per_delivery": s2_instructions_per_delivery(&dir, &gateway).round(),
+        "s2_instructions_per_delivery": s2,
         "s4_instructions_per_query": s4_instructions_per_query(&dir, &gateway).round(),
+        "floor_instructions_per_delivery": floor,
     });
     eprintln!("measured: {measured}");
+    // Not guarded: what a bare long-poll server costs on this runtime, for scale.
+    eprintln!("S2 per delivery is {:.1} times the floor's {floor}", s2 / floor);
     if std::env::var_os("RECORD_INSTRUCTIONS").is_some() {
         std::fs::write(RECORDED, serde_json::to_string_pretty(&measured).unwrap() + "\n").unwrap();
         eprintln!("recorded in {RECORDED}");

@@ -283,3 +283,14 @@ fn a_cluster_without_its_store_fails_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("connecting to PostgreSQL at postgres://nobody@127.0.0.1:1/none"), "{stderr}");
 }
+
+#[test]
+fn the_floor_server_delivers_every_change_to_every_watcher() {
+    let output = Command::new(BENCH)
+        .args(["floor", "--watchers", "20", "--changes", "3", "--pause-ms", "10"])
+        .output()
+        .expect("run the floor");
+    let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("watchers 20  changes 3  deliveries 60"), "{text}");
+}

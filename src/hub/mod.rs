@@ -234,9 +234,10 @@ impl Hub {
         session: &Session,
         ack: u64,
         hold: Duration,
+        started: Timestamp,
         now: &(dyn Fn() -> Timestamp + Send + Sync),
     ) -> PollOutcome {
-        let lease = session.begin_poll(ack, now);
+        let lease = session.begin_poll(ack, started, now);
         self.wait_for_events(session, lease.generation(), hold).await
     }
 
@@ -289,7 +290,7 @@ mod tests {
 
     fn held(hub: &Arc<Hub>, session: &Arc<Session>, hold: Duration) -> tokio::task::JoinHandle<PollOutcome> {
         let (hub, session) = (hub.clone(), session.clone());
-        tokio::spawn(async move { hub.poll(&session, 0, hold, &chrono::Utc::now).await })
+        tokio::spawn(async move { hub.poll(&session, 0, hold, chrono::Utc::now(), &chrono::Utc::now).await })
     }
 
     /// Yields until the poll is held.

@@ -95,6 +95,9 @@ struct SessionState {
     machine_idle: Option<bool>,
     resync_pending: bool,
     ended: bool,
+    /// Someone waits for the number of held polls to change ([`Session::until_held_polls`]): the
+    /// start and end of every poll wake them. Otherwise only a poll superseding another wakes.
+    held_polls_watched: bool,
     /// Sorted, without spare room (a held session keeps 50 of these).
     subscriptions: Vec<Arc<str>>,
 }
@@ -200,6 +203,7 @@ impl Session {
                 last_active: now,
                 machine_idle: None,
                 resync_pending: false,
+                held_polls_watched: false,
                 ended: false,
                 subscriptions: Vec::new(),
             }),
@@ -253,27 +257,40 @@ impl Session {
 
     /// Starts a poll: acknowledges (at most up to the last eid sent), supersedes any older poll.
     /// The poll counts as held — keeping the session alive — until the lease is dropped, whether
-    /// the poll is answered or abandoned; `now` tells the time at that moment.
-    pub fn begin_poll<'a>(&'a self, ack: u64, now: &'a (dyn Fn() -> Timestamp + Send + Sync)) -> PollLease<'a> {
-        let generation = {
+    /// the poll is answered or abandoned; `now` tells the time at that moment (`started`: when the
+    /// poll began).
+    pub fn begin_poll<'a>(
+        &'a self,
+        ack: u64,
+        started: Timestamp,
+        now: &'a (dyn Fn() -> Timestamp + Send + Sync),
+    ) -> PollLease<'a> {
+        let (generation, wake) = {
             let mut s = self.lock();
             s.acknowledge(ack);
             s.poll_generation += 1;
+            // An older poll still held is woken to find itself superseded.
+            let wake = s.held_polls > 0 || s.held_polls_watched;
             s.held_polls += 1;
-            s.last_seen = now();
-            s.poll_generation
+            s.last_seen = started;
+            (s.poll_generation, wake)
         };
-        self.wake.notify_waiters();
+        if wake {
+            self.wake.notify_waiters();
+        }
         PollLease { session: self, generation, now }
     }
 
     fn end_poll(&self, now: Timestamp) {
-        {
+        let watched = {
             let mut s = self.lock();
             s.held_polls = s.held_polls.saturating_sub(1);
             s.last_seen = now;
+            s.held_polls_watched
+        };
+        if watched {
+            self.wake.notify_waiters();
         }
-        self.wake.notify_waiters();
     }
 
     /// What a poll of `generation` should do now.
@@ -336,8 +353,12 @@ impl Session {
             let woken = self.woken();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            if self.held_polls() == count {
-                return;
+            {
+                let mut s = self.lock();
+                s.held_polls_watched = true;
+                if s.held_polls == count {
+                    return;
+                }
             }
             woken.await;
         }
@@ -712,7 +733,7 @@ mod tests {
     }
 
     fn poll(s: &Session, ack: u64) -> PollCheck {
-        let lease = s.begin_poll(ack, &now);
+        let lease = s.begin_poll(ack, now(), &now);
         s.check_poll(lease.generation())
     }
 
@@ -820,8 +841,8 @@ mod tests {
     #[test]
     fn a_newer_poll_supersedes_an_older_one() {
         let s = session();
-        let old = s.begin_poll(0, &now);
-        let _new = s.begin_poll(0, &now);
+        let old = s.begin_poll(0, now(), &now);
+        let _new = s.begin_poll(0, now(), &now);
         assert!(matches!(s.check_poll(old.generation()), PollCheck::Superseded(b) if b.events.is_empty()));
     }
 
@@ -830,7 +851,7 @@ mod tests {
         let s = session();
         let late = Utc::now() + chrono::Duration::seconds(40);
         let at_end = move || late;
-        let lease = s.begin_poll(0, &at_end);
+        let lease = s.begin_poll(0, Utc::now(), &at_end);
         assert_eq!((s.held_polls(), s.idle_since()), (1, None));
         drop(lease); // answered or abandoned alike
         assert_eq!((s.held_polls(), s.idle_since()), (0, Some(late)), "last seen when the poll ended");

@@ -221,12 +221,13 @@ impl Gateway {
     /// client hung up) ends the poll as answering it would: the session then expires unless polled again.
     pub async fn poll(&self, session: &Arc<Session>, ack: u64, user_active: bool) -> Result<Batch> {
         let _held = crate::telemetry::HeldPoll::start();
+        let started = self.clock.now();
         if user_active {
-            self.note_activity(session);
+            self.note_activity_at(session, started);
         }
         let now = || self.clock.now();
         loop {
-            match self.hub.poll(session, ack, self.config.hold(), &now).await {
+            match self.hub.poll(session, ack, self.config.hold(), started, &now).await {
                 PollOutcome::Batch(batch) => return Ok(crate::telemetry::delivered(batch)),
                 PollOutcome::Ended => return Err(GatewayError::SessionNotFound),
                 PollOutcome::Resync => self.queue_burst(session),
@@ -237,7 +238,10 @@ impl Gateway {
     /// The user did something at this client (README, "User activity"): the session is active
     /// again at once if it was idle.
     pub(crate) fn note_activity(&self, session: &Session) {
-        let now = self.clock.now();
+        self.note_activity_at(session, self.clock.now());
+    }
+
+    fn note_activity_at(&self, session: &Session, now: crate::model::sources::Timestamp) {
         let was_idle = session.is_idle(now, self.idle_timeout());
         session.record_activity(now);
         if was_idle {

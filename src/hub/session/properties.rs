@@ -182,7 +182,7 @@ impl Model {
 
 /// A poll as the gateway runs it: resync bursts are queued when asked for.
 fn run_poll(s: &Session, model: &mut Model, step: usize, subscriptions: &[Arc<str>], ack: u64) -> Batch {
-    let lease = s.begin_poll(ack, &now);
+    let lease = s.begin_poll(ack, now(), &now);
     loop {
         match s.check_poll(lease.generation()) {
             PollCheck::Ready(batch) | PollCheck::Superseded(batch) => return batch,
@@ -280,7 +280,7 @@ fn check(limit: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::ConcurrentPolls => {
                 let ack = model.client_ack;
-                let older = s.begin_poll(ack, &now);
+                let older = s.begin_poll(ack, now(), &now);
                 let batch = run_poll(&s, &mut model, step, &subscriptions, ack);
                 let PollCheck::Superseded(empty) = s.check_poll(older.generation()) else {
                     return Err(TestCaseError::fail("the older poll is superseded"));
