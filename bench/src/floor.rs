@@ -10,7 +10,7 @@
 //! `floor` starts it (optionally under a command prefix such as `valgrind --tool=callgrind`),
 //! holds a poll on each of `--watchers` connections, makes `--changes` changes (`POST /change`)
 //! `--pause-ms` apart, waits until every watcher has each, and prints the deliveries and the
-//! server's CPU time. Run under callgrind with two change counts, the difference per extra
+//! server's CPU time over the changes (per delivery, as S2 reports it). Run under callgrind with two change counts, the difference per extra
 //! delivery is the floor of the gateway's own instruction figure.
 
 use anyhow::{bail, Context, Result};
@@ -154,14 +154,18 @@ async fn wait_past(stream: &TcpStream, changes: &Changes, after: u64) -> Option<
 
 /// Runs the floor measurement; see the module documentation.
 pub async fn run(args: FloorArgs) -> Result<()> {
+    rlimit::increase_nofile_limit(u64::MAX).context("raising the file-descriptor limit")?;
     let mut server = start_server(&args)?;
-    let outcome = drive(&args, server.address).await;
-    let cpu = server.cpu_seconds();
+    let outcome = drive(&args, &server).await;
     server.stop();
-    let deliveries = outcome?;
+    let (deliveries, cpu) = outcome?;
     println!("watchers {}  changes {}  deliveries {deliveries}", args.watchers, args.changes);
-    if let Some(cpu) = cpu {
-        println!("server CPU {cpu:.2} s");
+    if let Some((total, kernel)) = cpu {
+        let per_delivery = total / deliveries.max(1) as f64 * 1e6;
+        let kernel_share = kernel / total.max(f64::MIN_POSITIVE) * 100.0;
+        println!(
+            "server CPU over the changes {total:.2} s: {per_delivery:.1} µs per delivery, {kernel_share:.0} % of it the kernel's"
+        );
     }
     if deliveries != args.watchers as u64 * args.changes {
         bail!("{deliveries} deliveries, expected {}", args.watchers as u64 * args.changes);
@@ -169,8 +173,10 @@ pub async fn run(args: FloorArgs) -> Result<()> {
     Ok(())
 }
 
-/// The watchers' polls and the changes; the number of deliveries.
-async fn drive(args: &FloorArgs, address: std::net::SocketAddr) -> Result<u64> {
+/// The watchers' polls and the changes: the number of deliveries, and the server's CPU seconds
+/// (all, and the kernel's) from just before the first change to when the last was delivered.
+async fn drive(args: &FloorArgs, server: &Server) -> Result<(u64, Option<(f64, f64)>)> {
+    let address = server.address;
     let delivered = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(Notify::new());
     let mut watchers = Vec::with_capacity(args.watchers);
@@ -180,8 +186,9 @@ async fn drive(args: &FloorArgs, address: std::net::SocketAddr) -> Result<u64> {
         watchers.push(tokio::spawn(watch(stream, args.changes, delivered.clone(), progress.clone())));
     }
     let mut control = TcpStream::connect(address).await?;
+    tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+    let before = server.cpu_seconds();
     for change in 1..=args.changes {
-        tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
         control.write_all(b"POST /change HTTP/1.1\r\nHost: floor\r\nContent-Length: 0\r\n\r\n").await?;
         let mut answer = [0u8; 27];
         control.read_exact(&mut answer).await?;
@@ -197,11 +204,16 @@ async fn drive(args: &FloorArgs, address: std::net::SocketAddr) -> Result<u64> {
         })
         .await
         .context("watchers did not all get the change")?;
+        if change < args.changes {
+            tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+        }
     }
+    let after = server.cpu_seconds();
     for watcher in watchers {
         watcher.await??;
     }
-    Ok(delivered.load(Ordering::SeqCst))
+    let cpu = before.zip(after).map(|((total0, kernel0), (total1, kernel1))| (total1 - total0, kernel1 - kernel0));
+    Ok((delivered.load(Ordering::SeqCst), cpu))
 }
 
 /// One watcher: polls until it has seen `changes` changes.
@@ -261,15 +273,21 @@ fn start_server(args: &FloorArgs) -> Result<Server> {
 }
 
 impl Server {
-    /// User and system CPU seconds of the server so far (from `/proc`).
-    fn cpu_seconds(&self) -> Option<f64> {
-        crate::gateway::ProcSample::read(self.child.id()).ok().map(|sample| sample.cpu_seconds)
+    /// CPU seconds of the server so far (user and system, and system alone; from `/proc`).
+    fn cpu_seconds(&self) -> Option<(f64, f64)> {
+        crate::gateway::ProcSample::read(self.child.id()).ok().map(|sample| (sample.cpu_seconds, sample.kernel_seconds))
     }
 
-    /// SIGTERM, then waits for the server to exit (under valgrind it writes its profile first).
+    /// SIGTERM, then waits for the server to exit (under valgrind it writes its profile first);
+    /// SIGKILL if it has not within 60 s.
     fn stop(&mut self) {
         // SAFETY: kill only sends a signal to the process this run started.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
