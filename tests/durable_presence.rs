@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 const BOB: &str = "sip:bob@example.com";
 const ZOE: &str = "sip:zoe@example.com";
+const CAROL: &str = "sip:carol@example.com";
 
 /// A store that counts the per-user presence reads (the ones the change feed makes), delivers
 /// its change feed only while the test lets it, and otherwise passes every call on.
@@ -53,6 +54,8 @@ struct Counting {
     held_rights: std::sync::Mutex<Option<HeldRead>>,
     /// The next read of this owner's rights fails as an unreachable store would.
     failing_rights: std::sync::Mutex<Option<String>>,
+    /// The next read of this user's profile returns only when the test releases it.
+    held_profile: std::sync::Mutex<Option<HeldRead>>,
     /// Puts a notice into the gateway's feed past the hold (set once the gateway opened it).
     feed_injector: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Change>>>,
 }
@@ -73,6 +76,7 @@ impl Counting {
             feed_open: tokio::sync::watch::Sender::new(true),
             held_rights: std::sync::Mutex::new(None),
             failing_rights: std::sync::Mutex::new(None),
+            held_profile: std::sync::Mutex::new(None),
             feed_injector: std::sync::Mutex::new(None),
         }
     }
@@ -94,6 +98,15 @@ impl Counting {
         let (reached, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
         let held = HeldRead { owner: owner.to_string(), reached: reached.clone(), release: release.clone() };
         *self.held_rights.lock().unwrap() = Some(held);
+        (reached, release)
+    }
+
+    /// Holds the next read of `uri`'s profile once it has read the store, so that it returns what
+    /// the store held then; returns (told when it has read, to let it return).
+    fn hold_next_profile_read(&self, uri: &str) -> (Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>) {
+        let (reached, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+        let held = HeldRead { owner: uri.to_string(), reached: reached.clone(), release: release.clone() };
+        *self.held_profile.lock().unwrap() = Some(held);
         (reached, release)
     }
 
@@ -135,7 +148,13 @@ impl Store for Counting {
     }
 
     async fn user(&self, uri: &str) -> StoreResult<Option<UserRecord>> {
-        self.inner.user(uri).await
+        let read = self.inner.user(uri).await;
+        let held = self.held_profile.lock().unwrap().take_if(|held| held.owner == uri);
+        if let Some(held) = held {
+            held.reached.notify_one();
+            held.release.notified().await;
+        }
+        read
     }
 
     async fn users_among(&self, uris: &[&str]) -> StoreResult<Vec<String>> {
@@ -816,7 +835,6 @@ async fn a_store_failing_once_at_a_rights_read_the_backplane_asked_for_is_read_a
 /// one gateway, then sets Carol's note; Alice, watching Carol on the other gateway (whose store
 /// notices lag), never sees it, while Bob there does.
 async fn a_note_set_after_a_global_block_never_reaches_the_blocked_watcher_on_another_node(backend: Backend) {
-    const CAROL: &str = "sip:carol@example.com";
     let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
     let mut alice = alice_watching(&two.base, CAROL).await;
     let mut bob = signed_in_bob(&two.base).await;
@@ -856,6 +874,57 @@ async fn a_note_set_after_a_watcher_joined_a_blocked_group_never_reaches_them_on
     carol.query(&[BOB]).await;
     assert_eq!(seen(&carol.wait_for_user(BOB, |_| true).await).note, "", "Carol joined a blocked group before the note");
     counting.deliver_feed(true);
+}
+
+/// A gateway reads Carol's profile for the backplane's mark of a change of her name, and that
+/// read returns only after the store feed brought a later change — Carol put into a blocked group
+/// — and it was read and applied. The older read, ending last, must not put Carol back out of the
+/// group: she sees neither Bob's earlier note again nor his next one, while Alice, on the same
+/// gateway, does.
+async fn an_older_read_of_a_profile_never_undoes_a_later_regrouping(backend: Backend) {
+    let (one, two, counting, _redis) = two_gateways_on_a_backplane(&backend).await;
+    let http = reqwest::Client::new();
+    let admin = |request: reqwest::RequestBuilder| request.bearer_auth(ADMIN);
+    let note = |text: &str| serde_json::json!({ "text": text });
+    let set = admin(http.put(format!("{}/api/v1/users/{BOB}/note", one.base))).json(&note("interviewing"));
+    assert_eq!(set.send().await.unwrap().status(), 200);
+    let mut carol = carol_subscribes_to_bob(&two.base).await;
+    carol.wait_for_user(BOB, |u| seen(u).note == "interviewing").await;
+    let mut alice = alice_watching(&two.base, BOB).await;
+    let block = admin(http.put(format!("{}/api/v1/group-rights/board", one.base)));
+    assert!(block.json(&serde_json::json!({"level": "blocked"})).send().await.unwrap().status().is_success());
+    let stored = counting.user(CAROL).await.unwrap().expect("Carol is a user");
+
+    // Renamed on the first gateway: the second reads her profile for the mark, and is held.
+    let (reached, release) = counting.hold_next_profile_read(CAROL);
+    let renamed = serde_json::json!({"uri": CAROL, "displayName": "Carol C."});
+    let put = admin(http.put(format!("{}/api/v1/users/{CAROL}", one.base))).json(&renamed);
+    assert_eq!(put.send().await.unwrap().status(), 200);
+    reached.notified().await;
+    // Then put into the blocked group in the store alone (no mark): the feed brings it.
+    let mut regrouped = stored.clone();
+    regrouped.profile.display_name = "Carol C.".into();
+    regrouped.profile.groups = vec!["board".into()];
+    counting.upsert_user(&regrouped).await.unwrap();
+    counting.deliver_feed(true);
+    carol.wait_for_user(BOB, |u| seen(u).note.is_empty()).await;
+
+    release.notify_one();
+    let set = admin(http.put(format!("{}/api/v1/users/{BOB}/note", one.base))).json(&note("after the regrouping"));
+    assert_eq!(set.send().await.unwrap().status(), 200);
+    alice.wait_for_user(BOB, |u| seen(u).note == "after the regrouping").await;
+    // Carol's own note comes after whatever the fan-out of Bob's gave her.
+    assert!(carol.publish_note("done").await.body.contains("requestAccepted"));
+    let events = carol.events_until("Carol's own note", |e| e.name == "selfPresence" && seen(&e.element).note == "done").await;
+    let bob_notes: Vec<String> =
+        events.iter().flat_map(|e| e.users()).filter(|u| u.attr("uri") == Some(BOB)).flat_map(|u| note_texts(&u)).collect();
+    assert!(bob_notes.iter().all(String::is_empty), "Carol, in a blocked group, saw Bob's notes: {bob_notes:?}");
+}
+
+/// The texts of every note a `user` element carries (any part of a snapshot).
+fn note_texts(user: &Element) -> Vec<String> {
+    let notes = user.children_named("cwaCategory").filter(|c| c.attr("name") == Some("note"));
+    notes.filter_map(|c| c.child("note")).flat_map(|n| n.children_named("body").map(|b| b.text.clone())).collect()
 }
 
 /// As above, but nobody on the other gateway watched Bob: Alice reads him there afterwards, the
@@ -952,6 +1021,7 @@ both_backends!(
     a_store_failing_once_at_a_rights_read_the_backplane_asked_for_is_read_again,
     a_note_set_after_a_global_block_never_reaches_the_blocked_watcher_on_another_node,
     a_note_set_after_a_watcher_joined_a_blocked_group_never_reaches_them_on_another_node,
+    an_older_read_of_a_profile_never_undoes_a_later_regrouping,
     entries_added_on_one_gateway_are_removed_through_the_api_on_the_other_before_its_notice,
     a_subscription_on_another_gateway_keeps_the_acknowledgement_made_since,
     a_subscriber_recorded_on_one_gateway_can_be_acknowledged_on_the_other_at_once,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 #[derive(Default)]
 pub struct Directory {
-    profiles: RwLock<HashMap<String, Arc<Profile>, RandomState>>,
+    profiles: RwLock<ProfileTable>,
     rights: RwLock<RightsTable>,
     /// Entries that apply to every owner.
     global: RwLock<OwnerRights>,
@@ -32,18 +32,36 @@ struct RightsTable {
 #[derive(Default)]
 struct OwnerRights {
     entries: Vec<RightsEntry>,
-    stamp: RightsStamp,
+    stamp: Stamp,
 }
 
-/// Which install of an owner's entries this node holds (0: none yet). A read of the store's
-/// entries that began at one stamp is installed only if it is still the stamp when it ends.
+/// Which install of an owner's entries (or of a user's profile) this node holds (0: none yet). A
+/// read of the store's that began at one stamp is installed only if it is still the stamp when it
+/// ends.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RightsStamp(u64);
+pub struct Stamp(u64);
+
+/// Every known user's profile, and the stamp of each user's last install or removal (kept after a
+/// removal, so that a stamp never comes back).
+#[derive(Default)]
+struct ProfileTable {
+    by_uri: HashMap<String, Arc<Profile>, RandomState>,
+    stamps: HashMap<String, Stamp, RandomState>,
+    /// Installs and removals so far: the next one's stamp.
+    changes: u64,
+}
+
+impl ProfileTable {
+    fn stamp(&mut self, uri: &str) {
+        self.changes += 1;
+        self.stamps.insert(uri.to_string(), Stamp(self.changes));
+    }
+}
 
 impl RightsTable {
     fn install(&mut self, owner: &str, entries: Vec<RightsEntry>) -> Vec<RightsEntry> {
         self.installs += 1;
-        let stamp = RightsStamp(self.installs);
+        let stamp = Stamp(self.installs);
         let current = self.by_owner.entry(owner.to_string()).or_default();
         current.stamp = stamp;
         std::mem::replace(&mut current.entries, entries)
@@ -59,20 +77,44 @@ impl Directory {
     }
 
     pub fn profile(&self, uri: &str) -> Option<Arc<Profile>> {
-        self.profiles.read().get(uri).cloned()
+        self.profiles.read().by_uri.get(uri).cloned()
     }
 
     pub fn put_profile(&self, profile: Arc<Profile>) {
-        self.profiles.write().insert(profile.uri.clone(), profile);
+        let mut profiles = self.profiles.write();
+        profiles.stamp(&profile.uri);
+        profiles.by_uri.insert(profile.uri.clone(), profile);
+    }
+
+    /// The stamp of the user's profile as this node holds it now: take it before reading the
+    /// store's, to install what was read with [`put_profile_if`](Self::put_profile_if).
+    pub fn profile_stamp(&self, uri: &str) -> Stamp {
+        self.profiles.read().stamps.get(uri).copied().unwrap_or_default()
+    }
+
+    /// Makes `profile` the user's if nothing was installed or removed since `seen` (a change made
+    /// meanwhile may hold a later state of the store than a read that began before it); `false`
+    /// when something was.
+    pub fn put_profile_if(&self, seen: Stamp, profile: Arc<Profile>) -> bool {
+        let mut profiles = self.profiles.write();
+        if profiles.stamps.get(&profile.uri).copied().unwrap_or_default() != seen {
+            return false;
+        }
+        profiles.stamp(&profile.uri);
+        profiles.by_uri.insert(profile.uri.clone(), profile);
+        true
     }
 
     pub fn remove(&self, uri: &str) {
-        self.profiles.write().remove(uri);
+        let mut profiles = self.profiles.write();
+        profiles.stamp(uri);
+        profiles.by_uri.remove(uri);
+        drop(profiles);
         self.rights.write().by_owner.remove(uri);
     }
 
     pub fn all_profiles(&self) -> Vec<Arc<Profile>> {
-        self.profiles.read().values().cloned().collect()
+        self.profiles.read().by_uri.values().cloned().collect()
     }
 
     /// Finds the user a logon name means: a `sip:` URI, `user@domain`, or `DOMAIN\user` when the
@@ -82,13 +124,14 @@ impl Directory {
         if let Some((_, user)) = name.split_once('\\') {
             let profiles = self.profiles.read();
             let mut matches = profiles
+                .by_uri
                 .keys()
                 .filter(|uri| uri.strip_prefix("sip:").and_then(|r| r.split_once('@')).is_some_and(|(u, _)| u == user));
             let first = matches.next()?.clone();
             return matches.next().is_none().then_some(first);
         }
         let uri = if name.starts_with("sip:") { name } else { format!("sip:{name}") };
-        self.profiles.read().contains_key(&uri).then_some(uri)
+        self.profiles.read().by_uri.contains_key(&uri).then_some(uri)
     }
 
     pub fn set_right(&self, owner: &str, entry: RightsEntry) {
@@ -106,7 +149,7 @@ impl Directory {
 
     /// The stamp of the owner's entries as this node holds them now: take it before reading the
     /// store's, to install what was read with [`replace_rights_if`](Self::replace_rights_if).
-    pub fn rights_stamp(&self, owner: &str) -> RightsStamp {
+    pub fn rights_stamp(&self, owner: &str) -> Stamp {
         self.rights.read().by_owner.get(owner).map(|r| r.stamp).unwrap_or_default()
     }
 
@@ -116,7 +159,7 @@ impl Directory {
     pub fn replace_rights_if(
         &self,
         owner: &str,
-        seen: RightsStamp,
+        seen: Stamp,
         entries: Vec<RightsEntry>,
     ) -> Result<Vec<RightsEntry>, Vec<RightsEntry>> {
         let mut rights = self.rights.write();
@@ -145,13 +188,13 @@ impl Directory {
     }
 
     /// The stamp of the global entries, as [`rights_stamp`](Self::rights_stamp) for an owner's.
-    pub fn global_stamp(&self) -> RightsStamp {
+    pub fn global_stamp(&self) -> Stamp {
         self.global.read().stamp
     }
 
     /// Makes `entries` the global entries, all at once, if nothing changed them since `seen`;
     /// `entries` back when something did.
-    pub fn replace_global_rights_if(&self, seen: RightsStamp, entries: Vec<RightsEntry>) -> Result<(), Vec<RightsEntry>> {
+    pub fn replace_global_rights_if(&self, seen: Stamp, entries: Vec<RightsEntry>) -> Result<(), Vec<RightsEntry>> {
         let mut global = self.global.write();
         if global.stamp != seen {
             return Err(entries);
@@ -280,7 +323,7 @@ mod tests {
         assert_eq!(d.replace_rights_if(owner, read_begins, vec![entry(AccessLevel::Team)]), Err(vec![entry(AccessLevel::Team)]));
         assert!(d.rights_of(owner).is_empty(), "the later install stands");
         let emptied = d.rights_stamp(owner);
-        assert_ne!(emptied, RightsStamp::default(), "emptied entries keep their stamp");
+        assert_ne!(emptied, Stamp::default(), "emptied entries keep their stamp");
         assert!(d.replace_rights_if(owner, emptied, vec![entry(AccessLevel::Blocked)]).is_ok());
         assert_eq!(d.level(owner, "sip:w@corp.example"), AccessLevel::Blocked);
 
@@ -290,5 +333,18 @@ mod tests {
         assert_eq!(d.global_rights().len(), 1);
         assert!(d.replace_global_rights_if(d.global_stamp(), vec![]).is_ok());
         assert!(d.global_rights().is_empty());
+
+        let user = "sip:w@corp.example";
+        let profile = |groups: &[&str]| {
+            Arc::new(Profile { uri: user.into(), groups: groups.iter().map(|g| g.to_string()).collect(), ..Default::default() })
+        };
+        let profile_read_begins = d.profile_stamp(user);
+        d.put_profile(profile(&["board"]));
+        assert!(!d.put_profile_if(profile_read_begins, profile(&[])), "an older read of the profile is refused");
+        assert_eq!(d.profile(user).unwrap().groups, ["board"]);
+        let before_removal = d.profile_stamp(user);
+        d.remove(user);
+        assert!(!d.put_profile_if(before_removal, profile(&[])), "a read from before a removal is refused");
+        assert!(d.put_profile_if(d.profile_stamp(user), profile(&[])));
     }
 }

@@ -68,6 +68,9 @@ pub struct Gateway {
     /// Serialise one owner's contact-list, subscriber and rights writes (held across the store
     /// write); different owners write at once.
     gates: gates::OwnerGates,
+    /// Serialises installs of profiles, so that the directory and the presence book end up
+    /// holding the same one of a user.
+    profile_installs: parking_lot::Mutex<()>,
     /// This gateway, for changes that run to completion on their own task.
     me: std::sync::Weak<Gateway>,
     /// Verified against when the user is unknown, so both failures take the same time.
@@ -104,6 +107,7 @@ impl Gateway {
             timers: Timers::default(),
             lists: list_book::ListBook::default(),
             gates: gates::OwnerGates::default(),
+            profile_installs: parking_lot::Mutex::default(),
             me: me.clone(),
             json_streams: json_events::StreamIndex::default(),
             decoy_hash,
@@ -168,8 +172,20 @@ impl Gateway {
 
     /// Makes a (new or updated) profile live.
     pub fn add_user(&self, profile: Arc<crate::model::contact::Profile>) {
+        let _one_at_a_time = self.profile_installs.lock();
         self.directory.put_profile(profile.clone());
         self.presences.put_profile(profile);
+    }
+
+    /// [`add_user`](Self::add_user) of a profile read from the store, if nothing was installed
+    /// since `seen` (the stamp taken before the read); `false` when something was.
+    pub(crate) fn add_user_if(&self, seen: directory::Stamp, profile: Arc<crate::model::contact::Profile>) -> bool {
+        let _one_at_a_time = self.profile_installs.lock();
+        if !self.directory.put_profile_if(seen, profile.clone()) {
+            return false;
+        }
+        self.presences.put_profile(profile);
+        true
     }
 
     pub fn idle_timeout(&self) -> chrono::Duration {

@@ -24,8 +24,9 @@ pub(crate) type PairLevel = (Arc<str>, Arc<str>, AccessLevel);
 
 /// The most notices taken from the feed at once.
 const FEED_BATCH: usize = 1024;
-/// How often a read of an owner's rights is made again when other installs overtake it.
-const RIGHTS_READ_ATTEMPTS: usize = 4;
+/// How often a read of an owner's rights or a user's profile is made again when other installs
+/// overtake it.
+pub(super) const RIGHTS_READ_ATTEMPTS: usize = 4;
 
 /// Applies the feed's changes until the gateway or the feed goes away. Notices that queued up
 /// meanwhile are taken together and each distinct one is applied once: applying re-reads the
@@ -91,21 +92,30 @@ impl Gateway {
         // A new password or the removal ended the user's logins in the store: here too.
         let live = self.store.login_ids(uri).await?;
         self.tickets.keep_logins(uri, &live);
-        match self.store.user(uri).await? {
-            Some(record) if self.directory.profile(uri).is_none() => {
-                self.show_profile(record.profile);
-                self.subscribers_of_new_user(uri).await;
-            }
-            Some(record) if self.directory.profile(uri).as_deref() != Some(&record.profile) => self.show_profile(record.profile),
-            Some(_) => {}
-            None => {
+        for _ in 0..RIGHTS_READ_ATTEMPTS {
+            // A read that began before another install (the backplane's mark of a later change
+            // read first, say) must not put back what that install replaced.
+            let seen = self.directory.profile_stamp(uri);
+            let Some(record) = self.store.user(uri).await? else {
                 // Checked under every gate: `Gateway::user_known` may be making the user live.
                 let _gate = self.gates.everyone().await;
                 if self.directory.profile(uri).is_some() {
                     self.forget_user(uri);
                 }
+                return Ok(());
+            };
+            let known = self.directory.profile(uri);
+            if known.as_deref() == Some(&record.profile) {
+                return Ok(());
+            }
+            if self.show_read_profile(seen, record.profile) {
+                if known.is_none() {
+                    self.subscribers_of_new_user(uri).await;
+                }
+                return Ok(());
             }
         }
+        tracing::warn!(uri, "a user's profile kept changing while it was read; the next notice brings it");
         Ok(())
     }
 

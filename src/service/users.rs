@@ -1,5 +1,6 @@
 //! Creating, updating and deleting users while the gateway runs.
 
+use super::directory::Stamp;
 use super::mandates::{Duty, Mandate};
 use super::Gateway;
 use crate::error::{GatewayError, Result};
@@ -104,23 +105,49 @@ impl Gateway {
     /// entries name a group: the user's sessions get fresh snapshots of every presentity they
     /// watch whose level for them changed, as after any change of rights.
     pub(crate) fn show_profile(&self, profile: Profile) {
+        self.show_profile_by(profile, |gateway, profile| {
+            gateway.add_user(profile);
+            true
+        });
+    }
+
+    /// [`show_profile`](Self::show_profile) of a profile read from the store, if nothing was
+    /// installed since `seen`, the stamp taken before the read; `false` when something was (the
+    /// read may be older than what is held: read again).
+    pub(crate) fn show_read_profile(&self, seen: Stamp, profile: Profile) -> bool {
+        self.show_profile_by(profile, |gateway, profile| gateway.add_user_if(seen, profile))
+    }
+
+    /// Shows `profile` if `install` makes it live: everyone watching the user gets it, and when
+    /// the user's groups changed, the user gets fresh snapshots wherever their level moved.
+    fn show_profile_by(&self, profile: Profile, install: impl FnOnce(&Gateway, Arc<Profile>) -> bool) -> bool {
         let uri = profile.uri.clone();
         let regrouped = self.directory.profile(&uri).is_some_and(|old| old.groups != profile.groups);
         let before = if regrouped { self.pair_levels(self.watched_by(&uri)) } else { Vec::new() };
-        self.add_user(Arc::new(profile));
+        if !install(self, Arc::new(profile)) {
+            return false;
+        }
         self.refresh(&uri);
         self.resend_where_levels_moved(before);
+        true
     }
 
     /// Reads a known user's profile from the store again and shows it if it changed (a removed
-    /// or new user is the store feed's to apply).
+    /// or new user is the store feed's to apply). A read that began before another install of
+    /// the profile is made again (docs/architecture.md §5, "Rights on several nodes").
     pub(crate) async fn read_profile(&self, uri: &str) -> crate::store::StoreResult<()> {
-        if let Some(record) = self.store.user(uri).await? {
+        for _ in 0..super::sync::RIGHTS_READ_ATTEMPTS {
+            let seen = self.directory.profile_stamp(uri);
+            let Some(record) = self.store.user(uri).await? else { return Ok(()) };
             let known = self.directory.profile(uri);
-            if known.as_deref().is_some_and(|profile| *profile != record.profile) {
-                self.show_profile(record.profile);
+            if known.as_deref().is_none_or(|profile| *profile == record.profile) {
+                return Ok(());
+            }
+            if self.show_read_profile(seen, record.profile) {
+                return Ok(());
             }
         }
+        tracing::warn!(uri, "a user's profile kept changing while it was read; the next notice brings it");
         Ok(())
     }
 
