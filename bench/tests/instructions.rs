@@ -25,32 +25,19 @@ fn valgrind_available() -> bool {
     Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
-/// The release gateway of this workspace (instruction counts of a debug build say little about the
-/// product), built here when missing or stale.
-fn release_gateway() -> PathBuf {
+/// The release build of `binary` (package of the same name) of this workspace, built here when
+/// missing or stale: instruction counts of a debug build say little about the product, or about
+/// the floor.
+fn release_binary(binary: &str) -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "presence-gateway", "--bin", "presence-gateway"])
+        .args(["build", "--quiet", "--release", "-p", binary, "--bin", binary])
         .status()
         .expect("run cargo build");
-    assert!(status.success(), "building the release gateway failed");
+    assert!(status.success(), "building the release {binary} failed");
     // BENCH is <target>/<profile>/presence-gateway-bench.
     let target = Path::new(BENCH).parent().and_then(Path::parent).expect("target directory");
-    let path = target.join("release").join(format!("presence-gateway{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.is_file(), "no release gateway at {}", path.display());
-    path
-}
-
-/// The release load generator, whose `floor-server` is measured (a debug build's instructions
-/// would say nothing of the floor), built here when missing or stale.
-fn release_bench() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "presence-gateway-bench", "--bin", "presence-gateway-bench"])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building the release load generator failed");
-    let target = Path::new(BENCH).parent().and_then(Path::parent).expect("target directory");
-    let path = target.join("release").join(format!("presence-gateway-bench{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.is_file(), "no release load generator at {}", path.display());
+    let path = target.join("release").join(format!("{binary}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.is_file(), "no release {binary} at {}", path.display());
     path
 }
 
@@ -172,13 +159,13 @@ fn instructions_per_delivery_and_per_query_stay_near_the_recorded_figures() {
         eprintln!("SKIPPED: valgrind is not installed (scripts/test installs it); the instruction-count guard did not run");
         return;
     }
-    let gateway = release_gateway();
+    let gateway = release_binary("presence-gateway");
     // INSTRUCTIONS_PROFILE_DIR keeps the callgrind profiles (for `callgrind_annotate`).
     let scratch = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("INSTRUCTIONS_PROFILE_DIR").map_or_else(|| scratch.path().to_path_buf(), PathBuf::from);
     std::fs::create_dir_all(&dir).unwrap();
     let s2 = s2_instructions_per_delivery(&dir, &gateway).round();
-    let floor = floor_instructions_per_delivery(&dir, &release_bench()).round();
+    let floor = floor_instructions_per_delivery(&dir, &release_binary("presence-gateway-bench")).round();
     let measured = serde_json::json!({
         "how": "user-space instructions (callgrind Ir) of the release gateway; bench/tests/instructions.rs, BENCHMARKS.md",
         "s2_instructions_per_delivery": s2,
