@@ -11,6 +11,7 @@
 //! README "Using PostgreSQL" describes the guarantee.
 
 use super::lists::newly_subscribed;
+use super::users::StoredProfile;
 use super::Gateway;
 use crate::hub::event::{Event, EventBody};
 use crate::model::reports::Reports;
@@ -26,7 +27,7 @@ pub(crate) type PairLevel = (Arc<str>, Arc<str>, AccessLevel);
 const FEED_BATCH: usize = 1024;
 /// How often a read of an owner's rights or a user's profile is made again when other installs
 /// overtake it.
-pub(super) const RIGHTS_READ_ATTEMPTS: usize = 4;
+pub(super) const READ_ATTEMPTS: usize = 4;
 
 /// Applies the feed's changes until the gateway or the feed goes away. Notices that queued up
 /// meanwhile are taken together and each distinct one is applied once: applying re-reads the
@@ -92,30 +93,17 @@ impl Gateway {
         // A new password or the removal ended the user's logins in the store: here too.
         let live = self.store.login_ids(uri).await?;
         self.tickets.keep_logins(uri, &live);
-        for _ in 0..RIGHTS_READ_ATTEMPTS {
-            // A read that began before another install (the backplane's mark of a later change
-            // read first, say) must not put back what that install replaced.
-            let seen = self.directory.profile_stamp(uri);
-            let Some(record) = self.store.user(uri).await? else {
+        match self.show_stored_profile(uri, true).await? {
+            StoredProfile::Absent => {
                 // Checked under every gate: `Gateway::user_known` may be making the user live.
                 let _gate = self.gates.everyone().await;
                 if self.directory.profile(uri).is_some() {
                     self.forget_user(uri);
                 }
-                return Ok(());
-            };
-            let known = self.directory.profile(uri);
-            if known.as_deref() == Some(&record.profile) {
-                return Ok(());
             }
-            if self.show_read_profile(seen, record.profile) {
-                if known.is_none() {
-                    self.subscribers_of_new_user(uri).await;
-                }
-                return Ok(());
-            }
+            StoredProfile::Shown { new: true } => self.subscribers_of_new_user(uri).await,
+            StoredProfile::Shown { new: false } | StoredProfile::Held => {}
         }
-        tracing::warn!(uri, "a user's profile kept changing while it was read; the next notice brings it");
         Ok(())
     }
 
@@ -178,7 +166,7 @@ impl Gateway {
     /// so it is not installed but made again — the entries this node holds only ever move forward
     /// in the store's history (docs/architecture.md §5, "Rights on several nodes").
     pub(crate) async fn read_rights(&self, owner: &str) -> StoreResult<()> {
-        for _ in 0..RIGHTS_READ_ATTEMPTS {
+        for _ in 0..READ_ATTEMPTS {
             let seen = self.directory.rights_stamp(owner);
             let stored = self.store.rights_of(owner).await?;
             let touched = changed_levels(&self.directory.rights_of(owner), &stored);
@@ -205,7 +193,7 @@ impl Gateway {
     /// watcher whose level on anyone changed gets fresh snapshots. Needs no gate, as
     /// [`Gateway::read_rights`].
     pub(crate) async fn read_global_rights(&self) -> StoreResult<()> {
-        for _ in 0..RIGHTS_READ_ATTEMPTS {
+        for _ in 0..READ_ATTEMPTS {
             let seen = self.directory.global_stamp();
             let stored = self.store.global_rights().await?;
             if changed_levels(&self.directory.global_rights(), &stored).is_empty() {

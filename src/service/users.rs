@@ -10,6 +10,17 @@ use crate::model::presentity::PresenceView;
 use crate::store::UserRecord;
 use std::sync::Arc;
 
+/// What [`Gateway::show_stored_profile`] found.
+pub(crate) enum StoredProfile {
+    /// No such user in the store.
+    Absent,
+    /// Nothing to show: the profile held is the store's (or the user is not held and was not
+    /// to be made so), or reads kept being overtaken and the next notice brings it.
+    Held,
+    /// Shown; `new` when the user was not held before.
+    Shown { new: bool },
+}
+
 impl Gateway {
     /// Stores a user (a `None` hash keeps the password) and makes the profile live; watchers see
     /// the new contact card at once. Runs to its end even if the request is abandoned.
@@ -133,22 +144,29 @@ impl Gateway {
     }
 
     /// Reads a known user's profile from the store again and shows it if it changed (a removed
-    /// or new user is the store feed's to apply). A read that began before another install of
-    /// the profile is made again (docs/architecture.md §5, "Rights on several nodes").
+    /// or new user is the store feed's to apply).
     pub(crate) async fn read_profile(&self, uri: &str) -> crate::store::StoreResult<()> {
-        for _ in 0..super::sync::RIGHTS_READ_ATTEMPTS {
+        self.show_stored_profile(uri, false).await.map(drop)
+    }
+
+    /// Reads `uri`'s profile from the store and shows it if it differs from the one held (a user
+    /// not held only when `new_users`). A read that began before another install of the profile
+    /// is made again, so an older read never puts back what a later one replaced
+    /// (docs/architecture.md §5, "Rights on several nodes").
+    pub(crate) async fn show_stored_profile(&self, uri: &str, new_users: bool) -> crate::store::StoreResult<StoredProfile> {
+        for _ in 0..super::sync::READ_ATTEMPTS {
             let seen = self.directory.profile_stamp(uri);
-            let Some(record) = self.store.user(uri).await? else { return Ok(()) };
+            let Some(record) = self.store.user(uri).await? else { return Ok(StoredProfile::Absent) };
             let known = self.directory.profile(uri);
-            if known.as_deref().is_none_or(|profile| *profile == record.profile) {
-                return Ok(());
+            if known.as_deref() == Some(&record.profile) || (known.is_none() && !new_users) {
+                return Ok(StoredProfile::Held);
             }
             if self.show_read_profile(seen, record.profile) {
-                return Ok(());
+                return Ok(StoredProfile::Shown { new: known.is_none() });
             }
         }
         tracing::warn!(uri, "a user's profile kept changing while it was read; the next notice brings it");
-        Ok(())
+        Ok(StoredProfile::Held)
     }
 
     /// Each presentity `watcher`'s sessions watch, paired with the watcher.
